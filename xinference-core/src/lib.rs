@@ -1,0 +1,44 @@
+//! xinference-core: the library behind xinference-rs.
+//!
+//! A model registry (built-in and custom specs), model file resolution and download, a runtime
+//! that runs each launched model on its own worker threads, one module per capability, the wire
+//! types, and the [`Client`] that drives it all in process or over HTTP.
+
+pub mod client;
+pub mod embedding;
+mod error;
+pub mod hub;
+pub mod protocol;
+pub mod registry;
+pub mod runtime;
+
+pub use client::{Client, EmbeddingModel, ModelHandle, RemoteClient};
+pub use error::{Error, ErrorKind, Result};
+pub use protocol::openai::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
+pub use protocol::xinference::{InstanceInfo, InstanceStatus, LaunchRequest, ModelDescription};
+pub use registry::{ModelFamily, ModelType, Registry};
+pub use runtime::{Runtime, RuntimeConfig};
+
+/// The SIMD features this build was compiled with (candle picks kernels at compile time).
+pub fn simd_features() -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if cfg!(target_feature = "avx") {
+        f.push("avx");
+    }
+    if cfg!(target_feature = "avx2") {
+        f.push("avx2");
+    }
+    if cfg!(target_feature = "fma") {
+        f.push("fma");
+    }
+    if cfg!(target_feature = "f16c") {
+        f.push("f16c");
+    }
+    if cfg!(target_feature = "avx512f") {
+        f.push("avx512f");
+    }
+    if cfg!(target_feature = "neon") {
+        f.push("neon");
+    }
+    f
+}
