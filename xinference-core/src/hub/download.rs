@@ -1,0 +1,196 @@
+//! Downloads from the Hugging Face hub through `hf-hub`'s blocking API. hf-hub writes each file
+//! to `<blob>.incomplete`, resumes it with a `Range` request after a broken connection, and
+//! renames it only when complete; we also check the final size against the hub's.
+
+use super::LaunchProgress;
+use crate::registry::ModelSpec;
+use crate::{Error, Result};
+use hf_hub::api::sync::{Api, ApiBuilder, ApiRepo};
+use hf_hub::{Repo, RepoType};
+use std::path::{Path, PathBuf};
+
+/// Fetches the files of `spec` into `$XINFERENCE_HOME/huggingface`, returning
+/// `(path inside the repository, local path)` pairs.
+pub fn fetch(
+    home: &Path,
+    spec: &ModelSpec,
+    progress: &LaunchProgress,
+) -> Result<Vec<(String, PathBuf)>> {
+    let api = api(home)?;
+    let repo = match &spec.model_revision {
+        Some(rev) => Repo::with_revision(spec.model_id.clone(), RepoType::Model, rev.clone()),
+        None => Repo::new(spec.model_id.clone(), RepoType::Model),
+    };
+    let repo = api.repo(repo);
+    let names = match &spec.model_file_name {
+        Some(file) => vec![file.clone()],
+        None => {
+            let info = repo
+                .info()
+                .map_err(|e| hub_error(&spec.model_id, "list the files of", e))?;
+            select_files(info.siblings.iter().map(|s| s.rfilename.as_str()))
+        }
+    };
+    if names.is_empty() {
+        return Err(Error::bad_request(format!(
+            "Repository {} has no model files this build can load",
+            spec.model_id
+        )));
+    }
+    progress.expect_files(names.len());
+    names
+        .into_iter()
+        .map(|name| {
+            let path = fetch_one(&repo, &name, progress)
+                .map_err(|e| e.context(format!("downloading {name} from {}", spec.model_id)))?;
+            Ok((name, path))
+        })
+        .collect()
+}
+
+fn api(home: &Path) -> Result<Api> {
+    let mut builder = ApiBuilder::from_env()
+        .with_cache_dir(home.join("huggingface"))
+        .with_progress(false)
+        .with_retries(5);
+    if let Ok(token) = std::env::var("HF_TOKEN") {
+        builder = builder.with_token(Some(token));
+    }
+    builder
+        .build()
+        .map_err(|e| Error::internal(format!("cannot set up the hub client: {e}")))
+}
+
+fn fetch_one(repo: &ApiRepo, name: &str, progress: &LaunchProgress) -> Result<PathBuf> {
+    let reporter = Reporter {
+        progress: progress.clone(),
+        name: name.to_owned(),
+        total: 0,
+    };
+    let expected = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let path = repo
+        .download_with_progress(
+            name,
+            SizeRecorder {
+                inner: reporter,
+                size: expected.clone(),
+            },
+        )
+        .map_err(|e| hub_error(name, "download", e))?;
+    let size = std::fs::metadata(&path)?.len();
+    let expected = expected.load(std::sync::atomic::Ordering::SeqCst);
+    if expected != 0 && size != expected {
+        // Never leave a short file where a later launch would trust it.
+        let real = std::fs::canonicalize(&path).unwrap_or(path.clone());
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&real);
+        return Err(Error::internal(format!(
+            "{name} arrived with {size} bytes, the hub announced {expected}"
+        )));
+    }
+    progress.finish_file(name, size);
+    Ok(path)
+}
+
+fn hub_error(what: &str, action: &str, e: hf_hub::api::sync::ApiError) -> Error {
+    let text = e.to_string();
+    if text.contains("404") {
+        Error::bad_request(format!(
+            "cannot {action} {what}: not found on the hub ({text})"
+        ))
+    } else {
+        Error::internal(format!("cannot {action} {what}: {text}"))
+    }
+}
+
+/// Chooses which repository files a launch needs: configuration, tokenizer and weights;
+/// safetensors when present (then no `.bin`), never ONNX/OpenVINO exports or docs.
+pub fn select_files<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let names: Vec<&str> = names.collect();
+    let has_safetensors = names.iter().any(|n| n.ends_with(".safetensors"));
+    let mut out: Vec<String> = names
+        .into_iter()
+        .filter(|n| {
+            let lower = n.to_ascii_lowercase();
+            let hidden = n.split('/').any(|part| part.starts_with('.'));
+            let export = [
+                "onnx/",
+                "openvino/",
+                "coreml/",
+                "tf_model",
+                "flax_model",
+                "rust_model",
+            ]
+            .iter()
+            .any(|p| lower.contains(p));
+            let ext = lower.rsplit('.').next().unwrap_or("");
+            let wanted = match ext {
+                "json" | "txt" | "model" | "tiktoken" | "jinja" | "safetensors" => true,
+                "bin" | "pt" | "pth" => !has_safetensors && !lower.contains("training_args"),
+                _ => false,
+            };
+            wanted && !hidden && !export
+        })
+        .map(str::to_owned)
+        .collect();
+    out.sort();
+    out
+}
+
+struct Reporter {
+    progress: LaunchProgress,
+    name: String,
+    total: u64,
+}
+
+/// Records the size the hub announced, and forwards progress.
+struct SizeRecorder {
+    inner: Reporter,
+    size: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl hf_hub::api::Progress for SizeRecorder {
+    fn init(&mut self, size: usize, _filename: &str) {
+        self.size
+            .store(size as u64, std::sync::atomic::Ordering::SeqCst);
+        self.inner.total = size as u64;
+        self.inner
+            .progress
+            .start_file(&self.inner.name, self.inner.total);
+    }
+    fn update(&mut self, size: usize) {
+        self.inner.progress.add_bytes(&self.inner.name, size as u64);
+    }
+    fn finish(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_files;
+
+    #[test]
+    fn picks_config_tokenizer_and_safetensors_only() {
+        let files = [
+            ".gitattributes",
+            "README.md",
+            "config.json",
+            "model.safetensors",
+            "pytorch_model.bin",
+            "onnx/model.onnx",
+            "1_Pooling/config.json",
+            "tokenizer.json",
+            "vocab.txt",
+            "openvino/openvino_model.xml",
+        ];
+        assert_eq!(
+            select_files(files.into_iter()),
+            [
+                "1_Pooling/config.json",
+                "config.json",
+                "model.safetensors",
+                "tokenizer.json",
+                "vocab.txt"
+            ]
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Launch progress: which stage a launch is in and how many bytes of each file have arrived.
+
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+
+/// The stage of a launch, as `/v1/models/{uid}/progress` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Waiting to start.
+    Pending,
+    /// Fetching files from the hub.
+    Downloading,
+    /// Reading weights into memory.
+    Loading,
+    /// Serving.
+    Ready,
+    /// The launch failed.
+    Error,
+}
+
+/// Bytes done and total of one file being downloaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileProgress {
+    /// Path of the file inside its repository.
+    pub file_name: String,
+    /// Bytes on disk so far.
+    pub downloaded_bytes: u64,
+    /// Size of the file, when known.
+    pub total_bytes: u64,
+    /// Finished and verified.
+    pub done: bool,
+}
+
+/// A snapshot of a launch's progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressSnapshot {
+    /// 0.0 to 1.0.
+    pub progress: f64,
+    /// What the launch is doing.
+    pub stage: Stage,
+    /// Per-file download state.
+    pub download_files: Vec<FileProgress>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    stage: Stage,
+    files_expected: usize,
+    files: Vec<FileProgress>,
+}
+
+/// Shared, thread-safe launch progress, written by the loader thread and read by the API.
+#[derive(Debug, Clone)]
+pub struct LaunchProgress(Arc<Mutex<Inner>>);
+
+impl Default for LaunchProgress {
+    fn default() -> Self {
+        LaunchProgress(Arc::new(Mutex::new(Inner {
+            stage: Stage::Pending,
+            files_expected: 0,
+            files: Vec::new(),
+        })))
+    }
+}
+
+impl LaunchProgress {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+    /// Moves to `stage`.
+    pub fn set_stage(&self, stage: Stage) {
+        self.with(|i| i.stage = stage);
+    }
+    /// Declares how many files the download will fetch (for the overall fraction).
+    pub fn expect_files(&self, n: usize) {
+        self.with(|i| i.files_expected = n);
+    }
+    /// Starts (or restarts, when resuming) a file of `total` bytes.
+    pub fn start_file(&self, name: &str, total: u64) {
+        self.with(|i| match i.files.iter_mut().find(|f| f.file_name == name) {
+            Some(f) => {
+                f.total_bytes = total;
+                f.downloaded_bytes = 0;
+            }
+            None => i.files.push(FileProgress {
+                file_name: name.to_owned(),
+                downloaded_bytes: 0,
+                total_bytes: total,
+                done: false,
+            }),
+        });
+    }
+    /// Adds `bytes` to a file's count.
+    pub fn add_bytes(&self, name: &str, bytes: u64) {
+        self.with(|i| {
+            if let Some(f) = i.files.iter_mut().find(|f| f.file_name == name) {
+                f.downloaded_bytes += bytes;
+            }
+        });
+    }
+    /// Marks a file complete (also used for files found in the cache).
+    pub fn finish_file(&self, name: &str, size: u64) {
+        self.with(|i| match i.files.iter_mut().find(|f| f.file_name == name) {
+            Some(f) => {
+                f.downloaded_bytes = size;
+                f.total_bytes = size;
+                f.done = true;
+            }
+            None => i.files.push(FileProgress {
+                file_name: name.to_owned(),
+                downloaded_bytes: size,
+                total_bytes: size,
+                done: true,
+            }),
+        });
+    }
+    /// The current state. Downloading covers 0.0..0.9 of the bar, loading 0.9..1.0.
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        self.with(|i| {
+            let n = i.files_expected.max(i.files.len()).max(1) as f64;
+            let download: f64 = i
+                .files
+                .iter()
+                .map(|f| {
+                    if f.done {
+                        1.0
+                    } else if f.total_bytes > 0 {
+                        f.downloaded_bytes as f64 / f.total_bytes as f64
+                    } else {
+                        0.0
+                    }
+                })
+                .sum::<f64>()
+                / n;
+            let progress = match i.stage {
+                Stage::Pending => 0.0,
+                Stage::Downloading => 0.9 * download.min(1.0),
+                Stage::Loading => 0.9,
+                Stage::Ready => 1.0,
+                Stage::Error => 0.0,
+            };
+            ProgressSnapshot {
+                progress,
+                stage: i.stage,
+                download_files: i.files.clone(),
+            }
+        })
+    }
+}
