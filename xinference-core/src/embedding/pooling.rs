@@ -1,0 +1,158 @@
+//! Pooling and normalisation as sentence-transformers declares them: `modules.json` lists the
+//! modules (a `Normalize` module may be declared with no folder of its own) and
+//! `1_Pooling/config.json` names the pooling mode.
+
+use crate::Result;
+use candle_core::{DType, Tensor, D};
+use serde_json::Value;
+use std::path::Path;
+
+/// How token vectors become one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The first token's vector (BGE, GTE).
+    Cls,
+    /// The mask-weighted mean (MiniLM, E5).
+    Mean,
+    /// The element-wise maximum over real tokens.
+    Max,
+    /// The last real token (decoder-based embedders).
+    LastToken,
+}
+
+/// Pooling mode and whether vectors are L2-normalised afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolingConfig {
+    /// The pooling mode.
+    pub pooling: Pooling,
+    /// L2-normalise the pooled vector.
+    pub normalize: bool,
+}
+
+impl PoolingConfig {
+    /// Reads the sentence-transformers files in `dir`. Without them: mean pooling, no
+    /// normalisation (what sentence-transformers does for a plain transformers folder).
+    pub fn from_dir(dir: &Path) -> Self {
+        let modules: Vec<Value> = std::fs::read_to_string(dir.join("modules.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let module_of = |kind: &str| {
+            modules.iter().find(|m| {
+                m["type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(&format!(".{kind}")) || t == kind)
+            })
+        };
+        let normalize = module_of("Normalize").is_some();
+        let pooling_dir = module_of("Pooling")
+            .and_then(|m| m["path"].as_str())
+            .unwrap_or("1_Pooling");
+        let pooling = std::fs::read_to_string(dir.join(pooling_dir).join("config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .map(|c| {
+                let on = |k: &str| c[k].as_bool().unwrap_or(false);
+                if on("pooling_mode_cls_token") {
+                    Pooling::Cls
+                } else if on("pooling_mode_max_tokens") {
+                    Pooling::Max
+                } else if on("pooling_mode_lasttoken") {
+                    Pooling::LastToken
+                } else {
+                    Pooling::Mean
+                }
+            })
+            .unwrap_or(Pooling::Mean);
+        PoolingConfig { pooling, normalize }
+    }
+
+    /// Pools `hidden` `[batch, seq, dim]` under `mask` `[batch, seq]` (1 for real tokens,
+    /// right-padded) into `[batch, dim]`, normalising when configured.
+    pub fn apply(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?; // [b, s, 1]
+        let pooled = match self.pooling {
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Mean => {
+                let summed = hidden.broadcast_mul(&mask_f)?.sum(1)?;
+                let counts = mask_f.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+                summed.broadcast_div(&counts)?
+            }
+            Pooling::Max => {
+                // Padding positions get a very negative value so they never win.
+                let penalty = ((mask_f.ones_like()? - &mask_f)? * -1e9f64)?;
+                hidden.broadcast_add(&penalty)?.max(1)?
+            }
+            Pooling::LastToken => {
+                let lengths: Vec<u32> = mask.to_dtype(DType::U32)?.sum(1)?.to_vec1()?;
+                let rows = lengths
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &len)| hidden.get(i)?.get(len.saturating_sub(1) as usize))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::stack(&rows, 0)?
+            }
+        };
+        if self.normalize {
+            let norm = pooled
+                .sqr()?
+                .sum_keepdim(1)?
+                .sqrt()?
+                .clamp(1e-12f32, f32::MAX)?;
+            Ok(pooled.broadcast_div(&norm)?)
+        } else {
+            Ok(pooled)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn hidden() -> (Tensor, Tensor) {
+        // Two sequences of three tokens, dim 2; the second has one padding token.
+        let h = Tensor::new(
+            &[
+                [[1f32, 2.], [3., 4.], [5., 6.]],
+                [[1., 0.], [3., 0.], [100., 100.]],
+            ],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let m = Tensor::new(&[[1u32, 1, 1], [1, 1, 0]], &Device::Cpu).unwrap();
+        (h, m)
+    }
+
+    #[test]
+    fn mean_pooling_ignores_padding() {
+        let (h, m) = hidden();
+        let cfg = PoolingConfig {
+            pooling: Pooling::Mean,
+            normalize: false,
+        };
+        let out: Vec<Vec<f32>> = cfg.apply(&h, &m).unwrap().to_vec2().unwrap();
+        assert_eq!(out, vec![vec![3., 4.], vec![2., 0.]]);
+    }
+
+    #[test]
+    fn cls_max_last_and_normalize() {
+        let (h, m) = hidden();
+        let pool = |pooling, normalize| -> Vec<Vec<f32>> {
+            PoolingConfig { pooling, normalize }
+                .apply(&h, &m)
+                .unwrap()
+                .to_vec2()
+                .unwrap()
+        };
+        assert_eq!(pool(Pooling::Cls, false), vec![vec![1., 2.], vec![1., 0.]]);
+        assert_eq!(pool(Pooling::Max, false), vec![vec![5., 6.], vec![3., 0.]]);
+        assert_eq!(
+            pool(Pooling::LastToken, false),
+            vec![vec![5., 6.], vec![3., 0.]]
+        );
+        let n = pool(Pooling::Cls, true);
+        assert!((n[0][0] - 1. / 5f32.sqrt()).abs() < 1e-6 && (n[1][0] - 1.).abs() < 1e-6);
+    }
+}
