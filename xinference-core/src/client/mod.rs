@@ -1,0 +1,275 @@
+//! The `Client`: one API for an in-process runtime and for a running server over HTTP.
+//!
+//! ```no_run
+//! # async fn demo() -> xinference_core::Result<()> {
+//! use xinference_core::{Client, LaunchRequest, ModelType};
+//! let client = Client::local_from_env()?;
+//! let uid = client
+//!     .launch_model(LaunchRequest::new("all-MiniLM-L6-v2").model_type(ModelType::Embedding))
+//!     .await?;
+//! let model = client.get_model(&uid).await?.into_embedding()?;
+//! let response = model.create_embedding("A man is eating food.").await?;
+//! println!("{} dimensions", response.data.len());
+//! # Ok(()) }
+//! ```
+
+mod handles;
+mod remote;
+
+pub use handles::{EmbeddingModel, ModelHandle};
+pub use remote::RemoteClient;
+
+use crate::hub::{list_cached, CacheEntry, ProgressSnapshot};
+use crate::protocol::xinference::{InstanceInfo, LaunchRequest, ModelDescription};
+use crate::registry::{engine_options, EngineOptions, ModelType, RegistrationSummary};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::{Error, Result};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where a client's calls go.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    /// The runtime in this process.
+    Local(Arc<Runtime>),
+    /// A server over HTTP.
+    Remote(RemoteClient),
+}
+
+/// The Xinference client: launch, list, describe and use models, in process or remotely.
+#[derive(Clone)]
+pub struct Client {
+    transport: Transport,
+}
+
+impl LaunchRequest {
+    /// A launch of `model_name` with every option left to its default.
+    pub fn new(model_name: impl Into<String>) -> Self {
+        LaunchRequest {
+            model_name: model_name.into(),
+            ..Default::default()
+        }
+    }
+    /// Sets the model type (default LLM).
+    pub fn model_type(mut self, t: ModelType) -> Self {
+        self.model_type = Some(t.as_str().to_owned());
+        self
+    }
+    /// Sets the engine (`llama.cpp`, `Transformers`, `sentence_transformers`, `candle`).
+    pub fn model_engine(mut self, engine: impl Into<String>) -> Self {
+        self.model_engine = Some(engine.into());
+        self
+    }
+    /// Sets the uid to serve the model under.
+    pub fn model_uid(mut self, uid: impl Into<String>) -> Self {
+        self.model_uid = Some(uid.into());
+        self
+    }
+    /// Sets the file format (`pytorch`, `ggufv2`).
+    pub fn model_format(mut self, format: impl Into<String>) -> Self {
+        self.model_format = Some(format.into());
+        self
+    }
+    /// Sets the size in billions (`"0_5"`, `"7"`).
+    pub fn model_size_in_billions(mut self, size: impl Into<String>) -> Self {
+        self.model_size_in_billions = Some(Value::String(size.into()));
+        self
+    }
+    /// Sets the quantization.
+    pub fn quantization(mut self, q: impl Into<String>) -> Self {
+        self.quantization = Some(q.into());
+        self
+    }
+    /// Loads from a local file or folder instead of the cache or hub.
+    pub fn model_path(mut self, path: impl Into<String>) -> Self {
+        self.model_path = Some(path.into());
+        self
+    }
+    /// Serves with `n` replicas.
+    pub fn replica(mut self, n: usize) -> Self {
+        self.replica = Some(n.into());
+        self
+    }
+    /// At most `n` requests in flight per replica.
+    pub fn request_limits(mut self, n: usize) -> Self {
+        self.request_limits = Some(n.into());
+        self
+    }
+}
+
+impl Client {
+    /// A client over a runtime in this process.
+    pub fn local(runtime: Arc<Runtime>) -> Self {
+        Client {
+            transport: Transport::Local(runtime),
+        }
+    }
+
+    /// A client over a new in-process runtime rooted at `$XINFERENCE_HOME` (default `~/.xinference`).
+    pub fn local_from_env() -> Result<Self> {
+        Ok(Self::local(Arc::new(Runtime::new(
+            RuntimeConfig::from_env(),
+        )?)))
+    }
+
+    /// A client of the server at `endpoint` (e.g. `http://127.0.0.1:9997`).
+    pub fn remote(endpoint: &str, api_key: Option<String>) -> Result<Self> {
+        Ok(Client {
+            transport: Transport::Remote(RemoteClient::new(endpoint, api_key)?),
+        })
+    }
+
+    /// The in-process runtime, when this client has one.
+    pub fn runtime(&self) -> Option<&Arc<Runtime>> {
+        match &self.transport {
+            Transport::Local(r) => Some(r),
+            Transport::Remote(_) => None,
+        }
+    }
+
+    /// Launches a model and waits until it serves; returns its uid.
+    pub async fn launch_model(&self, request: LaunchRequest) -> Result<String> {
+        self.launch_model_with(request, true).await
+    }
+
+    /// Launches a model; with `wait_ready` false returns at once (poll [`Client::launch_progress`]).
+    pub async fn launch_model_with(
+        &self,
+        request: LaunchRequest,
+        wait_ready: bool,
+    ) -> Result<String> {
+        match &self.transport {
+            Transport::Local(r) => r.launch_model(request, wait_ready).await,
+            Transport::Remote(c) => c.launch_model(&request, wait_ready).await,
+        }
+    }
+
+    /// Stops a model and frees its memory.
+    pub async fn terminate_model(&self, uid: &str) -> Result<()> {
+        match &self.transport {
+            Transport::Local(r) => r.terminate_model(uid).await,
+            Transport::Remote(c) => c.delete(&format!("/v1/models/{uid}")).await.map(drop),
+        }
+    }
+
+    /// Launched models by uid, with their descriptions.
+    pub async fn list_models(&self) -> Result<BTreeMap<String, ModelDescription>> {
+        match &self.transport {
+            Transport::Local(r) => Ok(r.list_models()),
+            Transport::Remote(c) => c.list_models().await,
+        }
+    }
+
+    /// The description of a launched model.
+    pub async fn describe_model(&self, uid: &str) -> Result<ModelDescription> {
+        match &self.transport {
+            Transport::Local(r) => r.describe_model(uid),
+            Transport::Remote(c) => c.get_as(&format!("/v1/models/{uid}")).await,
+        }
+    }
+
+    /// A handle to a launched model, exposing only the capabilities it has.
+    pub async fn get_model(&self, uid: &str) -> Result<ModelHandle> {
+        let description = self.describe_model(uid).await?;
+        ModelHandle::new(self.transport.clone(), uid, &description)
+    }
+
+    /// Status rows of launched models (optionally one name or uid).
+    pub async fn instance_info(
+        &self,
+        model_name: Option<&str>,
+        model_uid: Option<&str>,
+    ) -> Result<Vec<InstanceInfo>> {
+        match &self.transport {
+            Transport::Local(r) => Ok(r.instance_info(model_name, model_uid)),
+            Transport::Remote(c) => c.instance_info(model_name, model_uid).await,
+        }
+    }
+
+    /// Download and load progress of a launch.
+    pub async fn launch_progress(&self, uid: &str) -> Result<ProgressSnapshot> {
+        match &self.transport {
+            Transport::Local(r) => r.launch_progress(uid),
+            Transport::Remote(c) => c.get_as(&format!("/v1/models/{uid}/progress")).await,
+        }
+    }
+
+    /// Names of the registered families of a type (built-in and custom).
+    pub async fn list_model_registrations(
+        &self,
+        model_type: ModelType,
+    ) -> Result<Vec<RegistrationSummary>> {
+        match &self.transport {
+            Transport::Local(r) => Ok(r.registry().list(model_type)),
+            Transport::Remote(c) => c.list_model_registrations(model_type).await,
+        }
+    }
+
+    /// One family's full JSON.
+    pub async fn get_model_registration(&self, model_type: ModelType, name: &str) -> Result<Value> {
+        match &self.transport {
+            Transport::Local(r) => r
+                .registry()
+                .find(model_type, name)
+                .map(|f| f.json)
+                .ok_or_else(|| Error::bad_request(format!("Model {name} not found"))),
+            Transport::Remote(c) => {
+                c.get_as(&format!("/v1/model_registrations/{model_type}/{name}"))
+                    .await
+            }
+        }
+    }
+
+    /// Registers a custom family from its JSON; with `persist`, it survives restarts.
+    pub async fn register_model(
+        &self,
+        model_type: ModelType,
+        json: &str,
+        persist: bool,
+    ) -> Result<()> {
+        match &self.transport {
+            Transport::Local(r) => r.registry().register(model_type, json, persist).map(drop),
+            Transport::Remote(c) => c.register_model(model_type, json, persist).await,
+        }
+    }
+
+    /// Removes a custom family.
+    pub async fn unregister_model(&self, model_type: ModelType, name: &str) -> Result<()> {
+        match &self.transport {
+            Transport::Local(r) => r.registry().unregister(model_type, name),
+            Transport::Remote(c) => c
+                .delete(&format!("/v1/model_registrations/{model_type}/{name}"))
+                .await
+                .map(drop),
+        }
+    }
+
+    /// What can run a model: `{engine: [params]}` or `{engine: "why not"}`.
+    pub async fn query_engines(
+        &self,
+        model_name: &str,
+        model_type: Option<ModelType>,
+    ) -> Result<EngineOptions> {
+        match &self.transport {
+            Transport::Local(r) => {
+                let family = match model_type {
+                    Some(t) => r.registry().find(t, model_name),
+                    None => r.registry().find_any(model_name),
+                };
+                family
+                    .map(|f| engine_options(&f))
+                    .ok_or_else(|| Error::bad_request(format!("Model {model_name} not found")))
+            }
+            Transport::Remote(c) => c.query_engines(model_name, model_type).await,
+        }
+    }
+
+    /// Complete entries of the local model cache.
+    pub async fn list_cached_models(&self, model_name: Option<&str>) -> Result<Vec<CacheEntry>> {
+        match &self.transport {
+            Transport::Local(r) => Ok(list_cached(&r.config().home, model_name)),
+            Transport::Remote(c) => c.list_cached_models(model_name).await,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The same client calls over HTTP, against a running xinference-rs or Xinference server.
+
+use crate::hub::CacheEntry;
+use crate::protocol::xinference::{InstanceInfo, LaunchRequest, LaunchResponse, ModelDescription};
+use crate::registry::{EngineOptions, ModelType, RegistrationSummary};
+use crate::{Error, ErrorKind, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// An HTTP connection to a server.
+#[derive(Clone, Debug)]
+pub struct RemoteClient {
+    base: String,
+    http: reqwest::Client,
+    api_key: Option<String>,
+}
+
+impl RemoteClient {
+    /// A client of `endpoint` (`http://host:port`), sending `api_key` as a bearer token.
+    pub fn new(endpoint: &str, api_key: Option<String>) -> Result<Self> {
+        let base = endpoint.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::bad_request(format!(
+                "endpoint must start with http:// or https://, got {endpoint}"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| Error::internal(format!("cannot create an HTTP client: {e}")))?;
+        Ok(RemoteClient {
+            base,
+            http,
+            api_key,
+        })
+    }
+
+    /// The server's base URL.
+    pub fn endpoint(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let request = match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        };
+        let response = request.send().await.map_err(|e| {
+            Error::new(
+                ErrorKind::NotReady,
+                format!("cannot reach the server at {}: {e}", self.base),
+            )
+        })?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Error::internal(format!("reading the answer of {}: {e}", self.base)))?;
+        if (200..300).contains(&status) {
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).map_err(|e| {
+                Error::internal(format!("the server answered with invalid JSON: {e}"))
+            });
+        }
+        let detail = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| match v.get("detail") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => Some(other.to_string()),
+                None => None,
+            })
+            .unwrap_or(text);
+        Err(Error::new(ErrorKind::from_http_status(status), detail))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET `path` and decode the JSON answer.
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        decode(self.send(self.http.get(self.url(path))).await?)
+    }
+
+    /// POST `body` to `path` and decode the JSON answer.
+    pub async fn post_as<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        decode(self.send(self.http.post(self.url(path)).json(body)).await?)
+    }
+
+    /// DELETE `path`.
+    pub async fn delete(&self, path: &str) -> Result<Value> {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
+    pub(crate) async fn launch_model(
+        &self,
+        request: &LaunchRequest,
+        wait_ready: bool,
+    ) -> Result<String> {
+        let path = format!("/v1/models?wait_ready={wait_ready}");
+        let response: LaunchResponse = self.post_as(&path, request).await?;
+        Ok(response.model_uid)
+    }
+
+    pub(crate) async fn list_models(&self) -> Result<BTreeMap<String, ModelDescription>> {
+        let listing: Value = self.get_as("/v1/models").await?;
+        let mut out = BTreeMap::new();
+        for item in listing["data"].as_array().cloned().unwrap_or_default() {
+            if let Value::Object(mut map) = item {
+                let uid = map
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                for key in ["id", "object", "created", "owned_by"] {
+                    map.remove(key);
+                }
+                out.insert(uid, map);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn instance_info(
+        &self,
+        name: Option<&str>,
+        uid: Option<&str>,
+    ) -> Result<Vec<InstanceInfo>> {
+        let mut request = self.http.get(self.url("/v1/models/instances"));
+        if let Some(n) = name {
+            request = request.query(&[("model_name", n)]);
+        }
+        if let Some(u) = uid {
+            request = request.query(&[("model_uid", u)]);
+        }
+        decode(self.send(request).await?)
+    }
+
+    pub(crate) async fn list_model_registrations(
+        &self,
+        t: ModelType,
+    ) -> Result<Vec<RegistrationSummary>> {
+        let items: Vec<Value> = self.get_as(&format!("/v1/model_registrations/{t}")).await?;
+        Ok(items
+            .into_iter()
+            .map(|v| RegistrationSummary {
+                model_name: v["model_name"].as_str().unwrap_or_default().to_owned(),
+                is_builtin: v["is_builtin"].as_bool().unwrap_or(false),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn register_model(
+        &self,
+        t: ModelType,
+        json: &str,
+        persist: bool,
+    ) -> Result<()> {
+        let body = json!({"model": json, "persist": persist});
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/model_registrations/{t}")))
+                .json(&body),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub(crate) async fn query_engines(
+        &self,
+        name: &str,
+        t: Option<ModelType>,
+    ) -> Result<EngineOptions> {
+        let path = match t {
+            Some(t) => format!("/v1/engines/{t}/{name}"),
+            None => format!("/v1/engines/{name}"),
+        };
+        self.get_as(&path).await
+    }
+
+    pub(crate) async fn list_cached_models(&self, name: Option<&str>) -> Result<Vec<CacheEntry>> {
+        let mut request = self.http.get(self.url("/v1/cache/models"));
+        if let Some(n) = name {
+            request = request.query(&[("model_name", n)]);
+        }
+        let v = self.send(request).await?;
+        decode(v["list"].clone())
+    }
+}
+
+fn decode<T: DeserializeOwned>(v: Value) -> Result<T> {
+    serde_json::from_value(v)
+        .map_err(|e| Error::internal(format!("unexpected answer from the server: {e}")))
+}

@@ -1,0 +1,4 @@
+//! Wire types shared by the server and the remote client. Serde only, no logic.
+
+pub mod openai;
+pub mod xinference;

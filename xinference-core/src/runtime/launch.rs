@@ -1,0 +1,287 @@
+//! Launching: validate a [`LaunchRequest`] against the registry, then download and load on a
+//! loader thread while the caller optionally waits for the model to be ready.
+
+use super::{Instance, InstanceState, Loaded, Runtime, Worker};
+use crate::embedding::load_embedding_model;
+use crate::hub::{resolve_model_files, Stage};
+use crate::protocol::xinference::{InstanceStatus, LaunchRequest};
+use crate::registry::{resolve_engine, ModelType, Support};
+use crate::{Error, Result};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+impl Runtime {
+    /// Launches a model and returns its uid. With `wait_ready`, returns once the model serves
+    /// (or with the reason it failed); otherwise at once, while progress can be polled.
+    pub async fn launch_model(
+        self: &Arc<Self>,
+        request: LaunchRequest,
+        wait_ready: bool,
+    ) -> Result<String> {
+        let instance = self.prepare_launch(&request)?;
+        let uid = instance.uid.clone();
+        let mut status = instance.status_tx.subscribe();
+        let runtime = self.clone();
+        let model_path = request.model_path.clone().map(PathBuf::from);
+        std::thread::Builder::new()
+            .name(format!("launch-{uid}"))
+            .spawn(move || runtime.load(instance, model_path))
+            .map_err(|e| Error::internal(format!("cannot start the loader thread: {e}")))?;
+        if !wait_ready {
+            return Ok(uid);
+        }
+        loop {
+            let current = *status.borrow_and_update();
+            match current {
+                InstanceStatus::Ready => return Ok(uid),
+                InstanceStatus::Error => {
+                    let reason = self
+                        .instance(&uid)
+                        .ok()
+                        .and_then(|i| i.state.lock().expect("instance lock").error.clone())
+                        .unwrap_or_else(|| "unknown error".to_owned());
+                    return Err(Error::bad_request(format!(
+                        "Failed to launch model {uid}: {reason}"
+                    )));
+                }
+                InstanceStatus::Terminating | InstanceStatus::Terminated => {
+                    return Err(Error::new(
+                        crate::ErrorKind::Cancelled,
+                        format!("Launch of model {uid} was cancelled"),
+                    ))
+                }
+                _ => {}
+            }
+            if status.changed().await.is_err() {
+                return Err(Error::internal(format!(
+                    "launch of {uid} ended without a status"
+                )));
+            }
+        }
+    }
+
+    /// Checks the request and registers a new instance in the CREATING state.
+    fn prepare_launch(&self, request: &LaunchRequest) -> Result<Arc<Instance>> {
+        if request.model_name.is_empty() {
+            return Err(Error::bad_request(
+                "Invalid input. Please specify the model name",
+            ));
+        }
+        let model_type: ModelType = request.model_type.as_deref().unwrap_or("LLM").parse()?;
+        let size = request
+            .model_size_in_billions
+            .as_ref()
+            .map(size_text)
+            .transpose()?;
+        let not_found = || {
+            Error::bad_request(format!(
+                "Model not found, name: {}, format: {}, size: {}, quantization: {}",
+                request.model_name,
+                request.model_format.as_deref().unwrap_or("None"),
+                size.as_deref().unwrap_or("None"),
+                request.quantization.as_deref().unwrap_or("None"),
+            ))
+        };
+        let family = self
+            .registry
+            .find(model_type, &request.model_name)
+            .ok_or_else(not_found)?;
+        if model_type == ModelType::Llm && request.model_engine.is_none() {
+            return Err(Error::bad_request(
+                "Invalid input. Please specify the `model_engine` field.",
+            ));
+        }
+        let candidates = family.matching_specs(
+            request.model_format.as_deref(),
+            size.as_deref(),
+            request.quantization.as_deref(),
+        );
+        // Prefer a spec the requested engine can run (e.g. ggufv2 for `llama.cpp`).
+        let spec = candidates
+            .iter()
+            .find(|s| resolve_engine(&family, request.model_engine.as_deref(), s).is_ok())
+            .or(candidates.first())
+            .map(|s| (*s).clone())
+            .ok_or_else(not_found)?;
+        let engine = resolve_engine(&family, request.model_engine.as_deref(), &spec)?;
+        if let Support::NotYet(why) = crate::registry::support(&family, &spec) {
+            return Err(Error::bad_request(format!(
+                "Cannot launch {}: {why}",
+                family.name
+            )));
+        }
+        let replicas = parse_replica(request.replica.as_ref())?;
+        let request_limit = parse_request_limits(request.request_limits.as_ref())?;
+        check_n_gpu(request.n_gpu.as_ref())?;
+        if let Some(hub) = &request.download_hub {
+            if !matches!(hub.as_str(), "huggingface" | "auto") {
+                return Err(Error::bad_request(format!(
+                    "download_hub {hub} is not available in this build; use huggingface"
+                )));
+            }
+        }
+        let uid = request
+            .model_uid
+            .clone()
+            .unwrap_or_else(|| family.name.clone());
+        validate_uid(&uid)?;
+        let (status_tx, _) = watch::channel(InstanceStatus::Creating);
+        let instance = Arc::new(Instance {
+            uid: uid.clone(),
+            family,
+            spec,
+            engine,
+            replicas,
+            request_limit,
+            created_ts: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            progress: Default::default(),
+            state: Mutex::new(InstanceState {
+                status: InstanceStatus::Creating,
+                error: None,
+                loaded: None,
+            }),
+            status_tx,
+            next_replica: AtomicUsize::new(0),
+        });
+        let mut instances = self.instances.lock().expect("instances lock");
+        if let Some(existing) = instances.get(&uid) {
+            if existing.status() != InstanceStatus::Error {
+                return Err(Error::bad_request(format!(
+                    "Model is already in the model list, uid: {uid}"
+                )));
+            }
+        }
+        instances.insert(uid, instance.clone());
+        drop(instances);
+        Ok(instance)
+    }
+
+    /// Loader thread body: resolve files, load one model per replica, start the workers.
+    fn load(&self, instance: Arc<Instance>, model_path: Option<PathBuf>) {
+        instance.set_status(InstanceStatus::Loading, None);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.load_inner(&instance, model_path)
+        }))
+        .unwrap_or_else(|p| {
+            Err(Error::internal(format!(
+                "loader panicked: {}",
+                super::worker::panic_text(&p)
+            )))
+        });
+        match result {
+            Ok(loaded) => {
+                let mut state = instance.state.lock().expect("instance lock");
+                if state.status == InstanceStatus::Loading {
+                    state.loaded = Some(Arc::new(loaded));
+                    drop(state);
+                    instance.progress.set_stage(Stage::Ready);
+                    instance.set_status(InstanceStatus::Ready, None);
+                } else {
+                    // Terminated while loading: free what was loaded.
+                    drop(state);
+                    loaded.shutdown();
+                }
+            }
+            Err(e) => {
+                tracing::error!("launch of {} failed: {e}", instance.uid);
+                instance.progress.set_stage(Stage::Error);
+                instance.set_status(InstanceStatus::Error, Some(e.to_string()));
+            }
+        }
+    }
+
+    fn load_inner(&self, instance: &Instance, model_path: Option<PathBuf>) -> Result<Loaded> {
+        let files = resolve_model_files(
+            &self.config.home,
+            &instance.family,
+            &instance.spec,
+            model_path.as_deref(),
+            &instance.progress,
+        )?;
+        instance.progress.set_stage(Stage::Loading);
+        match instance.family.model_type {
+            ModelType::Embedding => {
+                let max_tokens = instance.family.max_tokens.map(|t| t as usize);
+                let workers = (0..instance.replicas)
+                    .map(|r| {
+                        let model = load_embedding_model(&files, max_tokens)?;
+                        Worker::spawn(
+                            &instance.replica_uid(r),
+                            model,
+                            self.config.queue_capacity,
+                            instance.request_limit,
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Loaded::Embedding(workers))
+            }
+            other => Err(Error::bad_request(format!(
+                "{other} models cannot be run by this build yet"
+            ))),
+        }
+    }
+}
+
+fn size_text(v: &Value) -> Result<String> {
+    match v {
+        Value::Number(n) => Ok(n.to_string()),
+        Value::String(s) => Ok(s.clone()),
+        other => Err(Error::bad_request(format!(
+            "model_size_in_billions must be a number or string, not {other}"
+        ))),
+    }
+}
+
+fn parse_replica(v: Option<&Value>) -> Result<usize> {
+    match v {
+        None => Ok(1),
+        Some(Value::Number(n)) if n.is_u64() && n.as_u64() >= Some(1) => {
+            Ok(n.as_u64().unwrap_or(1) as usize)
+        }
+        Some(other) => Err(Error::bad_request(format!(
+            "replica must be an integer >= 1, not {other}"
+        ))),
+    }
+}
+
+fn parse_request_limits(v: Option<&Value>) -> Result<Option<usize>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.is_u64() => Ok(n.as_u64().map(|n| n as usize)),
+        Some(other) => Err(Error::bad_request(format!(
+            "request_limits must be a non-negative integer or null, not {other}"
+        ))),
+    }
+}
+
+fn check_n_gpu(v: Option<&Value>) -> Result<()> {
+    match v {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s == "auto" || s == "none" => Ok(()),
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(()),
+        Some(other) => Err(Error::bad_request(format!(
+            "n_gpu {other} cannot be served: this build runs models on the CPU (use \"auto\" or null)"
+        ))),
+    }
+}
+
+fn validate_uid(uid: &str) -> Result<()> {
+    let ok = !uid.is_empty()
+        && uid.len() <= 200
+        && uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_request(format!(
+            "Invalid model_uid `{uid}`: use letters, digits, '.', '_' and '-' only"
+        )))
+    }
+}

@@ -1,0 +1,275 @@
+//! The model runtime: the table of launched models and their lifecycle. Each launched model
+//! gets loader work on its own thread and one [`Worker`] thread per replica; async callers
+//! await results and never run model compute themselves.
+
+mod describe;
+mod embed;
+mod launch;
+mod worker;
+
+pub use worker::Worker;
+
+use crate::embedding::Embed;
+use crate::hub::{LaunchProgress, ProgressSnapshot};
+use crate::protocol::xinference::{InstanceInfo, InstanceStatus, ModelDescription};
+use crate::registry::{ModelFamily, ModelSpec, Registry};
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// Settings of a runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// `$XINFERENCE_HOME`: custom registrations, cache, downloads.
+    pub home: PathBuf,
+    /// Requests that may wait in each replica's queue before callers get 429.
+    pub queue_capacity: usize,
+}
+
+impl RuntimeConfig {
+    /// Settings rooted at `home`, with default queue sizes.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        RuntimeConfig {
+            home: home.into(),
+            queue_capacity: 64,
+        }
+    }
+
+    /// Settings from the environment: `XINFERENCE_HOME`, default `~/.xinference`.
+    pub fn from_env() -> Self {
+        Self::new(default_home())
+    }
+}
+
+/// `$XINFERENCE_HOME`, or `~/.xinference`.
+pub fn default_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("XINFERENCE_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(home);
+    }
+    let user_home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    user_home.join(".xinference")
+}
+
+/// A loaded model's workers, one per replica, by capability.
+pub(crate) enum Loaded {
+    /// An embedding model.
+    Embedding(Vec<Worker<Box<dyn Embed>>>),
+}
+
+impl Loaded {
+    fn shutdown(&self) {
+        match self {
+            Loaded::Embedding(workers) => workers.iter().for_each(Worker::shutdown),
+        }
+    }
+}
+
+/// Mutable state of an instance.
+pub(crate) struct InstanceState {
+    pub status: InstanceStatus,
+    pub error: Option<String>,
+    pub loaded: Option<Arc<Loaded>>,
+}
+
+/// One launched model.
+pub struct Instance {
+    pub(crate) uid: String,
+    pub(crate) family: ModelFamily,
+    pub(crate) spec: ModelSpec,
+    pub(crate) engine: String,
+    pub(crate) replicas: usize,
+    pub(crate) request_limit: Option<usize>,
+    pub(crate) created_ts: u64,
+    pub(crate) progress: LaunchProgress,
+    pub(crate) state: Mutex<InstanceState>,
+    pub(crate) status_tx: watch::Sender<InstanceStatus>,
+    next_replica: AtomicUsize,
+}
+
+impl Instance {
+    pub(crate) fn status(&self) -> InstanceStatus {
+        self.state.lock().expect("instance lock").status
+    }
+
+    fn set_status(&self, status: InstanceStatus, error: Option<String>) {
+        let mut state = self.state.lock().expect("instance lock");
+        state.status = status;
+        if error.is_some() {
+            state.error = error;
+        }
+        drop(state);
+        self.status_tx.send_replace(status);
+    }
+
+    /// The loaded workers, or why there are none (503 while loading).
+    pub(crate) fn loaded(&self) -> Result<Arc<Loaded>> {
+        let state = self.state.lock().expect("instance lock");
+        match (&state.loaded, state.status) {
+            (Some(l), InstanceStatus::Ready) => Ok(l.clone()),
+            (_, InstanceStatus::Error) => Err(Error::bad_request(format!(
+                "Model {} failed to launch: {}",
+                self.uid,
+                state.error.as_deref().unwrap_or("unknown error")
+            ))),
+            _ => Err(Error::not_ready(format!(
+                "Model {} is not ready yet (it is still loading); retry later",
+                self.uid
+            ))),
+        }
+    }
+
+    /// Round-robin choice of a replica.
+    pub(crate) fn pick_replica(&self, count: usize) -> usize {
+        self.next_replica.fetch_add(1, Ordering::Relaxed) % count.max(1)
+    }
+
+    /// The replica uid Xinference reports (`<uid>-rep<N>`).
+    pub(crate) fn replica_uid(&self, index: usize) -> String {
+        format!("{}-rep{index}", self.uid)
+    }
+}
+
+/// The launched-models table. Share it behind an `Arc` (the in-process [`crate::Client`] does).
+pub struct Runtime {
+    config: RuntimeConfig,
+    registry: Arc<Registry>,
+    instances: Mutex<BTreeMap<String, Arc<Instance>>>,
+    started: Instant,
+}
+
+impl Runtime {
+    /// A runtime over `config.home`, loading the custom registrations persisted there.
+    pub fn new(config: RuntimeConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.home).map_err(|e| {
+            Error::internal(format!(
+                "cannot create XINFERENCE_HOME {}: {e}",
+                config.home.display()
+            ))
+        })?;
+        let registry = Arc::new(Registry::open(&config.home)?);
+        Ok(Runtime {
+            config,
+            registry,
+            instances: Mutex::new(BTreeMap::new()),
+            started: Instant::now(),
+        })
+    }
+
+    /// The model registry (built-in and custom families).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The runtime's settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Seconds since the runtime started.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    pub(crate) fn instance(&self, uid: &str) -> Result<Arc<Instance>> {
+        self.instances
+            .lock()
+            .expect("instances lock")
+            .get(uid)
+            .cloned()
+            .ok_or_else(|| {
+                Error::not_found(format!("Model not found in the model list, uid: {uid}"))
+            })
+    }
+
+    /// Descriptions of the launched models that are not in an error state, by uid.
+    pub fn list_models(&self) -> BTreeMap<String, ModelDescription> {
+        self.instances
+            .lock()
+            .expect("instances lock")
+            .iter()
+            .filter(|(_, i)| i.status() != InstanceStatus::Error)
+            .map(|(uid, i)| (uid.clone(), describe::describe(i)))
+            .collect()
+    }
+
+    /// The description of one launched model (404 when unknown).
+    pub fn describe_model(&self, uid: &str) -> Result<ModelDescription> {
+        Ok(describe::describe(&*self.instance(uid)?))
+    }
+
+    /// Status rows of every instance, optionally filtered by name and uid.
+    pub fn instance_info(
+        &self,
+        model_name: Option<&str>,
+        model_uid: Option<&str>,
+    ) -> Vec<InstanceInfo> {
+        self.instances
+            .lock()
+            .expect("instances lock")
+            .values()
+            .filter(|i| model_name.is_none_or(|n| i.family.name == n))
+            .filter(|i| model_uid.is_none_or(|u| i.uid == u))
+            .map(|i| {
+                let state = i.state.lock().expect("instance lock");
+                InstanceInfo {
+                    model_name: i.family.name.clone(),
+                    model_uid: i.uid.clone(),
+                    model_version: crate::hub::cache_name(&i.family, &i.spec),
+                    model_ability: i.family.abilities.clone(),
+                    replica: i.replicas,
+                    status: state.status,
+                    instance_created_ts: i.created_ts,
+                    n_worker: 1,
+                    error: state.error.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Launch progress of a model (404 when unknown).
+    pub fn launch_progress(&self, uid: &str) -> Result<ProgressSnapshot> {
+        Ok(self.instance(uid)?.progress.snapshot())
+    }
+
+    /// Stops a model and frees its memory: its workers finish what they are running and exit
+    /// before this returns. An unknown uid is a 400, as in Xinference.
+    pub async fn terminate_model(&self, uid: &str) -> Result<()> {
+        let instance = self
+            .instances
+            .lock()
+            .expect("instances lock")
+            .remove(uid)
+            .ok_or_else(|| {
+                Error::bad_request(format!("Model not found in the model list, uid: {uid}"))
+            })?;
+        instance.set_status(InstanceStatus::Terminating, None);
+        let loaded = instance.state.lock().expect("instance lock").loaded.take();
+        if let Some(loaded) = loaded {
+            tokio::task::spawn_blocking(move || loaded.shutdown())
+                .await
+                .map_err(|e| Error::internal(format!("terminate failed: {e}")))?;
+        }
+        instance.set_status(InstanceStatus::Terminated, None);
+        Ok(())
+    }
+
+    /// Terminates every model (used at shutdown).
+    pub async fn terminate_all(&self) {
+        let uids: Vec<String> = self
+            .instances
+            .lock()
+            .expect("instances lock")
+            .keys()
+            .cloned()
+            .collect();
+        for uid in uids {
+            let _ = self.terminate_model(&uid).await;
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! A model worker: one OS thread that owns a loaded model and serves jobs from a bounded queue.
+//! Async callers get their answer through a oneshot channel; a caller that went away before its
+//! job started (an HTTP client that disconnected) is skipped, so its work is freed.
+
+use crate::{Error, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+type Job<M> = Box<dyn FnOnce(&mut M) + Send>;
+
+/// A thread owning a model of type `M`, fed by a bounded queue.
+pub struct Worker<M: Send + 'static> {
+    name: String,
+    sender: Mutex<Option<SyncSender<Job<M>>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    in_flight: Arc<AtomicUsize>,
+    request_limit: Option<usize>,
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<M: Send + 'static> Worker<M> {
+    /// Starts a worker thread named `name` that owns `model`. At most `queue_capacity` jobs wait;
+    /// with `request_limit`, at most that many requests are queued or running at once.
+    pub fn spawn(
+        name: &str,
+        model: M,
+        queue_capacity: usize,
+        request_limit: Option<usize>,
+    ) -> Result<Self> {
+        let (sender, receiver) = sync_channel::<Job<M>>(queue_capacity.max(1));
+        let thread = std::thread::Builder::new()
+            .name(format!("model-{name}"))
+            .spawn(move || {
+                let mut model = model;
+                while let Ok(job) = receiver.recv() {
+                    job(&mut model);
+                }
+                // The model is dropped here, on its own thread, freeing its memory.
+            })
+            .map_err(|e| Error::internal(format!("cannot start a worker thread: {e}")))?;
+        Ok(Worker {
+            name: name.to_owned(),
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            request_limit,
+        })
+    }
+
+    /// Runs `f` on the worker thread and awaits its result. A full queue or a reached
+    /// `request_limits` is an immediate 429; a stopped worker is a 503.
+    pub async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut M) -> Result<R> + Send + 'static,
+    {
+        let previous = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.in_flight.clone());
+        if let Some(limit) = self.request_limit {
+            if previous >= limit {
+                return Err(Error::overloaded(format!(
+                    "Rate limit reached for the model. Request limit {limit} for the model: {}",
+                    self.name
+                )));
+            }
+        }
+        let (tx, rx) = oneshot::channel::<Result<R>>();
+        let job: Job<M> = Box::new(move |model: &mut M| {
+            if tx.is_closed() {
+                return; // The caller is gone: do not spend compute on it.
+            }
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(model)))
+                .unwrap_or_else(|panic| {
+                    Err(Error::internal(format!(
+                        "model panicked: {}",
+                        panic_text(&panic)
+                    )))
+                });
+            let _ = tx.send(result);
+        });
+        {
+            let sender = self.sender.lock().expect("worker lock");
+            let sender = sender
+                .as_ref()
+                .ok_or_else(|| Error::not_ready(format!("model {} is terminating", self.name)))?;
+            match sender.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    return Err(Error::overloaded(format!(
+                        "the queue of model {} is full; retry later",
+                        self.name
+                    )))
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(Error::not_ready(format!("model {} has stopped", self.name)))
+                }
+            }
+        }
+        let result = rx.await.map_err(|_| {
+            Error::internal(format!(
+                "model {} stopped while serving the request",
+                self.name
+            ))
+        })?;
+        drop(guard);
+        result
+    }
+
+    /// Closes the queue, lets queued jobs finish, and waits for the thread to exit, so that
+    /// the model's memory is freed when this returns. Blocking: call off the async executor.
+    pub fn shutdown(&self) {
+        self.sender.lock().expect("worker lock").take();
+        if let Some(thread) = self.thread.lock().expect("worker lock").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl<M: Send + 'static> Drop for Worker<M> {
+    fn drop(&mut self) {
+        self.sender.lock().map(|mut s| s.take()).ok();
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serves_jobs_in_order_on_its_own_thread() {
+        let w = Worker::spawn("t", 0u32, 4, None).unwrap();
+        let main = std::thread::current().id();
+        let r = w
+            .call(move |m: &mut u32| {
+                *m += 1;
+                Ok((*m, std::thread::current().id() != main))
+            })
+            .await
+            .unwrap();
+        assert_eq!(r, (1, true));
+        w.shutdown();
+        let e = w.call(|_m: &mut u32| Ok(())).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::NotReady);
+    }
+
+    #[tokio::test]
+    async fn request_limit_zero_is_429() {
+        let w = Worker::spawn("t", (), 4, Some(0)).unwrap();
+        let e = w.call(|_m: &mut ()| Ok(())).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Overloaded);
+        assert!(e.message().contains("Rate limit reached"));
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_429_and_panics_are_errors() {
+        let w = Arc::new(Worker::spawn("t", (), 1, None).unwrap());
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        // One job running (blocked), one queued: the third is refused.
+        let mut running = Vec::new();
+        for _ in 0..2 {
+            let w = w.clone();
+            let rx = release_rx.clone();
+            running.push(tokio::spawn(async move {
+                w.call(move |_m: &mut ()| {
+                    rx.lock().unwrap().recv().ok();
+                    Ok(())
+                })
+                .await
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let e = w.call(|_m: &mut ()| Ok(())).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Overloaded);
+        release_tx.send(()).unwrap();
+        release_tx.send(()).unwrap();
+        for r in running {
+            r.await.unwrap().unwrap();
+        }
+        let e = w
+            .call(|_m: &mut ()| -> Result<()> { panic!("boom") })
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("boom"));
+        // The worker survives a panicking job.
+        w.call(|_m: &mut ()| Ok(())).await.unwrap();
+    }
+}
