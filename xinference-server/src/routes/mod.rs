@@ -1,0 +1,90 @@
+//! The route table. One module per area, each handler a few lines.
+
+mod admin;
+mod embeddings;
+mod models;
+mod registrations;
+
+use crate::error::ApiError;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+use tower_http::cors::CorsLayer;
+use xinference_core::{Error, Runtime};
+
+/// Largest request body accepted (larger ones are a 413).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Shared state of every handler.
+pub type AppState = Arc<Runtime>;
+
+/// Every (method, path) served, as the OpenAPI description lists them.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/status"),
+    ("get", "/v1/cluster/auth"),
+    ("get", "/v1/models"),
+    ("post", "/v1/models"),
+    ("get", "/v1/models/instances"),
+    ("get", "/v1/models/{model_uid}"),
+    ("delete", "/v1/models/{model_uid}"),
+    ("get", "/v1/models/{model_uid}/progress"),
+    ("get", "/v1/model_registrations/{model_type}"),
+    ("post", "/v1/model_registrations/{model_type}"),
+    ("get", "/v1/model_registrations/{model_type}/{model_name}"),
+    (
+        "delete",
+        "/v1/model_registrations/{model_type}/{model_name}",
+    ),
+    ("get", "/v1/engines/{model_name}"),
+    ("get", "/v1/engines/{model_type}/{model_name}"),
+    ("get", "/v1/cache/models"),
+    ("post", "/v1/embeddings"),
+    ("get", "/openapi.json"),
+];
+
+/// The whole application: routes, CORS for any origin, body limit, JSON 404s.
+pub fn router(runtime: Arc<Runtime>) -> Router {
+    Router::new()
+        .route("/status", get(admin::status))
+        .route("/v1/cluster/auth", get(admin::cluster_auth))
+        .route("/v1/cache/models", get(admin::cached_models))
+        .route("/openapi.json", get(crate::openapi::openapi))
+        .route("/v1/models", get(models::list).post(models::launch))
+        .route("/v1/models/instances", get(models::instances))
+        .route(
+            "/v1/models/{model_uid}",
+            get(models::describe).delete(models::terminate),
+        )
+        .route("/v1/models/{model_uid}/progress", get(models::progress))
+        .route(
+            "/v1/model_registrations/{model_type}",
+            get(registrations::list).post(registrations::register),
+        )
+        .route(
+            "/v1/model_registrations/{model_type}/{model_name}",
+            get(registrations::get_one).delete(registrations::unregister),
+        )
+        .route("/v1/engines/{model_name}", get(registrations::engines))
+        .route(
+            "/v1/engines/{model_type}/{model_name}",
+            get(registrations::engines_of_type),
+        )
+        .route("/v1/embeddings", post(embeddings::create))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CorsLayer::permissive())
+        .with_state(runtime)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::not_found("Not Found"))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(Error::new(
+        xinference_core::ErrorKind::BadRequest,
+        "Method Not Allowed",
+    ))
+}
