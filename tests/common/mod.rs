@@ -1,0 +1,139 @@
+//! Helpers shared by the end-to-end tests: real test models, a real server on a real port,
+//! and the Python interpreter that has the official client SDKs.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use xinference::{Runtime, RuntimeConfig};
+
+/// Folder of the cached test models (`scripts/fetch-test-models.py`).
+pub fn test_models_dir() -> PathBuf {
+    std::env::var_os("XINFERENCE_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/xinference-rs/test-models")
+        })
+}
+
+/// The all-MiniLM-L6-v2 folder. Fails loudly, with the fix, when it is missing.
+pub fn minilm_dir() -> PathBuf {
+    let dir = test_models_dir().join("all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "test model all-MiniLM-L6-v2 is missing from {}.\nFix: run `python3 scripts/fetch-test-models.py minilm` \
+         (or `bash .ci/run`), or point XINFERENCE_TEST_MODELS at the folder that holds it.",
+        dir.display()
+    );
+    dir
+}
+
+/// A server on 127.0.0.1 with an ephemeral port and its own XINFERENCE_HOME.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The runtime behind it.
+    pub runtime: Arc<Runtime>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server whose home is `home`.
+    pub async fn start(home: &Path) -> TestServer {
+        let runtime = Arc::new(Runtime::new(RuntimeConfig::new(home)).expect("runtime starts"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let rt = runtime.clone();
+        let handle = tokio::spawn(async move {
+            xinference_server::serve(rt, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestServer {
+            url: format!("http://{addr}"),
+            addr,
+            runtime,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the server (terminating its models) and waits until it is down.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task");
+        }
+    }
+}
+
+/// The Python that has the official `openai` and `xinference-client` packages.
+/// Fails loudly, with the fix, when it is missing.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("XINFERENCE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/xinference-rs/venv/bin/python")
+        });
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import openai, xinference_client"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "{} cannot import openai and xinference_client.\nFix: run `bash .ci/run` once, or \
+         `python3 -m venv ~/.cache/xinference-rs/venv && ~/.cache/xinference-rs/venv/bin/pip install -r tests/python/requirements.txt`, \
+         or point XINFERENCE_TEST_PYTHON at a Python that has them.",
+        python.display()
+    );
+    python
+}
+
+/// Runs a Python script from `tests/python/` with `args`, returning stdout; panics with its output on failure.
+pub async fn run_python(script: &str, args: &[&str]) -> String {
+    let python = python();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let output = tokio::process::Command::new(python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{script} failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+/// Cosine similarity.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+/// The reference embeddings recorded with sentence-transformers.
+pub fn minilm_fixture() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm_embeddings.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture exists"))
+        .expect("fixture is JSON")
+}
