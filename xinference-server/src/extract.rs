@@ -29,16 +29,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 /// Parses a JSON body: syntax errors are 400, shape errors 422.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let kind = match e.classify() {
-            serde_json::error::Category::Data => ErrorKind::Unprocessable,
-            _ => ErrorKind::BadRequest,
-        };
-        let what = if kind == ErrorKind::Unprocessable {
-            "Invalid request body"
-        } else {
-            "Malformed JSON body"
-        };
-        ApiError(Error::new(kind, format!("{what}: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError(Error::new(
+            ErrorKind::BadRequest,
+            format!("Malformed JSON body: {e}"),
+        ))
+    })?;
+    serde_json::from_value(value).map_err(|e| {
+        ApiError(Error::new(
+            ErrorKind::Unprocessable,
+            format!("Invalid request body: {e}"),
+        ))
     })
 }

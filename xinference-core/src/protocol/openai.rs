@@ -5,7 +5,10 @@ use serde_json::{Map, Value};
 
 /// `input` of `POST /v1/embeddings`: a string, strings, token ids, or lists of token ids.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "input must be a string, a list of strings, a list of token ids, or a list of lists of token ids"
+)]
 pub enum EmbeddingInput {
     /// One text.
     Text(String),

@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 /// `POST /v1/models`: what to launch. Unknown keys are kept in `extra` and passed to the engine.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LaunchRequest {
-    /// The registry name of the model.
+    /// The registry name of the model (a missing name is a 400 at launch, as in Xinference).
+    #[serde(default)]
     pub model_name: String,
     /// The uid to serve it under (default: the model name).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,10 @@ mod registrations;
 use crate::error::ApiError;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Json, Router};
+use serde_json::json;
 use std::sync::Arc;
 use tower_http::cors::CorsLayer;
 use xinference_core::{Error, Runtime};
@@ -82,9 +85,9 @@ async fn not_found() -> ApiError {
     ApiError(Error::not_found("Not Found"))
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError(Error::new(
-        xinference_core::ErrorKind::BadRequest,
-        "Method Not Allowed",
-    ))
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"detail": "Method Not Allowed"})),
+    )
 }
