@@ -53,6 +53,11 @@ fn api(home: &Path) -> Result<Api> {
         .with_cache_dir(home.join("huggingface"))
         .with_progress(false)
         .with_retries(5);
+    // hf-hub pastes HF_ENDPOINT before `/{repo}/resolve/...` as is; huggingface_hub strips a
+    // trailing slash (`https://hf-mirror.com/` is common), so do the same.
+    if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+        builder = builder.with_endpoint(endpoint.trim_end_matches('/').to_owned());
+    }
     if let Ok(token) = std::env::var("HF_TOKEN") {
         builder = builder.with_token(Some(token));
     }
@@ -66,6 +71,7 @@ fn fetch_one(repo: &ApiRepo, name: &str, progress: &LaunchProgress) -> Result<Pa
         progress: progress.clone(),
         name: name.to_owned(),
         total: 0,
+        offset_next: false,
     };
     let expected = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let path = repo
@@ -141,6 +147,9 @@ struct Reporter {
     progress: LaunchProgress,
     name: String,
     total: u64,
+    /// hf-hub follows each `init` with `update(offset)`: the bytes already on disk (non-zero
+    /// when resuming), an absolute count rather than an increment.
+    offset_next: bool,
 }
 
 /// Records the size the hub announced, and forwards progress.
@@ -157,9 +166,14 @@ impl hf_hub::api::Progress for SizeRecorder {
         self.inner
             .progress
             .start_file(&self.inner.name, self.inner.total);
+        self.inner.offset_next = true;
     }
     fn update(&mut self, size: usize) {
-        self.inner.progress.add_bytes(&self.inner.name, size as u64);
+        if std::mem::take(&mut self.inner.offset_next) {
+            self.inner.progress.set_bytes(&self.inner.name, size as u64);
+        } else {
+            self.inner.progress.add_bytes(&self.inner.name, size as u64);
+        }
     }
     fn finish(&mut self) {}
 }

@@ -76,19 +76,25 @@ impl LaunchProgress {
     pub fn expect_files(&self, n: usize) {
         self.with(|i| i.files_expected = n);
     }
-    /// Starts (or restarts, when resuming) a file of `total` bytes.
+    /// Starts a file of `total` bytes. Starting it again (a resume) keeps the bytes counted so
+    /// far, so that a snapshot never sees the count drop; [`Self::set_bytes`] then sets it.
     pub fn start_file(&self, name: &str, total: u64) {
         self.with(|i| match i.files.iter_mut().find(|f| f.file_name == name) {
-            Some(f) => {
-                f.total_bytes = total;
-                f.downloaded_bytes = 0;
-            }
+            Some(f) => f.total_bytes = total,
             None => i.files.push(FileProgress {
                 file_name: name.to_owned(),
                 downloaded_bytes: 0,
                 total_bytes: total,
                 done: false,
             }),
+        });
+    }
+    /// Sets a file's count to the `bytes` already on disk (where a download resumes).
+    pub fn set_bytes(&self, name: &str, bytes: u64) {
+        self.with(|i| {
+            if let Some(f) = i.files.iter_mut().find(|f| f.file_name == name) {
+                f.downloaded_bytes = bytes;
+            }
         });
     }
     /// Adds `bytes` to a file's count.
@@ -146,5 +152,28 @@ impl LaunchProgress {
                 download_files: i.files.clone(),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LaunchProgress;
+
+    #[test]
+    fn a_resume_never_shows_fewer_bytes() {
+        let progress = LaunchProgress::default();
+        progress.expect_files(1);
+        progress.set_stage(super::Stage::Downloading);
+        progress.start_file("w", 100);
+        progress.set_bytes("w", 0);
+        progress.add_bytes("w", 40);
+        // hf-hub resumes: `init` again, then the offset on disk.
+        progress.start_file("w", 100);
+        assert_eq!(progress.snapshot().download_files[0].downloaded_bytes, 40);
+        progress.set_bytes("w", 40);
+        progress.add_bytes("w", 60);
+        let snapshot = progress.snapshot();
+        assert_eq!(snapshot.download_files[0].downloaded_bytes, 100);
+        assert!((snapshot.progress - 0.9).abs() < 1e-9);
     }
 }
