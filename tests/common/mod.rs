@@ -2,6 +2,8 @@
 //! and the Python interpreter that has the official client SDKs.
 #![allow(dead_code)]
 
+pub mod mock_hub;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
