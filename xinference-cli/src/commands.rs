@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use xinference_core::registry::normalise_size;
 use xinference_core::runtime::default_home;
 use xinference_core::{
     Client, InstanceStatus, LaunchRequest, ModelType, Registry, Runtime, RuntimeConfig,
@@ -431,6 +432,8 @@ pub async fn register(args: RegisterArgs) -> Result<()> {
     let t: ModelType = args.model_type.parse()?;
     let json = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
+    serde_json::from_str::<Value>(&json)
+        .with_context(|| format!("{} is not valid JSON", args.file.display()))?;
     args.endpoint
         .client()?
         .register_model(t, &json, args.persist)
@@ -467,6 +470,18 @@ pub struct EngineArgs {
     /// Model name.
     #[arg(short = 'n', long)]
     model_name: String,
+    /// Only this engine, matched case-insensitively (`-en` is accepted).
+    #[arg(long)]
+    model_engine: Option<String>,
+    /// Only this format (pytorch, ggufv2, ...).
+    #[arg(short = 'f', long)]
+    model_format: Option<String>,
+    /// Only this size in billions (`0_5` and `0.5` are the same).
+    #[arg(short = 's', long)]
+    model_size_in_billions: Option<String>,
+    /// Only this quantization.
+    #[arg(short = 'q', long)]
+    quantization: Option<String>,
     /// Model type (default: search every type).
     #[arg(short = 't', long)]
     model_type: Option<String>,
@@ -474,7 +489,23 @@ pub struct EngineArgs {
     endpoint: EndpointArgs,
 }
 
-/// Prints `Name Engine Format Size (in billions) Quantization`, and why an engine cannot run it.
+impl EngineArgs {
+    /// The filters given, spelled as options (for messages).
+    fn filters(&self) -> Vec<String> {
+        [
+            ("--model-engine", &self.model_engine),
+            ("--model-format", &self.model_format),
+            ("--model-size-in-billions", &self.model_size_in_billions),
+            ("--quantization", &self.quantization),
+        ]
+        .into_iter()
+        .filter_map(|(flag, v)| v.as_ref().map(|v| format!("{flag} {v}")))
+        .collect()
+    }
+}
+
+/// Prints `Name Engine Format Size (in billions) Quantization`, filtered like Xinference's
+/// `engine` command, and why the engines that cannot run the model cannot.
 pub async fn engine(args: EngineArgs) -> Result<()> {
     let t = args
         .model_type
@@ -486,47 +517,109 @@ pub async fn engine(args: EngineArgs) -> Result<()> {
         .client()?
         .query_engines(&args.model_name, t)
         .await?;
+    let engines: Vec<&String> = match &args.model_engine {
+        None => options.keys().collect(),
+        Some(want) => match options.keys().find(|k| k.eq_ignore_ascii_case(want)) {
+            Some(k) => vec![k],
+            None => {
+                let known: Vec<&str> = options.keys().map(String::as_str).collect();
+                println!(
+                    "Xinference does not support this inference engine \"{want}\" for {}; its engines: {}.",
+                    args.model_name,
+                    known.join(", ")
+                );
+                return Ok(());
+            }
+        },
+    };
+    let want_size = args.model_size_in_billions.as_deref().map(normalise_size);
     let mut rows = Vec::new();
     let mut unavailable = Vec::new();
-    for (engine, params) in &options {
-        match params {
+    for engine in engines {
+        match &options[engine] {
             Value::Array(params) => {
                 for p in params {
+                    let format = p["model_format"].as_str().unwrap_or("");
                     let size = match &p["model_size_in_billions"] {
                         Value::Null => "None".to_owned(),
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
+                    if args
+                        .model_format
+                        .as_deref()
+                        .is_some_and(|f| !f.eq_ignore_ascii_case(format))
+                        || want_size
+                            .as_deref()
+                            .is_some_and(|s| s != normalise_size(&size))
+                    {
+                        continue;
+                    }
                     for q in p["quantizations"].as_array().cloned().unwrap_or_default() {
+                        let q = q.as_str().unwrap_or("");
+                        if args
+                            .quantization
+                            .as_deref()
+                            .is_some_and(|want| !want.eq_ignore_ascii_case(q))
+                        {
+                            continue;
+                        }
                         rows.push(vec![
                             Cell::text(&args.model_name),
                             Cell::text(engine.as_str()),
-                            Cell::text(p["model_format"].as_str().unwrap_or("")),
+                            Cell::text(format),
                             Cell::text(size.clone()),
-                            Cell::text(q.as_str().unwrap_or("")),
+                            Cell::text(q),
                         ]);
                     }
                 }
             }
-            Value::String(reason) => unavailable.push(format!("{engine}: {reason}")),
+            Value::String(reason) => unavailable.push(format!("  {engine}: {reason}")),
             _ => {}
         }
     }
-    println!(
-        "{}",
-        table::simple(
-            &[
-                "Name",
-                "Engine",
-                "Format",
-                "Size (in billions)",
-                "Quantization"
-            ],
-            &rows
-        )
-    );
-    for line in unavailable {
-        println!("unavailable: {line}");
+    let mut explained = false;
+    if rows.is_empty() {
+        let filters = args.filters();
+        if filters.is_empty() {
+            let end = if unavailable.is_empty() { "." } else { ":" };
+            println!(
+                "No engine of this build can run {} yet{end}",
+                args.model_name
+            );
+            explained = true;
+        } else {
+            println!(
+                "Xinference does not support your provided params: {} for the model {}.",
+                filters.join(", "),
+                args.model_name
+            );
+        }
+    } else {
+        println!(
+            "{}",
+            table::simple(
+                &[
+                    "Name",
+                    "Engine",
+                    "Format",
+                    "Size (in billions)",
+                    "Quantization"
+                ],
+                &rows
+            )
+        );
+    }
+    if !unavailable.is_empty() {
+        if !rows.is_empty() {
+            println!();
+        }
+        if !explained {
+            println!("Engines that cannot run {} yet:", args.model_name);
+        }
+        for line in unavailable {
+            println!("{line}");
+        }
     }
     Ok(())
 }
@@ -541,13 +634,18 @@ pub struct CachedArgs {
     endpoint: EndpointArgs,
 }
 
-/// Prints the cache entries in tabulate's "pretty" format.
+/// Prints the cache entries in tabulate's "pretty" format, as Xinference does (a missing value
+/// is shown as `-`, and an empty cache as a sentence instead of an empty table).
 pub async fn cached(args: CachedArgs) -> Result<()> {
     let entries = args
         .endpoint
         .client()?
         .list_cached_models(args.model_name.as_deref())
         .await?;
+    if entries.is_empty() {
+        println!("There are no cache files.");
+        return Ok(());
+    }
     let headers = [
         "model_name",
         "model_size_in_billions",
@@ -566,7 +664,7 @@ pub async fn cached(args: CachedArgs) -> Result<()> {
                 Cell::text(
                     e.model_size_in_billions
                         .clone()
-                        .unwrap_or_else(|| "None".into()),
+                        .unwrap_or_else(|| "-".into()),
                 ),
                 Cell::text(&e.model_format),
                 Cell::text(&e.quantization),
@@ -577,6 +675,7 @@ pub async fn cached(args: CachedArgs) -> Result<()> {
             ]
         })
         .collect();
+    println!("cached_model: ");
     println!("{}", table::pretty(&headers, &rows));
     Ok(())
 }

@@ -37,14 +37,18 @@ fn looks_numeric(s: &str) -> bool {
         && !t.to_ascii_lowercase().contains("inf")
 }
 
-fn widths(headers: &[&str], rows: &[Vec<Cell>]) -> Vec<usize> {
+/// tabulate's `MIN_PADDING`: outside the "pretty" format, a column is at least as wide as its
+/// header plus two.
+const MIN_PADDING: usize = 2;
+
+fn widths(headers: &[&str], rows: &[Vec<Cell>], min_padding: usize) -> Vec<usize> {
     headers
         .iter()
         .enumerate()
         .map(|(i, h)| {
             rows.iter()
                 .map(|r| r[i].text.chars().count())
-                .chain(std::iter::once(h.chars().count()))
+                .chain(std::iter::once(h.chars().count() + min_padding))
                 .max()
                 .unwrap_or(0)
         })
@@ -66,11 +70,12 @@ fn pad(s: &str, width: usize, right: bool) -> String {
     }
 }
 
-/// tabulate's default "simple" format: header, dashes, rows; two spaces between columns.
+/// tabulate's default "simple" format: header, dashes, rows; two spaces between columns, every
+/// column at least its header plus two wide, trailing spaces stripped from each line.
 pub fn simple(headers: &[&str], rows: &[Vec<Cell>]) -> String {
-    let w = widths(headers, rows);
+    let w = widths(headers, rows, MIN_PADDING);
     let num = numeric_columns(headers, rows);
-    let line = |cells: Vec<String>| cells.join("  ");
+    let line = |cells: Vec<String>| cells.join("  ").trim_end().to_owned();
     let mut out = Vec::new();
     out.push(line(
         headers
@@ -99,7 +104,7 @@ fn center(s: &str, width: usize) -> String {
 
 /// tabulate's "pretty" format: boxed, every cell centred.
 pub fn pretty(headers: &[&str], rows: &[Vec<Cell>]) -> String {
-    let w = widths(headers, rows);
+    let w = widths(headers, rows, 0);
     let rule = format!(
         "+{}+",
         w.iter()
@@ -152,10 +157,10 @@ mod tests {
         let t = simple(&["Type", "Name", "Language", "Is-built-in"], &rows);
         assert_eq!(
             t,
-            "Type  Name              Language      Is-built-in\n\
-             ----  ----------------  ------------  -----------\n\
-             LLM   qwen2.5-instruct  ['en', 'zh']  True       \n\
-             LLM   x                 ['en']        False      "
+            "Type    Name              Language      Is-built-in\n\
+             ------  ----------------  ------------  -------------\n\
+             LLM     qwen2.5-instruct  ['en', 'zh']  True\n\
+             LLM     x                 ['en']        False"
         );
     }
 
@@ -167,9 +172,17 @@ mod tests {
         ];
         assert_eq!(
             simple(&["N", "Size"], &rows),
-            "N  Size\n-  ----\na   0_5\nb   384"
+            "N      Size\n---  ------\na       0_5\nb       384"
         );
         assert!(!looks_numeric("q4_k_m") && looks_numeric("1_7") && !looks_numeric("none"));
+    }
+
+    #[test]
+    fn an_empty_table_keeps_its_padded_header() {
+        assert_eq!(
+            simple(&["Type", "Name", "Is-built-in"], &[]),
+            "Type    Name    Is-built-in\n------  ------  -------------"
+        );
     }
 
     #[test]
