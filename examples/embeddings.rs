@@ -17,7 +17,10 @@ async fn main() -> xinference::Result<()> {
     let uid = client.launch_model(request).await?;
     let model = client.get_model(&uid).await?.into_embedding()?;
     let response = model
-        .create_embedding(vec!["A man is eating food.", "A man is eating a piece of bread."])
+        .create_embedding(vec![
+            "A man is eating food.",
+            "A man is eating a piece of bread.",
+        ])
         .await?;
     let vectors: Vec<&Vec<f32>> = response
         .data

@@ -45,7 +45,12 @@ async fn names(url: &str, t: &str) -> Vec<(String, bool)> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["model_name"].as_str().unwrap().to_owned(), r["is_builtin"].as_bool().unwrap()))
+        .map(|r| {
+            (
+                r["model_name"].as_str().unwrap().to_owned(),
+                r["is_builtin"].as_bool().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -64,8 +69,16 @@ async fn custom_registrations_persist_across_restart() {
     sorted.sort();
     assert_eq!(lower, sorted);
 
-    assert_eq!(register(&url, "embedding", &custom_embedding("my-minilm"), true).await, (StatusCode::OK, Value::Null));
-    assert_eq!(register(&url, "embedding", &custom_embedding("scratch"), false).await.0, StatusCode::OK);
+    assert_eq!(
+        register(&url, "embedding", &custom_embedding("my-minilm"), true).await,
+        (StatusCode::OK, Value::Null)
+    );
+    assert_eq!(
+        register(&url, "embedding", &custom_embedding("scratch"), false)
+            .await
+            .0,
+        StatusCode::OK
+    );
     let persisted = home.path().join("model/embedding/my-minilm.json");
     assert!(persisted.exists());
     assert!(!home.path().join("model/embedding/scratch.json").exists());
@@ -100,7 +113,10 @@ async fn custom_registrations_persist_across_restart() {
         let status = r.status();
         let v: Value = r.json().await.unwrap();
         assert_eq!(status, StatusCode::BAD_REQUEST, "{t} {model} -> {v}");
-        assert!(v["detail"].as_str().unwrap().contains(needle), "{t} {model} -> {v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains(needle),
+            "{t} {model} -> {v}"
+        );
     }
     let (s, _) = get(&format!("{url}/v1/model_registrations/embedding/nothing")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -131,13 +147,30 @@ async fn custom_registrations_persist_across_restart() {
 
     // Unregister: gone from the listing and from disk; built-ins cannot be unregistered.
     let client = reqwest::Client::new();
-    let r = client.delete(format!("{url}/v1/model_registrations/embedding/my-minilm")).send().await.unwrap();
+    let r = client
+        .delete(format!("{url}/v1/model_registrations/embedding/my-minilm"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(!persisted.exists());
-    assert!(!names(&url, "embedding").await.iter().any(|(n, _)| n == "my-minilm"));
-    let r = client.delete(format!("{url}/v1/model_registrations/embedding/my-minilm")).send().await.unwrap();
+    assert!(!names(&url, "embedding")
+        .await
+        .iter()
+        .any(|(n, _)| n == "my-minilm"));
+    let r = client
+        .delete(format!("{url}/v1/model_registrations/embedding/my-minilm"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = client.delete(format!("{url}/v1/model_registrations/embedding/bge-small-en-v1.5")).send().await.unwrap();
+    let r = client
+        .delete(format!(
+            "{url}/v1/model_registrations/embedding/bge-small-en-v1.5"
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(names(&url, "embedding").await, builtins);
     server.stop().await;
@@ -165,11 +198,19 @@ async fn engines_and_registrations_describe_every_builtin() {
     let url = &server.url;
     let (s, e) = get(&format!("{url}/v1/engines/all-MiniLM-L6-v2")).await;
     assert_eq!(s, StatusCode::OK);
-    let params = e["sentence_transformers"].as_array().expect("runnable engine lists params");
+    let params = e["sentence_transformers"]
+        .as_array()
+        .expect("runnable engine lists params");
     assert_eq!(params[0]["model_format"], "pytorch");
     assert_eq!(params[0]["quantizations"], json!(["none"]));
     let (_, e) = get(&format!("{url}/v1/engines/LLM/qwen2.5-instruct")).await;
-    assert!(e["llama.cpp"].as_str().unwrap().contains("cannot be run by this build yet"), "{e}");
+    assert!(
+        e["llama.cpp"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be run by this build yet"),
+        "{e}"
+    );
     let (s, _) = get(&format!("{url}/v1/engines/no-such-model")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
@@ -177,13 +218,22 @@ async fn engines_and_registrations_describe_every_builtin() {
         let (_, list) = get(&format!("{url}/v1/model_registrations/{t}?detailed=true")).await;
         for family in list.as_array().unwrap() {
             assert_eq!(family["is_builtin"], true);
-            assert!(family["architectures"].as_array().is_some_and(|a| !a.is_empty()), "{t} {}", family["model_name"]);
+            assert!(
+                family["architectures"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty()),
+                "{t} {}",
+                family["model_name"]
+            );
         }
     }
     let (_, glm) = get(&format!("{url}/v1/model_registrations/LLM/glm4-chat")).await;
     assert_eq!(glm["version"], 2);
     assert!(glm["context_length"].is_u64());
-    assert!(glm["model_ability"].as_array().unwrap().contains(&json!("tools")));
+    assert!(glm["model_ability"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("tools")));
     let (_, flexible) = get(&format!("{url}/v1/model_registrations/flexible")).await;
     assert_eq!(flexible, json!([]));
     server.stop().await;

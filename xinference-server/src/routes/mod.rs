@@ -7,9 +7,9 @@ mod registrations;
 
 use crate::error::ApiError;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
