@@ -8,6 +8,7 @@ pub mod client;
 pub mod embedding;
 mod error;
 pub mod hub;
+pub mod llm;
 pub mod protocol;
 pub mod registry;
 pub mod runtime;

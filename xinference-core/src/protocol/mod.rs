@@ -1,4 +1,5 @@
 //! Wire types shared by the server and the remote client. Serde only, no logic.
 
+pub mod chat;
 pub mod openai;
 pub mod xinference;

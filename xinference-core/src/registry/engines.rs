@@ -82,7 +82,18 @@ const ENGINES: &[EngineName] = &[
 ];
 
 /// Architectures with a working candle implementation, per type and format.
-const RUNNABLE: &[(ModelType, &str, &str)] = &[(ModelType::Embedding, "pytorch", "BertModel")];
+const RUNNABLE: &[(ModelType, &str, &str)] = &[
+    (ModelType::Embedding, "pytorch", "BertModel"),
+    (ModelType::Llm, "ggufv2", "LlamaForCausalLM"),
+    (ModelType::Llm, "ggufv2", "MistralForCausalLM"),
+    (ModelType::Llm, "ggufv2", "Qwen2ForCausalLM"),
+    (ModelType::Llm, "ggufv2", "Qwen3ForCausalLM"),
+    (ModelType::Llm, "ggufv2", "Gemma3ForCausalLM"),
+    (ModelType::Llm, "ggufv2", "Gemma3ForConditionalGeneration"),
+    (ModelType::Llm, "ggufv2", "Phi3ForCausalLM"),
+    (ModelType::Llm, "ggufv2", "GlmForCausalLM"),
+    (ModelType::Llm, "ggufv2", "Glm4ForCausalLM"),
+];
 
 /// Whether this build can run `spec` of `family`.
 pub fn support(family: &ModelFamily, spec: &ModelSpec) -> Support {

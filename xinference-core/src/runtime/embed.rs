@@ -31,7 +31,12 @@ impl Runtime {
         };
         let inputs = to_inputs(request.input)?;
         let loaded = instance.loaded()?;
-        let Loaded::Embedding(workers) = &*loaded;
+        let Loaded::Embedding(workers) = &*loaded else {
+            return Err(Error::bad_request(format!(
+                "Model {} is not an embedding model",
+                request.model
+            )));
+        };
         let replica = instance.pick_replica(workers.len());
         let embeddings: Vec<Embedding> = workers[replica].call(move |m| m.embed(&inputs)).await?;
         let dims = embeddings.first().map(|e| e.vector.len()).unwrap_or(0);

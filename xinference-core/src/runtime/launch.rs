@@ -4,6 +4,7 @@
 use super::{Instance, InstanceState, Loaded, Runtime, Worker};
 use crate::embedding::load_embedding_model;
 use crate::hub::{resolve_model_files, Stage};
+use crate::llm::LlmEngine;
 use crate::protocol::xinference::{InstanceStatus, LaunchRequest};
 use crate::registry::{resolve_engine, ModelType, Support};
 use crate::{Error, Result};
@@ -220,6 +221,26 @@ impl Runtime {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Loaded::Embedding(workers))
+            }
+            ModelType::Llm => {
+                let family = &instance.family;
+                let template = family.json.get("chat_template").and_then(Value::as_str);
+                let list = |key: &str| family.json.get(key).cloned().unwrap_or(Value::Null);
+                let stop: Vec<String> = serde_json::from_value(list("stop")).unwrap_or_default();
+                let stop_ids: Vec<u32> =
+                    serde_json::from_value(list("stop_token_ids")).unwrap_or_default();
+                let workers = (0..instance.replicas)
+                    .map(|r| {
+                        let engine = LlmEngine::load_gguf(&files, template, &stop, &stop_ids)?;
+                        Worker::spawn(
+                            &instance.replica_uid(r),
+                            engine,
+                            self.config.queue_capacity,
+                            instance.request_limit,
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Loaded::Llm(workers))
             }
             other => Err(Error::bad_request(format!(
                 "{other} models cannot be run by this build yet"

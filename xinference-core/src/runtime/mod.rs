@@ -2,15 +2,18 @@
 //! gets loader work on its own thread and one [`Worker`] thread per replica; async callers
 //! await results and never run model compute themselves.
 
+mod chat;
 mod describe;
 mod embed;
 mod launch;
 mod worker;
 
+pub use chat::{ChatOutput, ChunkStream, CompletionOutput};
 pub use worker::Worker;
 
 use crate::embedding::Embed;
 use crate::hub::{LaunchProgress, ProgressSnapshot};
+use crate::llm::LlmEngine;
 use crate::protocol::xinference::{InstanceInfo, InstanceStatus, ModelDescription};
 use crate::registry::{ModelFamily, ModelSpec, Registry};
 use crate::{Error, Result};
@@ -60,12 +63,15 @@ pub fn default_home() -> PathBuf {
 pub(crate) enum Loaded {
     /// An embedding model.
     Embedding(Vec<Worker<Box<dyn Embed>>>),
+    /// A language model.
+    Llm(Vec<Worker<LlmEngine>>),
 }
 
 impl Loaded {
     fn shutdown(&self) {
         match self {
             Loaded::Embedding(workers) => workers.iter().for_each(Worker::shutdown),
+            Loaded::Llm(workers) => workers.iter().for_each(Worker::shutdown),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 type Job<M> = Box<dyn FnOnce(&mut M) + Send>;
 
@@ -58,6 +58,37 @@ impl<M: Send + 'static> Worker<M> {
         })
     }
 
+    /// Counts a new request in flight, refusing it (429) past `request_limits`.
+    fn admit(&self) -> Result<InFlight> {
+        let previous = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.in_flight.clone());
+        match self.request_limit {
+            Some(limit) if previous >= limit => Err(Error::overloaded(format!(
+                "Rate limit reached for the model. Request limit {limit} for the model: {}",
+                self.name
+            ))),
+            _ => Ok(guard),
+        }
+    }
+
+    /// Puts a job on the queue without waiting: a full queue is a 429, a stopped worker a 503.
+    fn enqueue(&self, job: Job<M>) -> Result<()> {
+        let sender = self.sender.lock().expect("worker lock");
+        let sender = sender
+            .as_ref()
+            .ok_or_else(|| Error::not_ready(format!("model {} is terminating", self.name)))?;
+        match sender.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Error::overloaded(format!(
+                "the queue of model {} is full; retry later",
+                self.name
+            ))),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(Error::not_ready(format!("model {} has stopped", self.name)))
+            }
+        }
+    }
+
     /// Runs `f` on the worker thread and awaits its result. A full queue or a reached
     /// `request_limits` is an immediate 429; a stopped worker is a 503.
     pub async fn call<R, F>(&self, f: F) -> Result<R>
@@ -65,18 +96,10 @@ impl<M: Send + 'static> Worker<M> {
         R: Send + 'static,
         F: FnOnce(&mut M) -> Result<R> + Send + 'static,
     {
-        let previous = self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let guard = InFlight(self.in_flight.clone());
-        if let Some(limit) = self.request_limit {
-            if previous >= limit {
-                return Err(Error::overloaded(format!(
-                    "Rate limit reached for the model. Request limit {limit} for the model: {}",
-                    self.name
-                )));
-            }
-        }
+        let guard = self.admit()?;
         let (tx, rx) = oneshot::channel::<Result<R>>();
-        let job: Job<M> = Box::new(move |model: &mut M| {
+        self.enqueue(Box::new(move |model: &mut M| {
+            let _guard = guard;
             if tx.is_closed() {
                 return; // The caller is gone: do not spend compute on it.
             }
@@ -88,33 +111,38 @@ impl<M: Send + 'static> Worker<M> {
                     )))
                 });
             let _ = tx.send(result);
-        });
-        {
-            let sender = self.sender.lock().expect("worker lock");
-            let sender = sender
-                .as_ref()
-                .ok_or_else(|| Error::not_ready(format!("model {} is terminating", self.name)))?;
-            match sender.try_send(job) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    return Err(Error::overloaded(format!(
-                        "the queue of model {} is full; retry later",
-                        self.name
-                    )))
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    return Err(Error::not_ready(format!("model {} has stopped", self.name)))
-                }
-            }
-        }
-        let result = rx.await.map_err(|_| {
+        }))?;
+        rx.await.map_err(|_| {
             Error::internal(format!(
                 "model {} stopped while serving the request",
                 self.name
             ))
-        })?;
-        drop(guard);
-        result
+        })?
+    }
+
+    /// Runs `f` on the worker thread, which sends items into the returned channel as it goes
+    /// (a token stream). When the receiver is dropped, `Sender::blocking_send` fails and `f`
+    /// should stop; a job whose receiver is gone before it starts is skipped. A panic in `f`
+    /// ends the stream with `on_panic(message)`.
+    pub fn stream<T, F, P>(&self, capacity: usize, f: F, on_panic: P) -> Result<mpsc::Receiver<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut M, &mpsc::Sender<T>) + Send + 'static,
+        P: FnOnce(String) -> T + Send + 'static,
+    {
+        let guard = self.admit()?;
+        let (tx, rx) = mpsc::channel::<T>(capacity.max(1));
+        self.enqueue(Box::new(move |model: &mut M| {
+            let _guard = guard;
+            if tx.is_closed() {
+                return;
+            }
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(model, &tx)));
+            if let Err(panic) = outcome {
+                let _ = tx.blocking_send(on_panic(panic_text(&panic)));
+            }
+        }))?;
+        Ok(rx)
     }
 
     /// Closes the queue, lets queued jobs finish, and waits for the thread to exit, so that

@@ -2,6 +2,7 @@
 
 mod admin;
 mod embeddings;
+mod llm;
 mod models;
 mod registrations;
 
@@ -43,6 +44,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/engines/{model_type}/{model_name}"),
     ("get", "/v1/cache/models"),
     ("post", "/v1/embeddings"),
+    ("post", "/v1/chat/completions"),
+    ("post", "/v1/completions"),
     ("get", "/openapi.json"),
 ];
 
@@ -74,6 +77,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             get(registrations::engines_of_type),
         )
         .route("/v1/embeddings", post(embeddings::create))
+        .route("/v1/chat/completions", post(llm::chat))
+        .route("/v1/completions", post(llm::completion))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

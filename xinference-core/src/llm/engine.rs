@@ -1,0 +1,344 @@
+//! The generation loop of one sequence: prompt -> prefill -> sample -> decode until a stop
+//! token, a stop string (never emitted), `max_tokens` or the end of the context.
+
+use super::detokenizer::{decode, Detokenizer};
+use super::gguf::{load_gguf, GgufModel};
+use super::sampler::{log_softmax, Sampler, SamplingParams};
+use super::template::{ChatTemplate, TemplateInput};
+use crate::{Error, Result};
+use serde_json::Value as Json;
+use std::path::Path;
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// A stop token or stop string.
+    Stop,
+    /// `max_tokens` or the context length.
+    Length,
+}
+
+impl FinishReason {
+    /// OpenAI's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// The log-probability of a chosen token, with the most likely alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The token's text.
+    pub token: String,
+    /// Its natural-log probability.
+    pub logprob: f32,
+    /// The most likely tokens at that step, `(text, logprob)`.
+    pub top: Vec<(String, f32)>,
+}
+
+/// Options of one generation.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    /// Most tokens to generate (default: the rest of the context).
+    pub max_tokens: Option<usize>,
+    /// Sampling settings.
+    pub sampling: SamplingParams,
+    /// Strings that end generation; they are never emitted.
+    pub stop: Vec<String>,
+    /// Token ids that end generation (besides the model's own end tokens).
+    pub stop_token_ids: Vec<u32>,
+    /// `Some(n)`: report log-probabilities with `n` alternatives per token.
+    pub logprobs: Option<usize>,
+}
+
+/// What one step hands to the caller: newly released text and, when asked, log-probabilities.
+#[derive(Debug, Clone, Default)]
+pub struct StepOutput {
+    /// Text released by this step (may be empty while a stop string might be forming).
+    pub text: String,
+    /// Log-probabilities of the tokens generated since the last output.
+    pub logprobs: Vec<TokenLogprob>,
+}
+
+/// The result of a whole generation.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// The generated text (stop string excluded).
+    pub text: String,
+    /// Prompt length in tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens (the stop token included, as OpenAI counts it).
+    pub completion_tokens: usize,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Per-token log-probabilities, when asked for.
+    pub logprobs: Vec<TokenLogprob>,
+}
+
+/// A loaded LLM: weights, tokenizer, chat template and end tokens.
+pub struct LlmEngine {
+    gguf: GgufModel,
+    template: Option<ChatTemplate>,
+    stop_token_ids: Vec<u32>,
+    stop: Vec<String>,
+}
+
+impl LlmEngine {
+    /// Loads a GGUF model. `spec_template`, `spec_stop` and `spec_stop_token_ids` come from the
+    /// registry; the GGUF's own template wins over the spec's.
+    pub fn load_gguf(
+        path: &Path,
+        spec_template: Option<&str>,
+        spec_stop: &[String],
+        spec_stop_token_ids: &[u32],
+    ) -> Result<Self> {
+        let gguf = load_gguf(path)?;
+        let token_text = |id: Option<u32>| {
+            id.and_then(|i| gguf.tokenizer.id_to_token(i))
+                .unwrap_or_default()
+        };
+        let bos = token_text(gguf.bos_token_id);
+        let eos = token_text(gguf.eos_token_ids.first().copied());
+        let source = gguf
+            .chat_template
+            .clone()
+            .or(spec_template.map(str::to_owned));
+        let template = source
+            .map(|s| ChatTemplate::new(&s, &bos, &eos))
+            .transpose()?;
+        let mut stop_token_ids = gguf.eos_token_ids.clone();
+        stop_token_ids.extend_from_slice(spec_stop_token_ids);
+        // The spec's stop strings that are single special tokens become stop ids.
+        let mut stop = Vec::new();
+        for s in spec_stop {
+            match gguf.tokenizer.token_to_id(s) {
+                Some(id) => stop_token_ids.push(id),
+                None => stop.push(s.clone()),
+            }
+        }
+        stop_token_ids.sort_unstable();
+        stop_token_ids.dedup();
+        Ok(LlmEngine {
+            gguf,
+            template,
+            stop_token_ids,
+            stop,
+        })
+    }
+
+    /// The model's context length in tokens.
+    pub fn context_length(&self) -> usize {
+        self.gguf.context_length
+    }
+
+    /// `general.architecture` of the model.
+    pub fn architecture(&self) -> &str {
+        &self.gguf.architecture
+    }
+
+    /// Whether the model has a chat template.
+    pub fn has_chat_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        &self.gguf.tokenizer
+    }
+
+    /// Renders a conversation into prompt text with the model's chat template.
+    pub fn render_chat(
+        &self,
+        messages: &[Json],
+        tools: Option<&[Json]>,
+        extra: &serde_json::Map<String, Json>,
+    ) -> Result<String> {
+        let template = self.template.as_ref().ok_or_else(|| {
+            Error::bad_request("this model has no chat template; use /v1/completions")
+        })?;
+        template.render(&TemplateInput {
+            messages,
+            tools,
+            add_generation_prompt: true,
+            extra,
+        })
+    }
+
+    /// Tokenizes prompt text the way llama.cpp does: special tokens in the text are parsed,
+    /// and BOS is prepended when the model asks for it (unless the text already starts with it).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .gguf
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::bad_request(format!("cannot tokenize the prompt: {e}")))?;
+        let mut ids = enc.get_ids().to_vec();
+        if let (true, Some(bos)) = (self.gguf.add_bos, self.gguf.bos_token_id) {
+            if ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Generates from `prompt` token ids. `on_step` receives released text as it forms and
+    /// returns `false` to stop (a disconnected client).
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        options: &GenerateOptions,
+        on_step: &mut dyn FnMut(StepOutput) -> bool,
+    ) -> Result<Generated> {
+        let context = self.context_length();
+        if prompt.is_empty() {
+            return Err(Error::bad_request("the prompt is empty"));
+        }
+        if prompt.len() >= context {
+            return Err(Error::bad_request(format!(
+                "This model's maximum context length is {context} tokens, but the prompt has {} tokens",
+                prompt.len()
+            )));
+        }
+        let room = context - prompt.len();
+        let max_tokens = options.max_tokens.map_or(room, |m| m.min(room));
+        let mut sampler = Sampler::new(options.sampling.clone(), prompt);
+        let mut stop_ids = self.stop_token_ids.clone();
+        stop_ids.extend_from_slice(&options.stop_token_ids);
+        let stop_strings: Vec<&str> = self
+            .stop
+            .iter()
+            .chain(&options.stop)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+
+        let mut detok = Detokenizer::new();
+        let mut emitted = String::new();
+        let mut pending = String::new();
+        let mut all_logprobs = Vec::new();
+        let mut pending_logprobs = Vec::new();
+        let mut generated = 0;
+        let mut finish = FinishReason::Length;
+        let mut logits = self.gguf.model.forward(prompt, 0)?;
+        let mut position = prompt.len();
+        while generated < max_tokens {
+            let raw = options.logprobs.map(|_| logits.clone());
+            let token = sampler.sample(&mut logits);
+            sampler.accept(token);
+            generated += 1;
+            if let (Some(n), Some(raw)) = (options.logprobs, raw) {
+                let lp = self.token_logprob(&raw, token, n);
+                pending_logprobs.push(lp.clone());
+                all_logprobs.push(lp);
+            }
+            if stop_ids.contains(&token) {
+                finish = FinishReason::Stop;
+                break;
+            }
+            pending.push_str(&detok.push(&self.gguf.tokenizer, token)?);
+            if let Some((cut, _)) = find_stop(&emitted, &pending, &stop_strings) {
+                pending.truncate(cut);
+                finish = FinishReason::Stop;
+                break;
+            }
+            let safe = pending.len() - held_back(&pending, &stop_strings);
+            if safe > 0 || !pending_logprobs.is_empty() {
+                let text: String = pending.drain(..safe).collect();
+                emitted.push_str(&text);
+                let step = StepOutput {
+                    text,
+                    logprobs: std::mem::take(&mut pending_logprobs),
+                };
+                if !on_step(step) {
+                    finish = FinishReason::Stop;
+                    pending.clear();
+                    break;
+                }
+            }
+            if generated >= max_tokens {
+                break;
+            }
+            logits = self.gguf.model.forward(&[token], position)?;
+            position += 1;
+        }
+        if !pending.is_empty() || !pending_logprobs.is_empty() {
+            emitted.push_str(&pending);
+            on_step(StepOutput {
+                text: pending,
+                logprobs: pending_logprobs,
+            });
+        }
+        Ok(Generated {
+            text: emitted,
+            prompt_tokens: prompt.len(),
+            completion_tokens: generated,
+            finish_reason: finish,
+            logprobs: all_logprobs,
+        })
+    }
+
+    fn token_logprob(&self, logits: &[f32], token: u32, top_n: usize) -> TokenLogprob {
+        let lp = log_softmax(logits);
+        let text = |id: u32| decode(&self.gguf.tokenizer, &[id]).unwrap_or_default();
+        let mut top: Vec<u32> = Vec::new();
+        if top_n > 0 {
+            let mut idx: Vec<u32> = (0..lp.len() as u32).collect();
+            let n = top_n.min(idx.len());
+            idx.select_nth_unstable_by(n - 1, |&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
+            idx.truncate(n);
+            idx.sort_unstable_by(|&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
+            top = idx;
+        }
+        TokenLogprob {
+            token: text(token),
+            logprob: lp[token as usize],
+            top: top.into_iter().map(|i| (text(i), lp[i as usize])).collect(),
+        }
+    }
+}
+
+/// Where the first stop string starts in `pending` (given what was already emitted).
+fn find_stop(emitted: &str, pending: &str, stops: &[&str]) -> Option<(usize, usize)> {
+    // A stop string may straddle what was emitted and what is pending only if it was held back,
+    // so searching the pending text plus the held-back tail is enough.
+    let _ = emitted;
+    stops
+        .iter()
+        .filter_map(|s| pending.find(s).map(|at| (at, s.len())))
+        .min_by_key(|(at, _)| *at)
+}
+
+/// Bytes at the end of `text` that could be the start of a stop string: keep them back.
+fn held_back(text: &str, stops: &[&str]) -> usize {
+    let mut keep = 0;
+    for stop in stops {
+        for len in (1..stop.len()).rev() {
+            if len <= text.len()
+                && text.is_char_boundary(text.len() - len)
+                && stop.is_char_boundary(len)
+                && text.ends_with(&stop[..len])
+            {
+                keep = keep.max(len);
+                break;
+            }
+        }
+    }
+    keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_stop_strings_are_held_back() {
+        assert_eq!(held_back("hello wor", &["world"]), 3);
+        assert_eq!(held_back("hello", &["world"]), 0);
+        assert_eq!(held_back("ab<|", &["<|end|>", "b<|x"]), 3);
+        assert_eq!(find_stop("", "say STOP now", &["STOP"]), Some((4, 4)));
+        assert_eq!(find_stop("", "nothing", &["STOP"]), None);
+    }
+}

@@ -1,0 +1,211 @@
+//! GGUF models: the architecture is read from `general.architecture`, never guessed from file
+//! names; weights load through candle's quantized model of that family. The tokenizer and chat
+//! template come from the GGUF metadata unless a `tokenizer.json` / `tokenizer_config.json`
+//! sits beside the file.
+
+use crate::{Error, Result};
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::tokenizer::TokenizerFromGguf;
+use candle_core::{Device, Tensor};
+use candle_transformers::models::{
+    quantized_gemma3, quantized_glm4, quantized_llama, quantized_phi3, quantized_qwen2,
+    quantized_qwen3,
+};
+use std::path::{Path, PathBuf};
+use tokenizers::Tokenizer;
+
+/// A quantized causal LM of one of the supported families. Holds its own KV cache.
+pub enum QuantizedModel {
+    /// Llama 2/3, SmolLM2, Mistral (llama layout).
+    Llama(quantized_llama::ModelWeights),
+    /// Qwen2 / Qwen2.5.
+    Qwen2(quantized_qwen2::ModelWeights),
+    /// Qwen3.
+    Qwen3(quantized_qwen3::ModelWeights),
+    /// Gemma 3.
+    Gemma3(quantized_gemma3::ModelWeights),
+    /// Phi-3.
+    Phi3(quantized_phi3::ModelWeights),
+    /// GLM-4.
+    Glm4(quantized_glm4::ModelWeights),
+}
+
+impl QuantizedModel {
+    /// Logits of the last position for `tokens` placed at `position` (0 starts a new sequence
+    /// and discards the cache).
+    pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
+        if position == 0 {
+            self.clear_cache();
+        }
+        let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
+        let logits = match self {
+            QuantizedModel::Llama(m) => m.forward(&input, position)?,
+            QuantizedModel::Qwen2(m) => m.forward(&input, position)?,
+            QuantizedModel::Qwen3(m) => m.forward(&input, position)?,
+            QuantizedModel::Gemma3(m) => m.forward(&input, position)?,
+            QuantizedModel::Phi3(m) => m.forward(&input, position)?,
+            QuantizedModel::Glm4(m) => m.forward(&input, position)?,
+        };
+        let logits = logits.squeeze(0)?;
+        // Some families return every position; keep the last.
+        let logits = if logits.rank() == 2 {
+            logits.get(logits.dim(0)? - 1)?
+        } else {
+            logits
+        };
+        Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
+    }
+
+    fn clear_cache(&mut self) {
+        match self {
+            QuantizedModel::Llama(m) => m.clear_kv_cache(),
+            QuantizedModel::Qwen2(m) => m.clear_kv_cache(),
+            QuantizedModel::Qwen3(m) => m.clear_kv_cache(),
+            // These reset their cache when a forward starts at position 0.
+            QuantizedModel::Gemma3(_) | QuantizedModel::Phi3(_) | QuantizedModel::Glm4(_) => {}
+        }
+    }
+}
+
+/// Everything a GGUF file provides: weights, tokenizer, template and special tokens.
+pub struct GgufModel {
+    /// The weights.
+    pub model: QuantizedModel,
+    /// `general.architecture`.
+    pub architecture: String,
+    /// The tokenizer (from `tokenizer.json` beside the file, else the GGUF vocabulary).
+    pub tokenizer: Tokenizer,
+    /// `tokenizer.chat_template`, when present.
+    pub chat_template: Option<String>,
+    /// Beginning-of-sequence token id.
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence token ids (EOS, EOT, ...).
+    pub eos_token_ids: Vec<u32>,
+    /// Whether a BOS token is prepended to prompts.
+    pub add_bos: bool,
+    /// The context length the model was trained for.
+    pub context_length: usize,
+}
+
+/// Architectures this build loads from GGUF.
+pub const GGUF_ARCHITECTURES: &[&str] = &[
+    "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4",
+];
+
+/// Finds the `.gguf` file at `path` (the file itself, or the only/first one in a folder).
+pub fn find_gguf(path: &Path) -> Result<PathBuf> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| Error::bad_request(format!("cannot read {}: {e}", path.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("gguf"))
+        })
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::bad_request(format!("no .gguf file in {}", path.display())))
+}
+
+fn meta_u32(ct: &Content, key: &str) -> Option<u32> {
+    ct.metadata.get(key).and_then(|v| v.to_u32().ok())
+}
+
+fn meta_bool(ct: &Content, key: &str) -> Option<bool> {
+    match ct.metadata.get(key) {
+        Some(Value::Bool(b)) => Some(*b),
+        _ => None,
+    }
+}
+
+/// Loads a GGUF model from `path` (a file, or a folder holding one).
+pub fn load_gguf(path: &Path) -> Result<GgufModel> {
+    let file_path = find_gguf(path)?;
+    let mut file = std::fs::File::open(&file_path)
+        .map_err(|e| Error::bad_request(format!("cannot open {}: {e}", file_path.display())))?;
+    let ct = Content::read(&mut file).map_err(|e| {
+        Error::bad_request(format!(
+            "{} is not a valid GGUF file: {e}",
+            file_path.display()
+        ))
+    })?;
+    let architecture = ct
+        .metadata
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .ok_or_else(|| Error::bad_request("the GGUF file has no general.architecture"))?;
+    let context_length =
+        meta_u32(&ct, &format!("{architecture}.context_length")).unwrap_or(2048) as usize;
+    let bos_token_id = meta_u32(&ct, "tokenizer.ggml.bos_token_id");
+    let mut eos_token_ids: Vec<u32> = [
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id",
+    ]
+    .iter()
+    .filter_map(|k| meta_u32(&ct, k))
+    .collect();
+    eos_token_ids.dedup();
+    let add_bos = meta_bool(&ct, "tokenizer.ggml.add_bos_token")
+        .unwrap_or(architecture != "qwen2" && architecture != "qwen3");
+    let chat_template = ct
+        .metadata
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok())
+        .cloned();
+    let dir = file_path.parent().unwrap_or(Path::new("."));
+    let tokenizer = match Tokenizer::from_file(dir.join("tokenizer.json")) {
+        Ok(t) => t,
+        Err(_) => Tokenizer::from_gguf(&ct).map_err(|e| {
+            Error::bad_request(format!(
+                "cannot build a tokenizer from the GGUF metadata: {e}"
+            ))
+        })?,
+    };
+    let device = Device::Cpu;
+    let model = match architecture.as_str() {
+        "llama" | "mistral" => QuantizedModel::Llama(quantized_llama::ModelWeights::from_gguf(
+            ct, &mut file, &device,
+        )?),
+        "qwen2" => QuantizedModel::Qwen2(quantized_qwen2::ModelWeights::from_gguf(
+            ct, &mut file, &device,
+        )?),
+        "qwen3" => QuantizedModel::Qwen3(quantized_qwen3::ModelWeights::from_gguf(
+            ct, &mut file, &device,
+        )?),
+        "gemma3" => QuantizedModel::Gemma3(quantized_gemma3::ModelWeights::from_gguf(
+            ct, &mut file, &device,
+        )?),
+        "phi3" => QuantizedModel::Phi3(quantized_phi3::ModelWeights::from_gguf(
+            false, ct, &mut file, &device,
+        )?),
+        "glm4" => QuantizedModel::Glm4(quantized_glm4::ModelWeights::from_gguf(
+            ct,
+            &mut file,
+            &device,
+            candle_core::DType::F32,
+        )?),
+        other => {
+            return Err(Error::bad_request(format!(
+                "GGUF architecture `{other}` cannot be run by this build yet (supported: {})",
+                GGUF_ARCHITECTURES.join(", ")
+            )))
+        }
+    };
+    Ok(GgufModel {
+        model,
+        architecture,
+        tokenizer,
+        chat_template,
+        bos_token_id,
+        eos_token_ids,
+        add_bos,
+        context_length,
+    })
+}

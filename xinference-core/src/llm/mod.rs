@@ -1,0 +1,14 @@
+//! Text generation: a loaded causal LM with its tokenizer and chat template, the generation loop
+//! with sampling and stop handling, and incremental detokenization for streaming.
+
+mod detokenizer;
+mod engine;
+mod gguf;
+mod sampler;
+mod template;
+
+pub use detokenizer::Detokenizer;
+pub use engine::{FinishReason, GenerateOptions, Generated, LlmEngine, StepOutput, TokenLogprob};
+pub use gguf::{find_gguf, load_gguf, GgufModel, QuantizedModel, GGUF_ARCHITECTURES};
+pub use sampler::{argmax, log_softmax, Sampler, SamplingParams};
+pub use template::{ChatTemplate, TemplateInput};

@@ -1,0 +1,573 @@
+//! The LLM capability of the runtime: `/v1/chat/completions` and `/v1/completions`, whole or
+//! streamed. Rendering, tokenizing and generating all happen on the model's worker thread.
+
+use super::{Loaded, Runtime};
+use crate::llm::{GenerateOptions, Generated, LlmEngine, SamplingParams, StepOutput, TokenLogprob};
+use crate::protocol::chat::{
+    AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk,
+    ChatCompletionRequest, ChatDelta, Completion, CompletionChoice, CompletionRequest,
+    CompletionUsage, GenerationFields,
+};
+use crate::{Error, ErrorKind, Result};
+use futures::stream::{self, BoxStream, StreamExt};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+/// What the worker sends while streaming.
+enum Event {
+    /// The prompt was accepted: its length in tokens.
+    Started(usize),
+    /// Text released by a step.
+    Step(StepOutput),
+    /// Generation ended.
+    Done(Generated),
+    /// Generation failed.
+    Failed(Error),
+}
+
+/// A streamed answer: chunks in order; an `Err` item is a failure after the stream started.
+pub type ChunkStream<T> = BoxStream<'static, Result<T>>;
+
+/// A chat answer: whole, or a stream of chunks.
+pub enum ChatOutput {
+    /// `stream: false`.
+    Whole(ChatCompletion),
+    /// `stream: true`.
+    Stream(ChunkStream<ChatCompletionChunk>),
+}
+
+/// A completion answer: whole, or a stream of chunks.
+pub enum CompletionOutput {
+    /// `stream: false`.
+    Whole(Completion),
+    /// `stream: true`.
+    Stream(ChunkStream<Completion>),
+}
+
+/// Validated generation settings of a request.
+struct Plan {
+    options: GenerateOptions,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn plan(
+    fields: &GenerationFields,
+    logprobs: Option<usize>,
+    default_max_tokens: Option<usize>,
+) -> Result<Plan> {
+    if fields.n.is_some_and(|n| n != 1) {
+        return Err(Error::bad_request("only n=1 is supported"));
+    }
+    if fields.logit_bias.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(Error::new(
+            ErrorKind::NotImplemented,
+            "logit_bias is not supported",
+        ));
+    }
+    let temperature = fields.temperature.unwrap_or(0.8);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(Error::bad_request(format!(
+            "temperature must be between 0 and 2, not {temperature}"
+        )));
+    }
+    let top_p = fields.top_p.unwrap_or(0.95);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(Error::bad_request(format!(
+            "top_p must be in (0, 1], not {top_p}"
+        )));
+    }
+    let min_p = fields.min_p.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&min_p) {
+        return Err(Error::bad_request(format!(
+            "min_p must be in [0, 1], not {min_p}"
+        )));
+    }
+    let repetition_penalty = fields.repetition_penalty.unwrap_or(1.0);
+    if repetition_penalty <= 0.0 {
+        return Err(Error::bad_request("repetition_penalty must be positive"));
+    }
+    for (name, v) in [
+        ("presence_penalty", fields.presence_penalty),
+        ("frequency_penalty", fields.frequency_penalty),
+    ] {
+        if v.is_some_and(|v| !(-2.0..=2.0).contains(&v)) {
+            return Err(Error::bad_request(format!(
+                "{name} must be between -2 and 2"
+            )));
+        }
+    }
+    let max_tokens = fields.max_completion_tokens.or(fields.max_tokens);
+    if max_tokens == Some(0) {
+        return Err(Error::bad_request("max_tokens must be at least 1"));
+    }
+    if logprobs.is_some_and(|n| n > 20) {
+        return Err(Error::bad_request("top_logprobs must be at most 20"));
+    }
+    let top_k = fields.top_k.unwrap_or(40);
+    Ok(Plan {
+        options: GenerateOptions {
+            max_tokens: max_tokens.map(|m| m as usize).or(default_max_tokens),
+            sampling: SamplingParams {
+                temperature,
+                top_p,
+                top_k: if top_k <= 0 { 0 } else { top_k as usize },
+                min_p,
+                repetition_penalty,
+                presence_penalty: fields.presence_penalty.unwrap_or(0.0),
+                frequency_penalty: fields.frequency_penalty.unwrap_or(0.0),
+                seed: fields.seed,
+            },
+            stop: fields
+                .stop
+                .clone()
+                .map(|s| s.into_vec())
+                .unwrap_or_default(),
+            stop_token_ids: fields.stop_token_ids.clone().unwrap_or_default(),
+            logprobs,
+        },
+        stream: fields.stream,
+        include_usage: fields
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage),
+    })
+}
+
+/// Checks messages and turns multi-part text content into plain strings for the template.
+fn normalise_messages(messages: &[Value]) -> Result<Vec<Value>> {
+    if messages.is_empty() {
+        return Err(Error::bad_request("messages must not be empty"));
+    }
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let Value::Object(map) = m else {
+                return Err(Error::bad_request(format!("messages[{i}] must be an object")));
+            };
+            let role = map.get("role").and_then(Value::as_str).ok_or_else(|| {
+                Error::bad_request(format!("messages[{i}] has no role"))
+            })?;
+            if !matches!(role, "system" | "user" | "assistant" | "tool" | "developer" | "function") {
+                return Err(Error::bad_request(format!("messages[{i}] has an unknown role `{role}`")));
+            }
+            let mut out = map.clone();
+            let content = match map.get("content") {
+                Some(Value::String(s)) => Value::String(s.clone()),
+                Some(Value::Array(parts)) => {
+                    let mut text = String::new();
+                    for part in parts {
+                        match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
+                            (Some("text"), Some(t)) => text.push_str(t),
+                            (Some(kind), _) => {
+                                return Err(Error::bad_request(format!(
+                                    "messages[{i}] has a `{kind}` content part; this model reads text only"
+                                )))
+                            }
+                            _ => return Err(Error::bad_request(format!("messages[{i}] has a malformed content part"))),
+                        }
+                    }
+                    Value::String(text)
+                }
+                None | Some(Value::Null) if role == "assistant" => Value::Null,
+                None | Some(Value::Null) => {
+                    return Err(Error::bad_request(format!("messages[{i}] ({role}) has no content")))
+                }
+                Some(_) => return Err(Error::bad_request(format!("messages[{i}].content must be a string or a list of parts"))),
+            };
+            out.insert("content".into(), content);
+            if role == "developer" {
+                out.insert("role".into(), Value::String("system".into()));
+            }
+            Ok(Value::Object(out))
+        })
+        .collect()
+}
+
+fn logprobs_json(items: &[TokenLogprob]) -> Value {
+    let entry = |token: &str, logprob: f32| json!({"token": token, "logprob": logprob, "bytes": token.as_bytes()});
+    let content: Vec<Value> = items
+        .iter()
+        .map(|t| {
+            let mut e = entry(&t.token, t.logprob);
+            e["top_logprobs"] =
+                Value::Array(t.top.iter().map(|(tok, lp)| entry(tok, *lp)).collect());
+            e
+        })
+        .collect();
+    json!({"content": content})
+}
+
+fn legacy_logprobs_json(items: &[TokenLogprob]) -> Value {
+    json!({
+        "tokens": items.iter().map(|t| t.token.clone()).collect::<Vec<_>>(),
+        "token_logprobs": items.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+        "top_logprobs": items.iter().map(|t| t.top.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>()).collect::<Vec<_>>(),
+    })
+}
+
+fn usage(g: &Generated) -> CompletionUsage {
+    CompletionUsage {
+        prompt_tokens: g.prompt_tokens,
+        completion_tokens: g.completion_tokens,
+        total_tokens: g.prompt_tokens + g.completion_tokens,
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// How a job turns a request into prompt tokens on the worker.
+type PromptBuilder = Box<dyn FnOnce(&LlmEngine) -> Result<Vec<u32>> + Send>;
+
+impl Runtime {
+    fn llm_workers(
+        &self,
+        uid: &str,
+        ability: &str,
+    ) -> Result<(std::sync::Arc<super::Instance>, std::sync::Arc<Loaded>)> {
+        let instance = self.instance(uid)?;
+        if !instance.family.has_ability(ability)
+            && !(ability == "generate" && instance.family.has_ability("chat"))
+        {
+            return Err(Error::bad_request(format!(
+                "Model {uid} does not support {ability} (its abilities: {})",
+                instance.family.abilities.join(", ")
+            )));
+        }
+        let loaded = instance.loaded()?;
+        if !matches!(&*loaded, Loaded::Llm(_)) {
+            return Err(Error::bad_request(format!(
+                "Model {uid} is not a language model"
+            )));
+        }
+        Ok((instance, loaded))
+    }
+
+    async fn run_whole(
+        &self,
+        uid: &str,
+        ability: &str,
+        build: PromptBuilder,
+        options: GenerateOptions,
+    ) -> Result<Generated> {
+        let (instance, loaded) = self.llm_workers(uid, ability)?;
+        let Loaded::Llm(workers) = &*loaded else {
+            unreachable!("checked above")
+        };
+        let worker = &workers[instance.pick_replica(workers.len())];
+        worker
+            .call(move |engine: &mut LlmEngine| {
+                let prompt = build(engine)?;
+                engine.generate(&prompt, &options, &mut |_| true)
+            })
+            .await
+    }
+
+    /// Starts a streamed generation; returns once the prompt is accepted (so prompt errors are
+    /// ordinary error answers, not stream events).
+    async fn run_stream(
+        &self,
+        uid: &str,
+        ability: &str,
+        build: PromptBuilder,
+        options: GenerateOptions,
+    ) -> Result<(usize, mpsc::Receiver<Event>)> {
+        let (instance, loaded) = self.llm_workers(uid, ability)?;
+        let Loaded::Llm(workers) = &*loaded else {
+            unreachable!("checked above")
+        };
+        let worker = &workers[instance.pick_replica(workers.len())];
+        let mut rx = worker.stream(
+            32,
+            move |engine: &mut LlmEngine, tx: &mpsc::Sender<Event>| {
+                let prompt = match build(engine) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Event::Failed(e));
+                        return;
+                    }
+                };
+                if tx.blocking_send(Event::Started(prompt.len())).is_err() {
+                    return;
+                }
+                let result = engine.generate(&prompt, &options, &mut |step| {
+                    tx.blocking_send(Event::Step(step)).is_ok()
+                });
+                let _ = tx.blocking_send(match result {
+                    Ok(g) => Event::Done(g),
+                    Err(e) => Event::Failed(e),
+                });
+            },
+            |panic| Event::Failed(Error::internal(format!("model panicked: {panic}"))),
+        )?;
+        match rx.recv().await {
+            Some(Event::Started(n)) => Ok((n, rx)),
+            Some(Event::Failed(e)) => Err(e),
+            _ => Err(Error::internal(format!(
+                "model {uid} stopped before answering"
+            ))),
+        }
+    }
+
+    /// `POST /v1/chat/completions`.
+    pub async fn chat(&self, request: ChatCompletionRequest) -> Result<ChatOutput> {
+        let messages = normalise_messages(&request.messages)?;
+        let top = if request.logprobs == Some(true) {
+            Some(request.top_logprobs.unwrap_or(0))
+        } else {
+            None
+        };
+        let plan = plan(&request.generation, top, None)?;
+        let mut kwargs = request.chat_template_kwargs.clone().unwrap_or_default();
+        for key in ["enable_thinking", "reasoning_effort"] {
+            if let Some(v) = request.extra.get(key) {
+                kwargs.entry(key.to_owned()).or_insert(v.clone());
+            }
+        }
+        let tools = request.tools.clone();
+        let build: PromptBuilder = Box::new(move |engine: &LlmEngine| {
+            let text = engine.render_chat(&messages, tools.as_deref(), &kwargs)?;
+            engine.tokenize(&text)
+        });
+        let model = request.model.clone();
+        let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+        let created = now();
+        if !plan.stream {
+            let g = self
+                .run_whole(&model, "chat", build, plan.options.clone())
+                .await?;
+            return Ok(ChatOutput::Whole(ChatCompletion {
+                id,
+                object: "chat.completion".into(),
+                created,
+                model,
+                choices: vec![ChatChoice {
+                    index: 0,
+                    message: AssistantMessage {
+                        role: "assistant".into(),
+                        content: Some(g.text.clone()),
+                    },
+                    logprobs: plan.options.logprobs.map(|_| logprobs_json(&g.logprobs)),
+                    finish_reason: g.finish_reason.as_str().into(),
+                }],
+                usage: usage(&g),
+            }));
+        }
+        let want_logprobs = plan.options.logprobs.is_some();
+        let (_, rx) = self.run_stream(&model, "chat", build, plan.options).await?;
+        let chunk = move |delta: ChatDelta,
+                          logprobs: Option<Value>,
+                          finish: Option<String>,
+                          usage: Option<CompletionUsage>| ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: model.clone(),
+            choices: if usage.is_some() && finish.is_none() && delta == ChatDelta::default() {
+                Vec::new()
+            } else {
+                vec![ChatChunkChoice {
+                    index: 0,
+                    delta,
+                    logprobs,
+                    finish_reason: finish,
+                }]
+            },
+            usage,
+        };
+        let first = chunk(
+            ChatDelta {
+                role: Some("assistant".into()),
+                content: Some(String::new()),
+            },
+            None,
+            None,
+            None,
+        );
+        let include_usage = plan.include_usage;
+        let rest = events(rx).flat_map(move |event| {
+            let items: Vec<Result<ChatCompletionChunk>> = match event {
+                Event::Step(step) => vec![Ok(chunk(
+                    ChatDelta {
+                        role: None,
+                        content: Some(step.text),
+                    },
+                    want_logprobs.then(|| logprobs_json(&step.logprobs)),
+                    None,
+                    None,
+                ))],
+                Event::Done(g) => {
+                    let mut v = vec![Ok(chunk(
+                        ChatDelta {
+                            role: None,
+                            content: Some(String::new()),
+                        },
+                        None,
+                        Some(g.finish_reason.as_str().into()),
+                        None,
+                    ))];
+                    if include_usage {
+                        v.push(Ok(chunk(ChatDelta::default(), None, None, Some(usage(&g)))));
+                    }
+                    v
+                }
+                Event::Failed(e) => vec![Err(e)],
+                Event::Started(_) => vec![],
+            };
+            stream::iter(items)
+        });
+        Ok(ChatOutput::Stream(
+            stream::once(async move { Ok(first) }).chain(rest).boxed(),
+        ))
+    }
+
+    /// `POST /v1/completions`.
+    pub async fn completion(&self, request: CompletionRequest) -> Result<CompletionOutput> {
+        let prompt = match &request.prompt {
+            Value::String(s) => PromptInput::Text(s.clone()),
+            Value::Array(items) if items.len() == 1 && items[0].is_string() => {
+                PromptInput::Text(items[0].as_str().unwrap_or_default().to_owned())
+            }
+            Value::Array(items) if !items.is_empty() && items.iter().all(|v| v.is_u64()) => {
+                PromptInput::Tokens(
+                    items
+                        .iter()
+                        .filter_map(Value::as_u64)
+                        .map(|v| v as u32)
+                        .collect(),
+                )
+            }
+            Value::Array(items) if items.len() > 1 => {
+                return Err(Error::bad_request(
+                    "only one prompt per request is supported",
+                ))
+            }
+            _ => {
+                return Err(Error::bad_request(
+                    "prompt must be a non-empty string or a list of token ids",
+                ))
+            }
+        };
+        if matches!(&prompt, PromptInput::Text(t) if t.is_empty()) {
+            return Err(Error::bad_request("prompt must not be empty"));
+        }
+        let plan = plan(&request.generation, request.logprobs, Some(1024))?;
+        let echo = request.echo;
+        let prompt_text = match &prompt {
+            PromptInput::Text(t) => t.clone(),
+            PromptInput::Tokens(_) => String::new(),
+        };
+        let build: PromptBuilder = Box::new(move |engine: &LlmEngine| match prompt {
+            PromptInput::Text(t) => engine.tokenize(&t),
+            PromptInput::Tokens(ids) => {
+                let vocab = engine.tokenizer().get_vocab_size(true) as u32;
+                match ids.iter().find(|&&i| i >= vocab) {
+                    Some(bad) => Err(Error::bad_request(format!(
+                        "token id {bad} is outside the vocabulary (size {vocab})"
+                    ))),
+                    None => Ok(ids),
+                }
+            }
+        });
+        let model = request.model.clone();
+        let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
+        let created = now();
+        let want_logprobs = plan.options.logprobs.is_some();
+        if !plan.stream {
+            let g = self
+                .run_whole(&model, "generate", build, plan.options.clone())
+                .await?;
+            let text = if echo {
+                format!("{prompt_text}{}", g.text)
+            } else {
+                g.text.clone()
+            };
+            return Ok(CompletionOutput::Whole(Completion {
+                id,
+                object: "text_completion".into(),
+                created,
+                model,
+                choices: vec![CompletionChoice {
+                    text,
+                    index: 0,
+                    logprobs: want_logprobs.then(|| legacy_logprobs_json(&g.logprobs)),
+                    finish_reason: Some(g.finish_reason.as_str().into()),
+                }],
+                usage: Some(usage(&g)),
+            }));
+        }
+        let (_, rx) = self
+            .run_stream(&model, "generate", build, plan.options)
+            .await?;
+        let chunk = move |text: String,
+                          logprobs: Option<Value>,
+                          finish: Option<String>,
+                          usage: Option<CompletionUsage>| Completion {
+            id: id.clone(),
+            object: "text_completion".into(),
+            created,
+            model: model.clone(),
+            choices: if usage.is_some() {
+                Vec::new()
+            } else {
+                vec![CompletionChoice {
+                    text,
+                    index: 0,
+                    logprobs,
+                    finish_reason: finish,
+                }]
+            },
+            usage,
+        };
+        let include_usage = plan.include_usage;
+        let first: Vec<Result<Completion>> = if echo && !prompt_text.is_empty() {
+            vec![Ok(chunk(prompt_text, None, None, None))]
+        } else {
+            Vec::new()
+        };
+        let rest = events(rx).flat_map(move |event| {
+            let items: Vec<Result<Completion>> = match event {
+                Event::Step(step) => vec![Ok(chunk(
+                    step.text,
+                    want_logprobs.then(|| legacy_logprobs_json(&step.logprobs)),
+                    None,
+                    None,
+                ))],
+                Event::Done(g) => {
+                    let mut v = vec![Ok(chunk(
+                        String::new(),
+                        None,
+                        Some(g.finish_reason.as_str().into()),
+                        None,
+                    ))];
+                    if include_usage {
+                        v.push(Ok(chunk(String::new(), None, None, Some(usage(&g)))));
+                    }
+                    v
+                }
+                Event::Failed(e) => vec![Err(e)],
+                Event::Started(_) => vec![],
+            };
+            stream::iter(items)
+        });
+        Ok(CompletionOutput::Stream(
+            stream::iter(first).chain(rest).boxed(),
+        ))
+    }
+}
+
+/// A prompt as text or token ids.
+enum PromptInput {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+fn events(rx: mpsc::Receiver<Event>) -> impl futures::Stream<Item = Event> + Send + 'static {
+    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+}
