@@ -42,6 +42,10 @@ enum Command {
     Engine(commands::EngineArgs),
     /// List the models in the local cache.
     Cached(commands::CachedArgs),
+    /// Chat with a running LLM, interactively (an empty line exits).
+    Chat(commands::ReplArgs),
+    /// Continue prompts with a running LLM, interactively (an empty line exits).
+    Generate(commands::ReplArgs),
 }
 
 /// Xinference spells some short options with two letters (`-en`, `-ak`); clap takes one.
@@ -79,6 +83,8 @@ fn main() {
             Some(Command::Unregister(args)) => commands::unregister(args).await,
             Some(Command::Engine(args)) => commands::engine(args).await,
             Some(Command::Cached(args)) => commands::cached(args).await,
+            Some(Command::Chat(args)) => commands::repl(args, true).await,
+            Some(Command::Generate(args)) => commands::repl(args, false).await,
         }
     });
     if let Err(e) = result {

@@ -1,9 +1,15 @@
 //! Model handles: what `Client::get_model` returns, one type per capability.
 
 use super::Transport;
+use crate::protocol::chat::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,
+    GenerationFields,
+};
 use crate::protocol::openai::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
 use crate::protocol::xinference::ModelDescription;
+use crate::runtime::{ChatOutput, ChunkStream, CompletionOutput};
 use crate::{Error, Result};
+use serde_json::Value;
 
 /// A launched model, by capability. Only the calls the model supports exist on each variant.
 #[derive(Clone)]
@@ -11,6 +17,8 @@ use crate::{Error, Result};
 pub enum ModelHandle {
     /// A text embedding model.
     Embedding(EmbeddingModel),
+    /// A language model (chat and/or generate).
+    Llm(LlmModel),
 }
 
 impl ModelHandle {
@@ -28,6 +36,10 @@ impl ModelHandle {
                 transport,
                 uid: uid.to_owned(),
             })),
+            "LLM" => Ok(ModelHandle::Llm(LlmModel {
+                transport,
+                uid: uid.to_owned(),
+            })),
             other => Err(Error::bad_request(format!(
                 "Model {uid} is of type {other}, which this build cannot serve yet"
             ))),
@@ -38,6 +50,7 @@ impl ModelHandle {
     pub fn uid(&self) -> &str {
         match self {
             ModelHandle::Embedding(m) => &m.uid,
+            ModelHandle::Llm(m) => &m.uid,
         }
     }
 
@@ -45,6 +58,21 @@ impl ModelHandle {
     pub fn into_embedding(self) -> Result<EmbeddingModel> {
         match self {
             ModelHandle::Embedding(m) => Ok(m),
+            other => Err(Error::bad_request(format!(
+                "Model {} is not an embedding model",
+                other.uid()
+            ))),
+        }
+    }
+
+    /// The language-model handle, or a 400 when the model is not an LLM.
+    pub fn into_llm(self) -> Result<LlmModel> {
+        match self {
+            ModelHandle::Llm(m) => Ok(m),
+            other => Err(Error::bad_request(format!(
+                "Model {} is not a language model",
+                other.uid()
+            ))),
         }
     }
 }
@@ -88,6 +116,110 @@ impl EmbeddingModel {
         match &self.transport {
             Transport::Local(r) => r.create_embedding(request).await,
             Transport::Remote(c) => c.post_as("/v1/embeddings", &request).await,
+        }
+    }
+}
+
+/// A handle to a launched language model.
+#[derive(Clone)]
+pub struct LlmModel {
+    transport: Transport,
+    uid: String,
+}
+
+impl ChatCompletionRequest {
+    /// A request for `messages` (OpenAI message objects) with default settings; the model uid
+    /// is filled in by the handle.
+    pub fn new(messages: Vec<Value>) -> Self {
+        ChatCompletionRequest {
+            model: String::new(),
+            messages,
+            generation: GenerationFields::default(),
+            logprobs: None,
+            top_logprobs: None,
+            tools: None,
+            tool_choice: None,
+            chat_template_kwargs: None,
+            extra: Default::default(),
+        }
+    }
+}
+
+impl CompletionRequest {
+    /// A request to continue `prompt` with default settings.
+    pub fn new(prompt: impl Into<String>) -> Self {
+        CompletionRequest {
+            model: String::new(),
+            prompt: Value::String(prompt.into()),
+            generation: GenerationFields::default(),
+            logprobs: None,
+            echo: false,
+            extra: Default::default(),
+        }
+    }
+}
+
+impl LlmModel {
+    /// The model's uid.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Chats and returns the whole answer (`stream` is ignored).
+    pub async fn chat(&self, mut request: ChatCompletionRequest) -> Result<ChatCompletion> {
+        request.model = self.uid.clone();
+        request.generation.stream = false;
+        match &self.transport {
+            Transport::Local(r) => match r.chat(request).await? {
+                ChatOutput::Whole(c) => Ok(c),
+                ChatOutput::Stream(_) => Err(Error::internal("asked for a whole answer")),
+            },
+            Transport::Remote(c) => c.post_as("/v1/chat/completions", &request).await,
+        }
+    }
+
+    /// Chats and returns the answer as a stream of chunks.
+    pub async fn chat_stream(
+        &self,
+        mut request: ChatCompletionRequest,
+    ) -> Result<ChunkStream<ChatCompletionChunk>> {
+        request.model = self.uid.clone();
+        request.generation.stream = true;
+        match &self.transport {
+            Transport::Local(r) => match r.chat(request).await? {
+                ChatOutput::Stream(s) => Ok(s),
+                ChatOutput::Whole(_) => Err(Error::internal("asked for a stream")),
+            },
+            Transport::Remote(c) => c.post_stream("/v1/chat/completions", &request).await,
+        }
+    }
+
+    /// Continues a prompt and returns the whole completion (`stream` is ignored).
+    pub async fn generate(&self, mut request: CompletionRequest) -> Result<Completion> {
+        request.model = self.uid.clone();
+        request.generation.stream = false;
+        match &self.transport {
+            Transport::Local(r) => match r.completion(request).await? {
+                CompletionOutput::Whole(c) => Ok(c),
+                CompletionOutput::Stream(_) => Err(Error::internal("asked for a whole answer")),
+            },
+            Transport::Remote(c) => c.post_as("/v1/completions", &request).await,
+        }
+    }
+
+    /// Continues a prompt and returns the completion as a stream of chunks.
+    pub async fn generate_stream(
+        &self,
+        mut request: CompletionRequest,
+    ) -> Result<ChunkStream<Completion>> {
+        request.model = self.uid.clone();
+        request.generation.stream = true;
+        match &self.transport {
+            Transport::Local(r) => match r.completion(request).await? {
+                CompletionOutput::Stream(s) => Ok(s),
+                CompletionOutput::Whole(_) => Err(Error::internal("asked for a stream")),
+            },
+            Transport::Remote(c) => c.post_stream("/v1/completions", &request).await,
         }
     }
 }

@@ -94,6 +94,87 @@ impl RemoteClient {
         decode(self.send(self.http.post(self.url(path)).json(body)).await?)
     }
 
+    /// POST `body` to `path` and read the answer as OpenAI server-sent events: each
+    /// `data: {json}` becomes an item, `data: {"error": ...}` an error item, `[DONE]` the end.
+    pub async fn post_stream<B: Serialize + ?Sized, T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<crate::runtime::ChunkStream<T>> {
+        use futures::StreamExt;
+        let mut request = self.http.post(self.url(path)).json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.map_err(|e| {
+            Error::new(
+                ErrorKind::NotReady,
+                format!("cannot reach the server at {}: {e}", self.base),
+            )
+        })?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = response.text().await.unwrap_or_default();
+            let detail = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.get("detail")
+                        .map(|d| d.as_str().map(str::to_owned).unwrap_or(d.to_string()))
+                })
+                .unwrap_or(text);
+            return Err(Error::new(ErrorKind::from_http_status(status), detail));
+        }
+        let bytes = response.bytes_stream();
+        let lines = futures::stream::unfold(
+            (bytes, Vec::<u8>::new(), false),
+            |(mut bytes, mut buf, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    if let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=pos).collect();
+                        let line = String::from_utf8_lossy(&line).trim().to_owned();
+                        let Some(data) = line.strip_prefix("data:") else {
+                            continue;
+                        };
+                        let data = data.trim();
+                        if data == "[DONE]" {
+                            return None;
+                        }
+                        let item: Result<Value> = serde_json::from_str(data).map_err(|e| {
+                            Error::internal(format!("bad event from the server: {e}"))
+                        });
+                        return Some((item, (bytes, buf, false)));
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                        Some(Err(e)) => {
+                            return Some((
+                                Err(Error::internal(format!("stream broke: {e}"))),
+                                (bytes, buf, true),
+                            ))
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        );
+        Ok(lines
+            .map(|item| {
+                let value = item?;
+                if let Some(err) = value.get("error") {
+                    let message = err
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| err.to_string());
+                    return Err(Error::internal(message));
+                }
+                decode(value)
+            })
+            .boxed())
+    }
+
     /// DELETE `path`.
     pub async fn delete(&self, path: &str) -> Result<Value> {
         self.send(self.http.delete(self.url(path))).await
