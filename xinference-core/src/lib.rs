@@ -5,6 +5,7 @@
 //! types, and the [`Client`] that drives it all in process or over HTTP.
 
 pub mod client;
+pub mod compute;
 pub mod embedding;
 mod error;
 pub mod hub;

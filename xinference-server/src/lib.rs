@@ -23,9 +23,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(
-        "xinference-rs {} listening on http://{addr} (SIMD: {})",
+        "xinference-rs {} listening on http://{addr} (SIMD: {}; compute threads: {})",
         env!("CARGO_PKG_VERSION"),
-        simd_line()
+        simd_line(),
+        xinference_core::compute::threads()
     );
     let app = router(runtime.clone());
     axum::serve(listener, app)

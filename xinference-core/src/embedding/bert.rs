@@ -124,7 +124,7 @@ impl super::Embed for BertEmbedder {
         let mut out: Vec<Option<Embedding>> = vec![None; encoded.len()];
         for chunk in order.chunks(MAX_BATCH) {
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
-            let vectors = self.forward_batch(&batch)?;
+            let vectors = crate::compute::with_budget(|| self.forward_batch(&batch))?;
             for (&i, vector) in chunk.iter().zip(vectors) {
                 out[i] = Some(Embedding {
                     vector,

@@ -184,14 +184,14 @@ impl LlmEngine {
         Ok(ids)
     }
 
-    /// Generates from `prompt` token ids. `on_step` receives released text as it forms and
-    /// returns `false` to stop (a disconnected client).
-    pub fn generate(
-        &mut self,
-        prompt: &[u32],
-        options: &GenerateOptions,
-        on_step: &mut dyn FnMut(StepOutput) -> bool,
-    ) -> Result<Generated> {
+    /// One forward pass at `position` returning the logits of the last token, within the shared
+    /// compute budget (for benchmarks; panics on failure).
+    pub fn forward_for_bench(&mut self, tokens: &[u32], position: usize) -> Vec<f32> {
+        crate::compute::with_budget(|| self.gguf.model.forward(tokens, position)).expect("forward")
+    }
+
+    /// Checks that `prompt` can be generated from: not empty, and shorter than the context.
+    pub fn check_prompt(&self, prompt: &[u32]) -> Result<()> {
         let context = self.context_length();
         if prompt.is_empty() {
             return Err(Error::bad_request("the prompt is empty"));
@@ -202,6 +202,19 @@ impl LlmEngine {
                 prompt.len()
             )));
         }
+        Ok(())
+    }
+
+    /// Generates from `prompt` token ids. `on_step` receives released text as it forms and
+    /// returns `false` to stop (a disconnected client).
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        options: &GenerateOptions,
+        on_step: &mut dyn FnMut(StepOutput) -> bool,
+    ) -> Result<Generated> {
+        self.check_prompt(prompt)?;
+        let context = self.context_length();
         let room = context - prompt.len();
         let max_tokens = options.max_tokens.map_or(room, |m| m.min(room));
         let mut sampler = Sampler::new(options.sampling.clone(), prompt);
@@ -222,7 +235,7 @@ impl LlmEngine {
         let mut pending_logprobs = Vec::new();
         let mut generated = 0;
         let mut finish = FinishReason::Length;
-        let mut logits = self.gguf.model.forward(prompt, 0)?;
+        let mut logits = crate::compute::with_budget(|| self.gguf.model.forward(prompt, 0))?;
         let mut position = prompt.len();
         while generated < max_tokens {
             let raw = options.logprobs.map(|_| logits.clone());
@@ -261,7 +274,7 @@ impl LlmEngine {
             if generated >= max_tokens {
                 break;
             }
-            logits = self.gguf.model.forward(&[token], position)?;
+            logits = crate::compute::with_budget(|| self.gguf.model.forward(&[token], position))?;
             position += 1;
         }
         if !pending.is_empty() || !pending_logprobs.is_empty() {

@@ -232,9 +232,9 @@ impl Runtime {
         ability: &str,
     ) -> Result<(std::sync::Arc<super::Instance>, std::sync::Arc<Loaded>)> {
         let instance = self.instance(uid)?;
-        if !instance.family.has_ability(ability)
-            && !(ability == "generate" && instance.family.has_ability("chat"))
-        {
+        let serves = instance.family.has_ability(ability)
+            || (ability == "generate" && instance.family.has_ability("chat"));
+        if !serves {
             return Err(Error::bad_request(format!(
                 "Model {uid} does not support {ability} (its abilities: {})",
                 instance.family.abilities.join(", ")
@@ -286,7 +286,10 @@ impl Runtime {
         let mut rx = worker.stream(
             32,
             move |engine: &mut LlmEngine, tx: &mpsc::Sender<Event>| {
-                let prompt = match build(engine) {
+                // Prompt errors (too long, empty) must come before `Started`, so that they are
+                // ordinary error answers rather than events of an already started stream.
+                let prompt = build(engine).and_then(|p| engine.check_prompt(&p).map(|()| p));
+                let prompt = match prompt {
                     Ok(p) => p,
                     Err(e) => {
                         let _ = tx.blocking_send(Event::Failed(e));

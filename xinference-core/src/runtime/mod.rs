@@ -31,6 +31,9 @@ pub struct RuntimeConfig {
     pub home: PathBuf,
     /// Requests that may wait in each replica's queue before callers get 429.
     pub queue_capacity: usize,
+    /// Compute threads shared by every model (default: `CANDLE_NUM_THREADS`, else the
+    /// machine's cores). See [`crate::compute`].
+    pub compute_threads: Option<usize>,
 }
 
 impl RuntimeConfig {
@@ -39,6 +42,7 @@ impl RuntimeConfig {
         RuntimeConfig {
             home: home.into(),
             queue_capacity: 64,
+            compute_threads: None,
         }
     }
 
@@ -158,6 +162,7 @@ impl Runtime {
                 config.home.display()
             ))
         })?;
+        crate::compute::configure_threads(config.compute_threads);
         let registry = Arc::new(Registry::open(&config.home)?);
         Ok(Runtime {
             config,

@@ -1,0 +1,197 @@
+//! LLM speed beside llama.cpp, on the same GGUF files, the same threads, in the same run:
+//! prefill tokens/s for 128- and 512-token prompts, decode tokens/s over 128 tokens, time to
+//! first token, RSS after launch; and the decode speed of two models generating at once.
+//! The peer runs through `scripts/bench_llama_cpp.py` (llama-cpp-python) when
+//! `XINFERENCE_BENCH_PEER_PYTHON` names a Python that has `llama_cpp` installed.
+//!
+//!     CANDLE_NUM_THREADS=2 XINFERENCE_BENCH_PEER_PYTHON=/path/to/python cargo bench --bench llm
+//!
+//! Not a test: it asserts nothing about speed.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use xinference::llm::{argmax, LlmEngine};
+
+const THREADS: usize = 2;
+
+fn rss_mb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A prompt of exactly `n` tokens (ordinary text, repeated).
+fn prompt_tokens(engine: &LlmEngine, n: usize) -> Vec<u32> {
+    let text = "The quick brown fox jumps over the lazy dog while the sun sets behind the hills. "
+        .repeat(n);
+    let mut ids = engine.tokenize(&text).expect("tokenize");
+    ids.truncate(n);
+    ids
+}
+
+struct Ours {
+    prefill_128: f64,
+    prefill_512: f64,
+    decode: f64,
+    ttft_128: f64,
+    rss_after_load: f64,
+}
+
+fn measure(path: &Path) -> Ours {
+    let engine = LlmEngine::load_gguf(path, None, &[], &[]).expect("load");
+    let rss_after_load = rss_mb("VmRSS:");
+    let mut engine = engine;
+    let mut prefill = |n: usize| {
+        let ids = prompt_tokens(&engine, n);
+        median(
+            (0..3)
+                .map(|_| {
+                    let t = Instant::now();
+                    engine.forward_for_bench(&ids, 0);
+                    t.elapsed().as_secs_f64()
+                })
+                .collect(),
+        )
+    };
+    let p128 = prefill(128);
+    let p512 = prefill(512);
+    let ids = prompt_tokens(&engine, 128);
+    let decode = median(
+        (0..3)
+            .map(|_| {
+                let mut logits = engine.forward_for_bench(&ids, 0);
+                let t = Instant::now();
+                for i in 0..128 {
+                    let next = argmax(&logits);
+                    logits = engine.forward_for_bench(&[next], ids.len() + i);
+                }
+                128.0 / t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    );
+    Ours {
+        prefill_128: 128.0 / p128,
+        prefill_512: 512.0 / p512,
+        decode,
+        ttft_128: p128,
+        rss_after_load,
+    }
+}
+
+/// Decode tokens/s of each of two models generating at once (two threads, one compute budget).
+fn two_at_once(path: &Path) -> (f64, f64) {
+    let run = |path: PathBuf| {
+        std::thread::spawn(move || {
+            let mut engine = LlmEngine::load_gguf(&path, None, &[], &[]).expect("load");
+            let ids = prompt_tokens(&engine, 32);
+            let mut logits = engine.forward_for_bench(&ids, 0);
+            let t = Instant::now();
+            for i in 0..64 {
+                let next = argmax(&logits);
+                logits = engine.forward_for_bench(&[next], ids.len() + i);
+            }
+            64.0 / t.elapsed().as_secs_f64()
+        })
+    };
+    let a = run(path.to_path_buf());
+    let b = run(path.to_path_buf());
+    (a.join().unwrap(), b.join().unwrap())
+}
+
+fn peer(path: &Path) -> Option<serde_json::Value> {
+    let python = std::env::var_os("XINFERENCE_BENCH_PEER_PYTHON")?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_llama_cpp.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(path)
+        .args(["--threads", &THREADS.to_string()])
+        .output()
+        .expect("peer runs");
+    if !out.status.success() {
+        eprintln!(
+            "llama.cpp peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn main() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", THREADS.to_string());
+    }
+    let models = std::env::var_os("XINFERENCE_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/xinference-rs/test-models")
+        });
+    println!("| model | measure | xinference-rs | llama.cpp | ratio |");
+    println!("|---|---|---|---|---|");
+    for file in [
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    ] {
+        let path = models.join(file);
+        assert!(
+            path.exists(),
+            "run `python3 scripts/fetch-test-models.py smollm2 qwen` first"
+        );
+        let size_mb = std::fs::metadata(&path).unwrap().len() as f64 / 1048576.0;
+        let ours = measure(&path);
+        let theirs = peer(&path);
+        let get = |k: &str| theirs.as_ref().and_then(|t| t[k].as_f64());
+        let row = |name: &str, ours: f64, peer: Option<f64>, higher_better: bool| match peer {
+            Some(p) => println!(
+                "| {file} | {name} | {ours:.1} | {p:.1} | {:.2}x |",
+                if higher_better { ours / p } else { p / ours }
+            ),
+            None => println!("| {file} | {name} | {ours:.1} | (not run) | |"),
+        };
+        row(
+            "prefill 128 tok/s",
+            ours.prefill_128,
+            get("prefill_128_tps"),
+            true,
+        );
+        row(
+            "prefill 512 tok/s",
+            ours.prefill_512,
+            get("prefill_512_tps"),
+            true,
+        );
+        row("decode tok/s", ours.decode, get("decode_tps"), true);
+        row(
+            "time to first token (128) ms",
+            ours.ttft_128 * 1000.0,
+            get("ttft_128_s").map(|s| s * 1000.0),
+            false,
+        );
+        println!(
+            "| {file} | RSS after load MB (file {size_mb:.0} MB) | {:.0} ({:.2}x file) | {} | |",
+            ours.rss_after_load,
+            ours.rss_after_load / size_mb,
+            get("rss_after_load_mb")
+                .map(|v| format!("{v:.0}"))
+                .unwrap_or_else(|| "(not run)".into())
+        );
+    }
+    let path = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let solo = measure(&path).decode;
+    let (a, b) = two_at_once(&path);
+    println!(
+        "| SmolLM2 x2 at once | decode tok/s each | {a:.1} and {b:.1} ({:.0}% and {:.0}% of solo {solo:.1}) | | |",
+        100.0 * a / solo,
+        100.0 * b / solo
+    );
+}
