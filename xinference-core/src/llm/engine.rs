@@ -76,6 +76,8 @@ pub struct Generated {
     pub finish_reason: FinishReason,
     /// Per-token log-probabilities, when asked for.
     pub logprobs: Vec<TokenLogprob>,
+    /// The generated token ids (the stop token included).
+    pub tokens: Vec<u32>,
 }
 
 /// A loaded LLM: weights, tokenizer, chat template and end tokens.
@@ -234,6 +236,7 @@ impl LlmEngine {
         let mut all_logprobs = Vec::new();
         let mut pending_logprobs = Vec::new();
         let mut generated = 0;
+        let mut tokens = Vec::new();
         let mut finish = FinishReason::Length;
         let mut logits = crate::compute::with_budget(|| self.gguf.model.forward(prompt, 0))?;
         let mut position = prompt.len();
@@ -241,6 +244,7 @@ impl LlmEngine {
             let raw = options.logprobs.map(|_| logits.clone());
             let token = sampler.sample(&mut logits);
             sampler.accept(token);
+            tokens.push(token);
             generated += 1;
             if let (Some(n), Some(raw)) = (options.logprobs, raw) {
                 let lp = self.token_logprob(&raw, token, n);
@@ -290,6 +294,7 @@ impl LlmEngine {
             completion_tokens: generated,
             finish_reason: finish,
             logprobs: all_logprobs,
+            tokens,
         })
     }
 

@@ -123,6 +123,26 @@ fn meta_bool(ct: &Content, key: &str) -> Option<bool> {
     }
 }
 
+fn meta_str<'a>(ct: &'a Content, key: &str) -> Option<&'a str> {
+    ct.metadata
+        .get(key)
+        .and_then(|v| v.to_string().ok())
+        .map(String::as_str)
+}
+
+/// candle builds byte-level BPE tokenizers for pre-tokenizer types it does not know (SmolLM2's
+/// `smollm`, `gpt-2`, ...) with a leading-space ByteLevel step, so `system` after a special
+/// token becomes ` system`. llama.cpp uses the GPT-2 split without a prefix space for these.
+fn fix_gpt2_pretokenizer(ct: &Content, tokenizer: &mut Tokenizer) {
+    const HANDLED_BY_CANDLE: &[&str] = &["qwen2", "smaug-bpe", "lfm2", "llama3"];
+    let is_bpe = meta_str(ct, "tokenizer.ggml.model") == Some("gpt2");
+    let pre = meta_str(ct, "tokenizer.ggml.pre").unwrap_or("default");
+    if is_bpe && !HANDLED_BY_CANDLE.contains(&pre) {
+        let byte_level = tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, true);
+        tokenizer.with_pre_tokenizer(Some(byte_level));
+    }
+}
+
 /// Loads a GGUF model from `path` (a file, or a folder holding one).
 pub fn load_gguf(path: &Path) -> Result<GgufModel> {
     let file_path = find_gguf(path)?;
@@ -162,11 +182,15 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
     let dir = file_path.parent().unwrap_or(Path::new("."));
     let tokenizer = match Tokenizer::from_file(dir.join("tokenizer.json")) {
         Ok(t) => t,
-        Err(_) => Tokenizer::from_gguf(&ct).map_err(|e| {
-            Error::bad_request(format!(
-                "cannot build a tokenizer from the GGUF metadata: {e}"
-            ))
-        })?,
+        Err(_) => {
+            let mut t = Tokenizer::from_gguf(&ct).map_err(|e| {
+                Error::bad_request(format!(
+                    "cannot build a tokenizer from the GGUF metadata: {e}"
+                ))
+            })?;
+            fix_gpt2_pretokenizer(&ct, &mut t);
+            t
+        }
     };
     let device = Device::Cpu;
     let model = match architecture.as_str() {
