@@ -5,9 +5,11 @@ use super::detokenizer::{decode, Detokenizer};
 use super::gguf::{load_gguf, GgufModel};
 use super::sampler::{log_softmax, Sampler, SamplingParams};
 use super::template::{ChatTemplate, TemplateInput};
+use super::CausalLm;
 use crate::{Error, Result};
 use serde_json::Value as Json;
 use std::path::Path;
+use tokenizers::Tokenizer;
 
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,10 +84,35 @@ pub struct Generated {
 
 /// A loaded LLM: weights, tokenizer, chat template and end tokens.
 pub struct LlmEngine {
-    gguf: GgufModel,
+    model: Box<dyn CausalLm>,
+    architecture: String,
+    tokenizer: Tokenizer,
+    bos_token_id: Option<u32>,
+    add_bos: bool,
+    context_length: usize,
     template: Option<ChatTemplate>,
     stop_token_ids: Vec<u32>,
     stop: Vec<String>,
+}
+
+/// What an architecture loader hands to [`LlmEngine::new`].
+pub struct LlmParts {
+    /// The weights.
+    pub model: Box<dyn CausalLm>,
+    /// The family name (`llama`, `qwen2`, ...).
+    pub architecture: String,
+    /// The tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The model's own chat template, when it has one.
+    pub chat_template: Option<String>,
+    /// Beginning-of-sequence token id.
+    pub bos_token_id: Option<u32>,
+    /// End-of-generation token ids.
+    pub eos_token_ids: Vec<u32>,
+    /// Prepend BOS to prompts.
+    pub add_bos: bool,
+    /// Context length in tokens.
+    pub context_length: usize,
 }
 
 impl LlmEngine {
@@ -97,26 +124,46 @@ impl LlmEngine {
         spec_stop: &[String],
         spec_stop_token_ids: &[u32],
     ) -> Result<Self> {
-        let gguf = load_gguf(path)?;
+        let g: GgufModel = load_gguf(path)?;
+        let parts = LlmParts {
+            model: Box::new(g.model),
+            architecture: g.architecture,
+            tokenizer: g.tokenizer,
+            chat_template: g.chat_template,
+            bos_token_id: g.bos_token_id,
+            eos_token_ids: g.eos_token_ids,
+            add_bos: g.add_bos,
+            context_length: g.context_length,
+        };
+        Self::new(parts, spec_template, spec_stop, spec_stop_token_ids)
+    }
+
+    /// An engine over loaded parts, with the registry's template and stop settings.
+    pub fn new(
+        parts: LlmParts,
+        spec_template: Option<&str>,
+        spec_stop: &[String],
+        spec_stop_token_ids: &[u32],
+    ) -> Result<Self> {
         let token_text = |id: Option<u32>| {
-            id.and_then(|i| gguf.tokenizer.id_to_token(i))
+            id.and_then(|i| parts.tokenizer.id_to_token(i))
                 .unwrap_or_default()
         };
-        let bos = token_text(gguf.bos_token_id);
-        let eos = token_text(gguf.eos_token_ids.first().copied());
-        let source = gguf
+        let bos = token_text(parts.bos_token_id);
+        let eos = token_text(parts.eos_token_ids.first().copied());
+        let source = parts
             .chat_template
             .clone()
             .or(spec_template.map(str::to_owned));
         let template = source
             .map(|s| ChatTemplate::new(&s, &bos, &eos))
             .transpose()?;
-        let mut stop_token_ids = gguf.eos_token_ids.clone();
+        let mut stop_token_ids = parts.eos_token_ids.clone();
         stop_token_ids.extend_from_slice(spec_stop_token_ids);
         // The spec's stop strings that are single special tokens become stop ids.
         let mut stop = Vec::new();
         for s in spec_stop {
-            match gguf.tokenizer.token_to_id(s) {
+            match parts.tokenizer.token_to_id(s) {
                 Some(id) => stop_token_ids.push(id),
                 None => stop.push(s.clone()),
             }
@@ -124,7 +171,12 @@ impl LlmEngine {
         stop_token_ids.sort_unstable();
         stop_token_ids.dedup();
         Ok(LlmEngine {
-            gguf,
+            model: parts.model,
+            architecture: parts.architecture,
+            tokenizer: parts.tokenizer,
+            bos_token_id: parts.bos_token_id,
+            add_bos: parts.add_bos,
+            context_length: parts.context_length,
             template,
             stop_token_ids,
             stop,
@@ -133,12 +185,12 @@ impl LlmEngine {
 
     /// The model's context length in tokens.
     pub fn context_length(&self) -> usize {
-        self.gguf.context_length
+        self.context_length
     }
 
     /// `general.architecture` of the model.
     pub fn architecture(&self) -> &str {
-        &self.gguf.architecture
+        &self.architecture
     }
 
     /// Whether the model has a chat template.
@@ -148,7 +200,7 @@ impl LlmEngine {
 
     /// The tokenizer.
     pub fn tokenizer(&self) -> &tokenizers::Tokenizer {
-        &self.gguf.tokenizer
+        &self.tokenizer
     }
 
     /// Renders a conversation into prompt text with the model's chat template.
@@ -173,12 +225,11 @@ impl LlmEngine {
     /// and BOS is prepended when the model asks for it (unless the text already starts with it).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self
-            .gguf
             .tokenizer
             .encode(text, false)
             .map_err(|e| Error::bad_request(format!("cannot tokenize the prompt: {e}")))?;
         let mut ids = enc.get_ids().to_vec();
-        if let (true, Some(bos)) = (self.gguf.add_bos, self.gguf.bos_token_id) {
+        if let (true, Some(bos)) = (self.add_bos, self.bos_token_id) {
             if ids.first() != Some(&bos) {
                 ids.insert(0, bos);
             }
@@ -189,7 +240,7 @@ impl LlmEngine {
     /// One forward pass at `position` returning the logits of the last token, within the shared
     /// compute budget (for benchmarks; panics on failure).
     pub fn forward_for_bench(&mut self, tokens: &[u32], position: usize) -> Vec<f32> {
-        crate::compute::with_budget(|| self.gguf.model.forward(tokens, position)).expect("forward")
+        crate::compute::with_budget(|| self.model.forward(tokens, position)).expect("forward")
     }
 
     /// Checks that `prompt` can be generated from: not empty, and shorter than the context.
@@ -238,7 +289,7 @@ impl LlmEngine {
         let mut generated = 0;
         let mut tokens = Vec::new();
         let mut finish = FinishReason::Length;
-        let mut logits = crate::compute::with_budget(|| self.gguf.model.forward(prompt, 0))?;
+        let mut logits = crate::compute::with_budget(|| self.model.forward(prompt, 0))?;
         let mut position = prompt.len();
         while generated < max_tokens {
             let raw = options.logprobs.map(|_| logits.clone());
@@ -255,7 +306,7 @@ impl LlmEngine {
                 finish = FinishReason::Stop;
                 break;
             }
-            pending.push_str(&detok.push(&self.gguf.tokenizer, token)?);
+            pending.push_str(&detok.push(&self.tokenizer, token)?);
             if let Some((cut, _)) = find_stop(&emitted, &pending, &stop_strings) {
                 pending.truncate(cut);
                 finish = FinishReason::Stop;
@@ -278,7 +329,7 @@ impl LlmEngine {
             if generated >= max_tokens {
                 break;
             }
-            logits = crate::compute::with_budget(|| self.gguf.model.forward(&[token], position))?;
+            logits = crate::compute::with_budget(|| self.model.forward(&[token], position))?;
             position += 1;
         }
         if !pending.is_empty() || !pending_logprobs.is_empty() {
@@ -300,7 +351,7 @@ impl LlmEngine {
 
     fn token_logprob(&self, logits: &[f32], token: u32, top_n: usize) -> TokenLogprob {
         let lp = log_softmax(logits);
-        let text = |id: u32| decode(&self.gguf.tokenizer, &[id]).unwrap_or_default();
+        let text = |id: u32| decode(&self.tokenizer, &[id]).unwrap_or_default();
         let mut top: Vec<u32> = Vec::new();
         if top_n > 0 {
             let mut idx: Vec<u32> = (0..lp.len() as u32).collect();

@@ -30,10 +30,8 @@ pub enum QuantizedModel {
     Glm4(quantized_glm4::ModelWeights),
 }
 
-impl QuantizedModel {
-    /// Logits of the last position for `tokens` placed at `position` (0 starts a new sequence
-    /// and discards the cache).
-    pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
+impl super::CausalLm for QuantizedModel {
+    fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
         if position == 0 {
             self.clear_cache();
         }
@@ -56,6 +54,23 @@ impl QuantizedModel {
         Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
     }
 
+    fn fork(&self) -> Option<Box<dyn super::CausalLm>> {
+        // Clones share the weights (reference-counted tensors) and get their own cache.
+        let mut copy = match self {
+            QuantizedModel::Llama(m) => QuantizedModel::Llama(m.clone()),
+            QuantizedModel::Qwen3(m) => QuantizedModel::Qwen3(m.clone()),
+            QuantizedModel::Gemma3(m) => QuantizedModel::Gemma3(m.clone()),
+            QuantizedModel::Phi3(m) => QuantizedModel::Phi3(m.clone()),
+            QuantizedModel::Glm4(m) => QuantizedModel::Glm4(m.clone()),
+            // candle's quantized Qwen2 cannot be cloned.
+            QuantizedModel::Qwen2(_) => return None,
+        };
+        copy.clear_cache();
+        Some(Box::new(copy))
+    }
+}
+
+impl QuantizedModel {
     fn clear_cache(&mut self) {
         match self {
             QuantizedModel::Llama(m) => m.clear_kv_cache(),

@@ -4,11 +4,15 @@
 mod detokenizer;
 mod engine;
 mod gguf;
+mod model;
 mod sampler;
 mod template;
 
 pub use detokenizer::Detokenizer;
-pub use engine::{FinishReason, GenerateOptions, Generated, LlmEngine, StepOutput, TokenLogprob};
+pub use engine::{
+    FinishReason, GenerateOptions, Generated, LlmEngine, LlmParts, StepOutput, TokenLogprob,
+};
 pub use gguf::{find_gguf, load_gguf, GgufModel, QuantizedModel, GGUF_ARCHITECTURES};
+pub use model::CausalLm;
 pub use sampler::{argmax, log_softmax, Sampler, SamplingParams};
 pub use template::{ChatTemplate, TemplateInput};
