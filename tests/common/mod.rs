@@ -31,6 +31,28 @@ pub fn minilm_dir() -> PathBuf {
     dir
 }
 
+/// A GGUF file of the test models. Fails loudly, with the fix, when it is missing.
+fn test_gguf(file: &str, fetch_name: &str) -> PathBuf {
+    let path = test_models_dir().join(file);
+    assert!(
+        path.exists(),
+        "test model {file} is missing from {}.\nFix: run `python3 scripts/fetch-test-models.py smollm2 qwen` \
+         (this one is `{fetch_name}`; or `bash .ci/run`), or point XINFERENCE_TEST_MODELS at the folder that holds it.",
+        test_models_dir().display()
+    );
+    path
+}
+
+/// SmolLM2-135M-Instruct Q4_1 (registry name `smollm2-instruct`, size `0_135`).
+pub fn smollm2_gguf() -> PathBuf {
+    test_gguf("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2")
+}
+
+/// Qwen2.5-Coder-0.5B-Instruct q4_k_m (registry name `qwen2.5-coder-instruct`, size `0_5`).
+pub fn qwen_gguf() -> PathBuf {
+    test_gguf("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "qwen")
+}
+
 /// A server on 127.0.0.1 with an ephemeral port and its own XINFERENCE_HOME.
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.

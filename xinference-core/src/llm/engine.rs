@@ -183,6 +183,22 @@ impl LlmEngine {
         })
     }
 
+    /// A second engine sharing this one's weights, with its own KV cache, so that another
+    /// sequence can be served at the same time (`None` when the family cannot share weights).
+    pub fn fork(&self) -> Option<LlmEngine> {
+        Some(LlmEngine {
+            model: self.model.fork()?,
+            architecture: self.architecture.clone(),
+            tokenizer: self.tokenizer.clone(),
+            bos_token_id: self.bos_token_id,
+            add_bos: self.add_bos,
+            context_length: self.context_length,
+            template: self.template.clone(),
+            stop_token_ids: self.stop_token_ids.clone(),
+            stop: self.stop.clone(),
+        })
+    }
+
     /// The model's context length in tokens.
     pub fn context_length(&self) -> usize {
         self.context_length

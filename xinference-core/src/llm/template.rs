@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 /// A compiled chat template.
+#[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,

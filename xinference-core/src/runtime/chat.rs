@@ -1,7 +1,7 @@
 //! The LLM capability of the runtime: `/v1/chat/completions` and `/v1/completions`, whole or
 //! streamed. Rendering, tokenizing and generating all happen on the model's worker thread.
 
-use super::{Loaded, Runtime};
+use super::{Loaded, Runtime, Worker};
 use crate::llm::{GenerateOptions, Generated, LlmEngine, SamplingParams, StepOutput, TokenLogprob};
 use crate::protocol::chat::{
     AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk,
@@ -260,7 +260,7 @@ impl Runtime {
         let Loaded::Llm(workers) = &*loaded else {
             unreachable!("checked above")
         };
-        let worker = &workers[instance.pick_replica(workers.len())];
+        let worker = least_loaded(workers, instance.pick_replica(workers.len()));
         worker
             .call(move |engine: &mut LlmEngine| {
                 let prompt = build(engine)?;
@@ -282,7 +282,7 @@ impl Runtime {
         let Loaded::Llm(workers) = &*loaded else {
             unreachable!("checked above")
         };
-        let worker = &workers[instance.pick_replica(workers.len())];
+        let worker = least_loaded(workers, instance.pick_replica(workers.len()));
         let mut rx = worker.stream(
             32,
             move |engine: &mut LlmEngine, tx: &mpsc::Sender<Event>| {
@@ -563,6 +563,16 @@ impl Runtime {
             stream::iter(first).chain(rest).boxed(),
         ))
     }
+}
+
+/// The worker (sequence slot) with the fewest requests, starting the search at `start` so that
+/// ties rotate.
+fn least_loaded(workers: &[Worker<LlmEngine>], start: usize) -> &Worker<LlmEngine> {
+    let n = workers.len();
+    (0..n)
+        .map(|i| &workers[(start + i) % n])
+        .min_by_key(|w| w.load())
+        .expect("a model has at least one worker")
 }
 
 /// A prompt as text or token ids.

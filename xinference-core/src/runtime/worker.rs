@@ -58,6 +58,11 @@ impl<M: Send + 'static> Worker<M> {
         })
     }
 
+    /// Requests queued or running on this worker now.
+    pub fn load(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
     /// Counts a new request in flight, refusing it (429) past `request_limits`.
     fn admit(&self) -> Result<InFlight> {
         let previous = self.in_flight.fetch_add(1, Ordering::SeqCst);
