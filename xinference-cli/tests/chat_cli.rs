@@ -1,0 +1,157 @@
+//! `xinference chat` and `xinference generate` against a real server and the real SmolLM2 GGUF:
+//! a launch with `-en llama.cpp`, an interactive conversation typed on stdin (streamed by
+//! default, and with `--stream false`), and an empty line to leave.
+
+mod common;
+
+use common::{Sandbox, Server};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+fn smollm2_gguf() -> PathBuf {
+    let root = match std::env::var_os("XINFERENCE_TEST_MODELS").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+            .join(".cache/xinference-rs/test-models"),
+    };
+    let file = root.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        file.is_file(),
+        "the test model {} is missing; fix: run `python3 scripts/fetch-test-models.py smollm2`",
+        file.display()
+    );
+    file
+}
+
+fn converse(sandbox: &Sandbox, args: &[&str], input: &str) -> String {
+    let mut child = sandbox
+        .command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn chat_and_generate_repls_talk_to_a_running_llm() {
+    let sandbox = Sandbox::new();
+    let server = Server::start(&sandbox);
+    let gguf = smollm2_gguf().display().to_string();
+    let launched = sandbox
+        .run(&[
+            "launch",
+            "-n",
+            "smollm2-instruct",
+            "-en",
+            "llama.cpp",
+            "-f",
+            "ggufv2",
+            "-s",
+            "0_135",
+            "-q",
+            "Q4_1",
+            "--model-path",
+            &gguf,
+            "-e",
+            &server.url,
+        ])
+        .ok()
+        .to_owned();
+    assert!(
+        launched.contains("Model uid: smollm2-instruct"),
+        "{launched}"
+    );
+
+    let out = converse(
+        &sandbox,
+        &[
+            "chat",
+            "--model-uid",
+            "smollm2-instruct",
+            "--max_tokens",
+            "12",
+            "-e",
+            &server.url,
+        ],
+        "What is the capital of France?\nAnd of Italy?\n\n",
+    );
+    assert_eq!(
+        out.matches("User: ").count(),
+        3,
+        "two turns, then the empty line: {out}"
+    );
+    let answers: Vec<&str> = out.split("Assistant: ").skip(1).collect();
+    assert_eq!(answers.len(), 2, "{out}");
+    assert!(
+        answers.iter().all(|a| a
+            .trim()
+            .split("User:")
+            .next()
+            .is_some_and(|t| !t.trim().is_empty())),
+        "empty answer: {out}"
+    );
+
+    let out = converse(
+        &sandbox,
+        &[
+            "chat",
+            "--model-uid",
+            "smollm2-instruct",
+            "--max_tokens",
+            "8",
+            "--stream",
+            "false",
+            "-e",
+            &server.url,
+        ],
+        "Hi\n",
+    );
+    assert!(
+        out.contains("Assistant: ")
+            && out
+                .split("Assistant: ")
+                .nth(1)
+                .is_some_and(|a| !a.trim().is_empty()),
+        "{out}"
+    );
+
+    let out = converse(
+        &sandbox,
+        &[
+            "generate",
+            "--model-uid",
+            "smollm2-instruct",
+            "--max_tokens",
+            "8",
+            "-e",
+            &server.url,
+        ],
+        "Once upon a time\n\n",
+    );
+    assert!(
+        out.starts_with("Prompt: ") && out.len() > "Prompt: Prompt: ".len(),
+        "{out}"
+    );
+
+    let err = sandbox
+        .run(&["chat", "--model-uid", "nope", "-e", &server.url])
+        .fails()
+        .to_owned();
+    assert!(err.contains("nope"), "{err}");
+}
