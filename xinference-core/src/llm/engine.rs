@@ -138,6 +138,20 @@ impl LlmEngine {
         Self::new(parts, spec_template, spec_stop, spec_stop_token_ids)
     }
 
+    /// Loads a Hugging Face safetensors model folder (`config.json`, `model.safetensors` or
+    /// shards, `tokenizer.json`; Xinference's `pytorch` format) of a supported family, computing
+    /// in f32. The registry settings are used as in [`LlmEngine::load_gguf`]; the folder's own
+    /// chat template wins over the spec's.
+    pub fn load_safetensors(
+        dir: &Path,
+        spec_template: Option<&str>,
+        spec_stop: &[String],
+        spec_stop_token_ids: &[u32],
+    ) -> Result<Self> {
+        let parts = super::safetensors::load_safetensors(dir)?;
+        Self::new(parts, spec_template, spec_stop, spec_stop_token_ids)
+    }
+
     /// An engine over loaded parts, with the registry's template and stop settings.
     pub fn new(
         parts: LlmParts,

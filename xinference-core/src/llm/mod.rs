@@ -5,6 +5,7 @@ mod detokenizer;
 mod engine;
 mod gguf;
 mod model;
+mod safetensors;
 mod sampler;
 mod template;
 
@@ -14,5 +15,8 @@ pub use engine::{
 };
 pub use gguf::{find_gguf, load_gguf, GgufModel, QuantizedModel, GGUF_ARCHITECTURES};
 pub use model::CausalLm;
+pub use safetensors::{
+    is_safetensors_model, load_safetensors, SafetensorsModel, SAFETENSORS_MODEL_TYPES,
+};
 pub use sampler::{argmax, log_softmax, Sampler, SamplingParams};
 pub use template::{ChatTemplate, TemplateInput};

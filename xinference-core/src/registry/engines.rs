@@ -93,6 +93,9 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
     (ModelType::Llm, "ggufv2", "Phi3ForCausalLM"),
     (ModelType::Llm, "ggufv2", "GlmForCausalLM"),
     (ModelType::Llm, "ggufv2", "Glm4ForCausalLM"),
+    (ModelType::Llm, "pytorch", "LlamaForCausalLM"),
+    (ModelType::Llm, "pytorch", "Qwen2ForCausalLM"),
+    (ModelType::Llm, "pytorch", "Qwen3ForCausalLM"),
 ];
 
 /// Whether this build can run `spec` of `family`.

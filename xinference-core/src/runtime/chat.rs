@@ -261,12 +261,24 @@ impl Runtime {
             unreachable!("checked above")
         };
         let worker = least_loaded(workers, instance.pick_replica(workers.len()));
-        worker
-            .call(move |engine: &mut LlmEngine| {
-                let prompt = build(engine)?;
-                engine.generate(&prompt, &options, &mut |_| true)
-            })
-            .await
+        // Run as a stream of one result so that the generation sees when the caller is gone (an
+        // HTTP client that disconnected drops this future) and stops at its next step instead of
+        // holding the model for the rest of `max_tokens`.
+        let mut rx = worker.stream(
+            1,
+            move |engine: &mut LlmEngine, tx: &mpsc::Sender<Result<Generated>>| {
+                let result = build(engine).and_then(|prompt| {
+                    engine.generate(&prompt, &options, &mut |_| !tx.is_closed())
+                });
+                let _ = tx.blocking_send(result);
+            },
+            |panic| Err(Error::internal(format!("model panicked: {panic}"))),
+        )?;
+        rx.recv().await.unwrap_or_else(|| {
+            Err(Error::internal(format!(
+                "model {uid} stopped while serving the request"
+            )))
+        })
     }
 
     /// Starts a streamed generation; returns once the prompt is accepted (so prompt errors are

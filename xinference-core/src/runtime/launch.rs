@@ -116,6 +116,7 @@ impl Runtime {
         }
         let replicas = parse_replica(request.replica.as_ref())?;
         let request_limit = parse_request_limits(request.request_limits.as_ref())?;
+        let parallel = parse_parallel(request.extra.get("n_parallel"))?;
         check_n_gpu(request.n_gpu.as_ref())?;
         if let Some(hub) = &request.download_hub {
             if !matches!(hub.as_str(), "huggingface" | "auto") {
@@ -137,6 +138,7 @@ impl Runtime {
             engine,
             replicas,
             request_limit,
+            parallel,
             created_ts: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -229,17 +231,33 @@ impl Runtime {
                 let stop: Vec<String> = serde_json::from_value(list("stop")).unwrap_or_default();
                 let stop_ids: Vec<u32> =
                     serde_json::from_value(list("stop_token_ids")).unwrap_or_default();
-                let workers = (0..instance.replicas)
-                    .map(|r| {
-                        let engine = LlmEngine::load_gguf(&files, template, &stop, &stop_ids)?;
-                        Worker::spawn(
-                            &instance.replica_uid(r),
+                // What the path holds decides (a folder with config.json is safetensors, a
+                // .gguf file GGUF); the spec's format settles a folder that holds both.
+                let safetensors =
+                    crate::llm::is_safetensors_model(&files, &instance.spec.model_format);
+                let mut workers = Vec::new();
+                for r in 0..instance.replicas {
+                    let engine = if safetensors {
+                        LlmEngine::load_safetensors(&files, template, &stop, &stop_ids)?
+                    } else {
+                        LlmEngine::load_gguf(&files, template, &stop, &stop_ids)?
+                    };
+                    // Sequence slots: forks share the weights, each with its own KV cache, so
+                    // concurrent requests interleave token by token (fair turns on the compute
+                    // budget) instead of queueing behind a long generation.
+                    let forks: Vec<LlmEngine> = (1..instance.parallel)
+                        .map_while(|_| engine.fork())
+                        .collect();
+                    let replica = instance.replica_uid(r);
+                    for (slot, engine) in std::iter::once(engine).chain(forks).enumerate() {
+                        workers.push(Worker::spawn(
+                            &format!("{replica}-slot{slot}"),
                             engine,
                             self.config.queue_capacity,
                             instance.request_limit,
-                        )
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                        )?);
+                    }
+                }
                 Ok(Loaded::Llm(workers))
             }
             other => Err(Error::bad_request(format!(
@@ -267,6 +285,21 @@ fn parse_replica(v: Option<&Value>) -> Result<usize> {
         }
         Some(other) => Err(Error::bad_request(format!(
             "replica must be an integer >= 1, not {other}"
+        ))),
+    }
+}
+
+/// Sequences an LLM serves at once per replica (`n_parallel`, llama.cpp's `--parallel`).
+const DEFAULT_PARALLEL: usize = 4;
+
+fn parse_parallel(v: Option<&Value>) -> Result<usize> {
+    match v {
+        None | Some(Value::Null) => Ok(DEFAULT_PARALLEL),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=64).contains(&n)) => {
+            Ok(n.as_u64().unwrap_or(1) as usize)
+        }
+        Some(other) => Err(Error::bad_request(format!(
+            "n_parallel must be an integer from 1 to 64, not {other}"
         ))),
     }
 }

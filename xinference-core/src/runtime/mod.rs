@@ -95,6 +95,8 @@ pub struct Instance {
     pub(crate) engine: String,
     pub(crate) replicas: usize,
     pub(crate) request_limit: Option<usize>,
+    /// Sequence slots per replica (LLMs).
+    pub(crate) parallel: usize,
     pub(crate) created_ts: u64,
     pub(crate) progress: LaunchProgress,
     pub(crate) state: Mutex<InstanceState>,
