@@ -326,7 +326,7 @@ async fn launch_errors_are_clear_400s_and_nothing_is_lost() {
             "Invalid input. Please specify the `model_engine` field.",
         ),
         (
-            json!({"model_name": "qwen2.5-instruct", "model_engine": "llama.cpp"}),
+            json!({"model_name": "chatglm3", "model_engine": "Transformers"}),
             "cannot be run by this build yet",
         ),
         (

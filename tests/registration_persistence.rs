@@ -203,9 +203,9 @@ async fn engines_and_registrations_describe_every_builtin() {
         .expect("runnable engine lists params");
     assert_eq!(params[0]["model_format"], "pytorch");
     assert_eq!(params[0]["quantizations"], json!(["none"]));
-    let (_, e) = get(&format!("{url}/v1/engines/LLM/qwen2.5-instruct")).await;
+    let (_, e) = get(&format!("{url}/v1/engines/LLM/chatglm3")).await;
     assert!(
-        e["llama.cpp"]
+        e["Transformers"]
             .as_str()
             .unwrap()
             .contains("cannot be run by this build yet"),

@@ -121,21 +121,21 @@ fn launch_errors_come_back_as_the_servers_message() {
     let line = no_engine.fails();
     assert!(line.contains("model_engine"), "{line}");
 
-    // `-en` is Xinference's spelling of --model-engine; LLMs cannot run in this build yet,
-    // which must be said plainly (not a crash, not a parse error).
+    // `-en` is Xinference's spelling of --model-engine; an architecture this build cannot run
+    // yet (ChatGLM3) must be said plainly (not a crash, not a parse error).
     for engine_flag in ["-en", "--model-engine"] {
         let run = sandbox.run(&[
             "launch",
             "-n",
-            "qwen2.5-instruct",
+            "chatglm3",
             engine_flag,
-            "llama.cpp",
+            "Transformers",
             "-e",
             url,
         ]);
         let line = run.fails();
         assert!(
-            line.contains("qwen2.5-instruct") && line.contains("cannot be run by this build yet"),
+            line.contains("chatglm3") && line.contains("cannot be run by this build yet"),
             "{engine_flag}: {line}"
         );
     }
@@ -216,14 +216,14 @@ fn engine_lists_what_can_run_a_model_and_explains_what_cannot() {
         run.stdout
     );
 
-    let run = sandbox.run(&["engine", "-n", "qwen2.5-instruct", "-e", url]);
+    let run = sandbox.run(&["engine", "-n", "chatglm3", "-e", url]);
     let out = run.ok();
     assert!(
-        out.contains("No engine of this build can run qwen2.5-instruct yet"),
+        out.contains("No engine of this build can run chatglm3 yet"),
         "{out}"
     );
     assert!(out.contains("cannot be run by this build yet"), "{out}");
-    assert!(out.contains("llama.cpp"), "{out}");
+    assert!(out.contains("Transformers"), "{out}");
 
     let run = sandbox.run(&["engine", "-n", "no-such-model-xyz", "-e", url]);
     assert!(run.fails().contains("no-such-model-xyz"), "{}", run.stderr);
