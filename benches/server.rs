@@ -32,11 +32,16 @@ fn our_binary() -> PathBuf {
     bin
 }
 
-/// A server process that is killed on drop.
+/// A server process, started in its own process group, that is killed with every process it
+/// started (Python Xinference forks actor pools) on drop.
 struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group of a child we spawned with process_group(0).
+        unsafe {
+            libc::kill(-(self.0.id() as i32), libc::SIGKILL);
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -45,7 +50,9 @@ impl Drop for Server {
 /// Starts a server with `cmd` and returns it with the seconds until `/status` answered.
 async fn start(mut cmd: Command, url: &str) -> (Server, f64) {
     let t0 = Instant::now();
+    use std::os::unix::process::CommandExt;
     let child = cmd
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
