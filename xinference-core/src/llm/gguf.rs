@@ -198,13 +198,17 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
     let tokenizer = match Tokenizer::from_file(dir.join("tokenizer.json")) {
         Ok(t) => t,
         Err(_) => {
-            let mut t = Tokenizer::from_gguf(&ct).map_err(|e| {
-                Error::bad_request(format!(
-                    "cannot build a tokenizer from the GGUF metadata: {e}"
-                ))
-            })?;
-            fix_gpt2_pretokenizer(&ct, &mut t);
-            t
+            if meta_str(&ct, "tokenizer.ggml.model") == Some("llama") {
+                super::spm::spm_tokenizer_from_gguf(&ct)?
+            } else {
+                let mut t = Tokenizer::from_gguf(&ct).map_err(|e| {
+                    Error::bad_request(format!(
+                        "cannot build a tokenizer from the GGUF metadata: {e}"
+                    ))
+                })?;
+                fix_gpt2_pretokenizer(&ct, &mut t);
+                t
+            }
         }
     };
     let device = Device::Cpu;

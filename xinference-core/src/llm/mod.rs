@@ -7,6 +7,7 @@ mod gguf;
 mod model;
 mod safetensors;
 mod sampler;
+mod spm;
 mod template;
 
 pub use detokenizer::Detokenizer;
