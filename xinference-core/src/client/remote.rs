@@ -41,7 +41,9 @@ impl RemoteClient {
         &self.base
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+    /// Sends `request` with the API key; a connection failure is a 503-class error and a
+    /// non-2xx answer an error of the matching kind carrying the server's `detail`.
+    async fn open(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let request = match &self.api_key {
             Some(key) => request.bearer_auth(key),
             None => request,
@@ -53,18 +55,10 @@ impl RemoteClient {
             )
         })?;
         let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| Error::internal(format!("reading the answer of {}: {e}", self.base)))?;
         if (200..300).contains(&status) {
-            if text.trim().is_empty() {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_str(&text).map_err(|e| {
-                Error::internal(format!("the server answered with invalid JSON: {e}"))
-            });
+            return Ok(response);
         }
+        let text = response.text().await.unwrap_or_default();
         let detail = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| match v.get("detail") {
@@ -74,6 +68,18 @@ impl RemoteClient {
             })
             .unwrap_or(text);
         Err(Error::new(ErrorKind::from_http_status(status), detail))
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let text =
+            self.open(request).await?.text().await.map_err(|e| {
+                Error::internal(format!("reading the answer of {}: {e}", self.base))
+            })?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| Error::internal(format!("the server answered with invalid JSON: {e}")))
     }
 
     fn url(&self, path: &str) -> String {
@@ -102,28 +108,7 @@ impl RemoteClient {
         body: &B,
     ) -> Result<crate::runtime::ChunkStream<T>> {
         use futures::StreamExt;
-        let mut request = self.http.post(self.url(path)).json(body);
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
-        }
-        let response = request.send().await.map_err(|e| {
-            Error::new(
-                ErrorKind::NotReady,
-                format!("cannot reach the server at {}: {e}", self.base),
-            )
-        })?;
-        let status = response.status().as_u16();
-        if !(200..300).contains(&status) {
-            let text = response.text().await.unwrap_or_default();
-            let detail = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| {
-                    v.get("detail")
-                        .map(|d| d.as_str().map(str::to_owned).unwrap_or(d.to_string()))
-                })
-                .unwrap_or(text);
-            return Err(Error::new(ErrorKind::from_http_status(status), detail));
-        }
+        let response = self.open(self.http.post(self.url(path)).json(body)).await?;
         let bytes = response.bytes_stream();
         let lines = futures::stream::unfold(
             (bytes, Vec::<u8>::new(), false),

@@ -2,7 +2,7 @@
 //! token, a stop string (never emitted), `max_tokens` or the end of the context.
 
 use super::detokenizer::{decode, Detokenizer};
-use super::gguf::{load_gguf, GgufModel};
+use super::gguf::load_gguf;
 use super::sampler::{log_softmax, Sampler, SamplingParams};
 use super::template::{ChatTemplate, TemplateInput};
 use super::CausalLm;
@@ -124,17 +124,7 @@ impl LlmEngine {
         spec_stop: &[String],
         spec_stop_token_ids: &[u32],
     ) -> Result<Self> {
-        let g: GgufModel = load_gguf(path)?;
-        let parts = LlmParts {
-            model: Box::new(g.model),
-            architecture: g.architecture,
-            tokenizer: g.tokenizer,
-            chat_template: g.chat_template,
-            bos_token_id: g.bos_token_id,
-            eos_token_ids: g.eos_token_ids,
-            add_bos: g.add_bos,
-            context_length: g.context_length,
-        };
+        let parts = load_gguf(path)?;
         Self::new(parts, spec_template, spec_stop, spec_stop_token_ids)
     }
 

@@ -3,6 +3,7 @@
 //! template come from the GGUF metadata unless a `tokenizer.json` / `tokenizer_config.json`
 //! sits beside the file.
 
+use super::LlmParts;
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
@@ -82,26 +83,6 @@ impl QuantizedModel {
     }
 }
 
-/// Everything a GGUF file provides: weights, tokenizer, template and special tokens.
-pub struct GgufModel {
-    /// The weights.
-    pub model: QuantizedModel,
-    /// `general.architecture`.
-    pub architecture: String,
-    /// The tokenizer (from `tokenizer.json` beside the file, else the GGUF vocabulary).
-    pub tokenizer: Tokenizer,
-    /// `tokenizer.chat_template`, when present.
-    pub chat_template: Option<String>,
-    /// Beginning-of-sequence token id.
-    pub bos_token_id: Option<u32>,
-    /// End-of-sequence token ids (EOS, EOT, ...).
-    pub eos_token_ids: Vec<u32>,
-    /// Whether a BOS token is prepended to prompts.
-    pub add_bos: bool,
-    /// The context length the model was trained for.
-    pub context_length: usize,
-}
-
 /// Architectures this build loads from GGUF.
 pub const GGUF_ARCHITECTURES: &[&str] = &[
     "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4",
@@ -159,7 +140,7 @@ fn fix_gpt2_pretokenizer(ct: &Content, tokenizer: &mut Tokenizer) {
 }
 
 /// Loads a GGUF model from `path` (a file, or a folder holding one).
-pub fn load_gguf(path: &Path) -> Result<GgufModel> {
+pub fn load_gguf(path: &Path) -> Result<LlmParts> {
     let file_path = find_gguf(path)?;
     let mut file = std::fs::File::open(&file_path)
         .map_err(|e| Error::bad_request(format!("cannot open {}: {e}", file_path.display())))?;
@@ -241,8 +222,8 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
             )))
         }
     };
-    Ok(GgufModel {
-        model,
+    Ok(LlmParts {
+        model: Box::new(model),
         architecture,
         tokenizer,
         chat_template,

@@ -14,7 +14,7 @@ pub use detokenizer::Detokenizer;
 pub use engine::{
     FinishReason, GenerateOptions, Generated, LlmEngine, LlmParts, StepOutput, TokenLogprob,
 };
-pub use gguf::{find_gguf, load_gguf, GgufModel, QuantizedModel, GGUF_ARCHITECTURES};
+pub use gguf::{find_gguf, load_gguf, QuantizedModel, GGUF_ARCHITECTURES};
 pub use model::CausalLm;
 pub use safetensors::{
     is_safetensors_model, load_safetensors, SafetensorsModel, SAFETENSORS_MODEL_TYPES,
