@@ -67,24 +67,17 @@ fn api(home: &Path) -> Result<Api> {
 }
 
 fn fetch_one(repo: &ApiRepo, name: &str, progress: &LaunchProgress) -> Result<PathBuf> {
-    let reporter = Reporter {
+    let reporter = HubProgress {
         progress: progress.clone(),
         name: name.to_owned(),
-        total: 0,
         offset_next: false,
     };
-    let expected = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let path = repo
-        .download_with_progress(
-            name,
-            SizeRecorder {
-                inner: reporter,
-                size: expected.clone(),
-            },
-        )
+        .download_with_progress(name, reporter)
         .map_err(|e| hub_error(name, "download", e))?;
     let size = std::fs::metadata(&path)?.len();
-    let expected = expected.load(std::sync::atomic::Ordering::SeqCst);
+    // The size the hub announced, as recorded when the download started.
+    let expected = progress.total_bytes(name).unwrap_or(0);
     if expected != 0 && size != expected {
         // Never leave a short file where a later launch would trust it.
         let real = std::fs::canonicalize(&path).unwrap_or(path.clone());
@@ -143,36 +136,26 @@ pub fn select_files<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     out
 }
 
-struct Reporter {
+/// Forwards hf-hub's progress calls into the launch progress (which also keeps the size the
+/// hub announced, checked once the file is complete).
+struct HubProgress {
     progress: LaunchProgress,
     name: String,
-    total: u64,
     /// hf-hub follows each `init` with `update(offset)`: the bytes already on disk (non-zero
     /// when resuming), an absolute count rather than an increment.
     offset_next: bool,
 }
 
-/// Records the size the hub announced, and forwards progress.
-struct SizeRecorder {
-    inner: Reporter,
-    size: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl hf_hub::api::Progress for SizeRecorder {
+impl hf_hub::api::Progress for HubProgress {
     fn init(&mut self, size: usize, _filename: &str) {
-        self.size
-            .store(size as u64, std::sync::atomic::Ordering::SeqCst);
-        self.inner.total = size as u64;
-        self.inner
-            .progress
-            .start_file(&self.inner.name, self.inner.total);
-        self.inner.offset_next = true;
+        self.progress.start_file(&self.name, size as u64);
+        self.offset_next = true;
     }
     fn update(&mut self, size: usize) {
-        if std::mem::take(&mut self.inner.offset_next) {
-            self.inner.progress.set_bytes(&self.inner.name, size as u64);
+        if std::mem::take(&mut self.offset_next) {
+            self.progress.set_bytes(&self.name, size as u64);
         } else {
-            self.inner.progress.add_bytes(&self.inner.name, size as u64);
+            self.progress.add_bytes(&self.name, size as u64);
         }
     }
     fn finish(&mut self) {}

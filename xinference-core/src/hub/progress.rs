@@ -105,6 +105,15 @@ impl LaunchProgress {
             }
         });
     }
+    /// The size of a file as announced when its download started.
+    pub fn total_bytes(&self, name: &str) -> Option<u64> {
+        self.with(|i| {
+            i.files
+                .iter()
+                .find(|f| f.file_name == name)
+                .map(|f| f.total_bytes)
+        })
+    }
     /// Marks a file complete (also used for files found in the cache).
     pub fn finish_file(&self, name: &str, size: u64) {
         self.with(|i| match i.files.iter_mut().find(|f| f.file_name == name) {
