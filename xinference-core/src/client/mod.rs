@@ -21,9 +21,9 @@ pub use remote::RemoteClient;
 
 use crate::hub::{list_cached, CacheEntry, ProgressSnapshot};
 use crate::protocol::xinference::{InstanceInfo, LaunchRequest, ModelDescription};
-use crate::registry::{engine_options, EngineOptions, ModelType, RegistrationSummary};
+use crate::registry::{EngineOptions, ModelType, RegistrationSummary};
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::{Error, Result};
+use crate::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -209,11 +209,7 @@ impl Client {
     /// One family's full JSON.
     pub async fn get_model_registration(&self, model_type: ModelType, name: &str) -> Result<Value> {
         match &self.transport {
-            Transport::Local(r) => r
-                .registry()
-                .find(model_type, name)
-                .map(|f| f.json)
-                .ok_or_else(|| Error::bad_request(format!("Model {name} not found"))),
+            Transport::Local(r) => r.registry().get(model_type, name).map(|f| f.json),
             Transport::Remote(c) => {
                 c.get_as(&format!("/v1/model_registrations/{model_type}/{name}"))
                     .await
@@ -252,15 +248,7 @@ impl Client {
         model_type: Option<ModelType>,
     ) -> Result<EngineOptions> {
         match &self.transport {
-            Transport::Local(r) => {
-                let family = match model_type {
-                    Some(t) => r.registry().find(t, model_name),
-                    None => r.registry().find_any(model_name),
-                };
-                family
-                    .map(|f| engine_options(&f))
-                    .ok_or_else(|| Error::bad_request(format!("Model {model_name} not found")))
-            }
+            Transport::Local(r) => r.registry().engines(model_name, model_type),
             Transport::Remote(c) => c.query_engines(model_name, model_type).await,
         }
     }

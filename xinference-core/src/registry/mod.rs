@@ -129,6 +129,24 @@ impl Registry {
         ModelType::ALL.iter().find_map(|t| self.find(*t, name))
     }
 
+    /// A family by type and name, or Xinference's 400 "Model X not found".
+    pub fn get(&self, model_type: ModelType, name: &str) -> Result<ModelFamily> {
+        self.find(model_type, name)
+            .ok_or_else(|| Error::bad_request(format!("Model {name} not found")))
+    }
+
+    /// What can run a model (of `model_type`, or of any type): `{engine: [params]}` or
+    /// `{engine: "why not"}`; an unknown name is a 400.
+    pub fn engines(&self, name: &str, model_type: Option<ModelType>) -> Result<EngineOptions> {
+        let family = match model_type {
+            Some(t) => self.find(t, name),
+            None => self.find_any(name),
+        };
+        family
+            .map(|f| engine_options(&f))
+            .ok_or_else(|| Error::bad_request(format!("Model {name} not found")))
+    }
+
     /// Every family of a type, built-ins and custom, sorted case-insensitively by name.
     pub fn families(&self, model_type: ModelType) -> Vec<ModelFamily> {
         let mut all: Vec<ModelFamily> = builtin_families(model_type).to_vec();

@@ -7,7 +7,6 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use xinference_core::registry::engine_options;
 use xinference_core::{Error, ModelType};
 
 /// Query of `GET /v1/model_registrations/{type}`.
@@ -49,11 +48,7 @@ pub async fn get_one(
     Path((model_type, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let t: ModelType = model_type.parse()?;
-    let family = rt
-        .registry()
-        .find(t, &name)
-        .ok_or_else(|| Error::bad_request(format!("Model {name} not found")))?;
-    Ok(Json(family.json))
+    Ok(Json(rt.registry().get(t, &name)?.json))
 }
 
 /// Body of `POST /v1/model_registrations/{type}`: the family as a JSON string.
@@ -98,11 +93,7 @@ pub async fn engines(
     State(rt): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let family = rt
-        .registry()
-        .find_any(&name)
-        .ok_or_else(|| Error::bad_request(format!("Model {name} not found")))?;
-    Ok(Json(Value::Object(engine_options(&family))))
+    Ok(Json(Value::Object(rt.registry().engines(&name, None)?)))
 }
 
 /// `GET /v1/engines/{type}/{name}`.
@@ -111,9 +102,5 @@ pub async fn engines_of_type(
     Path((model_type, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let t: ModelType = model_type.parse()?;
-    let family = rt
-        .registry()
-        .find(t, &name)
-        .ok_or_else(|| Error::bad_request(format!("Model {name} not found")))?;
-    Ok(Json(Value::Object(engine_options(&family))))
+    Ok(Json(Value::Object(rt.registry().engines(&name, Some(t))?)))
 }
