@@ -327,7 +327,7 @@ impl LlmEngine {
                 break;
             }
             pending.push_str(&detok.push(&self.tokenizer, token)?);
-            if let Some((cut, _)) = find_stop(&emitted, &pending, &stop_strings) {
+            if let Some((cut, _)) = find_stop(&pending, &stop_strings) {
                 pending.truncate(cut);
                 finish = FinishReason::Stop;
                 break;
@@ -389,11 +389,9 @@ impl LlmEngine {
     }
 }
 
-/// Where the first stop string starts in `pending` (given what was already emitted).
-fn find_stop(emitted: &str, pending: &str, stops: &[&str]) -> Option<(usize, usize)> {
-    // A stop string may straddle what was emitted and what is pending only if it was held back,
-    // so searching the pending text plus the held-back tail is enough.
-    let _ = emitted;
+/// Where the first stop string starts in `pending`, and its length. A stop string can only
+/// straddle emitted and pending text if its start was held back, so the pending text suffices.
+fn find_stop(pending: &str, stops: &[&str]) -> Option<(usize, usize)> {
     stops
         .iter()
         .filter_map(|s| pending.find(s).map(|at| (at, s.len())))
@@ -427,7 +425,7 @@ mod tests {
         assert_eq!(held_back("hello wor", &["world"]), 3);
         assert_eq!(held_back("hello", &["world"]), 0);
         assert_eq!(held_back("ab<|", &["<|end|>", "b<|x"]), 3);
-        assert_eq!(find_stop("", "say STOP now", &["STOP"]), Some((4, 4)));
-        assert_eq!(find_stop("", "nothing", &["STOP"]), None);
+        assert_eq!(find_stop("say STOP now", &["STOP"]), Some((4, 4)));
+        assert_eq!(find_stop("nothing", &["STOP"]), None);
     }
 }

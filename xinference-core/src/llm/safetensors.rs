@@ -207,14 +207,7 @@ pub fn load_safetensors(dir: &Path) -> Result<LlmParts> {
             let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 llama::Llama::load(vb, &c)
             }))
-            .map_err(|p| {
-                let why = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default();
-                bad_weights(candle_core::Error::Msg(why))
-            })?
+            .map_err(|p| bad_weights(candle_core::Error::Msg(crate::runtime::panic_text(&p))))?
             .map_err(bad_weights)?;
             let empty = llama::Cache::new(true, DType::F32, &c, &Device::Cpu)?;
             SafetensorsModel::Llama {

@@ -174,7 +174,7 @@ impl Runtime {
         .unwrap_or_else(|p| {
             Err(Error::internal(format!(
                 "loader panicked: {}",
-                super::worker::panic_text(&p)
+                super::panic_text(&p)
             )))
         });
         match result {

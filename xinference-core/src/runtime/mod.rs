@@ -9,6 +9,7 @@ mod launch;
 mod worker;
 
 pub use chat::{ChatOutput, ChunkStream, CompletionOutput};
+pub(crate) use worker::panic_text;
 pub use worker::Worker;
 
 use crate::embedding::Embed;
