@@ -5,16 +5,10 @@
 
 mod common;
 
+use common::token_ids as ids;
+
 use serde_json::Value;
 use xinference::llm::{GenerateOptions, LlmEngine, SamplingParams};
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 fn check_model(model: &Value) {
     let file = model["file"].as_str().unwrap();

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::token_ids as ids;
+
 use common::TestServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -24,14 +26,6 @@ fn fixtures() -> PathBuf {
 fn reference() -> Value {
     let text = std::fs::read_to_string(fixtures().join("reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 fn floats(v: &Value) -> Vec<f32> {

@@ -161,3 +161,12 @@ pub fn minilm_fixture() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture exists"))
         .expect("fixture is JSON")
 }
+
+/// A JSON array of token ids, as the reference fixtures store them.
+pub fn token_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("an array of token ids")
+        .iter()
+        .map(|x| x.as_u64().expect("a token id") as u32)
+        .collect()
+}
