@@ -147,13 +147,67 @@ pub struct CompletionUsage {
     pub total_tokens: usize,
 }
 
+/// The function a tool call invokes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FunctionCall {
+    /// The function's name.
+    pub name: String,
+    /// Its arguments: a JSON object, as a string (OpenAI's convention).
+    pub arguments: String,
+}
+
+/// One tool call of an assistant message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToolCall {
+    /// `call_...`.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The call.
+    pub function: FunctionCall,
+}
+
+/// The function part of a streamed tool-call delta.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FunctionCallDelta {
+    /// The name, on the first delta of a call only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A fragment of the arguments string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+}
+
+/// A streamed fragment of a tool call (OpenAI's `delta.tool_calls[]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToolCallDelta {
+    /// Which call of the message this fragment belongs to.
+    pub index: usize,
+    /// `call_...`, on the first delta of a call only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `function`, on the first delta of a call only.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Name and argument fragments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionCallDelta>,
+}
+
 /// The assistant message of a chat answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AssistantMessage {
     /// Always `assistant`.
     pub role: String,
-    /// The answer text.
+    /// The answer text (`null` when the answer is only tool calls).
     pub content: Option<String>,
+    /// The model's reasoning (`<think>...</think>`), split off the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// Tool calls; present (maybe empty) when the request offered tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 /// One choice of a chat answer.
@@ -165,7 +219,7 @@ pub struct ChatChoice {
     pub message: AssistantMessage,
     /// `{"content": [...]}` when log-probabilities were asked for.
     pub logprobs: Option<Value>,
-    /// `stop` or `length`.
+    /// `stop`, `length` or `tool_calls`.
     pub finish_reason: String,
 }
 
@@ -195,6 +249,12 @@ pub struct ChatDelta {
     /// New text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// New reasoning text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// Tool-call fragments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 /// One choice of a streamed chat chunk.

@@ -367,6 +367,8 @@ impl Runtime {
                     message: AssistantMessage {
                         role: "assistant".into(),
                         content: Some(g.text.clone()),
+                        reasoning_content: None,
+                        tool_calls: None,
                     },
                     logprobs: plan.options.logprobs.map(|_| logprobs_json(&g.logprobs)),
                     finish_reason: g.finish_reason.as_str().into(),
@@ -400,6 +402,7 @@ impl Runtime {
             ChatDelta {
                 role: Some("assistant".into()),
                 content: Some(String::new()),
+                ..ChatDelta::default()
             },
             None,
             None,
@@ -410,8 +413,8 @@ impl Runtime {
             let items: Vec<Result<ChatCompletionChunk>> = match event {
                 Event::Step(step) => vec![Ok(chunk(
                     ChatDelta {
-                        role: None,
                         content: Some(step.text),
+                        ..ChatDelta::default()
                     },
                     want_logprobs.then(|| logprobs_json(&step.logprobs)),
                     None,
@@ -420,8 +423,8 @@ impl Runtime {
                 Event::Done(g) => {
                     let mut v = vec![Ok(chunk(
                         ChatDelta {
-                            role: None,
                             content: Some(String::new()),
+                            ..ChatDelta::default()
                         },
                         None,
                         Some(g.finish_reason.as_str().into()),
