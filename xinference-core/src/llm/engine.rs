@@ -80,6 +80,8 @@ pub struct Generated {
     pub logprobs: Vec<TokenLogprob>,
     /// The generated token ids (the stop token included).
     pub tokens: Vec<u32>,
+    /// The stop string that ended generation, if one did.
+    pub stop_sequence: Option<String>,
 }
 
 /// A loaded LLM: weights, tokenizer, chat template and end tokens.
@@ -309,6 +311,7 @@ impl LlmEngine {
         let mut generated = 0;
         let mut tokens = Vec::new();
         let mut finish = FinishReason::Length;
+        let mut stop_sequence = None;
         let mut logits = crate::compute::with_budget(|| self.model.forward(prompt, 0))?;
         let mut position = prompt.len();
         while generated < max_tokens {
@@ -327,7 +330,8 @@ impl LlmEngine {
                 break;
             }
             pending.push_str(&detok.push(&self.tokenizer, token)?);
-            if let Some((cut, _)) = find_stop(&pending, &stop_strings) {
+            if let Some((cut, len)) = find_stop(&pending, &stop_strings) {
+                stop_sequence = Some(pending[cut..cut + len].to_owned());
                 pending.truncate(cut);
                 finish = FinishReason::Stop;
                 break;
@@ -366,6 +370,7 @@ impl LlmEngine {
             finish_reason: finish,
             logprobs: all_logprobs,
             tokens,
+            stop_sequence,
         })
     }
 

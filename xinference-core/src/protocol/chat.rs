@@ -221,6 +221,10 @@ pub struct ChatChoice {
     pub logprobs: Option<Value>,
     /// `stop`, `length` or `tool_calls`.
     pub finish_reason: String,
+    /// The stop string that ended the answer. Not part of OpenAI's wire format (never
+    /// serialised); the Anthropic Messages API reports it as `stop_sequence`.
+    #[serde(skip)]
+    pub stop_sequence: Option<String>,
 }
 
 /// `POST /v1/chat/completions` answer.
@@ -268,6 +272,10 @@ pub struct ChatChunkChoice {
     pub logprobs: Option<Value>,
     /// Set on the last chunk.
     pub finish_reason: Option<String>,
+    /// The stop string that ended the answer, on the last chunk. Never serialised (see
+    /// [`ChatChoice::stop_sequence`]).
+    #[serde(skip)]
+    pub stop_sequence: Option<String>,
 }
 
 /// A streamed chat chunk (`chat.completion.chunk`).

@@ -372,6 +372,7 @@ impl Runtime {
                     },
                     logprobs: plan.options.logprobs.map(|_| logprobs_json(&g.logprobs)),
                     finish_reason: g.finish_reason.as_str().into(),
+                    stop_sequence: g.stop_sequence.clone(),
                 }],
                 usage: usage(&g),
             }));
@@ -394,6 +395,7 @@ impl Runtime {
                     delta,
                     logprobs,
                     finish_reason: finish,
+                    stop_sequence: None,
                 }]
             },
             usage,
@@ -421,7 +423,7 @@ impl Runtime {
                     None,
                 ))],
                 Event::Done(g) => {
-                    let mut v = vec![Ok(chunk(
+                    let mut last = chunk(
                         ChatDelta {
                             content: Some(String::new()),
                             ..ChatDelta::default()
@@ -429,7 +431,9 @@ impl Runtime {
                         None,
                         Some(g.finish_reason.as_str().into()),
                         None,
-                    ))];
+                    );
+                    last.choices[0].stop_sequence = g.stop_sequence.clone();
+                    let mut v = vec![Ok(last)];
                     if include_usage {
                         v.push(Ok(chunk(ChatDelta::default(), None, None, Some(usage(&g)))));
                     }
