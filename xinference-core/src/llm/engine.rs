@@ -1,10 +1,12 @@
 //! The generation loop of one sequence: prompt -> prefill -> sample -> decode until a stop
 //! token, a stop string (never emitted), `max_tokens` or the end of the context.
 
+use super::constraint::{Grammar, GuidanceCache};
 use super::detokenizer::{decode, Detokenizer};
 use super::gguf::load_gguf;
 use super::sampler::{log_softmax, Sampler, SamplingParams};
 use super::template::{ChatTemplate, TemplateInput};
+use super::tools::ToolFormat;
 use super::CausalLm;
 use crate::{Error, Result};
 use serde_json::Value as Json;
@@ -54,6 +56,8 @@ pub struct GenerateOptions {
     pub stop_token_ids: Vec<u32>,
     /// `Some(n)`: report log-probabilities with `n` alternatives per token.
     pub logprobs: Option<usize>,
+    /// A grammar the output must match (constrained decoding).
+    pub grammar: Option<Grammar>,
 }
 
 /// What one step hands to the caller: newly released text and, when asked, log-probabilities.
@@ -93,8 +97,19 @@ pub struct LlmEngine {
     add_bos: bool,
     context_length: usize,
     template: Option<ChatTemplate>,
+    template_tools: TemplateTools,
     stop_token_ids: Vec<u32>,
     stop: Vec<String>,
+    guidance: GuidanceCache,
+}
+
+/// What a chat template knows about tools.
+#[derive(Debug, Clone, Copy, Default)]
+struct TemplateTools {
+    /// It renders the `tools` variable.
+    renders_tools: bool,
+    /// The call format it teaches, when recognisable.
+    format: Option<ToolFormat>,
 }
 
 /// What an architecture loader hands to [`LlmEngine::new`].
@@ -161,6 +176,10 @@ impl LlmEngine {
             .chat_template
             .clone()
             .or(spec_template.map(str::to_owned));
+        let template_tools = TemplateTools {
+            renders_tools: source.as_deref().is_some_and(|s| s.contains("tools")),
+            format: source.as_deref().and_then(ToolFormat::from_template),
+        };
         let template = source
             .map(|s| ChatTemplate::new(&s, &bos, &eos))
             .transpose()?;
@@ -184,8 +203,10 @@ impl LlmEngine {
             add_bos: parts.add_bos,
             context_length: parts.context_length,
             template,
+            template_tools,
             stop_token_ids,
             stop,
+            guidance: GuidanceCache::default(),
         })
     }
 
@@ -200,8 +221,10 @@ impl LlmEngine {
             add_bos: self.add_bos,
             context_length: self.context_length,
             template: self.template.clone(),
+            template_tools: self.template_tools,
             stop_token_ids: self.stop_token_ids.clone(),
             stop: self.stop.clone(),
+            guidance: self.guidance.clone(),
         })
     }
 
@@ -218,6 +241,24 @@ impl LlmEngine {
     /// Whether the model has a chat template.
     pub fn has_chat_template(&self) -> bool {
         self.template.is_some()
+    }
+
+    /// Whether the chat template renders the `tools` variable (else tools are described by a
+    /// built-in system prompt).
+    pub fn template_renders_tools(&self) -> bool {
+        self.template_tools.renders_tools
+    }
+
+    /// The tool-call format the chat template teaches, when recognisable.
+    pub fn template_tool_format(&self) -> Option<ToolFormat> {
+        self.template_tools.format
+    }
+
+    /// Checks that `grammar` compiles (a 400 otherwise), before any compute is spent.
+    pub fn check_grammar(&self, grammar: &Grammar) -> Result<()> {
+        self.guidance
+            .compile(&self.tokenizer, &self.stop_token_ids, grammar)
+            .map(|_| ())
     }
 
     /// The tokenizer.
@@ -295,6 +336,11 @@ impl LlmEngine {
         let mut sampler = Sampler::new(options.sampling.clone(), prompt);
         let mut stop_ids = self.stop_token_ids.clone();
         stop_ids.extend_from_slice(&options.stop_token_ids);
+        let mut constraint = options
+            .grammar
+            .as_ref()
+            .map(|g| self.guidance.compile(&self.tokenizer, &stop_ids, g))
+            .transpose()?;
         let stop_strings: Vec<&str> = self
             .stop
             .iter()
@@ -315,6 +361,9 @@ impl LlmEngine {
         let mut logits = crate::compute::with_budget(|| self.model.forward(prompt, 0))?;
         let mut position = prompt.len();
         while generated < max_tokens {
+            if let Some(c) = constraint.as_mut() {
+                c.mask(&mut logits)?;
+            }
             let raw = options.logprobs.map(|_| logits.clone());
             let token = sampler.sample(&mut logits);
             sampler.accept(token);
@@ -328,6 +377,9 @@ impl LlmEngine {
             if stop_ids.contains(&token) {
                 finish = FinishReason::Stop;
                 break;
+            }
+            if let Some(c) = constraint.as_mut() {
+                c.accept(token)?;
             }
             pending.push_str(&detok.push(&self.tokenizer, token)?);
             if let Some((cut, len)) = find_stop(&pending, &stop_strings) {
@@ -351,6 +403,10 @@ impl LlmEngine {
                 }
             }
             if generated >= max_tokens {
+                break;
+            }
+            if constraint.as_ref().is_some_and(|c| c.is_finished()) {
+                finish = FinishReason::Stop;
                 break;
             }
             logits = crate::compute::with_budget(|| self.model.forward(&[token], position))?;

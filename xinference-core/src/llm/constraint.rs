@@ -1,0 +1,202 @@
+//! Constrained decoding: a grammar (JSON schema, regex or Lark) turned into a mask over the
+//! vocabulary at every step, so that the output is valid by construction. The grammar machinery
+//! is llguidance's; this module adapts our tokenizer to it and applies the masks to logits.
+
+use crate::{Error, Result};
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
+use llguidance::{Matcher, ParserFactory};
+use serde_json::Value;
+use std::sync::{Arc, OnceLock};
+use tokenizers::Tokenizer;
+
+/// What the output must match.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grammar {
+    /// A JSON value valid against this JSON schema (`{"type": "object"}` for any object).
+    JsonSchema(Value),
+    /// Text matching this regular expression (whole output).
+    Regex(String),
+    /// A Lark grammar in llguidance's dialect (which can embed `%json {schema}`).
+    Lark(String),
+}
+
+impl Grammar {
+    /// A grammar that matches exactly one of `choices`.
+    pub fn choice(choices: &[String]) -> Grammar {
+        let alternatives: Vec<String> = choices.iter().map(|c| lark_string(c)).collect();
+        Grammar::Lark(format!("start: {}\n", alternatives.join(" | ")))
+    }
+
+    fn to_llguidance(&self) -> TopLevelGrammar {
+        match self {
+            Grammar::JsonSchema(schema) => TopLevelGrammar::from_json_schema(schema.clone()),
+            Grammar::Regex(rx) => TopLevelGrammar::from_regex(rx),
+            Grammar::Lark(lark) => TopLevelGrammar::from_lark(lark.clone()),
+        }
+    }
+}
+
+/// `text` as a Lark string literal.
+pub fn lark_string(text: &str) -> String {
+    // JSON string escaping is a subset Lark reads back the same way.
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// The vocabulary adapter and parser factory of one tokenizer, built once per model on the
+/// first constrained request and shared by every sequence slot.
+#[derive(Clone, Default)]
+pub struct GuidanceCache {
+    factory: Arc<OnceLock<std::result::Result<Arc<ParserFactory>, String>>>,
+}
+
+impl GuidanceCache {
+    fn factory(&self, tokenizer: &Tokenizer, eos: u32) -> Result<Arc<ParserFactory>> {
+        self.factory
+            .get_or_init(|| build_factory(tokenizer, eos).map_err(|e| e.message().to_owned()))
+            .clone()
+            .map_err(|e| Error::internal(format!("cannot prepare constrained decoding: {e}")))
+    }
+
+    /// Compiles `grammar` into a per-sequence constraint (a 400 for an invalid grammar).
+    pub fn compile(
+        &self,
+        tokenizer: &Tokenizer,
+        stop_ids: &[u32],
+        grammar: &Grammar,
+    ) -> Result<Constraint> {
+        let eos = *stop_ids
+            .first()
+            .ok_or_else(|| Error::bad_request("this model has no end token to stop a grammar"))?;
+        let factory = self.factory(tokenizer, eos)?;
+        let parser = factory
+            .create_parser(grammar.to_llguidance())
+            .map_err(|e| Error::bad_request(format!("invalid grammar: {e}")))?;
+        let matcher = Matcher::new(Ok(parser));
+        if let Some(e) = matcher.get_error() {
+            return Err(Error::bad_request(format!("invalid grammar: {e}")));
+        }
+        Ok(Constraint {
+            matcher,
+            stop_ids: stop_ids.to_vec(),
+            eos,
+        })
+    }
+}
+
+fn build_factory(tokenizer: &Tokenizer, eos: u32) -> Result<Arc<ParserFactory>> {
+    let env = VocabEnv::new(tokenizer, eos)?;
+    let env: TokEnv = Arc::new(env);
+    let mut factory = ParserFactory::new_simple(&env)
+        .map_err(|e| Error::internal(format!("cannot build the grammar engine: {e}")))?;
+    factory.quiet();
+    Ok(Arc::new(factory))
+}
+
+/// Our tokenizer seen as llguidance wants it: every token's bytes in a trie, and tokenization
+/// of byte strings.
+struct VocabEnv {
+    trie: TokTrie,
+    tokenizer: Tokenizer,
+}
+
+impl VocabEnv {
+    fn new(tokenizer: &Tokenizer, eos: u32) -> Result<Self> {
+        let json: Value = serde_json::from_str(
+            &tokenizer
+                .to_string(false)
+                .map_err(|e| Error::internal(format!("cannot serialise the tokenizer: {e}")))?,
+        )
+        .map_err(|e| Error::internal(format!("cannot read the tokenizer: {e}")))?;
+        let mut words = llguidance::token_bytes_from_tokenizer_json(&json)
+            .map_err(|e| Error::internal(format!("cannot map the vocabulary to bytes: {e}")))?;
+        let vocab = tokenizer.get_vocab_size(true).max(words.len());
+        // Ids with no text (holes in the vocabulary) become unreachable special tokens.
+        words.resize(vocab, Vec::new());
+        for (id, word) in words.iter_mut().enumerate() {
+            if word.is_empty() {
+                *word = format!("\u{ff}<[{id}]>").into_bytes();
+                word[0] = TokTrie::SPECIAL_TOKEN_MARKER;
+            }
+        }
+        let info = TokRxInfo::new(vocab as u32, eos);
+        Ok(VocabEnv {
+            trie: TokTrie::from(&info, &words),
+            tokenizer: tokenizer.clone(),
+        })
+    }
+}
+
+impl TokenizerEnv for VocabEnv {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
+        match std::str::from_utf8(s) {
+            Ok(text) => match self.tokenizer.encode(text, false) {
+                Ok(enc) => enc.get_ids().to_vec(),
+                Err(_) => self.trie.greedy_tokenize(s),
+            },
+            Err(_) => self.trie.greedy_tokenize(s),
+        }
+    }
+}
+
+/// The grammar state of one sequence: masks logits before sampling and follows the chosen
+/// tokens.
+pub struct Constraint {
+    matcher: Matcher,
+    stop_ids: Vec<u32>,
+    eos: u32,
+}
+
+impl Constraint {
+    /// Sets the logits of every token the grammar forbids next to minus infinity. The model's
+    /// end tokens are allowed exactly when the grammar is complete.
+    pub fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
+        let allowed = self
+            .matcher
+            .compute_mask_or_eos()
+            .map_err(|e| Error::internal(format!("constrained decoding failed: {e}")))?;
+        let end_allowed = allowed.is_allowed(self.eos);
+        for (id, logit) in logits.iter_mut().enumerate() {
+            let id = id as u32;
+            let ok = if self.stop_ids.contains(&id) {
+                end_allowed
+            } else {
+                (id as usize) < allowed.len() && allowed.is_allowed(id)
+            };
+            if !ok {
+                *logit = f32::NEG_INFINITY;
+            }
+        }
+        Ok(())
+    }
+
+    /// Advances the grammar over the sampled token (not called for an end token).
+    pub fn accept(&mut self, token: u32) -> Result<()> {
+        self.matcher
+            .consume_token(token)
+            .map_err(|e| Error::internal(format!("constrained decoding failed: {e}")))
+    }
+
+    /// Whether the grammar is complete and admits nothing more: generation should end.
+    pub fn is_finished(&self) -> bool {
+        self.matcher.is_stopped()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_become_a_lark_alternation() {
+        let g = Grammar::choice(&["yes".into(), "no \"way\"".into()]);
+        assert_eq!(
+            g,
+            Grammar::Lark("start: \"yes\" | \"no \\\"way\\\"\"\n".into())
+        );
+    }
+}
