@@ -1,0 +1,256 @@
+//! Reasoning output (`<think>...</think>`, Qwen3 / DeepSeek-R1 style) split off the answer into
+//! `reasoning_content`, whole or streamed.
+
+/// The tags around a model's reasoning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasoningTags {
+    /// `<think>`.
+    pub start: String,
+    /// `</think>`.
+    pub end: String,
+}
+
+/// A piece of a split answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReasoningPiece {
+    /// Reasoning text.
+    Reasoning(String),
+    /// Answer text.
+    Content(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Nothing but whitespace yet: the answer may still open with the start tag.
+    Start,
+    /// Inside the reasoning.
+    Reasoning,
+    /// After the reasoning (or an answer without any): everything is content.
+    Content,
+    /// Just after the end tag: leading blank lines are dropped.
+    AfterReasoning,
+}
+
+/// Splits a streamed answer into reasoning and content.
+pub struct ReasoningSplitter {
+    tags: ReasoningTags,
+    state: State,
+    pending: String,
+    /// No reasoning text released yet: leading whitespace is dropped.
+    fresh: bool,
+}
+
+impl ReasoningSplitter {
+    /// A splitter for `tags`. `prompt_opened` is true when the prompt itself ends inside an
+    /// opened reasoning block (templates that end the generation prompt with `<think>\n`): the
+    /// answer then starts in the reasoning.
+    pub fn new(tags: ReasoningTags, prompt_opened: bool) -> Self {
+        ReasoningSplitter {
+            tags,
+            state: if prompt_opened {
+                State::Reasoning
+            } else {
+                State::Start
+            },
+            pending: String::new(),
+            fresh: true,
+        }
+    }
+
+    /// Whether `prompt` ends inside an opened reasoning block.
+    pub fn prompt_opens_reasoning(prompt: &str, tags: &ReasoningTags) -> bool {
+        match prompt.rfind(&tags.start) {
+            Some(at) => !prompt[at..].contains(&tags.end),
+            None => false,
+        }
+    }
+
+    /// Takes the next piece of the answer; returns what can be released now.
+    pub fn push(&mut self, text: &str) -> Vec<ReasoningPiece> {
+        self.pending.push_str(text);
+        let mut out = Vec::new();
+        loop {
+            match self.state {
+                State::Start => {
+                    let trimmed = self.pending.trim_start();
+                    if trimmed.is_empty() {
+                        return out;
+                    }
+                    if let Some(rest) = trimmed.strip_prefix(&self.tags.start) {
+                        self.pending = rest.trim_start().to_owned();
+                        self.state = State::Reasoning;
+                    } else if self.tags.start.starts_with(trimmed) {
+                        return out;
+                    } else {
+                        self.state = State::Content;
+                    }
+                }
+                State::Reasoning => {
+                    if self.fresh {
+                        let trimmed = self.pending.trim_start();
+                        if trimmed.is_empty() {
+                            self.pending.clear();
+                            return out;
+                        }
+                        self.pending = trimmed.to_owned();
+                        self.fresh = false;
+                    }
+                    if let Some(at) = self.pending.find(&self.tags.end) {
+                        let reasoning = self.pending[..at].to_owned();
+                        self.pending.drain(..at + self.tags.end.len());
+                        push_piece(&mut out, ReasoningPiece::Reasoning(reasoning));
+                        self.state = State::AfterReasoning;
+                        continue;
+                    }
+                    let keep = partial_suffix(&self.pending, &self.tags.end);
+                    let release: String = self.pending.drain(..self.pending.len() - keep).collect();
+                    push_piece(&mut out, ReasoningPiece::Reasoning(release));
+                    return out;
+                }
+                State::AfterReasoning => {
+                    let trimmed = self.pending.trim_start();
+                    if trimmed.is_empty() {
+                        self.pending.clear();
+                        return out;
+                    }
+                    self.pending = trimmed.to_owned();
+                    self.state = State::Content;
+                }
+                State::Content => {
+                    let text = std::mem::take(&mut self.pending);
+                    push_piece(&mut out, ReasoningPiece::Content(text));
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// The answer ended: releases what was held back.
+    pub fn finish(&mut self) -> Vec<ReasoningPiece> {
+        let rest = std::mem::take(&mut self.pending);
+        let mut out = Vec::new();
+        match self.state {
+            State::Reasoning => push_piece(&mut out, ReasoningPiece::Reasoning(rest)),
+            State::AfterReasoning => {}
+            State::Start | State::Content => push_piece(&mut out, ReasoningPiece::Content(rest)),
+        }
+        out
+    }
+
+    /// Splits a whole answer: `(reasoning, content)`.
+    pub fn split(mut self, text: &str) -> (Option<String>, String) {
+        let mut pieces = self.push(text);
+        pieces.extend(self.finish());
+        let mut reasoning: Option<String> = None;
+        let mut content = String::new();
+        for piece in pieces {
+            match piece {
+                ReasoningPiece::Reasoning(t) => {
+                    reasoning.get_or_insert_with(String::new).push_str(&t)
+                }
+                ReasoningPiece::Content(t) => content.push_str(&t),
+            }
+        }
+        (reasoning.map(|r| r.trim_end().to_owned()), content)
+    }
+}
+
+fn push_piece(out: &mut Vec<ReasoningPiece>, piece: ReasoningPiece) {
+    let empty = match &piece {
+        ReasoningPiece::Reasoning(t) | ReasoningPiece::Content(t) => t.is_empty(),
+    };
+    if !empty {
+        out.push(piece);
+    }
+}
+
+/// Length of the longest end of `text` that is a proper start of `tag`.
+fn partial_suffix(text: &str, tag: &str) -> usize {
+    (1..tag.len())
+        .rev()
+        .find(|&len| {
+            len <= text.len()
+                && text.is_char_boundary(text.len() - len)
+                && tag.is_char_boundary(len)
+                && text.ends_with(&tag[..len])
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags() -> ReasoningTags {
+        ReasoningTags {
+            start: "<think>".into(),
+            end: "</think>".into(),
+        }
+    }
+
+    fn streamed(text: &str, step: usize, opened: bool) -> (String, String) {
+        let mut s = ReasoningSplitter::new(tags(), opened);
+        let chars: Vec<char> = text.chars().collect();
+        let mut pieces = Vec::new();
+        for c in chars.chunks(step) {
+            pieces.extend(s.push(&c.iter().collect::<String>()));
+        }
+        pieces.extend(s.finish());
+        let (mut r, mut c) = (String::new(), String::new());
+        for p in pieces {
+            match p {
+                ReasoningPiece::Reasoning(t) => r.push_str(&t),
+                ReasoningPiece::Content(t) => c.push_str(&t),
+            }
+        }
+        (r, c)
+    }
+
+    #[test]
+    fn think_blocks_split_whole_and_streamed() {
+        let text = "<think>\nThe user greets me.\n</think>\n\nHello!";
+        for step in [1, 2, 5, 100] {
+            assert_eq!(
+                streamed(text, step, false),
+                ("The user greets me.\n".into(), "Hello!".into())
+            );
+        }
+        let (r, c) = ReasoningSplitter::new(tags(), false).split(text);
+        assert_eq!(r.as_deref(), Some("The user greets me."));
+        assert_eq!(c, "Hello!");
+    }
+
+    #[test]
+    fn answers_without_reasoning_are_all_content() {
+        assert_eq!(
+            streamed("Hi <b>there</b>", 1, false),
+            (String::new(), "Hi <b>there</b>".into())
+        );
+        let (r, c) = ReasoningSplitter::new(tags(), false).split("  <thin air");
+        assert_eq!((r, c.as_str()), (None, "  <thin air"));
+    }
+
+    #[test]
+    fn a_prompt_that_opened_the_block_starts_in_reasoning() {
+        assert!(ReasoningSplitter::prompt_opens_reasoning(
+            "<|im_start|>assistant\n<think>\n",
+            &tags()
+        ));
+        assert!(!ReasoningSplitter::prompt_opens_reasoning(
+            "<think>\n\n</think>\n\n",
+            &tags()
+        ));
+        assert_eq!(
+            streamed("hmm</think>Yes.", 2, true),
+            ("hmm".into(), "Yes.".into())
+        );
+    }
+
+    #[test]
+    fn an_unfinished_reasoning_stays_reasoning() {
+        assert_eq!(
+            streamed("<think>still going", 3, false),
+            ("still going".into(), String::new())
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The tool-call output formats, and the grammar that makes a model write a valid call in its
+//! own format.
+
+use super::prompt::ToolSet;
+use crate::llm::constraint::lark_string;
+use serde_json::{json, Value};
+
+/// How a model writes tool calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolFormat {
+    /// Qwen / Hermes: `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`, one block
+    /// per call. Also the built-in format for templates without tool support.
+    Hermes,
+    /// Llama 3.x: a bare `{"name": ..., "parameters": {...}}` object, optionally after
+    /// `<|python_tag|>`, several separated by `;`.
+    Llama3,
+    /// GLM-4: the function name on the first line and the JSON arguments below it (GLM-4.5+:
+    /// `<tool_call>name<arg_key>k</arg_key><arg_value>v</arg_value></tool_call>`).
+    Glm4,
+    /// Mistral: `[TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...]`.
+    Mistral,
+}
+
+impl ToolFormat {
+    /// The format of a registry `tool_parser` name (Xinference's names and common aliases).
+    pub fn from_parser_name(name: &str) -> Option<ToolFormat> {
+        match name.to_ascii_lowercase().as_str() {
+            "qwen" | "qwen2" | "qwen3" | "hermes" => Some(ToolFormat::Hermes),
+            "llama3" | "llama3_json" | "llama" => Some(ToolFormat::Llama3),
+            "glm4" | "glm45" | "glm5" | "chatglm" => Some(ToolFormat::Glm4),
+            "mistral" => Some(ToolFormat::Mistral),
+            _ => None,
+        }
+    }
+
+    /// The format a chat template asks for, recognised by its markers.
+    pub fn from_template(source: &str) -> Option<ToolFormat> {
+        if source.contains("<tool_call>") {
+            Some(ToolFormat::Hermes)
+        } else if source.contains("<|python_tag|>") || source.contains("\"parameters\"") {
+            Some(ToolFormat::Llama3)
+        } else if source.contains("[TOOL_CALLS]") {
+            Some(ToolFormat::Mistral)
+        } else if source.contains("observation") && source.contains("[gMASK]") {
+            Some(ToolFormat::Glm4)
+        } else {
+            None
+        }
+    }
+
+    /// The text that starts a call in the middle of an answer (`None`: calls are recognised
+    /// only as the whole answer).
+    pub(crate) fn call_marker(self) -> Option<&'static str> {
+        match self {
+            ToolFormat::Hermes => Some("<tool_call>"),
+            ToolFormat::Llama3 => Some("<|python_tag|>"),
+            ToolFormat::Mistral => Some("[TOOL_CALLS]"),
+            ToolFormat::Glm4 => Some("<tool_call>"),
+        }
+    }
+
+    /// A Lark grammar (llguidance dialect) whose every sentence is valid calls of `tools` in
+    /// this format (one, or one or more when `parallel`), arguments valid against each tool's
+    /// schema.
+    pub fn calls_grammar(self, tools: &ToolSet, parallel: bool) -> String {
+        let more = |sep: &str| {
+            if parallel {
+                format!(" ({} body)*", lark_string(sep))
+            } else {
+                String::new()
+            }
+        };
+        let call_schema = |args_key: &str| {
+            let options: Vec<Value> = tools
+                .tools
+                .iter()
+                .map(|t| {
+                    json!({
+                        "type": "object",
+                        "properties": {
+                            "name": {"const": t.name},
+                            args_key: t.parameters,
+                        },
+                        "required": ["name", args_key],
+                        "additionalProperties": false,
+                    })
+                })
+                .collect();
+            with_layout(json!({ "anyOf": options }))
+        };
+        match self {
+            ToolFormat::Hermes => format!(
+                "start: body{}\nbody: \"<tool_call>\\n\" %json {} \"\\n</tool_call>\"\n",
+                more("\n"),
+                call_schema("arguments")
+            ),
+            ToolFormat::Llama3 => format!(
+                "start: body{}\nbody: %json {}\n",
+                more("; "),
+                call_schema("parameters")
+            ),
+            ToolFormat::Mistral => {
+                let mut array =
+                    json!({"type": "array", "minItems": 1, "items": call_schema("arguments")});
+                if !parallel {
+                    array["maxItems"] = json!(1);
+                }
+                format!("start: \"[TOOL_CALLS]\" %json {}\n", with_layout(array))
+            }
+            ToolFormat::Glm4 => {
+                let alternatives: Vec<String> = tools
+                    .tools
+                    .iter()
+                    .enumerate()
+                    .map(|(i, _)| format!("call_{i}"))
+                    .collect();
+                let mut g = format!("start: {}\n", alternatives.join(" | "));
+                for (i, t) in tools.tools.iter().enumerate() {
+                    g.push_str(&format!(
+                        "call_{i}: {} %json {}\n",
+                        lark_string(&format!("{}\n", t.name)),
+                        with_layout(t.parameters.clone())
+                    ));
+                }
+                g
+            }
+        }
+    }
+
+    /// Like [`ToolFormat::calls_grammar`], but the model may also answer in plain text: the
+    /// answer is either calls or text that does not start like a call (for `strict` tools with
+    /// `tool_choice: "auto"`).
+    pub fn calls_or_text_grammar(self, tools: &ToolSet, parallel: bool) -> String {
+        let calls = self
+            .calls_grammar(tools, parallel)
+            .replacen("start:", "calls:", 1);
+        // Text may not open with `<`, `{` or `[`, the first characters of every call format
+        // (GLM-4's bare name aside), so the first token decides between text and a call.
+        format!("start: calls | TEXT\nTEXT: /(?s:[^<{{\\[].*)?/\n{calls}")
+    }
+}
+
+/// Pins the JSON layout to the one models write (`{"a": 1, "b": 2}`), so a constrained model
+/// is never pushed off its habits nor allowed to pad with whitespace forever.
+fn with_layout(mut schema: Value) -> Value {
+    if let Value::Object(map) = &mut schema {
+        map.insert(
+            "x-guidance".into(),
+            json!({"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": false}),
+        );
+    }
+    schema
+}
