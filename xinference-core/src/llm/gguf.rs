@@ -139,6 +139,44 @@ fn fix_gpt2_pretokenizer(ct: &Content, tokenizer: &mut Tokenizer) {
     }
 }
 
+/// candle marks every non-normal GGUF token special, so decoding drops them. User-defined ones
+/// (Qwen's `<tool_call>`, `<think>`, ...) are text, as in llama.cpp and the original
+/// `tokenizer.json`: tool calls and reasoning tags must survive decoding.
+fn user_defined_tokens_are_text(ct: &Content, tokenizer: Tokenizer) -> Result<Tokenizer> {
+    const TOKEN_USER_DEFINED: i32 = 4;
+    let Some(Value::Array(types)) = ct.metadata.get("tokenizer.ggml.token_type") else {
+        return Ok(tokenizer);
+    };
+    let user_defined: std::collections::HashSet<u64> = types
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.to_i32().ok() == Some(TOKEN_USER_DEFINED))
+        .map(|(id, _)| id as u64)
+        .collect();
+    if user_defined.is_empty() {
+        return Ok(tokenizer);
+    }
+    let fail = |e: String| Error::internal(format!("cannot adjust the GGUF tokenizer: {e}"));
+    let mut json: serde_json::Value = serde_json::from_str(
+        &tokenizer
+            .to_string(false)
+            .map_err(|e| fail(e.to_string()))?,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    if let Some(added) = json["added_tokens"].as_array_mut() {
+        for token in added {
+            if token["id"]
+                .as_u64()
+                .is_some_and(|id| user_defined.contains(&id))
+            {
+                token["special"] = serde_json::Value::Bool(false);
+            }
+        }
+    }
+    std::str::FromStr::from_str(&json.to_string())
+        .map_err(|e: tokenizers::Error| fail(e.to_string()))
+}
+
 /// Loads a GGUF model from `path` (a file, or a folder holding one).
 pub fn load_gguf(path: &Path) -> Result<LlmParts> {
     let file_path = find_gguf(path)?;
@@ -188,7 +226,7 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
                     ))
                 })?;
                 fix_gpt2_pretokenizer(&ct, &mut t);
-                t
+                user_defined_tokens_are_text(&ct, t)?
             }
         }
     };
