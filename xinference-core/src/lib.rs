@@ -16,7 +16,9 @@ pub mod runtime;
 
 pub use client::{Client, EmbeddingModel, LlmModel, ModelHandle, RemoteClient};
 pub use error::{Error, ErrorKind, Result};
-pub use protocol::chat::{ChatCompletionRequest, CompletionRequest};
+pub use protocol::chat::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,
+};
 pub use protocol::openai::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
 pub use protocol::xinference::{InstanceInfo, InstanceStatus, LaunchRequest, ModelDescription};
 pub use registry::{ModelFamily, ModelType, Registry};

@@ -1,12 +1,17 @@
 //! The LLM capability of the runtime: `/v1/chat/completions` and `/v1/completions`, whole or
 //! streamed. Rendering, tokenizing and generating all happen on the model's worker thread.
 
+use super::answer::AnswerFormat;
+use super::structured::{requested_grammar, ToolRequest};
 use super::{Loaded, Runtime, Worker};
-use crate::llm::{GenerateOptions, Generated, LlmEngine, SamplingParams, StepOutput, TokenLogprob};
+use crate::llm::reasoning::{ReasoningSplitter, ReasoningTags};
+use crate::llm::tools::{tools_system_prompt, ToolFormat};
+use crate::llm::{
+    GenerateOptions, Generated, Grammar, LlmEngine, SamplingParams, StepOutput, TokenLogprob,
+};
 use crate::protocol::chat::{
-    AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk,
-    ChatCompletionRequest, ChatDelta, Completion, CompletionChoice, CompletionRequest,
-    CompletionUsage, GenerationFields,
+    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
+    ChatDelta, Completion, CompletionChoice, CompletionRequest, CompletionUsage, GenerationFields,
 };
 use crate::{Error, ErrorKind, Result};
 use futures::stream::{self, BoxStream, StreamExt};
@@ -15,8 +20,8 @@ use tokio::sync::mpsc;
 
 /// What the worker sends while streaming.
 enum Event {
-    /// The prompt was accepted: its length in tokens.
-    Started(usize),
+    /// The prompt was accepted: how to read the answer.
+    Started(AnswerFormat),
     /// Text released by a step.
     Step(StepOutput),
     /// Generation ended.
@@ -125,6 +130,7 @@ fn plan(
                 .unwrap_or_default(),
             stop_token_ids: fields.stop_token_ids.clone().unwrap_or_default(),
             logprobs,
+            grammar: None,
         },
         stream: fields.stream,
         include_usage: fields
@@ -177,12 +183,123 @@ fn normalise_messages(messages: &[Value]) -> Result<Vec<Value>> {
                 Some(_) => return Err(Error::bad_request(format!("messages[{i}].content must be a string or a list of parts"))),
             };
             out.insert("content".into(), content);
+            if let Some(calls) = map.get("tool_calls") {
+                out.insert("tool_calls".into(), template_tool_calls(i, calls)?);
+            }
             if role == "developer" {
                 out.insert("role".into(), Value::String("system".into()));
             }
             Ok(Value::Object(out))
         })
         .collect()
+}
+
+/// The chat template's extra variables: `chat_template_kwargs`, plus `enable_thinking` and
+/// `reasoning_effort` given at the top level (or in the OpenAI SDK's `extra_body`, which lands
+/// there). `enable_thinking` is also passed as `thinking`, the name some templates read.
+fn template_kwargs(request: &ChatCompletionRequest) -> Result<Map<String, Value>> {
+    let mut kwargs = request.chat_template_kwargs.clone().unwrap_or_default();
+    for key in ["enable_thinking", "reasoning_effort"] {
+        if let Some(v) = request.extra.get(key) {
+            kwargs.entry(key.to_owned()).or_insert(v.clone());
+        }
+    }
+    if let Some(v) = kwargs.get("enable_thinking").cloned() {
+        if !v.is_boolean() {
+            return Err(Error::bad_request(format!(
+                "enable_thinking must be true or false, not {v}"
+            )));
+        }
+        kwargs.entry("thinking".to_owned()).or_insert(v);
+    }
+    if let Some(v) = kwargs.get("reasoning_effort") {
+        if !matches!(v.as_str(), Some("low" | "medium" | "high")) {
+            return Err(Error::bad_request(format!(
+                "reasoning_effort must be low, medium or high, not {v}"
+            )));
+        }
+    }
+    Ok(kwargs)
+}
+
+/// The reasoning tags of a registry family (`reasoning_start_tag` / `reasoning_end_tag`).
+fn reasoning_tags(family: &Value) -> Option<ReasoningTags> {
+    let tag = |key: &str| {
+        family
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    };
+    Some(ReasoningTags {
+        start: tag("reasoning_start_tag")?,
+        end: tag("reasoning_end_tag")?,
+    })
+}
+
+/// For a template without tool support: the tools described in the system prompt, earlier
+/// calls written as `<tool_call>` blocks and tool results as `<tool_response>` user turns.
+fn describe_tools_in_messages(messages: Vec<Value>, tools_prompt: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::with_capacity(messages.len() + 1);
+    for m in messages {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+        let content = m.get("content").and_then(Value::as_str).unwrap_or_default();
+        match role {
+            "assistant" if m.get("tool_calls").is_some_and(|c| c.is_array()) => {
+                let mut text = content.to_owned();
+                for call in m["tool_calls"].as_array().into_iter().flatten() {
+                    let f = &call["function"];
+                    let body = json!({"name": f["name"], "arguments": f["arguments"]});
+                    text.push_str(&format!("\n<tool_call>\n{body}\n</tool_call>"));
+                }
+                out.push(json!({"role": "assistant", "content": text.trim_start()}));
+            }
+            "tool" => out.push(json!({
+                "role": "user",
+                "content": format!("<tool_response>\n{content}\n</tool_response>"),
+            })),
+            _ => out.push(m),
+        }
+    }
+    match out.first_mut() {
+        Some(first) if first["role"] == "system" => {
+            let text = first["content"].as_str().unwrap_or_default();
+            first["content"] = Value::String(format!("{text}\n\n{tools_prompt}"));
+        }
+        _ => out.insert(0, json!({"role": "system", "content": tools_prompt})),
+    }
+    out
+}
+
+/// An assistant message's `tool_calls` as templates read them: `arguments` as an object (OpenAI
+/// sends a JSON string; templates `tojson` it, which would quote it twice).
+fn template_tool_calls(i: usize, calls: &Value) -> Result<Value> {
+    let Value::Array(calls) = calls else {
+        return Err(Error::bad_request(format!(
+            "messages[{i}].tool_calls must be a list"
+        )));
+    };
+    let mut out = Vec::with_capacity(calls.len());
+    for call in calls {
+        let mut call = call.clone();
+        let function = call.get_mut("function").ok_or_else(|| {
+            Error::bad_request(format!(
+                "messages[{i}].tool_calls has a call without `function`"
+            ))
+        })?;
+        if function.get("name").and_then(Value::as_str).is_none() {
+            return Err(Error::bad_request(format!(
+                "messages[{i}].tool_calls has a function without a name"
+            )));
+        }
+        if let Some(Value::String(args)) = function.get("arguments") {
+            if let Ok(parsed @ Value::Object(_)) = serde_json::from_str::<Value>(args) {
+                function["arguments"] = parsed;
+            }
+        }
+        out.push(call);
+    }
+    Ok(Value::Array(out))
 }
 
 fn logprobs_json(items: &[TokenLogprob]) -> Value {
@@ -222,8 +339,28 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// How a job turns a request into prompt tokens on the worker.
-type PromptBuilder = Box<dyn FnOnce(&LlmEngine) -> Result<Vec<u32>> + Send>;
+/// A request made ready on the worker, where the model's template and tokenizer are.
+struct Prepared {
+    /// The prompt tokens.
+    prompt: Vec<u32>,
+    /// The grammar the answer must match.
+    grammar: Option<Grammar>,
+    /// How to read the answer.
+    answer: AnswerFormat,
+}
+
+impl Prepared {
+    fn plain(prompt: Vec<u32>, grammar: Option<Grammar>) -> Self {
+        Prepared {
+            prompt,
+            grammar,
+            answer: AnswerFormat::default(),
+        }
+    }
+}
+
+/// How a job turns a request into a prompt on the worker.
+type PromptBuilder = Box<dyn FnOnce(&LlmEngine) -> Result<Prepared> + Send>;
 
 impl Runtime {
     fn llm_workers(
@@ -255,7 +392,7 @@ impl Runtime {
         ability: &str,
         build: PromptBuilder,
         options: GenerateOptions,
-    ) -> Result<Generated> {
+    ) -> Result<(Generated, AnswerFormat)> {
         let (instance, loaded) = self.llm_workers(uid, ability)?;
         let Loaded::Llm(workers) = &*loaded else {
             unreachable!("checked above")
@@ -266,9 +403,15 @@ impl Runtime {
         // holding the model for the rest of `max_tokens`.
         let mut rx = worker.stream(
             1,
-            move |engine: &mut LlmEngine, tx: &mpsc::Sender<Result<Generated>>| {
-                let result = build(engine).and_then(|prompt| {
-                    engine.generate(&prompt, &options, &mut |_| !tx.is_closed())
+            move |engine: &mut LlmEngine, tx: &mpsc::Sender<Result<(Generated, AnswerFormat)>>| {
+                let result = build(engine).and_then(|prepared| {
+                    let options = GenerateOptions {
+                        grammar: prepared.grammar,
+                        ..options
+                    };
+                    engine
+                        .generate(&prepared.prompt, &options, &mut |_| !tx.is_closed())
+                        .map(|g| (g, prepared.answer))
                 });
                 let _ = tx.blocking_send(result);
             },
@@ -289,7 +432,7 @@ impl Runtime {
         ability: &str,
         build: PromptBuilder,
         options: GenerateOptions,
-    ) -> Result<(usize, mpsc::Receiver<Event>)> {
+    ) -> Result<(AnswerFormat, mpsc::Receiver<Event>)> {
         let (instance, loaded) = self.llm_workers(uid, ability)?;
         let Loaded::Llm(workers) = &*loaded else {
             unreachable!("checked above")
@@ -300,18 +443,28 @@ impl Runtime {
             move |engine: &mut LlmEngine, tx: &mpsc::Sender<Event>| {
                 // Prompt errors (too long, empty) must come before `Started`, so that they are
                 // ordinary error answers rather than events of an already started stream.
-                let prompt = build(engine).and_then(|p| engine.check_prompt(&p).map(|()| p));
-                let prompt = match prompt {
+                let prepared = build(engine).and_then(|p| {
+                    engine.check_prompt(&p.prompt)?;
+                    if let Some(g) = &p.grammar {
+                        engine.check_grammar(g)?;
+                    }
+                    Ok(p)
+                });
+                let prepared = match prepared {
                     Ok(p) => p,
                     Err(e) => {
                         let _ = tx.blocking_send(Event::Failed(e));
                         return;
                     }
                 };
-                if tx.blocking_send(Event::Started(prompt.len())).is_err() {
+                if tx.blocking_send(Event::Started(prepared.answer)).is_err() {
                     return;
                 }
-                let result = engine.generate(&prompt, &options, &mut |step| {
+                let options = GenerateOptions {
+                    grammar: prepared.grammar,
+                    ..options
+                };
+                let result = engine.generate(&prepared.prompt, &options, &mut |step| {
                     tx.blocking_send(Event::Step(step)).is_ok()
                 });
                 let _ = tx.blocking_send(match result {
@@ -322,7 +475,7 @@ impl Runtime {
             |panic| Event::Failed(Error::internal(format!("model panicked: {panic}"))),
         )?;
         match rx.recv().await {
-            Some(Event::Started(n)) => Ok((n, rx)),
+            Some(Event::Started(answer)) => Ok((answer, rx)),
             Some(Event::Failed(e)) => Err(e),
             _ => Err(Error::internal(format!(
                 "model {uid} stopped before answering"
@@ -339,24 +492,79 @@ impl Runtime {
             None
         };
         let plan = plan(&request.generation, top, None)?;
-        let mut kwargs = request.chat_template_kwargs.clone().unwrap_or_default();
-        for key in ["enable_thinking", "reasoning_effort"] {
-            if let Some(v) = request.extra.get(key) {
-                kwargs.entry(key.to_owned()).or_insert(v.clone());
-            }
+        let kwargs = template_kwargs(&request)?;
+        let tools = ToolRequest::from_request(
+            request.tools.as_deref(),
+            request.tool_choice.as_ref(),
+            request.extra.get("parallel_tool_calls"),
+        )?;
+        let output_grammar = requested_grammar(&request.extra)?;
+        if tools
+            .as_ref()
+            .is_some_and(|t| t.grammar(ToolFormat::Hermes).is_some())
+            && output_grammar.is_some()
+        {
+            return Err(Error::bad_request(
+                "a forced or strict tool call cannot be combined with response_format or guided_* fields",
+            ));
         }
-        let tools = request.tools.clone();
+        let family = self.instance(&request.model)?.family.clone();
+        let spec_tool_format = family
+            .json
+            .get("tool_parser")
+            .and_then(Value::as_str)
+            .and_then(ToolFormat::from_parser_name);
+        let spec_reasoning = reasoning_tags(&family.json);
         let build: PromptBuilder = Box::new(move |engine: &LlmEngine| {
-            let text = engine.render_chat(&messages, tools.as_deref(), &kwargs)?;
-            engine.tokenize(&text)
+            let format = spec_tool_format
+                .or(engine.template_tool_format())
+                .unwrap_or(ToolFormat::Hermes);
+            let (messages, template_tools) = match &tools {
+                Some(t) if engine.template_renders_tools() => (messages, Some(t.tools.raw.clone())),
+                Some(t) => (
+                    describe_tools_in_messages(messages, &tools_system_prompt(&t.tools)),
+                    None,
+                ),
+                None => (messages, None),
+            };
+            let text = engine.render_chat(&messages, template_tools.as_deref(), &kwargs)?;
+            let reasoning = spec_reasoning.clone().or_else(|| {
+                // A template that writes <think> blocks marks a reasoning model too.
+                text.contains("<think>").then(|| ReasoningTags {
+                    start: "<think>".into(),
+                    end: "</think>".into(),
+                })
+            });
+            let answer = AnswerFormat {
+                reasoning_opened: reasoning
+                    .as_ref()
+                    .is_some_and(|tags| ReasoningSplitter::prompt_opens_reasoning(&text, tags)),
+                reasoning,
+                tools: tools.as_ref().map(|t| (format, t.tools.clone())),
+            };
+            let grammar = tools
+                .as_ref()
+                .and_then(|t| t.grammar(format))
+                .or(output_grammar);
+            Ok(Prepared {
+                prompt: engine.tokenize(&text)?,
+                grammar,
+                answer,
+            })
         });
         let model = request.model.clone();
         let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
         let created = now();
         if !plan.stream {
-            let g = self
+            let (g, answer) = self
                 .run_whole(&model, "chat", build, plan.options.clone())
                 .await?;
+            let (message, has_calls) = answer.message(&g.text);
+            let finish_reason = if has_calls {
+                "tool_calls".to_owned()
+            } else {
+                g.finish_reason.as_str().to_owned()
+            };
             return Ok(ChatOutput::Whole(ChatCompletion {
                 id,
                 object: "chat.completion".into(),
@@ -364,21 +572,17 @@ impl Runtime {
                 model,
                 choices: vec![ChatChoice {
                     index: 0,
-                    message: AssistantMessage {
-                        role: "assistant".into(),
-                        content: Some(g.text.clone()),
-                        reasoning_content: None,
-                        tool_calls: None,
-                    },
+                    message,
                     logprobs: plan.options.logprobs.map(|_| logprobs_json(&g.logprobs)),
-                    finish_reason: g.finish_reason.as_str().into(),
+                    finish_reason,
                     stop_sequence: g.stop_sequence.clone(),
                 }],
                 usage: usage(&g),
             }));
         }
         let want_logprobs = plan.options.logprobs.is_some();
-        let (_, rx) = self.run_stream(&model, "chat", build, plan.options).await?;
+        let (answer, rx) = self.run_stream(&model, "chat", build, plan.options).await?;
+        let mut shaper = answer.streamer();
         let chunk = move |delta: ChatDelta,
                           logprobs: Option<Value>,
                           finish: Option<String>,
@@ -400,11 +604,20 @@ impl Runtime {
             },
             usage,
         };
+        // As Xinference: `content: ""` first, or `reasoning_content: ""` for reasoning models.
         let first = chunk(
-            ChatDelta {
-                role: Some("assistant".into()),
-                content: Some(String::new()),
-                ..ChatDelta::default()
+            if shaper.splits_reasoning() {
+                ChatDelta {
+                    role: Some("assistant".into()),
+                    reasoning_content: Some(String::new()),
+                    ..ChatDelta::default()
+                }
+            } else {
+                ChatDelta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                    ..ChatDelta::default()
+                }
             },
             None,
             None,
@@ -413,27 +626,43 @@ impl Runtime {
         let include_usage = plan.include_usage;
         let rest = events(rx).flat_map(move |event| {
             let items: Vec<Result<ChatCompletionChunk>> = match event {
-                Event::Step(step) => vec![Ok(chunk(
-                    ChatDelta {
-                        content: Some(step.text),
-                        ..ChatDelta::default()
-                    },
-                    want_logprobs.then(|| logprobs_json(&step.logprobs)),
-                    None,
-                    None,
-                ))],
+                Event::Step(step) => {
+                    let mut deltas = shaper.push(&step.text);
+                    let logprobs = want_logprobs.then(|| logprobs_json(&step.logprobs));
+                    if deltas.is_empty() && logprobs.is_some() {
+                        deltas.push(ChatDelta {
+                            content: Some(String::new()),
+                            ..ChatDelta::default()
+                        });
+                    }
+                    let mut logprobs = logprobs;
+                    deltas
+                        .into_iter()
+                        .map(|d| Ok(chunk(d, logprobs.take(), None, None)))
+                        .collect()
+                }
                 Event::Done(g) => {
+                    let (deltas, has_calls) = shaper.finish();
+                    let mut v: Vec<Result<ChatCompletionChunk>> = deltas
+                        .into_iter()
+                        .map(|d| Ok(chunk(d, None, None, None)))
+                        .collect();
+                    let finish = if has_calls {
+                        "tool_calls".to_owned()
+                    } else {
+                        g.finish_reason.as_str().to_owned()
+                    };
                     let mut last = chunk(
                         ChatDelta {
                             content: Some(String::new()),
                             ..ChatDelta::default()
                         },
                         None,
-                        Some(g.finish_reason.as_str().into()),
+                        Some(finish),
                         None,
                     );
                     last.choices[0].stop_sequence = g.stop_sequence.clone();
-                    let mut v = vec![Ok(last)];
+                    v.push(Ok(last));
                     if include_usage {
                         v.push(Ok(chunk(ChatDelta::default(), None, None, Some(usage(&g)))));
                     }
@@ -485,24 +714,28 @@ impl Runtime {
             PromptInput::Text(t) => t.clone(),
             PromptInput::Tokens(_) => String::new(),
         };
-        let build: PromptBuilder = Box::new(move |engine: &LlmEngine| match prompt {
-            PromptInput::Text(t) => engine.tokenize(&t),
-            PromptInput::Tokens(ids) => {
-                let vocab = engine.tokenizer().get_vocab_size(true) as u32;
-                match ids.iter().find(|&&i| i >= vocab) {
-                    Some(bad) => Err(Error::bad_request(format!(
-                        "token id {bad} is outside the vocabulary (size {vocab})"
-                    ))),
-                    None => Ok(ids),
+        let grammar = requested_grammar(&request.extra)?;
+        let build: PromptBuilder = Box::new(move |engine: &LlmEngine| {
+            let ids = match prompt {
+                PromptInput::Text(t) => engine.tokenize(&t)?,
+                PromptInput::Tokens(ids) => {
+                    let vocab = engine.tokenizer().get_vocab_size(true) as u32;
+                    if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
+                        return Err(Error::bad_request(format!(
+                            "token id {bad} is outside the vocabulary (size {vocab})"
+                        )));
+                    }
+                    ids
                 }
-            }
+            };
+            Ok(Prepared::plain(ids, grammar))
         });
         let model = request.model.clone();
         let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
         let created = now();
         let want_logprobs = plan.options.logprobs.is_some();
         if !plan.stream {
-            let g = self
+            let (g, _) = self
                 .run_whole(&model, "generate", build, plan.options.clone())
                 .await?;
             let text = if echo {

@@ -2,10 +2,12 @@
 //! gets loader work on its own thread and one [`Worker`] thread per replica; async callers
 //! await results and never run model compute themselves.
 
+mod answer;
 mod chat;
 mod describe;
 mod embed;
 mod launch;
+mod structured;
 mod worker;
 
 pub use chat::{ChatOutput, ChunkStream, CompletionOutput};
