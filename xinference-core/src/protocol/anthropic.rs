@@ -7,8 +7,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The one `anthropic-version` this server speaks (the SDK always sends it).
+/// The `anthropic-version` Xinference speaks (and `anthropic` 0.x and 1.x send).
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Every `anthropic-version` accepted: [`ANTHROPIC_VERSION`] and `2026-10-21`, which
+/// `anthropic` 2.x sends. The shapes served are the same for both.
+pub const ANTHROPIC_VERSIONS: &[&str] = &[ANTHROPIC_VERSION, "2026-10-21"];
 
 /// `POST /v1/messages` request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
