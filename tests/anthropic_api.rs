@@ -113,6 +113,15 @@ async fn anthropic_requests_are_checked_and_errors_have_anthropics_shape() {
     )
     .await;
     assert_error(&got, 400, "invalid_request_error", "2099-01-01");
+    // anthropic 2.x sends 2026-10-21: accepted too.
+    let got = post_raw(
+        &server,
+        "/v1/messages",
+        &[("anthropic-version", "2026-10-21")],
+        &body,
+    )
+    .await;
+    assert_error(&got, 404, "not_found_error", "no-such-model");
     // The version is checked before the body.
     let got = post_raw(&server, "/v1/messages", &[], "{not json").await;
     assert_error(&got, 400, "invalid_request_error", "anthropic-version");
