@@ -6,8 +6,11 @@
 mod common;
 
 use common::{qwen_gguf, run_python, TestServer};
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use xinference::protocol::anthropic::{MessagesRequest, StreamEvent};
+use xinference::{Client, ErrorKind};
 
 fn client() -> reqwest::Client {
     reqwest::Client::new()
@@ -262,6 +265,51 @@ async fn anthropic_sdk_messages_with_qwen() {
         delta["usage"]["input_tokens"].as_u64().unwrap() > 0,
         "{delta}"
     );
+
+    // The Rust Client, in process and over HTTP: the same greedy answer.
+    let request: MessagesRequest = serde_json::from_value(json!({
+        "model": "", "max_tokens": 8, "temperature": 0,
+        "messages": [{"role": "user", "content": "Say hello."}],
+    }))
+    .unwrap();
+    let local = Client::local(server.runtime.clone())
+        .get_model(&uid)
+        .await
+        .unwrap()
+        .into_llm()
+        .unwrap();
+    let remote = Client::remote(&server.url, None)
+        .unwrap()
+        .get_model(&uid)
+        .await
+        .unwrap()
+        .into_llm()
+        .unwrap();
+    let a = local.messages(request.clone()).await.unwrap();
+    let b = remote.messages(request.clone()).await.unwrap();
+    assert!(a.id.starts_with("msg_") && a.model == uid, "{a:?}");
+    assert_eq!(
+        (&a.content, &a.stop_reason, &a.usage),
+        (&b.content, &b.stop_reason, &b.usage)
+    );
+    let events: Vec<StreamEvent> = remote
+        .messages_stream(request)
+        .await
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    assert_eq!(events.first().map(StreamEvent::name), Some("message_start"));
+    assert_eq!(events.last(), Some(&StreamEvent::MessageStop));
+    let mut bad: MessagesRequest = serde_json::from_value(json!({
+        "model": "", "max_tokens": 8,
+        "messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}],
+    }))
+    .unwrap();
+    bad.temperature = Some(0.0);
+    let e = remote.messages(bad).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadRequest, "{e}");
+    assert!(e.message().contains("text only"), "{e}");
 
     let out = run_python("anthropic_messages.py", &[&server.url, &uid]).await;
     assert!(out.contains("anthropic sdk: ok"), "{out}");
