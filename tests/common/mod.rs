@@ -102,7 +102,7 @@ impl TestServer {
     }
 }
 
-/// The Python that has the official `openai` and `xinference-client` packages.
+/// The Python that has the official `openai`, `xinference-client` and `anthropic` packages.
 /// Fails loudly, with the fix, when it is missing.
 pub fn python() -> PathBuf {
     let python = std::env::var_os("XINFERENCE_TEST_PYTHON")
@@ -112,13 +112,13 @@ pub fn python() -> PathBuf {
                 .join(".cache/xinference-rs/venv/bin/python")
         });
     let ok = std::process::Command::new(&python)
-        .args(["-c", "import openai, xinference_client"])
+        .args(["-c", "import openai, xinference_client, anthropic"])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(
         ok,
-        "{} cannot import openai and xinference_client.\nFix: run `bash .ci/run` once, or \
+        "{} cannot import openai, xinference_client and anthropic.\nFix: run `bash .ci/run` once, or \
          `python3 -m venv ~/.cache/xinference-rs/venv && ~/.cache/xinference-rs/venv/bin/pip install -r tests/python/requirements.txt`, \
          or point XINFERENCE_TEST_PYTHON at a Python that has them.",
         python.display()

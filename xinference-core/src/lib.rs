@@ -4,6 +4,7 @@
 //! that runs each launched model on its own worker threads, one module per capability, the wire
 //! types, and the [`Client`] that drives it all in process or over HTTP.
 
+pub mod anthropic;
 pub mod client;
 pub mod compute;
 pub mod embedding;

@@ -1,6 +1,8 @@
 //! Model handles: what `Client::get_model` returns, one type per capability.
 
 use super::Transport;
+use crate::anthropic::MessagesOutput;
+use crate::protocol::anthropic::{Message, MessagesRequest, StreamEvent};
 use crate::protocol::chat::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,
     GenerationFields,
@@ -191,6 +193,35 @@ impl LlmModel {
                 ChatOutput::Whole(_) => Err(Error::internal("asked for a stream")),
             },
             Transport::Remote(c) => c.post_stream("/v1/chat/completions", &request).await,
+        }
+    }
+
+    /// Anthropic Messages API: the whole answer (`stream` is ignored).
+    pub async fn messages(&self, mut request: MessagesRequest) -> Result<Message> {
+        request.model = self.uid.clone();
+        request.stream = false;
+        match &self.transport {
+            Transport::Local(r) => match r.messages(request).await? {
+                MessagesOutput::Whole(m) => Ok(m),
+                MessagesOutput::Stream(_) => Err(Error::internal("asked for a whole answer")),
+            },
+            Transport::Remote(c) => c.post_as("/anthropic/v1/messages", &request).await,
+        }
+    }
+
+    /// Anthropic Messages API: the answer as a stream of Anthropic events.
+    pub async fn messages_stream(
+        &self,
+        mut request: MessagesRequest,
+    ) -> Result<ChunkStream<StreamEvent>> {
+        request.model = self.uid.clone();
+        request.stream = true;
+        match &self.transport {
+            Transport::Local(r) => match r.messages(request).await? {
+                MessagesOutput::Stream(s) => Ok(s),
+                MessagesOutput::Whole(_) => Err(Error::internal("asked for a stream")),
+            },
+            Transport::Remote(c) => c.post_stream("/anthropic/v1/messages", &request).await,
         }
     }
 

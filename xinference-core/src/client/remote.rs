@@ -64,7 +64,11 @@ impl RemoteClient {
             .and_then(|v| match v.get("detail") {
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(other) => Some(other.to_string()),
-                None => None,
+                // The Anthropic routes' shape.
+                None => v
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             })
             .unwrap_or(text);
         Err(Error::new(ErrorKind::from_http_status(status), detail))
@@ -151,6 +155,7 @@ impl RemoteClient {
                 if let Some(err) = value.get("error") {
                     let message = err
                         .as_str()
+                        .or_else(|| err.get("message").and_then(Value::as_str))
                         .map(str::to_owned)
                         .unwrap_or_else(|| err.to_string());
                     return Err(Error::internal(message));

@@ -1,5 +1,6 @@
 //! Wire types shared by the server and the remote client. Serde only, no logic.
 
+pub mod anthropic;
 pub mod chat;
 pub mod openai;
 pub mod xinference;

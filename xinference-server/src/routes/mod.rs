@@ -1,6 +1,7 @@
 //! The route table. One module per area, each handler a few lines.
 
 mod admin;
+mod anthropic;
 mod embeddings;
 mod llm;
 mod models;
@@ -46,6 +47,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/embeddings"),
     ("post", "/v1/chat/completions"),
     ("post", "/v1/completions"),
+    ("post", "/v1/messages"),
+    ("post", "/anthropic/v1/messages"),
+    ("get", "/anthropic/v1/models"),
+    ("get", "/anthropic/v1/models/{model_id}"),
     ("get", "/openapi.json"),
 ];
 
@@ -79,6 +84,10 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/chat/completions", post(llm::chat))
         .route("/v1/completions", post(llm::completion))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/anthropic/v1/messages", post(anthropic::messages_prefixed))
+        .route("/anthropic/v1/models", get(anthropic::list_models))
+        .route("/anthropic/v1/models/{model_id}", get(anthropic::get_model))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
