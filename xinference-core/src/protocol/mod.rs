@@ -2,4 +2,5 @@
 
 pub mod chat;
 pub mod openai;
+pub mod rerank;
 pub mod xinference;

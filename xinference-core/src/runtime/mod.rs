@@ -6,6 +6,7 @@ mod chat;
 mod describe;
 mod embed;
 mod launch;
+mod rerank;
 mod worker;
 
 pub use chat::{ChatOutput, ChunkStream, CompletionOutput};
@@ -17,6 +18,7 @@ use crate::hub::{LaunchProgress, ProgressSnapshot};
 use crate::llm::LlmEngine;
 use crate::protocol::xinference::{InstanceInfo, InstanceStatus, ModelDescription};
 use crate::registry::{ModelFamily, ModelSpec, Registry};
+use crate::rerank::Rerank;
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -70,6 +72,8 @@ pub(crate) enum Loaded {
     Embedding(Vec<Worker<Box<dyn Embed>>>),
     /// A language model.
     Llm(Vec<Worker<LlmEngine>>),
+    /// A rerank model (cross-encoder or LLM reranker).
+    Rerank(Vec<Worker<Box<dyn Rerank>>>),
 }
 
 impl Loaded {
@@ -77,6 +81,7 @@ impl Loaded {
         match self {
             Loaded::Embedding(workers) => workers.iter().for_each(Worker::shutdown),
             Loaded::Llm(workers) => workers.iter().for_each(Worker::shutdown),
+            Loaded::Rerank(workers) => workers.iter().for_each(Worker::shutdown),
         }
     }
 }

@@ -5,6 +5,7 @@ mod embeddings;
 mod llm;
 mod models;
 mod registrations;
+mod rerank;
 
 use crate::error::ApiError;
 use axum::extract::DefaultBodyLimit;
@@ -46,6 +47,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/embeddings"),
     ("post", "/v1/chat/completions"),
     ("post", "/v1/completions"),
+    ("post", "/v1/rerank"),
+    ("post", "/rerank"),
+    ("post", "/v2/rerank"),
     ("get", "/openapi.json"),
 ];
 
@@ -79,6 +83,9 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/chat/completions", post(llm::chat))
         .route("/v1/completions", post(llm::completion))
+        .route("/v1/rerank", post(rerank::xinference))
+        .route("/rerank", post(rerank::cohere_v1))
+        .route("/v2/rerank", post(rerank::cohere_v2))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
