@@ -160,29 +160,42 @@ async fn rust_remote_client_reranks_and_concurrent_requests_agree() {
     let server = TestServer::start(home.path()).await;
     launch_tiny(&server, "rr").await;
     let (_, reference) = tiny_reranker("xlmr");
-    let set = reference["sets"][0].clone();
     let client = Client::remote(&server.url, None).unwrap();
     let model = client.get_model("rr").await.unwrap().into_rerank().unwrap();
-    let docs: Vec<String> = set["documents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap().to_owned())
-        .collect();
-    let query = set["query"].as_str().unwrap().to_owned();
+    // Requests with different queries, documents and options arrive together; the model
+    // batches whatever waits, and each request must still get its own scores.
     let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (model, docs, query) = (model.clone(), docs.clone(), query.clone());
+    for i in 0..24 {
+        let set = reference["sets"][i % 3].clone();
+        let model = model.clone();
         tasks.push(tokio::spawn(async move {
-            model.rerank(RerankRequest::new(query, docs)).await
+            let docs: Vec<String> = set["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_str().unwrap().to_owned())
+                .collect();
+            let mut request = RerankRequest::new(set["query"].as_str().unwrap(), docs);
+            let chunked = i % 6 == 2;
+            if chunked {
+                request.max_chunks_per_doc = set["max_chunks_per_doc"].as_i64();
+            }
+            let response = model.rerank(request).await.unwrap();
+            let key = if chunked { "chunked_scores" } else { "scores" };
+            assert_eq!(response.results.len(), set[key].as_array().unwrap().len());
+            for r in &response.results {
+                let expected = set[key][r.index].as_f64().unwrap();
+                assert!(
+                    (r.relevance_score - expected).abs() < 1e-4,
+                    "request {i} doc {}: {} vs {expected}",
+                    r.index,
+                    r.relevance_score
+                );
+            }
         }));
     }
     for t in tasks {
-        let response = t.await.unwrap().unwrap();
-        for r in &response.results {
-            let expected = set["scores"][r.index].as_f64().unwrap();
-            assert!((r.relevance_score - expected).abs() < 1e-4);
-        }
+        t.await.unwrap();
     }
     server.stop().await;
 }

@@ -293,6 +293,65 @@ fn cut(e: &mut Encoding, len: usize) {
     e.take_overflowing();
 }
 
+impl CrossEncoder {
+    /// Scores the documents of several requests together: their (query, document) pairs go
+    /// into the same length-sorted batches. A request whose input cannot be tokenized fails
+    /// alone; a failed forward pass fails every request.
+    fn score_jobs(&self, jobs: &[super::RerankJob]) -> Vec<Result<Vec<DocScore>>> {
+        // Every model input, with the request and document it belongs to.
+        let mut inputs: Vec<(usize, usize, Encoding)> = Vec::new();
+        let mut out: Vec<Result<Vec<DocScore>>> = Vec::with_capacity(jobs.len());
+        for (j, job) in jobs.iter().enumerate() {
+            // Xinference's preprocess_sentence: the instruction is prepended to the query.
+            let query = match &job.options.instruction {
+                Some(i) => format!("{i}{}", job.query),
+                None => job.query.clone(),
+            };
+            let built = self.encode(&query).and_then(|query| {
+                let mut mine = Vec::new();
+                for (d, doc) in job.documents.iter().enumerate() {
+                    for e in self.inputs(&query, doc, &job.options)? {
+                        mine.push((j, d, e));
+                    }
+                }
+                Ok(mine)
+            });
+            match built {
+                Ok(mine) => {
+                    inputs.extend(mine);
+                    out.push(Ok(vec![
+                        DocScore {
+                            score: f32::NEG_INFINITY,
+                            tokens: 0,
+                        };
+                        job.documents.len()
+                    ]));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        // Sort by length so each forward pass pads as little as possible.
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| inputs[i].2.len());
+        for chunk in order.chunks(MAX_BATCH) {
+            let batch: Vec<&Encoding> = chunk.iter().map(|&i| &inputs[i].2).collect();
+            let logits = match crate::compute::with_budget(|| self.forward_batch(&batch)) {
+                Ok(l) => l,
+                Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
+            };
+            for (&i, logit) in chunk.iter().zip(logits) {
+                let (j, d, e) = &inputs[i];
+                if let Ok(scores) = &mut out[*j] {
+                    let s = &mut scores[*d];
+                    s.score = s.score.max(self.activation.apply(logit));
+                    s.tokens += e.len();
+                }
+            }
+        }
+        out
+    }
+}
+
 impl super::Rerank for CrossEncoder {
     fn score(
         &mut self,
@@ -300,38 +359,18 @@ impl super::Rerank for CrossEncoder {
         documents: &[String],
         options: &ScoreOptions,
     ) -> Result<Vec<DocScore>> {
-        // Xinference's preprocess_sentence: the instruction is prepended to the query.
-        let query = match &options.instruction {
-            Some(i) => format!("{i}{query}"),
-            None => query.to_owned(),
+        let job = super::RerankJob {
+            query: query.to_owned(),
+            documents: documents.to_vec(),
+            options: options.clone(),
         };
-        let query = self.encode(&query)?;
-        // Every model input, with the document it belongs to.
-        let mut inputs: Vec<(usize, Encoding)> = Vec::new();
-        for (d, doc) in documents.iter().enumerate() {
-            for e in self.inputs(&query, doc, options)? {
-                inputs.push((d, e));
-            }
-        }
-        // Sort by length so each forward pass pads as little as possible.
-        let mut order: Vec<usize> = (0..inputs.len()).collect();
-        order.sort_by_key(|&i| inputs[i].1.len());
-        let mut best = vec![f32::NEG_INFINITY; documents.len()];
-        let mut tokens = vec![0usize; documents.len()];
-        for chunk in order.chunks(MAX_BATCH) {
-            let batch: Vec<&Encoding> = chunk.iter().map(|&i| &inputs[i].1).collect();
-            let logits = crate::compute::with_budget(|| self.forward_batch(&batch))?;
-            for (&i, logit) in chunk.iter().zip(logits) {
-                let (d, e) = &inputs[i];
-                best[*d] = best[*d].max(self.activation.apply(logit));
-                tokens[*d] += e.len();
-            }
-        }
-        Ok(best
-            .into_iter()
-            .zip(tokens)
-            .map(|(score, tokens)| DocScore { score, tokens })
-            .collect())
+        self.score_jobs(std::slice::from_ref(&job))
+            .pop()
+            .expect("one result per job")
+    }
+
+    fn score_many(&mut self, jobs: &[super::RerankJob]) -> Vec<Result<Vec<DocScore>>> {
+        self.score_jobs(jobs)
     }
 }
 

@@ -43,6 +43,17 @@ pub struct DocScore {
     pub tokens: usize,
 }
 
+/// One request's work: a query, its documents and options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RerankJob {
+    /// The query.
+    pub query: String,
+    /// The documents, in request order.
+    pub documents: Vec<String>,
+    /// How to score them.
+    pub options: ScoreOptions,
+}
+
 /// A loaded rerank model. Runs on a worker thread, never on the async executor.
 pub trait Rerank: Send {
     /// Scores every document against `query`, in document order.
@@ -52,6 +63,14 @@ pub trait Rerank: Send {
         documents: &[String],
         options: &ScoreOptions,
     ) -> Result<Vec<DocScore>>;
+
+    /// Scores several requests at once (the runtime hands over every request that queued up
+    /// while the model was busy); a model that can batch across requests overrides this.
+    fn score_many(&mut self, jobs: &[RerankJob]) -> Vec<Result<Vec<DocScore>>> {
+        jobs.iter()
+            .map(|j| self.score(&j.query, &j.documents, &j.options))
+            .collect()
+    }
 }
 
 /// Loads the rerank model at `path` (a Hugging Face folder or a GGUF file), choosing the kind

@@ -270,6 +270,7 @@ impl Runtime {
                             self.config.queue_capacity,
                             instance.request_limit,
                         )
+                        .map(super::rerank::RerankReplica::new)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Loaded::Rerank(workers))

@@ -18,7 +18,6 @@ use crate::hub::{LaunchProgress, ProgressSnapshot};
 use crate::llm::LlmEngine;
 use crate::protocol::xinference::{InstanceInfo, InstanceStatus, ModelDescription};
 use crate::registry::{ModelFamily, ModelSpec, Registry};
-use crate::rerank::Rerank;
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -73,7 +72,7 @@ pub(crate) enum Loaded {
     /// A language model.
     Llm(Vec<Worker<LlmEngine>>),
     /// A rerank model (cross-encoder or LLM reranker).
-    Rerank(Vec<Worker<Box<dyn Rerank>>>),
+    Rerank(Vec<rerank::RerankReplica>),
 }
 
 impl Loaded {
@@ -81,7 +80,7 @@ impl Loaded {
         match self {
             Loaded::Embedding(workers) => workers.iter().for_each(Worker::shutdown),
             Loaded::Llm(workers) => workers.iter().for_each(Worker::shutdown),
-            Loaded::Rerank(workers) => workers.iter().for_each(Worker::shutdown),
+            Loaded::Rerank(replicas) => replicas.iter().for_each(|r| r.worker.shutdown()),
         }
     }
 }

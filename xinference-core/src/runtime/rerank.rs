@@ -2,6 +2,7 @@
 //! (where the (query, document) pairs of the request are scored in batches), and the response
 //! in Xinference's shape, plus Cohere's shape for `/rerank` and `/v2/rerank`.
 
+use super::Worker;
 use super::{Loaded, Runtime};
 use crate::protocol::rerank::{
     CohereApiVersion, CohereBilledUnits, CohereMeta, CohereRerankRequest, CohereRerankResponse,
@@ -9,9 +10,82 @@ use crate::protocol::rerank::{
     RerankTokens,
 };
 use crate::registry::ModelType;
-use crate::rerank::{ranking, ScoreOptions};
+use crate::rerank::{ranking, DocScore, Rerank, RerankJob, ScoreOptions};
 use crate::{Error, Result};
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// A request waiting for the model, with where its answer goes.
+struct Pending {
+    id: u64,
+    job: RerankJob,
+    answer: oneshot::Sender<Result<Vec<DocScore>>>,
+}
+
+/// One replica of a rerank model: its worker, and the requests waiting for it. Each request
+/// queues a job on the worker (so the bounded queue and `request_limits` still answer 429); the
+/// first job to run takes every request waiting at that moment and scores them together, so
+/// requests that arrive while the model is busy share batches. Later jobs find their request
+/// already answered and return at once.
+pub(crate) struct RerankReplica {
+    pub(crate) worker: Worker<Box<dyn Rerank>>,
+    pending: Arc<Mutex<Vec<Pending>>>,
+    next_id: AtomicU64,
+}
+
+impl RerankReplica {
+    pub(crate) fn new(worker: Worker<Box<dyn Rerank>>) -> Self {
+        RerankReplica {
+            worker,
+            pending: Arc::new(Mutex::new(Vec::new())),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// Scores one request, batched with whatever else is waiting; gives the documents back.
+    async fn score(&self, job: RerankJob) -> Result<(Vec<DocScore>, Vec<String>)> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let documents = job.documents.clone();
+        let (answer, receive) = oneshot::channel();
+        self.pending
+            .lock()
+            .expect("rerank queue lock")
+            .push(Pending { id, job, answer });
+        let pending = self.pending.clone();
+        let queued = self
+            .worker
+            .call(move |model| {
+                let taken: Vec<Pending> = std::mem::take(&mut *pending.lock().expect("lock"))
+                    .into_iter()
+                    .filter(|p| !p.answer.is_closed())
+                    .collect();
+                if taken.is_empty() {
+                    return Ok(());
+                }
+                let jobs: Vec<RerankJob> = taken.iter().map(|p| p.job.clone()).collect();
+                let results = model.score_many(&jobs);
+                for (p, r) in taken.into_iter().zip(results) {
+                    let _ = p.answer.send(r);
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = queued {
+            // Refused (429/503) or failed: withdraw the request unless a job already took it.
+            let mut waiting = self.pending.lock().expect("rerank queue lock");
+            if let Some(at) = waiting.iter().position(|p| p.id == id) {
+                waiting.remove(at);
+                return Err(e);
+            }
+        }
+        let scores = receive
+            .await
+            .map_err(|_| Error::internal("the rerank model stopped while serving the request"))??;
+        Ok((scores, documents))
+    }
+}
 
 impl Runtime {
     /// Orders `request.documents` by relevance to `request.query` with the model `request.model`.
@@ -55,12 +129,12 @@ impl Runtime {
             )));
         };
         let replica = instance.pick_replica(workers.len());
-        let (scores, documents) = workers[replica]
-            .call(move |m| {
-                let scores = m.score(&query, &documents, &options)?;
-                Ok((scores, documents))
-            })
-            .await?;
+        let job = RerankJob {
+            query,
+            documents,
+            options,
+        };
+        let (scores, documents) = workers[replica].score(job).await?;
         let values: Vec<f32> = scores.iter().map(|s| s.score).collect();
         let mut order = ranking(&values);
         if let Some(n) = top_n {
