@@ -93,7 +93,7 @@ impl Runtime {
         let instance = self.instance(&request.model)?;
         if instance.family.model_type != ModelType::Rerank {
             return Err(Error::bad_request(format!(
-                "Model {} is a {} model, not a rerank model",
+                "Model {} is not a rerank model (its type is {})",
                 request.model, instance.family.model_type
             )));
         }
