@@ -170,3 +170,14 @@ pub fn token_ids(v: &serde_json::Value) -> Vec<u32> {
         .map(|x| x.as_u64().expect("a token id") as u32)
         .collect()
 }
+
+/// A tiny random cross-encoder fixture (`bert` or `xlmr`) and its recorded reference
+/// (`scripts/fixtures/make_tiny_cross_encoders.py`).
+pub fn tiny_reranker(kind: &str) -> (PathBuf, serde_json::Value) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-rerankers");
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("reference.json")).expect("reference.json exists"),
+    )
+    .expect("reference.json is JSON");
+    (root.join(kind), reference[kind].clone())
+}

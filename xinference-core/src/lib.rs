@@ -13,14 +13,16 @@ pub mod hub;
 pub mod llm;
 pub mod protocol;
 pub mod registry;
+pub mod rerank;
 pub mod runtime;
 
-pub use client::{Client, EmbeddingModel, LlmModel, ModelHandle, RemoteClient};
+pub use client::{Client, EmbeddingModel, LlmModel, ModelHandle, RemoteClient, RerankModel};
 pub use error::{Error, ErrorKind, Result};
 pub use protocol::chat::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,
 };
 pub use protocol::openai::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
+pub use protocol::rerank::{RerankRequest, RerankResponse};
 pub use protocol::xinference::{InstanceInfo, InstanceStatus, LaunchRequest, ModelDescription};
 pub use registry::{ModelFamily, ModelType, Registry};
 pub use runtime::{Runtime, RuntimeConfig};

@@ -8,6 +8,7 @@ use crate::protocol::chat::{
     GenerationFields,
 };
 use crate::protocol::openai::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
+use crate::protocol::rerank::{RerankRequest, RerankResponse};
 use crate::protocol::xinference::ModelDescription;
 use crate::runtime::{ChatOutput, ChunkStream, CompletionOutput};
 use crate::{Error, Result};
@@ -21,6 +22,8 @@ pub enum ModelHandle {
     Embedding(EmbeddingModel),
     /// A language model (chat and/or generate).
     Llm(LlmModel),
+    /// A rerank model.
+    Rerank(RerankModel),
 }
 
 impl ModelHandle {
@@ -42,6 +45,10 @@ impl ModelHandle {
                 transport,
                 uid: uid.to_owned(),
             })),
+            "rerank" => Ok(ModelHandle::Rerank(RerankModel {
+                transport,
+                uid: uid.to_owned(),
+            })),
             other => Err(Error::bad_request(format!(
                 "Model {uid} is of type {other}, which this build cannot serve yet"
             ))),
@@ -53,6 +60,7 @@ impl ModelHandle {
         match self {
             ModelHandle::Embedding(m) => &m.uid,
             ModelHandle::Llm(m) => &m.uid,
+            ModelHandle::Rerank(m) => &m.uid,
         }
     }
 
@@ -62,6 +70,17 @@ impl ModelHandle {
             ModelHandle::Embedding(m) => Ok(m),
             other => Err(Error::bad_request(format!(
                 "Model {} is not an embedding model",
+                other.uid()
+            ))),
+        }
+    }
+
+    /// The rerank handle, or a 400 when the model is not a rerank model.
+    pub fn into_rerank(self) -> Result<RerankModel> {
+        match self {
+            ModelHandle::Rerank(m) => Ok(m),
+            other => Err(Error::bad_request(format!(
+                "Model {} is not a rerank model",
                 other.uid()
             ))),
         }
@@ -251,6 +270,31 @@ impl LlmModel {
                 CompletionOutput::Whole(_) => Err(Error::internal("asked for a stream")),
             },
             Transport::Remote(c) => c.post_stream("/v1/completions", &request).await,
+        }
+    }
+}
+
+/// A handle to a launched rerank model.
+#[derive(Clone)]
+pub struct RerankModel {
+    transport: Transport,
+    uid: String,
+}
+
+impl RerankModel {
+    /// The model's uid.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Orders documents by relevance to a query: build the request with
+    /// [`RerankRequest::new`] and set `top_n`, `return_documents`, `return_len` or
+    /// `max_chunks_per_doc` on it. The request's `model` is replaced by this handle's uid.
+    pub async fn rerank(&self, mut request: RerankRequest) -> Result<RerankResponse> {
+        request.model = self.uid.clone();
+        match &self.transport {
+            Transport::Local(r) => r.rerank(request).await,
+            Transport::Remote(c) => c.post_as("/v1/rerank", &request).await,
         }
     }
 }

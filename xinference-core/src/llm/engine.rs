@@ -448,6 +448,13 @@ impl LlmEngine {
             top: top.into_iter().map(|i| (text(i), lp[i as usize])).collect(),
         }
     }
+
+    /// The logits at the last position of `prompt`, run as a new sequence (position 0 resets
+    /// the KV cache), within the shared compute budget. Scoring uses it (LLM rerankers).
+    pub fn score_last_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>> {
+        self.check_prompt(prompt)?;
+        crate::compute::with_budget(|| self.model.forward(prompt, 0))
+    }
 }
 
 /// Where the first stop string starts in `pending`, and its length. A stop string can only

@@ -3,4 +3,5 @@
 pub mod anthropic;
 pub mod chat;
 pub mod openai;
+pub mod rerank;
 pub mod xinference;

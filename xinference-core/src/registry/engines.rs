@@ -55,6 +55,11 @@ const ENGINES: &[EngineName] = &[
         formats: &["pytorch"],
     },
     EngineName {
+        name: "llama.cpp",
+        model_type: ModelType::Rerank,
+        formats: &["ggufv2"],
+    },
+    EngineName {
         name: "candle",
         model_type: ModelType::Rerank,
         formats: &[],
@@ -96,6 +101,18 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
     (ModelType::Llm, "pytorch", "LlamaForCausalLM"),
     (ModelType::Llm, "pytorch", "Qwen2ForCausalLM"),
     (ModelType::Llm, "pytorch", "Qwen3ForCausalLM"),
+    (
+        ModelType::Rerank,
+        "pytorch",
+        "BertForSequenceClassification",
+    ),
+    (
+        ModelType::Rerank,
+        "pytorch",
+        "XLMRobertaForSequenceClassification",
+    ),
+    (ModelType::Rerank, "pytorch", "Qwen3ForCausalLM"),
+    (ModelType::Rerank, "ggufv2", "Qwen3ForCausalLM"),
 ];
 
 /// Whether this build can run `spec` of `family`.
@@ -133,7 +150,16 @@ pub fn resolve_engine(
                 "Invalid input. Please specify the `model_engine` field.",
             ));
         }
-        let default = ENGINES.iter().find(|e| e.model_type == t).map(|e| e.name);
+        let default = ENGINES
+            .iter()
+            .find(|e| {
+                e.model_type == t
+                    && (e.formats.is_empty()
+                        || e.formats
+                            .iter()
+                            .any(|f| f.eq_ignore_ascii_case(&spec.model_format)))
+            })
+            .map(|e| e.name);
         return Ok(default.unwrap_or("candle").to_owned());
     };
     let engine = ENGINES

@@ -260,6 +260,21 @@ impl Runtime {
                 }
                 Ok(Loaded::Llm(workers))
             }
+            ModelType::Rerank => {
+                let workers = (0..instance.replicas)
+                    .map(|r| {
+                        let model = crate::rerank::load_rerank_model(&files, &instance.family)?;
+                        Worker::spawn(
+                            &instance.replica_uid(r),
+                            model,
+                            self.config.queue_capacity,
+                            instance.request_limit,
+                        )
+                        .map(super::rerank::RerankReplica::new)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Loaded::Rerank(workers))
+            }
             other => Err(Error::bad_request(format!(
                 "{other} models cannot be run by this build yet"
             ))),

@@ -8,6 +8,7 @@ mod describe;
 mod embed;
 mod launch;
 mod structured;
+mod rerank;
 mod worker;
 
 pub use chat::{ChatOutput, ChunkStream, CompletionOutput};
@@ -72,6 +73,8 @@ pub(crate) enum Loaded {
     Embedding(Vec<Worker<Box<dyn Embed>>>),
     /// A language model.
     Llm(Vec<Worker<LlmEngine>>),
+    /// A rerank model (cross-encoder or LLM reranker).
+    Rerank(Vec<rerank::RerankReplica>),
 }
 
 impl Loaded {
@@ -79,6 +82,7 @@ impl Loaded {
         match self {
             Loaded::Embedding(workers) => workers.iter().for_each(Worker::shutdown),
             Loaded::Llm(workers) => workers.iter().for_each(Worker::shutdown),
+            Loaded::Rerank(replicas) => replicas.iter().for_each(|r| r.worker.shutdown()),
         }
     }
 }

@@ -6,6 +6,7 @@ mod embeddings;
 mod llm;
 mod models;
 mod registrations;
+mod rerank;
 
 use crate::error::ApiError;
 use axum::extract::DefaultBodyLimit;
@@ -51,6 +52,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/anthropic/v1/messages"),
     ("get", "/anthropic/v1/models"),
     ("get", "/anthropic/v1/models/{model_id}"),
+    ("post", "/v1/rerank"),
+    ("post", "/rerank"),
+    ("post", "/v2/rerank"),
     ("get", "/openapi.json"),
 ];
 
@@ -88,6 +92,9 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/anthropic/v1/messages", post(anthropic::messages_prefixed))
         .route("/anthropic/v1/models", get(anthropic::list_models))
         .route("/anthropic/v1/models/{model_id}", get(anthropic::get_model))
+        .route("/v1/rerank", post(rerank::xinference))
+        .route("/rerank", post(rerank::cohere_v1))
+        .route("/v2/rerank", post(rerank::cohere_v2))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

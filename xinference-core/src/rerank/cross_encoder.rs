@@ -1,0 +1,423 @@
+//! Cross-encoders: BERT (`BertForSequenceClassification`: encoder, pooler = dense + tanh on the
+//! first token, classifier) and XLM-RoBERTa (`XLMRobertaForSequenceClassification`: encoder,
+//! classification head = dense + tanh + out_proj on the first token), one score per
+//! (query, document) pair.
+//!
+//! Scores are what sentence-transformers' `CrossEncoder.predict` returns (Xinference's
+//! `sentence_transformers` engine for bge-reranker and ms-marco): the logit through the activation
+//! the model declares (`config_sentence_transformers.json` `activation_fn`, then config.json's
+//! `sentence_transformers.activation_fn`, then `sbert_ce_default_activation_function`), and for a
+//! single-label head without one, a sigmoid. So bge-reranker scores are in (0, 1) and ms-marco
+//! scores are raw logits, as with Xinference.
+
+use super::{DocScore, ScoreOptions};
+use crate::{Error, Result};
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::xlm_roberta::{
+    Config as XlmRobertaConfig, XLMRobertaForSequenceClassification,
+};
+use serde_json::Value;
+use std::path::Path;
+use tokenizers::{
+    Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+
+/// (query, document) pairs per forward pass.
+const MAX_BATCH: usize = 32;
+
+/// What turns the head's logit into the score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreActivation {
+    /// `1 / (1 + e^-x)`: sentence-transformers' default for one label (bge-reranker).
+    Sigmoid,
+    /// The raw logit (ms-marco-MiniLM declares `torch.nn.modules.linear.Identity`).
+    Identity,
+    /// `tanh(x)`.
+    Tanh,
+}
+
+impl ScoreActivation {
+    fn from_path(path: &str) -> Result<Self> {
+        match path.rsplit('.').next().unwrap_or(path) {
+            "Sigmoid" => Ok(ScoreActivation::Sigmoid),
+            "Identity" => Ok(ScoreActivation::Identity),
+            "Tanh" => Ok(ScoreActivation::Tanh),
+            other => Err(Error::bad_request(format!(
+                "the cross-encoder declares activation {path} ({other}); this build supports \
+                 Sigmoid, Identity and Tanh"
+            ))),
+        }
+    }
+
+    fn apply(self, x: f32) -> f32 {
+        match self {
+            ScoreActivation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            ScoreActivation::Identity => x,
+            ScoreActivation::Tanh => x.tanh(),
+        }
+    }
+}
+
+enum Head {
+    Bert {
+        model: BertModel,
+        pooler: Linear,
+        classifier: Linear,
+    },
+    XlmRoberta(XLMRobertaForSequenceClassification),
+}
+
+/// A loaded cross-encoder: weights, tokenizer, window length and activation.
+pub struct CrossEncoder {
+    head: Head,
+    /// Encodes single texts, never truncating.
+    plain: Tokenizer,
+    /// Joins pairs with the model's template, truncating longest-first to `max_len`.
+    truncating: Tokenizer,
+    max_len: usize,
+    pair_specials: usize,
+    pad_id: u32,
+    activation: ScoreActivation,
+    device: Device,
+}
+
+impl CrossEncoder {
+    /// Loads `dir` (config.json, tokenizer.json, model.safetensors or pytorch_model.bin).
+    /// `max_tokens` (the family's, which Xinference hands to `CrossEncoder(max_length=...)`)
+    /// sets the window, capped by what the position embeddings allow.
+    pub fn load(dir: &Path, config: &Value, max_tokens: Option<usize>) -> Result<Self> {
+        let architecture = config["architectures"][0].as_str().unwrap_or("");
+        let model_type = config["model_type"].as_str().unwrap_or("");
+        let num_labels = config["id2label"]
+            .as_object()
+            .map(|m| m.len())
+            .or_else(|| config["num_labels"].as_u64().map(|n| n as usize))
+            .unwrap_or(2);
+        if num_labels != 1 {
+            return Err(Error::bad_request(format!(
+                "the cross-encoder in {} has {num_labels} labels; rerank needs a single-score head",
+                dir.display()
+            )));
+        }
+        let device = Device::Cpu;
+        let vb = weights(dir, &device)?;
+        let bad = |e: candle_core::Error| {
+            Error::bad_request(format!(
+                "cannot load the {architecture} weights from {}: {e}",
+                dir.display()
+            ))
+        };
+        let max_positions = config["max_position_embeddings"].as_u64().unwrap_or(512) as usize;
+        let pad_id = config["pad_token_id"].as_u64().unwrap_or(0) as u32;
+        let (head, position_limit) = match (architecture, model_type) {
+            ("BertForSequenceClassification", _) | ("", "bert") => {
+                let cfg: BertConfig = serde_json::from_value(config.clone()).map_err(|e| {
+                    Error::bad_request(format!("unsupported BERT config.json: {e}"))
+                })?;
+                let model = BertModel::load(vb.pp("bert"), &cfg).map_err(bad)?;
+                let pooler =
+                    candle_nn::linear(cfg.hidden_size, cfg.hidden_size, vb.pp("bert.pooler.dense"))
+                        .map_err(bad)?;
+                let classifier =
+                    candle_nn::linear(cfg.hidden_size, 1, vb.pp("classifier")).map_err(bad)?;
+                let head = Head::Bert {
+                    model,
+                    pooler,
+                    classifier,
+                };
+                (head, max_positions)
+            }
+            ("XLMRobertaForSequenceClassification", _) | ("", "xlm-roberta") => {
+                let mut cfg = config.clone();
+                for (key, default) in [
+                    ("position_embedding_type", Value::from("absolute")),
+                    ("attention_probs_dropout_prob", Value::from(0.1)),
+                    ("hidden_dropout_prob", Value::from(0.1)),
+                    ("type_vocab_size", Value::from(1)),
+                    ("layer_norm_eps", Value::from(1e-5)),
+                ] {
+                    if cfg.get(key).is_none_or(Value::is_null) {
+                        cfg[key] = default;
+                    }
+                }
+                let cfg: XlmRobertaConfig = serde_json::from_value(cfg).map_err(|e| {
+                    Error::bad_request(format!("unsupported XLM-RoBERTa config.json: {e}"))
+                })?;
+                let model = XLMRobertaForSequenceClassification::new(1, &cfg, vb).map_err(bad)?;
+                // Positions start after the padding index.
+                let limit = max_positions.saturating_sub(pad_id as usize + 1);
+                (Head::XlmRoberta(model), limit)
+            }
+            _ => {
+                return Err(Error::bad_request(format!(
+                    "rerank architecture `{architecture}` (model_type `{model_type}`, from {}) \
+                     cannot be run by this build yet; supported: BertForSequenceClassification, \
+                     XLMRobertaForSequenceClassification, and causal LMs as LLM rerankers",
+                    dir.display()
+                )))
+            }
+        };
+        let tokenizer_max = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["model_max_length"].as_f64())
+            .filter(|n| *n > 0.0 && *n < 1e9)
+            .map(|n| n as usize);
+        let max_len = max_tokens
+            .or(tokenizer_max)
+            .unwrap_or(position_limit)
+            .min(position_limit)
+            .max(8);
+        let mut plain = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+            Error::bad_request(format!("cannot read {}/tokenizer.json: {e}", dir.display()))
+        })?;
+        plain
+            .with_truncation(None)
+            .map_err(|e| Error::internal(format!("tokenizer truncation: {e}")))?;
+        plain.with_padding(None);
+        let mut truncating = plain.clone();
+        truncating
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| Error::internal(format!("tokenizer truncation: {e}")))?;
+        let pair_specials = plain
+            .get_post_processor()
+            .map(|p| p.added_tokens(true))
+            .unwrap_or(0);
+        Ok(CrossEncoder {
+            head,
+            plain,
+            truncating,
+            max_len,
+            pair_specials,
+            pad_id,
+            activation: activation(dir, config)?,
+            device,
+        })
+    }
+
+    /// The longest input (query, document and special tokens) one forward pass reads.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// The activation applied to the logits.
+    pub fn activation(&self) -> ScoreActivation {
+        self.activation
+    }
+
+    fn encode(&self, text: &str) -> Result<Encoding> {
+        self.plain
+            .encode(text, false)
+            .map_err(|e| Error::bad_request(format!("cannot tokenize the input: {e}")))
+    }
+
+    fn join(&self, query: Encoding, doc: Encoding) -> Result<Encoding> {
+        self.truncating
+            .post_process(query, Some(doc), true)
+            .map_err(|e| Error::internal(format!("cannot join the query and document: {e}")))
+    }
+
+    /// The model inputs of one document: one pair, or one per chunk.
+    fn inputs(&self, query: &Encoding, doc: &str, options: &ScoreOptions) -> Result<Vec<Encoding>> {
+        let mut doc = self.encode(doc)?;
+        if let Some(m) = options.max_tokens_per_doc {
+            cut(&mut doc, m);
+        }
+        let Some(chunks) = options.max_chunks_per_doc else {
+            return Ok(vec![self.join(query.clone(), doc)?]);
+        };
+        let mut query = query.clone();
+        cut(&mut query, self.max_len / 2);
+        let room = self
+            .max_len
+            .saturating_sub(self.pair_specials + query.len())
+            .max(1);
+        doc.truncate(room, 0, TruncationDirection::Right);
+        let rest = doc.take_overflowing();
+        std::iter::once(doc)
+            .chain(rest)
+            .take(chunks.max(1))
+            .map(|chunk| self.join(query.clone(), chunk))
+            .collect()
+    }
+
+    /// The head's logits of a batch of joined pairs.
+    fn forward_batch(&self, batch: &[&Encoding]) -> Result<Vec<f32>> {
+        let longest = batch.iter().map(|e| e.len()).max().unwrap_or(1).max(1);
+        let n = batch.len();
+        let mut ids = Vec::with_capacity(n * longest);
+        let mut types = Vec::with_capacity(n * longest);
+        let mut mask = Vec::with_capacity(n * longest);
+        for e in batch {
+            let pad = longest - e.len();
+            ids.extend_from_slice(e.get_ids());
+            ids.extend(std::iter::repeat_n(self.pad_id, pad));
+            types.extend_from_slice(e.get_type_ids());
+            types.extend(std::iter::repeat_n(0u32, pad));
+            mask.extend(std::iter::repeat_n(1u32, e.len()));
+            mask.extend(std::iter::repeat_n(0u32, pad));
+        }
+        let shape = (n, longest);
+        let ids = Tensor::from_vec(ids, shape, &self.device)?;
+        let types = Tensor::from_vec(types, shape, &self.device)?;
+        let mask = Tensor::from_vec(mask, shape, &self.device)?;
+        let logits = match &self.head {
+            Head::Bert {
+                model,
+                pooler,
+                classifier,
+            } => {
+                let hidden = model.forward(&ids, &types, Some(&mask))?;
+                let first = hidden.i((.., 0))?.contiguous()?;
+                classifier.forward(&pooler.forward(&first)?.tanh()?)?
+            }
+            Head::XlmRoberta(model) => model.forward(&ids, &mask, &types)?,
+        };
+        Ok(logits
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
+    }
+}
+
+/// Cuts `e` to `len` tokens, dropping the rest.
+fn cut(e: &mut Encoding, len: usize) {
+    e.truncate(len, 0, TruncationDirection::Right);
+    e.take_overflowing();
+}
+
+impl CrossEncoder {
+    /// Scores the documents of several requests together: their (query, document) pairs go
+    /// into the same length-sorted batches. A request whose input cannot be tokenized fails
+    /// alone; a failed forward pass fails every request.
+    fn score_jobs(&self, jobs: &[super::RerankJob]) -> Vec<Result<Vec<DocScore>>> {
+        // Every model input, with the request and document it belongs to.
+        let mut inputs: Vec<(usize, usize, Encoding)> = Vec::new();
+        let mut out: Vec<Result<Vec<DocScore>>> = Vec::with_capacity(jobs.len());
+        for (j, job) in jobs.iter().enumerate() {
+            // Xinference's preprocess_sentence: the instruction is prepended to the query.
+            let query = match &job.options.instruction {
+                Some(i) => format!("{i}{}", job.query),
+                None => job.query.clone(),
+            };
+            let built = self.encode(&query).and_then(|query| {
+                let mut mine = Vec::new();
+                for (d, doc) in job.documents.iter().enumerate() {
+                    for e in self.inputs(&query, doc, &job.options)? {
+                        mine.push((j, d, e));
+                    }
+                }
+                Ok(mine)
+            });
+            match built {
+                Ok(mine) => {
+                    inputs.extend(mine);
+                    out.push(Ok(vec![
+                        DocScore {
+                            score: f32::NEG_INFINITY,
+                            tokens: 0,
+                        };
+                        job.documents.len()
+                    ]));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        // Sort by length so each forward pass pads as little as possible.
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| inputs[i].2.len());
+        for chunk in order.chunks(MAX_BATCH) {
+            let batch: Vec<&Encoding> = chunk.iter().map(|&i| &inputs[i].2).collect();
+            let logits = match crate::compute::with_budget(|| self.forward_batch(&batch)) {
+                Ok(l) => l,
+                Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
+            };
+            for (&i, logit) in chunk.iter().zip(logits) {
+                let (j, d, e) = &inputs[i];
+                if let Ok(scores) = &mut out[*j] {
+                    let s = &mut scores[*d];
+                    s.score = s.score.max(self.activation.apply(logit));
+                    s.tokens += e.len();
+                }
+            }
+        }
+        out
+    }
+}
+
+impl super::Rerank for CrossEncoder {
+    fn score(
+        &mut self,
+        query: &str,
+        documents: &[String],
+        options: &ScoreOptions,
+    ) -> Result<Vec<DocScore>> {
+        let job = super::RerankJob {
+            query: query.to_owned(),
+            documents: documents.to_vec(),
+            options: options.clone(),
+        };
+        self.score_jobs(std::slice::from_ref(&job))
+            .pop()
+            .expect("one result per job")
+    }
+
+    fn score_many(&mut self, jobs: &[super::RerankJob]) -> Vec<Result<Vec<DocScore>>> {
+        self.score_jobs(jobs)
+    }
+}
+
+/// The activation sentence-transformers' CrossEncoder would use for this folder.
+fn activation(dir: &Path, config: &Value) -> Result<ScoreActivation> {
+    let st_config = std::fs::read_to_string(dir.join("config_sentence_transformers.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let declared = st_config
+        .as_ref()
+        .and_then(|c| c["activation_fn"].as_str())
+        .or_else(|| config["sentence_transformers"]["activation_fn"].as_str())
+        .or_else(|| config["sbert_ce_default_activation_function"].as_str());
+    match declared {
+        Some(path) => ScoreActivation::from_path(path),
+        None => Ok(ScoreActivation::Sigmoid),
+    }
+}
+
+fn weights(dir: &Path, device: &Device) -> Result<VarBuilder<'static>> {
+    let safetensors = dir.join("model.safetensors");
+    if safetensors.exists() {
+        // SAFETY: the file is memory-mapped read-only; model files are not modified while loaded.
+        return Ok(unsafe {
+            VarBuilder::from_mmaped_safetensors(&[safetensors], DType::F32, device)?
+        });
+    }
+    let bin = dir.join("pytorch_model.bin");
+    if bin.exists() {
+        return Ok(VarBuilder::from_pth(bin, DType::F32, device)?);
+    }
+    Err(Error::bad_request(format!(
+        "no model.safetensors or pytorch_model.bin in {}",
+        dir.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activations_follow_sentence_transformers_names() {
+        let a = ScoreActivation::from_path("torch.nn.modules.linear.Identity").unwrap();
+        assert_eq!(a, ScoreActivation::Identity);
+        let s = ScoreActivation::from_path("torch.nn.modules.activation.Sigmoid").unwrap();
+        assert!((s.apply(0.0) - 0.5).abs() < 1e-7);
+        assert!(ScoreActivation::from_path("my.Custom").is_err());
+    }
+}
