@@ -2,17 +2,18 @@
 //! gets loader work on its own thread and one [`Worker`] thread per replica; async callers
 //! await results and never run model compute themselves.
 
+mod batcher;
 mod chat;
 mod describe;
 mod embed;
 mod launch;
 mod worker;
 
+pub use batcher::EmbedBatcher;
 pub use chat::{ChatOutput, ChunkStream, CompletionOutput};
 pub(crate) use worker::panic_text;
 pub use worker::Worker;
 
-use crate::embedding::Embed;
 use crate::hub::{LaunchProgress, ProgressSnapshot};
 use crate::llm::LlmEngine;
 use crate::protocol::xinference::{InstanceInfo, InstanceStatus, ModelDescription};
@@ -67,7 +68,7 @@ pub fn default_home() -> PathBuf {
 /// A loaded model's workers, one per replica, by capability.
 pub(crate) enum Loaded {
     /// An embedding model.
-    Embedding(Vec<Worker<Box<dyn Embed>>>),
+    Embedding(Vec<EmbedBatcher>),
     /// A language model.
     Llm(Vec<Worker<LlmEngine>>),
 }
@@ -75,7 +76,7 @@ pub(crate) enum Loaded {
 impl Loaded {
     fn shutdown(&self) {
         match self {
-            Loaded::Embedding(workers) => workers.iter().for_each(Worker::shutdown),
+            Loaded::Embedding(replicas) => replicas.iter().for_each(EmbedBatcher::shutdown),
             Loaded::Llm(workers) => workers.iter().for_each(Worker::shutdown),
         }
     }
