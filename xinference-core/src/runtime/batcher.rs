@@ -23,6 +23,11 @@ const DRAIN_TOKENS: usize = 16_384;
 const PASS_TOKENS: usize = 8_192;
 /// Sequences in one forward pass.
 const PASS_SEQUENCES: usize = 128;
+/// After a pass that served several requests at once, the compute thread waits up to this long
+/// for as many to be queued again before it starts the next pass: concurrent clients whose
+/// answers just went out send their next requests within a fraction of a millisecond, and one
+/// full pass is cheaper than a pass of one followed by a pass of the rest.
+const REGROUP_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 /// Inputs with more text than this (bytes, all inputs together) are tokenized on the blocking
 /// pool; shorter ones inline, where a thread hop would cost more than the tokenization.
 const INLINE_TOKENIZE_BYTES: usize = 2_048;
@@ -228,15 +233,18 @@ impl Drop for EmbedBatcher {
 
 /// The compute thread: take what is queued, run it, answer, repeat until closed and empty.
 fn serve(mut model: EmbeddingModel, shared: &Shared) {
-    while let Some(jobs) = next_jobs(shared) {
+    let mut last = 0;
+    while let Some(jobs) = next_jobs(shared, last) {
+        last = jobs.len();
         run_jobs(&mut model, jobs);
     }
     // The model is dropped here, on its own thread, freeing its memory.
 }
 
 /// Waits for work, then takes queued requests up to [`DRAIN_TOKENS`] (at least one), leaving
-/// out those whose caller has gone. `None` once the queue is closed and empty.
-fn next_jobs(shared: &Shared) -> Option<Vec<Job>> {
+/// out those whose caller has gone. `None` once the queue is closed and empty. When the last
+/// pass served `last` > 1 requests, waits up to [`REGROUP_WAIT`] for that many to be queued.
+fn next_jobs(shared: &Shared, last: usize) -> Option<Vec<Job>> {
     let mut queue = shared.lock();
     loop {
         while queue.jobs.is_empty() {
@@ -244,6 +252,20 @@ fn next_jobs(shared: &Shared) -> Option<Vec<Job>> {
                 return None;
             }
             queue = shared.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
+        }
+        if last > 1 && queue.jobs.len() < last && queue.open {
+            let deadline = std::time::Instant::now() + REGROUP_WAIT;
+            while queue.jobs.len() < last {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                queue = shared
+                    .ready
+                    .wait_timeout(queue, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
         }
         let mut taken = Vec::new();
         let mut tokens = 0;
