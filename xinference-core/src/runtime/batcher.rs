@@ -292,8 +292,8 @@ struct Pending {
     vectors: Vec<Option<Vec<f32>>>,
     missing: usize,
     reply: Option<Reply>,
-    /// The request counts as in flight until this is dropped, after its answer.
-    _in_flight: InFlight,
+    /// The request counts as in flight until this is dropped, just before its answer goes.
+    in_flight: Option<InFlight>,
 }
 
 /// Runs every sequence of `jobs` in length-sorted forward passes and answers each request as
@@ -309,7 +309,7 @@ fn run_jobs(model: &mut EmbeddingModel, jobs: Vec<Job>) {
             vectors: vec![None; n],
             missing: n,
             reply: Some(job.reply),
-            _in_flight: job._in_flight,
+            in_flight: Some(job._in_flight),
         });
         sequences.push(job.sequences);
     }
@@ -352,6 +352,7 @@ fn run_jobs(model: &mut EmbeddingModel, jobs: Vec<Job>) {
                     p.vectors[s] = Some(vector);
                     p.missing -= 1;
                     if p.missing == 0 {
+                        p.in_flight.take();
                         if let Some(reply) = p.reply.take() {
                             let _ = reply.send(Ok(std::mem::take(&mut p.vectors)
                                 .into_iter()
@@ -363,6 +364,7 @@ fn run_jobs(model: &mut EmbeddingModel, jobs: Vec<Job>) {
             }
             Err(e) => {
                 for &(j, _) in pass {
+                    pending[j].in_flight.take();
                     if let Some(reply) = pending[j].reply.take() {
                         let _ = reply.send(Err(e.clone()));
                     }
