@@ -31,6 +31,30 @@ assert abs(c - 0.755) < 1e-3, c
 r = client.embeddings.create(model=uid, input="A man is eating food.", dimensions=128)
 assert len(r.data[0].embedding) == 128
 
+# Xinference's truncate_prompt_tokens, through the SDK's extra_body.
+r = client.embeddings.create(
+    model=uid, input="A man is eating food.", extra_body={"truncate_prompt_tokens": 4}
+)
+assert r.usage.prompt_tokens == 4, r.usage
+try:
+    client.embeddings.create(model=uid, input="word " * 400, extra_body={"truncate": False})
+    raise AssertionError("an over-long input with truncation off must fail")
+except openai.BadRequestError as e:
+    assert "truncat" in str(e.body), e.body
+
+# Sixteen threads at once, one sentence each: every answer is its own sentence's vector.
+from concurrent.futures import ThreadPoolExecutor
+
+sentences = [f"Sentence number {i} is about topic {i % 5}." for i in range(16)]
+alone = [client.embeddings.create(model=uid, input=s, encoding_format="float").data[0].embedding
+         for s in sentences]
+with ThreadPoolExecutor(16) as pool:
+    together = list(pool.map(
+        lambda s: client.embeddings.create(model=uid, input=s, encoding_format="float").data[0].embedding,
+        sentences))
+for a, b in zip(alone, together):
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5
+
 try:
     client.embeddings.create(model="no-such-model", input="x")
     raise AssertionError("an unknown model must fail")

@@ -116,15 +116,8 @@ impl EmbeddingModel {
         &self,
         input: impl Into<EmbeddingInput>,
     ) -> Result<EmbeddingResponse> {
-        self.create_embedding_with(EmbeddingRequest {
-            model: self.uid.clone(),
-            input: input.into(),
-            encoding_format: None,
-            dimensions: None,
-            user: None,
-            extra: Default::default(),
-        })
-        .await
+        self.create_embedding_with(EmbeddingRequest::new(self.uid.clone(), input))
+            .await
     }
 
     /// Embeds with every request option available (`dimensions`, `encoding_format`, ...).

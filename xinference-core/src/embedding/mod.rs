@@ -1,13 +1,23 @@
-//! Text embeddings: one small trait, [`Embed`], that the runtime drives from a worker thread,
-//! with one module per architecture and the sentence-transformers pooling rules in `pooling`.
+//! Text embeddings: one small trait, [`Embed`] (one padded forward pass over token ids), the
+//! [`EmbedTokenizer`] that turns requests into token ids off the compute thread, one module per
+//! architecture, and the sentence-transformers pooling rules in `pooling`.
+//!
+//! The architecture is chosen from `config.json` (`architectures`, then `model_type`):
+//! `bert` (MiniLM, BGE, GTE, E5) and `xlm-roberta` (bge-m3, multilingual-e5).
 
 mod bert;
 mod pooling;
+mod tokenize;
+mod xlm_roberta;
 
 pub use pooling::{Pooling, PoolingConfig};
+pub use tokenize::{EmbedTokenizer, Truncation};
 
 use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 use std::path::Path;
+use std::sync::Arc;
 
 /// One input of an embedding request: text, or token ids the caller already produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,17 +37,56 @@ pub struct Embedding {
     pub tokens: usize,
 }
 
-/// A loaded embedding model. Runs on a worker thread, never on the async executor.
+/// A loaded embedding network. Runs on a worker thread, never on the async executor.
 pub trait Embed: Send {
-    /// Embeds every input, in order.
-    fn embed(&mut self, inputs: &[EmbedInput]) -> Result<Vec<Embedding>>;
+    /// One forward pass: every sequence (non-empty, at most the model's length) is padded to
+    /// the longest, run through the encoder and pooled. Returns one vector per sequence.
+    fn forward(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>>;
     /// Length of the vectors it produces.
     fn dimensions(&self) -> usize;
 }
 
+/// A loaded embedding model: its tokenizer (shareable across threads) and its network.
+pub struct EmbeddingModel {
+    /// Turns inputs into token ids; cheap to share, used off the compute thread.
+    pub tokenizer: Arc<EmbedTokenizer>,
+    /// The network.
+    pub network: Box<dyn Embed>,
+}
+
+/// Sequences per forward pass in [`EmbeddingModel::embed`].
+const EMBED_CHUNK: usize = 32;
+
+impl EmbeddingModel {
+    /// Tokenizes (truncating to the model's length) and embeds every input, in order, in
+    /// length-sorted forward passes. A convenience for direct library use; the runtime batches
+    /// requests itself.
+    pub fn embed(&mut self, inputs: &[EmbedInput]) -> Result<Vec<Embedding>> {
+        let encoded = inputs
+            .iter()
+            .map(|i| self.tokenizer.encode(i, Truncation::default()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| encoded[i].len());
+        let mut out: Vec<Option<Embedding>> = vec![None; encoded.len()];
+        for chunk in order.chunks(EMBED_CHUNK) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
+            let vectors = crate::compute::with_budget(|| self.network.forward(&batch))?;
+            for (&i, vector) in chunk.iter().zip(vectors) {
+                out[i] = Some(Embedding {
+                    vector,
+                    tokens: encoded[i].len(),
+                });
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+}
+
 /// Loads the embedding model in `dir` (a Hugging Face / sentence-transformers folder),
-/// choosing the architecture from its `config.json`.
-pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<Box<dyn Embed>> {
+/// choosing the architecture from its `config.json`. `max_tokens` (the spec's) caps the
+/// sequence length, as do `sentence_bert_config.json` and the model's position table.
+pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<EmbeddingModel> {
     let dir = if dir.is_file() {
         dir.parent().unwrap_or(dir)
     } else {
@@ -49,16 +98,84 @@ pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<Box
     let config: serde_json::Value = serde_json::from_str(&config_text).map_err(|e| {
         Error::bad_request(format!("{} is not valid JSON: {e}", config_path.display()))
     })?;
+    let arch = config["architectures"][0].as_str().unwrap_or("");
     let model_type = config["model_type"].as_str().unwrap_or("");
-    match model_type {
-        "bert" => Ok(Box::new(bert::BertEmbedder::load(
-            dir,
-            &config_text,
-            max_tokens,
-        )?)),
-        other => Err(Error::bad_request(format!(
-            "embedding architecture `{other}` (from {}) cannot be run by this build yet",
-            config_path.display()
-        ))),
+    let pooling = PoolingConfig::from_dir(dir);
+    // sentence-transformers' own limit: `max_seq_length` in sentence_bert_config.json, else
+    // (as sentence-transformers falls back, and as version 5+ saves it) the tokenizer's
+    // `model_max_length`.
+    let read = |file: &str, key: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v[key].as_f64())
+            .filter(|v| *v >= 1.0)
+            .map(|v| v.min(1e9) as usize)
+    };
+    let st_max = read("sentence_bert_config.json", "max_seq_length")
+        .or_else(|| read("tokenizer_config.json", "model_max_length"));
+    let (network, positions): (Box<dyn Embed>, usize) = match (arch, model_type) {
+        ("XLMRobertaModel" | "XLMRobertaForMaskedLM", _) | (_, "xlm-roberta") => {
+            let (m, positions) = xlm_roberta::XlmRobertaEmbedder::load(dir, &config_text, pooling)?;
+            (Box::new(m), positions)
+        }
+        ("BertModel" | "BertForMaskedLM", _) | (_, "bert") => {
+            let (m, positions) = bert::BertEmbedder::load(dir, &config_text, pooling)?;
+            (Box::new(m), positions)
+        }
+        _ => {
+            return Err(Error::bad_request(format!(
+                "embedding architecture `{}` (from {}) cannot be run by this build yet",
+                if arch.is_empty() { model_type } else { arch },
+                config_path.display()
+            )))
+        }
+    };
+    let max_len = [Some(positions), st_max, max_tokens]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(512);
+    let tokenizer = EmbedTokenizer::load(dir, max_len)?;
+    Ok(EmbeddingModel {
+        tokenizer: Arc::new(tokenizer),
+        network,
+    })
+}
+
+/// Right-pads `batch` with `pad_id` into `[batch, longest]` ids and a 0/1 attention mask.
+pub(crate) fn padded(batch: &[&[u32]], pad_id: u32, device: &Device) -> Result<(Tensor, Tensor)> {
+    let longest = batch.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
+    let mut ids = Vec::with_capacity(batch.len() * longest);
+    let mut mask = Vec::with_capacity(batch.len() * longest);
+    for seq in batch {
+        ids.extend_from_slice(seq);
+        ids.extend(std::iter::repeat_n(pad_id, longest - seq.len()));
+        mask.extend(std::iter::repeat_n(1u32, seq.len()));
+        mask.extend(std::iter::repeat_n(0u32, longest - seq.len()));
     }
+    let shape = (batch.len(), longest);
+    Ok((
+        Tensor::from_vec(ids, shape, device)?,
+        Tensor::from_vec(mask, shape, device)?,
+    ))
+}
+
+/// The weights of `dir`: `model.safetensors` (memory-mapped) or `pytorch_model.bin`.
+pub(crate) fn weights(dir: &Path, device: &Device) -> Result<VarBuilder<'static>> {
+    let safetensors = dir.join("model.safetensors");
+    if safetensors.exists() {
+        // SAFETY: the file is memory-mapped read-only; model files are not modified while loaded.
+        return Ok(unsafe {
+            VarBuilder::from_mmaped_safetensors(&[safetensors], DType::F32, device)?
+        });
+    }
+    let bin = dir.join("pytorch_model.bin");
+    if bin.exists() {
+        return Ok(VarBuilder::from_pth(bin, DType::F32, device)?);
+    }
+    Err(Error::bad_request(format!(
+        "no model.safetensors or pytorch_model.bin in {}",
+        dir.display()
+    )))
 }

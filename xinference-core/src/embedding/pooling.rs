@@ -51,18 +51,7 @@ impl PoolingConfig {
         let pooling = std::fs::read_to_string(dir.join(pooling_dir).join("config.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .map(|c| {
-                let on = |k: &str| c[k].as_bool().unwrap_or(false);
-                if on("pooling_mode_cls_token") {
-                    Pooling::Cls
-                } else if on("pooling_mode_max_tokens") {
-                    Pooling::Max
-                } else if on("pooling_mode_lasttoken") {
-                    Pooling::LastToken
-                } else {
-                    Pooling::Mean
-                }
-            })
+            .map(|c| pooling_mode(&c))
             .unwrap_or(Pooling::Mean);
         PoolingConfig { pooling, normalize }
     }
@@ -106,6 +95,26 @@ impl PoolingConfig {
     }
 }
 
+/// The mode of a `1_Pooling/config.json`: sentence-transformers 5+ writes
+/// `"pooling_mode": "cls"`, earlier versions one `pooling_mode_*` flag per mode.
+fn pooling_mode(c: &Value) -> Pooling {
+    let on = |k: &str| c[k].as_bool().unwrap_or(false);
+    match c["pooling_mode"].as_str() {
+        Some("cls") => Pooling::Cls,
+        Some("max") => Pooling::Max,
+        Some("lasttoken") => Pooling::LastToken,
+        Some("mean") => Pooling::Mean,
+        Some(other) => {
+            tracing::warn!("pooling mode {other} is not supported; using mean pooling");
+            Pooling::Mean
+        }
+        None if on("pooling_mode_cls_token") => Pooling::Cls,
+        None if on("pooling_mode_max_tokens") => Pooling::Max,
+        None if on("pooling_mode_lasttoken") => Pooling::LastToken,
+        None => Pooling::Mean,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +132,19 @@ mod tests {
         .unwrap();
         let m = Tensor::new(&[[1u32, 1, 1], [1, 1, 0]], &Device::Cpu).unwrap();
         (h, m)
+    }
+
+    #[test]
+    fn reads_both_pooling_config_formats() {
+        let mode = |t: &str| pooling_mode(&serde_json::from_str(t).unwrap());
+        assert_eq!(mode(r#"{"pooling_mode": "cls"}"#), Pooling::Cls);
+        assert_eq!(mode(r#"{"pooling_mode": "lasttoken"}"#), Pooling::LastToken);
+        assert_eq!(mode(r#"{"pooling_mode_cls_token": true}"#), Pooling::Cls);
+        assert_eq!(mode(r#"{"pooling_mode_mean_tokens": true}"#), Pooling::Mean);
+        assert_eq!(
+            mode(r#"{"pooling_mode_lasttoken": true}"#),
+            Pooling::LastToken
+        );
     }
 
     #[test]

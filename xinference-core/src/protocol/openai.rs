@@ -60,9 +60,34 @@ pub struct EmbeddingRequest {
     /// End-user id (ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Xinference's (and vLLM's) cap on tokens per input: `N > 0` keeps the first N tokens
+    /// (special tokens included), a negative value means the model's own limit. Inputs are
+    /// always cut to the model's limit unless `truncate` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate_prompt_tokens: Option<i64>,
+    /// `false` makes an input longer than the limit a 400 instead of cutting it (as in
+    /// text-embeddings-inference). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<bool>,
     /// Other keyword arguments.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl EmbeddingRequest {
+    /// A request to embed `input` with model `model`, every option at its default.
+    pub fn new(model: impl Into<String>, input: impl Into<EmbeddingInput>) -> Self {
+        EmbeddingRequest {
+            model: model.into(),
+            input: input.into(),
+            encoding_format: None,
+            dimensions: None,
+            user: None,
+            truncate_prompt_tokens: None,
+            truncate: None,
+            extra: Map::new(),
+        }
+    }
 }
 
 /// One vector of an embedding response.

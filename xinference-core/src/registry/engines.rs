@@ -89,6 +89,7 @@ const ENGINES: &[EngineName] = &[
 /// Architectures with a working candle implementation, per type and format.
 const RUNNABLE: &[(ModelType, &str, &str)] = &[
     (ModelType::Embedding, "pytorch", "BertModel"),
+    (ModelType::Embedding, "pytorch", "XLMRobertaModel"),
     (ModelType::Llm, "ggufv2", "LlamaForCausalLM"),
     (ModelType::Llm, "ggufv2", "MistralForCausalLM"),
     (ModelType::Llm, "ggufv2", "Qwen2ForCausalLM"),

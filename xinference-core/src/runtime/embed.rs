@@ -2,7 +2,7 @@
 //! worker, and the response in Xinference's shape.
 
 use super::{Loaded, Runtime};
-use crate::embedding::{EmbedInput, Embedding};
+use crate::embedding::{EmbedInput, Embedding, Truncation};
 use crate::protocol::openai::{
     EmbeddingData, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingVector, Usage,
 };
@@ -29,17 +29,30 @@ impl Runtime {
                 )))
             }
         };
+        let truncation = Truncation {
+            max_tokens: match request.truncate_prompt_tokens {
+                None => None,
+                Some(n) if n < 0 => None, // the model's own limit
+                Some(0) => {
+                    return Err(Error::bad_request(
+                        "truncate_prompt_tokens must not be 0: nothing would be embedded",
+                    ))
+                }
+                Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            },
+            truncate: request.truncate.unwrap_or(true),
+        };
         let inputs = to_inputs(request.input)?;
         let loaded = instance.loaded()?;
-        let Loaded::Embedding(workers) = &*loaded else {
+        let Loaded::Embedding(replicas) = &*loaded else {
             return Err(Error::bad_request(format!(
                 "Model {} is not an embedding model",
                 request.model
             )));
         };
-        let replica = instance.pick_replica(workers.len());
-        let embeddings: Vec<Embedding> = workers[replica].call(move |m| m.embed(&inputs)).await?;
-        let dims = embeddings.first().map(|e| e.vector.len()).unwrap_or(0);
+        let replica = instance.pick_replica(replicas.len());
+        let batcher = &replicas[replica];
+        let dims = batcher.dimensions();
         if let Some(d) = request.dimensions {
             if d == 0 || d > dims {
                 return Err(Error::bad_request(format!(
@@ -47,6 +60,7 @@ impl Runtime {
                 )));
             }
         }
+        let embeddings: Vec<Embedding> = batcher.embed(inputs, truncation).await?;
         let prompt_tokens = embeddings.iter().map(|e| e.tokens).sum();
         let data = embeddings
             .into_iter()

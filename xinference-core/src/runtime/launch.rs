@@ -1,7 +1,7 @@
 //! Launching: validate a [`LaunchRequest`] against the registry, then download and load on a
 //! loader thread while the caller optionally waits for the model to be ready.
 
-use super::{Instance, InstanceState, Loaded, Runtime, Worker};
+use super::{EmbedBatcher, Instance, InstanceState, Loaded, Runtime, Worker};
 use crate::embedding::load_embedding_model;
 use crate::hub::{resolve_model_files, Stage};
 use crate::llm::LlmEngine;
@@ -214,7 +214,7 @@ impl Runtime {
                 let workers = (0..instance.replicas)
                     .map(|r| {
                         let model = load_embedding_model(&files, max_tokens)?;
-                        Worker::spawn(
+                        EmbedBatcher::spawn(
                             &instance.replica_uid(r),
                             model,
                             self.config.queue_capacity,

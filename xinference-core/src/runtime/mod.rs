@@ -3,6 +3,7 @@
 //! await results and never run model compute themselves.
 
 mod answer;
+mod batcher;
 mod chat;
 mod describe;
 mod embed;
@@ -11,11 +12,11 @@ mod structured;
 mod rerank;
 mod worker;
 
+pub use batcher::EmbedBatcher;
 pub use chat::{ChatOutput, ChunkStream, CompletionOutput};
 pub(crate) use worker::panic_text;
 pub use worker::Worker;
 
-use crate::embedding::Embed;
 use crate::hub::{LaunchProgress, ProgressSnapshot};
 use crate::llm::LlmEngine;
 use crate::protocol::xinference::{InstanceInfo, InstanceStatus, ModelDescription};
@@ -70,7 +71,7 @@ pub fn default_home() -> PathBuf {
 /// A loaded model's workers, one per replica, by capability.
 pub(crate) enum Loaded {
     /// An embedding model.
-    Embedding(Vec<Worker<Box<dyn Embed>>>),
+    Embedding(Vec<EmbedBatcher>),
     /// A language model.
     Llm(Vec<Worker<LlmEngine>>),
     /// A rerank model (cross-encoder or LLM reranker).
@@ -80,7 +81,7 @@ pub(crate) enum Loaded {
 impl Loaded {
     fn shutdown(&self) {
         match self {
-            Loaded::Embedding(workers) => workers.iter().for_each(Worker::shutdown),
+            Loaded::Embedding(replicas) => replicas.iter().for_each(EmbedBatcher::shutdown),
             Loaded::Llm(workers) => workers.iter().for_each(Worker::shutdown),
             Loaded::Rerank(replicas) => replicas.iter().for_each(|r| r.worker.shutdown()),
         }
