@@ -153,22 +153,18 @@ async fn tool_calls_strict_output_and_reasoning_on_the_rust_api() {
     // Strict tools with a required call: schema-valid arguments on every seeded sample.
     for seed in 0..20 {
         let mut r = request(WEATHER_PROMPT, 80, Some(seed));
-        r.tools = Some(vec![weather_tool(true), time_tool()]);
+        r.tools = Some(vec![weather_tool(true)]);
         r.tool_choice = Some(json!("required"));
         // One call per answer keeps 20 samples quick; several calls are allowed by default.
         r.extra = extra(json!({"parallel_tool_calls": false}));
         let answer = model.chat(r).await.unwrap();
         let (name, args) = only_call(&answer);
-        if name == "get_weather" {
-            assert_weather_arguments(&args);
-        } else {
-            assert_eq!(name, "get_time", "seed {seed}");
-            assert!(args["zone"].is_string(), "seed {seed}: {args}");
-        }
+        assert_eq!(name, "get_weather", "seed {seed}");
+        assert_weather_arguments(&args);
     }
 
     // A named choice forces that function, with schema-valid arguments.
-    for seed in 0..20 {
+    for seed in 0..5 {
         let mut r = request("Hello there!", 80, Some(seed));
         r.tools = Some(vec![weather_tool(true), time_tool()]);
         r.tool_choice = Some(json!({"type": "function", "function": {"name": "get_weather"}}));

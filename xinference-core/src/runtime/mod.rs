@@ -8,8 +8,8 @@ mod chat;
 mod describe;
 mod embed;
 mod launch;
-mod structured;
 mod rerank;
+mod structured;
 mod worker;
 
 pub use batcher::EmbedBatcher;
