@@ -55,9 +55,11 @@ streamed_call = the_call(final)
 assert streamed_call.input == call.input, (streamed_call.input, call.input)
 
 # --- the tool's result goes back; the model answers in text --------------------------------
+# (tool_choice none: a 0.5B model at temperature 0 may otherwise call the tool again.)
 r = client.messages.create(
     model=uid,
     tools=TOOLS,
+    tool_choice={"type": "none"},
     max_tokens=48,
     extra_body=GREEDY,
     messages=QUESTION
