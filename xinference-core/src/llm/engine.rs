@@ -468,20 +468,11 @@ fn find_stop(pending: &str, stops: &[&str]) -> Option<(usize, usize)> {
 
 /// Bytes at the end of `text` that could be the start of a stop string: keep them back.
 fn held_back(text: &str, stops: &[&str]) -> usize {
-    let mut keep = 0;
-    for stop in stops {
-        for len in (1..stop.len()).rev() {
-            if len <= text.len()
-                && text.is_char_boundary(text.len() - len)
-                && stop.is_char_boundary(len)
-                && text.ends_with(&stop[..len])
-            {
-                keep = keep.max(len);
-                break;
-            }
-        }
-    }
-    keep
+    stops
+        .iter()
+        .map(|stop| super::partial_suffix(text, stop))
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

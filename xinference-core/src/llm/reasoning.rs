@@ -1,6 +1,8 @@
 //! Reasoning output (`<think>...</think>`, Qwen3 / DeepSeek-R1 style) split off the answer into
 //! `reasoning_content`, whole or streamed.
 
+use super::partial_suffix;
+
 /// The tags around a model's reasoning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReasoningTags {
@@ -162,19 +164,6 @@ fn push_piece(out: &mut Vec<ReasoningPiece>, piece: ReasoningPiece) {
     if !empty {
         out.push(piece);
     }
-}
-
-/// Length of the longest end of `text` that is a proper start of `tag`.
-fn partial_suffix(text: &str, tag: &str) -> usize {
-    (1..tag.len())
-        .rev()
-        .find(|&len| {
-            len <= text.len()
-                && text.is_char_boundary(text.len() - len)
-                && tag.is_char_boundary(len)
-                && text.ends_with(&tag[..len])
-        })
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

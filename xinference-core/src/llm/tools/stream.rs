@@ -6,6 +6,7 @@
 use super::format::ToolFormat;
 use super::parse::{parse_tool_output, ParsedCall};
 use super::prompt::ToolSet;
+use crate::llm::partial_suffix;
 
 /// What the stream parser releases.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,19 +114,6 @@ fn content(text: String) -> Vec<ToolStreamEvent> {
     } else {
         vec![ToolStreamEvent::Content(text)]
     }
-}
-
-/// Length of the longest end of `text` that is a proper start of `marker`.
-fn partial_suffix(text: &str, marker: &str) -> usize {
-    (1..marker.len())
-        .rev()
-        .find(|&len| {
-            len <= text.len()
-                && text.is_char_boundary(text.len() - len)
-                && marker.is_char_boundary(len)
-                && text.ends_with(&marker[..len])
-        })
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
