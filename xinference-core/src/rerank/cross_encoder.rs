@@ -13,7 +13,7 @@
 use super::{DocScore, ScoreOptions};
 use crate::{Error, Result};
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::Linear;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use candle_transformers::models::xlm_roberta::{
     Config as XlmRobertaConfig, XLMRobertaForSequenceClassification,
@@ -102,7 +102,7 @@ impl CrossEncoder {
             )));
         }
         let device = Device::Cpu;
-        let vb = weights(dir, &device)?;
+        let vb = crate::embedding::weights(dir, &device)?;
         let bad = |e: candle_core::Error| {
             Error::bad_request(format!(
                 "cannot load the {architecture} weights from {}: {e}",
@@ -388,24 +388,6 @@ fn activation(dir: &Path, config: &Value) -> Result<ScoreActivation> {
         Some(path) => ScoreActivation::from_path(path),
         None => Ok(ScoreActivation::Sigmoid),
     }
-}
-
-fn weights(dir: &Path, device: &Device) -> Result<VarBuilder<'static>> {
-    let safetensors = dir.join("model.safetensors");
-    if safetensors.exists() {
-        // SAFETY: the file is memory-mapped read-only; model files are not modified while loaded.
-        return Ok(unsafe {
-            VarBuilder::from_mmaped_safetensors(&[safetensors], DType::F32, device)?
-        });
-    }
-    let bin = dir.join("pytorch_model.bin");
-    if bin.exists() {
-        return Ok(VarBuilder::from_pth(bin, DType::F32, device)?);
-    }
-    Err(Error::bad_request(format!(
-        "no model.safetensors or pytorch_model.bin in {}",
-        dir.display()
-    )))
 }
 
 #[cfg(test)]
