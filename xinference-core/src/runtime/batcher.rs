@@ -408,6 +408,9 @@ mod tests {
         Arc::new(EmbedTokenizer::load(&dir, 24).unwrap())
     }
 
+    /// How long the batching test waits for any one step before it fails instead of hanging.
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_queued_requests_skips_abandoned_ones_and_refuses_a_full_queue() {
         let passes = Arc::new(Mutex::new(Vec::new()));
@@ -430,10 +433,27 @@ mod tests {
                     .await
             })
         };
-        let wait_queued = |n: usize| {
+        // Waits until the queue holds exactly the requests whose token ids are `ids`, in order
+        // (its length alone cannot tell E's arrival from B's departure).
+        let wait_queued = |ids: &'static [u32]| {
             let batcher = batcher.clone();
             async move {
-                while batcher.queued() != n {
+                let deadline = std::time::Instant::now() + LIMIT;
+                loop {
+                    let queued: Vec<u32> = batcher
+                        .shared
+                        .lock()
+                        .jobs
+                        .iter()
+                        .map(|job| job.sequences[0][0])
+                        .collect();
+                    if queued == ids {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the queue holds {queued:?}, never {ids:?}"
+                    );
                     tokio::task::yield_now().await;
                 }
             }
@@ -442,28 +462,36 @@ mod tests {
         let a = request(10);
         let started = Arc::new(Mutex::new(started));
         let s = started.clone();
-        tokio::task::spawn_blocking(move || s.lock().unwrap().recv().unwrap())
+        tokio::task::spawn_blocking(move || s.lock().unwrap().recv_timeout(LIMIT).unwrap())
             .await
             .unwrap();
         // B queues, then its caller goes away.
         let b = request(11);
-        wait_queued(1).await;
+        wait_queued(&[11]).await;
         b.abort();
         assert!(b.await.unwrap_err().is_cancelled());
         // C, D and E queue; B's abandoned place is given up when the queue is full.
         let c = request(12);
-        wait_queued(2).await;
+        wait_queued(&[11, 12]).await;
         let d = request(13);
-        wait_queued(3).await;
+        wait_queued(&[11, 12, 13]).await;
         let e = request(14);
-        wait_queued(3).await;
+        wait_queued(&[12, 13, 14]).await;
         // The queue holds 3 live requests: the next one is a 429.
-        let f = request(15).await.unwrap().unwrap_err();
+        let f = tokio::time::timeout(LIMIT, request(15))
+            .await
+            .expect("a request beyond the queue's capacity waited instead of being refused")
+            .unwrap()
+            .unwrap_err();
         assert_eq!(f.kind(), crate::ErrorKind::Overloaded, "{f}");
         go.send(()).unwrap(); // A's pass
         go.send(()).unwrap(); // the batched pass
         for (handle, id) in [(a, 10), (c, 12), (d, 13), (e, 14)] {
-            let out = handle.await.unwrap().unwrap();
+            let out = tokio::time::timeout(LIMIT, handle)
+                .await
+                .expect("a queued request was never answered")
+                .unwrap()
+                .unwrap();
             assert_eq!(out[0].vector, vec![id as f32]);
             assert_eq!(out[0].tokens, 4);
         }
