@@ -10,6 +10,7 @@ pub mod compute;
 pub mod embedding;
 mod error;
 pub mod hub;
+pub mod kernels;
 pub mod llm;
 pub mod protocol;
 pub mod registry;

@@ -1,55 +1,77 @@
-//! BERT-family sentence embedders (MiniLM, BGE, GTE, E5) on candle's `bert::BertModel`.
+//! BERT-layout sentence embedders on our packed [`Encoder`]: BERT (MiniLM, BGE, GTE, E5) and
+//! XLM-RoBERTa (bge-m3, multilingual-e5), which differ only in position numbering, defaults
+//! and the prefix of their weights.
 
-use super::{padded, weights, PoolingConfig};
+use super::encoder::{Encoder, EncoderConfig};
+use super::{weights, PoolingConfig};
 use crate::{Error, Result};
-use candle_core::{DType, Device};
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_core::Device;
 use std::path::Path;
 
-/// A loaded BERT encoder with its pooling rules.
+/// Which of the two layouts a folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// BERT: positions from 0; weights maybe under `bert.`.
+    Bert,
+    /// XLM-RoBERTa: positions after the padding index; weights maybe under `roberta.`.
+    XlmRoberta,
+}
+
+/// A loaded encoder with its pooling rules.
 pub struct BertEmbedder {
-    model: BertModel,
+    encoder: Encoder,
     pooling: PoolingConfig,
-    pad_id: u32,
-    dims: usize,
-    device: Device,
 }
 
 impl BertEmbedder {
     /// Loads the weights in `dir` with `config.json`'s text. Also returns the longest sequence
-    /// the position table allows.
-    pub fn load(dir: &Path, config_text: &str, pooling: PoolingConfig) -> Result<(Self, usize)> {
-        let config: Config = serde_json::from_str(config_text)
-            .map_err(|e| Error::bad_request(format!("unsupported BERT config.json: {e}")))?;
-        let device = Device::Cpu;
-        let vb = weights(dir, &device)?;
-        let model = BertModel::load(vb, &config).map_err(|e| {
-            Error::bad_request(format!(
-                "cannot load BERT weights from {}: {e}",
-                dir.display()
-            ))
-        })?;
-        let embedder = BertEmbedder {
-            model,
-            pooling,
-            pad_id: config.pad_token_id as u32,
-            dims: config.hidden_size,
-            device,
-        };
-        Ok((embedder, config.max_position_embeddings))
+    /// the position table allows (for XLM-RoBERTa `max_position_embeddings - pad_token_id - 1`,
+    /// 512 for the usual 514).
+    pub fn load(
+        dir: &Path,
+        config_text: &str,
+        layout: Layout,
+        pooling: PoolingConfig,
+    ) -> Result<(Self, usize)> {
+        let encoder = load_encoder(dir, config_text, layout)?;
+        let max_tokens = encoder.config().max_tokens();
+        Ok((BertEmbedder { encoder, pooling }, max_tokens))
     }
+}
+
+/// Loads the encoder of a BERT or XLM-RoBERTa folder (an embedder's, or a classifier's: the
+/// encoder may sit under `bert.` / `roberta.`).
+pub(crate) fn load_encoder(dir: &Path, config_text: &str, layout: Layout) -> Result<Encoder> {
+    let (name, prefix) = match layout {
+        Layout::Bert => ("BERT", "bert"),
+        Layout::XlmRoberta => ("XLM-RoBERTa", "roberta"),
+    };
+    let config: serde_json::Value = serde_json::from_str(config_text)
+        .map_err(|e| Error::bad_request(format!("unsupported {name} config.json: {e}")))?;
+    let config = EncoderConfig::from_json(&config, layout == Layout::XlmRoberta)?;
+    let vb = weights(dir, &Device::Cpu)?;
+    let vb = if vb.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight")) {
+        vb.pp(prefix)
+    } else {
+        vb
+    };
+    Encoder::load(&vb, config).map_err(|e| {
+        Error::bad_request(format!(
+            "cannot load {name} weights from {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 impl super::Embed for BertEmbedder {
     fn forward(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        let (ids, mask) = padded(batch, self.pad_id, &self.device)?;
-        let token_types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
-        let pooled = self.pooling.apply(&hidden, &mask)?;
-        Ok(pooled.to_dtype(DType::F32)?.to_vec2()?)
+        let packed = self.encoder.forward(batch, None)?;
+        Ok((0..batch.len())
+            .map(|i| self.pooling.pool(packed.sequence(i), packed.width))
+            .collect())
     }
 
     fn dimensions(&self) -> usize {
-        self.dims
+        self.encoder.config().hidden
     }
 }

@@ -1,20 +1,21 @@
-//! Text embeddings: one small trait, [`Embed`] (one padded forward pass over token ids), the
+//! Text embeddings: one small trait, [`Embed`] (one forward pass over a batch of token ids), the
 //! [`EmbedTokenizer`] that turns requests into token ids off the compute thread, one module per
 //! architecture, and the sentence-transformers pooling rules in `pooling`.
 //!
 //! The architecture is chosen from `config.json` (`architectures`, then `model_type`):
-//! `bert` (MiniLM, BGE, GTE, E5) and `xlm-roberta` (bge-m3, multilingual-e5).
+//! `bert` (MiniLM, BGE, GTE, E5) and `xlm-roberta` (bge-m3, multilingual-e5), both on the
+//! padding-free [`encoder`].
 
-mod bert;
+pub mod bert;
+pub mod encoder;
 mod pooling;
 mod tokenize;
-mod xlm_roberta;
 
 pub use pooling::{Pooling, PoolingConfig};
 pub use tokenize::{EmbedTokenizer, Truncation};
 
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::path::Path;
 use std::sync::Arc;
@@ -39,8 +40,8 @@ pub struct Embedding {
 
 /// A loaded embedding network. Runs on a worker thread, never on the async executor.
 pub trait Embed: Send {
-    /// One forward pass: every sequence (non-empty, at most the model's length) is padded to
-    /// the longest, run through the encoder and pooled. Returns one vector per sequence.
+    /// One forward pass over `batch` (each sequence non-empty and at most the model's length),
+    /// pooled: one vector per sequence.
     fn forward(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>>;
     /// Length of the vectors it produces.
     fn dimensions(&self) -> usize;
@@ -116,11 +117,13 @@ pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<Emb
         .or_else(|| read("tokenizer_config.json", "model_max_length"));
     let (network, positions): (Box<dyn Embed>, usize) = match (arch, model_type) {
         ("XLMRobertaModel" | "XLMRobertaForMaskedLM", _) | (_, "xlm-roberta") => {
-            let (m, positions) = xlm_roberta::XlmRobertaEmbedder::load(dir, &config_text, pooling)?;
+            let (m, positions) =
+                bert::BertEmbedder::load(dir, &config_text, bert::Layout::XlmRoberta, pooling)?;
             (Box::new(m), positions)
         }
         ("BertModel" | "BertForMaskedLM", _) | (_, "bert") => {
-            let (m, positions) = bert::BertEmbedder::load(dir, &config_text, pooling)?;
+            let (m, positions) =
+                bert::BertEmbedder::load(dir, &config_text, bert::Layout::Bert, pooling)?;
             (Box::new(m), positions)
         }
         _ => {
@@ -141,24 +144,6 @@ pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<Emb
         tokenizer: Arc::new(tokenizer),
         network,
     })
-}
-
-/// Right-pads `batch` with `pad_id` into `[batch, longest]` ids and a 0/1 attention mask.
-pub(crate) fn padded(batch: &[&[u32]], pad_id: u32, device: &Device) -> Result<(Tensor, Tensor)> {
-    let longest = batch.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
-    let mut ids = Vec::with_capacity(batch.len() * longest);
-    let mut mask = Vec::with_capacity(batch.len() * longest);
-    for seq in batch {
-        ids.extend_from_slice(seq);
-        ids.extend(std::iter::repeat_n(pad_id, longest - seq.len()));
-        mask.extend(std::iter::repeat_n(1u32, seq.len()));
-        mask.extend(std::iter::repeat_n(0u32, longest - seq.len()));
-    }
-    let shape = (batch.len(), longest);
-    Ok((
-        Tensor::from_vec(ids, shape, device)?,
-        Tensor::from_vec(mask, shape, device)?,
-    ))
 }
 
 /// The weights of `dir`: `model.safetensors` (memory-mapped) or `pytorch_model.bin`.

@@ -95,6 +95,39 @@ impl PoolingConfig {
     }
 }
 
+impl PoolingConfig {
+    /// Pools the token vectors of one sequence (`rows`: `tokens × width`, row-major, no
+    /// padding), normalising when configured.
+    pub fn pool(&self, rows: &[f32], width: usize) -> Vec<f32> {
+        let tokens = rows.len() / width.max(1);
+        let mut pooled = match self.pooling {
+            Pooling::Cls => rows[..width].to_vec(),
+            Pooling::LastToken => rows[(tokens - 1) * width..].to_vec(),
+            Pooling::Mean => {
+                let mut sum = vec![0f32; width];
+                for row in rows.chunks_exact(width) {
+                    sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
+                }
+                let count = (tokens as f32).max(1e-9);
+                sum.iter_mut().for_each(|s| *s /= count);
+                sum
+            }
+            Pooling::Max => {
+                let mut max = vec![f32::NEG_INFINITY; width];
+                for row in rows.chunks_exact(width) {
+                    max.iter_mut().zip(row).for_each(|(m, x)| *m = m.max(*x));
+                }
+                max
+            }
+        };
+        if self.normalize {
+            let norm = pooled.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            pooled.iter_mut().for_each(|x| *x /= norm);
+        }
+        pooled
+    }
+}
+
 /// The mode of a `1_Pooling/config.json`: sentence-transformers 5+ writes
 /// `"pooling_mode": "cls"`, earlier versions one `pooling_mode_*` flag per mode.
 fn pooling_mode(c: &Value) -> Pooling {

@@ -11,13 +11,12 @@
 //! scores are raw logits, as with Xinference.
 
 use super::{DocScore, ScoreOptions};
+use crate::embedding::bert::{load_encoder, Layout};
+use crate::embedding::encoder::Encoder;
+use crate::kernels;
 use crate::{Error, Result};
-use candle_core::{DType, Device, IndexOp, Module, Tensor};
-use candle_nn::Linear;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
-use candle_transformers::models::xlm_roberta::{
-    Config as XlmRobertaConfig, XLMRobertaForSequenceClassification,
-};
+use candle_core::Device;
+use candle_nn::VarBuilder;
 use serde_json::Value;
 use std::path::Path;
 use tokenizers::{
@@ -60,17 +59,65 @@ impl ScoreActivation {
     }
 }
 
-enum Head {
-    Bert {
-        model: BertModel,
-        pooler: Linear,
-        classifier: Linear,
-    },
-    XlmRoberta(XLMRobertaForSequenceClassification),
+/// The score head on the first token: dense + tanh, then one output. BERT calls the first
+/// part its pooler (`bert.pooler.dense`, then `classifier`); XLM-RoBERTa's classification head
+/// has both (`classifier.dense`, `classifier.out_proj`). The arithmetic is the same.
+struct Head {
+    /// `[hidden, hidden]`, stored `[in, out]`.
+    dense_w: Vec<f32>,
+    dense_b: Vec<f32>,
+    /// `[hidden]`.
+    out_w: Vec<f32>,
+    out_b: f32,
+}
+
+impl Head {
+    fn load(vb: &VarBuilder, dense: &str, out: &str, hidden: usize) -> candle_core::Result<Self> {
+        let dense_w = vb
+            .get((hidden, hidden), &format!("{dense}.weight"))?
+            .t()?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1()?;
+        Ok(Head {
+            dense_w,
+            dense_b: vb.get(hidden, &format!("{dense}.bias"))?.to_vec1()?,
+            out_w: vb
+                .get((1, hidden), &format!("{out}.weight"))?
+                .flatten_all()?
+                .to_vec1()?,
+            out_b: vb.get(1, &format!("{out}.bias"))?.to_vec1::<f32>()?[0],
+        })
+    }
+
+    /// The logit of each first-token row of `cls` (`[n, hidden]`).
+    fn logits(&self, cls: &[f32], hidden: usize) -> Vec<f32> {
+        let n = cls.len() / hidden;
+        let mut pooled = Vec::new();
+        kernels::linear(
+            cls,
+            &self.dense_w,
+            Some(&self.dense_b),
+            None,
+            &mut pooled,
+            (n, hidden, hidden),
+        );
+        pooled
+            .chunks_exact(hidden)
+            .map(|row| {
+                row.iter()
+                    .zip(&self.out_w)
+                    .map(|(x, w)| x.tanh() * w)
+                    .sum::<f32>()
+                    + self.out_b
+            })
+            .collect()
+    }
 }
 
 /// A loaded cross-encoder: weights, tokenizer, window length and activation.
 pub struct CrossEncoder {
+    encoder: Encoder,
     head: Head,
     /// Encodes single texts, never truncating.
     plain: Tokenizer,
@@ -78,9 +125,7 @@ pub struct CrossEncoder {
     truncating: Tokenizer,
     max_len: usize,
     pair_specials: usize,
-    pad_id: u32,
     activation: ScoreActivation,
-    device: Device,
 }
 
 impl CrossEncoder {
@@ -101,55 +146,9 @@ impl CrossEncoder {
                 dir.display()
             )));
         }
-        let device = Device::Cpu;
-        let vb = crate::embedding::weights(dir, &device)?;
-        let bad = |e: candle_core::Error| {
-            Error::bad_request(format!(
-                "cannot load the {architecture} weights from {}: {e}",
-                dir.display()
-            ))
-        };
-        let max_positions = config["max_position_embeddings"].as_u64().unwrap_or(512) as usize;
-        let pad_id = config["pad_token_id"].as_u64().unwrap_or(0) as u32;
-        let (head, position_limit) = match (architecture, model_type) {
-            ("BertForSequenceClassification", _) | ("", "bert") => {
-                let cfg: BertConfig = serde_json::from_value(config.clone()).map_err(|e| {
-                    Error::bad_request(format!("unsupported BERT config.json: {e}"))
-                })?;
-                let model = BertModel::load(vb.pp("bert"), &cfg).map_err(bad)?;
-                let pooler =
-                    candle_nn::linear(cfg.hidden_size, cfg.hidden_size, vb.pp("bert.pooler.dense"))
-                        .map_err(bad)?;
-                let classifier =
-                    candle_nn::linear(cfg.hidden_size, 1, vb.pp("classifier")).map_err(bad)?;
-                let head = Head::Bert {
-                    model,
-                    pooler,
-                    classifier,
-                };
-                (head, max_positions)
-            }
-            ("XLMRobertaForSequenceClassification", _) | ("", "xlm-roberta") => {
-                let mut cfg = config.clone();
-                for (key, default) in [
-                    ("position_embedding_type", Value::from("absolute")),
-                    ("attention_probs_dropout_prob", Value::from(0.1)),
-                    ("hidden_dropout_prob", Value::from(0.1)),
-                    ("type_vocab_size", Value::from(1)),
-                    ("layer_norm_eps", Value::from(1e-5)),
-                ] {
-                    if cfg.get(key).is_none_or(Value::is_null) {
-                        cfg[key] = default;
-                    }
-                }
-                let cfg: XlmRobertaConfig = serde_json::from_value(cfg).map_err(|e| {
-                    Error::bad_request(format!("unsupported XLM-RoBERTa config.json: {e}"))
-                })?;
-                let model = XLMRobertaForSequenceClassification::new(1, &cfg, vb).map_err(bad)?;
-                // Positions start after the padding index.
-                let limit = max_positions.saturating_sub(pad_id as usize + 1);
-                (Head::XlmRoberta(model), limit)
-            }
+        let layout = match (architecture, model_type) {
+            ("BertForSequenceClassification", _) | ("", "bert") => Layout::Bert,
+            ("XLMRobertaForSequenceClassification", _) | ("", "xlm-roberta") => Layout::XlmRoberta,
             _ => {
                 return Err(Error::bad_request(format!(
                     "rerank architecture `{architecture}` (model_type `{model_type}`, from {}) \
@@ -159,6 +158,20 @@ impl CrossEncoder {
                 )))
             }
         };
+        let encoder = load_encoder(dir, &config.to_string(), layout)?;
+        let hidden = encoder.config().hidden;
+        let vb = crate::embedding::weights(dir, &Device::Cpu)?;
+        let (dense, out) = match layout {
+            Layout::Bert => ("bert.pooler.dense", "classifier"),
+            Layout::XlmRoberta => ("classifier.dense", "classifier.out_proj"),
+        };
+        let head = Head::load(&vb, dense, out, hidden).map_err(|e| {
+            Error::bad_request(format!(
+                "cannot load the {architecture} head from {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let position_limit = encoder.config().max_tokens();
         let tokenizer_max = std::fs::read_to_string(dir.join("tokenizer_config.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
@@ -191,14 +204,13 @@ impl CrossEncoder {
             .map(|p| p.added_tokens(true))
             .unwrap_or(0);
         Ok(CrossEncoder {
+            encoder,
             head,
             plain,
             truncating,
             max_len,
             pair_specials,
-            pad_id,
             activation: activation(dir, config)?,
-            device,
         })
     }
 
@@ -250,40 +262,14 @@ impl CrossEncoder {
 
     /// The head's logits of a batch of joined pairs.
     fn forward_batch(&self, batch: &[&Encoding]) -> Result<Vec<f32>> {
-        let longest = batch.iter().map(|e| e.len()).max().unwrap_or(1).max(1);
-        let n = batch.len();
-        let mut ids = Vec::with_capacity(n * longest);
-        let mut types = Vec::with_capacity(n * longest);
-        let mut mask = Vec::with_capacity(n * longest);
-        for e in batch {
-            let pad = longest - e.len();
-            ids.extend_from_slice(e.get_ids());
-            ids.extend(std::iter::repeat_n(self.pad_id, pad));
-            types.extend_from_slice(e.get_type_ids());
-            types.extend(std::iter::repeat_n(0u32, pad));
-            mask.extend(std::iter::repeat_n(1u32, e.len()));
-            mask.extend(std::iter::repeat_n(0u32, pad));
-        }
-        let shape = (n, longest);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let types = Tensor::from_vec(types, shape, &self.device)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device)?;
-        let logits = match &self.head {
-            Head::Bert {
-                model,
-                pooler,
-                classifier,
-            } => {
-                let hidden = model.forward(&ids, &types, Some(&mask))?;
-                let first = hidden.i((.., 0))?.contiguous()?;
-                classifier.forward(&pooler.forward(&first)?.tanh()?)?
-            }
-            Head::XlmRoberta(model) => model.forward(&ids, &mask, &types)?,
-        };
-        Ok(logits
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?)
+        let ids: Vec<&[u32]> = batch.iter().map(|e| e.get_ids()).collect();
+        let types: Vec<Vec<u32>> = batch.iter().map(|e| e.get_type_ids().to_vec()).collect();
+        let packed = self.encoder.forward(&ids, Some(&types))?;
+        let hidden = packed.width;
+        let cls: Vec<f32> = (0..batch.len())
+            .flat_map(|i| packed.sequence(i)[..hidden].iter().copied())
+            .collect();
+        Ok(self.head.logits(&cls, hidden))
     }
 }
 

@@ -1,0 +1,525 @@
+//! CPU kernels for our own forward passes, over plain row-major `f32` slices.
+//!
+//! candle's CPU element-wise ops are scalar (its GELU calls `erf` per element) and every op
+//! allocates a tensor; for encoders, where one pass is a handful of matrix products and cheap
+//! element-wise work between them, that overhead was half of the pass. Here the products go
+//! straight to `gemm` (the crate candle itself uses), writing into preallocated buffers with the
+//! bias and residual already in place, and the element-wise work runs on all cores with
+//! AVX2/FMA code chosen at run time (a plain build targets SSE2 only).
+
+use rayon::prelude::*;
+
+/// Below this many multiply-adds a product runs on the calling thread: waking the pool
+/// would cost more than it saves.
+const PARALLEL_GEMM_WORK: usize = 1 << 18;
+/// Element-wise work is split into pieces of about this many values.
+const PARALLEL_CHUNK: usize = 1 << 14;
+
+/// Threads the kernels use: candle's count (`RAYON_NUM_THREADS`, else the machine's cores).
+pub fn threads() -> usize {
+    candle_core::utils::get_num_threads().max(1)
+}
+
+/// A strided view of a row-major matrix inside a slice: element `(r, c)` is at
+/// `offset + r * row_stride + c * col_stride`.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    /// Index of element `(0, 0)`.
+    pub offset: usize,
+    /// Distance between rows.
+    pub row_stride: usize,
+    /// Distance between columns.
+    pub col_stride: usize,
+}
+
+impl View {
+    /// A contiguous row-major matrix with `cols` columns, starting at `offset`.
+    pub fn rows(offset: usize, cols: usize) -> Self {
+        View {
+            offset,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a contiguous row-major matrix with `cols` columns.
+    pub fn transposed(offset: usize, cols: usize) -> Self {
+        View {
+            offset,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+
+    fn last_index(&self, rows: usize, cols: usize) -> usize {
+        self.offset + (rows - 1) * self.row_stride + (cols - 1) * self.col_stride
+    }
+}
+
+/// `dst[m×n] = (accumulate ? dst : 0) + scale · a[m×k] · b[k×n]`, each matrix a [`View`] of
+/// its slice. Runs on the pool when the product is large and `parallel` is set.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    dims: (usize, usize, usize),
+    dst: &mut [f32],
+    dst_view: View,
+    a: &[f32],
+    a_view: View,
+    b: &[f32],
+    b_view: View,
+    scale: f32,
+    accumulate: bool,
+    parallel: bool,
+) {
+    let (m, _, n) = dims;
+    if m > 0 && n > 0 {
+        assert!(dst_view.last_index(m, n) < dst.len(), "dst out of bounds");
+    }
+    // SAFETY: `dst` is in bounds (checked above) and, borrowed mutably, aliases nothing.
+    unsafe {
+        matmul_to(
+            dims,
+            SharedMut::new(dst),
+            dst_view,
+            a,
+            a_view,
+            b,
+            b_view,
+            scale,
+            accumulate,
+            parallel,
+        )
+    }
+}
+
+/// [`matmul`] into a [`SharedMut`], for parallel workers that each fill their own part of
+/// one output.
+///
+/// # Safety
+/// The elements `dst_view` addresses must lie inside `dst`, and no other thread may read
+/// or write them during the call.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_to(
+    (m, k, n): (usize, usize, usize),
+    dst: SharedMut,
+    dst_view: View,
+    a: &[f32],
+    a_view: View,
+    b: &[f32],
+    b_view: View,
+    scale: f32,
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let at = |r: usize, c: usize| {
+        dst.0
+            .add(dst_view.offset + r * dst_view.row_stride + c * dst_view.col_stride)
+    };
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                for c in 0..n {
+                    *at(r, c) = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    assert!(dst_view.last_index(m, n) < dst.1, "dst out of bounds");
+    assert!(a_view.last_index(m, k) < a.len(), "lhs out of bounds");
+    assert!(b_view.last_index(k, n) < b.len(), "rhs out of bounds");
+    let parallelism = if parallel && m * n * k >= PARALLEL_GEMM_WORK && threads() > 1 {
+        gemm::Parallelism::Rayon(threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: every element the views address lies inside its slice (checked above: views
+    // are monotone, so the last element is the furthest); the caller guarantees exclusive
+    // access to the part of `dst` written.
+    gemm::gemm(
+        m,
+        n,
+        k,
+        at(0, 0),
+        dst_view.col_stride as isize,
+        dst_view.row_stride as isize,
+        accumulate,
+        a.as_ptr().add(a_view.offset),
+        a_view.col_stride as isize,
+        a_view.row_stride as isize,
+        b.as_ptr().add(b_view.offset),
+        b_view.col_stride as isize,
+        b_view.row_stride as isize,
+        1.0,
+        scale,
+        false,
+        false,
+        false,
+        parallelism,
+    );
+}
+
+/// `out[t×n] = x[t×k] · w + bias` for a weight `w` stored `[k, n]` (already transposed from
+/// PyTorch's `[n, k]`), plus `residual[t×n]` when given.
+pub fn linear(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    out: &mut Vec<f32>,
+    (t, k, n): (usize, usize, usize),
+) {
+    out.clear();
+    out.resize(t * n, 0.0);
+    let mut prefilled = false;
+    if let Some(residual) = residual {
+        out.copy_from_slice(&residual[..t * n]);
+        prefilled = true;
+    }
+    if let Some(bias) = bias {
+        for row in out.chunks_exact_mut(n) {
+            if prefilled {
+                row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+            } else {
+                row.copy_from_slice(bias);
+            }
+        }
+        prefilled = true;
+    }
+    matmul(
+        (t, k, n),
+        out,
+        View::rows(0, n),
+        x,
+        View::rows(0, k),
+        w,
+        View::rows(0, n),
+        1.0,
+        prefilled,
+        true,
+    );
+}
+
+/// Runs `f` over pieces of `xs` of whole rows of `width`, on the pool when `xs` is large.
+fn for_rows(xs: &mut [f32], width: usize, f: impl Fn(&mut [f32]) + Sync + Send) {
+    let rows_per_piece = (PARALLEL_CHUNK / width.max(1)).max(1);
+    if xs.len() <= PARALLEL_CHUNK || threads() == 1 {
+        f(xs);
+    } else {
+        xs.par_chunks_mut(rows_per_piece * width).for_each(f);
+    }
+}
+
+/// The activations encoders use, by their transformers names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu`: the exact (erf) GELU.
+    Gelu,
+    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`: the tanh approximation.
+    GeluTanh,
+    /// `relu`.
+    Relu,
+}
+
+impl Activation {
+    /// The activation a config's `hidden_act` names, if we have it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Activation::GeluTanh),
+            "relu" => Some(Activation::Relu),
+            _ => None,
+        }
+    }
+
+    /// Applies the activation to every value, in place.
+    pub fn apply(self, xs: &mut [f32]) {
+        for_rows(xs, 1, |piece| match self {
+            Activation::Gelu => gelu_erf_slice(piece),
+            Activation::GeluTanh => gelu_tanh_slice(piece),
+            Activation::Relu => piece.iter_mut().for_each(|x| *x = x.max(0.0)),
+        });
+    }
+}
+
+/// Defines `fn $name`, compiled twice: for AVX2 + FMA (used when the CPU has them, chosen at
+/// run time) and for the build's baseline.
+macro_rules! multiversioned {
+    ($(#[$meta:meta])* fn $name:ident($($p:ident: $t:ty),*) $body:block) => {
+        $(#[$meta])*
+        fn $name($($p: $t),*) {
+            #[inline(always)]
+            fn portable($($p: $t),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($p: $t),*) {
+                    portable($($p),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has the features `avx2` was compiled for.
+                    return unsafe { avx2($($p),*) };
+                }
+            }
+            portable($($p),*)
+        }
+    };
+}
+
+/// `e^x` to about 1 ulp, branch-free so that loops over it vectorise (Cephes' `expf`).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// `erf(x)` to within 1.5e-7 (Abramowitz & Stegun 7.1.26), branch-free.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = ((((1.061_405_4 * t - 1.453_152) * t + 1.421_413_8) * t - 0.284_496_74) * t
+        + 0.254_829_6)
+        * t;
+    (1.0 - poly * exp(-a * a)).copysign(x)
+}
+
+multiversioned! {
+    fn gelu_erf_slice(xs: &mut [f32]) {
+        for x in xs.iter_mut() {
+            let v = *x;
+            *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+multiversioned! {
+    fn gelu_tanh_slice(xs: &mut [f32]) {
+        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+        for x in xs.iter_mut() {
+            let v = *x;
+            let u = SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v);
+            // tanh(u) = 1 - 2 / (e^{2u} + 1)
+            let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+            *x = 0.5 * v * (1.0 + tanh);
+        }
+    }
+}
+
+/// Sum of `xs` with eight running sums, so that it vectorises.
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Sum of `(x - mean)²` over `xs`, vectorised like [`sum`].
+#[inline(always)]
+fn sum_sq_dev(xs: &[f32], mean: f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|x| (x - mean) * (x - mean))
+        .sum();
+    for c in chunks {
+        for i in 0..8 {
+            let d = c[i] - mean;
+            acc[i] += d * d;
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Layer normalisation of each row of `xs` (rows of `gamma.len()`), in place.
+pub fn layer_norm(xs: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let width = gamma.len();
+    for_rows(xs, width, |piece| layer_norm_rows(piece, gamma, beta, eps));
+}
+
+multiversioned! {
+    fn layer_norm_rows(xs: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        let width = gamma.len();
+        for row in xs.chunks_exact_mut(width) {
+            let mean = sum(row) / width as f32;
+            let var = sum_sq_dev(row, mean) / width as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            for ((x, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+                *x = (*x - mean) * inv * g + b;
+            }
+        }
+    }
+}
+
+/// Softmax of each row of `xs` (rows of `width`), in place. Single-threaded: callers run it
+/// inside their own parallel work.
+pub fn softmax_rows(xs: &mut [f32], width: usize) {
+    softmax_rows_inner(xs, width)
+}
+
+multiversioned! {
+    fn softmax_rows_inner(xs: &mut [f32], width: usize) {
+        for row in xs.chunks_exact_mut(width) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for x in row.iter_mut() {
+                *x = exp(*x - max);
+            }
+            let inv = 1.0 / sum(row);
+            row.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+}
+
+/// A slice that parallel workers may share through [`matmul_to`], each writing a disjoint
+/// part of it.
+#[derive(Clone, Copy)]
+pub struct SharedMut(*mut f32, usize);
+
+// SAFETY: writers go through `matmul_to`, whose callers promise disjoint regions.
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// Shares `xs`.
+    pub fn new(xs: &mut [f32]) -> Self {
+        SharedMut(xs.as_mut_ptr(), xs.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_erf_are_accurate() {
+        for i in -8000..8000 {
+            let x = i as f32 / 100.0;
+            let (got, want) = (exp(x), x.exp());
+            assert!(
+                ((got - want) / want).abs() < 2e-7,
+                "exp({x}) {got} vs {want}"
+            );
+        }
+        // erf from tables (to 10 digits).
+        for (x, want) in [
+            (0.0f32, 0.0f32),
+            (0.1, 0.112_462_916),
+            (0.5, 0.520_499_88),
+            (1.0, 0.842_700_8),
+            (1.5, 0.966_105_15),
+            (2.0, 0.995_322_3),
+            (3.0, 0.999_977_9),
+            (-1.0, -0.842_700_8),
+        ] {
+            assert!(
+                (erf(x) - want).abs() < 3e-7,
+                "erf({x}) = {} not {want}",
+                erf(x)
+            );
+        }
+    }
+
+    #[test]
+    fn activations_match_their_definitions() {
+        let xs: Vec<f32> = (-600..600).map(|i| i as f32 / 100.0).collect();
+        let mut gelu = xs.clone();
+        Activation::Gelu.apply(&mut gelu);
+        let mut tanh = xs.clone();
+        Activation::GeluTanh.apply(&mut tanh);
+        for ((x, g), t) in xs.iter().zip(&gelu).zip(&tanh) {
+            let want_t = 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh());
+            assert!((t - want_t).abs() < 1e-6, "gelu_tanh({x}) {t} vs {want_t}");
+            // The two GELUs differ by less than 1e-3 everywhere.
+            assert!((g - t).abs() < 1e-3, "gelu({x}) {g} vs tanh form {t}");
+        }
+        assert!(
+            (gelu[700] - 0.841_344_7).abs() < 1e-6,
+            "gelu(1) = {}",
+            gelu[700]
+        );
+        let mut relu = vec![-1.0, 2.0];
+        Activation::Relu.apply(&mut relu);
+        assert_eq!(relu, vec![0.0, 2.0]);
+    }
+
+    #[test]
+    fn layer_norm_and_softmax_rows() {
+        let mut xs: Vec<f32> = (0..30).map(|i| (i as f32 * 0.37).sin()).collect();
+        let orig = xs.clone();
+        let gamma: Vec<f32> = (0..10).map(|i| 1.0 + i as f32 / 10.0).collect();
+        let beta = vec![0.5; 10];
+        layer_norm(&mut xs, &gamma, &beta, 1e-12);
+        for (row, orig) in xs.chunks(10).zip(orig.chunks(10)) {
+            let mean = orig.iter().sum::<f32>() / 10.0;
+            let var = orig.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / 10.0;
+            for i in 0..10 {
+                let want = (orig[i] - mean) / var.sqrt() * gamma[i] + beta[i];
+                assert!((row[i] - want).abs() < 1e-5);
+            }
+        }
+        let mut s = vec![1.0, 2.0, 3.0, 1000.0, 1000.0, -1000.0];
+        softmax_rows(&mut s, 3);
+        let e = [1f32.exp(), 2f32.exp(), 3f32.exp()];
+        let total: f32 = e.iter().sum();
+        for i in 0..3 {
+            assert!((s[i] - e[i] / total).abs() < 1e-6);
+        }
+        assert!((s[3] - 0.5).abs() < 1e-6 && s[5] < 1e-30);
+    }
+
+    #[test]
+    fn matmul_handles_views_scale_and_accumulation() {
+        // a: 2x3, b: 3x2 given as the transpose of a 2x3 matrix.
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let bt = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]; // rows of b's columns
+        let mut dst = vec![1.0; 4];
+        matmul(
+            (2, 3, 2),
+            &mut dst,
+            View::rows(0, 2),
+            &a,
+            View::rows(0, 3),
+            &bt,
+            View::transposed(0, 3),
+            2.0,
+            true,
+            true,
+        );
+        // a·b = [[4, 5], [10, 11]]
+        assert_eq!(dst, vec![9.0, 11.0, 21.0, 23.0]);
+        let mut out = Vec::new();
+        let w = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0]; // [3, 2]
+        linear(
+            &a,
+            &w,
+            Some(&[10.0, 20.0]),
+            Some(&[1.0, 1.0, 1.0, 1.0]),
+            &mut out,
+            (2, 3, 2),
+        );
+        assert_eq!(out, vec![15.0, 26.0, 21.0, 32.0]);
+    }
+}
