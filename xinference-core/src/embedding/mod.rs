@@ -3,10 +3,15 @@
 //! architecture, and the sentence-transformers pooling rules in `pooling`.
 //!
 //! The architecture is chosen from `config.json` (`architectures`, then `model_type`):
-//! `bert` (MiniLM, BGE, GTE, E5) and `xlm-roberta` (bge-m3, multilingual-e5).
+//! `bert` (MiniLM, BGE, GTE, E5), `xlm-roberta` (bge-m3, multilingual-e5), JinaBERT v2
+//! (jina-embeddings-v2, `JinaBertForMaskedLM` / `JinaBertModel`, whose `model_type` is `bert`),
+//! `nomic_bert` (nomic-embed-text-v1.5) and `qwen3` (Qwen3-Embedding).
 
 mod bert;
+mod jina_bert;
+mod nomic_bert;
 mod pooling;
+mod qwen3;
 mod tokenize;
 mod xlm_roberta;
 
@@ -84,7 +89,8 @@ impl EmbeddingModel {
 }
 
 /// Loads the embedding model in `dir` (a Hugging Face / sentence-transformers folder),
-/// choosing the architecture from its `config.json`. `max_tokens` (the spec's) caps the
+/// choosing the architecture from its `config.json`: `architectures` first (JinaBERT says
+/// `model_type: bert`), then `model_type`. `max_tokens` (the spec's) caps the
 /// sequence length, as do `sentence_bert_config.json` and the model's position table.
 pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<EmbeddingModel> {
     let dir = if dir.is_file() {
@@ -115,6 +121,18 @@ pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<Emb
     let st_max = read("sentence_bert_config.json", "max_seq_length")
         .or_else(|| read("tokenizer_config.json", "model_max_length"));
     let (network, positions): (Box<dyn Embed>, usize) = match (arch, model_type) {
+        ("JinaBertForMaskedLM" | "JinaBertModel", _) => {
+            let (m, positions) = jina_bert::JinaBertEmbedder::load(dir, &config_text, pooling)?;
+            (Box::new(m), positions)
+        }
+        ("NomicBertModel" | "NomicBertForPreTraining", _) | (_, "nomic_bert") => {
+            let (m, positions) = nomic_bert::NomicBertEmbedder::load(dir, &config_text, pooling)?;
+            (Box::new(m), positions)
+        }
+        ("Qwen3Model" | "Qwen3ForCausalLM", _) | (_, "qwen3") => {
+            let (m, positions) = qwen3::Qwen3Embedder::load(dir, &config_text, pooling)?;
+            (Box::new(m), positions)
+        }
         ("XLMRobertaModel" | "XLMRobertaForMaskedLM", _) | (_, "xlm-roberta") => {
             let (m, positions) = xlm_roberta::XlmRobertaEmbedder::load(dir, &config_text, pooling)?;
             (Box::new(m), positions)
