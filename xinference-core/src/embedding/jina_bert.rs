@@ -136,7 +136,7 @@ impl JinaBertEmbedder {
                 )))
             }
         };
-        if c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(Error::bad_request(
                 "JinaBERT hidden_size is not a multiple of num_attention_heads",
             ));

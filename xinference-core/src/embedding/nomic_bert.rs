@@ -83,7 +83,7 @@ impl Config {
             .unwrap_or(1000.0);
         let hidden = size(&["n_embd", "hidden_size"], None)?;
         let heads = size(&["n_head", "num_attention_heads"], None)?;
-        if heads == 0 || hidden % heads != 0 || (hidden / heads) % 2 != 0 {
+        if heads == 0 || !hidden.is_multiple_of(heads) || !(hidden / heads).is_multiple_of(2) {
             return unsupported(format!("n_embd {hidden} with n_head {heads}"));
         }
         Ok(Config {

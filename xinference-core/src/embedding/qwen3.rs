@@ -55,7 +55,11 @@ impl Config {
         let head_dim = v["head_dim"]
             .as_u64()
             .map_or(hidden / heads.max(1), |n| n as usize);
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || head_dim % 2 != 0 {
+        if heads == 0
+            || kv_heads == 0
+            || !heads.is_multiple_of(kv_heads)
+            || !head_dim.is_multiple_of(2)
+        {
             return Err(Error::bad_request(format!(
                 "Qwen3 with {heads} heads, {kv_heads} key/value heads and head_dim {head_dim} \
                  is not supported"
@@ -264,5 +268,55 @@ impl super::Embed for Qwen3Embedder {
 
     fn dimensions(&self) -> usize {
         self.config.hidden
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedding::{Embed, Pooling};
+    use std::collections::HashMap;
+
+    /// A `Qwen3ForCausalLM` checkpoint (decoder under `model.`, plus an `lm_head`) gives the
+    /// same vectors as the `Qwen3Model` one.
+    #[test]
+    fn causal_lm_layout_loads_the_same_decoder() {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-embedders/qwen3");
+        let config_text = std::fs::read_to_string(fixture.join("config.json"))
+            .expect("the qwen3 fixture (scripts/fixtures/make_tiny_embedders.py)");
+        let pooling = PoolingConfig {
+            pooling: Pooling::LastToken,
+            normalize: true,
+        };
+        let tensors =
+            candle_core::safetensors::load(fixture.join("model.safetensors"), &Device::Cpu)
+                .expect("the qwen3 fixture's weights");
+        let mut renamed: HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(k, v)| (format!("model.{k}"), v.clone()))
+            .collect();
+        renamed.insert(
+            "lm_head.weight".into(),
+            tensors["embed_tokens.weight"].clone(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        candle_core::safetensors::save(&renamed, dir.path().join("model.safetensors")).unwrap();
+        let causal_config = config_text.replace("\"Qwen3Model\"", "\"Qwen3ForCausalLM\"");
+        let batch: [&[u32]; 3] = [&[5, 6, 7, 8, 0], &[9, 0], &[10, 11, 12, 0]];
+        let (mut a, _) = Qwen3Embedder::load(&fixture, &config_text, pooling).unwrap();
+        let (mut b, _) = Qwen3Embedder::load(dir.path(), &causal_config, pooling).unwrap();
+        assert_eq!(a.forward(&batch).unwrap(), b.forward(&batch).unwrap());
+        // Right padding changes nothing: each sequence alone gives its batched vector.
+        let batched = a.forward(&batch).unwrap();
+        for (seq, v) in batch.iter().zip(&batched) {
+            let alone = a.forward(&[seq]).unwrap().remove(0);
+            let d = alone
+                .iter()
+                .zip(v)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(d < 1e-6, "{seq:?}: {d}");
+        }
     }
 }
