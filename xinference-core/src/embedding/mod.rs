@@ -4,18 +4,23 @@
 //!
 //! The architecture is chosen from `config.json` (`architectures`, then `model_type`):
 //! `bert` (MiniLM, BGE, GTE, E5) and `xlm-roberta` (bge-m3, multilingual-e5), both on the
-//! padding-free [`encoder`].
+//! padding-free [`encoder`]; JinaBERT v2 (jina-embeddings-v2, `JinaBertForMaskedLM` /
+//! `JinaBertModel`, whose `model_type` is `bert`), `nomic_bert` (nomic-embed-text-v1.5) and
+//! `qwen3` (Qwen3-Embedding), on padded candle passes.
 
 pub mod bert;
 pub mod encoder;
+mod jina_bert;
+mod nomic_bert;
 mod pooling;
+mod qwen3;
 mod tokenize;
 
 pub use pooling::{Pooling, PoolingConfig};
 pub use tokenize::{EmbedTokenizer, Truncation};
 
 use crate::{Error, Result};
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::path::Path;
 use std::sync::Arc;
@@ -85,7 +90,8 @@ impl EmbeddingModel {
 }
 
 /// Loads the embedding model in `dir` (a Hugging Face / sentence-transformers folder),
-/// choosing the architecture from its `config.json`. `max_tokens` (the spec's) caps the
+/// choosing the architecture from its `config.json`: `architectures` first (JinaBERT says
+/// `model_type: bert`), then `model_type`. `max_tokens` (the spec's) caps the
 /// sequence length, as do `sentence_bert_config.json` and the model's position table.
 pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<EmbeddingModel> {
     let dir = if dir.is_file() {
@@ -116,6 +122,18 @@ pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<Emb
     let st_max = read("sentence_bert_config.json", "max_seq_length")
         .or_else(|| read("tokenizer_config.json", "model_max_length"));
     let (network, positions): (Box<dyn Embed>, usize) = match (arch, model_type) {
+        ("JinaBertForMaskedLM" | "JinaBertModel", _) => {
+            let (m, positions) = jina_bert::JinaBertEmbedder::load(dir, &config_text, pooling)?;
+            (Box::new(m), positions)
+        }
+        ("NomicBertModel" | "NomicBertForPreTraining", _) | (_, "nomic_bert") => {
+            let (m, positions) = nomic_bert::NomicBertEmbedder::load(dir, &config_text, pooling)?;
+            (Box::new(m), positions)
+        }
+        ("Qwen3Model" | "Qwen3ForCausalLM", _) | (_, "qwen3") => {
+            let (m, positions) = qwen3::Qwen3Embedder::load(dir, &config_text, pooling)?;
+            (Box::new(m), positions)
+        }
         ("XLMRobertaModel" | "XLMRobertaForMaskedLM", _) | (_, "xlm-roberta") => {
             let (m, positions) =
                 bert::BertEmbedder::load(dir, &config_text, bert::Layout::XlmRoberta, pooling)?;
@@ -144,6 +162,24 @@ pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<Emb
         tokenizer: Arc::new(tokenizer),
         network,
     })
+}
+
+/// Right-pads `batch` with `pad_id` into `[batch, longest]` ids and a 0/1 attention mask.
+pub(crate) fn padded(batch: &[&[u32]], pad_id: u32, device: &Device) -> Result<(Tensor, Tensor)> {
+    let longest = batch.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
+    let mut ids = Vec::with_capacity(batch.len() * longest);
+    let mut mask = Vec::with_capacity(batch.len() * longest);
+    for seq in batch {
+        ids.extend_from_slice(seq);
+        ids.extend(std::iter::repeat_n(pad_id, longest - seq.len()));
+        mask.extend(std::iter::repeat_n(1u32, seq.len()));
+        mask.extend(std::iter::repeat_n(0u32, longest - seq.len()));
+    }
+    let shape = (batch.len(), longest);
+    Ok((
+        Tensor::from_vec(ids, shape, device)?,
+        Tensor::from_vec(mask, shape, device)?,
+    ))
 }
 
 /// The weights of `dir`: `model.safetensors` (memory-mapped) or `pytorch_model.bin`.

@@ -90,6 +90,9 @@ const ENGINES: &[EngineName] = &[
 const RUNNABLE: &[(ModelType, &str, &str)] = &[
     (ModelType::Embedding, "pytorch", "BertModel"),
     (ModelType::Embedding, "pytorch", "XLMRobertaModel"),
+    (ModelType::Embedding, "pytorch", "JinaBertModel"),
+    (ModelType::Embedding, "pytorch", "NomicBertModel"),
+    (ModelType::Embedding, "pytorch", "Qwen3Model"),
     (ModelType::Llm, "ggufv2", "LlamaForCausalLM"),
     (ModelType::Llm, "ggufv2", "MistralForCausalLM"),
     (ModelType::Llm, "ggufv2", "Qwen2ForCausalLM"),
