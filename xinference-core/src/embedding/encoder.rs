@@ -102,7 +102,7 @@ struct LayerNorm {
     beta: Vec<f32>,
 }
 
-/// One transformer layer; weight matrices stored `[in, out]`.
+/// One transformer layer; weight matrices stored `[out, in]` as PyTorch has them.
 struct Layer {
     qkv_w: Vec<f32>,
     qkv_b: Vec<f32>,
@@ -151,20 +151,6 @@ fn vector(vb: &VarBuilder, len: usize, name: &str) -> candle_core::Result<Vec<f3
     vb.get(len, name)?.to_vec1()
 }
 
-/// A PyTorch `[out, in]` weight as `[in, out]`, row-major.
-fn transposed(
-    vb: &VarBuilder,
-    out: usize,
-    inp: usize,
-    name: &str,
-) -> candle_core::Result<Vec<f32>> {
-    vb.get((out, inp), name)?
-        .t()?
-        .contiguous()?
-        .flatten_all()?
-        .to_vec1()
-}
-
 fn matrix(vb: &VarBuilder, rows: usize, cols: usize, name: &str) -> candle_core::Result<Vec<f32>> {
     vb.get((rows, cols), name)?.flatten_all()?.to_vec1()
 }
@@ -191,20 +177,15 @@ impl Encoder {
         for i in 0..config.layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let att = l.pp("attention.self");
-            let q = vb_linear_t(&att.pp("query"), h, h)?;
-            let k = vb_linear_t(&att.pp("key"), h, h)?;
-            let v = vb_linear_t(&att.pp("value"), h, h)?;
-            // [h, 3h]: each row holds that input's weights to q, then k, then v.
-            let mut qkv_w = Vec::with_capacity(3 * h * h);
-            for row in 0..h {
-                for part in [&q.0, &k.0, &v.0] {
-                    qkv_w.extend_from_slice(&part[row * h..(row + 1) * h]);
-                }
-            }
+            let q = linear_weights(&att.pp("query"), h, h)?;
+            let k = linear_weights(&att.pp("key"), h, h)?;
+            let v = linear_weights(&att.pp("value"), h, h)?;
+            // [3h, h]: the rows of q, then k, then v.
+            let qkv_w = [q.0, k.0, v.0].concat();
             let qkv_b = [q.1, k.1, v.1].concat();
-            let (out_w, out_b) = vb_linear_t(&l.pp("attention.output.dense"), h, h)?;
-            let (up_w, up_b) = vb_linear_t(&l.pp("intermediate.dense"), config.intermediate, h)?;
-            let (down_w, down_b) = vb_linear_t(&l.pp("output.dense"), h, config.intermediate)?;
+            let (out_w, out_b) = linear_weights(&l.pp("attention.output.dense"), h, h)?;
+            let (up_w, up_b) = linear_weights(&l.pp("intermediate.dense"), config.intermediate, h)?;
+            let (down_w, down_b) = linear_weights(&l.pp("output.dense"), h, config.intermediate)?;
             layers.push(Layer {
                 qkv_w,
                 qkv_b,
@@ -236,6 +217,15 @@ impl Encoder {
     /// Runs the sequences of `batch` (each non-empty and within [`EncoderConfig::max_tokens`]);
     /// `token_types`, when given, has one type id per token of each sequence (else all 0).
     pub fn forward(&self, batch: &[&[u32]], token_types: Option<&[Vec<u32>]>) -> Result<Packed> {
+        // The whole pass runs on one thread of the pool, so that each parallel step below
+        // shares its work with the other threads directly instead of waking them from outside
+        // (and waiting to be woken) a few dozen times per pass.
+        let mut result = None;
+        rayon::scope(|_| result = Some(self.forward_here(batch, token_types)));
+        result.expect("the scope ran")
+    }
+
+    fn forward_here(&self, batch: &[&[u32]], token_types: Option<&[Vec<u32>]>) -> Result<Packed> {
         let c = &self.config;
         let h = c.hidden;
         let lens: Vec<usize> = batch.iter().map(|s| s.len()).collect();
@@ -419,7 +409,8 @@ impl Encoder {
             }
         };
         let jobs = lens.len() * heads;
-        if kernels::threads() == 1 || jobs == 1 {
+        let work: usize = lens.iter().map(|l| l * l * h).sum();
+        if kernels::threads() == 1 || jobs == 1 || work < kernels::PARALLEL_WORK {
             (0..jobs).for_each(job);
         } else {
             (0..jobs).into_par_iter().for_each(job);
@@ -427,14 +418,11 @@ impl Encoder {
     }
 }
 
-/// A PyTorch linear layer (`weight` `[out, in]`, `bias` `[out]`) as (`[in, out]`, bias).
-fn vb_linear_t(
+/// A PyTorch linear layer: (`weight` `[out, in]`, `bias` `[out]`).
+fn linear_weights(
     vb: &VarBuilder,
     out: usize,
     inp: usize,
 ) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
-    Ok((
-        transposed(vb, out, inp, "weight")?,
-        vector(vb, out, "bias")?,
-    ))
+    Ok((matrix(vb, out, inp, "weight")?, vector(vb, out, "bias")?))
 }

@@ -63,7 +63,7 @@ impl ScoreActivation {
 /// part its pooler (`bert.pooler.dense`, then `classifier`); XLM-RoBERTa's classification head
 /// has both (`classifier.dense`, `classifier.out_proj`). The arithmetic is the same.
 struct Head {
-    /// `[hidden, hidden]`, stored `[in, out]`.
+    /// `[hidden, hidden]`, stored `[out, in]`.
     dense_w: Vec<f32>,
     dense_b: Vec<f32>,
     /// `[hidden]`.
@@ -75,8 +75,6 @@ impl Head {
     fn load(vb: &VarBuilder, dense: &str, out: &str, hidden: usize) -> candle_core::Result<Self> {
         let dense_w = vb
             .get((hidden, hidden), &format!("{dense}.weight"))?
-            .t()?
-            .contiguous()?
             .flatten_all()?
             .to_vec1()?;
         Ok(Head {
