@@ -5,7 +5,8 @@
 //! on the async executor), then wait in a bounded queue (a full queue, or a reached
 //! `request_limits`, is an immediate 429). Whenever the compute thread is free it takes every
 //! queued request up to a token budget, drops those whose caller has gone, sorts all their
-//! sequences by length and runs them in as few padded forward passes as the pass budget allows,
+//! sequences by length and runs them in as few forward passes as the pass budget (counted as if
+//! padded, which packing models beat) allows,
 //! so concurrent single-sentence requests share passes instead of queueing one by one.
 
 use super::worker::panic_text;
