@@ -129,56 +129,17 @@ fn tiny_models_match_sentence_transformers_in_every_pooling_mode() {
     }
 }
 
-/// The built-in `bge-m3` entry (XLMRobertaModel) launches (here on the tiny XLM-RoBERTa
-/// weights, given as `model_path`) and its vectors over HTTP are sentence-transformers'.
+/// Built-in entries of every architecture (`bge-m3`: XLM-RoBERTa, `jina-embeddings-v2-base-en`,
+/// `nomic-embed-text-v1.5`, `Qwen3-Embedding-0.6B`) launch from a local folder (the tiny model
+/// of their architecture, as `model_path`) and serve that architecture's vectors, with real
+/// token usage, over HTTP.
 #[tokio::test]
-async fn xlm_roberta_registry_entry_serves_over_http() {
-    let reference = reference();
-    let record = &reference["models"]["xlm-roberta"]["mean"];
-    let home = tempfile::tempdir().unwrap();
-    let server = TestServer::start(home.path()).await;
-    let uid = server
-        .runtime
-        .launch_model(
-            LaunchRequest::new("bge-m3")
-                .model_type(ModelType::Embedding)
-                .model_path(fixtures().join("xlm-roberta").display().to_string()),
-            true,
-        )
-        .await
-        .unwrap();
-    let items = record["items"].as_array().unwrap();
-    let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
-    let response: Value = reqwest::Client::new()
-        .post(format!("{}/v1/embeddings", server.url))
-        .json(&json!({"model": uid, "input": texts}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let data = response["data"].as_array().expect("data");
-    assert_eq!(data.len(), items.len(), "{response}");
-    let mut tokens = 0;
-    for (item, d) in items.iter().zip(data) {
-        let diff = max_abs_diff(&floats(&d["embedding"]), &floats(&item["embedding"]));
-        assert!(diff < 1e-5, "{:?}: max abs diff {diff}", item["text"]);
-        tokens += item["tokens"].as_u64().unwrap();
-    }
-    assert_eq!(response["usage"]["prompt_tokens"].as_u64(), Some(tokens));
-    server.stop().await;
-}
-
-/// The built-in `jina-embeddings-v2-base-en`, `nomic-embed-text-v1.5` and `Qwen3-Embedding-0.6B`
-/// entries launch from a local folder (the tiny model of their architecture, as `model_path`)
-/// and serve that architecture's vectors over HTTP.
-#[tokio::test]
-async fn jina_nomic_and_qwen3_registry_entries_serve_over_http() {
+async fn registry_entries_of_every_architecture_serve_over_http() {
     let reference = reference();
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start(home.path()).await;
     for (name, model, mode) in [
+        ("bge-m3", "xlm-roberta", "mean"),
         ("jina-embeddings-v2-base-en", "jina-bert", "mean"),
         ("nomic-embed-text-v1.5", "nomic-bert", "mean"),
         ("Qwen3-Embedding-0.6B", "qwen3", "lasttoken"),
@@ -207,6 +168,7 @@ async fn jina_nomic_and_qwen3_registry_entries_serve_over_http() {
             .unwrap();
         let data = response["data"].as_array().expect("data");
         assert_eq!(data.len(), items.len(), "{name}: {response}");
+        let mut tokens = 0;
         for (item, d) in items.iter().zip(data) {
             let diff = max_abs_diff(&floats(&d["embedding"]), &floats(&item["embedding"]));
             assert!(
@@ -214,7 +176,13 @@ async fn jina_nomic_and_qwen3_registry_entries_serve_over_http() {
                 "{name} {:?}: max abs diff {diff}",
                 item["text"]
             );
+            tokens += item["tokens"].as_u64().unwrap();
         }
+        assert_eq!(
+            response["usage"]["prompt_tokens"].as_u64(),
+            Some(tokens),
+            "{name}"
+        );
     }
     server.stop().await;
 }
