@@ -94,36 +94,131 @@ impl super::Rerank for LlmReranker {
             .instruction
             .as_deref()
             .unwrap_or(DEFAULT_INSTRUCTION);
-        documents
+        // Every prompt first (the tokenizer is borrowed from the engine), then the scoring.
+        let tokenizer = self.engine.tokenizer();
+        let header = format!("<Instruct>: {instruction}\n<Query>: {query}\n<Document>: ");
+        let used = self.prefix.len() + self.suffix.len() + count_tokens(tokenizer, &header)?;
+        let room = self.max_len.saturating_sub(used).max(MIN_CHUNK_TOKENS);
+        let prompts = documents
             .iter()
             .map(|doc| {
-                let doc = match options.max_tokens_per_doc {
-                    Some(m) => {
-                        let enc = self
-                            .engine
-                            .tokenizer()
-                            .encode(doc.as_str(), false)
-                            .map_err(|e| {
-                                Error::bad_request(format!("cannot tokenize the input: {e}"))
-                            })?;
-                        let ids = &enc.get_ids()[..enc.len().min(m)];
-                        self.engine
-                            .tokenizer()
-                            .decode(ids, false)
-                            .map_err(|e| Error::internal(format!("cannot cut the document: {e}")))?
-                    }
-                    None => doc.clone(),
-                };
-                let prompt = self.prompt(instruction, query, &doc)?;
+                document_pieces(tokenizer, doc, room, options)?
+                    .iter()
+                    .map(|piece| self.prompt(instruction, query, piece))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut scores = Vec::with_capacity(documents.len());
+        for pieces in prompts {
+            let mut best = DocScore {
+                score: f32::NEG_INFINITY,
+                tokens: 0,
+            };
+            for prompt in pieces {
                 let logits = self.engine.score_last_logits(&prompt)?;
                 let (yes, no) = (logits[self.yes as usize], logits[self.no as usize]);
                 // softmax over [no, yes], the "yes" entry.
                 let score = 1.0 / (1.0 + (no - yes).exp());
-                Ok(DocScore {
-                    score,
-                    tokens: prompt.len(),
-                })
-            })
-            .collect()
+                best.score = best.score.max(score);
+                best.tokens += prompt.len();
+            }
+            scores.push(best);
+        }
+        Ok(scores)
+    }
+}
+
+/// The fewest document tokens a window holds, however long the query.
+const MIN_CHUNK_TOKENS: usize = 16;
+
+fn count_tokens(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<usize> {
+    Ok(tokenizer
+        .encode(text, false)
+        .map_err(|e| Error::bad_request(format!("cannot tokenize the input: {e}")))?
+        .len())
+}
+
+/// The texts a document is scored as: cut to `max_tokens_per_doc` first; then, with
+/// `max_chunks_per_doc`, a document longer than `room` tokens becomes up to that many
+/// consecutive windows of `room` tokens (the document keeps its best score, as with the
+/// cross-encoders); without it, the whole (the prompt cuts it to the window).
+fn document_pieces(
+    tokenizer: &tokenizers::Tokenizer,
+    doc: &str,
+    room: usize,
+    options: &ScoreOptions,
+) -> Result<Vec<String>> {
+    if options.max_tokens_per_doc.is_none() && options.max_chunks_per_doc.is_none() {
+        return Ok(vec![doc.to_owned()]);
+    }
+    let encoding = tokenizer
+        .encode(doc, false)
+        .map_err(|e| Error::bad_request(format!("cannot tokenize the input: {e}")))?;
+    let mut ids = encoding.get_ids();
+    if let Some(m) = options.max_tokens_per_doc {
+        ids = &ids[..ids.len().min(m)];
+    }
+    let windows: Vec<&[u32]> = match options.max_chunks_per_doc {
+        Some(chunks) if ids.len() > room => ids.chunks(room).take(chunks.max(1)).collect(),
+        _ => vec![ids],
+    };
+    windows
+        .into_iter()
+        .map(|ids| {
+            tokenizer
+                .decode(ids, false)
+                .map_err(|e| Error::internal(format!("cannot cut the document: {e}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokenizer() -> tokenizers::Tokenizer {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/tiny-embedders/bert/tokenizer.json");
+        tokenizers::Tokenizer::from_file(path).unwrap()
+    }
+
+    #[test]
+    fn long_documents_become_windows_only_when_chunks_are_asked_for() {
+        let tok = tokenizer();
+        let doc = "a man is eating food. ".repeat(10); // 60 tokens
+        let plain = ScoreOptions::default();
+        assert_eq!(
+            document_pieces(&tok, &doc, 16, &plain).unwrap(),
+            vec![doc.clone()]
+        );
+        let chunked = ScoreOptions {
+            max_chunks_per_doc: Some(3),
+            ..ScoreOptions::default()
+        };
+        let pieces = document_pieces(&tok, &doc, 16, &chunked).unwrap();
+        assert_eq!(pieces.len(), 3, "{pieces:?}");
+        for piece in &pieces {
+            assert_eq!(count_tokens(&tok, piece).unwrap(), 16, "{piece:?}");
+        }
+        // The windows are consecutive: together they are the document's first 48 tokens.
+        let first_48 = tok.encode(doc.as_str(), false).unwrap().get_ids()[..48].to_vec();
+        let joined: Vec<u32> = pieces
+            .iter()
+            .flat_map(|p| tok.encode(p.as_str(), false).unwrap().get_ids().to_vec())
+            .collect();
+        assert_eq!(joined, first_48);
+        // A short document stays whole; max_tokens_per_doc cuts first.
+        assert_eq!(
+            document_pieces(&tok, "a man", 16, &chunked).unwrap(),
+            vec!["a man"]
+        );
+        let cut = ScoreOptions {
+            max_tokens_per_doc: Some(2),
+            ..ScoreOptions::default()
+        };
+        assert_eq!(
+            document_pieces(&tok, "a man is eating", 16, &cut).unwrap(),
+            vec!["a man"]
+        );
     }
 }
