@@ -12,7 +12,7 @@
 //! - `reasoning_content` becomes a `thinking` block with an empty `signature`: this server
 //!   does not sign reasoning. `thinking` blocks sent back in a conversation are dropped.
 //! - A tool call whose arguments are not a JSON object gets `input: {}` (as Xinference).
-//! - `disable_parallel_tool_use` is accepted and not enforced.
+//! - `disable_parallel_tool_use` becomes OpenAI's `parallel_tool_calls: false`.
 //! - `stop_reason` is `stop_sequence` only for a string of the request's `stop_sequences`; a
 //!   model's own stop strings end the turn (`end_turn`).
 
@@ -240,6 +240,23 @@ pub fn to_chat_request(request: MessagesRequest) -> Result<ChatCompletionRequest
         }
         _ => None,
     };
+    let mut extra = Map::new();
+    let single_call = match &request.tool_choice {
+        Some(ToolChoice::Auto {
+            disable_parallel_tool_use,
+        })
+        | Some(ToolChoice::Any {
+            disable_parallel_tool_use,
+        })
+        | Some(ToolChoice::Tool {
+            disable_parallel_tool_use,
+            ..
+        }) => disable_parallel_tool_use.unwrap_or(false),
+        _ => false,
+    };
+    if single_call {
+        extra.insert("parallel_tool_calls".into(), json!(false));
+    }
     let tool_choice = match &request.tool_choice {
         None => None,
         Some(ToolChoice::Auto { .. }) => Some(json!("auto")),
@@ -314,7 +331,7 @@ pub fn to_chat_request(request: MessagesRequest) -> Result<ChatCompletionRequest
         tools,
         tool_choice,
         chat_template_kwargs: (!kwargs.is_empty()).then_some(kwargs),
-        extra: Map::new(),
+        extra,
     })
 }
 
@@ -819,6 +836,7 @@ mod tests {
                 ]},
             ],
         }));
+        assert_eq!(c.extra.get("parallel_tool_calls"), Some(&json!(false)));
         assert_eq!(
             c.tools,
             Some(vec![json!({"type": "function", "function": {

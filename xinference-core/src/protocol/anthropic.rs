@@ -211,13 +211,13 @@ pub struct Tool {
 pub enum ToolChoice {
     /// The model decides.
     Auto {
-        /// At most one tool call (not enforced here).
+        /// At most one tool call (OpenAI's `parallel_tool_calls: false`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         disable_parallel_tool_use: Option<bool>,
     },
     /// The model must call some tool.
     Any {
-        /// At most one tool call (not enforced here).
+        /// At most one tool call (OpenAI's `parallel_tool_calls: false`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         disable_parallel_tool_use: Option<bool>,
     },
@@ -225,7 +225,7 @@ pub enum ToolChoice {
     Tool {
         /// The tool's name.
         name: String,
-        /// At most one tool call (not enforced here).
+        /// At most one tool call (OpenAI's `parallel_tool_calls: false`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         disable_parallel_tool_use: Option<bool>,
     },

@@ -18,6 +18,9 @@ pub(crate) struct AnswerFormat {
     pub reasoning_opened: bool,
     /// Parse calls of these tools in this format.
     pub tools: Option<(ToolFormat, ToolSet)>,
+    /// `parallel_tool_calls: false`: only the first call is returned (as vLLM does), whether
+    /// or not a grammar already held the model to one.
+    pub single_call: bool,
 }
 
 fn tool_call_id() -> String {
@@ -49,7 +52,13 @@ impl AnswerFormat {
                 if parsed.calls.is_empty() {
                     (Some(content), Some(Vec::new()))
                 } else {
-                    let calls = parsed.calls.into_iter().map(to_tool_call).collect();
+                    let keep = if self.single_call { 1 } else { usize::MAX };
+                    let calls = parsed
+                        .calls
+                        .into_iter()
+                        .take(keep)
+                        .map(to_tool_call)
+                        .collect();
                     (parsed.content, Some(calls))
                 }
             }
@@ -79,6 +88,7 @@ impl AnswerFormat {
                 .clone()
                 .map(|(format, tools)| ToolStreamParser::new(format, tools)),
             calls: 0,
+            single_call: self.single_call,
         }
     }
 }
@@ -88,6 +98,7 @@ pub(crate) struct AnswerStream {
     reasoning: Option<ReasoningSplitter>,
     tools: Option<ToolStreamParser>,
     calls: usize,
+    single_call: bool,
 }
 
 impl AnswerStream {
@@ -141,6 +152,7 @@ impl AnswerStream {
                     content: Some(t),
                     ..ChatDelta::default()
                 }),
+                ToolStreamEvent::Call { .. } if self.single_call && self.calls > 0 => {}
                 ToolStreamEvent::Call { index, call } => {
                     self.calls += 1;
                     let call = to_tool_call(call);
@@ -194,6 +206,7 @@ mod tests {
                 ])
                 .unwrap(),
             )),
+            single_call: false,
         }
     }
 
@@ -255,5 +268,37 @@ mod tests {
             Some("<tool_call>{oops</tool_call>")
         );
         assert_eq!(message.tool_calls, Some(Vec::new()));
+    }
+
+    #[test]
+    fn parallel_tool_calls_false_keeps_the_first_call() {
+        let two = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Lyon\"}}\n</tool_call>";
+        let mut f = format();
+        let (message, _) = f.message(two);
+        assert_eq!(message.tool_calls.unwrap().len(), 2);
+        f.single_call = true;
+        let (message, has_calls) = f.message(two);
+        let calls = message.tool_calls.unwrap();
+        assert!(has_calls);
+        assert_eq!(calls.len(), 1);
+        assert!(calls[0].function.arguments.contains("Paris"));
+        let mut stream = f.streamer();
+        let mut deltas = Vec::new();
+        for piece in two.split_inclusive('\n') {
+            deltas.extend(stream.push(piece));
+        }
+        deltas.extend(stream.finish().0);
+        let streamed: Vec<_> = deltas
+            .iter()
+            .filter_map(|d| d.tool_calls.as_ref())
+            .flatten()
+            .collect();
+        assert!(!streamed.is_empty());
+        assert!(streamed.iter().all(|c| c.index == 0), "{streamed:?}");
+        let args: String = streamed
+            .iter()
+            .filter_map(|c| c.function.as_ref()?.arguments.clone())
+            .collect();
+        assert!(args.contains("Paris") && !args.contains("Lyon"), "{args}");
     }
 }

@@ -541,6 +541,7 @@ impl Runtime {
                     .is_some_and(|tags| ReasoningSplitter::prompt_opens_reasoning(&text, tags)),
                 reasoning,
                 tools: tools.as_ref().map(|t| (format, t.tools.clone())),
+                single_call: tools.as_ref().is_some_and(|t| !t.parallel),
             };
             let grammar = tools
                 .as_ref()
