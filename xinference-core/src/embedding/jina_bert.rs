@@ -7,6 +7,7 @@
 //! bias is built per pass for the batch's length and the padding mask is added to it, as the
 //! reference implementation does.
 
+use super::attention::attention;
 use super::{padded, weights, PoolingConfig};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -196,16 +197,22 @@ impl JinaBertEmbedder {
         Ok((embedder, c.max_position_embeddings))
     }
 
-    /// `[batch, heads, seq, seq]`: the ALiBi bias plus a very negative value on padded keys.
-    fn attention_bias(&self, mask: &Tensor) -> Result<Tensor> {
-        let (b, s) = mask.dims2()?;
-        let pos: Vec<f32> = (0..s as u32).map(|p| p as f32).collect();
-        let pos = Tensor::from_vec(pos, s, &self.device)?;
-        let distance = pos.unsqueeze(0)?.broadcast_sub(&pos.unsqueeze(1)?)?.abs()?; // [s, s]
-        let alibi = distance.unsqueeze(0)?.broadcast_mul(&self.slopes)?; // [h, s, s]
-        let pad =
-            ((mask.to_dtype(DType::F32)? - 1.0)? * f64::from(f32::MAX))?.reshape((b, 1, 1, s))?;
-        Ok(alibi.unsqueeze(0)?.broadcast_add(&pad)?)
+    /// The bias of query rows `first..first + rows`, `[batch, heads, rows, seq]`: ALiBi
+    /// (`-slope · |i - j|`, the slopes negative already) plus a very negative value on padded
+    /// keys (`pad`, `[batch, 1, 1, seq]`).
+    fn attention_bias(
+        &self,
+        pad: &Tensor,
+        first: usize,
+        rows: usize,
+    ) -> candle_core::Result<Tensor> {
+        let s = pad.dim(3)?;
+        let distance: Vec<f32> = (first..first + rows)
+            .flat_map(|i| (0..s).map(move |j| (j as f32 - i as f32).abs()))
+            .collect();
+        let distance = Tensor::from_vec(distance, (rows, s), &self.device)?;
+        let alibi = distance.unsqueeze(0)?.broadcast_mul(&self.slopes)?; // [h, rows, s]
+        alibi.unsqueeze(0)?.broadcast_add(pad)
     }
 
     fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
@@ -216,7 +223,9 @@ impl JinaBertEmbedder {
             .forward(ids)?
             .broadcast_add(&self.token_type.forward(&ids.zeros_like()?)?)?;
         let mut x = self.emb_norm.forward(&x)?;
-        let bias = self.attention_bias(mask)?;
+        let pad =
+            ((mask.to_dtype(DType::F32)? - 1.0)? * f64::from(f32::MAX))?.reshape((b, 1, 1, s))?;
+        let bias = |first: usize, rows: usize| self.attention_bias(&pad, first, rows).map(Some);
         let split = |t: Tensor| -> candle_core::Result<Tensor> {
             t.reshape((b, s, self.heads, hd))?
                 .transpose(1, 2)?
@@ -226,10 +235,7 @@ impl JinaBertEmbedder {
             let q = split(layer.query.forward(&x)?)?;
             let k = split(layer.key.forward(&x)?)?;
             let v = split(layer.value.forward(&x)?)?;
-            let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs
-                .matmul(&v)?
+            let ctx = attention(&q, &k, &v, 1.0 / (hd as f64).sqrt(), &bias)?
                 .transpose(1, 2)?
                 .reshape((b, s, self.dims))?;
             x = layer

@@ -8,6 +8,7 @@
 //! `JinaBertModel`, whose `model_type` is `bert`), `nomic_bert` (nomic-embed-text-v1.5) and
 //! `qwen3` (Qwen3-Embedding), on padded candle passes.
 
+mod attention;
 pub mod bert;
 pub mod encoder;
 mod jina_bert;

@@ -9,6 +9,7 @@
 //! `n_positions` cos/sin tables to the rotary kernel, which wants them cut to the sequence,
 //! and ignores `rotary_emb_fraction`.
 
+use super::attention::attention;
 use super::{padded, weights, PoolingConfig};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -224,9 +225,10 @@ impl NomicBertEmbedder {
         let q = candle_nn::rotary_emb::rope(&part(0)?, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&part(1)?, cos, sin)?;
         let v = part(2)?;
-        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((n, s, h))?;
+        let padding = |_: usize, _: usize| Ok(Some(bias.clone()));
+        let ctx = attention(&q, &k, &v, 1.0 / (hd as f64).sqrt(), &padding)?
+            .transpose(1, 2)?
+            .reshape((n, s, h))?;
         Ok(b.out_proj.forward(&ctx)?)
     }
 

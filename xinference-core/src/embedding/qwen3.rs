@@ -12,6 +12,7 @@
 //! Our own forward pass rather than candle's `qwen3`: candle's is a generation model with a
 //! KV cache, a fixed `model.` weight prefix and no padding handling.
 
+use super::attention::attention;
 use super::{padded, weights, PoolingConfig};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -189,14 +190,7 @@ impl Qwen3Embedder {
         ))
     }
 
-    fn attention(
-        &self,
-        l: &Layer,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: &Tensor,
-    ) -> Result<Tensor> {
+    fn attention(&self, l: &Layer, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let c = &self.config;
         let (b, s, _) = x.dims3()?;
         let d = c.head_dim;
@@ -224,10 +218,14 @@ impl Qwen3Embedder {
                 .reshape((b, c.heads, s, d))
         };
         let (k, v) = (repeat(k)?, repeat(v)?);
-        let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs
-            .matmul(&v)?
+        // Causal: query i sees keys 0..=i. Right padding then needs no mask of its own.
+        let causal = |first: usize, rows: usize| -> candle_core::Result<Option<Tensor>> {
+            let mask: Vec<f32> = (first..first + rows)
+                .flat_map(|i| (0..s).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            Ok(Some(Tensor::from_vec(mask, (1, 1, rows, s), x.device())?))
+        };
+        let ctx = attention(&q, &k, &v, 1.0 / (d as f64).sqrt(), &causal)?
             .transpose(1, 2)?
             .reshape((b, s, c.heads * d))?;
         Ok(l.o.forward(&ctx)?)
@@ -240,13 +238,8 @@ impl Qwen3Embedder {
         let freqs = Tensor::from_vec(pos, (s, 1), &self.device)?
             .broadcast_mul(&self.inv_freq.unsqueeze(0)?)?; // [s, head_dim / 2]
         let (cos, sin) = (freqs.cos()?, freqs.sin()?);
-        // Causal: query i sees keys 0..=i. Right padding then needs no mask of its own.
-        let causal: Vec<f32> = (0..s)
-            .flat_map(|i| (0..s).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(causal, (1, 1, s, s), &self.device)?;
         for l in &self.layers {
-            let a = self.attention(l, &l.ln1.forward(&x)?, &cos, &sin, &mask)?;
+            let a = self.attention(l, &l.ln1.forward(&x)?, &cos, &sin)?;
             x = (x + a)?;
             let h = l.ln2.forward(&x)?;
             let m = l
