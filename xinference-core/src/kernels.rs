@@ -15,42 +15,30 @@ pub const PARALLEL_WORK: usize = 1 << 18;
 /// Element-wise work is split into pieces of about this many values.
 const PARALLEL_CHUNK: usize = 1 << 14;
 
-/// Defines `fn $name` (or `unsafe fn $name`), compiled twice: for AVX2 + FMA (used when the
-/// CPU has them, chosen at run time) and for the build's baseline.
+/// Defines `fn $name`, compiled twice: for AVX2 + FMA (used when the CPU has them, chosen
+/// at run time) and for the build's baseline. Plain loops in the body vectorise for AVX2.
 macro_rules! multiversioned {
     ($(#[$meta:meta])* fn $name:ident($($p:ident: $t:ty),*) $body:block) => {
         $(#[$meta])*
         fn $name($($p: $t),*) {
-            multiversioned!(@dispatch ($($p: $t),*) $body)
-        }
-    };
-    ($(#[$meta:meta])* unsafe fn $name:ident($($p:ident: $t:ty),*) $body:block) => {
-        $(#[$meta])*
-        unsafe fn $name($($p: $t),*) {
-            multiversioned!(@dispatch ($($p: $t),*) $body)
-        }
-    };
-    (@dispatch ($($p:ident: $t:ty),*) $body:block) => {{
-        #[inline(always)]
-        #[allow(unused_unsafe)]
-        unsafe fn portable($($p: $t),*) $body
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2($($p: $t),*) {
-                portable($($p),*)
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
+            #[inline(always)]
+            fn portable($($p: $t),*) $body
+            #[cfg(target_arch = "x86_64")]
             {
-                // SAFETY: the CPU has the features `avx2` was compiled for; `portable`'s own
-                // contract is the caller's.
-                return unsafe { avx2($($p),*) };
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($p: $t),*) {
+                    portable($($p),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has the features `avx2` was compiled for.
+                    return unsafe { avx2($($p),*) };
+                }
             }
+            portable($($p),*)
         }
-        // SAFETY: as above, the contract is the caller's.
-        unsafe { portable($($p),*) }
-    }};
+    };
 }
 
 /// Threads the kernels use: candle's count (`RAYON_NUM_THREADS`, else the machine's cores).
