@@ -1,5 +1,6 @@
 //! GGUF models: the architecture is read from `general.architecture`, never guessed from file
-//! names; weights load through candle's quantized model of that family. The tokenizer and chat
+//! names. Llama-layout families (llama, mistral, qwen2) load into our own decoder
+//! (`gguf_decoder`, fast prompts); the others through candle's quantized model of the family. The tokenizer and chat
 //! template come from the GGUF metadata unless a `tokenizer.json` / `tokenizer_config.json`
 //! sits beside the file.
 
@@ -231,6 +232,19 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
         }
     };
     let device = Device::Cpu;
+    if super::gguf_decoder::GgufDecoder::supports(&ct, &architecture) {
+        let model = super::gguf_decoder::GgufDecoder::load(&ct, &mut file, &architecture)?;
+        return Ok(LlmParts {
+            model: Box::new(model),
+            architecture,
+            tokenizer,
+            chat_template,
+            bos_token_id,
+            eos_token_ids,
+            add_bos,
+            context_length,
+        });
+    }
     let model = match architecture.as_str() {
         "llama" | "mistral" => QuantizedModel::Llama(quantized_llama::ModelWeights::from_gguf(
             ct, &mut file, &device,

@@ -5,6 +5,7 @@ pub mod constraint;
 mod detokenizer;
 mod engine;
 mod gguf;
+mod gguf_decoder;
 mod model;
 pub mod reasoning;
 mod safetensors;
