@@ -84,6 +84,44 @@ impl QuantizedModel {
     }
 }
 
+/// The families on candle's quantized models (those [`super::gguf_decoder`] does not run).
+fn candle_model(
+    ct: Content,
+    file: &mut std::fs::File,
+    architecture: &str,
+) -> Result<QuantizedModel> {
+    let device = Device::Cpu;
+    Ok(match architecture {
+        "llama" | "mistral" => {
+            QuantizedModel::Llama(quantized_llama::ModelWeights::from_gguf(ct, file, &device)?)
+        }
+        "qwen2" => {
+            QuantizedModel::Qwen2(quantized_qwen2::ModelWeights::from_gguf(ct, file, &device)?)
+        }
+        "qwen3" => {
+            QuantizedModel::Qwen3(quantized_qwen3::ModelWeights::from_gguf(ct, file, &device)?)
+        }
+        "gemma3" => QuantizedModel::Gemma3(quantized_gemma3::ModelWeights::from_gguf(
+            ct, file, &device,
+        )?),
+        "phi3" => QuantizedModel::Phi3(quantized_phi3::ModelWeights::from_gguf(
+            false, ct, file, &device,
+        )?),
+        "glm4" => QuantizedModel::Glm4(quantized_glm4::ModelWeights::from_gguf(
+            ct,
+            file,
+            &device,
+            candle_core::DType::F32,
+        )?),
+        other => {
+            return Err(Error::bad_request(format!(
+                "GGUF architecture `{other}` cannot be run by this build yet (supported: {})",
+                GGUF_ARCHITECTURES.join(", ")
+            )))
+        }
+    })
+}
+
 /// Architectures this build loads from GGUF.
 pub const GGUF_ARCHITECTURES: &[&str] = &[
     "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4",
@@ -231,51 +269,18 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
             }
         }
     };
-    let device = Device::Cpu;
-    if super::gguf_decoder::GgufDecoder::supports(&ct, &architecture) {
-        let model = super::gguf_decoder::GgufDecoder::load(&ct, &mut file, &architecture)?;
-        return Ok(LlmParts {
-            model: Box::new(model),
-            architecture,
-            tokenizer,
-            chat_template,
-            bos_token_id,
-            eos_token_ids,
-            add_bos,
-            context_length,
-        });
-    }
-    let model = match architecture.as_str() {
-        "llama" | "mistral" => QuantizedModel::Llama(quantized_llama::ModelWeights::from_gguf(
-            ct, &mut file, &device,
-        )?),
-        "qwen2" => QuantizedModel::Qwen2(quantized_qwen2::ModelWeights::from_gguf(
-            ct, &mut file, &device,
-        )?),
-        "qwen3" => QuantizedModel::Qwen3(quantized_qwen3::ModelWeights::from_gguf(
-            ct, &mut file, &device,
-        )?),
-        "gemma3" => QuantizedModel::Gemma3(quantized_gemma3::ModelWeights::from_gguf(
-            ct, &mut file, &device,
-        )?),
-        "phi3" => QuantizedModel::Phi3(quantized_phi3::ModelWeights::from_gguf(
-            false, ct, &mut file, &device,
-        )?),
-        "glm4" => QuantizedModel::Glm4(quantized_glm4::ModelWeights::from_gguf(
-            ct,
-            &mut file,
-            &device,
-            candle_core::DType::F32,
-        )?),
-        other => {
-            return Err(Error::bad_request(format!(
-                "GGUF architecture `{other}` cannot be run by this build yet (supported: {})",
-                GGUF_ARCHITECTURES.join(", ")
-            )))
-        }
-    };
+    let model: Box<dyn super::CausalLm> =
+        if super::gguf_decoder::GgufDecoder::supports(&ct, &architecture) {
+            Box::new(super::gguf_decoder::GgufDecoder::load(
+                &ct,
+                &mut file,
+                &architecture,
+            )?)
+        } else {
+            Box::new(candle_model(ct, &mut file, &architecture)?)
+        };
     Ok(LlmParts {
-        model: Box::new(model),
+        model,
         architecture,
         tokenizer,
         chat_template,
