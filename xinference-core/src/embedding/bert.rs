@@ -6,6 +6,7 @@ use super::encoder::{Encoder, EncoderConfig};
 use super::{weights, PoolingConfig};
 use crate::{Error, Result};
 use candle_core::Device;
+use candle_nn::VarBuilder;
 use std::path::Path;
 
 /// Which of the two layouts a folder holds.
@@ -24,36 +25,39 @@ pub struct BertEmbedder {
 }
 
 impl BertEmbedder {
-    /// Loads the weights in `dir` with `config.json`'s text. Also returns the longest sequence
+    /// Loads the weights in `dir` with its parsed `config.json`. Also returns the longest sequence
     /// the position table allows (for XLM-RoBERTa `max_position_embeddings - pad_token_id - 1`,
     /// 512 for the usual 514).
     pub fn load(
         dir: &Path,
-        config_text: &str,
+        config: &serde_json::Value,
         layout: Layout,
         pooling: PoolingConfig,
     ) -> Result<(Self, usize)> {
-        let encoder = load_encoder(dir, config_text, layout)?;
+        let weights = weights(dir, &Device::Cpu)?;
+        let encoder = load_encoder(dir, &weights, config, layout)?;
         let max_tokens = encoder.config().max_tokens();
         Ok((BertEmbedder { encoder, pooling }, max_tokens))
     }
 }
 
-/// Loads the encoder of a BERT or XLM-RoBERTa folder (an embedder's, or a classifier's: the
-/// encoder may sit under `bert.` / `roberta.`).
-pub(crate) fn load_encoder(dir: &Path, config_text: &str, layout: Layout) -> Result<Encoder> {
+/// Loads the encoder of a BERT or XLM-RoBERTa folder `dir` from its `weights` (an embedder's,
+/// or a classifier's: the encoder may sit under `bert.` / `roberta.`).
+pub(crate) fn load_encoder(
+    dir: &Path,
+    weights: &VarBuilder<'static>,
+    config: &serde_json::Value,
+    layout: Layout,
+) -> Result<Encoder> {
     let (name, prefix) = match layout {
         Layout::Bert => ("BERT", "bert"),
         Layout::XlmRoberta => ("XLM-RoBERTa", "roberta"),
     };
-    let config: serde_json::Value = serde_json::from_str(config_text)
-        .map_err(|e| Error::bad_request(format!("unsupported {name} config.json: {e}")))?;
-    let config = EncoderConfig::from_json(&config, layout == Layout::XlmRoberta)?;
-    let vb = weights(dir, &Device::Cpu)?;
-    let vb = if vb.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight")) {
-        vb.pp(prefix)
+    let config = EncoderConfig::from_json(config, layout == Layout::XlmRoberta)?;
+    let vb = if weights.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight")) {
+        weights.pp(prefix)
     } else {
-        vb
+        weights.clone()
     };
     Encoder::load(&vb, config).map_err(|e| {
         Error::bad_request(format!(

@@ -260,8 +260,8 @@ impl super::Embed for JinaBertEmbedder {
     fn forward(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
         let (ids, mask) = padded(batch, self.pad_id, &self.device)?;
         let hidden = self.encode(&ids, &mask)?;
-        let pooled = self.pooling.apply(&hidden, &mask)?;
-        Ok(pooled.to_dtype(DType::F32)?.to_vec2()?)
+        let lens: Vec<usize> = batch.iter().map(|s| s.len()).collect();
+        self.pooling.pool_padded(&hidden, &lens)
     }
 
     fn dimensions(&self) -> usize {

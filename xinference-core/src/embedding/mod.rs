@@ -137,12 +137,12 @@ pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<Emb
         }
         ("XLMRobertaModel" | "XLMRobertaForMaskedLM", _) | (_, "xlm-roberta") => {
             let (m, positions) =
-                bert::BertEmbedder::load(dir, &config_text, bert::Layout::XlmRoberta, pooling)?;
+                bert::BertEmbedder::load(dir, &config, bert::Layout::XlmRoberta, pooling)?;
             (Box::new(m), positions)
         }
         ("BertModel" | "BertForMaskedLM", _) | (_, "bert") => {
             let (m, positions) =
-                bert::BertEmbedder::load(dir, &config_text, bert::Layout::Bert, pooling)?;
+                bert::BertEmbedder::load(dir, &config, bert::Layout::Bert, pooling)?;
             (Box::new(m), positions)
         }
         _ => {

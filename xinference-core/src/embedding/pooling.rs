@@ -3,7 +3,7 @@
 //! `1_Pooling/config.json` names the pooling mode.
 
 use crate::Result;
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 use serde_json::Value;
 use std::path::Path;
 
@@ -56,46 +56,6 @@ impl PoolingConfig {
         PoolingConfig { pooling, normalize }
     }
 
-    /// Pools `hidden` `[batch, seq, dim]` under `mask` `[batch, seq]` (1 for real tokens,
-    /// right-padded) into `[batch, dim]`, normalising when configured.
-    pub fn apply(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?; // [b, s, 1]
-        let pooled = match self.pooling {
-            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-            Pooling::Mean => {
-                let summed = hidden.broadcast_mul(&mask_f)?.sum(1)?;
-                let counts = mask_f.sum(1)?.clamp(1e-9f32, f32::MAX)?;
-                summed.broadcast_div(&counts)?
-            }
-            Pooling::Max => {
-                // Padding positions get a very negative value so they never win.
-                let penalty = ((mask_f.ones_like()? - &mask_f)? * -1e9f64)?;
-                hidden.broadcast_add(&penalty)?.max(1)?
-            }
-            Pooling::LastToken => {
-                let lengths: Vec<u32> = mask.to_dtype(DType::U32)?.sum(1)?.to_vec1()?;
-                let rows = lengths
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &len)| hidden.get(i)?.get(len.saturating_sub(1) as usize))
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                Tensor::stack(&rows, 0)?
-            }
-        };
-        if self.normalize {
-            let norm = pooled
-                .sqr()?
-                .sum_keepdim(1)?
-                .sqrt()?
-                .clamp(1e-12f32, f32::MAX)?;
-            Ok(pooled.broadcast_div(&norm)?)
-        } else {
-            Ok(pooled)
-        }
-    }
-}
-
-impl PoolingConfig {
     /// Pools the token vectors of one sequence (`rows`: `tokens × width`, row-major, no
     /// padding), normalising when configured.
     pub fn pool(&self, rows: &[f32], width: usize) -> Vec<f32> {
@@ -126,6 +86,18 @@ impl PoolingConfig {
         }
         pooled
     }
+
+    /// Pools a right-padded batch: `hidden` `[batch, seq, width]`, where sequence `i` has
+    /// `lens[i]` real tokens. One vector per sequence, by [`PoolingConfig::pool`].
+    pub fn pool_padded(&self, hidden: &Tensor, lens: &[usize]) -> Result<Vec<Vec<f32>>> {
+        let width = hidden.dim(2)?;
+        let rows: Vec<Vec<Vec<f32>>> = hidden.to_dtype(DType::F32)?.to_vec3()?;
+        Ok(rows
+            .iter()
+            .zip(lens)
+            .map(|(seq, &len)| self.pool(&seq[..len].concat(), width))
+            .collect())
+    }
 }
 
 /// The mode of a `1_Pooling/config.json`: sentence-transformers 5+ writes
@@ -153,7 +125,7 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    fn hidden() -> (Tensor, Tensor) {
+    fn hidden() -> (Tensor, Vec<usize>) {
         // Two sequences of three tokens, dim 2; the second has one padding token.
         let h = Tensor::new(
             &[
@@ -163,8 +135,7 @@ mod tests {
             &Device::Cpu,
         )
         .unwrap();
-        let m = Tensor::new(&[[1u32, 1, 1], [1, 1, 0]], &Device::Cpu).unwrap();
-        (h, m)
+        (h, vec![3, 2])
     }
 
     #[test]
@@ -187,7 +158,7 @@ mod tests {
             pooling: Pooling::Mean,
             normalize: false,
         };
-        let out: Vec<Vec<f32>> = cfg.apply(&h, &m).unwrap().to_vec2().unwrap();
+        let out = cfg.pool_padded(&h, &m).unwrap();
         assert_eq!(out, vec![vec![3., 4.], vec![2., 0.]]);
     }
 
@@ -196,9 +167,7 @@ mod tests {
         let (h, m) = hidden();
         let pool = |pooling, normalize| -> Vec<Vec<f32>> {
             PoolingConfig { pooling, normalize }
-                .apply(&h, &m)
-                .unwrap()
-                .to_vec2()
+                .pool_padded(&h, &m)
                 .unwrap()
         };
         assert_eq!(pool(Pooling::Cls, false), vec![vec![1., 2.], vec![1., 0.]]);

@@ -15,7 +15,7 @@
 use super::attention::attention;
 use super::{padded, weights, PoolingConfig};
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::{embedding, linear_b, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm};
 use candle_nn::{Module, VarBuilder};
 use serde_json::Value;
@@ -253,10 +253,10 @@ impl Qwen3Embedder {
 
 impl super::Embed for Qwen3Embedder {
     fn forward(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        let (ids, mask) = padded(batch, self.config.pad_id, &self.device)?;
+        let (ids, _) = padded(batch, self.config.pad_id, &self.device)?;
         let hidden = self.encode(&ids)?;
-        let pooled = self.pooling.apply(&hidden, &mask)?;
-        Ok(pooled.to_dtype(DType::F32)?.to_vec2()?)
+        let lens: Vec<usize> = batch.iter().map(|s| s.len()).collect();
+        self.pooling.pool_padded(&hidden, &lens)
     }
 
     fn dimensions(&self) -> usize {

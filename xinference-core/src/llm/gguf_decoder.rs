@@ -21,6 +21,12 @@ use std::sync::Arc;
 /// Products of at least this many rows run on dequantized weights (see [`prefill_rounding`]).
 const PREFILL_ROWS: usize = 8;
 
+/// A GGUF tensor read as f32 (norm weights, biases, the token table).
+fn f32_tensor<R: Read + Seek>(ct: &Content, reader: &mut R, name: &str) -> Result<Tensor> {
+    let device = Device::Cpu;
+    Ok(ct.tensor(reader, name, &device)?.dequantize(&device)?)
+}
+
 /// A linear layer of quantized weights, with an optional f32 bias.
 #[derive(Clone)]
 struct QLinear {
@@ -34,10 +40,7 @@ impl QLinear {
         let device = Device::Cpu;
         let weight = Arc::new(ct.tensor(reader, &format!("{name}.weight"), &device)?);
         let bias = if bias {
-            Some(
-                ct.tensor(reader, &format!("{name}.bias"), &device)?
-                    .dequantize(&device)?,
-            )
+            Some(f32_tensor(ct, reader, &format!("{name}.bias"))?)
         } else {
             None
         };
@@ -172,26 +175,18 @@ impl GgufDecoder {
             )));
         }
         let qwen2 = architecture == "qwen2";
-        let embeddings = ct
-            .tensor(reader, "token_embd.weight", &device)?
-            .dequantize(&device)?;
-        let norm = ct
-            .tensor(reader, "output_norm.weight", &device)?
-            .dequantize(&device)?;
+        let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
+        let norm = f32_tensor(ct, reader, "output_norm.weight")?;
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
             let p = format!("blk.{i}");
             blocks.push(Layer {
-                attn_norm: ct
-                    .tensor(reader, &format!("{p}.attn_norm.weight"), &device)?
-                    .dequantize(&device)?,
+                attn_norm: f32_tensor(ct, reader, &format!("{p}.attn_norm.weight"))?,
                 q: QLinear::load(ct, reader, &format!("{p}.attn_q"), qwen2)?,
                 k: QLinear::load(ct, reader, &format!("{p}.attn_k"), qwen2)?,
                 v: QLinear::load(ct, reader, &format!("{p}.attn_v"), qwen2)?,
                 o: QLinear::load(ct, reader, &format!("{p}.attn_output"), false)?,
-                ffn_norm: ct
-                    .tensor(reader, &format!("{p}.ffn_norm.weight"), &device)?
-                    .dequantize(&device)?,
+                ffn_norm: f32_tensor(ct, reader, &format!("{p}.ffn_norm.weight"))?,
                 gate: QLinear::load(ct, reader, &format!("{p}.ffn_gate"), false)?,
                 up: QLinear::load(ct, reader, &format!("{p}.ffn_up"), false)?,
                 down: QLinear::load(ct, reader, &format!("{p}.ffn_down"), false)?,

@@ -156,9 +156,9 @@ impl CrossEncoder {
                 )))
             }
         };
-        let encoder = load_encoder(dir, &config.to_string(), layout)?;
-        let hidden = encoder.config().hidden;
         let vb = crate::embedding::weights(dir, &Device::Cpu)?;
+        let encoder = load_encoder(dir, &vb, config, layout)?;
+        let hidden = encoder.config().hidden;
         let (dense, out) = match layout {
             Layout::Bert => ("bert.pooler.dense", "classifier"),
             Layout::XlmRoberta => ("classifier.dense", "classifier.out_proj"),
