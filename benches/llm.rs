@@ -6,6 +6,9 @@
 //!
 //!     CANDLE_NUM_THREADS=2 XINFERENCE_BENCH_PEER_PYTHON=/path/to/python cargo bench --bench llm
 //!
+//! `XINFERENCE_BENCH_LLM_FILES` (comma-separated file names in the test-models folder) picks
+//! the models; by default SmolLM2, Qwen2.5-coder and Gemma 3 270M.
+//!
 //! Not a test: it asserts nothing about speed.
 
 use std::path::{Path, PathBuf};
@@ -138,14 +141,22 @@ fn main() {
         });
     println!("| model | measure | xinference-rs | llama.cpp | ratio |");
     println!("|---|---|---|---|---|");
-    for file in [
-        "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    ] {
+    let files: Vec<String> = match std::env::var("XINFERENCE_BENCH_LLM_FILES") {
+        Ok(list) => list.split(',').map(|f| f.trim().to_string()).collect(),
+        Err(_) => [
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            "gemma-3-270m-q4_k_m.gguf",
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    for file in &files {
         let path = models.join(file);
         assert!(
             path.exists(),
-            "run `python3 scripts/fetch-test-models.py smollm2 qwen` first"
+            "{} is missing: run `python3 scripts/fetch-test-models.py smollm2 qwen gemma` first",
+            path.display()
         );
         let size_mb = std::fs::metadata(&path).unwrap().len() as f64 / 1048576.0;
         let ours = measure(&path);
@@ -187,6 +198,9 @@ fn main() {
         );
     }
     let path = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !files.iter().any(|f| models.join(f) == path) {
+        return;
+    }
     let solo = measure(&path).decode;
     let (a, b) = two_at_once(&path);
     println!(
