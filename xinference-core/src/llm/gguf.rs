@@ -1,6 +1,7 @@
 //! GGUF models: the architecture is read from `general.architecture`, never guessed from file
-//! names. Llama-layout families (llama, mistral, qwen2) load into our own decoder
-//! (`gguf_decoder`, fast prompts); the others through candle's quantized model of the family. The tokenizer and chat
+//! names. Llama-layout families (llama, mistral, qwen2) and Gemma 3 load into our own decoder
+//! (`gguf_decoder/`, fast prompts); the others through candle's quantized model of the family.
+//! The tokenizer and chat
 //! template come from the GGUF metadata unless a `tokenizer.json` / `tokenizer_config.json`
 //! sits beside the file.
 
@@ -10,8 +11,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{
-    quantized_gemma3, quantized_glm4, quantized_llama, quantized_phi3, quantized_qwen2,
-    quantized_qwen3,
+    quantized_glm4, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
 };
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
@@ -24,8 +24,6 @@ pub enum QuantizedModel {
     Qwen2(quantized_qwen2::ModelWeights),
     /// Qwen3.
     Qwen3(quantized_qwen3::ModelWeights),
-    /// Gemma 3.
-    Gemma3(quantized_gemma3::ModelWeights),
     /// Phi-3.
     Phi3(quantized_phi3::ModelWeights),
     /// GLM-4.
@@ -42,7 +40,6 @@ impl super::CausalLm for QuantizedModel {
             QuantizedModel::Llama(m) => m.forward(&input, position)?,
             QuantizedModel::Qwen2(m) => m.forward(&input, position)?,
             QuantizedModel::Qwen3(m) => m.forward(&input, position)?,
-            QuantizedModel::Gemma3(m) => m.forward(&input, position)?,
             QuantizedModel::Phi3(m) => m.forward(&input, position)?,
             QuantizedModel::Glm4(m) => m.forward(&input, position)?,
         };
@@ -61,7 +58,6 @@ impl super::CausalLm for QuantizedModel {
         let mut copy = match self {
             QuantizedModel::Llama(m) => QuantizedModel::Llama(m.clone()),
             QuantizedModel::Qwen3(m) => QuantizedModel::Qwen3(m.clone()),
-            QuantizedModel::Gemma3(m) => QuantizedModel::Gemma3(m.clone()),
             QuantizedModel::Phi3(m) => QuantizedModel::Phi3(m.clone()),
             QuantizedModel::Glm4(m) => QuantizedModel::Glm4(m.clone()),
             // candle's quantized Qwen2 cannot be cloned.
@@ -79,7 +75,7 @@ impl QuantizedModel {
             QuantizedModel::Qwen2(m) => m.clear_kv_cache(),
             QuantizedModel::Qwen3(m) => m.clear_kv_cache(),
             // These reset their cache when a forward starts at position 0.
-            QuantizedModel::Gemma3(_) | QuantizedModel::Phi3(_) | QuantizedModel::Glm4(_) => {}
+            QuantizedModel::Phi3(_) | QuantizedModel::Glm4(_) => {}
         }
     }
 }
@@ -101,9 +97,12 @@ fn candle_model(
         "qwen3" => {
             QuantizedModel::Qwen3(quantized_qwen3::ModelWeights::from_gguf(ct, file, &device)?)
         }
-        "gemma3" => QuantizedModel::Gemma3(quantized_gemma3::ModelWeights::from_gguf(
-            ct, file, &device,
-        )?),
+        // candle's quantized Gemma 3 runs its feed-forward through SiLU, not GELU: only ours.
+        "gemma3" => {
+            return Err(Error::bad_request(
+                "this gemma3 GGUF lacks the q/k norms or post norms of Gemma 3",
+            ))
+        }
         "phi3" => QuantizedModel::Phi3(quantized_phi3::ModelWeights::from_gguf(
             false, ct, file, &device,
         )?),
@@ -269,6 +268,15 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
             }
         }
     };
+    // Gemma's turns end with `<end_of_turn>`, which its GGUFs do not name as EOS/EOT; llama.cpp
+    // ends generation on it by its text.
+    if architecture == "gemma3" {
+        if let Some(id) = tokenizer.token_to_id("<end_of_turn>") {
+            if !eos_token_ids.contains(&id) {
+                eos_token_ids.push(id);
+            }
+        }
+    }
     let model: Box<dyn super::CausalLm> =
         if super::gguf_decoder::GgufDecoder::supports(&ct, &architecture) {
             Box::new(super::gguf_decoder::GgufDecoder::load(
