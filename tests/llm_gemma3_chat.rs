@@ -171,5 +171,6 @@ async fn gemma3_gguf_with_a_chat_template_chats_over_http() {
     )
     .await;
     assert!(out.contains("openai gemma3 chat: ok"), "{out}");
+    println!("{out}");
     server.stop().await;
 }

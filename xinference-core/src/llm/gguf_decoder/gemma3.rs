@@ -5,9 +5,11 @@
 //! a GELU(tanh)-gated feed-forward; queries scaled by `1/sqrt(key_length)`
 //! (`1/sqrt(hidden/heads)` for the 62-layer 27B, whose `query_pre_attn_scalar` differs);
 //! sliding-window attention (`gemma3.attention.sliding_window` positions) on five layers of
-//! every six, each sixth global; rotary base 10 000 on the local layers and
-//! `gemma3.rope.freq_base` with linear `gemma3.rope.scaling.factor` on the global ones; an
-//! optional final logit soft-cap; output tied to the token table.
+//! every six, each sixth global; rotary base 10 000 (or `gemma3.rope.freq_base_swa`) on the
+//! local layers and `gemma3.rope.freq_base` with linear `gemma3.rope.scaling.factor` on the
+//! global ones; an optional final logit soft-cap; output tied to the token table. The GELU
+//! reads llama.cpp's f16 table (see `gelu_f16_table`): with an exact GELU, greedy answers
+//! part from llama.cpp's at margins of 0.05.
 
 use super::{
     f32_tensor, load_output, meta_f32, meta_usize, Activation, Family, GgufDecoder, Layer, Rope,
@@ -21,7 +23,8 @@ const ARCH: &str = "gemma3";
 /// Every `SLIDING_WINDOW_PATTERN`-th layer is global, the others slide (llama.cpp's
 /// `set_swa_pattern(6)`; the GGUF does not store it).
 const SLIDING_WINDOW_PATTERN: usize = 6;
-/// Rotary base of the sliding-window layers (llama.cpp's `rope_freq_base_train_swa`).
+/// Rotary base of the sliding-window layers (llama.cpp's `rope_freq_base_train_swa`), unless
+/// the GGUF has `gemma3.rope.freq_base_swa`.
 const LOCAL_ROPE_BASE: f32 = 10_000.0;
 
 /// Whether the GGUF has Gemma 3's per-head q/k norms and post norms.
@@ -44,6 +47,7 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         .ok()
         .filter(|&w| w > 0);
     let global_base = meta_f32(ct, ARCH, "rope.freq_base").unwrap_or(1_000_000.0);
+    let local_base = meta_f32(ct, ARCH, "rope.freq_base_swa").unwrap_or(LOCAL_ROPE_BASE);
     let global_scale = match meta_f32(ct, ARCH, "rope.scaling.factor") {
         Some(factor) if factor > 0.0 => 1.0 / factor,
         _ => 1.0,
@@ -96,7 +100,62 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         },
         ropes: vec![
             Rope::new(shape.head_dim, global_base, global_scale, shape.positions)?,
-            Rope::new(shape.head_dim, LOCAL_ROPE_BASE, 1.0, shape.positions)?,
+            Rope::new(shape.head_dim, local_base, 1.0, shape.positions)?,
         ],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::attention_mask;
+
+    /// The visible keys of each query, from a mask over keys `first_key..`.
+    fn visible(
+        s: usize,
+        position: usize,
+        first_key: usize,
+        window: Option<usize>,
+    ) -> Vec<Vec<usize>> {
+        let Some(mask) = attention_mask(s, position, first_key, window).unwrap() else {
+            let keys: Vec<usize> = (first_key..position + s).collect();
+            return vec![keys; s];
+        };
+        let rows: Vec<Vec<f32>> = mask
+            .squeeze(0)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        rows.iter()
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(j, _)| first_key + j)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// A sliding-window query sees itself and the `window - 1` positions before it (llama.cpp's
+    /// standard window, Hugging Face's `q - k < sliding_window`); a global one sees all before it.
+    #[test]
+    fn sliding_windows_hide_what_is_too_far_back() {
+        assert_eq!(
+            visible(4, 0, 0, Some(2)),
+            [vec![0], vec![0, 1], vec![1, 2], vec![2, 3]]
+        );
+        assert_eq!(visible(3, 0, 0, None), [vec![0], vec![0, 1], vec![0, 1, 2]]);
+        // A decode step over a cache trimmed to the window: the oldest key kept is one too far.
+        assert_eq!(visible(1, 10, 7, Some(3)), [vec![8, 9, 10]]);
+        // A prompt chunk after a trimmed cache.
+        assert_eq!(
+            visible(2, 10, 7, Some(3)),
+            [vec![8, 9, 10], vec![9, 10, 11]]
+        );
+        // Nothing hidden: no mask at all.
+        assert!(attention_mask(1, 5, 0, None).unwrap().is_none());
+        assert!(attention_mask(1, 5, 3, Some(3)).unwrap().is_none());
+    }
 }
