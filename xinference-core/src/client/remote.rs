@@ -10,11 +10,21 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// An HTTP connection to a server.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RemoteClient {
     base: String,
     http: reqwest::Client,
     api_key: Option<String>,
+}
+
+/// Shows the endpoint and whether a key is set, never the key.
+impl std::fmt::Debug for RemoteClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteClient")
+            .field("base", &self.base)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl RemoteClient {

@@ -128,6 +128,9 @@ impl ModelFamily {
             abilities = default_abilities(model_type);
         }
         let specs = flatten_specs(model_type, &raw)?;
+        for spec in &specs {
+            validate_path_parts(spec)?;
+        }
         if specs.is_empty() {
             return Err(Error::bad_request(format!(
                 "Invalid {model_type} model spec `{}`: model_specs field required (at least one spec with a model_id or model_uri)",
@@ -202,6 +205,60 @@ fn validate_name(name: &str) -> Result<()> {
             "Invalid model_name `{name}`: use letters, digits, '.', '_' and '-' only"
         )))
     }
+}
+
+/// The one check of every spec string that becomes part of a path: the cache folder is
+/// `<name>-<format>-<size>b-<quantization>` under `$XINFERENCE_HOME/cache`, and file templates
+/// and repository ids name files inside it and inside the hub cache. Each must stay a plain name
+/// (or, for templates and ids, a relative path of plain names), so that no registration can make
+/// the cache create, delete or link files outside `$XINFERENCE_HOME`.
+fn validate_path_parts(spec: &ModelSpec) -> Result<()> {
+    let plain = |field: &str, value: &str| -> Result<()> {
+        let ok = !value.is_empty()
+            && value.len() <= 200
+            && !value.starts_with('.')
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::bad_request(format!(
+                "Invalid {field} `{value}`: use letters, digits, '.', '_' and '-' only"
+            )))
+        }
+    };
+    let relative = |field: &str, value: &str| -> Result<()> {
+        let ok = value.len() <= 500
+            && !value.starts_with('/')
+            && !value.contains('\\')
+            && !value.contains('\0')
+            && value
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..");
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::bad_request(format!(
+                "Invalid {field} `{value}`: it must be a relative path without '..'"
+            )))
+        }
+    };
+    plain("model_format", &spec.model_format)?;
+    plain("quantization", &spec.quantization)?;
+    if let Some(size) = &spec.model_size_in_billions {
+        plain("model_size_in_billions", size)?;
+    }
+    if !spec.model_id.is_empty() {
+        relative("model_id", &spec.model_id)?;
+    }
+    if let Some(name) = &spec.model_file_name {
+        relative("model_file_name_template", name)?;
+    }
+    if let Some(revision) = &spec.model_revision {
+        relative("model_revision", revision)?;
+    }
+    Ok(())
 }
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
@@ -355,6 +412,44 @@ fn push_src(
 
 #[cfg(test)]
 mod tests {
+    /// Every spec string that becomes a path is refused when it could leave its folder.
+    #[test]
+    fn path_parts_cannot_leave_the_cache() {
+        let llm = |spec: serde_json::Value| {
+            ModelFamily::from_json(
+                ModelType::Llm,
+                json!({"version": 2, "model_name": "x", "context_length": 2048,
+                       "model_lang": ["en"], "model_ability": ["chat"],
+                       "model_specs": [spec]}),
+                false,
+            )
+        };
+        let good = json!({"model_format": "ggufv2", "model_size_in_billions": "0_5",
+            "model_src": {"huggingface": {"model_id": "org/repo", "quantizations": ["Q4_K_M"],
+                "model_file_name_template": "m-{quantization}.gguf"}}});
+        llm(good.clone()).unwrap();
+        for (path, value) in [
+            ("/model_src/huggingface/quantizations/0", "../../../x"),
+            ("/model_src/huggingface/quantizations/0", "a/b"),
+            ("/model_format", "../gguf"),
+            ("/model_size_in_billions", "../../1"),
+            (
+                "/model_src/huggingface/model_file_name_template",
+                "../../etc/{quantization}",
+            ),
+            (
+                "/model_src/huggingface/model_file_name_template",
+                "/etc/passwd",
+            ),
+            ("/model_src/huggingface/model_id", "../../org"),
+        ] {
+            let mut spec = good.clone();
+            *spec.pointer_mut(path).unwrap() = json!(value);
+            let e = llm(spec).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::BadRequest, "{path} = {value}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

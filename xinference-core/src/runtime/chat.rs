@@ -687,13 +687,17 @@ impl Runtime {
                 PromptInput::Text(items[0].as_str().unwrap_or_default().to_owned())
             }
             Value::Array(items) if !items.is_empty() && items.iter().all(|v| v.is_u64()) => {
-                PromptInput::Tokens(
-                    items
-                        .iter()
-                        .filter_map(Value::as_u64)
-                        .map(|v| v as u32)
-                        .collect(),
-                )
+                // Ids past u32 are outside every vocabulary: refused, never wrapped.
+                let ids = items
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .map(|v| {
+                        u32::try_from(v).map_err(|_| {
+                            Error::bad_request(format!("token id {v} is outside the vocabulary"))
+                        })
+                    })
+                    .collect::<Result<Vec<u32>>>()?;
+                PromptInput::Tokens(ids)
             }
             Value::Array(items) if items.len() > 1 => {
                 return Err(Error::bad_request(

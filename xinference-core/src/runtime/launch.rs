@@ -207,6 +207,11 @@ impl Runtime {
             model_path.as_deref(),
             &instance.progress,
         )?;
+        super::memory::check_fits(
+            super::memory::weight_bytes(&files),
+            instance.replicas,
+            super::memory::available_bytes(),
+        )?;
         instance.progress.set_stage(Stage::Loading);
         match instance.family.model_type {
             ModelType::Embedding => {
@@ -292,14 +297,17 @@ fn size_text(v: &Value) -> Result<String> {
     }
 }
 
+/// The most replicas one launch may ask for; each also has to fit in memory (`memory.rs`).
+const MAX_REPLICAS: u64 = 64;
+
 fn parse_replica(v: Option<&Value>) -> Result<usize> {
     match v {
         None => Ok(1),
-        Some(Value::Number(n)) if n.is_u64() && n.as_u64() >= Some(1) => {
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=MAX_REPLICAS).contains(&n)) => {
             Ok(n.as_u64().unwrap_or(1) as usize)
         }
         Some(other) => Err(Error::bad_request(format!(
-            "replica must be an integer >= 1, not {other}"
+            "replica must be an integer from 1 to {MAX_REPLICAS}, not {other}"
         ))),
     }
 }

@@ -8,6 +8,7 @@ mod chat;
 mod describe;
 mod embed;
 mod launch;
+mod memory;
 mod rerank;
 mod structured;
 mod worker;

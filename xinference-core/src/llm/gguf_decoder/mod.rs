@@ -17,6 +17,7 @@
 
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::k_quants::{self, BlockQ8_0};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, IndexOp, Module, Tensor, D};
 use std::io::{Read, Seek};
@@ -60,7 +61,8 @@ impl QLinear {
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let rows = x.elem_count() / x.dim(D::Minus1)?.max(1);
-        let y = match (&self.matmul, prefill_rounding(self.weight.dtype())) {
+        let dtype = self.weight.dtype();
+        let y = match (&self.matmul, prefill_rounding(dtype)) {
             (QMatMul::QTensor(_), Some(rounding)) if rows >= PREFILL_ROWS => {
                 // Rounded as the quantized kernels (and llama.cpp) round activations, so that
                 // prompts land where decode steps and llama.cpp have them.
@@ -70,6 +72,7 @@ impl QLinear {
                 let w = self.weight.dequantize(x.device())?; // [out, in]
                 x.broadcast_matmul(&w.t()?)?
             }
+            (QMatMul::QTensor(_), _) if dtype == GgmlDType::Q8_0 => q8_0_product(&self.weight, x)?,
             (matmul, _) => matmul.forward(x)?,
         };
         match &self.bias {
@@ -77,6 +80,45 @@ impl QLinear {
             None => Ok(y),
         }
     }
+}
+
+/// `x · wᵀ` for Q8_0 weights through the format's own dot-product kernel, which rounds the
+/// activations to Q8_0 (blocks of 32) as llama.cpp does, on every CPU. candle's `QMatMul`
+/// sends Q8_0 weights to its repacked x86 kernels on CPUs with AVX-512 VNNI or AVX-VNNI, and
+/// those round the activations to Q8K (blocks of 256) instead: the same model then gives
+/// other logits on other CPUs (0.58 apart on one product of random data). Every other type
+/// keeps the activation rounding of its format on every tier, so only Q8_0 comes here.
+fn q8_0_product(weight: &QTensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, k) = weight.shape().dims2()?;
+    let x = x.contiguous()?;
+    let rows = x.elem_count() / k.max(1);
+    let lhs = x.flatten_all()?.to_vec1::<f32>()?;
+    let data = weight.data()?;
+    let block = std::mem::size_of::<BlockQ8_0>();
+    if data.len() % block != 0
+        || data
+            .as_ptr()
+            .align_offset(std::mem::align_of::<BlockQ8_0>())
+            != 0
+    {
+        candle_core::bail!(
+            "Q8_0 weights of {} bytes are not whole aligned blocks",
+            data.len()
+        );
+    }
+    // SAFETY: `BlockQ8_0` is `repr(C)` {f16 scale, [i8; 32]}: 34 bytes, no padding, every bit
+    // pattern valid; the bytes are candle's own block storage, checked above to be aligned
+    // and a whole number of blocks, and borrowed for as long as `data` lives.
+    let blocks: &[BlockQ8_0] = unsafe {
+        std::slice::from_raw_parts(data.as_ptr().cast::<BlockQ8_0>(), data.len() / block)
+    };
+    let mut out = vec![0f32; rows * n];
+    k_quants::matmul::<BlockQ8_0>((rows, k, n), &lhs, blocks, &mut out)?;
+    let mut dims = x.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = n;
+    }
+    Tensor::from_vec(out, dims, x.device())
 }
 
 /// The 8-bit format the quantized kernels round activations to before their dot products
@@ -486,15 +528,86 @@ impl super::CausalLm for GgufDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::quantized::k_quants::QK_K;
+    use half::f16;
 
-    /// The prompt path (dequantized weights, rounded activations) gives what the quantized
-    /// kernels give, for the weight types it takes (Q4_1/Q5_1 keep the kernels).
+    /// llama.cpp's `quantize_row_q8_0_ref`, read back: blocks of 32 with an f16 scale
+    /// `max|x| / 127` and values rounded half away from zero.
+    fn round_q8_0(x: &[f32]) -> Vec<f64> {
+        x.chunks(32)
+            .flat_map(|block| {
+                let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                let scale = f16::from_f32(d).to_f32() as f64;
+                block.iter().map(move |v| (v * id).round() as f64 * scale)
+            })
+            .collect()
+    }
+
+    /// llama.cpp's `quantize_row_q8_K_ref`, read back: blocks of 256, the scale set by the
+    /// value of largest magnitude (`iscale = -127 / max`), rounded half to even, kept in f32.
+    fn round_q8k(x: &[f32]) -> Vec<f64> {
+        x.chunks(QK_K)
+            .flat_map(|block| {
+                let (mut max, mut amax) = (0f32, 0f32);
+                for &v in block {
+                    if amax < v.abs() {
+                        amax = v.abs();
+                        max = v;
+                    }
+                }
+                let iscale = if amax == 0.0 { 0.0 } else { -127.0 / max };
+                let d = if amax == 0.0 { 0.0 } else { 1.0 / iscale };
+                block
+                    .iter()
+                    .map(move |v| (iscale * v).round_ties_even().min(127.0) as f64 * d as f64)
+            })
+            .collect()
+    }
+
+    /// `x · wᵀ` by the definition of the weight's format, as llama.cpp computes it: the
+    /// dequantized weights times the activations rounded to the format's dot-product type
+    /// (Q8_0 for the 32-blocks, Q8K for the k-quants), summed in f64. Nothing here depends on
+    /// the CPU or on which kernel candle picks.
+    fn reference_product(w: &QTensor, x: &[f32]) -> Vec<f64> {
+        let (n, k) = w.shape().dims2().unwrap();
+        let weights: Vec<f32> = w
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let round: fn(&[f32]) -> Vec<f64> = match prefill_rounding(w.dtype()) {
+            Some(GgmlDType::Q8_0) => round_q8_0,
+            Some(GgmlDType::Q8K) => round_q8k,
+            other => panic!("{:?} has no reference rounding ({other:?})", w.dtype()),
+        };
+        x.chunks(k)
+            .flat_map(|row| {
+                let row = round(row);
+                let weights = &weights;
+                (0..n).map(move |j| {
+                    let column = &weights[j * k..(j + 1) * k];
+                    row.iter()
+                        .zip(column)
+                        .map(|(a, b)| a * *b as f64)
+                        .sum::<f64>()
+                })
+            })
+            .collect()
+    }
+
+    /// Every product path (prompt rows on dequantized weights, decode rows on the quantized
+    /// kernels or our Q8_0 call) gives the format's definition, for every weight type the
+    /// prompt path takes, on whatever CPU runs the test. With candle's own `QMatMul` for Q8_0,
+    /// a CPU with AVX-512 VNNI is 0.58 away here (activations rounded to Q8K).
     #[test]
-    fn prompt_products_match_the_quantized_kernels() {
+    fn products_follow_the_format_definition_on_every_cpu() {
         let device = Device::Cpu;
-        let (out, inp, rows) = (48, 512, 16);
+        let (out, inp) = (48, 512);
         let w = Tensor::randn(0f32, 0.5, (out, inp), &device).unwrap();
-        let x = Tensor::randn(0f32, 2.0, (1, rows, inp), &device).unwrap();
         for dtype in [
             GgmlDType::Q4_0,
             GgmlDType::Q5_0,
@@ -503,27 +616,32 @@ mod tests {
             GgmlDType::Q5K,
             GgmlDType::Q6K,
         ] {
-            assert!(prefill_rounding(dtype).is_some(), "{dtype:?}");
             let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
             let linear = QLinear {
                 matmul: QMatMul::from_arc(q.clone()).unwrap(),
-                weight: q,
+                weight: q.clone(),
                 bias: None,
             };
-            let kernels = linear.matmul.forward(&x).unwrap();
-            let ours = linear.forward(&x).unwrap();
-            assert_eq!(ours.dims(), kernels.dims());
-            let diff: f32 = (kernels - ours)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap();
-            assert!(diff < 1e-3, "{dtype:?}: max abs diff {diff}");
+            // 1 and 3 rows are decode steps; 16 rows a prompt.
+            for rows in [1, 3, PREFILL_ROWS * 2] {
+                let x = Tensor::randn(0f32, 2.0, (1, rows, inp), &device).unwrap();
+                let ours: Vec<f32> = linear
+                    .forward(&x)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+                let reference = reference_product(&q, &xs);
+                assert_eq!(ours.len(), reference.len());
+                let diff = ours
+                    .iter()
+                    .zip(&reference)
+                    .map(|(a, b)| (*a as f64 - b).abs())
+                    .fold(0f64, f64::max);
+                assert!(diff < 1e-3, "{dtype:?}, {rows} rows: max abs diff {diff}");
+            }
         }
         assert!(prefill_rounding(GgmlDType::Q4_1).is_none());
     }
