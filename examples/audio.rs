@@ -18,7 +18,11 @@ async fn main() -> xinference::Result<()> {
         request = request.model_path(path);
     }
     let file = args.next().unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/audio/short_en.flac").to_owned()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/audio/short_en.flac"
+        )
+        .to_owned()
     });
     let audio = std::fs::read(&file)
         .map_err(|e| xinference::Error::bad_request(format!("cannot read {file}: {e}")))?;

@@ -126,7 +126,10 @@ async fn transcriptions_over_http() {
         "compression_ratio",
         "no_speech_prob",
     ] {
-        assert!(v["segments"][0].get(key).is_some(), "segments lack {key}: {v}");
+        assert!(
+            v["segments"][0].get(key).is_some(),
+            "segments lack {key}: {v}"
+        );
     }
     let (s, ct, plain) = post_form(url, route, form(&uid, clip.clone(), "text")).await;
     assert_eq!((s, ct.as_str()), (200, "text/plain; charset=utf-8"));
@@ -142,7 +145,11 @@ async fn transcriptions_over_http() {
     assert_eq!(cues(&srt), cues(&vtt));
 
     // The same speech as a 22.05 kHz wav, an ogg/vorbis and a 44.1 kHz stereo mp3.
-    for file in ["short_en_22k.wav", "short_en.ogg", "short_en_44k_stereo.mp3"] {
+    for file in [
+        "short_en_22k.wav",
+        "short_en.ogg",
+        "short_en_44k_stereo.mp3",
+    ] {
         let (s, _, body) = post_form(url, route, form(&uid, fixture(file), "json")).await;
         assert_eq!(s, 200, "{file}: {body}");
         let got = serde_json::from_str::<Value>(&body).unwrap()["text"]
@@ -223,7 +230,12 @@ async fn transcriptions_over_http() {
             .to_owned();
         assert!(detail.contains(needle), "{what}: {detail}");
     }
-    let (s, _, body) = post_form(url, "/v1/audio/translations", form(&uid, clip.clone(), "json")).await;
+    let (s, _, body) = post_form(
+        url,
+        "/v1/audio/translations",
+        form(&uid, clip.clone(), "json"),
+    )
+    .await;
     assert_eq!(s, 400, "{body}");
     assert!(body.contains("English-only"), "{body}");
     let (s, _, body) = post_form(url, route, form(&uid, clip.clone(), "json")).await;
@@ -241,7 +253,11 @@ async fn transcriptions_over_http() {
     // The official SDKs.
     let out = run_python(
         "openai_audio.py",
-        &[url, &uid, &fixture_path("short_en.flac").display().to_string()],
+        &[
+            url,
+            &uid,
+            &fixture_path("short_en.flac").display().to_string(),
+        ],
     )
     .await;
     assert!(out.contains("openai audio: ok"), "{out}");

@@ -13,8 +13,12 @@ use xinference::protocol::audio::{Transcription, TranscriptionOptions};
 use xinference::{AudioModel, Client, LaunchRequest, ModelType};
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio").join(name))
-        .expect("audio fixture")
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/audio")
+            .join(name),
+    )
+    .expect("audio fixture")
 }
 
 fn reference() -> Value {
@@ -45,7 +49,13 @@ pub fn words(text: &str) -> Vec<String> {
     let cleaned: String = text
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     cleaned
         .split_whitespace()
@@ -85,16 +95,34 @@ fn check_parity(key: &str, ours: &Transcription, reference: &Value) {
     let ref_segments = r["segments"].as_array().unwrap();
     let ref_tokens: Vec<u32> = ref_segments
         .iter()
-        .flat_map(|s| s["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32))
+        .flat_map(|s| {
+            s["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap() as u32)
+        })
         .collect();
-    let our_tokens: Vec<u32> = ours.segments.iter().flat_map(|s| s.tokens.clone()).collect();
+    let our_tokens: Vec<u32> = ours
+        .segments
+        .iter()
+        .flat_map(|s| s.tokens.clone())
+        .collect();
     assert_eq!(
-        our_tokens, ref_tokens,
+        our_tokens,
+        ref_tokens,
         "{key}: tokens differ from faster-whisper's\nours: {}\nref:  {}",
         ours.text,
-        ref_segments.iter().map(|s| s["text"].as_str().unwrap()).collect::<String>()
+        ref_segments
+            .iter()
+            .map(|s| s["text"].as_str().unwrap())
+            .collect::<String>()
     );
-    assert_eq!(ours.segments.len(), ref_segments.len(), "{key}: segment count");
+    assert_eq!(
+        ours.segments.len(),
+        ref_segments.len(),
+        "{key}: segment count"
+    );
     for (o, s) in ours.segments.iter().zip(ref_segments) {
         let (start, end) = (s["start"].as_f64().unwrap(), s["end"].as_f64().unwrap());
         assert!(
@@ -106,15 +134,26 @@ fn check_parity(key: &str, ours: &Transcription, reference: &Value) {
         );
         assert_eq!(o.text, s["text"].as_str().unwrap(), "{key}: segment text");
     }
-    assert_eq!(ours.language, r["language"].as_str().unwrap(), "{key}: language");
+    assert_eq!(
+        ours.language,
+        r["language"].as_str().unwrap(),
+        "{key}: language"
+    );
 }
 
 /// Segments are ordered, inside the audio, and (for long speech) cover it.
 fn check_timeline(t: &Transcription) {
     let mut last = 0.0;
     for s in &t.segments {
-        assert!(s.start >= last - 1e-9 && s.end >= s.start, "{:?}", t.segments);
-        assert!(s.end <= t.duration + 1e-6, "segment ends after the audio: {s:?}");
+        assert!(
+            s.start >= last - 1e-9 && s.end >= s.start,
+            "{:?}",
+            t.segments
+        );
+        assert!(
+            s.end <= t.duration + 1e-6,
+            "segment ends after the audio: {s:?}"
+        );
         last = s.end;
     }
 }
@@ -128,24 +167,41 @@ async fn tiny_en_matches_faster_whisper() {
     let model = launch(&client, "whisper-tiny.en", "whisper-tiny.en-ct2").await;
     let reference = reference();
     for clip in ["short_en", "long_en"] {
-        let t = model.transcriptions(fixture(&format!("{clip}.flac"))).await.unwrap();
-        check_parity(&format!("whisper-tiny.en/{clip}/transcribe"), &t, &reference);
+        let t = model
+            .transcriptions(fixture(&format!("{clip}.flac")))
+            .await
+            .unwrap();
+        check_parity(
+            &format!("whisper-tiny.en/{clip}/transcribe"),
+            &t,
+            &reference,
+        );
         check_timeline(&t);
     }
-    // The 70 s clip: several segments from the start to the end of the speech.
+    // The 57 s clip: several segments from the start to the end of the speech.
     let t = model.transcriptions(fixture("long_en.flac")).await.unwrap();
-    assert!(t.duration > 60.0, "{}", t.duration);
+    assert!(t.duration > 50.0, "{}", t.duration);
     assert!(t.segments.len() >= 5, "{:?}", t.segments);
     assert!(t.segments[0].start < 2.0);
-    assert!(t.segments.last().unwrap().end > t.duration - 5.0, "{:?}", t.segments.last());
-    assert!(t.segments.iter().any(|s| s.seek > 0), "more than one window was decoded");
+    assert!(
+        t.segments.last().unwrap().end > t.duration - 5.0,
+        "{:?}",
+        t.segments.last()
+    );
+    assert!(
+        t.segments.iter().any(|s| s.seek > 0),
+        "more than one window was decoded"
+    );
     let spoken = reference["clips"]["whisper-tiny.en/long_en/transcribe"]["spoken"]
         .as_str()
         .unwrap();
     let w = wer(spoken, &t.text);
     assert!(w <= 0.10, "WER {w:.3}: {}", t.text);
     // Translation needs a multilingual model.
-    let e = model.translations(fixture("short_en.flac")).await.unwrap_err();
+    let e = model
+        .translations(fixture("short_en.flac"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind().http_status(), 400, "{e}");
     assert!(e.to_string().contains("English-only"), "{e}");
 }
@@ -159,7 +215,10 @@ async fn base_matches_faster_whisper_and_translates() {
     let model = launch(&client, "whisper-base", "whisper-base-ct2").await;
     let reference = reference();
     for clip in ["short_en", "long_en", "spanish"] {
-        let t = model.transcriptions(fixture(&format!("{clip}.flac"))).await.unwrap();
+        let t = model
+            .transcriptions(fixture(&format!("{clip}.flac")))
+            .await
+            .unwrap();
         check_parity(&format!("whisper-base/{clip}/transcribe"), &t, &reference);
         check_timeline(&t);
         if clip == "long_en" {
@@ -174,7 +233,11 @@ async fn base_matches_faster_whisper_and_translates() {
     let t = model.translations(fixture("spanish.flac")).await.unwrap();
     check_parity("whisper-base/spanish/translate", &t, &reference);
     assert_eq!((t.task.as_str(), t.language.as_str()), ("translate", "es"));
-    assert!(t.text.contains("Madrid") && t.text.contains("coffee"), "{}", t.text);
+    assert!(
+        t.text.contains("Madrid") && t.text.contains("coffee"),
+        "{}",
+        t.text
+    );
     // A given language is used as is.
     let options = TranscriptionOptions {
         language: Some("es".into()),

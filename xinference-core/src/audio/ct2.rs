@@ -6,7 +6,7 @@
 //! count and (alias, target) string pairs. A str is a u16 length that counts the trailing NUL.
 
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -114,7 +114,11 @@ impl Ct2Model {
                 "not a CTranslate2 model.bin (version {version})"
             )));
         }
-        let spec = if version >= 2 { c.string()? } else { String::new() };
+        let spec = if version >= 2 {
+            c.string()?
+        } else {
+            String::new()
+        };
         let _revision = if version >= 2 { c.u32()? } else { 1 };
         let count = c.u32()? as usize;
         let mut raw: HashMap<String, (Vec<usize>, u8, &[u8])> = HashMap::with_capacity(count);
@@ -207,12 +211,21 @@ impl Ct2Model {
             out.insert(name, t);
         };
         let layer_norm = |src: &str, dst: &str, put: &mut dyn FnMut(String, Tensor)| {
-            put(format!("{dst}.weight"), self.get(&format!("{src}/gamma"))?.clone());
-            put(format!("{dst}.bias"), self.get(&format!("{src}/beta"))?.clone());
+            put(
+                format!("{dst}.weight"),
+                self.get(&format!("{src}/gamma"))?.clone(),
+            );
+            put(
+                format!("{dst}.bias"),
+                self.get(&format!("{src}/beta"))?.clone(),
+            );
             Ok::<(), Error>(())
         };
         let linear = |src: &str, dst: &str, put: &mut dyn FnMut(String, Tensor)| {
-            put(format!("{dst}.weight"), self.get(&format!("{src}/weight"))?.clone());
+            put(
+                format!("{dst}.weight"),
+                self.get(&format!("{src}/weight"))?.clone(),
+            );
             if let Some(b) = self.variables.get(&format!("{src}/bias")) {
                 put(format!("{dst}.bias"), b.clone());
             }
@@ -285,10 +298,22 @@ impl Ct2Model {
                     &format!("{dst}.final_layer_norm"),
                     &mut put,
                 )?;
-                linear(&format!("{src}/ffn/linear_0"), &format!("{dst}.fc1"), &mut put)?;
-                linear(&format!("{src}/ffn/linear_1"), &format!("{dst}.fc2"), &mut put)?;
+                linear(
+                    &format!("{src}/ffn/linear_0"),
+                    &format!("{dst}.fc1"),
+                    &mut put,
+                )?;
+                linear(
+                    &format!("{src}/ffn/linear_1"),
+                    &format!("{dst}.fc2"),
+                    &mut put,
+                )?;
             }
-            layer_norm(&format!("{side}/layer_norm"), &format!("{hf}.layer_norm"), &mut put)?;
+            layer_norm(
+                &format!("{side}/layer_norm"),
+                &format!("{hf}.layer_norm"),
+                &mut put,
+            )?;
         }
         for (src, dst) in [
             ("encoder/conv1", "model.encoder.conv1"),
@@ -301,16 +326,15 @@ impl Ct2Model {
             self.get("decoder/embeddings/weight")?.clone(),
         );
         put(
+            "model.encoder.embed_positions.weight".into(),
+            self.get("encoder/position_encodings/encodings")?.clone(),
+        );
+        put(
             "model.decoder.embed_positions.weight".into(),
             self.get("decoder/position_encodings/encodings")?.clone(),
         );
-        Ok(out.into_iter().map(|(k, v)| (k, v)).collect())
+        Ok(out)
     }
-}
-
-/// Whether a tensor map is all f32 (what the forward pass expects).
-pub(crate) fn all_f32(map: &HashMap<String, Tensor>) -> bool {
-    map.values().all(|t| t.dtype() == DType::F32)
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 
 use super::mel::{log_mel, N_FRAMES};
 use super::whisper::WhisperModel;
-use crate::protocol::audio::{AudioTask, Transcription, TranscriptionOptions, TranscriptionSegment};
+use crate::protocol::audio::{
+    AudioTask, Transcription, TranscriptionOptions, TranscriptionSegment,
+};
 use crate::{Error, Result};
 use candle_core::Tensor;
 use rand::distr::{weighted::WeightedIndex, Distribution};
@@ -73,9 +75,10 @@ pub fn transcribe(
     let (features, frames) = log_mel(samples, model.n_mels, 160);
     let content_frames = frames - 1;
     let duration = samples.len() as f64 / 16_000.0;
+    let n_mels = model.n_mels;
     let window = |seek: usize, size: usize| -> Vec<f32> {
-        let mut mel = vec![0f32; model.n_mels * N_FRAMES];
-        for m in 0..model.n_mels {
+        let mut mel = vec![0f32; n_mels * N_FRAMES];
+        for m in 0..n_mels {
             let row = &features[m * frames + seek..m * frames + seek + size];
             mel[m * N_FRAMES..m * N_FRAMES + size].copy_from_slice(row);
         }
@@ -121,7 +124,8 @@ pub fn transcribe(
                 AudioTask::Translate => sp.translate,
             });
         }
-        let result = decode_with_fallback(model, &audio, &prompt, sot_index, &temperatures, &mut rng)?;
+        let result =
+            decode_with_fallback(model, &audio, &prompt, sot_index, &temperatures, &mut rng)?;
         if result.no_speech_prob > NO_SPEECH_THRESHOLD && result.avg_logprob <= LOG_PROB_THRESHOLD {
             seek += segment_size;
             continue;
@@ -204,7 +208,8 @@ fn round3(x: f64) -> f64 {
 
 /// The most probable language token after `<|startoftranscript|>`.
 fn detect_language(model: &mut WhisperModel, audio: &Tensor) -> Result<u32> {
-    let logits = model.logits(&[model.special.sot], audio, true, &[0])?;
+    let mut state = model.net.start(audio)?;
+    let logits = model.step(&[model.special.sot], &mut state, &[0])?;
     let logits = &logits[0];
     model
         .lang_ids
@@ -294,24 +299,16 @@ fn decode_window(
     let mut tokens = prompt.to_vec();
     let sample_begin = prompt.len();
     let mut sum_logprob = 0f64;
-    let mut no_speech_prob = 0f64;
-    let mut ended = false;
-    while tokens.len() < model.max_length {
+    let mut state = model.net.start(audio)?;
+    let mut first_logits = model.step(prompt, &mut state, &[sot_index, prompt.len() - 1])?;
+    let mut logits = first_logits.pop().unwrap_or_default();
+    let mut at_sot = first_logits.pop().unwrap_or_default();
+    log_softmax(&mut at_sot);
+    let no_speech_prob = at_sot
+        .get(sp.no_speech as usize)
+        .map_or(0.0, |l| l.exp() as f64);
+    loop {
         let first = tokens.len() == sample_begin;
-        let at = if first {
-            vec![sot_index, tokens.len() - 1]
-        } else {
-            vec![tokens.len() - 1]
-        };
-        let mut all = model.logits(&tokens, audio, first, &at)?;
-        let mut logits = all.pop().unwrap_or_default();
-        if first {
-            let mut at_sot = all.pop().unwrap_or_default();
-            log_softmax(&mut at_sot);
-            no_speech_prob = at_sot
-                .get(sp.no_speech as usize)
-                .map_or(0.0, |l| l.exp() as f64);
-        }
         let vocab = logits.len();
         // Suppression: blank at the start, the model's suppress list, <|notimestamps|>.
         if first {
@@ -327,32 +324,47 @@ fn decode_window(
             }
         }
         logits[sp.no_timestamps as usize] = f32::NEG_INFINITY;
-        apply_timestamp_rules(&mut logits, &tokens[sample_begin..], ts, sp.eot as usize, first);
+        apply_timestamp_rules(
+            &mut logits,
+            &tokens[sample_begin..],
+            ts,
+            sp.eot as usize,
+            first,
+        );
         let mut logprobs = logits.clone();
         log_softmax(&mut logprobs);
         let next = if temperature > 0.0 {
+            let max = logits.iter().cloned().fold(f32::MIN, f32::max);
             let weights: Vec<f32> = logits
                 .iter()
-                .map(|&l| ((l - logits.iter().cloned().fold(f32::MIN, f32::max)) / temperature).exp())
+                .map(|&l| ((l - max) / temperature).exp())
                 .collect();
             let dist = WeightedIndex::new(&weights)
                 .map_err(|e| Error::internal(format!("sampling failed: {e}")))?;
             dist.sample(rng)
         } else {
-            logits
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(sp.eot as usize, |(i, _)| i)
+            // The first of equal maxima, as argmax does.
+            let mut best = 0;
+            for (i, &l) in logits.iter().enumerate() {
+                if l > logits[best] {
+                    best = i;
+                }
+            }
+            best
         };
         sum_logprob += logprobs[next] as f64;
         if next == sp.eot as usize {
-            ended = true;
             break;
         }
         tokens.push(next as u32);
+        if tokens.len() >= model.max_length {
+            break;
+        }
+        logits = model
+            .step(&[next as u32], &mut state, &[0])?
+            .pop()
+            .unwrap_or_default();
     }
-    let _ = ended;
     let generated = tokens[sample_begin..].to_vec();
     let avg_logprob = sum_logprob / (generated.len() + 1) as f64;
     Ok(Decoded {
@@ -373,7 +385,9 @@ fn apply_timestamp_rules(logits: &mut [f32], sampled: &[u32], ts: usize, eot: us
         if penultimate_was_ts {
             logits[ts..].iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
         } else {
-            logits[..eot].iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
+            logits[..eot]
+                .iter_mut()
+                .for_each(|l| *l = f32::NEG_INFINITY);
         }
     }
     if let Some(&last_ts) = sampled.iter().rev().find(|&&t| t as usize >= ts) {
@@ -382,7 +396,8 @@ fn apply_timestamp_rules(logits: &mut [f32], sampled: &[u32], ts: usize, eot: us
         } else {
             last_ts as usize + 1
         };
-        logits[ts..bound.min(logits.len())]
+        let bound = bound.min(logits.len());
+        logits[ts..bound]
             .iter_mut()
             .for_each(|l| *l = f32::NEG_INFINITY);
     }
@@ -397,11 +412,21 @@ fn apply_timestamp_rules(logits: &mut [f32], sampled: &[u32], ts: usize, eot: us
     }
     let mut logprobs = logits.to_vec();
     log_softmax(&mut logprobs);
-    let max_ts = logprobs[ts..].iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let max_ts = logprobs[ts..]
+        .iter()
+        .cloned()
+        .fold(f32::NEG_INFINITY, f32::max);
     if max_ts > f32::NEG_INFINITY {
-        let ts_logprob =
-            max_ts + logprobs[ts..].iter().map(|&l| (l - max_ts).exp()).sum::<f32>().ln();
-        let max_text = logprobs[..ts].iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let ts_logprob = max_ts
+            + logprobs[ts..]
+                .iter()
+                .map(|&l| (l - max_ts).exp())
+                .sum::<f32>()
+                .ln();
+        let max_text = logprobs[..ts]
+            .iter()
+            .cloned()
+            .fold(f32::NEG_INFINITY, f32::max);
         if ts_logprob > max_text {
             logits[..ts].iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
         }

@@ -61,7 +61,9 @@ pub fn decode_audio(bytes: &[u8]) -> Result<Vec<f32>> {
             Err(SymphoniaError::ResetRequired) => break,
             Err(e) => {
                 if mono.is_empty() {
-                    return Err(Error::bad_request(format!("the audio file is corrupt: {e}")));
+                    return Err(Error::bad_request(format!(
+                        "the audio file is corrupt: {e}"
+                    )));
                 }
                 break;
             }
@@ -73,7 +75,11 @@ pub fn decode_audio(bytes: &[u8]) -> Result<Vec<f32>> {
             Ok(d) => d,
             // A damaged packet is skipped, as ffmpeg does.
             Err(SymphoniaError::DecodeError(_)) => continue,
-            Err(e) => return Err(Error::bad_request(format!("the audio file is corrupt: {e}"))),
+            Err(e) => {
+                return Err(Error::bad_request(format!(
+                    "the audio file is corrupt: {e}"
+                )))
+            }
         };
         let spec = *decoded.spec();
         rate = spec.rate as usize;
@@ -181,7 +187,10 @@ mod tests {
             .collect();
         let out = decode_audio(&wav(44_100, 2, &samples)).unwrap();
         assert!((out.len() as i64 - 16_000).abs() <= 2, "{}", out.len());
-        let peak = out[1000..15_000].iter().cloned().fold(0f32, |a, b| a.max(b.abs()));
+        let peak = out[1000..15_000]
+            .iter()
+            .cloned()
+            .fold(0f32, |a, b| a.max(b.abs()));
         assert!((peak - 16_000.0 / 32_768.0).abs() < 0.02, "{peak}");
     }
 

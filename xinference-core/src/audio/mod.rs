@@ -1,12 +1,13 @@
 //! Speech to text. [`SpeechToText`] is the capability: audio file bytes in, a
 //! [`Transcription`] out. Whisper is its one architecture: `ct2.rs` reads CTranslate2's
-//! `model.bin`, `whisper.rs` loads either format, `mel.rs` computes the features,
+//! `model.bin`, `whisper.rs` loads either format, `model.rs` is the forward pass, `mel.rs` computes the features,
 //! `input.rs` decodes and resamples the audio, `decode.rs` runs OpenAI's decoding rules.
 
 pub mod ct2;
 pub mod decode;
 pub mod input;
 pub mod mel;
+pub mod model;
 pub mod whisper;
 
 use crate::protocol::audio::{Transcription, TranscriptionOptions};

@@ -1,12 +1,13 @@
 //! A loaded Whisper model: weights from a CTranslate2 folder or Hugging Face safetensors, the
 //! tokenizer and its special tokens, and the suppression lists and language tokens of its
-//! config. The forward pass is candle-transformers' Whisper over the mapped weights.
+//! config. The forward pass is ours (`model.rs`) over the weights under Hugging Face names.
 
 use super::ct2::Ct2Model;
+use super::model::{DecoderState, Dims, WhisperNet};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::whisper::{model::Whisper as CandleWhisper, Config};
+use candle_transformers::models::whisper::Config;
 use serde_json::Value;
 use std::path::Path;
 use tokenizers::Tokenizer;
@@ -36,7 +37,7 @@ pub struct SpecialTokens {
 
 /// A Whisper model ready to decode.
 pub struct WhisperModel {
-    pub(crate) model: CandleWhisper,
+    pub(crate) net: WhisperNet,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) special: SpecialTokens,
     /// Mel bins of the input features (80, or 128 for large-v3).
@@ -80,11 +81,14 @@ impl WhisperModel {
         };
         let ids = |v: Option<&Value>| -> Vec<u32> {
             v.and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_u64().map(|x| x as u32))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
-        let (config, vb, suppress, suppress_begin, lang_ids) = if dir.join("model.bin").is_file()
-        {
+        let (config, vb, suppress, suppress_begin, lang_ids) = if dir.join("model.bin").is_file() {
             let ct2 = Ct2Model::read(&dir.join("model.bin"))?;
             let tensors = ct2.whisper_tensors()?;
             let dim = |name: &str, i: usize| -> Result<usize> {
@@ -129,7 +133,11 @@ impl WhisperModel {
             let mut lang_ids: Vec<u32> = generation
                 .get("lang_to_id")
                 .and_then(Value::as_object)
-                .map(|m| m.values().filter_map(|v| v.as_u64().map(|v| v as u32)).collect())
+                .map(|m| {
+                    m.values()
+                        .filter_map(|v| v.as_u64().map(|v| v as u32))
+                        .collect()
+                })
                 .unwrap_or_default();
             lang_ids.sort_unstable();
             let suppress = if config.suppress_tokens.is_empty() {
@@ -153,7 +161,20 @@ impl WhisperModel {
         let n_mels = config.num_mel_bins;
         let multilingual = config.vocab_size >= 51865;
         let max_length = config.max_target_positions;
-        let model = CandleWhisper::load(&vb, config)?;
+        let net = WhisperNet::load(
+            &vb,
+            Dims {
+                n_mels: config.num_mel_bins,
+                d_model: config.d_model,
+                encoder_layers: config.encoder_layers,
+                encoder_heads: config.encoder_attention_heads,
+                decoder_layers: config.decoder_layers,
+                decoder_heads: config.decoder_attention_heads,
+                vocab: config.vocab_size,
+                audio_ctx: config.max_source_positions,
+                text_ctx: config.max_target_positions,
+            },
+        )?;
         let mut suppress = suppress;
         suppress.extend([
             special.transcribe,
@@ -175,7 +196,7 @@ impl WhisperModel {
             lang_ids
         };
         Ok(WhisperModel {
-            model,
+            net,
             tokenizer,
             special,
             n_mels,
@@ -233,27 +254,18 @@ impl WhisperModel {
     pub(crate) fn encode(&mut self, mel: &[f32]) -> Result<Tensor> {
         let frames = mel.len() / self.n_mels;
         let x = Tensor::from_slice(mel, (1, self.n_mels, frames), &Device::Cpu)?;
-        Ok(self.model.encoder.forward(&x, true)?)
+        self.net.encode(&x)
     }
 
-    /// Logits (as f32 vectors) after `tokens` at the positions `at`, over encoder states `audio`.
-    /// `fresh` recomputes the cross-attention keys and values (a new window).
-    pub(crate) fn logits(
-        &mut self,
+    /// Feeds `tokens` to a decoder state and returns the logits at the positions `at` of them.
+    pub(crate) fn step(
+        &self,
         tokens: &[u32],
-        audio: &Tensor,
-        fresh: bool,
+        state: &mut DecoderState,
         at: &[usize],
     ) -> Result<Vec<Vec<f32>>> {
-        let x = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
-        let hidden = self.model.decoder.forward(&x, audio, fresh)?;
-        let mut out = Vec::with_capacity(at.len());
-        for &i in at {
-            let h = hidden.narrow(1, i, 1)?;
-            let logits = self.model.decoder.final_linear(&h)?;
-            out.push(logits.flatten_all()?.to_vec1::<f32>()?);
-        }
-        Ok(out)
+        let hidden = self.net.decode(tokens, state)?;
+        at.iter().map(|&i| self.net.logits(&hidden, i)).collect()
     }
 }
 
@@ -277,9 +289,9 @@ fn language_code(name: &str) -> Option<&'static str> {
 
 fn special_tokens(tokenizer: &Tokenizer) -> Result<SpecialTokens> {
     let id = |t: &str| {
-        tokenizer.token_to_id(t).ok_or_else(|| {
-            Error::bad_request(format!("the Whisper tokenizer has no {t} token"))
-        })
+        tokenizer
+            .token_to_id(t)
+            .ok_or_else(|| Error::bad_request(format!("the Whisper tokenizer has no {t} token")))
     };
     let no_timestamps = id("<|notimestamps|>")?;
     Ok(SpecialTokens {

@@ -110,7 +110,10 @@ impl RemoteClient {
         path: &str,
         form: reqwest::multipart::Form,
     ) -> Result<T> {
-        decode(self.send(self.http.post(self.url(path)).multipart(form)).await?)
+        decode(
+            self.send(self.http.post(self.url(path)).multipart(form))
+                .await?,
+        )
     }
 
     /// POST `body` to `path` and read the answer as OpenAI server-sent events: each

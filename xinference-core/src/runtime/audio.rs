@@ -32,7 +32,9 @@ impl Runtime {
         }
         let loaded: Arc<Loaded> = instance.loaded()?;
         let Loaded::Audio(workers) = &*loaded else {
-            return Err(Error::internal(format!("model {model} has no audio workers")));
+            return Err(Error::internal(format!(
+                "model {model} has no audio workers"
+            )));
         };
         let worker = &workers[instance.pick_replica(workers.len())];
         worker

@@ -28,7 +28,10 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     } else {
         ErrorKind::BadRequest
     };
-    ApiError(Error::new(kind, format!("invalid multipart form: {}", e.body_text())))
+    ApiError(Error::new(
+        kind,
+        format!("invalid multipart form: {}", e.body_text()),
+    ))
 }
 
 async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
@@ -69,7 +72,9 @@ async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
                 let kwargs: Value = serde_json::from_str(&text).map_err(|e| {
                     Error::bad_request(format!("kwargs must be a JSON object string: {e}"))
                 })?;
-                if let Some(c) = kwargs.get("condition_on_previous_text").and_then(Value::as_bool)
+                if let Some(c) = kwargs
+                    .get("condition_on_previous_text")
+                    .and_then(Value::as_bool)
                 {
                     o.condition_on_previous_text = Some(c);
                 }
@@ -101,7 +106,10 @@ async fn run(rt: AppState, multipart: Multipart, task: AudioTask) -> ApiResult<R
 }
 
 /// Transcribes the uploaded audio.
-pub async fn transcriptions(State(rt): State<AppState>, multipart: Multipart) -> ApiResult<Response> {
+pub async fn transcriptions(
+    State(rt): State<AppState>,
+    multipart: Multipart,
+) -> ApiResult<Response> {
     run(rt, multipart, AudioTask::Transcribe).await
 }
 
