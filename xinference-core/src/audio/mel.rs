@@ -133,13 +133,19 @@ mod tests {
 
     #[test]
     fn slaney_filters_have_librosa_values() {
-        // Values of openai-whisper's mel_filters.npz (mel_80), read once with numpy.
+        // Values of faster-whisper 1.1.1's FeatureExtractor.get_mel_filters (librosa's bank,
+        // openai-whisper's mel_filters.npz), read once with numpy.
         let f = mel_filters(80);
         assert_eq!(f.len(), 80 * 201);
-        assert!((f[1] - 0.02486259).abs() < 1e-6, "{}", f[1]);
-        assert!((f[201 + 2] - 0.02486259).abs() < 1e-6, "{}", f[203]);
+        assert!((f[1] - 0.024862593984176087).abs() < 1e-9, "{}", f[1]);
+        assert!((f[201 + 2] - 0.022871772096078016).abs() < 1e-9, "{}", f[203]);
+        let last = f[79 * 201..].iter().cloned().fold(0.0, f64::max);
+        assert!((last - 0.003164711739176461).abs() < 1e-9, "{last}");
         let f128 = mel_filters(128);
         assert_eq!(f128.len(), 128 * 201);
+        assert!((f128[1] - 0.012373986332636965).abs() < 1e-9, "{}", f128[1]);
+        let last = f128[127 * 201..].iter().cloned().fold(0.0, f64::max);
+        assert!((last - 0.005041601675024642).abs() < 1e-9, "{last}");
     }
 
     #[test]
