@@ -138,7 +138,11 @@ mod tests {
         let f = mel_filters(80);
         assert_eq!(f.len(), 80 * 201);
         assert!((f[1] - 0.024862593984176087).abs() < 1e-9, "{}", f[1]);
-        assert!((f[201 + 2] - 0.022871772096078016).abs() < 1e-9, "{}", f[203]);
+        assert!(
+            (f[201 + 2] - 0.022871772096078016).abs() < 1e-9,
+            "{}",
+            f[203]
+        );
         let last = f[79 * 201..].iter().cloned().fold(0.0, f64::max);
         assert!((last - 0.003164711739176461).abs() < 1e-9, "{last}");
         let f128 = mel_filters(128);
