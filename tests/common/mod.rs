@@ -181,3 +181,16 @@ pub fn tiny_reranker(kind: &str) -> (PathBuf, serde_json::Value) {
     .expect("reference.json is JSON");
     (root.join(kind), reference[kind].clone())
 }
+
+/// A CTranslate2 Whisper folder of the test models (`whisper-tiny.en-ct2` or
+/// `whisper-base-ct2`). Fails loudly, with the fix, when it is missing.
+pub fn whisper_dir(folder: &str) -> PathBuf {
+    let dir = test_models_dir().join(folder);
+    assert!(
+        dir.join("model.bin").exists(),
+        "test model {folder} is missing from {}.\nFix: run `python3 scripts/fetch-test-models.py whisper whisper-base` \
+         (or `bash .ci/run`), or point XINFERENCE_TEST_MODELS at the folder that holds it.",
+        test_models_dir().display()
+    );
+    dir
+}

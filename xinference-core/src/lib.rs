@@ -5,6 +5,7 @@
 //! types, and the [`Client`] that drives it all in process or over HTTP.
 
 pub mod anthropic;
+pub mod audio;
 pub mod client;
 pub mod compute;
 pub mod embedding;
@@ -17,7 +18,9 @@ pub mod registry;
 pub mod rerank;
 pub mod runtime;
 
-pub use client::{Client, EmbeddingModel, LlmModel, ModelHandle, RemoteClient, RerankModel};
+pub use client::{
+    AudioModel, Client, EmbeddingModel, LlmModel, ModelHandle, RemoteClient, RerankModel,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use protocol::chat::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,

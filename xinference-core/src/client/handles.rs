@@ -24,6 +24,8 @@ pub enum ModelHandle {
     Llm(LlmModel),
     /// A rerank model.
     Rerank(RerankModel),
+    /// A speech-to-text model.
+    Audio(super::AudioModel),
 }
 
 impl ModelHandle {
@@ -49,6 +51,10 @@ impl ModelHandle {
                 transport,
                 uid: uid.to_owned(),
             })),
+            "audio" => Ok(ModelHandle::Audio(super::AudioModel {
+                transport,
+                uid: uid.to_owned(),
+            })),
             other => Err(Error::bad_request(format!(
                 "Model {uid} is of type {other}, which this build cannot serve yet"
             ))),
@@ -61,6 +67,7 @@ impl ModelHandle {
             ModelHandle::Embedding(m) => &m.uid,
             ModelHandle::Llm(m) => &m.uid,
             ModelHandle::Rerank(m) => &m.uid,
+            ModelHandle::Audio(m) => &m.uid,
         }
     }
 
@@ -81,6 +88,17 @@ impl ModelHandle {
             ModelHandle::Rerank(m) => Ok(m),
             other => Err(Error::bad_request(format!(
                 "Model {} is not a rerank model",
+                other.uid()
+            ))),
+        }
+    }
+
+    /// The speech-to-text handle, or a 400 when the model is not an audio model.
+    pub fn into_audio(self) -> Result<super::AudioModel> {
+        match self {
+            ModelHandle::Audio(m) => Ok(m),
+            other => Err(Error::bad_request(format!(
+                "Model {} is not an audio model",
                 other.uid()
             ))),
         }

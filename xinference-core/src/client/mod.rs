@@ -13,9 +13,11 @@
 //! # Ok(()) }
 //! ```
 
+mod audio;
 mod handles;
 mod remote;
 
+pub use audio::AudioModel;
 pub use handles::{EmbeddingModel, LlmModel, ModelHandle, RerankModel};
 pub use remote::RemoteClient;
 

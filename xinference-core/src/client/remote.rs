@@ -114,6 +114,18 @@ impl RemoteClient {
         decode(self.send(self.http.post(self.url(path)).json(body)).await?)
     }
 
+    /// POST a multipart `form` to `path` and decode the JSON answer.
+    pub async fn post_multipart_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> Result<T> {
+        decode(
+            self.send(self.http.post(self.url(path)).multipart(form))
+                .await?,
+        )
+    }
+
     /// POST `body` to `path` and read the answer as OpenAI server-sent events: each
     /// `data: {json}` becomes an item, `data: {"error": ...}` an error item, `[DONE]` the end.
     pub async fn post_stream<B: Serialize + ?Sized, T: DeserializeOwned + Send + 'static>(

@@ -1,6 +1,7 @@
 //! Wire types shared by the server and the remote client. Serde only, no logic.
 
 pub mod anthropic;
+pub mod audio;
 pub mod chat;
 pub mod openai;
 pub mod rerank;

@@ -117,6 +117,11 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
     ),
     (ModelType::Rerank, "pytorch", "Qwen3ForCausalLM"),
     (ModelType::Rerank, "ggufv2", "Qwen3ForCausalLM"),
+    (
+        ModelType::Audio,
+        "pytorch",
+        "WhisperForConditionalGeneration",
+    ),
 ];
 
 /// Whether this build can run `spec` of `family`.

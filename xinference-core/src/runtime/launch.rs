@@ -280,6 +280,20 @@ impl Runtime {
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Loaded::Rerank(workers))
             }
+            ModelType::Audio => {
+                let workers = (0..instance.replicas)
+                    .map(|r| {
+                        let model = crate::audio::load_audio_model(&files)?;
+                        Worker::spawn(
+                            &instance.replica_uid(r),
+                            model,
+                            self.config.queue_capacity,
+                            instance.request_limit,
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Loaded::Audio(workers))
+            }
             other => Err(Error::bad_request(format!(
                 "{other} models cannot be run by this build yet"
             ))),

@@ -3,6 +3,7 @@
 //! await results and never run model compute themselves.
 
 mod answer;
+mod audio;
 mod batcher;
 mod chat;
 mod describe;
@@ -77,6 +78,8 @@ pub(crate) enum Loaded {
     Llm(Vec<Worker<LlmEngine>>),
     /// A rerank model (cross-encoder or LLM reranker).
     Rerank(Vec<rerank::RerankReplica>),
+    /// A speech-to-text model.
+    Audio(Vec<audio::AudioWorker>),
 }
 
 impl Loaded {
@@ -85,6 +88,7 @@ impl Loaded {
             Loaded::Embedding(replicas) => replicas.iter().for_each(EmbedBatcher::shutdown),
             Loaded::Llm(workers) => workers.iter().for_each(Worker::shutdown),
             Loaded::Rerank(replicas) => replicas.iter().for_each(|r| r.worker.shutdown()),
+            Loaded::Audio(workers) => workers.iter().for_each(Worker::shutdown),
         }
     }
 }

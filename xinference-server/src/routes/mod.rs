@@ -2,6 +2,7 @@
 
 mod admin;
 mod anthropic;
+mod audio;
 mod embeddings;
 mod llm;
 mod models;
@@ -55,6 +56,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/rerank"),
     ("post", "/rerank"),
     ("post", "/v2/rerank"),
+    ("post", "/v1/audio/transcriptions"),
+    ("post", "/v1/audio/translations"),
     ("get", "/openapi.json"),
 ];
 
@@ -95,6 +98,14 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/rerank", post(rerank::xinference))
         .route("/rerank", post(rerank::cohere_v1))
         .route("/v2/rerank", post(rerank::cohere_v2))
+        .route(
+            "/v1/audio/transcriptions",
+            post(audio::transcriptions).layer(DefaultBodyLimit::max(audio::MAX_AUDIO_BYTES)),
+        )
+        .route(
+            "/v1/audio/translations",
+            post(audio::translations).layer(DefaultBodyLimit::max(audio::MAX_AUDIO_BYTES)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

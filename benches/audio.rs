@@ -1,0 +1,99 @@
+//! Whisper speed beside faster-whisper, on the same CTranslate2 model folders (tiny.en and base),
+//! the same clips (tests/fixtures/audio: 5 s and 57 s of espeak-ng speech), the same threads, in
+//! the same run: greedy decoding, best of 3 after a warm-up. faster-whisper runs fp32 and int8
+//! through `scripts/bench_whisper.py` when `XINFERENCE_BENCH_PEER_PYTHON` names a Python with
+//! faster-whisper and soundfile.
+//!
+//!     CANDLE_NUM_THREADS=2 XINFERENCE_BENCH_PEER_PYTHON=~/.cache/xinference-rs/refvenv-whisper/bin/python \
+//!         cargo bench --bench audio
+//!
+//! Not a test: it asserts nothing about speed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use xinference::{Client, LaunchRequest, ModelType, Runtime, RuntimeConfig};
+
+const THREADS: usize = 2;
+const CLIPS: [&str; 2] = ["short_en.flac", "long_en.flac"];
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("XINFERENCE_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/xinference-rs/test-models")
+        })
+}
+
+fn clip(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/audio")
+        .join(name)
+}
+
+#[tokio::main]
+async fn main() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let mut config = RuntimeConfig::new(home.path());
+    config.compute_threads = Some(THREADS);
+    let client = Client::local(Arc::new(Runtime::new(config).expect("runtime")));
+    println!("| model | clip | xinference-rs | faster-whisper fp32 | faster-whisper int8 |");
+    println!("|---|---|---|---|---|");
+    for (name, folder) in [
+        ("whisper-tiny.en", "whisper-tiny.en-ct2"),
+        ("whisper-base", "whisper-base-ct2"),
+    ] {
+        let dir = models_dir().join(folder);
+        let uid = client
+            .launch_model(
+                LaunchRequest::new(name)
+                    .model_type(ModelType::Audio)
+                    .model_path(dir.display().to_string()),
+            )
+            .await
+            .expect(
+                "launch (fetch the models with scripts/fetch-test-models.py whisper whisper-base)",
+            );
+        let model = client.get_model(&uid).await.unwrap().into_audio().unwrap();
+        let peer = std::env::var_os("XINFERENCE_BENCH_PEER_PYTHON").map(|python| {
+            let out = std::process::Command::new(python)
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_whisper.py"))
+                .arg(&dir)
+                .args(CLIPS.iter().map(|c| clip(c)))
+                .env("BENCH_THREADS", THREADS.to_string())
+                .output()
+                .expect("peer runs");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        });
+        for c in CLIPS {
+            let audio = std::fs::read(clip(c)).expect("clip");
+            model.transcriptions(audio.clone()).await.expect("warm-up");
+            let mut best = f64::MAX;
+            for _ in 0..3 {
+                let start = Instant::now();
+                model
+                    .transcriptions(audio.clone())
+                    .await
+                    .expect("transcribes");
+                best = best.min(start.elapsed().as_secs_f64());
+            }
+            let peer_time = |compute: &str| -> String {
+                peer.as_deref()
+                    .and_then(|out| {
+                        out.lines()
+                            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                            .find(|v| v["clip"] == c && v["compute_type"] == compute)
+                            .and_then(|v| v["seconds"].as_f64())
+                    })
+                    .map_or("-".to_owned(), |s| format!("{s:.2} s"))
+            };
+            println!(
+                "| {name} | {c} | {best:.2} s | {} | {} |",
+                peer_time("float32"),
+                peer_time("int8")
+            );
+        }
+        client.terminate_model(&uid).await.expect("terminate");
+    }
+}

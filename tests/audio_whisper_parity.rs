@@ -1,0 +1,261 @@
+//! Whisper on the real CTranslate2 test models (tiny.en and base), in process: greedy
+//! transcripts match faster-whisper's (recorded once by scripts/fixtures/whisper_speech.py on the
+//! same model files) token for token, segment timestamps agree within 0.1 s, word error rate
+//! against the spoken text is at most 10%, a 70 s clip comes back as segments covering it,
+//! translation on the multilingual model returns English, and translation on `.en` is a 400.
+
+mod common;
+
+use common::whisper_dir;
+use serde_json::Value;
+use std::path::Path;
+use xinference::protocol::audio::{Transcription, TranscriptionOptions};
+use xinference::{AudioModel, Client, LaunchRequest, ModelType};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/audio")
+            .join(name),
+    )
+    .expect("audio fixture")
+}
+
+fn reference() -> Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio/whisper_reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("reference")).expect("JSON")
+}
+
+async fn launch(client: &Client, name: &str, folder: &str) -> AudioModel {
+    let uid = client
+        .launch_model(
+            LaunchRequest::new(name)
+                .model_type(ModelType::Audio)
+                .model_path(whisper_dir(folder).display().to_string()),
+        )
+        .await
+        .expect("whisper launches");
+    client
+        .get_model(&uid)
+        .await
+        .unwrap()
+        .into_audio()
+        .expect("an audio handle")
+}
+
+/// Lower-case words without punctuation, numbers and British spellings as words.
+pub fn words(text: &str) -> Vec<String> {
+    let cleaned: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    cleaned
+        .split_whitespace()
+        .map(|w| match w {
+            "30" => "thirty",
+            "10" => "ten",
+            "9" => "nine",
+            "6" => "six",
+            "5" => "five",
+            "2" => "two",
+            "harbor" => "harbour",
+            other => other,
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Word error rate of `hypothesis` against `reference` (Levenshtein over words).
+pub fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for i in 1..=r.len() {
+        let mut cur = vec![i; h.len() + 1];
+        for j in 1..=h.len() {
+            let sub = prev[j - 1] + usize::from(r[i - 1] != h[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len().max(1) as f64
+}
+
+/// Compares our transcription with faster-whisper's: the token streams, then the timestamps of
+/// the segments whose tokens agree.
+fn check_parity(key: &str, ours: &Transcription, reference: &Value) {
+    let r = &reference["clips"][key];
+    let ref_segments = r["segments"].as_array().unwrap();
+    let ref_tokens: Vec<u32> = ref_segments
+        .iter()
+        .flat_map(|s| {
+            s["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap() as u32)
+        })
+        .collect();
+    let our_tokens: Vec<u32> = ours
+        .segments
+        .iter()
+        .flat_map(|s| s.tokens.clone())
+        .collect();
+    assert_eq!(
+        our_tokens,
+        ref_tokens,
+        "{key}: tokens differ from faster-whisper's\nours: {}\nref:  {}",
+        ours.text,
+        ref_segments
+            .iter()
+            .map(|s| s["text"].as_str().unwrap())
+            .collect::<String>()
+    );
+    assert_eq!(
+        ours.segments.len(),
+        ref_segments.len(),
+        "{key}: segment count"
+    );
+    for (o, s) in ours.segments.iter().zip(ref_segments) {
+        let (start, end) = (s["start"].as_f64().unwrap(), s["end"].as_f64().unwrap());
+        assert!(
+            (o.start - start).abs() <= 0.1 && (o.end - end).abs() <= 0.1,
+            "{key}: segment {} at {}..{} vs faster-whisper's {start}..{end}",
+            o.id,
+            o.start,
+            o.end
+        );
+        assert_eq!(o.text, s["text"].as_str().unwrap(), "{key}: segment text");
+    }
+    assert_eq!(
+        ours.language,
+        r["language"].as_str().unwrap(),
+        "{key}: language"
+    );
+}
+
+/// Segments are ordered, inside the audio, and (for long speech) cover it.
+fn check_timeline(t: &Transcription) {
+    let mut last = 0.0;
+    for s in &t.segments {
+        assert!(
+            s.start >= last - 1e-9 && s.end >= s.start,
+            "{:?}",
+            t.segments
+        );
+        assert!(
+            s.end <= t.duration + 1e-6,
+            "segment ends after the audio: {s:?}"
+        );
+        last = s.end;
+    }
+}
+
+#[tokio::test]
+async fn tiny_en_matches_faster_whisper() {
+    let home = tempfile::tempdir().unwrap();
+    let client = Client::local(std::sync::Arc::new(
+        xinference::Runtime::new(xinference::RuntimeConfig::new(home.path())).unwrap(),
+    ));
+    let model = launch(&client, "whisper-tiny.en", "whisper-tiny.en-ct2").await;
+    let reference = reference();
+    for clip in ["short_en", "long_en"] {
+        let t = model
+            .transcriptions(fixture(&format!("{clip}.flac")))
+            .await
+            .unwrap();
+        check_parity(
+            &format!("whisper-tiny.en/{clip}/transcribe"),
+            &t,
+            &reference,
+        );
+        check_timeline(&t);
+    }
+    // The 57 s clip: several segments from the start to the end of the speech.
+    let t = model.transcriptions(fixture("long_en.flac")).await.unwrap();
+    assert!(t.duration > 50.0, "{}", t.duration);
+    assert!(t.segments.len() >= 5, "{:?}", t.segments);
+    assert!(t.segments[0].start < 2.0);
+    assert!(
+        t.segments.last().unwrap().end > t.duration - 5.0,
+        "{:?}",
+        t.segments.last()
+    );
+    assert!(
+        t.segments.iter().any(|s| s.seek > 0),
+        "more than one window was decoded"
+    );
+    let spoken = reference["clips"]["whisper-tiny.en/long_en/transcribe"]["spoken"]
+        .as_str()
+        .unwrap();
+    let w = wer(spoken, &t.text);
+    assert!(w <= 0.10, "WER {w:.3}: {}", t.text);
+    // Translation needs a multilingual model.
+    let e = model
+        .translations(fixture("short_en.flac"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind().http_status(), 400, "{e}");
+    assert!(e.to_string().contains("English-only"), "{e}");
+}
+
+#[tokio::test]
+async fn base_matches_faster_whisper_and_translates() {
+    let home = tempfile::tempdir().unwrap();
+    let client = Client::local(std::sync::Arc::new(
+        xinference::Runtime::new(xinference::RuntimeConfig::new(home.path())).unwrap(),
+    ));
+    let model = launch(&client, "whisper-base", "whisper-base-ct2").await;
+    let reference = reference();
+    for clip in ["short_en", "long_en", "spanish"] {
+        let t = model
+            .transcriptions(fixture(&format!("{clip}.flac")))
+            .await
+            .unwrap();
+        check_parity(&format!("whisper-base/{clip}/transcribe"), &t, &reference);
+        check_timeline(&t);
+        if clip == "long_en" {
+            let spoken = reference["clips"]["whisper-base/long_en/transcribe"]["spoken"]
+                .as_str()
+                .unwrap();
+            let w = wer(spoken, &t.text);
+            assert!(w <= 0.10, "WER {w:.3}: {}", t.text);
+        }
+    }
+    // Detected language, and translation into English.
+    let t = model.translations(fixture("spanish.flac")).await.unwrap();
+    check_parity("whisper-base/spanish/translate", &t, &reference);
+    assert_eq!((t.task.as_str(), t.language.as_str()), ("translate", "es"));
+    assert!(
+        t.text.contains("Madrid") && t.text.contains("coffee"),
+        "{}",
+        t.text
+    );
+    // A given language is used as is.
+    let options = TranscriptionOptions {
+        language: Some("es".into()),
+        ..Default::default()
+    };
+    let t = model
+        .transcriptions_with(fixture("spanish.flac"), options)
+        .await
+        .unwrap();
+    assert_eq!(t.language, "es");
+    assert!(t.text.contains("Madrid"), "{}", t.text);
+    let bad = TranscriptionOptions {
+        language: Some("xx".into()),
+        ..Default::default()
+    };
+    let e = model
+        .transcriptions_with(fixture("spanish.flac"), bad)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind().http_status(), 400, "{e}");
+}

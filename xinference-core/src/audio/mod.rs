@@ -1,0 +1,46 @@
+//! Speech to text. [`SpeechToText`] is the capability: audio file bytes in, a
+//! [`Transcription`] out. Whisper is its one architecture: `ct2.rs` reads CTranslate2's
+//! `model.bin`, `whisper.rs` loads either format, `model.rs` is the forward pass, `mel.rs` computes the features,
+//! `input.rs` decodes and resamples the audio, `decode.rs` runs OpenAI's decoding rules.
+
+pub mod ct2;
+pub mod decode;
+pub mod input;
+pub mod mel;
+pub mod model;
+pub mod whisper;
+
+use crate::protocol::audio::{Transcription, TranscriptionOptions};
+use crate::Result;
+use std::path::Path;
+pub use whisper::WhisperModel;
+
+/// A speech-to-text model: decodes an audio file and transcribes or translates it.
+pub trait SpeechToText: Send {
+    /// Transcribes (or translates, per `options.task`) the audio file in `audio`.
+    fn transcribe(&mut self, audio: &[u8], options: &TranscriptionOptions)
+        -> Result<Transcription>;
+}
+
+impl SpeechToText for WhisperModel {
+    fn transcribe(
+        &mut self,
+        audio: &[u8],
+        options: &TranscriptionOptions,
+    ) -> Result<Transcription> {
+        let samples = input::decode_audio(audio)?;
+        decode::transcribe(self, &samples, options)
+    }
+}
+
+/// Loads the speech-to-text model in `path` (a folder), recognised by its content.
+pub fn load_audio_model(path: &Path) -> Result<Box<dyn SpeechToText>> {
+    if !whisper::is_whisper_folder(path) {
+        return Err(crate::Error::bad_request(format!(
+            "{} holds no speech model this build can run (a CTranslate2 Whisper folder with \
+             model.bin, or Hugging Face Whisper with model.safetensors)",
+            path.display()
+        )));
+    }
+    Ok(Box::new(WhisperModel::load(path)?))
+}

@@ -1,0 +1,313 @@
+//! Our Whisper forward pass on candle tensors: the encoder, and a decoder that keeps a
+//! self-attention KV cache and the cross-attention keys/values of its window, so each new token
+//! costs one position instead of the whole sequence. Exact (erf) GELU as openai-whisper and
+//! CTranslate2 use. Weights are read under the Hugging Face names.
+
+use crate::Result;
+use candle_core::{Device, Tensor};
+use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, Module, VarBuilder};
+
+/// Model dimensions.
+#[derive(Debug, Clone)]
+pub struct Dims {
+    /// Mel bins.
+    pub n_mels: usize,
+    /// Width.
+    pub d_model: usize,
+    /// Encoder layers.
+    pub encoder_layers: usize,
+    /// Encoder heads.
+    pub encoder_heads: usize,
+    /// Decoder layers.
+    pub decoder_layers: usize,
+    /// Decoder heads.
+    pub decoder_heads: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Encoder positions (1500).
+    pub audio_ctx: usize,
+    /// Decoder positions (448).
+    pub text_ctx: usize,
+}
+
+fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
+    let w = vb.get((d_out, d_in), "weight")?;
+    let b = if bias {
+        Some(vb.get(d_out, "bias")?)
+    } else {
+        None
+    };
+    Ok(Linear::new(w, b))
+}
+
+fn layer_norm(vb: &VarBuilder, d: usize) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(
+        vb.get(d, "weight")?,
+        vb.get(d, "bias")?,
+        1e-5,
+    ))
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    fn load(vb: &VarBuilder, d: usize, heads: usize) -> Result<Self> {
+        Ok(Attention {
+            q: linear(&vb.pp("q_proj"), d, d, true)?,
+            k: linear(&vb.pp("k_proj"), d, d, false)?,
+            v: linear(&vb.pp("v_proj"), d, d, true)?,
+            out: linear(&vb.pp("out_proj"), d, d, true)?,
+            heads,
+        })
+    }
+
+    /// `[b, t, d]` -> `[b, heads, t, d / heads]`.
+    fn split(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        Ok(x.reshape((b, t, self.heads, d / self.heads))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    }
+
+    /// Attention of queries `x` over keys/values `k`, `v` (already split), with an additive mask.
+    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let hd = d / self.heads;
+        let q = (self.split(&self.q.forward(x)?)? * (1.0 / (hd as f64).sqrt()))?;
+        let mut w = q.matmul(&k.transpose(2, 3)?.contiguous()?)?;
+        if let Some(m) = mask {
+            w = w.broadcast_add(m)?;
+        }
+        let w = candle_nn::ops::softmax_last_dim(&w)?;
+        let y = w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        Ok(self.out.forward(&y)?)
+    }
+}
+
+struct Block {
+    attn_ln: LayerNorm,
+    attn: Attention,
+    cross: Option<(LayerNorm, Attention)>,
+    mlp_ln: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Block {
+    fn load(vb: &VarBuilder, d: usize, heads: usize, cross: bool) -> Result<Self> {
+        let cross = if cross {
+            Some((
+                layer_norm(&vb.pp("encoder_attn_layer_norm"), d)?,
+                Attention::load(&vb.pp("encoder_attn"), d, heads)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Block {
+            attn_ln: layer_norm(&vb.pp("self_attn_layer_norm"), d)?,
+            attn: Attention::load(&vb.pp("self_attn"), d, heads)?,
+            cross,
+            mlp_ln: layer_norm(&vb.pp("final_layer_norm"), d)?,
+            fc1: linear(&vb.pp("fc1"), d, 4 * d, true)?,
+            fc2: linear(&vb.pp("fc2"), 4 * d, d, true)?,
+        })
+    }
+
+    fn mlp(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.fc1.forward(&self.mlp_ln.forward(x)?)?.gelu_erf()?;
+        Ok((x + self.fc2.forward(&h)?)?)
+    }
+}
+
+/// The encoder and decoder weights.
+pub struct WhisperNet {
+    /// Dimensions.
+    pub dims: Dims,
+    conv1: Conv1d,
+    conv2: Conv1d,
+    audio_pos: Tensor,
+    encoder: Vec<Block>,
+    encoder_ln: LayerNorm,
+    embed: Tensor,
+    text_pos: Tensor,
+    decoder: Vec<Block>,
+    decoder_ln: LayerNorm,
+}
+
+/// The decoder's state for one sequence over one window: cached self-attention keys/values
+/// and the window's cross-attention keys/values, per layer.
+pub struct DecoderState {
+    self_kv: Vec<Option<(Tensor, Tensor)>>,
+    cross_kv: Vec<(Tensor, Tensor)>,
+    len: usize,
+}
+
+impl DecoderState {
+    /// Positions decoded so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was decoded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Sinusoidal positions of the encoder (as openai-whisper computes them).
+fn sinusoids(length: usize, channels: usize) -> Result<Tensor> {
+    let half = channels / 2;
+    let step = (10_000f64).ln() / (half - 1) as f64;
+    let mut v = vec![0f32; length * channels];
+    for t in 0..length {
+        for i in 0..half {
+            let x = t as f64 * (-(i as f64) * step).exp();
+            v[t * channels + i] = x.sin() as f32;
+            v[t * channels + half + i] = x.cos() as f32;
+        }
+    }
+    Ok(Tensor::from_vec(v, (length, channels), &Device::Cpu)?)
+}
+
+impl WhisperNet {
+    /// Loads the weights under the Hugging Face names (`model.encoder...`, `model.decoder...`).
+    pub fn load(vb: &VarBuilder, dims: Dims) -> Result<Self> {
+        let d = dims.d_model;
+        let conv = |name: &str, c_in: usize, stride: usize| -> Result<Conv1d> {
+            let vb = vb.pp(name);
+            Ok(Conv1d::new(
+                vb.get((d, c_in, 3), "weight")?,
+                Some(vb.get(d, "bias")?),
+                Conv1dConfig {
+                    padding: 1,
+                    stride,
+                    dilation: 1,
+                    groups: 1,
+                    cudnn_fwd_algo: None,
+                },
+            ))
+        };
+        let enc = vb.pp("model.encoder");
+        let dec = vb.pp("model.decoder");
+        let audio_pos = match enc.get((dims.audio_ctx, d), "embed_positions.weight") {
+            Ok(t) => t,
+            Err(_) => sinusoids(dims.audio_ctx, d)?,
+        };
+        Ok(WhisperNet {
+            conv1: conv("model.encoder.conv1", dims.n_mels, 1)?,
+            conv2: conv("model.encoder.conv2", d, 2)?,
+            audio_pos,
+            encoder: (0..dims.encoder_layers)
+                .map(|i| Block::load(&enc.pp(format!("layers.{i}")), d, dims.encoder_heads, false))
+                .collect::<Result<_>>()?,
+            encoder_ln: layer_norm(&enc.pp("layer_norm"), d)?,
+            embed: dec.get((dims.vocab, d), "embed_tokens.weight")?,
+            text_pos: dec.get((dims.text_ctx, d), "embed_positions.weight")?,
+            decoder: (0..dims.decoder_layers)
+                .map(|i| Block::load(&dec.pp(format!("layers.{i}")), d, dims.decoder_heads, true))
+                .collect::<Result<_>>()?,
+            decoder_ln: layer_norm(&dec.pp("layer_norm"), d)?,
+            dims,
+        })
+    }
+
+    /// Encoder states `[1, 1500, d]` of features `[1, n_mels, 3000]`.
+    pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
+        let x = self.conv1.forward(mel)?.gelu_erf()?;
+        let x = self.conv2.forward(&x)?.gelu_erf()?.transpose(1, 2)?;
+        let t = x.dim(1)?;
+        let mut x = x.broadcast_add(&self.audio_pos.narrow(0, 0, t)?)?;
+        for block in &self.encoder {
+            let h = block.attn_ln.forward(&x)?;
+            let k = block.attn.split(&block.attn.k.forward(&h)?)?;
+            let v = block.attn.split(&block.attn.v.forward(&h)?)?;
+            x = (&x + block.attn.attend(&h, &k, &v, None)?)?;
+            x = block.mlp(&x)?;
+        }
+        Ok(self.encoder_ln.forward(&x)?)
+    }
+
+    /// A fresh decoder state over encoder states `audio` (cross keys/values computed once).
+    pub fn start(&self, audio: &Tensor) -> Result<DecoderState> {
+        let cross_kv = self
+            .decoder
+            .iter()
+            .map(|b| {
+                let (_, a) = b
+                    .cross
+                    .as_ref()
+                    .expect("decoder blocks have cross-attention");
+                Ok((
+                    a.split(&a.k.forward(audio)?)?,
+                    a.split(&a.v.forward(audio)?)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DecoderState {
+            self_kv: vec![None; self.decoder.len()],
+            cross_kv,
+            len: 0,
+        })
+    }
+
+    /// Feeds `tokens` after what `state` holds; returns the final hidden states `[n, d]`.
+    pub fn decode(&self, tokens: &[u32], state: &mut DecoderState) -> Result<Tensor> {
+        let n = tokens.len();
+        let offset = state.len;
+        let ids = Tensor::new(tokens, &Device::Cpu)?;
+        let x = self.embed.index_select(&ids, 0)?;
+        let x = (x + self.text_pos.narrow(0, offset, n)?)?;
+        let mut x = x.unsqueeze(0)?;
+        let mask = if n > 1 {
+            let total = offset + n;
+            let m: Vec<f32> = (0..n)
+                .flat_map(|i| {
+                    (0..total).map(move |j| {
+                        if j > offset + i {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .collect();
+            Some(Tensor::from_vec(m, (n, total), &Device::Cpu)?)
+        } else {
+            None
+        };
+        for (l, block) in self.decoder.iter().enumerate() {
+            let h = block.attn_ln.forward(&x)?;
+            let k = block.attn.split(&block.attn.k.forward(&h)?)?;
+            let v = block.attn.split(&block.attn.v.forward(&h)?)?;
+            let (k, v) = match state.self_kv[l].take() {
+                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                None => (k, v),
+            };
+            x = (&x + block.attn.attend(&h, &k, &v, mask.as_ref())?)?;
+            state.self_kv[l] = Some((k, v));
+            let (ln, cross) = block
+                .cross
+                .as_ref()
+                .expect("decoder blocks have cross-attention");
+            let (ck, cv) = &state.cross_kv[l];
+            x = (&x + cross.attend(&ln.forward(&x)?, ck, cv, None)?)?;
+            x = block.mlp(&x)?;
+        }
+        state.len += n;
+        Ok(self.decoder_ln.forward(&x)?.squeeze(0)?)
+    }
+
+    /// Logits `[vocab]` of hidden state row `i` of `hidden` (`[n, d]`).
+    pub fn logits(&self, hidden: &Tensor, i: usize) -> Result<Vec<f32>> {
+        let h = hidden.narrow(0, i, 1)?;
+        Ok(h.matmul(&self.embed.t()?)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
+    }
+}
