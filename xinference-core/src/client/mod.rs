@@ -16,7 +16,7 @@
 mod handles;
 mod remote;
 
-pub use handles::{EmbeddingModel, LlmModel, ModelHandle, RerankModel};
+pub use handles::{EmbeddingModel, ImageModel, LlmModel, ModelHandle, RerankModel};
 pub use remote::RemoteClient;
 
 use crate::hub::{list_cached, CacheEntry, ProgressSnapshot};

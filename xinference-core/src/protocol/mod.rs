@@ -2,6 +2,7 @@
 
 pub mod anthropic;
 pub mod chat;
+pub mod image;
 pub mod openai;
 pub mod rerank;
 pub mod xinference;

@@ -117,6 +117,7 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
     ),
     (ModelType::Rerank, "pytorch", "Qwen3ForCausalLM"),
     (ModelType::Rerank, "ggufv2", "Qwen3ForCausalLM"),
+    (ModelType::Image, "pytorch", "StableDiffusionPipeline"),
 ];
 
 /// Whether this build can run `spec` of `family`.

@@ -7,6 +7,7 @@ mod batcher;
 mod chat;
 mod describe;
 mod embed;
+mod image;
 mod launch;
 mod rerank;
 mod structured;
@@ -14,6 +15,7 @@ mod worker;
 
 pub use batcher::EmbedBatcher;
 pub use chat::{ChatOutput, ChunkStream, CompletionOutput};
+pub use image::parse_size;
 pub(crate) use worker::panic_text;
 pub use worker::Worker;
 
@@ -76,6 +78,8 @@ pub(crate) enum Loaded {
     Llm(Vec<Worker<LlmEngine>>),
     /// A rerank model (cross-encoder or LLM reranker).
     Rerank(Vec<rerank::RerankReplica>),
+    /// An image model (Stable Diffusion).
+    Image(Vec<image::ImageReplica>),
 }
 
 impl Loaded {
@@ -84,6 +88,7 @@ impl Loaded {
             Loaded::Embedding(replicas) => replicas.iter().for_each(EmbedBatcher::shutdown),
             Loaded::Llm(workers) => workers.iter().for_each(Worker::shutdown),
             Loaded::Rerank(replicas) => replicas.iter().for_each(|r| r.worker.shutdown()),
+            Loaded::Image(replicas) => replicas.iter().for_each(|r| r.worker.shutdown()),
         }
     }
 }

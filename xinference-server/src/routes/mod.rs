@@ -3,6 +3,7 @@
 mod admin;
 mod anthropic;
 mod embeddings;
+mod images;
 mod llm;
 mod models;
 mod registrations;
@@ -55,6 +56,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/rerank"),
     ("post", "/rerank"),
     ("post", "/v2/rerank"),
+    ("post", "/v1/images/generations"),
+    ("post", "/v1/images/variations"),
+    ("get", "/v1/images/files/{name}"),
     ("get", "/openapi.json"),
 ];
 
@@ -95,6 +99,9 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/rerank", post(rerank::xinference))
         .route("/rerank", post(rerank::cohere_v1))
         .route("/v2/rerank", post(rerank::cohere_v2))
+        .route("/v1/images/generations", post(images::generations))
+        .route("/v1/images/variations", post(images::variations))
+        .route("/v1/images/files/{name}", get(images::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
