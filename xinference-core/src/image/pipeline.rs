@@ -71,7 +71,7 @@ impl ImageLimits {
     pub fn check_size(&self, width: usize, height: usize) -> Result<()> {
         let m = self.size_multiple;
         for (name, v) in [("width", width), ("height", height)] {
-            if v == 0 || v % m != 0 {
+            if v == 0 || !v.is_multiple_of(m) {
                 return Err(Error::bad_request(format!(
                     "{name} {v} is not a positive multiple of {m}, which this model needs"
                 )));

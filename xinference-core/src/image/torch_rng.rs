@@ -104,7 +104,7 @@ impl TorchGenerator {
             normal_fill_16(&mut data[start..start + 16]);
             start += 16;
         }
-        if len % 16 != 0 {
+        if !len.is_multiple_of(16) {
             let tail = len - 16;
             for v in &mut data[tail..] {
                 *v = self.uniform_f32();

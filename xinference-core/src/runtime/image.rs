@@ -388,6 +388,20 @@ mod tests {
     }
 
     #[test]
+    fn family_defaults_come_first_then_top_level_then_kwargs() {
+        let defaults = serde_json::json!({"guidance_scale": 0, "num_inference_steps": 1});
+        let mut extra = Map::new();
+        extra.insert("num_inference_steps".into(), Value::from(4));
+        extra.insert("seed".into(), Value::from(1));
+        let mut kwargs = Map::new();
+        kwargs.insert("seed".into(), Value::from(2));
+        let o = merged_options(Some(&defaults), &extra, kwargs);
+        assert_eq!(o["guidance_scale"], 0);
+        assert_eq!(o["num_inference_steps"], 4);
+        assert_eq!(o["seed"], 2);
+    }
+
+    #[test]
     fn kwargs_may_be_a_string() {
         let m = kwargs_object(Some(&Value::String("{\"seed\": 3}".into()))).unwrap();
         assert_eq!(m["seed"], 3);
