@@ -86,6 +86,8 @@ async fn main() {
     let unet_step = (image - short) / (steps - 1).max(1) as f64;
     let ours = json!({"unet_step_s": unet_step, "image_s": image, "peak_rss_mb": peak_rss_mb()});
     println!("ours: {ours}");
+    // Free our model before the peer loads its copy.
+    runtime.terminate_all().await;
     let peer = std::env::var_os("XINFERENCE_BENCH_PEER_PYTHON").map(|python| {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_image_peer.py");
         let out = std::process::Command::new(python)
@@ -122,5 +124,4 @@ async fn main() {
             None => println!("| {label} | {a:.2} | - | - |"),
         }
     }
-    runtime.terminate_all().await;
 }
