@@ -228,6 +228,27 @@ async fn same_seed_same_bytes_url_files_are_served_and_bad_input_is_4xx() {
     );
     assert_eq!(first["output_format"], "png");
 
+    // Progress per denoising step under Xinference's request_id.
+    let mut tracked = ask.clone();
+    tracked["request_id"] = json!("req-1");
+    let (status, body) = generate(tracked).await;
+    assert_eq!(status, 200, "{body}");
+    let progress: Value = http
+        .get(format!("{}/v1/requests/req-1/progress", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(progress["progress"], 1.0, "{progress}");
+    let unknown = http
+        .get(format!("{}/v1/requests/never-sent/progress", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
     // url: written under $XINFERENCE_HOME/image and served over HTTP by this server.
     let mut as_url = ask.clone();
     as_url["response_format"] = json!("url");

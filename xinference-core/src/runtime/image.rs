@@ -13,9 +13,10 @@ use crate::registry::ModelType;
 use crate::{Error, Result};
 use base64::Engine;
 use serde_json::{Map, Value};
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// One replica of an image model: its worker and what requests are checked against.
 pub(crate) struct ImageReplica {
@@ -26,6 +27,35 @@ pub(crate) struct ImageReplica {
 impl ImageReplica {
     pub(crate) fn new(worker: Worker<Box<dyn ImageGenerator>>, limits: ImageLimits) -> Self {
         ImageReplica { worker, limits }
+    }
+}
+
+/// Progress of image requests by `request_id`: (steps done, steps in all). Entries stay after
+/// the request ends (progress 1.0); the oldest are dropped past [`PROGRESS_ENTRIES`].
+#[derive(Default)]
+pub(crate) struct ProgressTable(Mutex<ProgressEntries>);
+
+type ProgressEntries = (HashMap<String, (usize, usize)>, VecDeque<String>);
+
+/// Requests whose progress is remembered.
+const PROGRESS_ENTRIES: usize = 1024;
+
+impl ProgressTable {
+    fn set(&self, id: &str, done: usize, total: usize) {
+        let mut guard = self.0.lock().expect("progress lock");
+        let (map, order) = &mut *guard;
+        if map.insert(id.to_owned(), (done, total)).is_none() {
+            order.push_back(id.to_owned());
+            while order.len() > PROGRESS_ENTRIES {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<(usize, usize)> {
+        self.0.lock().expect("progress lock").0.get(id).copied()
     }
 }
 
@@ -184,6 +214,20 @@ impl Runtime {
         Ok((bytes, mime))
     }
 
+    /// Progress (0 to 1) of the image request that named `request_id` in its options
+    /// (Xinference's `GET /v1/requests/{request_id}/progress`); 404 when unknown.
+    pub fn request_progress(&self, request_id: &str) -> Result<f64> {
+        let (done, total) = self
+            .image_progress
+            .get(request_id)
+            .ok_or_else(|| Error::not_found(format!("no request with request_id {request_id}")))?;
+        Ok(if total == 0 {
+            0.0
+        } else {
+            done as f64 / total as f64
+        })
+    }
+
     /// Text to image (`POST /v1/images/generations`).
     pub async fn text_to_image(&self, request: ImageGenerationRequest) -> Result<ImageResponse> {
         let kwargs = kwargs_object(request.kwargs.as_ref())?;
@@ -313,14 +357,23 @@ impl Runtime {
             "image request on {model}: {width}x{height}, n={n}, {} steps, seed {seed}",
             params.steps
         );
+        let request_id = opt_str(&options, "request_id")?;
+        if let Some(id) = &request_id {
+            self.image_progress.set(id, 0, params.steps);
+        }
+        let progress = self.image_progress.clone();
         let gone = Arc::new(AtomicBool::new(false));
         let _flag_on_drop = Gone(gone.clone());
         let dir = self.image_dir();
         let data = replica
             .worker
             .call(move |model| {
-                let generated =
-                    model.generate(&params, &mut |_, _| !gone.load(Ordering::Relaxed))?;
+                let generated = model.generate(&params, &mut |done, total| {
+                    if let Some(id) = &request_id {
+                        progress.set(id, done, total);
+                    }
+                    !gone.load(Ordering::Relaxed)
+                })?;
                 let mut data = Vec::with_capacity(generated.images.len());
                 for pixels in &generated.images {
                     let bytes =

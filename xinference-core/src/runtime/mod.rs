@@ -166,6 +166,8 @@ pub struct Runtime {
     registry: Arc<Registry>,
     instances: Mutex<BTreeMap<String, Arc<Instance>>>,
     started: Instant,
+    /// Denoising progress of image requests that named a `request_id`.
+    image_progress: Arc<image::ProgressTable>,
 }
 
 impl Runtime {
@@ -184,6 +186,7 @@ impl Runtime {
             registry,
             instances: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
+            image_progress: Default::default(),
         })
     }
 

@@ -127,3 +127,14 @@ pub async fn file(
     let (bytes, mime) = rt.image_file(&name).await?;
     Ok(([(header::CONTENT_TYPE, mime)], bytes))
 }
+
+/// Xinference's `GET /v1/requests/{request_id}/progress` for image requests that named a
+/// `request_id`: `{"progress": 0..1}`, updated after each denoising step.
+pub async fn progress(
+    State(rt): State<AppState>,
+    Path(request_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        serde_json::json!({"progress": rt.request_progress(&request_id)?}),
+    ))
+}

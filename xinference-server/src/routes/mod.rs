@@ -59,6 +59,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/images/generations"),
     ("post", "/v1/images/variations"),
     ("get", "/v1/images/files/{name}"),
+    ("get", "/v1/requests/{request_id}/progress"),
     ("get", "/openapi.json"),
 ];
 
@@ -102,6 +103,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/images/generations", post(images::generations))
         .route("/v1/images/variations", post(images::variations))
         .route("/v1/images/files/{name}", get(images::file))
+        .route("/v1/requests/{request_id}/progress", get(images::progress))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
