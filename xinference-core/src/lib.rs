@@ -11,6 +11,7 @@ pub mod compute;
 pub mod embedding;
 mod error;
 pub mod hub;
+pub mod image;
 pub mod kernels;
 pub mod llm;
 pub mod protocol;
@@ -19,12 +20,14 @@ pub mod rerank;
 pub mod runtime;
 
 pub use client::{
-    AudioModel, Client, EmbeddingModel, LlmModel, ModelHandle, RemoteClient, RerankModel,
+    AudioModel, Client, EmbeddingModel, ImageModel, LlmModel, ModelHandle, RemoteClient,
+    RerankModel,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use protocol::chat::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,
 };
+pub use protocol::image::{ImageGenerationRequest, ImageResponse, ImageToImageRequest};
 pub use protocol::openai::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
 pub use protocol::rerank::{RerankRequest, RerankResponse};
 pub use protocol::xinference::{InstanceInfo, InstanceStatus, LaunchRequest, ModelDescription};

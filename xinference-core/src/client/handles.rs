@@ -7,6 +7,7 @@ use crate::protocol::chat::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,
     GenerationFields,
 };
+use crate::protocol::image::{ImageGenerationRequest, ImageResponse, ImageToImageRequest};
 use crate::protocol::openai::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
 use crate::protocol::rerank::{RerankRequest, RerankResponse};
 use crate::protocol::xinference::ModelDescription;
@@ -26,6 +27,8 @@ pub enum ModelHandle {
     Rerank(RerankModel),
     /// A speech-to-text model.
     Audio(super::AudioModel),
+    /// An image model (text to image, image to image).
+    Image(ImageModel),
 }
 
 impl ModelHandle {
@@ -55,6 +58,10 @@ impl ModelHandle {
                 transport,
                 uid: uid.to_owned(),
             })),
+            "image" => Ok(ModelHandle::Image(ImageModel {
+                transport,
+                uid: uid.to_owned(),
+            })),
             other => Err(Error::bad_request(format!(
                 "Model {uid} is of type {other}, which this build cannot serve yet"
             ))),
@@ -68,6 +75,7 @@ impl ModelHandle {
             ModelHandle::Llm(m) => &m.uid,
             ModelHandle::Rerank(m) => &m.uid,
             ModelHandle::Audio(m) => &m.uid,
+            ModelHandle::Image(m) => &m.uid,
         }
     }
 
@@ -99,6 +107,17 @@ impl ModelHandle {
             ModelHandle::Audio(m) => Ok(m),
             other => Err(Error::bad_request(format!(
                 "Model {} is not an audio model",
+                other.uid()
+            ))),
+        }
+    }
+
+    /// The image handle, or a 400 when the model is not an image model.
+    pub fn into_image(self) -> Result<ImageModel> {
+        match self {
+            ModelHandle::Image(m) => Ok(m),
+            other => Err(Error::bad_request(format!(
+                "Model {} is not an image model",
                 other.uid()
             ))),
         }
@@ -306,6 +325,65 @@ impl RerankModel {
         match &self.transport {
             Transport::Local(r) => r.rerank(request).await,
             Transport::Remote(c) => c.post_as("/v1/rerank", &request).await,
+        }
+    }
+}
+
+/// A handle to a launched image model.
+#[derive(Clone)]
+pub struct ImageModel {
+    transport: Transport,
+    uid: String,
+}
+
+impl ImageModel {
+    /// The model's uid.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Text to image: build the request with [`ImageGenerationRequest::new`] and set `n`,
+    /// `size`, `response_format` or options in `kwargs` (`negative_prompt`, `guidance_scale`,
+    /// `num_inference_steps`, `seed`, `sampler_name`, `output_format`). The request's `model`
+    /// is replaced by this handle's uid. In process a `url` image is a local file path; over
+    /// HTTP it is the server's URL of the file.
+    pub async fn text_to_image(
+        &self,
+        mut request: ImageGenerationRequest,
+    ) -> Result<ImageResponse> {
+        request.model = self.uid.clone();
+        match &self.transport {
+            Transport::Local(r) => r.text_to_image(request).await,
+            Transport::Remote(c) => c.post_as("/v1/images/generations", &request).await,
+        }
+    }
+
+    /// Image to image (`strength` and the other options in `kwargs`); over HTTP it is
+    /// Xinference's multipart `POST /v1/images/variations`.
+    pub async fn image_to_image(&self, mut request: ImageToImageRequest) -> Result<ImageResponse> {
+        request.model = self.uid.clone();
+        match &self.transport {
+            Transport::Local(r) => r.image_to_image(request).await,
+            Transport::Remote(c) => {
+                let mut form = reqwest::multipart::Form::new()
+                    .text("model", request.model)
+                    .text("prompt", request.prompt)
+                    .text("kwargs", Value::Object(request.kwargs).to_string())
+                    .part(
+                        "image",
+                        reqwest::multipart::Part::bytes(request.image).file_name("image"),
+                    );
+                if let Some(n) = request.n {
+                    form = form.text("n", n.to_string());
+                }
+                if let Some(f) = request.response_format {
+                    form = form.text("response_format", f);
+                }
+                if let Some(s) = request.size {
+                    form = form.text("size", s);
+                }
+                c.post_multipart("/v1/images/variations", form).await
+            }
         }
     }
 }

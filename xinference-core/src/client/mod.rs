@@ -18,7 +18,7 @@ mod handles;
 mod remote;
 
 pub use audio::AudioModel;
-pub use handles::{EmbeddingModel, LlmModel, ModelHandle, RerankModel};
+pub use handles::{EmbeddingModel, ImageModel, LlmModel, ModelHandle, RerankModel};
 pub use remote::RemoteClient;
 
 use crate::hub::{list_cached, CacheEntry, ProgressSnapshot};

@@ -3,6 +3,7 @@
 pub mod anthropic;
 pub mod audio;
 pub mod chat;
+pub mod image;
 pub mod openai;
 pub mod rerank;
 pub mod xinference;

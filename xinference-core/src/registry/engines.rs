@@ -122,6 +122,7 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
         "pytorch",
         "WhisperForConditionalGeneration",
     ),
+    (ModelType::Image, "pytorch", "StableDiffusionPipeline"),
 ];
 
 /// Whether this build can run `spec` of `family`.

@@ -294,6 +294,22 @@ impl Runtime {
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Loaded::Audio(workers))
             }
+            ModelType::Image => {
+                let replicas = (0..instance.replicas)
+                    .map(|r| {
+                        let model = crate::image::load_image_model(&files)?;
+                        let limits = model.limits();
+                        Worker::spawn(
+                            &instance.replica_uid(r),
+                            model,
+                            self.config.queue_capacity,
+                            instance.request_limit,
+                        )
+                        .map(|w| super::image::ImageReplica::new(w, limits))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Loaded::Image(replicas))
+            }
             other => Err(Error::bad_request(format!(
                 "{other} models cannot be run by this build yet"
             ))),

@@ -8,6 +8,7 @@ mod batcher;
 mod chat;
 mod describe;
 mod embed;
+mod image;
 mod launch;
 mod memory;
 mod rerank;
@@ -16,6 +17,7 @@ mod worker;
 
 pub use batcher::EmbedBatcher;
 pub use chat::{ChatOutput, ChunkStream, CompletionOutput};
+pub use image::parse_size;
 pub(crate) use worker::panic_text;
 pub use worker::Worker;
 
@@ -80,6 +82,8 @@ pub(crate) enum Loaded {
     Rerank(Vec<rerank::RerankReplica>),
     /// A speech-to-text model.
     Audio(Vec<audio::AudioWorker>),
+    /// An image model (Stable Diffusion).
+    Image(Vec<image::ImageReplica>),
 }
 
 impl Loaded {
@@ -89,6 +93,7 @@ impl Loaded {
             Loaded::Llm(workers) => workers.iter().for_each(Worker::shutdown),
             Loaded::Rerank(replicas) => replicas.iter().for_each(|r| r.worker.shutdown()),
             Loaded::Audio(workers) => workers.iter().for_each(Worker::shutdown),
+            Loaded::Image(replicas) => replicas.iter().for_each(|r| r.worker.shutdown()),
         }
     }
 }
@@ -166,6 +171,8 @@ pub struct Runtime {
     registry: Arc<Registry>,
     instances: Mutex<BTreeMap<String, Arc<Instance>>>,
     started: Instant,
+    /// Denoising progress of image requests that named a `request_id`.
+    image_progress: Arc<image::ProgressTable>,
 }
 
 impl Runtime {
@@ -184,6 +191,7 @@ impl Runtime {
             registry,
             instances: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
+            image_progress: Default::default(),
         })
     }
 

@@ -4,6 +4,7 @@ mod admin;
 mod anthropic;
 mod audio;
 mod embeddings;
+mod images;
 mod llm;
 mod models;
 mod registrations;
@@ -58,6 +59,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v2/rerank"),
     ("post", "/v1/audio/transcriptions"),
     ("post", "/v1/audio/translations"),
+    ("post", "/v1/images/generations"),
+    ("post", "/v1/images/variations"),
+    ("get", "/v1/images/files/{name}"),
+    ("get", "/v1/requests/{request_id}/progress"),
     ("get", "/openapi.json"),
 ];
 
@@ -106,6 +111,10 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             "/v1/audio/translations",
             post(audio::translations).layer(DefaultBodyLimit::max(audio::MAX_AUDIO_BYTES)),
         )
+        .route("/v1/images/generations", post(images::generations))
+        .route("/v1/images/variations", post(images::variations))
+        .route("/v1/images/files/{name}", get(images::file))
+        .route("/v1/requests/{request_id}/progress", get(images::progress))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

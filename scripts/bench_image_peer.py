@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""The diffusers side of `cargo bench --bench image`, CPU only.
+
+    prepare --out DIR
+        Writes a Stable Diffusion 1.5 pipeline in the diffusers layout with SD 1.5's real UNet,
+        VAE and CLIP text-encoder configurations and random weights (fixed seed, float16 files,
+        ~2 GB). No registry ships SD weights; the sizes are real, so the timings are. The
+        tokenizer is the tiny fixture's (tokenisation cost is nil).
+
+    run --dir DIR --threads N --size S --steps K
+        diffusers' StableDiffusionPipeline (torch, float32, N threads): seconds per UNet step
+        (one classifier-free-guided UNet call: batch 2), seconds for one S x S image with K
+        PNDM steps (guidance 7.5, seed 0), and the process's peak RSS. Prints one JSON object.
+"""
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def prepare(out: Path):
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=768, attention_head_dim=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=512,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+        num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+        projection_dim=768,
+    ))
+    tokenizer = CLIPTokenizer.from_pretrained(ROOT / "tests/fixtures/tiny-diffusion/sd15/tokenizer")
+    scheduler = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
+    print(json.dumps({"prepared": str(out)}))
+
+
+def run(folder: Path, threads: int, size: int, steps: int):
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    torch.set_num_threads(threads)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        folder, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    latents = torch.randn(2, 4, size // 8, size // 8)
+    context = torch.randn(2, 77, 768)
+    with torch.no_grad():
+        pipe.unet(latents, 500, encoder_hidden_states=context)  # warm-up
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            pipe.unet(latents, 500, encoder_hidden_states=context)
+            times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    pipe("an apple", num_inference_steps=steps, height=size, width=size,
+         generator=torch.Generator("cpu").manual_seed(0), output_type="np")
+    image = time.perf_counter() - start
+    # VmHWM, not ru_maxrss: after fork + exec, Linux's ru_maxrss keeps the parent's peak.
+    rss_mb = next(
+        int(line.split()[1]) / 1024
+        for line in open("/proc/self/status")
+        if line.startswith("VmHWM:")
+    )
+    print(json.dumps({"unet_step_s": statistics.median(times), "image_s": image, "steps": steps,
+                      "peak_rss_mb": rss_mb, "torch": torch.__version__}))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("prepare")
+    a.add_argument("--out", type=Path, required=True)
+    b = sub.add_parser("run")
+    b.add_argument("--dir", type=Path, required=True)
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--size", type=int, default=512)
+    b.add_argument("--steps", type=int, default=4)
+    args = p.parse_args()
+    if args.cmd == "prepare":
+        prepare(args.out)
+    else:
+        run(args.dir, args.threads, args.size, args.steps)
+
+
+if __name__ == "__main__":
+    main()

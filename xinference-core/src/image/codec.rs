@@ -1,0 +1,123 @@
+//! Image files: generated pixels to PNG (default, as OpenAI returns), JPEG or WebP, and
+//! uploaded images (any of those) to pixels.
+
+use crate::{Error, Result};
+use image::{ImageFormat, RgbImage};
+use std::io::Cursor;
+
+/// An output file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// PNG (the default).
+    Png,
+    /// JPEG (quality 90).
+    Jpeg,
+    /// WebP (lossless).
+    Webp,
+}
+
+impl OutputFormat {
+    /// OpenAI's `output_format` (`png`, `jpeg`/`jpg`, `webp`); 400 for anything else.
+    pub fn parse(text: Option<&str>) -> Result<Self> {
+        match text.map(|t| t.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("png") => Ok(OutputFormat::Png),
+            Some("jpeg") | Some("jpg") => Ok(OutputFormat::Jpeg),
+            Some("webp") => Ok(OutputFormat::Webp),
+            Some(other) => Err(Error::bad_request(format!(
+                "output_format {other:?} is not one of png, jpeg, webp"
+            ))),
+        }
+    }
+
+    /// The file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "png",
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::Webp => "webp",
+        }
+    }
+
+    /// The media type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "image/png",
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Webp => "image/webp",
+        }
+    }
+}
+
+/// Float pixels in [0, 1] to bytes as diffusers' `numpy_to_pil` does: `(x * 255).round()`.
+pub fn to_rgb8(pixels: &[f32]) -> Vec<u8> {
+    pixels
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect()
+}
+
+/// Encodes an RGB image.
+pub fn encode(
+    pixels: &[f32],
+    width: usize,
+    height: usize,
+    format: OutputFormat,
+) -> Result<Vec<u8>> {
+    let img = RgbImage::from_raw(width as u32, height as u32, to_rgb8(pixels))
+        .ok_or_else(|| Error::internal("image buffer does not match its size"))?;
+    let mut out = Cursor::new(Vec::new());
+    let result = match format {
+        OutputFormat::Png => img.write_to(&mut out, ImageFormat::Png),
+        OutputFormat::Webp => img.write_to(&mut out, ImageFormat::WebP),
+        OutputFormat::Jpeg => {
+            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+            img.write_with_encoder(encoder)
+        }
+    };
+    result.map_err(|e| Error::internal(format!("cannot encode the image: {e}")))?;
+    Ok(out.into_inner())
+}
+
+/// Decodes an uploaded image (PNG, JPEG, WebP) to RGB floats in [0, 1], resized (Lanczos, as
+/// PIL's default for diffusers' preprocessing) to `width x height` when given, else to its own
+/// size rounded down to a multiple of `multiple`. 400 when it is not an image.
+pub fn decode(
+    bytes: &[u8],
+    size: Option<(usize, usize)>,
+    multiple: usize,
+) -> Result<(Vec<f32>, usize, usize)> {
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| Error::bad_request(format!("the uploaded image cannot be read: {e}")))?
+        .to_rgb8();
+    let (w, h) = match size {
+        Some(s) => s,
+        None => {
+            let m = multiple.max(1) as u32;
+            (
+                (img.width() / m * m) as usize,
+                (img.height() / m * m) as usize,
+            )
+        }
+    };
+    if w == 0 || h == 0 {
+        return Err(Error::bad_request(format!(
+            "the uploaded image is smaller than {multiple} pixels"
+        )));
+    }
+    let img = if (w as u32, h as u32) != img.dimensions() {
+        image::imageops::resize(
+            &img,
+            w as u32,
+            h as u32,
+            image::imageops::FilterType::Lanczos3,
+        )
+    } else {
+        img
+    };
+    let pixels = img
+        .into_raw()
+        .into_iter()
+        .map(|b| f32::from(b) / 255.0)
+        .collect();
+    Ok((pixels, w, h))
+}

@@ -1,0 +1,265 @@
+//! The UNet and VAE settings of a diffusers folder, built from their `config.json` (never from
+//! presets), with a clear 400 for what the candle blocks cannot run.
+
+use crate::{Error, Result};
+use candle_transformers::models::stable_diffusion::unet_2d::{
+    BlockConfig, UNet2DConditionModelConfig,
+};
+use candle_transformers::models::stable_diffusion::vae::AutoEncoderKLConfig;
+use serde_json::Value;
+use std::path::Path;
+
+/// Reads a JSON file (400 with the path when missing or malformed).
+pub fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::bad_request(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::bad_request(format!("{} is not valid JSON: {e}", path.display())))
+}
+
+fn usize_of(v: &Value, key: &str, default: usize) -> Result<usize> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(x) => x
+            .as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| Error::bad_request(format!("config key {key} must be an integer"))),
+    }
+}
+
+fn f64_of(v: &Value, key: &str, default: f64) -> f64 {
+    v.get(key).and_then(Value::as_f64).unwrap_or(default)
+}
+
+fn bool_of(v: &Value, key: &str, default: bool) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(default)
+}
+
+/// An integer or one integer per block.
+fn per_block(v: &Value, key: &str, blocks: usize, default: usize) -> Result<Vec<usize>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(vec![default; blocks]),
+        Some(Value::Number(n)) => Ok(vec![n.as_u64().unwrap_or(default as u64) as usize; blocks]),
+        Some(Value::Array(items)) if items.len() == blocks => items
+            .iter()
+            .map(|i| {
+                i.as_u64().map(|x| x as usize).ok_or_else(|| {
+                    Error::bad_request(format!(
+                        "{key} must hold integers (nested lists are not supported)"
+                    ))
+                })
+            })
+            .collect(),
+        Some(other) => Err(Error::bad_request(format!(
+            "{key} must be an integer or a list of {blocks}, not {other}"
+        ))),
+    }
+}
+
+fn strings(v: &Value, key: &str) -> Result<Vec<String>> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .ok_or_else(|| Error::bad_request(format!("unet config has no {key} list")))
+}
+
+/// The UNet's settings.
+#[derive(Debug, Clone)]
+pub struct UNetSettings {
+    /// candle's UNet config.
+    pub config: UNet2DConditionModelConfig,
+    /// Latent channels in.
+    pub in_channels: usize,
+    /// Channels out.
+    pub out_channels: usize,
+    /// Latent side the model was trained at.
+    pub sample_size: usize,
+}
+
+impl UNetSettings {
+    /// From `unet/config.json`.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let unsupported = |what: &str| {
+            Err(Error::bad_request(format!(
+                "this UNet uses {what}, which this build does not support yet"
+            )))
+        };
+        if !v.get("addition_embed_type").is_none_or(Value::is_null) {
+            return unsupported("added conditioning (addition_embed_type, as SDXL's text_time)");
+        }
+        for key in ["class_embed_type", "time_cond_proj_dim", "encoder_hid_dim"] {
+            if !v.get(key).is_none_or(Value::is_null) {
+                return unsupported(key);
+            }
+        }
+        if v.get("time_embedding_type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "positional")
+        {
+            return unsupported("a non-positional time embedding");
+        }
+        if v.get("resnet_time_scale_shift")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "default")
+        {
+            return unsupported("resnet_time_scale_shift other than default");
+        }
+        if v.get("act_fn")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a != "silu")
+        {
+            return unsupported("an activation other than silu");
+        }
+        if bool_of(v, "only_cross_attention", false) || bool_of(v, "dual_cross_attention", false) {
+            return unsupported("only/dual cross attention");
+        }
+        let channels: Vec<usize> = v
+            .get("block_out_channels")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_u64)
+                    .map(|c| c as usize)
+                    .collect()
+            })
+            .filter(|c: &Vec<usize>| !c.is_empty())
+            .ok_or_else(|| Error::bad_request("unet config has no block_out_channels"))?;
+        let n = channels.len();
+        let down = strings(v, "down_block_types")?;
+        let up = strings(v, "up_block_types")?;
+        if down.len() != n || up.len() != n {
+            return Err(Error::bad_request(
+                "unet config: down_block_types, up_block_types and block_out_channels differ in length",
+            ));
+        }
+        let mid = v
+            .get("mid_block_type")
+            .and_then(Value::as_str)
+            .unwrap_or("UNetMidBlock2DCrossAttn");
+        if mid != "UNetMidBlock2DCrossAttn" {
+            return unsupported(&format!("mid block {mid}"));
+        }
+        // diffusers' naming quirk: attention_head_dim holds the number of heads unless
+        // num_attention_heads is given.
+        let heads_key = if v.get("num_attention_heads").is_some_and(|h| !h.is_null()) {
+            "num_attention_heads"
+        } else {
+            "attention_head_dim"
+        };
+        let heads = per_block(v, heads_key, n, 8)?;
+        let depth = per_block(v, "transformer_layers_per_block", n, 1)?;
+        let mut blocks = Vec::with_capacity(n);
+        for i in 0..n {
+            let cross = match down[i].as_str() {
+                "CrossAttnDownBlock2D" => true,
+                "DownBlock2D" => false,
+                other => return unsupported(&format!("down block {other}")),
+            };
+            let mirrored = &up[n - 1 - i];
+            let expected = if cross {
+                "CrossAttnUpBlock2D"
+            } else {
+                "UpBlock2D"
+            };
+            if mirrored != expected {
+                return unsupported(&format!(
+                    "up block {mirrored} where {expected} mirrors the down path"
+                ));
+            }
+            blocks.push(BlockConfig {
+                out_channels: channels[i],
+                use_cross_attn: cross.then_some(depth[i]),
+                attention_head_dim: heads[i],
+            });
+        }
+        let cross_attention_dim = match v.get("cross_attention_dim") {
+            Some(Value::Number(x)) => x.as_u64().unwrap_or(768) as usize,
+            None | Some(Value::Null) => 1280,
+            Some(other) => {
+                return unsupported(&format!("cross_attention_dim {other} (per-block values)"))
+            }
+        };
+        let groups = usize_of(v, "norm_num_groups", 32)?;
+        if groups != 32 {
+            // candle's DownBlock2D/UpBlock2D build their resnets with 32 groups whatever the
+            // config says (every released SD UNet uses 32); refuse rather than misread.
+            return unsupported(&format!("norm_num_groups {groups} (only 32 is supported)"));
+        }
+        let config = UNet2DConditionModelConfig {
+            center_input_sample: bool_of(v, "center_input_sample", false),
+            flip_sin_to_cos: bool_of(v, "flip_sin_to_cos", true),
+            freq_shift: f64_of(v, "freq_shift", 0.0),
+            blocks,
+            layers_per_block: usize_of(v, "layers_per_block", 2)?,
+            downsample_padding: usize_of(v, "downsample_padding", 1)?,
+            mid_block_scale_factor: f64_of(v, "mid_block_scale_factor", 1.0),
+            norm_num_groups: groups,
+            norm_eps: f64_of(v, "norm_eps", 1e-5),
+            cross_attention_dim,
+            sliced_attention_size: None,
+            use_linear_projection: bool_of(v, "use_linear_projection", false),
+        };
+        Ok(UNetSettings {
+            config,
+            in_channels: usize_of(v, "in_channels", 4)?,
+            out_channels: usize_of(v, "out_channels", 4)?,
+            sample_size: usize_of(v, "sample_size", 64)?,
+        })
+    }
+}
+
+/// The VAE's settings.
+#[derive(Debug, Clone)]
+pub struct VaeSettings {
+    /// candle's AutoencoderKL config.
+    pub config: AutoEncoderKLConfig,
+    /// Image channels in.
+    pub in_channels: usize,
+    /// Image channels out.
+    pub out_channels: usize,
+    /// Latents are multiplied by this after encoding (0.18215 for SD 1.x/2.x).
+    pub scaling_factor: f64,
+    /// Subtracted before scaling (SD 3 style VAEs; 0 otherwise).
+    pub shift_factor: f64,
+}
+
+impl VaeSettings {
+    /// From `vae/config.json`.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let channels: Vec<usize> = v
+            .get("block_out_channels")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_u64)
+                    .map(|c| c as usize)
+                    .collect()
+            })
+            .filter(|c: &Vec<usize>| !c.is_empty())
+            .ok_or_else(|| Error::bad_request("vae config has no block_out_channels"))?;
+        if !bool_of(v, "mid_block_add_attention", true) {
+            return Err(Error::bad_request(
+                "this VAE has no mid-block attention, which this build does not support yet",
+            ));
+        }
+        Ok(VaeSettings {
+            config: AutoEncoderKLConfig {
+                block_out_channels: channels,
+                layers_per_block: usize_of(v, "layers_per_block", 1)?,
+                latent_channels: usize_of(v, "latent_channels", 4)?,
+                norm_num_groups: usize_of(v, "norm_num_groups", 32)?,
+                use_quant_conv: bool_of(v, "use_quant_conv", true),
+                use_post_quant_conv: bool_of(v, "use_post_quant_conv", true),
+            },
+            in_channels: usize_of(v, "in_channels", 3)?,
+            out_channels: usize_of(v, "out_channels", 3)?,
+            scaling_factor: f64_of(v, "scaling_factor", 0.18215),
+            shift_factor: f64_of(v, "shift_factor", 0.0),
+        })
+    }
+}

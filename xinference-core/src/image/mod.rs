@@ -1,0 +1,61 @@
+//! Image generation: Stable Diffusion pipelines read from the diffusers folder layout
+//! (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`).
+//!
+//! - [`pipeline`]: loading and the denoising loop (text to image, image to image).
+//! - [`clip`]: our CLIP text encoder and tokenizer; [`config`]: UNet/VAE settings from the
+//!   configs (candle's UNet and VAE blocks run them); [`vae_encoder`]: the VAE encoder whose
+//!   latent distribution we sample ourselves.
+//! - [`scheduler`]: PNDM, DDIM, Euler, Euler ancestral, DPM-Solver++ 2M (Karras).
+//! - [`torch_rng`]: `torch.Generator("cpu")` + `torch.randn`, so a seed means what it means in
+//!   diffusers.
+//! - [`codec`]: PNG/JPEG/WebP out, uploaded images in.
+
+pub mod clip;
+pub mod codec;
+pub mod config;
+pub mod pipeline;
+pub mod scheduler;
+pub mod torch_rng;
+pub mod vae_encoder;
+
+pub use pipeline::{DiffusionPipeline, GenerateParams, Generated, ImageLimits};
+
+use crate::Result;
+use std::path::Path;
+
+/// The image capability: one loaded text-to-image (and image-to-image) model.
+pub trait ImageGenerator: Send {
+    /// What requests are checked against before they are queued.
+    fn limits(&self) -> ImageLimits;
+    /// Generates; `on_step(done, total)` after each denoising step, false to stop.
+    fn generate(
+        &self,
+        params: &GenerateParams,
+        on_step: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Generated>;
+}
+
+impl ImageGenerator for DiffusionPipeline {
+    fn limits(&self) -> ImageLimits {
+        DiffusionPipeline::limits(self)
+    }
+
+    fn generate(
+        &self,
+        params: &GenerateParams,
+        on_step: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Generated> {
+        DiffusionPipeline::generate(self, params, on_step)
+    }
+}
+
+/// Loads the image model in `dir` (a diffusers Stable Diffusion folder).
+pub fn load_image_model(dir: &Path) -> Result<Box<dyn ImageGenerator>> {
+    if !dir.join("model_index.json").exists() {
+        return Err(crate::Error::bad_request(format!(
+            "{} is not a diffusers pipeline folder (no model_index.json)",
+            dir.display()
+        )));
+    }
+    Ok(Box::new(DiffusionPipeline::load(dir)?))
+}

@@ -1,0 +1,399 @@
+//! A Stable Diffusion pipeline loaded from a diffusers folder: CLIP text encoder, UNet, VAE
+//! and scheduler, every size read from the folder's configs. It runs text to image (and image
+//! to image from an initial image) as `StableDiffusionPipeline` / `StableDiffusionImg2ImgPipeline`
+//! do on CPU in float32, with the request's seed drawn through [`TorchGenerator`].
+
+use super::clip::{ids_tensor, ClipTextConfig, ClipTextModel, ClipTokenizer};
+use super::config::{read_json, UNetSettings, VaeSettings};
+use super::scheduler::SchedulerConfig;
+use super::torch_rng::TorchGenerator;
+use super::vae_encoder::VaeEncoder;
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel;
+use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Largest width or height served (pixels).
+pub const MAX_SIDE: usize = 2048;
+
+/// One generation request, resolved (defaults applied, sizes checked by [`DiffusionPipeline`]).
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    /// The prompt.
+    pub prompt: String,
+    /// What to steer away from (classifier-free guidance's unconditional prompt).
+    pub negative_prompt: Option<String>,
+    /// Images to make.
+    pub n: usize,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Denoising steps.
+    pub steps: usize,
+    /// Classifier-free guidance scale (guidance is off at 1 or below).
+    pub guidance_scale: f64,
+    /// The seed of the torch-compatible generator.
+    pub seed: u64,
+    /// Xinference's `sampler_name` (`None` or `"default"`: the folder's scheduler).
+    pub sampler_name: Option<String>,
+    /// Image to image: the initial image (RGB, `height x width x 3`, values in [0, 1]) and the
+    /// strength (0..=1) of the noise added to it.
+    pub init_image: Option<(Vec<f32>, f64)>,
+}
+
+/// What a generation returns: each image as `height x width x 3` floats in [0, 1].
+pub struct Generated {
+    /// The images.
+    pub images: Vec<Vec<f32>>,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+}
+
+/// A model's sizes and scheduler: what a request is checked against, without the weights.
+#[derive(Debug, Clone)]
+pub struct ImageLimits {
+    /// The image side used when a request gives no size (`unet.sample_size * vae_scale`).
+    pub default_size: usize,
+    /// Width and height must be multiples of this.
+    pub size_multiple: usize,
+    /// The folder's scheduler settings.
+    pub scheduler: SchedulerConfig,
+}
+
+impl ImageLimits {
+    /// Checks a requested size (400 when not a multiple of what the model needs or too large).
+    pub fn check_size(&self, width: usize, height: usize) -> Result<()> {
+        let m = self.size_multiple;
+        for (name, v) in [("width", width), ("height", height)] {
+            if v == 0 || !v.is_multiple_of(m) {
+                return Err(Error::bad_request(format!(
+                    "{name} {v} is not a positive multiple of {m}, which this model needs"
+                )));
+            }
+            if v > MAX_SIDE {
+                return Err(Error::bad_request(format!(
+                    "{name} {v} is larger than the maximum of {MAX_SIDE} pixels"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what a request asks before any compute (size, scheduler, steps, counts).
+    pub fn check(&self, p: &GenerateParams) -> Result<()> {
+        self.check_size(p.width, p.height)?;
+        self.scheduler.build(p.sampler_name.as_deref(), p.steps)?;
+        if !(1..=16).contains(&p.n) {
+            return Err(Error::bad_request(format!(
+                "n must be from 1 to 16, not {}",
+                p.n
+            )));
+        }
+        if !p.guidance_scale.is_finite() || p.guidance_scale < 0.0 {
+            return Err(Error::bad_request("guidance_scale must be a number >= 0"));
+        }
+        if let Some((pixels, strength)) = &p.init_image {
+            if !(0.0..=1.0).contains(strength) {
+                return Err(Error::bad_request("strength must be between 0 and 1"));
+            }
+            if pixels.len() != p.width * p.height * 3 {
+                return Err(Error::bad_request(
+                    "the initial image does not match the size",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A loaded pipeline.
+pub struct DiffusionPipeline {
+    tokenizer: ClipTokenizer,
+    text_encoder: ClipTextModel,
+    unet: UNet2DConditionModel,
+    vae: AutoEncoderKL,
+    vae_encoder: VaeEncoder,
+    scheduler: SchedulerConfig,
+    vae_settings: VaeSettings,
+    /// Pixels per latent (2 ^ (VAE blocks - 1)).
+    vae_scale: usize,
+    /// Sizes must be multiples of this (VAE scale x UNet downsampling).
+    size_multiple: usize,
+    /// The size the model was trained at (`unet.sample_size * vae_scale`).
+    default_size: usize,
+    latent_channels: usize,
+    device: Device,
+}
+
+/// The weight files of one component folder: single-file or sharded safetensors (the
+/// `.safetensors.index.json` lists the shards), preferring full precision over an fp16 variant.
+pub fn weight_files(dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+    for name in [
+        format!("{stem}.safetensors.index.json"),
+        format!("{stem}.fp16.safetensors.index.json"),
+    ] {
+        let index = dir.join(&name);
+        if index.exists() {
+            let json = read_json(&index)?;
+            let map = json
+                .get("weight_map")
+                .and_then(Value::as_object)
+                .ok_or_else(|| {
+                    Error::bad_request(format!("{} has no weight_map", index.display()))
+                })?;
+            let mut files: Vec<String> = map
+                .values()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            files.sort();
+            files.dedup();
+            return files
+                .into_iter()
+                .map(|f| {
+                    let path = dir.join(&f);
+                    if f.contains('/') || f.contains("..") || !path.exists() {
+                        Err(Error::bad_request(format!(
+                            "shard {f} listed in {} is missing",
+                            index.display()
+                        )))
+                    } else {
+                        Ok(path)
+                    }
+                })
+                .collect();
+        }
+    }
+    for name in [
+        format!("{stem}.safetensors"),
+        format!("{stem}.fp16.safetensors"),
+    ] {
+        let file = dir.join(&name);
+        if file.exists() {
+            return Ok(vec![file]);
+        }
+    }
+    Err(Error::bad_request(format!(
+        "{} holds no {stem}.safetensors (single or sharded); only safetensors weights are read",
+        dir.display()
+    )))
+}
+
+fn var_builder(files: &[PathBuf], device: &Device) -> Result<VarBuilder<'static>> {
+    // SAFETY: the files are memory-mapped read-only and not modified while the model lives,
+    // as every safetensors loader in this crate assumes.
+    Ok(unsafe { VarBuilder::from_mmaped_safetensors(files, DType::F32, device)? })
+}
+
+impl DiffusionPipeline {
+    /// Loads a diffusers Stable Diffusion folder (`model_index.json` at its root).
+    pub fn load(root: &Path) -> Result<Self> {
+        let index = read_json(&root.join("model_index.json"))?;
+        let class = index
+            .get("_class_name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if class.contains("XL") || root.join("text_encoder_2").exists() {
+            return Err(Error::bad_request(format!(
+                "{class}: SDXL pipelines (two text encoders, text_time conditioning) are not \
+                 supported by this build yet; SD 1.x and 2.x pipelines are"
+            )));
+        }
+        let device = Device::Cpu;
+        let tokenizer = ClipTokenizer::load(&root.join("tokenizer"))?;
+        let te_dir = root.join("text_encoder");
+        let te_config: ClipTextConfig =
+            serde_json::from_value(read_json(&te_dir.join("config.json"))?).map_err(|e| {
+                Error::bad_request(format!(
+                    "text_encoder/config.json is not a CLIP config: {e}"
+                ))
+            })?;
+        let text_encoder = ClipTextModel::new(
+            var_builder(&weight_files(&te_dir, "model")?, &device)?,
+            &te_config,
+        )?;
+        let unet_dir = root.join("unet");
+        let unet_settings = UNetSettings::from_json(&read_json(&unet_dir.join("config.json"))?)?;
+        let unet = UNet2DConditionModel::new(
+            var_builder(
+                &weight_files(&unet_dir, "diffusion_pytorch_model")?,
+                &device,
+            )?,
+            unet_settings.in_channels,
+            unet_settings.out_channels,
+            false,
+            unet_settings.config.clone(),
+        )?;
+        let vae_dir = root.join("vae");
+        let vae_settings = VaeSettings::from_json(&read_json(&vae_dir.join("config.json"))?)?;
+        let vae_vb = var_builder(&weight_files(&vae_dir, "diffusion_pytorch_model")?, &device)?;
+        let vae = AutoEncoderKL::new(
+            vae_vb.clone(),
+            vae_settings.in_channels,
+            vae_settings.out_channels,
+            vae_settings.config.clone(),
+        )?;
+        let vae_encoder = VaeEncoder::new(vae_vb, &vae_settings)?;
+        let scheduler = SchedulerConfig::from_json(&read_json(
+            &root.join("scheduler").join("scheduler_config.json"),
+        )?)?;
+        let vae_scale = 1 << (vae_settings.config.block_out_channels.len() - 1);
+        let unet_down = 1 << (unet_settings.config.blocks.len() - 1);
+        Ok(DiffusionPipeline {
+            tokenizer,
+            text_encoder,
+            unet,
+            vae,
+            vae_encoder,
+            scheduler,
+            vae_scale,
+            size_multiple: (vae_scale * unet_down).max(8),
+            default_size: unet_settings.sample_size * vae_scale,
+            latent_channels: vae_settings.config.latent_channels,
+            vae_settings,
+            device,
+        })
+    }
+
+    /// What requests are checked against before they are queued.
+    pub fn limits(&self) -> ImageLimits {
+        ImageLimits {
+            default_size: self.default_size,
+            size_multiple: self.size_multiple,
+            scheduler: self.scheduler.clone(),
+        }
+    }
+
+    fn encode_prompts(&self, p: &GenerateParams, guided: bool) -> Result<Tensor> {
+        let cond = self.tokenizer.encode(&p.prompt)?;
+        let mut rows = Vec::new();
+        if guided {
+            let uncond = self
+                .tokenizer
+                .encode(p.negative_prompt.as_deref().unwrap_or(""))?;
+            rows.extend(std::iter::repeat_n(uncond, p.n));
+        }
+        rows.extend(std::iter::repeat_n(cond, p.n));
+        // Each distinct prompt is encoded once (the rows repeat), then expanded.
+        let distinct = if guided { 2 } else { 1 };
+        let picked: Vec<Vec<u32>> = (0..distinct).map(|i| rows[i * p.n].clone()).collect();
+        let hidden = self
+            .text_encoder
+            .forward(&ids_tensor(&picked, &self.device)?)?;
+        let (_, t, h) = hidden.dims3()?;
+        Ok(hidden
+            .unsqueeze(1)?
+            .broadcast_as((distinct, p.n, t, h))?
+            .contiguous()?
+            .reshape((distinct * p.n, t, h))?)
+    }
+
+    /// Runs the pipeline. `on_step(done, total)` is called after each denoising step; when it
+    /// returns false the generation stops (the caller went away) with a cancelled error.
+    pub fn generate(
+        &self,
+        p: &GenerateParams,
+        on_step: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Generated> {
+        self.limits().check(p)?;
+        let mut scheduler = self.scheduler.build(p.sampler_name.as_deref(), p.steps)?;
+        let guided = p.guidance_scale > 1.0;
+        let context = self.encode_prompts(p, guided)?;
+        let (lh, lw) = (p.height / self.vae_scale, p.width / self.vae_scale);
+        let shape = (p.n, self.latent_channels, lh, lw);
+        let len = p.n * self.latent_channels * lh * lw;
+        let mut generator = TorchGenerator::new(p.seed);
+        let all_timesteps = scheduler.timesteps().to_vec();
+        let (mut latents, start) = match &p.init_image {
+            None => {
+                let noise = generator.randn(len);
+                let sigma = scheduler.init_noise_sigma() as f32;
+                (
+                    noise.into_iter().map(|v| v * sigma).collect::<Vec<f32>>(),
+                    0,
+                )
+            }
+            Some((pixels, strength)) => {
+                // diffusers' get_timesteps: skip the first steps - int(steps * strength)
+                // entries of the schedule (which PNDM makes one longer than `steps`).
+                let init = ((p.steps as f64 * strength) as usize).min(p.steps);
+                let start = p.steps - init;
+                if init == 0 || start >= all_timesteps.len() {
+                    return Err(Error::bad_request(
+                        "strength is too low: no denoising step would run (raise strength or \
+                         num_inference_steps)",
+                    ));
+                }
+                let image =
+                    Tensor::from_vec(pixels.clone(), (1, p.height, p.width, 3), &self.device)?
+                        .permute((0, 3, 1, 2))?
+                        .affine(2.0, -1.0)?
+                        .contiguous()?;
+                let (mean, std) = self.vae_encoder.encode(&image)?;
+                let sample_noise = generator.randn(mean.elem_count());
+                let sample = (&mean
+                    + (&std * Tensor::from_vec(sample_noise, mean.shape(), &self.device)?)?)?;
+                let sample = ((sample - self.vae_settings.shift_factor)?
+                    * self.vae_settings.scaling_factor)?;
+                let sample = sample.broadcast_as(shape)?.contiguous()?;
+                let clean: Vec<f32> = sample.flatten_all()?.to_vec1()?;
+                let noise = generator.randn(len);
+                scheduler.set_begin_index(start);
+                (scheduler.add_noise(&clean, &noise, start), start)
+            }
+        };
+        let total = all_timesteps.len() - start;
+        for (done, index) in (start..all_timesteps.len()).enumerate() {
+            let t = all_timesteps[index];
+            let x = Tensor::from_slice(&latents, shape, &self.device)?;
+            let scale = scheduler.input_scale(index);
+            let x = if scale != 1.0 { (x * scale)? } else { x };
+            let input = if guided {
+                Tensor::cat(&[&x, &x], 0)?
+            } else {
+                x
+            };
+            let out = self.unet.forward(&input, t, &context)?;
+            let noise_pred = if guided {
+                let uncond = out.narrow(0, 0, p.n)?;
+                let cond = out.narrow(0, p.n, p.n)?;
+                (&uncond + ((cond - &uncond)? * p.guidance_scale)?)?
+            } else {
+                out
+            };
+            let noise_pred: Vec<f32> = noise_pred.flatten_all()?.to_vec1()?;
+            latents = scheduler.step(&noise_pred, &latents, &mut generator);
+            if !on_step(done + 1, total) {
+                return Err(Error::new(
+                    crate::ErrorKind::Cancelled,
+                    "image generation cancelled: the client went away",
+                ));
+            }
+        }
+        let latents = Tensor::from_vec(latents, shape, &self.device)?;
+        let latents =
+            ((latents / self.vae_settings.scaling_factor)? + self.vae_settings.shift_factor)?;
+        let mut images = Vec::with_capacity(p.n);
+        for i in 0..p.n {
+            let decoded = self.vae.decode(&latents.narrow(0, i, 1)?)?;
+            let pixels = ((decoded / 2.0)? + 0.5)?
+                .clamp(0f32, 1f32)?
+                .squeeze(0)?
+                .permute((1, 2, 0))?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            images.push(pixels);
+        }
+        Ok(Generated {
+            images,
+            width: p.width,
+            height: p.height,
+        })
+    }
+}
