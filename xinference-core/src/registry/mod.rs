@@ -7,7 +7,7 @@ mod spec;
 
 pub use engines::{engine_options, resolve_engine, support, EngineOptions, Support};
 pub use model_type::ModelType;
-pub use spec::{normalise_size, ModelFamily, ModelSpec, HUGGINGFACE};
+pub use spec::{check_plain_name, normalise_size, ModelFamily, ModelSpec, HUGGINGFACE};
 
 use crate::{Error, Result};
 use serde_json::Value;

@@ -117,7 +117,7 @@ impl ModelFamily {
     pub fn from_json(model_type: ModelType, json: Value, is_builtin: bool) -> Result<Self> {
         let raw: RawFamily = serde_json::from_value(json.clone())
             .map_err(|e| Error::bad_request(format!("Invalid {model_type} model spec: {e}")))?;
-        validate_name(&raw.model_name)?;
+        check_plain_name("model_name", &raw.model_name)?;
         let languages = if raw.model_lang.is_empty() {
             string_list(raw.language.as_ref())
         } else {
@@ -191,18 +191,21 @@ impl ModelFamily {
     }
 }
 
-fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && name
+/// The one rule for a user's string that names a file or folder on its own (model names,
+/// formats, sizes, quantizations, model uids): letters, digits, '.', '_' and '-', not starting
+/// with '.', at most 200 characters; a 400 naming `field` otherwise.
+pub fn check_plain_name(field: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && !value.starts_with('.')
+        && value
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        && !name.starts_with('.');
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if ok {
         Ok(())
     } else {
         Err(Error::bad_request(format!(
-            "Invalid model_name `{name}`: use letters, digits, '.', '_' and '-' only"
+            "Invalid {field} `{value}`: use letters, digits, '.', '_' and '-' only"
         )))
     }
 }
@@ -213,21 +216,7 @@ fn validate_name(name: &str) -> Result<()> {
 /// (or, for templates and ids, a relative path of plain names), so that no registration can make
 /// the cache create, delete or link files outside `$XINFERENCE_HOME`.
 fn validate_path_parts(spec: &ModelSpec) -> Result<()> {
-    let plain = |field: &str, value: &str| -> Result<()> {
-        let ok = !value.is_empty()
-            && value.len() <= 200
-            && !value.starts_with('.')
-            && value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::bad_request(format!(
-                "Invalid {field} `{value}`: use letters, digits, '.', '_' and '-' only"
-            )))
-        }
-    };
+    let plain = check_plain_name;
     let relative = |field: &str, value: &str| -> Result<()> {
         let ok = value.len() <= 500
             && !value.starts_with('/')

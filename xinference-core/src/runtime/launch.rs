@@ -129,7 +129,7 @@ impl Runtime {
             .model_uid
             .clone()
             .unwrap_or_else(|| family.name.clone());
-        validate_uid(&uid)?;
+        crate::registry::check_plain_name("model_uid", &uid)?;
         let (status_tx, _) = watch::channel(InstanceStatus::Creating);
         let instance = Arc::new(Instance {
             uid: uid.clone(),
@@ -375,20 +375,5 @@ fn check_n_gpu(v: Option<&Value>) -> Result<()> {
         Some(other) => Err(Error::bad_request(format!(
             "n_gpu {other} cannot be served: this build runs models on the CPU (use \"auto\" or null)"
         ))),
-    }
-}
-
-fn validate_uid(uid: &str) -> Result<()> {
-    let ok = !uid.is_empty()
-        && uid.len() <= 200
-        && uid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::bad_request(format!(
-            "Invalid model_uid `{uid}`: use letters, digits, '.', '_' and '-' only"
-        )))
     }
 }
