@@ -68,7 +68,12 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server whose home is `home`.
     pub async fn start(home: &Path) -> TestServer {
-        let runtime = Arc::new(Runtime::new(RuntimeConfig::new(home)).expect("runtime starts"));
+        Self::start_with(RuntimeConfig::new(home)).await
+    }
+
+    /// Starts a server with `config`.
+    pub async fn start_with(config: RuntimeConfig) -> TestServer {
+        let runtime = Arc::new(Runtime::new(config).expect("runtime starts"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

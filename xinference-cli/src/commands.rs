@@ -25,6 +25,10 @@ pub struct ServerArgs {
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Browser origins whose pages may call the API (comma-separated, `*` for any; default:
+    /// none, and cross-origin requests that change state are refused).
+    #[arg(long, env = "XINFERENCE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
 }
 
 /// The server to talk to.
@@ -50,7 +54,10 @@ pub async fn serve(args: ServerArgs) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("invalid --log-level {}", args.log_level))?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
-    let runtime = Arc::new(Runtime::new(RuntimeConfig::from_env())?);
+    let mut config = RuntimeConfig::from_env();
+    config.allowed_origins =
+        xinference_core::runtime::parse_origins(&args.allowed_origins.join(","));
+    let runtime = Arc::new(Runtime::new(config)?);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;

@@ -9,6 +9,9 @@ use std::fmt;
 pub enum ErrorKind {
     /// The request is malformed or asks for something impossible (HTTP 400).
     BadRequest,
+    /// The caller may not do this (HTTP 403): e.g. a cross-origin browser request that the
+    /// server's allowed origins do not name.
+    Forbidden,
     /// The named model, uid, registration or file does not exist (HTTP 404).
     NotFound,
     /// The request body is larger than the server accepts (HTTP 413).
@@ -32,6 +35,7 @@ impl ErrorKind {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorKind::BadRequest => 400,
+            ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Unprocessable => 422,
@@ -47,6 +51,7 @@ impl ErrorKind {
     pub fn from_http_status(status: u16) -> ErrorKind {
         match status {
             400 => ErrorKind::BadRequest,
+            403 => ErrorKind::Forbidden,
             404 => ErrorKind::NotFound,
             413 => ErrorKind::PayloadTooLarge,
             422 => ErrorKind::Unprocessable,
@@ -77,6 +82,10 @@ impl Error {
     /// A 400: the request cannot be served as asked.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadRequest, message)
+    }
+    /// A 403: the caller may not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, message)
     }
     /// A 404: something named does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {

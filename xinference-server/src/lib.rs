@@ -6,6 +6,7 @@
 mod error;
 mod extract;
 mod openapi;
+mod origin;
 mod routes;
 
 pub use error::ApiError;

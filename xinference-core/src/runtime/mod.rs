@@ -43,6 +43,11 @@ pub struct RuntimeConfig {
     /// Compute threads shared by every model (default: `CANDLE_NUM_THREADS`, else the
     /// machine's cores). See [`crate::compute`].
     pub compute_threads: Option<usize>,
+    /// Browser origins (`http://localhost:3000`, or `*` for any) whose pages may call the API
+    /// cross-origin. Empty (the default): no CORS headers, and a state-changing request that a
+    /// browser sends from another origin is refused with 403. Same-origin pages and clients
+    /// that send no `Origin` (SDKs, curl) are not affected.
+    pub allowed_origins: Vec<String>,
 }
 
 impl RuntimeConfig {
@@ -52,13 +57,27 @@ impl RuntimeConfig {
             home: home.into(),
             queue_capacity: 64,
             compute_threads: None,
+            allowed_origins: Vec::new(),
         }
     }
 
-    /// Settings from the environment: `XINFERENCE_HOME`, default `~/.xinference`.
+    /// Settings from the environment: `XINFERENCE_HOME`, default `~/.xinference`;
+    /// `XINFERENCE_ALLOWED_ORIGINS`, a comma-separated list of origins.
     pub fn from_env() -> Self {
-        Self::new(default_home())
+        let mut config = Self::new(default_home());
+        config.allowed_origins = std::env::var("XINFERENCE_ALLOWED_ORIGINS")
+            .map(|list| parse_origins(&list))
+            .unwrap_or_default();
+        config
     }
+}
+
+/// A comma-separated origin list, trimmed, empty entries and trailing slashes dropped.
+pub fn parse_origins(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect()
 }
 
 /// `$XINFERENCE_HOME`, or `~/.xinference`.

@@ -18,7 +18,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
-use tower_http::cors::CorsLayer;
 use xinference_core::{Error, Runtime};
 
 /// Largest request body accepted (larger ones are a 413).
@@ -68,6 +67,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The whole application: routes, CORS for any origin, body limit, JSON 404s.
 pub fn router(runtime: Arc<Runtime>) -> Router {
+    let allowed = Arc::new(runtime.config().allowed_origins.clone());
     Router::new()
         .route("/status", get(admin::status))
         .route("/v1/cluster/auth", get(admin::cluster_auth))
@@ -118,7 +118,10 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(CorsLayer::permissive())
+        .layer(axum::middleware::from_fn(move |request, next| {
+            crate::origin::refuse_foreign_writes(allowed.clone(), request, next)
+        }))
+        .layer(crate::origin::cors_layer(&runtime.config().allowed_origins))
         .with_state(runtime)
 }
 
