@@ -382,7 +382,7 @@ impl ImageModel {
                 if let Some(s) = request.size {
                     form = form.text("size", s);
                 }
-                c.post_multipart("/v1/images/variations", form).await
+                c.post_multipart_as("/v1/images/variations", form).await
             }
         }
     }

@@ -105,18 +105,6 @@ impl RemoteClient {
         decode(self.send(self.http.get(self.url(path))).await?)
     }
 
-    /// POST a multipart `form` to `path` and decode the JSON answer.
-    pub async fn post_multipart<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        form: reqwest::multipart::Form,
-    ) -> Result<T> {
-        decode(
-            self.send(self.http.post(self.url(path)).multipart(form))
-                .await?,
-        )
-    }
-
     /// POST `body` to `path` and decode the JSON answer.
     pub async fn post_as<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
