@@ -82,27 +82,24 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         layers.push(layer);
     }
     let output = load_output(ct, reader)?;
-    Ok(GgufDecoder {
+    Ok(GgufDecoder::assemble(
+        &shape,
         embeddings,
         layers,
         norm,
         output,
-        eps: shape.eps,
-        heads: shape.heads,
-        kv_heads: shape.kv_heads,
-        head_dim: shape.head_dim,
-        family: Family {
+        Family {
             embed_scale: Some((shape.hidden as f64).sqrt()),
             attn_scale,
             activation: Activation::GeluTanh,
             neox: true,
             logit_softcap: meta_f32(ct, ARCH, "final_logit_softcapping").filter(|&c| c > 0.0),
         },
-        ropes: vec![
+        vec![
             Rope::new(shape.head_dim, global_base, global_scale, shape.positions)?,
             Rope::new(shape.head_dim, local_base, 1.0, shape.positions)?,
         ],
-    })
+    ))
 }
 
 #[cfg(test)]

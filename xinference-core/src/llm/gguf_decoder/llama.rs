@@ -41,22 +41,19 @@ pub(super) fn load<R: Read + Seek>(
         .map(|i| Layer::load(ct, reader, i, qwen2))
         .collect::<Result<Vec<_>>>()?;
     let output = load_output(ct, reader)?;
-    Ok(GgufDecoder {
+    Ok(GgufDecoder::assemble(
+        &shape,
         embeddings,
         layers,
         norm,
         output,
-        eps: shape.eps,
-        heads: shape.heads,
-        kv_heads: shape.kv_heads,
-        head_dim: shape.head_dim,
-        family: Family {
+        Family {
             embed_scale: None,
             attn_scale: 1.0 / (shape.head_dim as f64).sqrt(),
             activation: Activation::Silu,
             neox: qwen2,
             logit_softcap: None,
         },
-        ropes: vec![Rope::new(shape.head_dim, rope_base, 1.0, shape.positions)?],
-    })
+        vec![Rope::new(shape.head_dim, rope_base, 1.0, shape.positions)?],
+    ))
 }

@@ -391,6 +391,32 @@ pub struct GgufDecoder {
 }
 
 impl GgufDecoder {
+    /// A decoder from what a family file loaded: the attention sizes from `shape`, the token
+    /// table, the blocks, the final norm, the output layer, the family's settings and its
+    /// rotary tables.
+    fn assemble(
+        shape: &Shape,
+        embeddings: Tensor,
+        layers: Vec<Layer>,
+        norm: Tensor,
+        output: QLinear,
+        family: Family,
+        ropes: Vec<Rope>,
+    ) -> Self {
+        GgufDecoder {
+            embeddings,
+            layers,
+            norm,
+            output,
+            eps: shape.eps,
+            heads: shape.heads,
+            kv_heads: shape.kv_heads,
+            head_dim: shape.head_dim,
+            family,
+            ropes,
+        }
+    }
+
     /// Whether this decoder runs the GGUF's architecture.
     pub fn supports(ct: &Content, architecture: &str) -> bool {
         match architecture {
