@@ -118,17 +118,7 @@ impl UNetSettings {
         if bool_of(v, "only_cross_attention", false) || bool_of(v, "dual_cross_attention", false) {
             return unsupported("only/dual cross attention");
         }
-        let channels: Vec<usize> = v
-            .get("block_out_channels")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_u64)
-                    .map(|c| c as usize)
-                    .collect()
-            })
-            .filter(|c: &Vec<usize>| !c.is_empty())
-            .ok_or_else(|| Error::bad_request("unet config has no block_out_channels"))?;
+        let channels = block_out_channels(v, "unet")?;
         let n = channels.len();
         let down = strings(v, "down_block_types")?;
         let up = strings(v, "up_block_types")?;
@@ -231,17 +221,7 @@ pub struct VaeSettings {
 impl VaeSettings {
     /// From `vae/config.json`.
     pub fn from_json(v: &Value) -> Result<Self> {
-        let channels: Vec<usize> = v
-            .get("block_out_channels")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_u64)
-                    .map(|c| c as usize)
-                    .collect()
-            })
-            .filter(|c: &Vec<usize>| !c.is_empty())
-            .ok_or_else(|| Error::bad_request("vae config has no block_out_channels"))?;
+        let channels = block_out_channels(v, "vae")?;
         if !bool_of(v, "mid_block_add_attention", true) {
             return Err(Error::bad_request(
                 "this VAE has no mid-block attention, which this build does not support yet",
@@ -262,4 +242,18 @@ impl VaeSettings {
             shift_factor: f64_of(v, "shift_factor", 0.0),
         })
     }
+}
+
+/// `block_out_channels` of a UNet or VAE config: a non-empty list, or a 400 naming `part`.
+fn block_out_channels(v: &Value, part: &str) -> Result<Vec<usize>> {
+    v.get("block_out_channels")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_u64)
+                .map(|c| c as usize)
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Error::bad_request(format!("{part} config has no block_out_channels")))
 }

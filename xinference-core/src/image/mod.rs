@@ -15,6 +15,7 @@ pub mod codec;
 pub mod config;
 pub mod pipeline;
 pub mod scheduler;
+mod sigmas;
 pub mod torch_rng;
 pub mod vae_encoder;
 
