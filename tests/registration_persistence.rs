@@ -1,5 +1,6 @@
 //! Custom model registration over HTTP: validation (clear 400s), persistence under
-//! `$XINFERENCE_HOME/model/<type>/<name>.json` across a restart, no shadowing of built-ins,
+//! `$XINFERENCE_HOME/model/v2/<type>/<name>.json` (where Xinference 4.x writes them, so its files
+//! carry over) across a restart, no shadowing of built-ins,
 //! and unregistering; launching a registered custom embedding model from its `model_uri`.
 
 mod common;
@@ -79,9 +80,9 @@ async fn custom_registrations_persist_across_restart() {
             .0,
         StatusCode::OK
     );
-    let persisted = home.path().join("model/embedding/my-minilm.json");
+    let persisted = home.path().join("model/v2/embedding/my-minilm.json");
     assert!(persisted.exists());
-    assert!(!home.path().join("model/embedding/scratch.json").exists());
+    assert!(!home.path().join("model/v2/embedding/scratch.json").exists());
     let listed = names(&url, "embedding").await;
     assert!(listed.contains(&("my-minilm".into(), false)));
     let (s, family) = get(&format!("{url}/v1/model_registrations/embedding/my-minilm")).await;
@@ -176,10 +177,67 @@ async fn custom_registrations_persist_across_restart() {
     server.stop().await;
 }
 
+/// A custom LLM as Xinference 4.x persists it: pydantic's `json()` of `CustomLLMFamilyV2`,
+/// every field present, the unset ones `null`.
+fn xinference_written_llm(name: &str) -> Value {
+    json!({
+        "version": 2, "context_length": 32768, "model_name": name, "model_lang": ["en", "zh"],
+        "model_ability": ["chat", "tools"], "model_description": null,
+        "model_family": "qwen2.5-instruct",
+        "model_specs": [{
+            "model_format": "ggufv2", "model_hub": "huggingface", "model_id": null,
+            "model_revision": null, "model_uri": "file:///models/qwen", "model_size_in_billions": "0_5",
+            "activated_size_in_billions": null, "quantization": "Q4_K_M",
+            "model_file_name_template": "qwen2.5-0.5b-instruct-{quantization}.gguf",
+            "model_file_name_split_template": null, "quantization_parts": null,
+            "cache_config": null
+        }],
+        "chat_template": null, "stop_token_ids": null, "stop": null,
+        "reasoning_start_tag": null, "reasoning_end_tag": null, "cache_config": null,
+        "virtualenv": null, "tool_parser": null, "architectures": null
+    })
+}
+
+#[tokio::test]
+async fn registrations_written_by_xinference_and_by_the_first_layout_load_at_start() {
+    let home = tempfile::tempdir().unwrap();
+    let v2 = home.path().join("model/v2/llm");
+    std::fs::create_dir_all(&v2).unwrap();
+    std::fs::write(
+        v2.join("my-qwen.json"),
+        xinference_written_llm("my-qwen").to_string(),
+    )
+    .unwrap();
+    // This crate's first layout: moved to v2 at start.
+    let legacy = home.path().join("model/embedding");
+    std::fs::create_dir_all(&legacy).unwrap();
+    std::fs::write(legacy.join("old.json"), custom_embedding("old").to_string()).unwrap();
+    // A file there that does not parse (as Xinference 0.x's v1 files may not) stays where it is.
+    std::fs::write(legacy.join("v1.json"), "{\"model_name\": 1}").unwrap();
+
+    let server = TestServer::start(home.path()).await;
+    assert!(names(&server.url, "LLM")
+        .await
+        .contains(&("my-qwen".into(), false)));
+    let (s, family) = get(&format!(
+        "{}/v1/model_registrations/LLM/my-qwen",
+        server.url
+    ))
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(family["model_family"], "qwen2.5-instruct");
+    assert!(names(&server.url, "embedding")
+        .await
+        .contains(&("old".into(), false)));
+    assert!(home.path().join("model/v2/embedding/old.json").exists());
+    assert!(!legacy.join("old.json").exists());
+    assert!(legacy.join("v1.json").exists());
+}
+
 #[tokio::test]
 async fn a_corrupt_registration_file_does_not_stop_the_server() {
     let home = tempfile::tempdir().unwrap();
-    let dir = home.path().join("model/embedding");
+    let dir = home.path().join("model/v2/embedding");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("broken.json"), "{oops").unwrap();
     std::fs::write(dir.join("good.json"), custom_embedding("good").to_string()).unwrap();

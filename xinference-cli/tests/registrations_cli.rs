@@ -269,7 +269,7 @@ fn a_persisted_custom_embedding_survives_restarts_until_unregistered() {
     let spec = sandbox.root().join("my-minilm.json");
     std::fs::write(&spec, custom_embedding_json("my-minilm")).unwrap();
     let spec = spec.to_str().unwrap();
-    let persisted = sandbox.home().join("model/embedding/my-minilm.json");
+    let persisted = sandbox.home().join("model/v2/embedding/my-minilm.json");
 
     let server = Server::start(&sandbox);
     sandbox
@@ -425,7 +425,7 @@ fn bad_registrations_are_refused_with_one_clear_line() {
     );
 
     // Nothing was written, and the built-in is still the built-in.
-    let dir = sandbox.home().join("model/embedding");
+    let dir = sandbox.home().join("model/v2/embedding");
     let files: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();

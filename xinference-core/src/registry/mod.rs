@@ -1,5 +1,6 @@
 //! The model registry: built-in families compiled into the library plus custom families that
-//! users register (optionally persisted under `$XINFERENCE_HOME/model/<type>/<name>.json`).
+//! users register (optionally persisted under `$XINFERENCE_HOME/model/v2/<type>/<name>.json`,
+//! where Xinference 4.x keeps them).
 
 mod engines;
 mod model_type;
@@ -67,8 +68,11 @@ pub struct RegistrationSummary {
 }
 
 impl Registry {
-    /// A registry that persists custom models under `<home>/model/<type>/` and loads the ones already there.
-    /// Files that do not parse are skipped with a warning (never deleted).
+    /// A registry that persists custom models where Xinference 4.x does,
+    /// `<home>/model/v2/<type>/<name>.json` (`<type>` lower case: `llm`, `embedding`, ...), and
+    /// loads the ones already there, so registrations written by Xinference itself carry over.
+    /// Files of this crate's first layout (`<home>/model/<type>/`) that parse are moved there
+    /// first. Files that do not parse are skipped with a warning (never deleted).
     pub fn open(home: &Path) -> Result<Self> {
         let store = home.join("model");
         let registry = Registry {
@@ -76,16 +80,8 @@ impl Registry {
             custom: RwLock::new(BTreeMap::new()),
         };
         for t in ModelType::ALL {
-            let dir = store.join(t.as_str());
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut paths: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .collect();
-            paths.sort();
-            for path in paths {
+            migrate_legacy_files(t, &store.join(t.as_str()), &custom_dir(&store, t));
+            for path in json_files(&custom_dir(&store, t)) {
                 match load_custom_file(t, &path) {
                     Ok(family) => {
                         registry
@@ -208,7 +204,7 @@ impl Registry {
             let store = self.store.as_ref().ok_or_else(|| {
                 Error::bad_request("this registry has no home directory to persist into")
             })?;
-            let dir = store.join(model_type.as_str());
+            let dir = custom_dir(store, model_type);
             std::fs::create_dir_all(&dir)?;
             let path = dir.join(format!("{}.json", family.name));
             let text = serde_json::to_string_pretty(&family.json)
@@ -234,7 +230,7 @@ impl Registry {
             )));
         }
         if let Some(store) = &self.store {
-            let path = store.join(model_type.as_str()).join(format!("{name}.json"));
+            let path = custom_dir(store, model_type).join(format!("{name}.json"));
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -270,6 +266,49 @@ fn validate_custom_llm(family: &ModelFamily) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where Xinference 4.x keeps the persisted custom families of a type.
+fn custom_dir(store: &Path, model_type: ModelType) -> PathBuf {
+    store
+        .join("v2")
+        .join(model_type.as_str().to_ascii_lowercase())
+}
+
+/// The `.json` files of a folder, sorted (none when it does not exist).
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Moves the registrations of this crate's first layout (`<home>/model/<type>/`) to
+/// Xinference's v2 folder. Only files that parse as a family move, and none replaces a file
+/// already there: the same folder names hold Xinference 0.x's v1 files, which stay where they
+/// are.
+fn migrate_legacy_files(model_type: ModelType, legacy: &Path, v2: &Path) {
+    for path in json_files(legacy) {
+        let (Some(name), Ok(_)) = (path.file_name(), load_custom_file(model_type, &path)) else {
+            continue;
+        };
+        let target = v2.join(name);
+        if target.exists() {
+            continue;
+        }
+        if let Err(e) = std::fs::create_dir_all(v2).and_then(|()| std::fs::rename(&path, &target)) {
+            tracing::warn!(
+                "cannot move {} to {}: {e}",
+                path.display(),
+                target.display()
+            );
+        }
+    }
 }
 
 fn load_custom_file(model_type: ModelType, path: &Path) -> Result<ModelFamily> {

@@ -67,20 +67,20 @@ pub struct ModelSpec {
 #[derive(Deserialize)]
 struct RawFamily {
     model_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     model_lang: Vec<String>,
     #[serde(default)]
     language: Option<Value>,
     #[serde(default)]
     model_ability: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     architectures: Vec<String>,
     dimensions: Option<u64>,
     max_tokens: Option<u64>,
     context_length: Option<u64>,
     model_family: Option<String>,
     multilingual: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     model_specs: Vec<RawSpec>,
     model_src: Option<BTreeMap<String, RawSrc>>,
     model_uri: Option<String>,
@@ -90,11 +90,11 @@ struct RawFamily {
 struct RawSpec {
     model_format: String,
     model_size_in_billions: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     model_src: BTreeMap<String, RawSrc>,
     // Flat (single-hub) form, as custom registrations often write it.
     model_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     quantizations: Vec<String>,
     quantization: Option<String>,
     model_revision: Option<String>,
@@ -105,11 +105,21 @@ struct RawSpec {
 #[derive(Deserialize, Default)]
 struct RawSrc {
     model_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     quantizations: Vec<String>,
     model_revision: Option<String>,
     model_file_name_template: Option<String>,
     model_uri: Option<String>,
+}
+
+/// A field that may be missing or `null` (Xinference writes every unset field as `null`) reads
+/// as its default.
+fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl ModelFamily {
