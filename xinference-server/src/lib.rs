@@ -12,15 +12,34 @@ mod routes;
 pub use error::ApiError;
 pub use routes::{router, ROUTES};
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use xinference_core::Runtime;
 
-/// Serves `runtime` on `listener` until `shutdown` resolves, then terminates every model.
+/// How long [`serve`] lets in-flight requests finish after the shutdown signal.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves `runtime` on `listener` until `shutdown` resolves, then finishes in-flight requests
+/// for up to [`DEFAULT_SHUTDOWN_GRACE`] and terminates every model.
 pub async fn serve(
     runtime: Arc<Runtime>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with_grace(runtime, listener, shutdown, DEFAULT_SHUTDOWN_GRACE).await
+}
+
+/// Serves `runtime` on `listener` until `shutdown` resolves. Then no new connection is
+/// accepted, idle connections close, and requests in flight (streams included) run to their
+/// end for up to `grace`; whatever is still running after that is cut. Every model is
+/// terminated before this returns.
+pub async fn serve_with_grace(
+    runtime: Arc<Runtime>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(
@@ -29,11 +48,28 @@ pub async fn serve(
         simd_line(),
         xinference_core::compute::threads()
     );
-    let app = router(runtime.clone());
-    axum::serve(listener, app)
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing the requests in flight (up to {grace:?})");
+        let _ = signalled.send(());
+    };
+    let server = axum::serve(listener, router(runtime.clone()))
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .into_future();
+    let deadline = async move {
+        match on_signal.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            // The server ended without the signal (an accept error): nothing to wait for.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        () = deadline => tracing::warn!("requests still running after {grace:?}: cutting them"),
+    }
     runtime.terminate_all().await;
+    tracing::info!("shut down");
     Ok(())
 }
 

@@ -18,6 +18,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 use xinference_core::{Error, Runtime};
 
 /// Largest request body accepted (larger ones are a 413).
@@ -28,6 +31,7 @@ pub type AppState = Arc<Runtime>;
 
 /// Every (method, path) served, as the OpenAPI description lists them.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/health"),
     ("get", "/status"),
     ("get", "/v1/cluster/auth"),
     ("get", "/v1/models"),
@@ -65,11 +69,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
 ];
 
-/// The whole application: routes, CORS for any origin, body limit, JSON 404s.
+/// The whole application: routes, CORS (only for allowed origins), body limit, JSON 404s,
+/// request ids and a log line per request.
 pub fn router(runtime: Arc<Runtime>) -> Router {
     let allowed = Arc::new(runtime.config().allowed_origins.clone());
     Router::new()
         .route("/status", get(admin::status))
+        .route("/health", get(health))
         .route("/v1/cluster/auth", get(admin::cluster_auth))
         .route("/v1/cache/models", get(admin::cached_models))
         .route("/openapi.json", get(crate::openapi::openapi))
@@ -122,7 +128,31 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             crate::origin::refuse_foreign_writes(allowed.clone(), request, next)
         }))
         .layer(crate::origin::cors_layer(&runtime.config().allowed_origins))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(runtime)
+}
+
+/// Every request's log lines carry its id (the client's `x-request-id`, else a new UUID, sent
+/// back in the response's `x-request-id`), method and path.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+}
+
+/// `GET /health`: 200 while the process serves (liveness, as vLLM's `/health` for probes).
+async fn health() -> StatusCode {
+    StatusCode::OK
 }
 
 async fn not_found() -> ApiError {
