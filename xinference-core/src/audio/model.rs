@@ -77,6 +77,19 @@ impl Attention {
 
     /// Attention of queries `x` over keys/values `k`, `v` (already split), with an additive mask.
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.attend_scores(x, k, v, mask, false)?.0)
+    }
+
+    /// [`Attention::attend`], also returning the scaled scores `[b, heads, t, s]` before the
+    /// softmax when `keep_scores` is set.
+    fn attend_scores(
+        &self,
+        x: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        keep_scores: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, t, d) = x.dims3()?;
         let hd = d / self.heads;
         let q = (self.split(&self.q.forward(x)?)? * (1.0 / (hd as f64).sqrt()))?;
@@ -84,9 +97,10 @@ impl Attention {
         if let Some(m) = mask {
             w = w.broadcast_add(m)?;
         }
+        let scores = keep_scores.then(|| w.clone());
         let w = candle_nn::ops::softmax_last_dim(&w)?;
         let y = w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        Ok(self.out.forward(&y)?)
+        Ok((self.out.forward(&y)?, scores))
     }
 }
 
@@ -140,16 +154,18 @@ pub struct WhisperNet {
     decoder_ln: LayerNorm,
 }
 
-/// The decoder's state for one sequence over one window: cached self-attention keys/values
-/// and the window's cross-attention keys/values, per layer.
+/// The decoder's state over one window: per layer, the cached self-attention keys/values of
+/// each sequence of the batch (`[batch, heads, len, head_dim]`: beams, or best-of samples) and
+/// the window's cross-attention keys/values, which every sequence shares.
 pub struct DecoderState {
     self_kv: Vec<Option<(Tensor, Tensor)>>,
     cross_kv: Vec<(Tensor, Tensor)>,
     len: usize,
+    batch: usize,
 }
 
 impl DecoderState {
-    /// Positions decoded so far.
+    /// Positions decoded so far (per sequence).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -157,6 +173,27 @@ impl DecoderState {
     /// Whether nothing was decoded yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Sequences in the batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Makes row `origins[i]` of the cache the new row `i`: beam reordering, or expanding one
+    /// decoded prompt into several sequences.
+    pub fn reorder(&mut self, origins: &[u32]) -> Result<()> {
+        let identity = origins.len() == self.batch
+            && origins.iter().enumerate().all(|(i, &o)| o as usize == i);
+        if !identity {
+            let idx = Tensor::new(origins, &Device::Cpu)?;
+            for (k, v) in self.self_kv.iter_mut().flatten() {
+                *k = k.index_select(&idx, 0)?;
+                *v = v.index_select(&idx, 0)?;
+            }
+        }
+        self.batch = origins.len();
+        Ok(())
     }
 }
 
@@ -253,17 +290,32 @@ impl WhisperNet {
             self_kv: vec![None; self.decoder.len()],
             cross_kv,
             len: 0,
+            batch: 1,
         })
     }
 
-    /// Feeds `tokens` after what `state` holds; returns the final hidden states `[n, d]`.
+    /// Feeds `tokens` after what `state` holds: `state.batch()` sequences of
+    /// `tokens.len() / batch` tokens each, row after row. Returns the final hidden states
+    /// `[tokens.len(), d]` in the same order.
     pub fn decode(&self, tokens: &[u32], state: &mut DecoderState) -> Result<Tensor> {
-        let n = tokens.len();
+        Ok(self.decode_with_scores(tokens, state, &[])?.0)
+    }
+
+    /// [`WhisperNet::decode`], also returning the cross-attention scores (scaled, before the
+    /// softmax) of the `(layer, head)` pairs in `heads`, each `[b, n, audio positions]`.
+    pub fn decode_with_scores(
+        &self,
+        tokens: &[u32],
+        state: &mut DecoderState,
+        heads: &[(usize, usize)],
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let b = state.batch;
+        let n = tokens.len() / b;
+        let d = self.dims.d_model;
         let offset = state.len;
         let ids = Tensor::new(tokens, &Device::Cpu)?;
-        let x = self.embed.index_select(&ids, 0)?;
-        let x = (x + self.text_pos.narrow(0, offset, n)?)?;
-        let mut x = x.unsqueeze(0)?;
+        let x = self.embed.index_select(&ids, 0)?.reshape((b, n, d))?;
+        let mut x = x.broadcast_add(&self.text_pos.narrow(0, offset, n)?)?;
         let mask = if n > 1 {
             let total = offset + n;
             let m: Vec<f32> = (0..n)
@@ -281,6 +333,7 @@ impl WhisperNet {
         } else {
             None
         };
+        let mut scores = Vec::new();
         for (l, block) in self.decoder.iter().enumerate() {
             let h = block.attn_ln.forward(&x)?;
             let k = block.attn.split(&block.attn.k.forward(&h)?)?;
@@ -296,11 +349,23 @@ impl WhisperNet {
                 .as_ref()
                 .expect("decoder blocks have cross-attention");
             let (ck, cv) = &state.cross_kv[l];
-            x = (&x + cross.attend(&ln.forward(&x)?, ck, cv, None)?)?;
+            // Every sequence attends to the same audio, so the batch rows are queries of one
+            // sequence here: one matrix product instead of one per row.
+            let q = ln.forward(&x)?.reshape((1, b * n, d))?;
+            let keep = heads.iter().any(|&(hl, _)| hl == l);
+            let (y, s) = cross.attend_scores(&q, ck, cv, None, keep)?;
+            if let Some(s) = s {
+                for &(_, head) in heads.iter().filter(|&&(hl, _)| hl == l) {
+                    let t = s.dim(3)?;
+                    scores.push(s.narrow(1, head, 1)?.reshape((b, n, t))?);
+                }
+            }
+            x = (&x + y.reshape((b, n, d))?)?;
             x = block.mlp(&x)?;
         }
         state.len += n;
-        Ok(self.decoder_ln.forward(&x)?.squeeze(0)?)
+        let hidden = self.decoder_ln.forward(&x)?.reshape((b * n, d))?;
+        Ok((hidden, scores))
     }
 
     /// Logits `[vocab]` of hidden state row `i` of `hidden` (`[n, d]`).
@@ -309,5 +374,10 @@ impl WhisperNet {
         Ok(h.matmul(&self.embed.t()?)?
             .flatten_all()?
             .to_vec1::<f32>()?)
+    }
+
+    /// Logits of every row of `hidden` (`[n, d]`), in one matrix product.
+    pub fn logits_rows(&self, hidden: &Tensor) -> Result<Vec<Vec<f32>>> {
+        Ok(hidden.matmul(&self.embed.t()?)?.to_vec2::<f32>()?)
     }
 }
