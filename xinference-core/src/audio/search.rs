@@ -170,8 +170,7 @@ pub(crate) fn generate(
             model,
             &mut state,
             last,
-            samples,
-            temperature,
+            (samples, temperature),
             options.length_penalty,
             max_length,
             rng,
@@ -183,8 +182,7 @@ pub(crate) fn generate(
             model,
             &mut state,
             last,
-            1,
-            0.0,
+            (1, 0.0),
             options.length_penalty,
             max_length,
             rng,
@@ -201,14 +199,13 @@ pub(crate) fn generate(
     })
 }
 
-/// Greedy decoding (`temperature == 0`), or `samples` sequences sampled independently as one
-/// batch. Returns the best sequence and its score (sum of log-probabilities / length^penalty).
+/// Greedy decoding (`temperature == 0`), or `samples` sequences sampled independently at
+/// `temperature` as one batch. Returns the best sequence and its score (sum of log-probabilities / length^penalty).
 fn sample(
     model: &WhisperModel,
     state: &mut DecoderState,
     first_logits: Vec<f32>,
-    samples: usize,
-    temperature: f32,
+    (samples, temperature): (usize, f32),
     length_penalty: f32,
     max_length: usize,
     rng: &mut rand::rngs::StdRng,
