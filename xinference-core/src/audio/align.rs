@@ -459,11 +459,14 @@ mod tests {
 
     #[test]
     fn dtw_follows_the_diagonal() {
-        // Row i is high at column i: the path steps diagonally.
+        // Row i is high at column i and low elsewhere: the path steps diagonally.
         let (n, m) = (3, 3);
-        let mut x = vec![0f32; n * m];
+        let mut x = vec![-1f32; n * m];
         (0..3).for_each(|i| x[i * m + i] = 1.0);
         assert_eq!(negative_dtw(&x, n, m), vec![(0, 0), (1, 1), (2, 2)]);
+        // Two text tokens over four frames: each token keeps the frames where it is high.
+        let x = [1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0];
+        assert_eq!(negative_dtw(&x, 2, 4), vec![(0, 0), (0, 1), (1, 2), (1, 3)]);
     }
 
     #[test]
