@@ -218,6 +218,29 @@ async fn tiny_en_matches_faster_whisper() {
         .unwrap();
     let w = wer(spoken, &t.text);
     assert!(w <= 0.10, "WER {w:.3}: {}", t.text);
+    // Sampling at a temperature above 0: the best of 3 samples (decoded as one batch), seeded
+    // per request so that the same request gives the same answer.
+    let sampled = TranscriptionOptions {
+        temperature: Some(0.4),
+        best_of: Some(3),
+        ..Default::default()
+    };
+    let a = model
+        .transcriptions_with(fixture("short_en.flac"), sampled.clone())
+        .await
+        .unwrap();
+    let b = model
+        .transcriptions_with(fixture("short_en.flac"), sampled)
+        .await
+        .unwrap();
+    assert_eq!(a.text, b.text);
+    assert!(a.text.to_lowercase().contains("lazy"), "{}", a.text);
+    assert!(
+        a.segments.iter().all(|s| s.temperature >= 0.4),
+        "{:?}",
+        a.segments
+    );
+    check_timeline(&a);
     // Translation needs a multilingual model.
     let e = model
         .translations(fixture("short_en.flac"))
