@@ -3,7 +3,7 @@
 //! costs one position instead of the whole sequence. Exact (erf) GELU as openai-whisper and
 //! CTranslate2 use. Weights are read under the Hugging Face names.
 
-use crate::Result;
+use crate::{kernels, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, Module, VarBuilder};
 
@@ -30,14 +30,65 @@ pub struct Dims {
     pub text_ctx: usize,
 }
 
-fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
-    let w = vb.get((d_out, d_in), "weight")?;
+/// A linear layer. Products of a few rows (decoder steps: one token per sequence) run through
+/// [`kernels::linear`], which streams the weights once instead of packing them for `gemm`;
+/// longer inputs (the encoder, prompts) go through candle's matmul.
+struct Lin {
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+/// Rows up to which [`Lin`] uses the small-product kernel.
+const SMALL_ROWS: usize = 16;
+
+impl Lin {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let k = x.dim(x.rank() - 1)?;
+        if x.elem_count() / k.max(1) <= SMALL_ROWS {
+            return few_rows_product(x, &self.w, self.b.as_ref());
+        }
+        Ok(Linear::new(self.w.clone(), self.b.clone()).forward(x)?)
+    }
+}
+
+/// Runs `f` on the values of a contiguous f32 CPU tensor, without copying them.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(crate::Error::internal("Whisper weights must be on the CPU"));
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| crate::Error::internal("Whisper weights must be contiguous"))?;
+    Ok(f(&cpu.as_slice::<f32>()?[start..end]))
+}
+
+/// `x · wᵀ + b` for `x` of a few rows (`[..., k]`) and `w` stored `[n, k]`.
+fn few_rows_product(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let mut shape = x.dims().to_vec();
+    let k = shape.last().copied().unwrap_or(0);
+    let rows = x.elem_count() / k.max(1);
+    let (n, _) = w.dims2()?;
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let bias = b.map(|b| b.to_vec1::<f32>()).transpose()?;
+    let mut out = Vec::new();
+    with_values(w, |w| {
+        kernels::linear(&xs, w, bias.as_deref(), None, &mut out, (rows, k, n))
+    })?;
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
+}
+
+fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Lin> {
+    let w = vb.get((d_out, d_in), "weight")?.contiguous()?;
     let b = if bias {
         Some(vb.get(d_out, "bias")?)
     } else {
         None
     };
-    Ok(Linear::new(w, b))
+    Ok(Lin { w, b })
 }
 
 fn layer_norm(vb: &VarBuilder, d: usize) -> Result<LayerNorm> {
@@ -49,10 +100,10 @@ fn layer_norm(vb: &VarBuilder, d: usize) -> Result<LayerNorm> {
 }
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    out: Lin,
     heads: usize,
 }
 
@@ -109,8 +160,8 @@ struct Block {
     attn: Attention,
     cross: Option<(LayerNorm, Attention)>,
     mlp_ln: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Lin,
+    fc2: Lin,
 }
 
 impl Block {
@@ -244,7 +295,9 @@ impl WhisperNet {
                 .map(|i| Block::load(&enc.pp(format!("layers.{i}")), d, dims.encoder_heads, false))
                 .collect::<Result<_>>()?,
             encoder_ln: layer_norm(&enc.pp("layer_norm"), d)?,
-            embed: dec.get((dims.vocab, d), "embed_tokens.weight")?,
+            embed: dec
+                .get((dims.vocab, d), "embed_tokens.weight")?
+                .contiguous()?,
             text_pos: dec.get((dims.text_ctx, d), "embed_positions.weight")?,
             decoder: (0..dims.decoder_layers)
                 .map(|i| Block::load(&dec.pp(format!("layers.{i}")), d, dims.decoder_heads, true))
@@ -370,14 +423,27 @@ impl WhisperNet {
 
     /// Logits `[vocab]` of hidden state row `i` of `hidden` (`[n, d]`).
     pub fn logits(&self, hidden: &Tensor, i: usize) -> Result<Vec<f32>> {
-        let h = hidden.narrow(0, i, 1)?;
-        Ok(h.matmul(&self.embed.t()?)?
+        let h = hidden.narrow(0, i, 1)?.contiguous()?;
+        Ok(few_rows_product(&h, &self.embed, None)?
             .flatten_all()?
             .to_vec1::<f32>()?)
     }
 
-    /// Logits of every row of `hidden` (`[n, d]`), in one matrix product.
+    /// Logits of every row of `hidden` (`[n, d]`): the embedding matrix streams through once.
     pub fn logits_rows(&self, hidden: &Tensor) -> Result<Vec<Vec<f32>>> {
-        Ok(hidden.matmul(&self.embed.t()?)?.to_vec2::<f32>()?)
+        let (n, d) = hidden.dims2()?;
+        let vocab = self.dims.vocab;
+        let xs = hidden.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = Vec::new();
+        for chunk in xs.chunks(SMALL_ROWS * d) {
+            let rows = chunk.len() / d;
+            let mut part = Vec::new();
+            with_values(&self.embed, |w| {
+                kernels::linear(chunk, w, None, None, &mut part, (rows, d, vocab))
+            })?;
+            out.extend(part.chunks(vocab).map(<[f32]>::to_vec));
+        }
+        debug_assert_eq!(out.len(), n);
+        Ok(out)
     }
 }
