@@ -49,9 +49,27 @@ impl Runtime {
         let Loaded::Audio(workers) = &*loaded else {
             unreachable!("checked by audio_replica")
         };
-        workers[replica]
-            .call(move |m: &mut Box<dyn SpeechToText>| m.transcribe(&audio, &options))
-            .await
+        // A stream of one result, so that the decoding sees a caller that went away (a
+        // disconnected HTTP client drops this future) and stops at its next segment.
+        let mut rx = workers[replica].stream(
+            1,
+            move |m: &mut Box<dyn SpeechToText>, tx: &mpsc::Sender<Result<Transcription>>| {
+                let result = m.transcribe_each(&audio, &options, &mut |_| {
+                    if tx.is_closed() {
+                        Err(Error::internal("the client went away"))
+                    } else {
+                        Ok(())
+                    }
+                });
+                let _ = tx.blocking_send(result);
+            },
+            |panic| Err(Error::internal(format!("model panicked: {panic}"))),
+        )?;
+        rx.recv().await.unwrap_or_else(|| {
+            Err(Error::internal(format!(
+                "model {model} stopped while serving the request"
+            )))
+        })
     }
 
     /// Transcribes (or translates) `audio` as a stream of segments. Returns once the audio is
