@@ -1,6 +1,7 @@
 //! Whisper speed beside faster-whisper, on the same CTranslate2 model folders (tiny.en and base),
 //! the same clips (tests/fixtures/audio: 5 s and 57 s of espeak-ng speech), the same threads, in
-//! the same run: greedy decoding, best of 3 after a warm-up. faster-whisper runs fp32 and int8
+//! the same run: greedy decoding and beam 5, best of 3 after a warm-up, then 4 requests of the
+//! 57 s clip one after another and at once. faster-whisper runs fp32 and int8
 //! through `scripts/bench_whisper.py` when `XINFERENCE_BENCH_PEER_PYTHON` names a Python with
 //! faster-whisper and soundfile.
 //!
@@ -12,10 +13,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use xinference::protocol::audio::TranscriptionOptions;
 use xinference::{Client, LaunchRequest, ModelType, Runtime, RuntimeConfig};
 
 const THREADS: usize = 2;
 const CLIPS: [&str; 2] = ["short_en.flac", "long_en.flac"];
+/// Greedy and faster-whisper's default beam search.
+const BEAMS: [usize; 2] = [1, 5];
 
 fn models_dir() -> PathBuf {
     std::env::var_os("XINFERENCE_TEST_MODELS")
@@ -38,8 +42,10 @@ async fn main() {
     let mut config = RuntimeConfig::new(home.path());
     config.compute_threads = Some(THREADS);
     let client = Client::local(Arc::new(Runtime::new(config).expect("runtime")));
-    println!("| model | clip | xinference-rs | faster-whisper fp32 | faster-whisper int8 |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| model | clip | search | xinference-rs | faster-whisper fp32 | faster-whisper int8 |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (name, folder) in [
         ("whisper-tiny.en", "whisper-tiny.en-ct2"),
         ("whisper-base", "whisper-base-ct2"),
@@ -68,32 +74,70 @@ async fn main() {
         });
         for c in CLIPS {
             let audio = std::fs::read(clip(c)).expect("clip");
-            model.transcriptions(audio.clone()).await.expect("warm-up");
-            let mut best = f64::MAX;
-            for _ in 0..3 {
-                let start = Instant::now();
+            for beam in BEAMS {
+                let options = TranscriptionOptions {
+                    beam_size: Some(beam),
+                    ..Default::default()
+                };
                 model
-                    .transcriptions(audio.clone())
+                    .transcriptions_with(audio.clone(), options.clone())
                     .await
-                    .expect("transcribes");
-                best = best.min(start.elapsed().as_secs_f64());
+                    .expect("warm-up");
+                let mut best = f64::MAX;
+                for _ in 0..3 {
+                    let start = Instant::now();
+                    model
+                        .transcriptions_with(audio.clone(), options.clone())
+                        .await
+                        .expect("transcribes");
+                    best = best.min(start.elapsed().as_secs_f64());
+                }
+                let peer_time = |compute: &str| -> String {
+                    peer.as_deref()
+                        .and_then(|out| {
+                            out.lines()
+                                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                                .find(|v| {
+                                    v["clip"] == c
+                                        && v["compute_type"] == compute
+                                        && v["beam_size"] == beam
+                                })
+                                .and_then(|v| v["seconds"].as_f64())
+                        })
+                        .map_or("-".to_owned(), |s| format!("{s:.2} s"))
+                };
+                println!(
+                    "| {name} | {c} | beam {beam} | {best:.2} s | {} | {} |",
+                    peer_time("float32"),
+                    peer_time("int8")
+                );
             }
-            let peer_time = |compute: &str| -> String {
-                peer.as_deref()
-                    .and_then(|out| {
-                        out.lines()
-                            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                            .find(|v| v["clip"] == c && v["compute_type"] == compute)
-                            .and_then(|v| v["seconds"].as_f64())
-                    })
-                    .map_or("-".to_owned(), |s| format!("{s:.2} s"))
-            };
-            println!(
-                "| {name} | {c} | {best:.2} s | {} | {} |",
-                peer_time("float32"),
-                peer_time("int8")
-            );
         }
+        // 4 requests of the long clip at once against one after another (greedy).
+        let audio = std::fs::read(clip(CLIPS[1])).expect("clip");
+        let greedy = TranscriptionOptions {
+            beam_size: Some(1),
+            ..Default::default()
+        };
+        let start = Instant::now();
+        for _ in 0..4 {
+            model
+                .transcriptions_with(audio.clone(), greedy.clone())
+                .await
+                .expect("transcribes");
+        }
+        let sequential = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let runs = (0..4).map(|_| model.transcriptions_with(audio.clone(), greedy.clone()));
+        for r in futures::future::join_all(runs).await {
+            r.expect("transcribes");
+        }
+        let concurrent = start.elapsed().as_secs_f64();
+        println!(
+            "| {name} | 4 x {} | 4 sequential {sequential:.2} s, 4 concurrent {concurrent:.2} s | {:.2}x | |",
+            CLIPS[1],
+            sequential / concurrent
+        );
         client.terminate_model(&uid).await.expect("terminate");
     }
 }

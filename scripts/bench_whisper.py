@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""faster-whisper's side of benches/audio.rs: greedy transcription of the same clips with the same
+"""faster-whisper's side of benches/audio.rs: greedy and beam-5 transcription of the same clips with the same
 CTranslate2 model folders on the same threads, fp32 and int8; prints one JSON line per row.
 
     python3 scripts/bench_whisper.py MODEL_DIR CLIP [CLIP ...]   (env BENCH_THREADS, default 2)
@@ -19,9 +19,11 @@ for compute_type in ["float32", "int8"]:
     for clip in clips:
         audio, rate = sf.read(clip, dtype="float32")
         assert rate == 16000
-        list(model.transcribe(audio, beam_size=1, vad_filter=False)[0])  # warm-up
-        start = time.perf_counter()
-        segments, _ = model.transcribe(audio, beam_size=1, vad_filter=False)
-        text = "".join(s.text for s in segments)
-        seconds = time.perf_counter() - start
-        print(json.dumps({"compute_type": compute_type, "clip": os.path.basename(clip), "seconds": seconds, "text": text}), flush=True)
+        for beam_size in [1, 5]:
+            list(model.transcribe(audio, beam_size=beam_size, vad_filter=False)[0])  # warm-up
+            start = time.perf_counter()
+            segments, _ = model.transcribe(audio, beam_size=beam_size, vad_filter=False)
+            text = "".join(s.text for s in segments)
+            seconds = time.perf_counter() - start
+            print(json.dumps({"compute_type": compute_type, "clip": os.path.basename(clip), "beam_size": beam_size,
+                              "seconds": seconds, "text": text}), flush=True)

@@ -241,6 +241,71 @@ async fn transcriptions_over_http() {
     let (s, _, body) = post_form(url, route, form(&uid, clip.clone(), "json")).await;
     assert_eq!(s, 200, "the server still serves: {body}");
 
+    // stream=true: OpenAI's transcript.text.delta events, then transcript.text.done.
+    let (s, ct, body) = post_form(
+        url,
+        route,
+        form(&uid, clip.clone(), "json").text("stream", "true"),
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (200, "text/event-stream"), "{body}");
+    let events: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let done = events.last().unwrap();
+    assert_eq!(done["type"], "transcript.text.done", "{body}");
+    assert_eq!(done["text"], text);
+    let deltas: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| {
+            assert_eq!(e["type"], "transcript.text.delta", "{body}");
+            e["delta"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(deltas, text);
+    // A bad stream request is an ordinary error answer, not a stream.
+    let (s, ct, body) = post_form(
+        url,
+        route,
+        form(&uid, b"not audio at all".to_vec(), "json").text("stream", "true"),
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (400, "application/json"), "{body}");
+    // Word timestamps in verbose_json, and search options in Xinference's kwargs.
+    let (s, _, body) = post_form(
+        url,
+        route,
+        form(&uid, clip.clone(), "verbose_json")
+            .text("timestamp_granularities[]", "word")
+            .text("kwargs", r#"{"beam_size": 1, "patience": 2.0}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let words = v["words"].as_array().expect("words");
+    assert!(words.len() >= 8, "{body}");
+    for w in words {
+        let (start, end) = (w["start"].as_f64().unwrap(), w["end"].as_f64().unwrap());
+        assert!(0.0 <= start && start <= end && end <= duration, "{w}");
+        assert!(!w["word"].as_str().unwrap().is_empty(), "{w}");
+    }
+    for (kwargs, needle) in [
+        (r#"{"beam_size": 0}"#, "beam_size"),
+        (r#"{"beam_size": "five"}"#, "beam_size"),
+        (r#"{"patience": 0}"#, "patience"),
+    ] {
+        let (s, _, body) = post_form(
+            url,
+            route,
+            form(&uid, clip.clone(), "json").text("kwargs", kwargs),
+        )
+        .await;
+        assert_eq!(s, 400, "{kwargs}: {body}");
+        assert!(body.contains(needle), "{kwargs}: {body}");
+    }
+
     // The Rust client over HTTP.
     let remote = Client::remote(url, None).unwrap();
     let model = remote.get_model(&uid).await.unwrap().into_audio().unwrap();

@@ -1,8 +1,9 @@
-//! Whisper on the real CTranslate2 test models (tiny.en and base), in process: greedy
-//! transcripts match faster-whisper's (recorded once by scripts/fixtures/whisper_speech.py on the
-//! same model files) token for token, segment timestamps agree within 0.1 s, word error rate
-//! against the spoken text is at most 10%, a 70 s clip comes back as segments covering it,
-//! translation on the multilingual model returns English, and translation on `.en` is a 400.
+//! Whisper on the real CTranslate2 test models (tiny.en and base), in process: greedy and
+//! beam-5 transcripts match faster-whisper's (recorded once by scripts/fixtures/whisper_speech.py
+//! on the same model files) token for token, segment timestamps agree within 0.1 s, word
+//! timestamps within 0.1 s, word error rate against the spoken text is at most 10%, a 57 s clip
+//! comes back as segments covering it, translation on the multilingual model returns English,
+//! and translation on `.en` is a 400.
 
 mod common;
 
@@ -88,11 +89,24 @@ pub fn wer(reference: &str, hypothesis: &str) -> f64 {
     prev[h.len()] as f64 / r.len().max(1) as f64
 }
 
-/// Compares our transcription with faster-whisper's: the token streams, then the timestamps of
-/// the segments whose tokens agree.
+/// Greedy decoding (the fixtures' `segments` were recorded with beam_size=1).
+fn greedy() -> TranscriptionOptions {
+    TranscriptionOptions {
+        beam_size: Some(1),
+        ..Default::default()
+    }
+}
+
+/// Compares our transcription with faster-whisper's greedy one (`segments`).
 fn check_parity(key: &str, ours: &Transcription, reference: &Value) {
+    check_run(key, "segments", ours, reference)
+}
+
+/// Compares our transcription with faster-whisper's run `run` of clip `key`: the token streams,
+/// then the timestamps of the segments.
+fn check_run(key: &str, run: &str, ours: &Transcription, reference: &Value) {
     let r = &reference["clips"][key];
-    let ref_segments = r["segments"].as_array().unwrap();
+    let ref_segments = r[run].as_array().unwrap();
     let ref_tokens: Vec<u32> = ref_segments
         .iter()
         .flat_map(|s| {
@@ -111,7 +125,7 @@ fn check_parity(key: &str, ours: &Transcription, reference: &Value) {
     assert_eq!(
         our_tokens,
         ref_tokens,
-        "{key}: tokens differ from faster-whisper's\nours: {}\nref:  {}",
+        "{key} ({run}): tokens differ from faster-whisper's\nours: {}\nref:  {}",
         ours.text,
         ref_segments
             .iter()
@@ -124,7 +138,11 @@ fn check_parity(key: &str, ours: &Transcription, reference: &Value) {
         "{key}: segment count"
     );
     for (o, s) in ours.segments.iter().zip(ref_segments) {
-        let (start, end) = (s["start"].as_f64().unwrap(), s["end"].as_f64().unwrap());
+        // Ours never end after the audio; faster-whisper's last timestamp may.
+        let (start, end) = (
+            s["start"].as_f64().unwrap(),
+            s["end"].as_f64().unwrap().min(ours.duration),
+        );
         assert!(
             (o.start - start).abs() <= 0.1 && (o.end - end).abs() <= 0.1,
             "{key}: segment {} at {}..{} vs faster-whisper's {start}..{end}",
@@ -168,7 +186,7 @@ async fn tiny_en_matches_faster_whisper() {
     let reference = reference();
     for clip in ["short_en", "long_en"] {
         let t = model
-            .transcriptions(fixture(&format!("{clip}.flac")))
+            .transcriptions_with(fixture(&format!("{clip}.flac")), greedy())
             .await
             .unwrap();
         check_parity(
@@ -179,7 +197,10 @@ async fn tiny_en_matches_faster_whisper() {
         check_timeline(&t);
     }
     // The 57 s clip: several segments from the start to the end of the speech.
-    let t = model.transcriptions(fixture("long_en.flac")).await.unwrap();
+    let t = model
+        .transcriptions_with(fixture("long_en.flac"), greedy())
+        .await
+        .unwrap();
     assert!(t.duration > 50.0, "{}", t.duration);
     assert!(t.segments.len() >= 5, "{:?}", t.segments);
     assert!(t.segments[0].start < 2.0);
@@ -197,6 +218,29 @@ async fn tiny_en_matches_faster_whisper() {
         .unwrap();
     let w = wer(spoken, &t.text);
     assert!(w <= 0.10, "WER {w:.3}: {}", t.text);
+    // Sampling at a temperature above 0: the best of 3 samples (decoded as one batch), seeded
+    // per request so that the same request gives the same answer.
+    let sampled = TranscriptionOptions {
+        temperature: Some(0.4),
+        best_of: Some(3),
+        ..Default::default()
+    };
+    let a = model
+        .transcriptions_with(fixture("short_en.flac"), sampled.clone())
+        .await
+        .unwrap();
+    let b = model
+        .transcriptions_with(fixture("short_en.flac"), sampled)
+        .await
+        .unwrap();
+    assert_eq!(a.text, b.text);
+    assert!(a.text.to_lowercase().contains("lazy"), "{}", a.text);
+    assert!(
+        a.segments.iter().all(|s| s.temperature >= 0.4),
+        "{:?}",
+        a.segments
+    );
+    check_timeline(&a);
     // Translation needs a multilingual model.
     let e = model
         .translations(fixture("short_en.flac"))
@@ -216,7 +260,7 @@ async fn base_matches_faster_whisper_and_translates() {
     let reference = reference();
     for clip in ["short_en", "long_en", "spanish"] {
         let t = model
-            .transcriptions(fixture(&format!("{clip}.flac")))
+            .transcriptions_with(fixture(&format!("{clip}.flac")), greedy())
             .await
             .unwrap();
         check_parity(&format!("whisper-base/{clip}/transcribe"), &t, &reference);
@@ -230,7 +274,10 @@ async fn base_matches_faster_whisper_and_translates() {
         }
     }
     // Detected language, and translation into English.
-    let t = model.translations(fixture("spanish.flac")).await.unwrap();
+    let t = model
+        .translations_with(fixture("spanish.flac"), greedy())
+        .await
+        .unwrap();
     check_parity("whisper-base/spanish/translate", &t, &reference);
     assert_eq!((t.task.as_str(), t.language.as_str()), ("translate", "es"));
     assert!(
@@ -241,7 +288,7 @@ async fn base_matches_faster_whisper_and_translates() {
     // A given language is used as is.
     let options = TranscriptionOptions {
         language: Some("es".into()),
-        ..Default::default()
+        ..greedy()
     };
     let t = model
         .transcriptions_with(fixture("spanish.flac"), options)
@@ -258,4 +305,96 @@ async fn base_matches_faster_whisper_and_translates() {
         .await
         .unwrap_err();
     assert_eq!(e.kind().http_status(), 400, "{e}");
+}
+
+/// Beam search with faster-whisper's defaults (beam 5, patience 1, length penalty 1, the
+/// default when no beam_size is given) gives faster-whisper's beam-5 tokens.
+#[tokio::test]
+async fn beam_search_matches_faster_whisper() {
+    let home = tempfile::tempdir().unwrap();
+    let client = Client::local(std::sync::Arc::new(
+        xinference::Runtime::new(xinference::RuntimeConfig::new(home.path())).unwrap(),
+    ));
+    let reference = reference();
+    for (name, folder, clips) in [
+        (
+            "whisper-tiny.en",
+            "whisper-tiny.en-ct2",
+            &["short_en", "long_en"][..],
+        ),
+        (
+            "whisper-base",
+            "whisper-base-ct2",
+            &["short_en", "long_en", "spanish"][..],
+        ),
+    ] {
+        let model = launch(&client, name, folder).await;
+        for clip in clips {
+            let t = model
+                .transcriptions(fixture(&format!("{clip}.flac")))
+                .await
+                .unwrap();
+            check_run(
+                &format!("{name}/{clip}/transcribe"),
+                "beam5_segments",
+                &t,
+                &reference,
+            );
+            check_timeline(&t);
+        }
+    }
+}
+
+/// Word timestamps (greedy, word_timestamps=True in faster-whisper): the same words, each
+/// start and end within 0.1 s of faster-whisper's, and the segments they move.
+#[tokio::test]
+async fn word_timestamps_match_faster_whisper() {
+    let home = tempfile::tempdir().unwrap();
+    let client = Client::local(std::sync::Arc::new(
+        xinference::Runtime::new(xinference::RuntimeConfig::new(home.path())).unwrap(),
+    ));
+    let reference = reference();
+    for (name, folder, clips) in [
+        (
+            "whisper-tiny.en",
+            "whisper-tiny.en-ct2",
+            &["short_en", "long_en"][..],
+        ),
+        (
+            "whisper-base",
+            "whisper-base-ct2",
+            &["short_en", "spanish"][..],
+        ),
+    ] {
+        let model = launch(&client, name, folder).await;
+        for clip in clips {
+            let key = format!("{name}/{clip}/transcribe");
+            let options = TranscriptionOptions {
+                timestamp_granularities: vec!["word".into()],
+                ..greedy()
+            };
+            let t = model
+                .transcriptions_with(fixture(&format!("{clip}.flac")), options)
+                .await
+                .unwrap();
+            check_run(&key, "word_segments", &t, &reference);
+            let ref_words: Vec<&Value> = reference["clips"][&key]["word_segments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|s| s["words"].as_array().unwrap())
+                .collect();
+            let words = t.words.as_ref().expect("words were asked for");
+            assert_eq!(words.len(), ref_words.len(), "{key}: word count");
+            for (w, r) in words.iter().zip(&ref_words) {
+                let (start, end) = (r["start"].as_f64().unwrap(), r["end"].as_f64().unwrap());
+                assert_eq!(w.word, r["word"].as_str().unwrap().trim(), "{key}");
+                assert!(
+                    (w.start - start).abs() <= 0.1 && (w.end - end).abs() <= 0.1,
+                    "{key}: {w:?} vs faster-whisper's {start}..{end}"
+                );
+                assert!(w.start <= w.end && w.end <= t.duration + 1e-6, "{w:?}");
+            }
+        }
+    }
 }

@@ -32,6 +32,24 @@ with open(clip, "rb") as f:
     )
 assert vtt.startswith("WEBVTT"), vtt
 
+# Word timestamps in OpenAI's shape.
+with open(clip, "rb") as f:
+    r = client.audio.transcriptions.create(
+        model=uid, file=f, response_format="verbose_json", timestamp_granularities=["word", "segment"]
+    )
+assert r.words and any("lazy" in w.word.lower() for w in r.words), r.words
+assert all(0 <= w.start <= w.end <= r.duration for w in r.words), r.words
+assert all(a.start <= b.start for a, b in zip(r.words, r.words[1:])), r.words
+
+# Streaming: text deltas as segments are decoded, then the whole text.
+with open(clip, "rb") as f:
+    events = list(client.audio.transcriptions.create(model=uid, file=f, stream=True))
+types = [e.type for e in events]
+assert types[-1] == "transcript.text.done" and types.count("transcript.text.done") == 1, types
+deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
+assert len(deltas) >= 1 and "".join(deltas) == events[-1].text, (deltas, events[-1].text)
+assert "lazy" in events[-1].text.lower(), events[-1].text
+
 # Translation on an English-only model: a 400 with a message.
 try:
     with open(clip, "rb") as f:
@@ -55,4 +73,7 @@ r = model.transcriptions(audio)
 assert "lazy" in r["text"].lower(), r
 r = model.transcriptions(audio, response_format="verbose_json", condition_on_previous_text=False)
 assert r["segments"] and r["task"] == "transcribe", r
+# faster-whisper's options in Xinference's kwargs.
+r = model.transcriptions(audio, response_format="verbose_json", beam_size=1, best_of=2, word_timestamps=True)
+assert r["words"] and r["words"][0]["start"] < r["words"][-1]["end"], r
 print("openai audio: ok")

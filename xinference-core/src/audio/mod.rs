@@ -1,35 +1,61 @@
 //! Speech to text. [`SpeechToText`] is the capability: audio file bytes in, a
 //! [`Transcription`] out. Whisper is its one architecture: `ct2.rs` reads CTranslate2's
 //! `model.bin`, `whisper.rs` loads either format, `model.rs` is the forward pass, `mel.rs` computes the features,
-//! `input.rs` decodes and resamples the audio, `decode.rs` runs OpenAI's decoding rules.
+//! `input.rs` decodes and resamples the audio, `decode.rs` runs OpenAI's window loop and
+//! `search.rs` the token search of one window (greedy, best-of sampling, beam search).
 
+pub mod align;
 pub mod ct2;
 pub mod decode;
 pub mod input;
 pub mod mel;
 pub mod model;
+pub mod search;
 pub mod whisper;
 
-use crate::protocol::audio::{Transcription, TranscriptionOptions};
+use crate::protocol::audio::{Transcription, TranscriptionOptions, TranscriptionSegment};
 use crate::Result;
 use std::path::Path;
 pub use whisper::WhisperModel;
 
-/// A speech-to-text model: decodes an audio file and transcribes or translates it.
-pub trait SpeechToText: Send {
-    /// Transcribes (or translates, per `options.task`) the audio file in `audio`.
-    fn transcribe(&mut self, audio: &[u8], options: &TranscriptionOptions)
-        -> Result<Transcription>;
+/// What a transcription reports while it runs.
+pub enum Progress<'a> {
+    /// The audio decoded and the options checked: decoding starts (no request error after).
+    Started,
+    /// One more segment is decoded.
+    Segment(&'a TranscriptionSegment),
 }
 
-impl SpeechToText for WhisperModel {
+/// A speech-to-text model: decodes an audio file and transcribes or translates it.
+pub trait SpeechToText: Send {
+    /// Transcribes (or translates, per `options.task`) the audio file in `audio`, reporting
+    /// to `on_progress` as it goes; an error from `on_progress` (a gone client) stops it.
+    fn transcribe_each(
+        &mut self,
+        audio: &[u8],
+        options: &TranscriptionOptions,
+        on_progress: &mut dyn FnMut(Progress) -> Result<()>,
+    ) -> Result<Transcription>;
+
+    /// Transcribes (or translates, per `options.task`) the audio file in `audio`.
     fn transcribe(
         &mut self,
         audio: &[u8],
         options: &TranscriptionOptions,
     ) -> Result<Transcription> {
+        self.transcribe_each(audio, options, &mut |_| Ok(()))
+    }
+}
+
+impl SpeechToText for WhisperModel {
+    fn transcribe_each(
+        &mut self,
+        audio: &[u8],
+        options: &TranscriptionOptions,
+        on_progress: &mut dyn FnMut(Progress) -> Result<()>,
+    ) -> Result<Transcription> {
         let samples = input::decode_audio(audio)?;
-        decode::transcribe(self, &samples, options)
+        decode::transcribe_with(self, &samples, options, on_progress)
     }
 }
 

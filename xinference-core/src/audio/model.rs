@@ -3,7 +3,7 @@
 //! costs one position instead of the whole sequence. Exact (erf) GELU as openai-whisper and
 //! CTranslate2 use. Weights are read under the Hugging Face names.
 
-use crate::Result;
+use crate::{kernels, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, Module, VarBuilder};
 
@@ -30,14 +30,65 @@ pub struct Dims {
     pub text_ctx: usize,
 }
 
-fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
-    let w = vb.get((d_out, d_in), "weight")?;
+/// A linear layer. Products of a few rows (decoder steps: one token per sequence) run through
+/// [`kernels::linear`], which streams the weights once instead of packing them for `gemm`;
+/// longer inputs (the encoder, prompts) go through candle's matmul.
+struct Lin {
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+/// Rows up to which [`Lin`] uses the small-product kernel.
+const SMALL_ROWS: usize = 16;
+
+impl Lin {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let k = x.dim(x.rank() - 1)?;
+        if x.elem_count() / k.max(1) <= SMALL_ROWS {
+            return few_rows_product(x, &self.w, self.b.as_ref());
+        }
+        Ok(Linear::new(self.w.clone(), self.b.clone()).forward(x)?)
+    }
+}
+
+/// Runs `f` on the values of a contiguous f32 CPU tensor, without copying them.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(crate::Error::internal("Whisper weights must be on the CPU"));
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| crate::Error::internal("Whisper weights must be contiguous"))?;
+    Ok(f(&cpu.as_slice::<f32>()?[start..end]))
+}
+
+/// `x · wᵀ + b` for `x` of a few rows (`[..., k]`) and `w` stored `[n, k]`.
+fn few_rows_product(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let mut shape = x.dims().to_vec();
+    let k = shape.last().copied().unwrap_or(0);
+    let rows = x.elem_count() / k.max(1);
+    let (n, _) = w.dims2()?;
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let bias = b.map(|b| b.to_vec1::<f32>()).transpose()?;
+    let mut out = Vec::new();
+    with_values(w, |w| {
+        kernels::linear(&xs, w, bias.as_deref(), None, &mut out, (rows, k, n))
+    })?;
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
+}
+
+fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Lin> {
+    let w = vb.get((d_out, d_in), "weight")?.contiguous()?;
     let b = if bias {
         Some(vb.get(d_out, "bias")?)
     } else {
         None
     };
-    Ok(Linear::new(w, b))
+    Ok(Lin { w, b })
 }
 
 fn layer_norm(vb: &VarBuilder, d: usize) -> Result<LayerNorm> {
@@ -49,10 +100,10 @@ fn layer_norm(vb: &VarBuilder, d: usize) -> Result<LayerNorm> {
 }
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    out: Lin,
     heads: usize,
 }
 
@@ -77,6 +128,19 @@ impl Attention {
 
     /// Attention of queries `x` over keys/values `k`, `v` (already split), with an additive mask.
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.attend_scores(x, k, v, mask, false)?.0)
+    }
+
+    /// [`Attention::attend`], also returning the scaled scores `[b, heads, t, s]` before the
+    /// softmax when `keep_scores` is set.
+    fn attend_scores(
+        &self,
+        x: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        keep_scores: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, t, d) = x.dims3()?;
         let hd = d / self.heads;
         let q = (self.split(&self.q.forward(x)?)? * (1.0 / (hd as f64).sqrt()))?;
@@ -84,9 +148,10 @@ impl Attention {
         if let Some(m) = mask {
             w = w.broadcast_add(m)?;
         }
+        let scores = keep_scores.then(|| w.clone());
         let w = candle_nn::ops::softmax_last_dim(&w)?;
         let y = w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        Ok(self.out.forward(&y)?)
+        Ok((self.out.forward(&y)?, scores))
     }
 }
 
@@ -95,8 +160,8 @@ struct Block {
     attn: Attention,
     cross: Option<(LayerNorm, Attention)>,
     mlp_ln: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Lin,
+    fc2: Lin,
 }
 
 impl Block {
@@ -140,16 +205,18 @@ pub struct WhisperNet {
     decoder_ln: LayerNorm,
 }
 
-/// The decoder's state for one sequence over one window: cached self-attention keys/values
-/// and the window's cross-attention keys/values, per layer.
+/// The decoder's state over one window: per layer, the cached self-attention keys/values of
+/// each sequence of the batch (`[batch, heads, len, head_dim]`: beams, or best-of samples) and
+/// the window's cross-attention keys/values, which every sequence shares.
 pub struct DecoderState {
     self_kv: Vec<Option<(Tensor, Tensor)>>,
     cross_kv: Vec<(Tensor, Tensor)>,
     len: usize,
+    batch: usize,
 }
 
 impl DecoderState {
-    /// Positions decoded so far.
+    /// Positions decoded so far (per sequence).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -157,6 +224,27 @@ impl DecoderState {
     /// Whether nothing was decoded yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Sequences in the batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Makes row `origins[i]` of the cache the new row `i`: beam reordering, or expanding one
+    /// decoded prompt into several sequences.
+    pub fn reorder(&mut self, origins: &[u32]) -> Result<()> {
+        let identity = origins.len() == self.batch
+            && origins.iter().enumerate().all(|(i, &o)| o as usize == i);
+        if !identity {
+            let idx = Tensor::new(origins, &Device::Cpu)?;
+            for (k, v) in self.self_kv.iter_mut().flatten() {
+                *k = k.index_select(&idx, 0)?;
+                *v = v.index_select(&idx, 0)?;
+            }
+        }
+        self.batch = origins.len();
+        Ok(())
     }
 }
 
@@ -207,7 +295,9 @@ impl WhisperNet {
                 .map(|i| Block::load(&enc.pp(format!("layers.{i}")), d, dims.encoder_heads, false))
                 .collect::<Result<_>>()?,
             encoder_ln: layer_norm(&enc.pp("layer_norm"), d)?,
-            embed: dec.get((dims.vocab, d), "embed_tokens.weight")?,
+            embed: dec
+                .get((dims.vocab, d), "embed_tokens.weight")?
+                .contiguous()?,
             text_pos: dec.get((dims.text_ctx, d), "embed_positions.weight")?,
             decoder: (0..dims.decoder_layers)
                 .map(|i| Block::load(&dec.pp(format!("layers.{i}")), d, dims.decoder_heads, true))
@@ -253,17 +343,32 @@ impl WhisperNet {
             self_kv: vec![None; self.decoder.len()],
             cross_kv,
             len: 0,
+            batch: 1,
         })
     }
 
-    /// Feeds `tokens` after what `state` holds; returns the final hidden states `[n, d]`.
+    /// Feeds `tokens` after what `state` holds: `state.batch()` sequences of
+    /// `tokens.len() / batch` tokens each, row after row. Returns the final hidden states
+    /// `[tokens.len(), d]` in the same order.
     pub fn decode(&self, tokens: &[u32], state: &mut DecoderState) -> Result<Tensor> {
-        let n = tokens.len();
+        Ok(self.decode_with_scores(tokens, state, &[])?.0)
+    }
+
+    /// [`WhisperNet::decode`], also returning the cross-attention scores (scaled, before the
+    /// softmax) of the `(layer, head)` pairs in `heads`, each `[b, n, audio positions]`.
+    pub fn decode_with_scores(
+        &self,
+        tokens: &[u32],
+        state: &mut DecoderState,
+        heads: &[(usize, usize)],
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let b = state.batch;
+        let n = tokens.len() / b;
+        let d = self.dims.d_model;
         let offset = state.len;
         let ids = Tensor::new(tokens, &Device::Cpu)?;
-        let x = self.embed.index_select(&ids, 0)?;
-        let x = (x + self.text_pos.narrow(0, offset, n)?)?;
-        let mut x = x.unsqueeze(0)?;
+        let x = self.embed.index_select(&ids, 0)?.reshape((b, n, d))?;
+        let mut x = x.broadcast_add(&self.text_pos.narrow(0, offset, n)?)?;
         let mask = if n > 1 {
             let total = offset + n;
             let m: Vec<f32> = (0..n)
@@ -281,6 +386,7 @@ impl WhisperNet {
         } else {
             None
         };
+        let mut scores = Vec::new();
         for (l, block) in self.decoder.iter().enumerate() {
             let h = block.attn_ln.forward(&x)?;
             let k = block.attn.split(&block.attn.k.forward(&h)?)?;
@@ -296,18 +402,48 @@ impl WhisperNet {
                 .as_ref()
                 .expect("decoder blocks have cross-attention");
             let (ck, cv) = &state.cross_kv[l];
-            x = (&x + cross.attend(&ln.forward(&x)?, ck, cv, None)?)?;
+            // Every sequence attends to the same audio, so the batch rows are queries of one
+            // sequence here: one matrix product instead of one per row.
+            let q = ln.forward(&x)?.reshape((1, b * n, d))?;
+            let keep = heads.iter().any(|&(hl, _)| hl == l);
+            let (y, s) = cross.attend_scores(&q, ck, cv, None, keep)?;
+            if let Some(s) = s {
+                for &(_, head) in heads.iter().filter(|&&(hl, _)| hl == l) {
+                    let t = s.dim(3)?;
+                    scores.push(s.narrow(1, head, 1)?.reshape((b, n, t))?);
+                }
+            }
+            x = (&x + y.reshape((b, n, d))?)?;
             x = block.mlp(&x)?;
         }
         state.len += n;
-        Ok(self.decoder_ln.forward(&x)?.squeeze(0)?)
+        let hidden = self.decoder_ln.forward(&x)?.reshape((b * n, d))?;
+        Ok((hidden, scores))
     }
 
     /// Logits `[vocab]` of hidden state row `i` of `hidden` (`[n, d]`).
     pub fn logits(&self, hidden: &Tensor, i: usize) -> Result<Vec<f32>> {
-        let h = hidden.narrow(0, i, 1)?;
-        Ok(h.matmul(&self.embed.t()?)?
+        let h = hidden.narrow(0, i, 1)?.contiguous()?;
+        Ok(few_rows_product(&h, &self.embed, None)?
             .flatten_all()?
             .to_vec1::<f32>()?)
+    }
+
+    /// Logits of every row of `hidden` (`[n, d]`): the embedding matrix streams through once.
+    pub fn logits_rows(&self, hidden: &Tensor) -> Result<Vec<Vec<f32>>> {
+        let (n, d) = hidden.dims2()?;
+        let vocab = self.dims.vocab;
+        let xs = hidden.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = Vec::new();
+        for chunk in xs.chunks(SMALL_ROWS * d) {
+            let rows = chunk.len() / d;
+            let mut part = Vec::new();
+            with_values(&self.embed, |w| {
+                kernels::linear(chunk, w, None, None, &mut part, (rows, d, vocab))
+            })?;
+            out.extend(part.chunks(vocab).map(<[f32]>::to_vec));
+        }
+        debug_assert_eq!(out.len(), n);
+        Ok(out)
     }
 }

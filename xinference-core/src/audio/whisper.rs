@@ -52,6 +52,23 @@ pub struct WhisperModel {
     pub(crate) lang_ids: Vec<u32>,
     /// Largest decoder context (448).
     pub(crate) max_length: usize,
+    /// The `(layer, head)` cross-attention heads that follow the speech in time (word
+    /// timestamps).
+    pub(crate) alignment_heads: Vec<(usize, usize)>,
+}
+
+/// `[[layer, head], ...]` of a config's `alignment_heads`.
+fn heads_of(v: Option<&Value>) -> Vec<(usize, usize)> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    let p = p.as_array()?;
+                    Some((p.first()?.as_u64()? as usize, p.get(1)?.as_u64()? as usize))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether `dir` holds a Whisper model this build reads (a CTranslate2 `model.bin` or
@@ -88,76 +105,79 @@ impl WhisperModel {
                 })
                 .unwrap_or_default()
         };
-        let (config, vb, suppress, suppress_begin, lang_ids) = if dir.join("model.bin").is_file() {
-            let ct2 = Ct2Model::read(&dir.join("model.bin"))?;
-            let tensors = ct2.whisper_tensors()?;
-            let dim = |name: &str, i: usize| -> Result<usize> {
-                ct2.variables
-                    .get(name)
-                    .and_then(|t| t.dims().get(i).copied())
-                    .ok_or_else(|| Error::bad_request(format!("model.bin has no {name}")))
-            };
-            let config = Config {
-                num_mel_bins: dim("encoder/conv1/weight", 1)?,
-                max_source_positions: dim("encoder/position_encodings/encodings", 0)?,
-                d_model: dim("encoder/conv1/weight", 0)?,
-                encoder_attention_heads: ct2.scalar("encoder/num_heads").unwrap_or(6),
-                encoder_layers: ct2.layers("encoder"),
-                vocab_size: dim("decoder/embeddings/weight", 0)?,
-                max_target_positions: dim("decoder/position_encodings/encodings", 0)?,
-                decoder_attention_heads: ct2.scalar("decoder/num_heads").unwrap_or(6),
-                decoder_layers: ct2.layers("decoder"),
-                suppress_tokens: vec![],
-            };
-            let cfg = read_json("config.json").unwrap_or(Value::Null);
-            let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-            (
-                config,
-                vb,
-                ids(cfg.get("suppress_ids")),
-                ids(cfg.get("suppress_ids_begin")),
-                ids(cfg.get("lang_ids")),
-            )
-        } else if dir.join("model.safetensors").is_file() {
-            let config: Config = serde_json::from_value(read_json("config.json")?)
-                .map_err(|e| Error::bad_request(format!("Whisper config.json: {e}")))?;
-            let generation = read_json("generation_config.json").unwrap_or(Value::Null);
-            // SAFETY: the weights file is not modified while it is mapped.
-            let vb = unsafe {
-                VarBuilder::from_mmaped_safetensors(
-                    &[dir.join("model.safetensors")],
-                    DType::F32,
-                    &Device::Cpu,
-                )?
-            };
-            let mut lang_ids: Vec<u32> = generation
-                .get("lang_to_id")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.values()
-                        .filter_map(|v| v.as_u64().map(|v| v as u32))
-                        .collect()
-                })
-                .unwrap_or_default();
-            lang_ids.sort_unstable();
-            let suppress = if config.suppress_tokens.is_empty() {
-                ids(generation.get("suppress_tokens"))
+        let (config, vb, suppress, suppress_begin, lang_ids, heads) =
+            if dir.join("model.bin").is_file() {
+                let ct2 = Ct2Model::read(&dir.join("model.bin"))?;
+                let tensors = ct2.whisper_tensors()?;
+                let dim = |name: &str, i: usize| -> Result<usize> {
+                    ct2.variables
+                        .get(name)
+                        .and_then(|t| t.dims().get(i).copied())
+                        .ok_or_else(|| Error::bad_request(format!("model.bin has no {name}")))
+                };
+                let config = Config {
+                    num_mel_bins: dim("encoder/conv1/weight", 1)?,
+                    max_source_positions: dim("encoder/position_encodings/encodings", 0)?,
+                    d_model: dim("encoder/conv1/weight", 0)?,
+                    encoder_attention_heads: ct2.scalar("encoder/num_heads").unwrap_or(6),
+                    encoder_layers: ct2.layers("encoder"),
+                    vocab_size: dim("decoder/embeddings/weight", 0)?,
+                    max_target_positions: dim("decoder/position_encodings/encodings", 0)?,
+                    decoder_attention_heads: ct2.scalar("decoder/num_heads").unwrap_or(6),
+                    decoder_layers: ct2.layers("decoder"),
+                    suppress_tokens: vec![],
+                };
+                let cfg = read_json("config.json").unwrap_or(Value::Null);
+                let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+                (
+                    config,
+                    vb,
+                    ids(cfg.get("suppress_ids")),
+                    ids(cfg.get("suppress_ids_begin")),
+                    ids(cfg.get("lang_ids")),
+                    heads_of(cfg.get("alignment_heads")),
+                )
+            } else if dir.join("model.safetensors").is_file() {
+                let config: Config = serde_json::from_value(read_json("config.json")?)
+                    .map_err(|e| Error::bad_request(format!("Whisper config.json: {e}")))?;
+                let generation = read_json("generation_config.json").unwrap_or(Value::Null);
+                // SAFETY: the weights file is not modified while it is mapped.
+                let vb = unsafe {
+                    VarBuilder::from_mmaped_safetensors(
+                        &[dir.join("model.safetensors")],
+                        DType::F32,
+                        &Device::Cpu,
+                    )?
+                };
+                let mut lang_ids: Vec<u32> = generation
+                    .get("lang_to_id")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.values()
+                            .filter_map(|v| v.as_u64().map(|v| v as u32))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                lang_ids.sort_unstable();
+                let suppress = if config.suppress_tokens.is_empty() {
+                    ids(generation.get("suppress_tokens"))
+                } else {
+                    config.suppress_tokens.clone()
+                };
+                (
+                    config,
+                    vb,
+                    suppress,
+                    ids(generation.get("begin_suppress_tokens")),
+                    lang_ids,
+                    heads_of(generation.get("alignment_heads")),
+                )
             } else {
-                config.suppress_tokens.clone()
+                return Err(Error::bad_request(format!(
+                    "{} holds no Whisper weights (model.bin of CTranslate2 or model.safetensors)",
+                    dir.display()
+                )));
             };
-            (
-                config,
-                vb,
-                suppress,
-                ids(generation.get("begin_suppress_tokens")),
-                lang_ids,
-            )
-        } else {
-            return Err(Error::bad_request(format!(
-                "{} holds no Whisper weights (model.bin of CTranslate2 or model.safetensors)",
-                dir.display()
-            )));
-        };
         let n_mels = config.num_mel_bins;
         let multilingual = config.vocab_size >= 51865;
         let max_length = config.max_target_positions;
@@ -195,7 +215,19 @@ impl WhisperModel {
         } else {
             lang_ids
         };
+        // openai-whisper's default: every head of the second half of the decoder.
+        let (layers, n_heads) = (config.decoder_layers, config.decoder_attention_heads);
+        let mut alignment_heads: Vec<(usize, usize)> = heads
+            .into_iter()
+            .filter(|&(l, h)| l < layers && h < n_heads)
+            .collect();
+        if alignment_heads.is_empty() {
+            alignment_heads = (layers / 2..layers)
+                .flat_map(|l| (0..n_heads).map(move |h| (l, h)))
+                .collect();
+        }
         Ok(WhisperModel {
+            alignment_heads,
             net,
             tokenizer,
             special,
@@ -266,6 +298,17 @@ impl WhisperModel {
     ) -> Result<Vec<Vec<f32>>> {
         let hidden = self.net.decode(tokens, state)?;
         at.iter().map(|&i| self.net.logits(&hidden, i)).collect()
+    }
+
+    /// Feeds one token to each sequence of a batched decoder state (`tokens[i]` to row `i`)
+    /// and returns each row's logits.
+    pub(crate) fn step_rows(
+        &self,
+        tokens: &[u32],
+        state: &mut DecoderState,
+    ) -> Result<Vec<Vec<f32>>> {
+        let hidden = self.net.decode(tokens, state)?;
+        self.net.logits_rows(&hidden)
     }
 }
 

@@ -80,11 +80,27 @@ impl AudioModel {
                 for g in options.timestamp_granularities {
                     form = form.text("timestamp_granularities[]", g);
                 }
+                let mut kwargs = serde_json::Map::new();
                 if let Some(c) = options.condition_on_previous_text {
-                    form = form.text(
-                        "kwargs",
-                        serde_json::json!({ "condition_on_previous_text": c }).to_string(),
-                    );
+                    kwargs.insert("condition_on_previous_text".into(), c.into());
+                }
+                if let Some(n) = options.beam_size {
+                    kwargs.insert("beam_size".into(), n.into());
+                }
+                if let Some(n) = options.best_of {
+                    kwargs.insert("best_of".into(), n.into());
+                }
+                if let Some(p) = options.patience {
+                    kwargs.insert("patience".into(), p.into());
+                }
+                if let Some(p) = options.length_penalty {
+                    kwargs.insert("length_penalty".into(), p.into());
+                }
+                if let Some(w) = options.word_timestamps {
+                    kwargs.insert("word_timestamps".into(), w.into());
+                }
+                if !kwargs.is_empty() {
+                    form = form.text("kwargs", serde_json::Value::Object(kwargs).to_string());
                 }
                 c.post_multipart_as(path, form).await
             }

@@ -83,6 +83,30 @@ pub struct TranscriptionOptions {
     /// `timestamp_granularities[]`: `segment` and/or `word`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timestamp_granularities: Vec<String>,
+    /// Beams of the search at temperature 0 (default 5, as faster-whisper; 1 is greedy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beam_size: Option<usize>,
+    /// Candidates sampled at a temperature above 0, the best kept (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_of: Option<usize>,
+    /// Beam search patience: it stops after `beam_size * patience` finished hypotheses
+    /// (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<f32>,
+    /// Exponent of the length normalisation of beam scores (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_penalty: Option<f32>,
+    /// Word timestamps (also asked by `timestamp_granularities[]=word`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_timestamps: Option<bool>,
+}
+
+impl TranscriptionOptions {
+    /// Whether word timestamps are asked for.
+    pub fn wants_words(&self) -> bool {
+        self.word_timestamps.unwrap_or(false)
+            || self.timestamp_granularities.iter().any(|g| g == "word")
+    }
 }
 
 /// One decoded segment, as OpenAI's `verbose_json` lists it.
@@ -123,6 +147,22 @@ pub struct Transcription {
     pub text: String,
     /// The segments with their timestamps.
     pub segments: Vec<TranscriptionSegment>,
+    /// The words with their timestamps, when asked (`timestamp_granularities[]=word`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub words: Option<Vec<TranscriptionWord>>,
+}
+
+/// One word of `verbose_json`'s `words` (OpenAI's shape, with faster-whisper's probability).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptionWord {
+    /// The word, punctuation attached.
+    pub word: String,
+    /// Start, seconds.
+    pub start: f64,
+    /// End, seconds.
+    pub end: f64,
+    /// Mean probability of its tokens.
+    pub probability: f64,
 }
 
 impl Transcription {
@@ -208,6 +248,7 @@ mod tests {
                 compression_ratio: 1.0,
                 no_speech_prob: 0.0,
             }],
+            words: None,
         };
         assert_eq!(t.srt(), "1\n01:02:03,000 --> 01:02:03,456\nHi.\n\n");
         assert_eq!(t.vtt(), "WEBVTT\n\n01:02:03.000 --> 01:02:03.456\nHi.\n\n");

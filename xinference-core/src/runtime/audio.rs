@@ -2,11 +2,36 @@
 //! worker thread, where the audio file is decoded, resampled and transcribed.
 
 use super::{Loaded, Runtime, Worker};
-use crate::audio::SpeechToText;
-use crate::protocol::audio::{AudioTask, Transcription, TranscriptionOptions};
+use crate::audio::{Progress, SpeechToText};
+use crate::protocol::audio::{
+    AudioTask, Transcription, TranscriptionOptions, TranscriptionSegment,
+};
 use crate::registry::ModelType;
 use crate::{Error, Result};
+use futures::Stream;
+use std::pin::Pin;
 use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// One event of a streamed transcription.
+#[derive(Debug)]
+pub enum TranscriptionEvent {
+    /// A segment was decoded.
+    Segment(TranscriptionSegment),
+    /// The whole transcription (the last event).
+    Done(Transcription),
+    /// Decoding failed after it started (the last event).
+    Failed(Error),
+}
+
+/// The events of a streamed transcription, after its start.
+pub type TranscriptionStream = Pin<Box<dyn Stream<Item = TranscriptionEvent> + Send>>;
+
+/// What the worker sends: the start, then [`TranscriptionEvent`]s.
+enum Sent {
+    Started,
+    Event(TranscriptionEvent),
+}
 
 /// The worker of one replica of a speech-to-text model.
 pub(crate) type AudioWorker = Worker<Box<dyn SpeechToText>>;
@@ -20,6 +45,88 @@ impl Runtime {
         audio: Vec<u8>,
         options: TranscriptionOptions,
     ) -> Result<Transcription> {
+        let (loaded, replica) = self.audio_replica(model, &audio)?;
+        let Loaded::Audio(workers) = &*loaded else {
+            unreachable!("checked by audio_replica")
+        };
+        // A stream of one result, so that the decoding sees a caller that went away (a
+        // disconnected HTTP client drops this future) and stops at its next segment.
+        let mut rx = workers[replica].stream(
+            1,
+            move |m: &mut Box<dyn SpeechToText>, tx: &mpsc::Sender<Result<Transcription>>| {
+                let result = m.transcribe_each(&audio, &options, &mut |_| {
+                    if tx.is_closed() {
+                        Err(Error::internal("the client went away"))
+                    } else {
+                        Ok(())
+                    }
+                });
+                let _ = tx.blocking_send(result);
+            },
+            |panic| Err(Error::internal(format!("model panicked: {panic}"))),
+        )?;
+        rx.recv().await.unwrap_or_else(|| {
+            Err(Error::internal(format!(
+                "model {model} stopped while serving the request"
+            )))
+        })
+    }
+
+    /// Transcribes (or translates) `audio` as a stream of segments. Returns once the audio is
+    /// decoded and the options are checked, so that request errors are ordinary errors; a
+    /// dropped stream stops the decoding at its next segment.
+    pub async fn transcriptions_stream(
+        &self,
+        model: &str,
+        audio: Vec<u8>,
+        options: TranscriptionOptions,
+    ) -> Result<TranscriptionStream> {
+        let (loaded, replica) = self.audio_replica(model, &audio)?;
+        let Loaded::Audio(workers) = &*loaded else {
+            unreachable!("checked by audio_replica")
+        };
+        let mut rx = workers[replica].stream(
+            8,
+            move |m: &mut Box<dyn SpeechToText>, tx: &mpsc::Sender<Sent>| {
+                let mut on_progress = |p: Progress| -> Result<()> {
+                    let sent = match p {
+                        Progress::Started => Sent::Started,
+                        Progress::Segment(s) => Sent::Event(TranscriptionEvent::Segment(s.clone())),
+                    };
+                    tx.blocking_send(sent)
+                        .map_err(|_| Error::internal("the client went away"))
+                };
+                let last = match m.transcribe_each(&audio, &options, &mut on_progress) {
+                    Ok(t) => TranscriptionEvent::Done(t),
+                    Err(e) => TranscriptionEvent::Failed(e),
+                };
+                let _ = tx.blocking_send(Sent::Event(last));
+            },
+            |panic| {
+                Sent::Event(TranscriptionEvent::Failed(Error::internal(format!(
+                    "model panicked: {panic}"
+                ))))
+            },
+        )?;
+        match rx.recv().await {
+            Some(Sent::Started) => {}
+            Some(Sent::Event(TranscriptionEvent::Failed(e))) => return Err(e),
+            _ => {
+                return Err(Error::internal(format!(
+                    "model {model} stopped while serving the request"
+                )))
+            }
+        }
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await? {
+                Sent::Event(e) => Some((e, rx)),
+                Sent::Started => None,
+            }
+        })))
+    }
+
+    /// The loaded audio model `model` and the replica to run on, after the request's checks.
+    fn audio_replica(&self, model: &str, audio: &[u8]) -> Result<(Arc<Loaded>, usize)> {
         let instance = self.instance(model)?;
         if instance.family.model_type != ModelType::Audio {
             return Err(Error::bad_request(format!(
@@ -36,10 +143,8 @@ impl Runtime {
                 "model {model} has no audio workers"
             )));
         };
-        let worker = &workers[instance.pick_replica(workers.len())];
-        worker
-            .call(move |m: &mut Box<dyn SpeechToText>| m.transcribe(&audio, &options))
-            .await
+        let replica = instance.pick_replica(workers.len());
+        Ok((loaded.clone(), replica))
     }
 
     /// Translates the speech in `audio` into English text.

@@ -15,6 +15,7 @@ mod rerank;
 mod structured;
 mod worker;
 
+pub use audio::{TranscriptionEvent, TranscriptionStream};
 pub use batcher::EmbedBatcher;
 pub use chat::{ChatOutput, ChunkStream, CompletionOutput};
 pub use image::parse_size;

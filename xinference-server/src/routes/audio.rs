@@ -6,9 +6,13 @@ use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Multipart, State};
 use axum::http::header;
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
+use futures::{Stream, StreamExt};
+use serde_json::{json, Value};
+use std::convert::Infallible;
 use xinference_core::protocol::audio::{AudioTask, ResponseFormat, TranscriptionOptions};
+use xinference_core::runtime::{TranscriptionEvent, TranscriptionStream};
 use xinference_core::{Error, ErrorKind};
 
 /// Largest audio upload (OpenAI's limit); larger ones are a 413.
@@ -20,6 +24,7 @@ struct Form {
     model: Option<String>,
     format: ResponseFormat,
     options: TranscriptionOptions,
+    stream: bool,
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
@@ -40,6 +45,7 @@ async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
         model: None,
         format: ResponseFormat::Json,
         options: TranscriptionOptions::default(),
+        stream: false,
     };
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_owned();
@@ -62,12 +68,7 @@ async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
             "timestamp_granularities[]" | "timestamp_granularities" => {
                 o.timestamp_granularities.push(text)
             }
-            "stream" if text == "true" => {
-                return Err(ApiError(Error::new(
-                    ErrorKind::NotImplemented,
-                    "stream=true is not implemented for transcriptions yet",
-                )))
-            }
+            "stream" => form.stream = text.trim() == "true",
             "kwargs" if !text.trim().is_empty() => {
                 let kwargs: Value = serde_json::from_str(&text).map_err(|e| {
                     Error::bad_request(format!("kwargs must be a JSON object string: {e}"))
@@ -81,11 +82,71 @@ async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
                 if let Some(p) = kwargs.get("initial_prompt").and_then(Value::as_str) {
                     o.prompt.get_or_insert_with(|| p.to_owned());
                 }
+                apply_search_kwargs(&kwargs, o)?;
             }
             _ => {}
         }
     }
     Ok(form)
+}
+
+/// OpenAI's transcription stream: a `transcript.text.delta` event per decoded segment (the
+/// deltas add up to the final text), then `transcript.text.done` with the whole text; a failure
+/// after the start is an `error` event.
+fn sse(events: TranscriptionStream) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let events = events.scan(true, |first, event| {
+        let data = match event {
+            TranscriptionEvent::Segment(s) => {
+                let delta = if *first {
+                    s.text.trim_start()
+                } else {
+                    s.text.as_str()
+                };
+                *first = false;
+                json!({"type": "transcript.text.delta", "delta": delta})
+            }
+            TranscriptionEvent::Done(t) => json!({"type": "transcript.text.done", "text": t.text}),
+            TranscriptionEvent::Failed(e) => json!({
+                "type": "error",
+                "error": {"message": e.message(), "code": e.kind().http_status()}
+            }),
+        };
+        futures::future::ready(Some(Ok(Event::default().data(data.to_string()))))
+    });
+    Sse::new(events)
+}
+
+/// faster-whisper's search options in Xinference's `kwargs`: `beam_size`, `best_of`,
+/// `patience`, `length_penalty`, `word_timestamps`.
+fn apply_search_kwargs(kwargs: &Value, o: &mut TranscriptionOptions) -> ApiResult<()> {
+    let count = |name: &str| -> ApiResult<Option<usize>> {
+        match kwargs.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                ApiError(Error::bad_request(format!(
+                    "kwargs.{name} must be a positive integer, not {v}"
+                )))
+            }),
+        }
+    };
+    let number = |name: &str| -> ApiResult<Option<f32>> {
+        match kwargs.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_f64().map(|n| Some(n as f32)).ok_or_else(|| {
+                ApiError(Error::bad_request(format!(
+                    "kwargs.{name} must be a number, not {v}"
+                )))
+            }),
+        }
+    };
+    o.beam_size = count("beam_size")?.or(o.beam_size);
+    o.best_of = count("best_of")?.or(o.best_of);
+    o.patience = number("patience")?.or(o.patience);
+    o.length_penalty = number("length_penalty")?.or(o.length_penalty);
+    if let Some(w) = kwargs.get("word_timestamps").and_then(Value::as_bool) {
+        o.word_timestamps = Some(w);
+    }
+    Ok(())
 }
 
 async fn run(rt: AppState, multipart: Multipart, task: AudioTask) -> ApiResult<Response> {
@@ -100,6 +161,10 @@ async fn run(rt: AppState, multipart: Multipart, task: AudioTask) -> ApiResult<R
         .take()
         .ok_or_else(|| Error::bad_request("the form has no `file` field (the audio file)"))?;
     form.options.task = task;
+    if form.stream {
+        let events = rt.transcriptions_stream(&model, file, form.options).await?;
+        return Ok(sse(events).into_response());
+    }
     let result = rt.transcriptions(&model, file, form.options).await?;
     let (body, content_type) = result.render(form.format);
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())

@@ -1,0 +1,406 @@
+//! The token search over one 30 s window, as CTranslate2's `Whisper.generate` runs it for
+//! faster-whisper: the logits rules (suppressed tokens, OpenAI's timestamp rules), then greedy
+//! decoding, `best_of` independent samples at a temperature above 0, or beam search
+//! (`beam_size` beams decoded as one batch, 2 x beam candidates per step, finished hypotheses
+//! replaced by the next live candidates, stop after `round(beam_size * patience)` finished
+//! hypotheses, scores divided by `length ^ length_penalty`).
+
+use super::model::DecoderState;
+use super::whisper::WhisperModel;
+use crate::{Error, Result};
+use candle_core::Tensor;
+use rand::distr::{weighted::WeightedIndex, Distribution};
+
+/// Latest first timestamp (1 s), in timestamp steps.
+const MAX_INITIAL_TIMESTAMP_INDEX: usize = 50;
+
+/// How one window is searched (faster-whisper's `beam_size`, `best_of`, `patience`,
+/// `length_penalty`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SearchOptions {
+    /// Beams at temperature 0 (1 is greedy).
+    pub beam_size: usize,
+    /// Samples drawn at a temperature above 0; the best scored is kept.
+    pub best_of: usize,
+    /// Beam search stops after `round(beam_size * patience)` finished hypotheses.
+    pub patience: f32,
+    /// Scores are divided by `length ^ length_penalty`.
+    pub length_penalty: f32,
+}
+
+/// The best sequence of one decode of one window.
+pub(crate) struct Decoded {
+    /// Generated tokens (text and timestamps, without `<|endoftext|>`).
+    pub tokens: Vec<u32>,
+    /// Sum of the tokens' log-probabilities (with `<|endoftext|>`) over `tokens.len() + 1`.
+    pub avg_logprob: f64,
+    /// Probability of `<|nospeech|>` after `<|startoftranscript|>`.
+    pub no_speech_prob: f64,
+    /// Temperature of this decode.
+    pub temperature: f32,
+    /// zlib compression ratio of the text (set by the caller).
+    pub compression_ratio: f64,
+}
+
+/// Log-softmax of `logits` in place.
+pub(crate) fn log_softmax(logits: &mut [f32]) {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    let log_sum = max + sum.ln();
+    logits.iter_mut().for_each(|l| *l -= log_sum);
+}
+
+/// The logits processors of one row: blank and `<|endoftext|>` not first, the suppress list,
+/// no `<|notimestamps|>`, and the timestamp rules over the tokens generated so far.
+fn filter(model: &WhisperModel, logits: &mut [f32], generated: &[u32]) {
+    let sp = &model.special;
+    let vocab = logits.len();
+    let mut ban = |t: u32| {
+        if (t as usize) < vocab {
+            logits[t as usize] = f32::NEG_INFINITY;
+        }
+    };
+    if generated.is_empty() {
+        model.suppress_begin.iter().for_each(|&t| ban(t));
+    }
+    model.suppress.iter().for_each(|&t| ban(t));
+    ban(sp.no_timestamps);
+    apply_timestamp_rules(
+        logits,
+        generated,
+        sp.timestamp_begin as usize,
+        sp.eot as usize,
+    );
+}
+
+/// OpenAI's `ApplyTimestampRules` on the logits of the next token after `sampled`.
+pub(crate) fn apply_timestamp_rules(logits: &mut [f32], sampled: &[u32], ts: usize, eot: usize) {
+    let n = sampled.len();
+    let first = n == 0;
+    let last_was_ts = n >= 1 && sampled[n - 1] as usize >= ts;
+    let penultimate_was_ts = n < 2 || sampled[n - 2] as usize >= ts;
+    if last_was_ts {
+        if penultimate_was_ts {
+            logits[ts..].iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
+        } else {
+            logits[..eot]
+                .iter_mut()
+                .for_each(|l| *l = f32::NEG_INFINITY);
+        }
+    }
+    if let Some(&last_ts) = sampled.iter().rev().find(|&&t| t as usize >= ts) {
+        let bound = if last_was_ts && !penultimate_was_ts {
+            last_ts as usize
+        } else {
+            last_ts as usize + 1
+        };
+        let bound = bound.min(logits.len());
+        logits[ts..bound]
+            .iter_mut()
+            .for_each(|l| *l = f32::NEG_INFINITY);
+    }
+    if first {
+        logits[..ts].iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
+        let last_allowed = ts + MAX_INITIAL_TIMESTAMP_INDEX;
+        if last_allowed + 1 < logits.len() {
+            logits[last_allowed + 1..]
+                .iter_mut()
+                .for_each(|l| *l = f32::NEG_INFINITY);
+        }
+    }
+    let mut logprobs = logits.to_vec();
+    log_softmax(&mut logprobs);
+    let max_ts = logprobs[ts..]
+        .iter()
+        .cloned()
+        .fold(f32::NEG_INFINITY, f32::max);
+    if max_ts > f32::NEG_INFINITY {
+        let ts_logprob = max_ts
+            + logprobs[ts..]
+                .iter()
+                .map(|&l| (l - max_ts).exp())
+                .sum::<f32>()
+                .ln();
+        let max_text = logprobs[..ts]
+            .iter()
+            .cloned()
+            .fold(f32::NEG_INFINITY, f32::max);
+        if ts_logprob > max_text {
+            logits[..ts].iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
+        }
+    }
+}
+
+/// Index of the first of the largest values, as argmax picks it.
+fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Decodes one window from `prompt` (`sot_index` is where `<|startoftranscript|>` is): beam
+/// search at temperature 0 when `beam_size > 1`, otherwise greedy (temperature 0) or the best of
+/// `best_of` samples.
+pub(crate) fn generate(
+    model: &WhisperModel,
+    audio: &Tensor,
+    prompt: &[u32],
+    sot_index: usize,
+    temperature: f32,
+    options: &SearchOptions,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<Decoded> {
+    let mut state = model.net.start(audio)?;
+    let mut rows = model.step(prompt, &mut state, &[sot_index, prompt.len() - 1])?;
+    let last = rows.pop().unwrap_or_default();
+    let mut at_sot = rows.pop().unwrap_or_default();
+    log_softmax(&mut at_sot);
+    let no_speech_prob = at_sot
+        .get(model.special.no_speech as usize)
+        .map_or(0.0, |l| l.exp() as f64);
+    // CTranslate2 decodes at most half the context, and never past its end.
+    let max_length = (model.max_length / 2).min(model.max_length + 1 - prompt.len());
+    let (tokens, score) = if temperature > 0.0 {
+        let samples = options.best_of.max(1);
+        sample(
+            model,
+            &mut state,
+            last,
+            (samples, temperature),
+            options.length_penalty,
+            max_length,
+            rng,
+        )?
+    } else if options.beam_size > 1 {
+        beam_search(model, &mut state, last, options, max_length)?
+    } else {
+        sample(
+            model,
+            &mut state,
+            last,
+            (1, 0.0),
+            options.length_penalty,
+            max_length,
+            rng,
+        )?
+    };
+    let length = tokens.len() as f64;
+    let cum_logprob = score as f64 * length.powf(options.length_penalty as f64);
+    Ok(Decoded {
+        avg_logprob: cum_logprob / (length + 1.0),
+        tokens,
+        no_speech_prob,
+        temperature,
+        compression_ratio: 0.0,
+    })
+}
+
+/// Greedy decoding (`temperature == 0`), or `samples` sequences sampled independently at
+/// `temperature` as one batch. Returns the best sequence and its score (sum of log-probabilities / length^penalty).
+fn sample(
+    model: &WhisperModel,
+    state: &mut DecoderState,
+    first_logits: Vec<f32>,
+    (samples, temperature): (usize, f32),
+    length_penalty: f32,
+    max_length: usize,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<(Vec<u32>, f32)> {
+    let eot = model.special.eot;
+    // Live rows: (sequence index, logits of its next token).
+    let mut live: Vec<(usize, Vec<f32>)> =
+        (0..samples).map(|i| (i, first_logits.clone())).collect();
+    if samples > 1 {
+        state.reorder(&vec![0; samples])?;
+    }
+    let mut sequences: Vec<Vec<u32>> = vec![Vec::new(); samples];
+    let mut sums = vec![0f32; samples];
+    for step in 0..max_length {
+        let mut next_tokens = Vec::new();
+        let mut keep = Vec::new();
+        for (row, (seq, logits)) in live.iter_mut().enumerate() {
+            filter(model, logits, &sequences[*seq]);
+            let mut logprobs = logits.clone();
+            log_softmax(&mut logprobs);
+            let next = if temperature > 0.0 {
+                let max = logits.iter().cloned().fold(f32::MIN, f32::max);
+                let weights: Vec<f32> = logits
+                    .iter()
+                    .map(|&l| ((l - max) / temperature).exp())
+                    .collect();
+                WeightedIndex::new(&weights)
+                    .map_err(|e| Error::internal(format!("sampling failed: {e}")))?
+                    .sample(rng)
+            } else {
+                argmax(logits)
+            };
+            sums[*seq] += logprobs[next];
+            if next as u32 == eot {
+                continue;
+            }
+            sequences[*seq].push(next as u32);
+            if step + 1 == max_length {
+                continue;
+            }
+            keep.push(row as u32);
+            next_tokens.push(next as u32);
+        }
+        if keep.is_empty() {
+            break;
+        }
+        state.reorder(&keep)?;
+        let seqs: Vec<usize> = keep.iter().map(|&r| live[r as usize].0).collect();
+        let logits = model.step_rows(&next_tokens, state)?;
+        live = seqs.into_iter().zip(logits).collect();
+    }
+    let mut best: Option<(Vec<u32>, f32)> = None;
+    for (tokens, sum) in sequences.into_iter().zip(sums) {
+        let score = sum / (tokens.len().max(1) as f32).powf(length_penalty);
+        if best.as_ref().is_none_or(|(_, s)| score > *s) {
+            best = Some((tokens, score));
+        }
+    }
+    Ok(best.unwrap_or_default())
+}
+
+/// One candidate of a beam step.
+#[derive(Clone, Copy)]
+struct Candidate {
+    origin: usize,
+    token: u32,
+    score: f32,
+}
+
+/// Beam search as CTranslate2's `BeamSearch` (length penalty applied when hypotheses are
+/// finalised; no early exit, since faster-whisper's length penalty is not 0).
+fn beam_search(
+    model: &WhisperModel,
+    state: &mut DecoderState,
+    first_logits: Vec<f32>,
+    options: &SearchOptions,
+    max_length: usize,
+) -> Result<(Vec<u32>, f32)> {
+    let eot = model.special.eot;
+    let beam = options.beam_size;
+    let num_candidates = 2 * beam;
+    let max_candidates = ((beam as f32) * options.patience).round().max(1.0) as usize;
+    let allow_early_exit = options.length_penalty == 0.0;
+    let mut rows: Vec<Vec<f32>> = vec![first_logits];
+    let mut alive: Vec<Vec<u32>> = vec![Vec::new()];
+    let mut scores: Vec<f32> = vec![0.0];
+    let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
+    let mut top_beam_finished = false;
+    for step in 0..max_length {
+        let last_step = step + 1 == max_length;
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(rows.len() * num_candidates);
+        for (r, logits) in rows.iter_mut().enumerate() {
+            filter(model, logits, &alive[r]);
+            log_softmax(logits);
+            // The best `num_candidates` of this row are all a flattened top-k can take from it.
+            let mut idx: Vec<usize> = (0..logits.len()).collect();
+            let k = num_candidates.min(idx.len());
+            idx.select_nth_unstable_by(k - 1, |&a, &b| {
+                logits[b].total_cmp(&logits[a]).then(a.cmp(&b))
+            });
+            for &t in &idx[..k] {
+                candidates.push(Candidate {
+                    origin: r,
+                    token: t as u32,
+                    score: scores[r] + logits[t],
+                });
+            }
+        }
+        candidates.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.origin.cmp(&b.origin))
+                .then(a.token.cmp(&b.token))
+        });
+        candidates.truncate(num_candidates);
+        let mut next: Vec<Candidate> = Vec::with_capacity(beam);
+        let mut secondary = beam;
+        for k in 0..beam.min(candidates.len()) {
+            let c = candidates[k];
+            let mut pick = k;
+            if c.token == eot || last_step {
+                if k == 0 {
+                    top_beam_finished = true;
+                }
+                let mut tokens = alive[c.origin].clone();
+                if c.token != eot {
+                    tokens.push(c.token);
+                }
+                finished.push((tokens, c.score));
+                if let Some(j) = (secondary..candidates.len()).find(|&j| candidates[j].token != eot)
+                {
+                    pick = j;
+                    secondary = j + 1;
+                }
+            }
+            next.push(candidates[pick]);
+        }
+        let done = last_step
+            || if allow_early_exit {
+                top_beam_finished && !finished.is_empty()
+            } else {
+                finished.len() >= max_candidates
+            };
+        if done {
+            break;
+        }
+        let origins: Vec<u32> = next.iter().map(|c| c.origin as u32).collect();
+        state.reorder(&origins)?;
+        alive = next
+            .iter()
+            .map(|c| {
+                let mut s = alive[c.origin].clone();
+                s.push(c.token);
+                s
+            })
+            .collect();
+        scores = next.iter().map(|c| c.score).collect();
+        let tokens: Vec<u32> = next.iter().map(|c| c.token).collect();
+        rows = model.step_rows(&tokens, state)?;
+    }
+    let penalty = options.length_penalty;
+    finished
+        .into_iter()
+        .map(|(tokens, score)| {
+            let score = score / (tokens.len().max(1) as f32).powf(penalty);
+            (tokens, score)
+        })
+        .reduce(|best, h| if h.1 > best.1 { h } else { best })
+        .ok_or_else(|| Error::internal("beam search finished no hypothesis"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_pairs_and_order() {
+        let (ts, eot) = (10usize, 5usize);
+        // After text then a timestamp: text is banned (a timestamp or eot follows).
+        let mut l = vec![0f32; 20];
+        apply_timestamp_rules(&mut l, &[11, 1, 12], ts, eot);
+        assert!(l[..eot].iter().all(|x| x.is_infinite()));
+        assert!(l[12].is_finite() && l[11].is_infinite());
+        // After a pair of timestamps: no timestamp may follow.
+        let mut l = vec![0f32; 20];
+        apply_timestamp_rules(&mut l, &[11, 1, 12, 12], ts, eot);
+        assert!(l[ts..].iter().all(|x| x.is_infinite()));
+        // First token: a timestamp.
+        let mut l = vec![0f32; 100];
+        apply_timestamp_rules(&mut l, &[], ts, eot);
+        assert!(l[..ts].iter().all(|x| x.is_infinite()) && l[ts].is_finite());
+    }
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        assert_eq!(argmax(&[0.0, 2.0, 1.0, 2.0]), 1);
+    }
+}
