@@ -247,9 +247,12 @@ async fn openai_sdk_responses_with_qwen() {
         .collect()
         .await;
     assert_eq!(events.first().map(|e| e.name()), Some("response.created"));
-    let ResponseEvent::Completed { response } = &events.last().unwrap().event else {
+    let (ResponseEvent::Completed { response } | ResponseEvent::Incomplete { response }) =
+        &events.last().unwrap().event
+    else {
         panic!("{:?}", events.last());
     };
+    assert_eq!(response.status, a.status);
     assert_eq!(response.output_text(), a.output_text());
     let bad = ResponsesRequest {
         tools: Some(vec![

@@ -75,6 +75,11 @@ pub struct ResponseStore {
     limits: StoreLimits,
 }
 
+/// A bound as SQLite's signed integer (`u64::MAX` is no bound, not -1).
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 fn db_error(e: rusqlite::Error) -> Error {
     Error::internal(format!("response store: {e}"))
 }
@@ -149,7 +154,7 @@ impl ResponseStore {
             "DELETE FROM responses WHERE rowid IN (
                  SELECT rowid FROM responses ORDER BY created_at DESC, rowid DESC
                  LIMIT -1 OFFSET ?1)",
-            params![self.limits.max_responses as i64],
+            params![clamp(self.limits.max_responses)],
         )
         .map_err(db_error)?;
         db.execute(
@@ -158,7 +163,7 @@ impl ResponseStore {
                      SELECT rowid, SUM(bytes) OVER (ORDER BY created_at DESC, rowid DESC) AS total
                      FROM responses)
                  WHERE total > ?1)",
-            params![self.limits.max_bytes as i64],
+            params![clamp(self.limits.max_bytes)],
         )
         .map_err(db_error)?;
         Ok(())
