@@ -284,7 +284,7 @@ impl LlmModel {
         request.stream = false;
         match &self.transport {
             Transport::Local(r) => match r.responses(request).await? {
-                ResponsesOutput::Whole(m) => Ok(m),
+                ResponsesOutput::Whole(m) => Ok(*m),
                 ResponsesOutput::Stream(_) => Err(Error::internal("asked for a whole answer")),
             },
             Transport::Remote(c) => c.post_as("/v1/responses", &request).await,

@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 /// A Responses answer: whole, or a stream of events.
 pub enum ResponsesOutput {
     /// `stream: false`.
-    Whole(Response),
+    Whole(Box<Response>),
     /// `stream: true`: events in order, ending with `response.completed`,
     /// `response.incomplete` or `response.failed`.
     Stream(ChunkStream<ResponseStreamEvent>),
@@ -133,7 +133,7 @@ impl Runtime {
                 if let Some(saver) = saver {
                     saver.save(response.clone()).await?;
                 }
-                ResponsesOutput::Whole(response)
+                ResponsesOutput::Whole(Box::new(response))
             }
             ChatOutput::Stream(chunks) => {
                 ResponsesOutput::Stream(translate_stream(chunks, shell, saver))
