@@ -21,10 +21,12 @@ impl ResponseStreamEvent {
     }
 }
 
-/// The payload of a streamed event.
+/// The payload of a streamed event. Fields, as OpenAI names them: `response` the response as it
+/// stands; `output_index` the item's place in `output` and `item_id` its id; `content_index` /
+/// `summary_index` the part within the item; `delta` new text; `text` / `arguments` the whole
+/// text; `logprobs` always empty.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type")]
-#[allow(missing_docs)]
 pub enum ResponseEvent {
     /// The response exists (`in_progress`, no output).
     #[serde(rename = "response.created")]
