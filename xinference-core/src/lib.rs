@@ -17,6 +17,7 @@ pub mod llm;
 pub mod protocol;
 pub mod registry;
 pub mod rerank;
+pub mod responses;
 pub mod runtime;
 
 pub use client::{

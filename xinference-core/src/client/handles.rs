@@ -10,7 +10,9 @@ use crate::protocol::chat::{
 use crate::protocol::image::{ImageGenerationRequest, ImageResponse, ImageToImageRequest};
 use crate::protocol::openai::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
 use crate::protocol::rerank::{RerankRequest, RerankResponse};
+use crate::protocol::responses::{Response, ResponseStreamEvent, ResponsesRequest};
 use crate::protocol::xinference::ModelDescription;
+use crate::responses::ResponsesOutput;
 use crate::runtime::{ChatOutput, ChunkStream, CompletionOutput};
 use crate::{Error, Result};
 use serde_json::Value;
@@ -271,6 +273,38 @@ impl LlmModel {
                 MessagesOutput::Whole(_) => Err(Error::internal("asked for a stream")),
             },
             Transport::Remote(c) => c.post_stream("/anthropic/v1/messages", &request).await,
+        }
+    }
+
+    /// OpenAI Responses API: the whole response (`stream` is ignored). With `store` (the
+    /// default) it is kept on the server (or in process, under `$XINFERENCE_HOME`) for
+    /// `previous_response_id`.
+    pub async fn responses(&self, mut request: ResponsesRequest) -> Result<Response> {
+        request.model = self.uid.clone();
+        request.stream = false;
+        match &self.transport {
+            Transport::Local(r) => match r.responses(request).await? {
+                ResponsesOutput::Whole(m) => Ok(*m),
+                ResponsesOutput::Stream(_) => Err(Error::internal("asked for a whole answer")),
+            },
+            Transport::Remote(c) => c.post_as("/v1/responses", &request).await,
+        }
+    }
+
+    /// OpenAI Responses API: the response as a stream of numbered events, ending with
+    /// `response.completed`, `response.incomplete` or `response.failed`.
+    pub async fn responses_stream(
+        &self,
+        mut request: ResponsesRequest,
+    ) -> Result<ChunkStream<ResponseStreamEvent>> {
+        request.model = self.uid.clone();
+        request.stream = true;
+        match &self.transport {
+            Transport::Local(r) => match r.responses(request).await? {
+                ResponsesOutput::Stream(s) => Ok(s),
+                ResponsesOutput::Whole(_) => Err(Error::internal("asked for a stream")),
+            },
+            Transport::Remote(c) => c.post_stream("/v1/responses", &request).await,
         }
     }
 

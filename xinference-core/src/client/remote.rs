@@ -74,7 +74,7 @@ impl RemoteClient {
             .and_then(|v| match v.get("detail") {
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(other) => Some(other.to_string()),
-                // The Anthropic routes' shape.
+                // The Anthropic and OpenAI Responses routes' shape.
                 None => v
                     .pointer("/error/message")
                     .and_then(Value::as_str)

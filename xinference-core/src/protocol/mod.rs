@@ -6,4 +6,5 @@ pub mod chat;
 pub mod image;
 pub mod openai;
 pub mod rerank;
+pub mod responses;
 pub mod xinference;

@@ -193,6 +193,8 @@ pub struct Runtime {
     started: Instant,
     /// Denoising progress of image requests that named a `request_id`.
     image_progress: Arc<image::ProgressTable>,
+    /// Stored Responses API answers, opened on first use.
+    pub(crate) response_store: crate::responses::StoreCell,
 }
 
 impl Runtime {
@@ -212,6 +214,7 @@ impl Runtime {
             instances: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
             image_progress: Default::default(),
+            response_store: Default::default(),
         })
     }
 

@@ -9,6 +9,7 @@ mod llm;
 mod models;
 mod registrations;
 mod rerank;
+mod responses;
 
 use crate::error::ApiError;
 use axum::extract::DefaultBodyLimit;
@@ -53,6 +54,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/embeddings"),
     ("post", "/v1/chat/completions"),
     ("post", "/v1/completions"),
+    ("post", "/v1/responses"),
+    ("get", "/v1/responses/{response_id}"),
+    ("delete", "/v1/responses/{response_id}"),
+    ("get", "/v1/responses/{response_id}/input_items"),
     ("post", "/v1/messages"),
     ("post", "/anthropic/v1/messages"),
     ("get", "/anthropic/v1/models"),
@@ -102,6 +107,15 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/chat/completions", post(llm::chat))
         .route("/v1/completions", post(llm::completion))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{response_id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route(
+            "/v1/responses/{response_id}/input_items",
+            get(responses::input_items),
+        )
         .route("/v1/messages", post(anthropic::messages))
         .route("/anthropic/v1/messages", post(anthropic::messages_prefixed))
         .route("/anthropic/v1/models", get(anthropic::list_models))
