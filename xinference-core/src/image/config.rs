@@ -79,6 +79,18 @@ pub struct UNetSettings {
     pub out_channels: usize,
     /// Latent side the model was trained at.
     pub sample_size: usize,
+    /// SDXL's `text_time` added conditioning, when the config asks for it.
+    pub text_time: Option<TextTimeSettings>,
+}
+
+/// SDXL's `addition_embed_type: "text_time"`: the pooled text embedding and the sinusoidal
+/// embeddings of the time ids, concatenated, through `add_embedding` into the time embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextTimeSettings {
+    /// `addition_time_embed_dim`: sinusoidal channels per time id.
+    pub time_embed_dim: usize,
+    /// `projection_class_embeddings_input_dim`: pooled text width + 6 x `time_embed_dim`.
+    pub input_dim: usize,
 }
 
 impl UNetSettings {
@@ -89,10 +101,27 @@ impl UNetSettings {
                 "this UNet uses {what}, which this build does not support yet"
             )))
         };
-        if !v.get("addition_embed_type").is_none_or(Value::is_null) {
-            return unsupported("added conditioning (addition_embed_type, as SDXL's text_time)");
-        }
-        for key in ["class_embed_type", "time_cond_proj_dim", "encoder_hid_dim"] {
+        let text_time = match v.get("addition_embed_type") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) if t == "text_time" => Some(TextTimeSettings {
+                time_embed_dim: usize_of(v, "addition_time_embed_dim", 256)?,
+                input_dim: usize_of(v, "projection_class_embeddings_input_dim", 0)?,
+            }),
+            Some(other) => {
+                return unsupported(&format!(
+                    "added conditioning {other} (only SDXL's text_time is supported)"
+                ))
+            }
+        };
+        for key in [
+            "class_embed_type",
+            "time_cond_proj_dim",
+            "encoder_hid_dim",
+            "time_embedding_act_fn",
+            "timestep_post_act",
+            "time_embedding_dim",
+            "mid_block_only_cross_attention",
+        ] {
             if !v.get(key).is_none_or(Value::is_null) {
                 return unsupported(key);
             }
@@ -194,8 +223,18 @@ impl UNetSettings {
             sliced_attention_size: None,
             use_linear_projection: bool_of(v, "use_linear_projection", false),
         };
+        if bool_of(v, "class_embeddings_concat", false) || bool_of(v, "resnet_skip_time_act", false)
+        {
+            return unsupported("class_embeddings_concat or resnet_skip_time_act");
+        }
+        for key in ["conv_in_kernel", "conv_out_kernel"] {
+            if usize_of(v, key, 3)? != 3 {
+                return unsupported(&format!("{key} other than 3"));
+            }
+        }
         Ok(UNetSettings {
             config,
+            text_time,
             in_channels: usize_of(v, "in_channels", 4)?,
             out_channels: usize_of(v, "out_channels", 4)?,
             sample_size: usize_of(v, "sample_size", 64)?,
