@@ -204,10 +204,10 @@ impl UNetSettings {
             }
         };
         let groups = usize_of(v, "norm_num_groups", 32)?;
-        if groups != 32 {
-            // candle's DownBlock2D/UpBlock2D build their resnets with 32 groups whatever the
-            // config says (every released SD UNet uses 32); refuse rather than misread.
-            return unsupported(&format!("norm_num_groups {groups} (only 32 is supported)"));
+        if groups == 0 || channels.iter().any(|c| c % groups != 0) {
+            return Err(Error::bad_request(format!(
+                "unet config: norm_num_groups {groups} does not divide every block's channels"
+            )));
         }
         let config = UNet2DConditionModelConfig {
             center_input_sample: bool_of(v, "center_input_sample", false),

@@ -5,14 +5,15 @@
 //!   with the masked-latent method).
 //! - [`text`]: the prompt encoders (one CLIP, or SDXL's two with the pooled projection);
 //!   [`clip`]: our CLIP text encoder and tokenizer.
-//! - [`unet`]: our UNet wiring (time embedding, SDXL's text_time added conditioning) over
-//!   candle's UNet blocks; [`config`]: UNet/VAE settings from the configs; [`vae_encoder`]:
+//! - [`unet`]: our UNet (time embedding, SDXL's text_time added conditioning), [`blocks`]:
+//!   its down/up blocks over candle's resnet and transformer layers; [`config`]: UNet/VAE settings from the configs; [`vae_encoder`]:
 //!   the VAE encoder whose latent distribution we sample ourselves.
 //! - [`scheduler`]: PNDM, DDIM, Euler, Euler ancestral, DPM-Solver++ 2M (Karras).
 //! - [`torch_rng`]: `torch.Generator("cpu")` + `torch.randn`, so a seed means what it means in
 //!   diffusers.
 //! - [`codec`]: PNG/JPEG/WebP out, uploaded images in.
 
+pub mod blocks;
 pub mod clip;
 pub mod codec;
 pub mod config;

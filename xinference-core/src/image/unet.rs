@@ -1,8 +1,9 @@
 //! Our UNet2DConditionModel: the input convolution, the time embedding (plus SDXL's `text_time`
 //! added conditioning, which candle's UNet lacks), the down / mid / up blocks, and the output
-//! head. The blocks themselves are candle's (`unet_2d_blocks`), built from the folder's config;
-//! this module owns how they are wired, as diffusers' `UNet2DConditionModel.forward` does.
+//! head, wired as diffusers' `UNet2DConditionModel.forward`. The down and up blocks are ours
+//! ([`super::blocks`], every size from the config); the mid block is candle's.
 
+use super::blocks::{BlockShape, DownBlock, UpBlock};
 use super::config::{TextTimeSettings, UNetSettings};
 use crate::{Error, Result};
 use candle_core::{Module, Tensor};
@@ -10,20 +11,8 @@ use candle_nn::{conv2d, group_norm, Conv2d, Conv2dConfig, GroupNorm, VarBuilder}
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
 use candle_transformers::models::stable_diffusion::unet_2d::BlockConfig;
 use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
-    CrossAttnDownBlock2D, CrossAttnDownBlock2DConfig, CrossAttnUpBlock2D, CrossAttnUpBlock2DConfig,
-    DownBlock2D, DownBlock2DConfig, UNetMidBlock2DCrossAttn, UNetMidBlock2DCrossAttnConfig,
-    UpBlock2D, UpBlock2DConfig,
+    UNetMidBlock2DCrossAttn, UNetMidBlock2DCrossAttnConfig,
 };
-
-enum Down {
-    Basic(DownBlock2D),
-    CrossAttn(CrossAttnDownBlock2D),
-}
-
-enum Up {
-    Basic(UpBlock2D),
-    CrossAttn(CrossAttnUpBlock2D),
-}
 
 /// SDXL's added conditioning: `add_time_proj` (sinusoidal, per time id) and `add_embedding`.
 struct TextTime {
@@ -48,10 +37,9 @@ pub struct UNet {
     time_proj: Timesteps,
     time_embedding: TimestepEmbedding,
     text_time: Option<TextTime>,
-    down: Vec<Down>,
+    down: Vec<DownBlock>,
     mid: UNetMidBlock2DCrossAttn,
-    up: Vec<Up>,
-    resnets_per_up_block: usize,
+    up: Vec<UpBlock>,
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
     center_input_sample: bool,
@@ -89,48 +77,35 @@ impl UNet {
                 )?,
             }),
         };
-        let down_vb = vb.pp("down_blocks");
-        let mut down = Vec::with_capacity(n);
-        for (i, block) in blocks.iter().enumerate() {
-            let in_channels = if i == 0 {
-                first
-            } else {
-                blocks[i - 1].out_channels
-            };
-            let basic = DownBlock2DConfig {
-                num_layers: c.layers_per_block,
-                resnet_eps: c.norm_eps,
-                resnet_groups: c.norm_num_groups,
-                add_downsample: i + 1 < n,
-                downsample_padding: c.downsample_padding,
-                ..Default::default()
-            };
-            let vb = down_vb.pp(i.to_string());
-            down.push(match block.use_cross_attn {
-                None => Down::Basic(DownBlock2D::new(
-                    vb,
+        let shape = |block: &BlockConfig, layers: usize| BlockShape {
+            layers,
+            out_channels: block.out_channels,
+            temb_channels: time_dim,
+            groups: c.norm_num_groups,
+            eps: c.norm_eps,
+            attention: block
+                .use_cross_attn
+                .map(|depth| (block.attention_head_dim, depth)),
+            cross_attention_dim: c.cross_attention_dim,
+            use_linear_projection: c.use_linear_projection,
+        };
+        let down = blocks
+            .iter()
+            .enumerate()
+            .map(|(i, block)| {
+                let in_channels = if i == 0 {
+                    first
+                } else {
+                    blocks[i - 1].out_channels
+                };
+                DownBlock::new(
+                    vb.pp(format!("down_blocks.{i}")),
                     in_channels,
-                    block.out_channels,
-                    Some(time_dim),
-                    basic,
-                )?),
-                Some(depth) => Down::CrossAttn(CrossAttnDownBlock2D::new(
-                    vb,
-                    in_channels,
-                    block.out_channels,
-                    Some(time_dim),
-                    false,
-                    CrossAttnDownBlock2DConfig {
-                        downblock: basic,
-                        attn_num_head_channels: block.attention_head_dim,
-                        cross_attention_dim: c.cross_attention_dim,
-                        sliced_attention_size: None,
-                        use_linear_projection: c.use_linear_projection,
-                        transformer_layers_per_block: depth,
-                    },
-                )?),
-            });
-        }
+                    shape(block, c.layers_per_block),
+                    (i + 1 < n).then_some(c.downsample_padding),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         // diffusers: the mid block takes the last block's heads and transformer depth.
         let mid = UNetMidBlock2DCrossAttn::new(
             vb.pp("mid_block"),
@@ -148,56 +123,25 @@ impl UNet {
                 ..Default::default()
             },
         )?;
-        let up_vb = vb.pp("up_blocks");
-        let mut up = Vec::with_capacity(n);
-        for i in 0..n {
-            // Up block i mirrors down block n-1-i.
-            let BlockConfig {
-                out_channels,
-                use_cross_attn,
-                attention_head_dim,
-            } = blocks[n - 1 - i];
-            let prev_out = if i == 0 {
-                last.out_channels
-            } else {
-                blocks[n - i].out_channels
-            };
-            let skip_in = blocks[(n - 1 - i).saturating_sub(1)].out_channels;
-            let basic = UpBlock2DConfig {
-                num_layers: c.layers_per_block + 1,
-                resnet_eps: c.norm_eps,
-                resnet_groups: c.norm_num_groups,
-                add_upsample: i + 1 < n,
-                ..Default::default()
-            };
-            let vb = up_vb.pp(i.to_string());
-            up.push(match use_cross_attn {
-                None => Up::Basic(UpBlock2D::new(
-                    vb,
-                    skip_in,
-                    prev_out,
-                    out_channels,
-                    Some(time_dim),
-                    basic,
-                )?),
-                Some(depth) => Up::CrossAttn(CrossAttnUpBlock2D::new(
-                    vb,
-                    skip_in,
-                    prev_out,
-                    out_channels,
-                    Some(time_dim),
-                    false,
-                    CrossAttnUpBlock2DConfig {
-                        upblock: basic,
-                        attn_num_head_channels: attention_head_dim,
-                        cross_attention_dim: c.cross_attention_dim,
-                        sliced_attention_size: None,
-                        use_linear_projection: c.use_linear_projection,
-                        transformer_layers_per_block: depth,
-                    },
-                )?),
-            });
-        }
+        // Up block i mirrors down block n-1-i.
+        let up = (0..n)
+            .map(|i| {
+                let mirrored = &blocks[n - 1 - i];
+                let prev = if i == 0 {
+                    last.out_channels
+                } else {
+                    blocks[n - i].out_channels
+                };
+                let skip = blocks[(n - 1 - i).saturating_sub(1)].out_channels;
+                UpBlock::new(
+                    vb.pp(format!("up_blocks.{i}")),
+                    prev,
+                    skip,
+                    shape(mirrored, c.layers_per_block + 1),
+                    i + 1 < n,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         let conv_norm_out = group_norm(c.norm_num_groups, first, c.norm_eps, vb.pp("conv_norm_out"))?;
         let conv_out = conv2d(first, s.out_channels, 3, pad1, vb.pp("conv_out"))?;
         Ok(UNet {
@@ -208,7 +152,6 @@ impl UNet {
             down,
             mid,
             up,
-            resnets_per_up_block: c.layers_per_block + 1,
             conv_norm_out,
             conv_out,
             center_input_sample: c.center_input_sample,
@@ -277,17 +220,14 @@ impl UNet {
         let mut xs = self.conv_in.forward(&xs)?;
         let mut skips = vec![xs.clone()];
         for block in &self.down {
-            let (out, res) = match block {
-                Down::Basic(b) => b.forward(&xs, Some(&emb))?,
-                Down::CrossAttn(b) => b.forward(&xs, Some(&emb), Some(context))?,
-            };
-            skips.extend(res);
+            let (out, states) = block.forward(&xs, &emb, context)?;
+            skips.extend(states);
             xs = out;
         }
         xs = self.mid.forward(&xs, Some(&emb), Some(context))?;
         let n = self.up.len();
         for (i, block) in self.up.iter().enumerate() {
-            let res = skips.split_off(skips.len() - self.resnets_per_up_block);
+            let res = skips.split_off(skips.len() - block.skips());
             // Odd latent sizes: upsample to the size of the skip connection that follows.
             let upsample_size = match skips.last() {
                 Some(next) if i + 1 < n && odd_size => {
@@ -296,12 +236,7 @@ impl UNet {
                 }
                 _ => None,
             };
-            xs = match block {
-                Up::Basic(b) => b.forward(&xs, &res, Some(&emb), upsample_size)?,
-                Up::CrossAttn(b) => {
-                    b.forward(&xs, &res, Some(&emb), upsample_size, Some(context))?
-                }
-            };
+            xs = block.forward(&xs, &res, &emb, context, upsample_size)?;
         }
         let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
         Ok(self.conv_out.forward(&xs)?)
