@@ -429,7 +429,10 @@ fn assert_matches_reference(folder: &Path, case: &Value, pngs: &[Vec<u8>]) {
         let (pixels, w, h) = decode_png(png);
         assert_eq!((w, h), (64, 64));
         let (max, mean) = compare(&pixels, &expected[i * per_image..(i + 1) * per_image]);
-        eprintln!("{file}[{i}] ({}): max {max}, mean {mean:.4}", case["sampler"]);
+        eprintln!(
+            "{file}[{i}] ({}): max {max}, mean {mean:.4}",
+            case["sampler"]
+        );
         assert!(
             max <= 1 && mean < 0.01,
             "{file} image {i} ({} sampler) differs from diffusers: max {max} levels, mean {mean:.4}",
@@ -452,7 +455,14 @@ async fn sdxl_images_match_diffusers() {
     let server = TestServer::start(home.path()).await;
     let http = reqwest::Client::new();
     let folder = fixture_dir().join("../tiny-sdxl");
-    launch(&http, &server, "stable-diffusion-xl-base-1.0", "sdxl", "../tiny-sdxl/sdxl").await;
+    launch(
+        &http,
+        &server,
+        "stable-diffusion-xl-base-1.0",
+        "sdxl",
+        "../tiny-sdxl/sdxl",
+    )
+    .await;
     launch(&http, &server, "sdxl-turbo", "turbo", "../tiny-sdxl/sdxl").await;
     let reference = read_reference(&folder);
     let cases = reference["cases"].as_array().unwrap();
@@ -495,12 +505,48 @@ async fn inpainting_matches_diffusers_and_bad_masks_are_4xx() {
         let pngs = serve_case(&http, &server, &folder, case, "sd15", k).await;
         assert_matches_reference(&folder, case, &pngs);
     }
-    assert_eq!(cases.len(), 3, "every inpainting reference case was checked");
+    assert_eq!(
+        cases.len(),
+        3,
+        "every inpainting reference case was checked"
+    );
+
+    // The Rust ImageModel::inpainting, in process and over HTTP, gives the same image as the
+    // route did for the first case.
+    let case = &cases[0];
+    let served = serve_case(&http, &server, &folder, case, "sd15", kwargs(case)).await;
+    let request = xinference::protocol::image::InpaintingRequest {
+        image: std::fs::read(fixture_dir().join("init.png")).unwrap(),
+        mask_image: std::fs::read(folder.join("mask.png")).unwrap(),
+        prompt: case["prompt"].as_str().unwrap().to_owned(),
+        response_format: Some("b64_json".into()),
+        kwargs: kwargs(case).as_object().unwrap().clone(),
+        ..Default::default()
+    };
+    for client in [
+        xinference::Client::local(server.runtime.clone()),
+        xinference::Client::remote(&server.url, None).unwrap(),
+    ] {
+        let model = client
+            .get_model("sd15")
+            .await
+            .unwrap()
+            .into_image()
+            .unwrap();
+        let out = model.inpainting(request.clone()).await.unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(out.data[0].b64_json.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(png, served[0], "ImageModel::inpainting");
+    }
 
     let init = std::fs::read(fixture_dir().join("init.png")).unwrap();
     let mut small = Vec::new();
     image::GrayImage::new(32, 32)
-        .write_to(&mut std::io::Cursor::new(&mut small), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut small),
+            image::ImageFormat::Png,
+        )
         .unwrap();
     let bad_masks: [(&str, Option<Vec<u8>>); 3] = [
         ("size mismatch", Some(small)),

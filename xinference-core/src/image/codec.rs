@@ -168,5 +168,42 @@ pub fn decode_mask(bytes: &[u8], width: usize, height: usize) -> Result<Vec<f32>
     } else {
         grey
     };
-    Ok(grey.into_raw().into_iter().map(|b| f32::from(b) / 255.0).collect())
+    Ok(grey
+        .into_raw()
+        .into_iter()
+        .map(|b| f32::from(b) / 255.0)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(img: image::DynamicImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn masks_turn_grey_as_pil_does_and_must_match_the_image_size() {
+        // PIL: L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16.
+        let rgb = image::RgbImage::from_pixel(2, 1, image::Rgb([200, 100, 50]));
+        let mask = png(image::DynamicImage::ImageRgb8(rgb));
+        let grey = decode_mask(&mask, 2, 1).unwrap();
+        let expected = ((200 * 19595 + 100 * 38470 + 50 * 7471 + 0x8000) >> 16) as f32 / 255.0;
+        assert_eq!(grey, vec![expected; 2]);
+        let image = png(image::DynamicImage::ImageRgb8(image::RgbImage::new(2, 1)));
+        let other = png(image::DynamicImage::ImageLuma8(image::GrayImage::new(1, 2)));
+        assert!(check_same_size(&image, &mask).is_ok());
+        assert_eq!(
+            check_same_size(&image, &other)
+                .unwrap_err()
+                .kind()
+                .http_status(),
+            400
+        );
+        assert!(decode_mask(b"not an image", 2, 1).is_err());
+    }
 }

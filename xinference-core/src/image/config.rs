@@ -296,3 +296,57 @@ fn block_out_channels(v: &Value, part: &str) -> Result<Vec<usize>> {
         .filter(|c| !c.is_empty())
         .ok_or_else(|| Error::bad_request(format!("{part} config has no block_out_channels")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sdxl_like() -> Value {
+        json!({
+            "block_out_channels": [32, 64],
+            "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+            "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+            "attention_head_dim": [2, 4],
+            "transformer_layers_per_block": [1, 2],
+            "addition_embed_type": "text_time",
+            "addition_time_embed_dim": 8,
+            "projection_class_embeddings_input_dim": 72,
+            "cross_attention_dim": 64,
+            "norm_num_groups": 8,
+            "use_linear_projection": true,
+        })
+    }
+
+    #[test]
+    fn sdxl_settings_are_read_from_the_config() {
+        let s = UNetSettings::from_json(&sdxl_like()).unwrap();
+        assert_eq!(
+            s.text_time,
+            Some(TextTimeSettings {
+                time_embed_dim: 8,
+                input_dim: 72
+            })
+        );
+        assert_eq!(s.config.norm_num_groups, 8);
+        assert_eq!(s.config.blocks[0].use_cross_attn, None);
+        assert_eq!(s.config.blocks[1].use_cross_attn, Some(2));
+        assert_eq!(s.config.blocks[1].attention_head_dim, 4);
+        assert!(s.config.use_linear_projection);
+    }
+
+    #[test]
+    fn unsupported_unet_configs_are_a_400() {
+        for (key, value) in [
+            ("addition_embed_type", json!("image")),
+            ("norm_num_groups", json!(12)),
+            ("class_embed_type", json!("timestep")),
+            ("time_embedding_act_fn", json!("silu")),
+        ] {
+            let mut v = sdxl_like();
+            v[key] = value;
+            let e = UNetSettings::from_json(&v).unwrap_err();
+            assert_eq!(e.kind().http_status(), 400, "{key}: {e:?}");
+        }
+    }
+}

@@ -318,7 +318,11 @@ impl DiffusionPipeline {
         let len = shape.0 * shape.1 * shape.2 * shape.3;
         let Some((pixels, strength)) = &p.init_image else {
             let sigma = scheduler.init_noise_sigma() as f32;
-            let latents = generator.randn(len).into_iter().map(|v| v * sigma).collect();
+            let latents = generator
+                .randn(len)
+                .into_iter()
+                .map(|v| v * sigma)
+                .collect();
             return Ok(Start {
                 latents,
                 start: 0,
@@ -372,7 +376,9 @@ impl DiffusionPipeline {
                 }
             })
             .collect();
-        let mask = (0..shape.0 * channels).flat_map(|_| small.iter().copied()).collect();
+        let mask = (0..shape.0 * channels)
+            .flat_map(|_| small.iter().copied())
+            .collect();
         Ok(Start {
             latents,
             start,

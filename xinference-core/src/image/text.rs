@@ -93,7 +93,10 @@ impl TextEncoders {
             let hidden = self.first.model.forward(&ids_tensor(&ids, device)?)?;
             return Ok((hidden, None));
         };
-        let h1 = self.first.model.forward_hidden(&ids_tensor(&ids, device)?)?;
+        let h1 = self
+            .first
+            .model
+            .forward_hidden(&ids_tensor(&ids, device)?)?;
         let ids2 = vec![second.tokenizer.encode(text)?];
         let h2 = second.model.forward_hidden(&ids_tensor(&ids2, device)?)?;
         let pooled = second.model.pooled(&h2, &ids2)?;
@@ -116,9 +119,13 @@ impl TextEncoders {
         let mut contexts = Vec::new();
         let mut pooled = Vec::new();
         if guided {
-            let zeros = negative.is_none() && self.second.is_some() && self.force_zeros_for_empty_prompt;
+            let zeros =
+                negative.is_none() && self.second.is_some() && self.force_zeros_for_empty_prompt;
             let (u, up) = if zeros {
-                (cond.zeros_like()?, cond_pooled.as_ref().map(Tensor::zeros_like).transpose()?)
+                (
+                    cond.zeros_like()?,
+                    cond_pooled.as_ref().map(Tensor::zeros_like).transpose()?,
+                )
             } else {
                 self.encode_one(negative.unwrap_or(""), device)?
             };

@@ -65,11 +65,7 @@ impl UNet {
             None => None,
             Some(settings) => Some(TextTime {
                 settings,
-                time_proj: Timesteps::new(
-                    settings.time_embed_dim,
-                    c.flip_sin_to_cos,
-                    c.freq_shift,
-                ),
+                time_proj: Timesteps::new(settings.time_embed_dim, c.flip_sin_to_cos, c.freq_shift),
                 embedding: TimestepEmbedding::new(
                     vb.pp("add_embedding"),
                     settings.input_dim,
@@ -142,7 +138,8 @@ impl UNet {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        let conv_norm_out = group_norm(c.norm_num_groups, first, c.norm_eps, vb.pp("conv_norm_out"))?;
+        let conv_norm_out =
+            group_norm(c.norm_num_groups, first, c.norm_eps, vb.pp("conv_norm_out"))?;
         let conv_out = conv2d(first, s.out_channels, 3, pad1, vb.pp("conv_out"))?;
         Ok(UNet {
             conv_in,
@@ -160,9 +157,11 @@ impl UNet {
 
     /// Whether the UNet needs [`AddedConditions`] (SDXL), and their pooled text width.
     pub fn pooled_width(&self) -> Option<usize> {
-        self.text_time
-            .as_ref()
-            .map(|t| t.settings.input_dim.saturating_sub(6 * t.settings.time_embed_dim))
+        self.text_time.as_ref().map(|t| {
+            t.settings
+                .input_dim
+                .saturating_sub(6 * t.settings.time_embed_dim)
+        })
     }
 
     /// The time embedding (batch, 4 x first channels), with the added conditioning summed in.
@@ -174,9 +173,7 @@ impl UNet {
         like: &Tensor,
     ) -> Result<Tensor> {
         let t = (Tensor::ones(batch, like.dtype(), like.device())? * timestep)?;
-        let emb = self
-            .time_embedding
-            .forward(&self.time_proj.forward(&t)?)?;
+        let emb = self.time_embedding.forward(&self.time_proj.forward(&t)?)?;
         match (&self.text_time, added) {
             (None, _) => Ok(emb),
             (Some(tt), Some(a)) => {

@@ -279,9 +279,7 @@ impl Runtime {
             return Err(Error::bad_request("mask_image is required"));
         }
         let mut kwargs = request.kwargs;
-        kwargs
-            .entry("strength")
-            .or_insert_with(|| Value::from(1.0));
+        kwargs.entry("strength").or_insert_with(|| Value::from(1.0));
         self.run_image(
             &request.model,
             request.prompt,

@@ -85,9 +85,7 @@ pub async fn inpainting(
 }
 
 /// The multipart form of image to image and inpainting (and its `mask_image`, when sent).
-async fn image_form(
-    mut multipart: Multipart,
-) -> ApiResult<(ImageToImageRequest, Option<Vec<u8>>)> {
+async fn image_form(mut multipart: Multipart) -> ApiResult<(ImageToImageRequest, Option<Vec<u8>>)> {
     let mut request = ImageToImageRequest::default();
     let mut mask = None;
     let mut kwargs_text = None;
