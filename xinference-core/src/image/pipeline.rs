@@ -210,10 +210,15 @@ impl DiffusionPipeline {
             .get("_class_name")
             .and_then(Value::as_str)
             .unwrap_or("");
-        if class.contains("Inpaint") || class.contains("Refiner") {
+        // An SDXL refiner has no first text encoder (`"text_encoder": [null, null]`).
+        let has_text_encoder = index
+            .get("text_encoder")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| !v.is_null()));
+        if !has_text_encoder && !root.join("text_encoder").is_dir() {
             return Err(Error::bad_request(format!(
-                "{class} pipelines are not supported by this build yet (text to image folders are, \
-                 and they inpaint with the masked-latent method)"
+                "{class}: this pipeline has no text_encoder (an SDXL refiner?); pipelines with \
+                 a CLIP text_encoder are supported"
             )));
         }
         let device = Device::Cpu;
