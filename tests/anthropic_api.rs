@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{qwen_gguf, run_python, TestServer};
+use common::{launch_qwen, run_python, sse_events, TestServer};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -48,47 +48,6 @@ fn assert_error(got: &(StatusCode, Value), status: u16, kind: &str, needle: &str
     assert_eq!(v["error"]["type"], kind, "{v}");
     let message = v["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(needle), "`{message}` lacks `{needle}`");
-}
-
-async fn launch_qwen(server: &TestServer) -> String {
-    let r = client()
-        .post(format!("{}/v1/models", server.url))
-        .json(&json!({
-            "model_name": "qwen2.5-coder-instruct",
-            "model_engine": "llama.cpp",
-            "model_format": "ggufv2",
-            "model_size_in_billions": "0_5",
-            "quantization": "q4_k_m",
-            "model_path": qwen_gguf(),
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let v: Value = r.json().await.unwrap();
-    v["model_uid"].as_str().unwrap().to_owned()
-}
-
-/// Splits an SSE body into (event name, JSON data) pairs.
-fn sse_events(body: &str) -> Vec<(String, Value)> {
-    body.replace("\r\n", "\n")
-        .split("\n\n")
-        .filter(|frame| !frame.trim().is_empty())
-        .map(|frame| {
-            let mut name = String::new();
-            let mut data = String::new();
-            for line in frame.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim().to_owned();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim_start());
-                }
-            }
-            let data: Value = serde_json::from_str(&data)
-                .unwrap_or_else(|e| panic!("frame `{frame}` has no JSON data: {e}"));
-            (name, data)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -199,3 +199,45 @@ pub fn whisper_dir(folder: &str) -> PathBuf {
     );
     dir
 }
+
+/// Launches the Qwen2.5-coder-0.5B GGUF ([`qwen_gguf`]) over HTTP; its model uid.
+pub async fn launch_qwen(server: &TestServer) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/models", server.url))
+        .json(&serde_json::json!({
+            "model_name": "qwen2.5-coder-instruct",
+            "model_engine": "llama.cpp",
+            "model_format": "ggufv2",
+            "model_size_in_billions": "0_5",
+            "quantization": "q4_k_m",
+            "model_path": qwen_gguf(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["model_uid"].as_str().unwrap().to_owned()
+}
+
+/// Splits a server-sent-events body into (event name, JSON data) pairs.
+pub fn sse_events(body: &str) -> Vec<(String, serde_json::Value)> {
+    body.replace("\r\n", "\n")
+        .split("\n\n")
+        .filter(|frame| !frame.trim().is_empty())
+        .map(|frame| {
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            let data: serde_json::Value = serde_json::from_str(&data)
+                .unwrap_or_else(|e| panic!("frame `{frame}` has no JSON data: {e}"));
+            (name, data)
+        })
+        .collect()
+}

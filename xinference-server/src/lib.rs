@@ -8,6 +8,7 @@ mod extract;
 mod openapi;
 mod origin;
 mod routes;
+mod shaped;
 
 pub use error::ApiError;
 pub use routes::{router, ROUTES};

@@ -4,6 +4,7 @@
 //! server-sent events named by their type (`event: message_start`, ...).
 
 use super::AppState;
+use crate::shaped::{ErrorShape, ShapedError, ShapedJson};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -21,62 +22,27 @@ use xinference_core::protocol::anthropic::{
 };
 use xinference_core::{Error, ErrorKind};
 
+/// Anthropic's error shape: `{"type": "error", "error": {"type", "message"}}`.
+pub struct Anthropic;
+
+impl ErrorShape for Anthropic {
+    fn status(kind: ErrorKind) -> u16 {
+        error_status(kind).0
+    }
+
+    fn body(error: &Error) -> Value {
+        serde_json::to_value(error_response(error)).unwrap_or(Value::Null)
+    }
+}
+
 /// An error answered in Anthropic's shape.
-#[derive(Debug)]
-pub struct AnthropicError(pub Error);
-
-impl From<Error> for AnthropicError {
-    fn from(e: Error) -> Self {
-        AnthropicError(e)
-    }
-}
-
-impl IntoResponse for AnthropicError {
-    fn into_response(self) -> Response {
-        let (status, _) = error_status(self.0.kind());
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if self.0.kind() == ErrorKind::Internal {
-            tracing::error!("internal error: {}", self.0);
-        }
-        let mut response = (status, Json(error_response(&self.0))).into_response();
-        if self.0.kind() == ErrorKind::NotReady {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        }
-        response
-    }
-}
+pub type AnthropicError = ShapedError<Anthropic>;
 
 type AnthropicResult<T> = Result<T, AnthropicError>;
 
-/// A JSON body whose every rejection is an Anthropic error: 400 `invalid_request_error` for
-/// malformed JSON and for JSON of the wrong shape (Anthropic has no 422), 413
-/// `request_too_large` for an oversized body.
-pub struct AnthropicJson<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AnthropicJson<T> {
-    type Rejection = AnthropicError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let kind = if rejection.status().as_u16() == 413 {
-                ErrorKind::PayloadTooLarge
-            } else {
-                ErrorKind::BadRequest
-            };
-            AnthropicError(Error::new(kind, rejection.body_text()))
-        })?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::bad_request(format!("Malformed JSON body: {e}")))?;
-        if !value.is_object() {
-            return Err(Error::bad_request("The request body must be a JSON object").into());
-        }
-        serde_json::from_value(value)
-            .map(AnthropicJson)
-            .map_err(|e| Error::bad_request(format!("Invalid request body: {e}")).into())
-    }
-}
+/// A JSON body whose every rejection is an Anthropic error (`invalid_request_error` or
+/// `request_too_large`).
+pub type AnthropicJson<T> = ShapedJson<T, Anthropic>;
 
 /// Checks `anthropic-version` against [`ANTHROPIC_VERSIONS`]: `required` on the standard
 /// path (as Anthropic and Xinference do), optional on `/anthropic/...`.

@@ -4,6 +4,7 @@
 //! events named by their type (`event: response.created`, ...), with no `[DONE]`.
 
 use super::AppState;
+use crate::shaped::{ErrorShape, ShapedError, ShapedJson};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -21,61 +22,26 @@ use xinference_core::protocol::responses::{
 use xinference_core::responses::{error_body, error_type, ResponsesOutput};
 use xinference_core::{Error, ErrorKind};
 
+/// OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`.
+pub struct OpenAi;
+
+impl ErrorShape for OpenAi {
+    fn status(kind: ErrorKind) -> u16 {
+        error_type(kind).0
+    }
+
+    fn body(error: &Error) -> Value {
+        serde_json::to_value(error_body(error)).unwrap_or(Value::Null)
+    }
+}
+
 /// An error answered in OpenAI's shape.
-#[derive(Debug)]
-pub struct OpenAiError(pub Error);
-
-impl From<Error> for OpenAiError {
-    fn from(e: Error) -> Self {
-        OpenAiError(e)
-    }
-}
-
-impl IntoResponse for OpenAiError {
-    fn into_response(self) -> Response {
-        let (status, _, _) = error_type(self.0.kind());
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if self.0.kind() == ErrorKind::Internal {
-            tracing::error!("internal error: {}", self.0);
-        }
-        let mut response = (status, Json(error_body(&self.0))).into_response();
-        if self.0.kind() == ErrorKind::NotReady {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        }
-        response
-    }
-}
+pub type OpenAiError = ShapedError<OpenAi>;
 
 type OpenAiResult<T> = Result<T, OpenAiError>;
 
-/// A JSON body whose every rejection is an OpenAI error: 400 for malformed JSON and for JSON
-/// of the wrong shape, 413 for an oversized body.
-pub struct OpenAiJson<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OpenAiJson<T> {
-    type Rejection = OpenAiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let kind = if rejection.status().as_u16() == 413 {
-                ErrorKind::PayloadTooLarge
-            } else {
-                ErrorKind::BadRequest
-            };
-            OpenAiError(Error::new(kind, rejection.body_text()))
-        })?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::bad_request(format!("Malformed JSON body: {e}")))?;
-        if !value.is_object() {
-            return Err(Error::bad_request("The request body must be a JSON object").into());
-        }
-        serde_json::from_value(value)
-            .map(OpenAiJson)
-            .map_err(|e| Error::bad_request(format!("Invalid request body: {e}")).into())
-    }
-}
+/// A JSON body whose every rejection is an OpenAI error.
+pub type OpenAiJson<T> = ShapedJson<T, OpenAi>;
 
 /// `POST /v1/responses`, whole or streamed.
 pub async fn create(
