@@ -7,6 +7,8 @@ mod engine;
 mod gguf;
 mod gguf_decoder;
 mod model;
+pub mod prefix_cache;
+mod step_batcher;
 pub mod reasoning;
 mod safetensors;
 mod sampler;
@@ -34,7 +36,9 @@ pub use engine::{
     FinishReason, GenerateOptions, Generated, LlmEngine, LlmParts, StepOutput, TokenLogprob,
 };
 pub use gguf::{find_gguf, load_gguf, QuantizedModel, GGUF_ARCHITECTURES};
-pub use model::CausalLm;
+pub use model::{CausalLm, DecodeStep, KvState};
+pub use prefix_cache::{PrefixCache, PrefixCacheStats};
+pub use step_batcher::{BatchStats, StepBatcher};
 pub use safetensors::{
     is_safetensors_model, load_safetensors, SafetensorsModel, SAFETENSORS_MODEL_TYPES,
 };
