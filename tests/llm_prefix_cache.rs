@@ -13,7 +13,10 @@ use xinference::llm::{GenerateOptions, LlmEngine, SamplingParams};
 fn system_prompt() -> String {
     let rule = "Answer briefly and precisely. Prefer facts over opinions, name your units, \
                 and never invent sources. ";
-    format!("You are a careful assistant for a library. {}", rule.repeat(12))
+    format!(
+        "You are a careful assistant for a library. {}",
+        rule.repeat(12)
+    )
 }
 
 fn greedy(max_tokens: usize) -> GenerateOptions {
@@ -58,7 +61,10 @@ fn check_reuse(path: &std::path::Path) {
     let options = greedy(16);
 
     let g1 = cached.generate(&p1, &options, &mut |_| true).unwrap();
-    assert_eq!(g1.cached_tokens, 0, "nothing is cached before the first request");
+    assert_eq!(
+        g1.cached_tokens, 0,
+        "nothing is cached before the first request"
+    );
     let s1 = cached.prefix_cache_stats();
     assert_eq!(
         (s1.lookups, s1.hits, s1.prefilled_tokens),
@@ -69,8 +75,14 @@ fn check_reuse(path: &std::path::Path) {
 
     let g2 = cached.generate(&p2, &options, &mut |_| true).unwrap();
     let shared = shared_start(&p1, &p2);
-    assert!(shared > 100, "the system prompt is shared ({shared} tokens)");
-    assert_eq!(g2.cached_tokens, shared, "the whole shared prefix is reused");
+    assert!(
+        shared > 100,
+        "the system prompt is shared ({shared} tokens)"
+    );
+    assert_eq!(
+        g2.cached_tokens, shared,
+        "the whole shared prefix is reused"
+    );
     let s2 = cached.prefix_cache_stats();
     assert_eq!(s2.hits, 1);
     assert_eq!(
@@ -81,7 +93,11 @@ fn check_reuse(path: &std::path::Path) {
     assert_eq!(s2.reused_tokens, shared as u64);
     let r2 = plain.generate(&p2, &options, &mut |_| true).unwrap();
     assert_eq!(g2.tokens, r2.tokens, "the cache changes no token");
-    assert_eq!(plain.prefix_cache_stats().entries, 0, "budget 0 stores nothing");
+    assert_eq!(
+        plain.prefix_cache_stats().entries,
+        0,
+        "budget 0 stores nothing"
+    );
 
     // The next turn of the first conversation: its prompt holds the first prompt and answer.
     let turn2 = [
@@ -175,9 +191,11 @@ async fn the_description_shows_the_prefix_cache() {
     for question in ["What is a library card?", "When does the library open?"] {
         let answer: Value = http
             .post(format!("{}/v1/chat/completions", server.url))
-            .json(&json!({"model": "smollm2-instruct", "max_tokens": 4, "temperature": 0,
+            .json(
+                &json!({"model": "smollm2-instruct", "max_tokens": 4, "temperature": 0,
                 "messages": [{"role": "system", "content": system_prompt()},
-                             {"role": "user", "content": question}]}))
+                             {"role": "user", "content": question}]}),
+            )
             .send()
             .await
             .unwrap()

@@ -277,10 +277,7 @@ impl LlmEngine {
 
     /// The decode passes' counters (all zero when the family does not batch).
     pub fn batch_stats(&self) -> BatchStats {
-        self.batcher
-            .as_ref()
-            .map(|b| b.stats())
-            .unwrap_or_default()
+        self.batcher.as_ref().map(|b| b.stats()).unwrap_or_default()
     }
 
     /// Where this engine's decode steps meet its forks', when the family batches them.

@@ -8,11 +8,11 @@ mod gguf;
 mod gguf_decoder;
 mod model;
 pub mod prefix_cache;
-mod step_batcher;
 pub mod reasoning;
 mod safetensors;
 mod sampler;
 mod spm;
+mod step_batcher;
 mod template;
 pub mod tools;
 
@@ -38,9 +38,9 @@ pub use engine::{
 pub use gguf::{find_gguf, load_gguf, QuantizedModel, GGUF_ARCHITECTURES};
 pub use model::{CausalLm, DecodeStep, KvState};
 pub use prefix_cache::{PrefixCache, PrefixCacheStats};
-pub use step_batcher::{BatchStats, StepBatcher};
 pub use safetensors::{
     is_safetensors_model, load_safetensors, SafetensorsModel, SAFETENSORS_MODEL_TYPES,
 };
 pub use sampler::{argmax, log_softmax, Sampler, SamplingParams};
+pub use step_batcher::{BatchStats, StepBatcher};
 pub use template::{ChatTemplate, TemplateInput};

@@ -242,7 +242,9 @@ mod tests {
         cache.insert(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], state(10, Some(4)));
         // A query at position 10 needs keys 6..10: held.
         assert_eq!(
-            cache.lookup(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]).map(|h| h.len),
+            cache
+                .lookup(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+                .map(|h| h.len),
             Some(10)
         );
         // Cut at 8: keys 4..8 are needed, 4 and 5 are gone.

@@ -2,11 +2,11 @@
 //! streamed, with `n` choices. Rendering, tokenizing and generating all happen on the model's
 //! worker threads (`llm_run.rs`); the request checks and JSON pieces are in `chat_input.rs`.
 
-use super::chat_input::{
-    describe_tools_in_messages, legacy_logprobs_json, logprobs_json, normalise_messages, now,
-    plan, reasoning_tags, template_kwargs, usage, PromptInput,
-};
 use super::answer::AnswerFormat;
+use super::chat_input::{
+    describe_tools_in_messages, legacy_logprobs_json, logprobs_json, normalise_messages, now, plan,
+    reasoning_tags, template_kwargs, usage, PromptInput,
+};
 use super::llm_run::{Event, Prepared, PromptBuilder};
 use super::structured::{requested_grammar, ToolRequest};
 use super::Runtime;
@@ -270,7 +270,6 @@ impl Runtime {
         });
         Ok(ChatOutput::Stream(stream::iter(first).chain(rest).boxed()))
     }
-
 
     /// `POST /v1/completions`.
     pub async fn completion(&self, request: CompletionRequest) -> Result<CompletionOutput> {

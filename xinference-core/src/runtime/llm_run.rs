@@ -88,11 +88,7 @@ impl Choices {
 }
 
 impl Runtime {
-    fn llm_workers(
-        &self,
-        uid: &str,
-        ability: &str,
-    ) -> Result<(Arc<super::Instance>, Arc<Loaded>)> {
+    fn llm_workers(&self, uid: &str, ability: &str) -> Result<(Arc<super::Instance>, Arc<Loaded>)> {
         let instance = self.instance(uid)?;
         let serves = instance.family.has_ability(ability)
             || (ability == "generate" && instance.family.has_ability("chat"));
@@ -144,7 +140,11 @@ impl Runtime {
         let prepared = match first.recv().await {
             Some(Event::Started(p)) => p,
             Some(Event::Failed(e)) => return Err(e),
-            _ => return Err(Error::internal(format!("model {uid} stopped before answering"))),
+            _ => {
+                return Err(Error::internal(format!(
+                    "model {uid} stopped before answering"
+                )))
+            }
         };
         let mut receivers = vec![first];
         for i in 1..n {
@@ -160,7 +160,11 @@ impl Runtime {
             match rx.recv().await {
                 Some(Event::Started(_)) => receivers.push(rx),
                 Some(Event::Failed(e)) => return Err(e),
-                _ => return Err(Error::internal(format!("model {uid} stopped before answering"))),
+                _ => {
+                    return Err(Error::internal(format!(
+                        "model {uid} stopped before answering"
+                    )))
+                }
             }
         }
         Ok(Choices {

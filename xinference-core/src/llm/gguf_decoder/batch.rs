@@ -24,8 +24,7 @@ impl CausalLm for GgufDecoder {
     }
 
     fn load_kv(&mut self, state: &KvState, len: usize) -> Result<bool> {
-        if len == 0 || state.layers.len() != self.layers.len() || state.usable_prefix(len) != len
-        {
+        if len == 0 || state.layers.len() != self.layers.len() || state.usable_prefix(len) != len {
             return Ok(false);
         }
         let mut cache = Vec::with_capacity(self.layers.len());
@@ -111,7 +110,11 @@ mod tests {
             for (i, d) in alone.iter_mut().enumerate() {
                 let position = steps[i].kv.len - 1;
                 let single = d.forward(&[steps[i].token], position).unwrap();
-                assert_same(&batched[i], &single, &format!("round {round}, sequence {i}"));
+                assert_same(
+                    &batched[i],
+                    &single,
+                    &format!("round {round}, sequence {i}"),
+                );
             }
         }
     }

@@ -524,7 +524,14 @@ impl GgufDecoder {
             for seq in seqs.iter_mut() {
                 let rows = |t: &Tensor| t.narrow(1, offset, seq.len);
                 let cache = &mut seq.cache[i];
-                attended.push(self.attend(layer, &rows(&q)?, &rows(&k)?, &rows(&v)?, seq.position, cache)?);
+                attended.push(self.attend(
+                    layer,
+                    &rows(&q)?,
+                    &rows(&k)?,
+                    &rows(&v)?,
+                    seq.position,
+                    cache,
+                )?);
                 offset += seq.len;
             }
             let attended = if attended.len() == 1 {
@@ -532,7 +539,10 @@ impl GgufDecoder {
             } else {
                 Tensor::cat(&attended, 1)?
             };
-            h = (norm(&layer.o.forward_rows(&attended, exact_rows)?, &layer.post_attn_norm)? + &h)?;
+            h = (norm(
+                &layer.o.forward_rows(&attended, exact_rows)?,
+                &layer.post_attn_norm,
+            )? + &h)?;
             let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, self.eps)?;
             let gate = layer.gate.forward_rows(&x, exact_rows)?;
             let gate = match self.family.activation {
@@ -540,7 +550,10 @@ impl GgufDecoder {
                 Activation::GeluTanh => gelu_f16_table(&gate)?,
             };
             let gated = (gate * layer.up.forward_rows(&x, exact_rows)?)?;
-            h = (norm(&layer.down.forward_rows(&gated, exact_rows)?, &layer.post_ffn_norm)? + &h)?;
+            h = (norm(
+                &layer.down.forward_rows(&gated, exact_rows)?,
+                &layer.post_ffn_norm,
+            )? + &h)?;
         }
         // The last row of each sequence.
         let mut last_rows = Vec::with_capacity(seqs.len());
@@ -611,10 +624,11 @@ impl GgufDecoder {
             scores = scores.broadcast_add(mask)?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let attended = probs
-            .matmul(&vr.contiguous()?)?
-            .transpose(1, 2)?
-            .reshape((1, s, heads * hd))?;
+        let attended =
+            probs
+                .matmul(&vr.contiguous()?)?
+                .transpose(1, 2)?
+                .reshape((1, s, heads * hd))?;
         // A sliding-window layer keeps only the keys a later query can still see.
         let kept = k.dim(2)?;
         *cache = Some(match layer.window {

@@ -168,7 +168,8 @@ pub(super) fn tiny_decoder() -> GgufDecoder {
         })
         .collect();
     let output = linear(vocab, hidden, GgmlDType::Q8_0);
-    let embeddings = Tensor::from_vec(random(vocab * hidden, 1.0), (vocab, hidden), &device).unwrap();
+    let embeddings =
+        Tensor::from_vec(random(vocab * hidden, 1.0), (vocab, hidden), &device).unwrap();
     let shape = Shape {
         heads,
         kv_heads,
