@@ -130,8 +130,14 @@ fn clients_at_once(path: &Path, clients: usize) -> (f64, f64) {
         .map(|(i, mut engine)| {
             let start = start.clone();
             std::thread::spawn(move || {
-                let text = format!("Client {i} asks: ")
-                    + &"describe the rivers, hills and towns of the valley in detail. ".repeat(10);
+                // A unique ~120-token chat prompt that asks for a long answer.
+                let question = format!("I am reader number {i}. ")
+                    + &"Describe the rivers, hills and towns of the valley in detail. ".repeat(8)
+                    + "Then tell a long story set there.";
+                let messages = [serde_json::json!({"role": "user", "content": question})];
+                let text = engine
+                    .render_chat(&messages, None, &Default::default())
+                    .expect("chat template");
                 let ids = engine.tokenize(&text).expect("tokenize");
                 let options = GenerateOptions {
                     max_tokens: Some(64),

@@ -307,7 +307,9 @@ impl LlmEngine {
         let mut logits = Vec::new();
         for chunk_start in (start..prompt.len()).step_by(PREFILL_CHUNK) {
             let chunk = &prompt[chunk_start..prompt.len().min(chunk_start + PREFILL_CHUNK)];
-            logits = crate::compute::with_budget(|| self.model.forward(chunk, chunk_start))?;
+            logits = crate::compute::with_budget(|| {
+                self.model.forward_prompt(chunk, chunk_start, prompt.len())
+            })?;
         }
         if let Some(cache) = &self.prefix_cache {
             cache.record_prompt(start, prompt.len() - start);

@@ -10,6 +10,18 @@ pub trait CausalLm: Send {
     /// new sequence and discards the cache.
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>>;
 
+    /// [`CausalLm::forward`] for `tokens`, a part (after a cached prefix, or a chunk) of a
+    /// prompt of `prompt_len` tokens: computed as the whole prompt's rows would be, so that
+    /// feeding a prompt in parts gives what feeding it whole gives.
+    fn forward_prompt(
+        &mut self,
+        tokens: &[u32],
+        position: usize,
+        _prompt_len: usize,
+    ) -> Result<Vec<f32>> {
+        self.forward(tokens, position)
+    }
+
     /// A copy that shares the weights and has its own empty cache, to serve another sequence
     /// at the same time; `None` when the family cannot share its weights.
     fn fork(&self) -> Option<Box<dyn CausalLm>>;

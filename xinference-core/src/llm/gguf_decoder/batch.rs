@@ -2,13 +2,22 @@
 //! out and taking one back (prompt-prefix reuse), and decode steps of several sequences in one
 //! pass over the weights (continuous batching).
 
-use super::{GgufDecoder, Rows};
+use super::{GgufDecoder, Products, Rows};
 use crate::llm::model::{CausalLm, DecodeStep, KvState};
 use crate::Result;
 
 impl CausalLm for GgufDecoder {
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
         GgufDecoder::forward(self, tokens, position)
+    }
+
+    fn forward_prompt(
+        &mut self,
+        tokens: &[u32],
+        position: usize,
+        prompt_len: usize,
+    ) -> Result<Vec<f32>> {
+        self.forward_part(tokens, position, prompt_len)
     }
 
     fn fork(&self) -> Option<Box<dyn CausalLm>> {
@@ -57,7 +66,7 @@ impl CausalLm for GgufDecoder {
                 cache: &mut s.kv.layers,
             })
             .collect();
-        let logits = self.forward_rows(&tokens, &mut rows, true)?;
+        let logits = self.forward_rows(&tokens, &mut rows, Products::PerRow)?;
         for step in steps.iter_mut() {
             step.kv.len += 1;
         }

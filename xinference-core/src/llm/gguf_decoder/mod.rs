@@ -60,13 +60,13 @@ impl QLinear {
         })
     }
 
-    /// `x · wᵀ (+ bias)`. `exact_rows`: never the dequantized GEMM, so that each row's result
-    /// is what it would be alone (the quantized kernels round and multiply row by row).
-    fn forward_rows(&self, x: &Tensor, exact_rows: bool) -> candle_core::Result<Tensor> {
+    /// `x · wᵀ (+ bias)`, by the path `products` picks.
+    fn forward_rows(&self, x: &Tensor, products: Products) -> candle_core::Result<Tensor> {
         let rows = x.elem_count() / x.dim(D::Minus1)?.max(1);
         let dtype = self.weight.dtype();
+        let gemm = matches!(products, Products::Prompt(n) if n >= PREFILL_ROWS);
         let y = match (&self.matmul, prefill_rounding(dtype)) {
-            (QMatMul::QTensor(_), Some(rounding)) if rows >= PREFILL_ROWS && !exact_rows => {
+            (QMatMul::QTensor(_), Some(rounding)) if gemm => {
                 // Rounded as the quantized kernels (and llama.cpp) round activations, so that
                 // prompts land where decode steps and llama.cpp have them.
                 let x = QTensor::quantize(&x.contiguous()?, rounding)?
@@ -80,7 +80,9 @@ impl QLinear {
             }
             // candle sends Q6K products of several rows to repacked kernels that sum otherwise
             // than its one-row kernel: rows that must match their one-row result go direct.
-            (QMatMul::QTensor(_), _) if dtype == GgmlDType::Q6K && exact_rows && rows > 1 => {
+            (QMatMul::QTensor(_), _)
+                if dtype == GgmlDType::Q6K && products == Products::PerRow && rows > 1 =>
+            {
                 direct_product::<BlockQ6K>(&self.weight, x)?
             }
             (matmul, _) => matmul.forward(x)?,
@@ -90,6 +92,18 @@ impl QLinear {
             None => Ok(y),
         }
     }
+}
+
+/// How a pass runs its products.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Products {
+    /// Every row as it would alone: the quantized kernels, which round and multiply row by
+    /// row (decode steps, batched or not).
+    PerRow,
+    /// Rows of a prompt of this many tokens in all (fed whole or in parts, after a cached
+    /// prefix or not): from [`PREFILL_ROWS`] tokens on, the dequantized GEMM, so that every
+    /// part of a prompt takes the path the whole prompt would.
+    Prompt(usize),
 }
 
 /// `x · wᵀ` for Q8_0 weights through the format's own dot-product kernel, which rounds the
@@ -459,6 +473,16 @@ impl GgufDecoder {
 
     /// Logits of the last of `tokens`, fed at `position` (0 starts a new sequence).
     pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
+        self.forward_part(tokens, position, tokens.len())
+    }
+
+    /// [`GgufDecoder::forward`] for `tokens`, part of a prompt of `prompt_len` tokens.
+    fn forward_part(
+        &mut self,
+        tokens: &[u32],
+        position: usize,
+        prompt_len: usize,
+    ) -> Result<Vec<f32>> {
         if position == 0 {
             self.clear_cache();
         }
@@ -470,7 +494,7 @@ impl GgufDecoder {
                 position,
                 cache: &mut cache,
             }],
-            false,
+            Products::Prompt(prompt_len.max(tokens.len())),
         );
         self.cache = cache;
         Ok(result?.pop().unwrap_or_default())
@@ -479,15 +503,13 @@ impl GgufDecoder {
     /// One pass over the rows of several sequences at once (`tokens` holds each sequence's
     /// rows in turn, `seqs` their lengths, positions and caches): the linear layers run over
     /// all rows together (one read of the weights), attention per sequence over its own
-    /// cache. Returns each sequence's last-row logits. `exact_rows`: every product takes the
-    /// quantized kernels, which round each row on its own, so that a row gives the same
-    /// numbers alone or beside others (decode steps); otherwise products of many rows take
-    /// the faster dequantized GEMM (prompts).
+    /// cache. Returns each sequence's last-row logits. `products`: per row (decode steps,
+    /// which give the same numbers alone or beside others) or as for a prompt.
     fn forward_rows(
         &self,
         tokens: &[u32],
         seqs: &mut [Rows<'_>],
-        exact_rows: bool,
+        products: Products,
     ) -> Result<Vec<Vec<f32>>> {
         let device = Device::Cpu;
         let positions = self.ropes[0].cos.dim(0)?;
@@ -516,9 +538,9 @@ impl GgufDecoder {
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let x = candle_nn::ops::rms_norm(&h, &layer.attn_norm, self.eps)?;
-            let q = layer.q.forward_rows(&x, exact_rows)?;
-            let k = layer.k.forward_rows(&x, exact_rows)?;
-            let v = layer.v.forward_rows(&x, exact_rows)?;
+            let q = layer.q.forward_rows(&x, products)?;
+            let k = layer.k.forward_rows(&x, products)?;
+            let v = layer.v.forward_rows(&x, products)?;
             let mut attended = Vec::with_capacity(seqs.len());
             let mut offset = 0;
             for seq in seqs.iter_mut() {
@@ -540,18 +562,18 @@ impl GgufDecoder {
                 Tensor::cat(&attended, 1)?
             };
             h = (norm(
-                &layer.o.forward_rows(&attended, exact_rows)?,
+                &layer.o.forward_rows(&attended, products)?,
                 &layer.post_attn_norm,
             )? + &h)?;
             let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, self.eps)?;
-            let gate = layer.gate.forward_rows(&x, exact_rows)?;
+            let gate = layer.gate.forward_rows(&x, products)?;
             let gate = match self.family.activation {
                 Activation::Silu => gate.silu()?,
                 Activation::GeluTanh => gelu_f16_table(&gate)?,
             };
-            let gated = (gate * layer.up.forward_rows(&x, exact_rows)?)?;
+            let gated = (gate * layer.up.forward_rows(&x, products)?)?;
             h = (norm(
-                &layer.down.forward_rows(&gated, exact_rows)?,
+                &layer.down.forward_rows(&gated, products)?,
                 &layer.post_ffn_norm,
             )? + &h)?;
         }
@@ -568,7 +590,8 @@ impl GgufDecoder {
             Tensor::cat(&last_rows, 0)?
         };
         let last = candle_nn::ops::rms_norm(&last, &self.norm, self.eps)?;
-        let mut logits = self.output.forward_rows(&last, exact_rows)?; // [seqs, vocab]
+        // One row per sequence, each as alone (a prompt's last row too, as it always was).
+        let mut logits = self.output.forward_rows(&last, Products::PerRow)?; // [seqs, vocab]
         if let Some(cap) = self.family.logit_softcap {
             logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
         }

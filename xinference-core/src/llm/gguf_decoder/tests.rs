@@ -109,7 +109,7 @@ fn products_follow_the_format_definition_on_every_cpu() {
         for rows in [1, 3, PREFILL_ROWS * 2] {
             let x = Tensor::from_vec(random(rows * inp, 4.0), (1, rows, inp), &device).unwrap();
             let ours: Vec<f32> = linear
-                .forward_rows(&x, false)
+                .forward_rows(&x, Products::Prompt(rows))
                 .unwrap()
                 .flatten_all()
                 .unwrap()
@@ -226,7 +226,7 @@ fn exact_rows_match_single_rows_bit_for_bit() {
             bias: None,
         };
         let together: Vec<Vec<f32>> = linear
-            .forward_rows(&x, true)
+            .forward_rows(&x, Products::PerRow)
             .unwrap()
             .squeeze(0)
             .unwrap()
@@ -234,7 +234,7 @@ fn exact_rows_match_single_rows_bit_for_bit() {
             .unwrap();
         for (r, row) in together.iter().enumerate() {
             let alone: Vec<f32> = linear
-                .forward_rows(&x.narrow(1, r, 1).unwrap(), false)
+                .forward_rows(&x.narrow(1, r, 1).unwrap(), Products::PerRow)
                 .unwrap()
                 .flatten_all()
                 .unwrap()
