@@ -302,6 +302,11 @@ impl LlmEngine {
         if let Some(hit) = hit {
             if self.model.load_kv(&hit.state, hit.len)? {
                 start = hit.len;
+                if let (Some(logits), Some(cache)) = (hit.logits, &self.prefix_cache) {
+                    // The same prompt again: exactly the logits it had.
+                    cache.record_prompt(start, 0);
+                    return Ok(((*logits).clone(), start));
+                }
             }
         }
         let mut logits = Vec::new();
@@ -322,17 +327,18 @@ impl LlmEngine {
     pub fn share_prompt(&mut self, prompt: &[u32]) -> Result<()> {
         self.check_prompt(prompt)?;
         if self.prefix_cache.is_some() {
-            self.prefill(prompt)?;
-            self.remember(prompt);
+            let (logits, _) = self.prefill(prompt)?;
+            self.remember(prompt, Some((prompt.len(), logits)));
         }
         Ok(())
     }
 
-    /// Stores the KV cache of the `fed` tokens in the prefix cache.
-    fn remember(&self, fed: &[u32]) {
+    /// Stores the KV cache of the `fed` tokens in the prefix cache, with the logits after
+    /// the prompt (its first tokens) when given.
+    fn remember(&self, fed: &[u32], prompt_logits: Option<(usize, Vec<f32>)>) {
         if let Some(cache) = &self.prefix_cache {
             if let Some(state) = self.model.kv_state(fed.len()) {
-                cache.insert(fed, state);
+                cache.insert_with_end(fed, state, prompt_logits);
             }
         }
     }
@@ -469,6 +475,10 @@ impl LlmEngine {
         let mut finish = FinishReason::Length;
         let mut stop_sequence = None;
         let (mut logits, cached_tokens) = self.prefill(prompt)?;
+        let prompt_logits = self
+            .prefix_cache
+            .as_ref()
+            .map(|_| (prompt.len(), logits.clone()));
         let _decoding = self.batcher.as_ref().map(|b| b.enter());
         // Tokens whose keys and values the model now holds.
         let mut fed = prompt.to_vec();
@@ -526,7 +536,7 @@ impl LlmEngine {
             fed.push(token);
             position += 1;
         }
-        self.remember(&fed);
+        self.remember(&fed, prompt_logits);
         if !pending.is_empty() || !pending_logprobs.is_empty() {
             emitted.push_str(&pending);
             on_step(StepOutput {

@@ -5,7 +5,7 @@
 
 use super::model::KvState;
 use serde::Serialize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Default memory budget of a model's prefix cache (bytes of K/V tensors held).
 pub const DEFAULT_PREFIX_CACHE_BYTES: usize = 256 << 20;
@@ -22,6 +22,8 @@ pub const MIN_REUSE: usize = 32;
 struct Entry {
     tokens: Vec<u32>,
     state: KvState,
+    /// The logits after the first `.0` tokens, when they were a whole prompt.
+    prompt_end: Option<(usize, Arc<Vec<f32>>)>,
     bytes: usize,
     last_used: u64,
 }
@@ -67,6 +69,9 @@ pub struct PrefixHit {
     pub state: KvState,
     /// How many of the prompt's tokens it covers.
     pub len: usize,
+    /// The logits after the whole prompt, when it was seen whole before (`len` is then the
+    /// prompt's length): the request repeats exactly what the first one computed.
+    pub logits: Option<Arc<Vec<f32>>>,
 }
 
 impl PrefixCache {
@@ -96,6 +101,27 @@ impl PrefixCache {
     pub fn lookup(&self, prompt: &[u32]) -> Option<PrefixHit> {
         let mut inner = self.lock();
         inner.stats.lookups += 1;
+        inner.clock += 1;
+        let clock = inner.clock;
+        // The same prompt seen whole before: its state and its logits.
+        let whole = inner.entries.iter_mut().find(|e| {
+            e.prompt_end
+                .as_ref()
+                .is_some_and(|(n, _)| *n == prompt.len())
+                && e.tokens.starts_with(prompt)
+                && e.state.usable_prefix(prompt.len()) == prompt.len()
+        });
+        if let Some(e) = whole {
+            e.last_used = clock;
+            let hit = PrefixHit {
+                state: e.state.clone(),
+                len: prompt.len(),
+                logits: e.prompt_end.as_ref().map(|(_, l)| l.clone()),
+            };
+            inner.stats.hits += 1;
+            inner.stats.hit_rate = inner.stats.hits as f64 / inner.stats.lookups as f64;
+            return Some(hit);
+        }
         let limit = prompt.len().saturating_sub(1);
         let best = inner
             .entries
@@ -108,13 +134,12 @@ impl PrefixCache {
             })
             .max_by_key(|&(_, len)| len);
         let hit = best.map(|(i, len)| {
-            inner.clock += 1;
-            let clock = inner.clock;
             let entry = &mut inner.entries[i];
             entry.last_used = clock;
             PrefixHit {
                 state: entry.state.clone(),
                 len,
+                logits: None,
             }
         });
         if hit.is_some() {
@@ -135,7 +160,19 @@ impl PrefixCache {
     /// replaced by it; a state that already covers `tokens` is only marked used. Then the
     /// least recently used states are dropped until the budget holds.
     pub fn insert(&self, tokens: &[u32], state: KvState) {
-        let bytes = state.bytes();
+        self.insert_with_end(tokens, state, None);
+    }
+
+    /// [`PrefixCache::insert`], with the logits after the first `prompt_end.0` tokens (a
+    /// whole prompt), so that the same prompt again starts from exactly them.
+    pub fn insert_with_end(
+        &self,
+        tokens: &[u32],
+        state: KvState,
+        prompt_end: Option<(usize, Vec<f32>)>,
+    ) {
+        let prompt_end = prompt_end.map(|(n, l)| (n, Arc::new(l)));
+        let bytes = state.bytes() + prompt_end.as_ref().map_or(0, |(_, l)| l.len() * 4);
         if self.budget == 0 || bytes > self.budget || tokens.is_empty() {
             return;
         }
@@ -148,6 +185,9 @@ impl PrefixCache {
             .find(|e| e.tokens.len() >= tokens.len() && e.tokens.starts_with(tokens))
         {
             e.last_used = clock;
+            if e.prompt_end.is_none() {
+                e.prompt_end = prompt_end;
+            }
             return;
         }
         inner
@@ -156,6 +196,7 @@ impl PrefixCache {
         inner.entries.push(Entry {
             tokens: tokens.to_vec(),
             state,
+            prompt_end,
             bytes,
             last_used: clock,
         });
@@ -225,6 +266,18 @@ mod tests {
         let s = cache.stats();
         assert_eq!((s.lookups, s.hits), (4, 2));
         assert_eq!(s.bytes, 2 * 6 * 4 * 4);
+    }
+
+    #[test]
+    fn a_prompt_seen_whole_comes_back_with_its_logits() {
+        let cache = PrefixCache::new(1 << 20);
+        cache.insert_with_end(&[1, 2, 3, 4, 5], state(5, None), Some((3, vec![0.5, 1.5])));
+        let hit = cache.lookup(&[1, 2, 3]).unwrap();
+        assert_eq!(hit.len, 3);
+        assert_eq!(hit.logits.as_deref(), Some(&vec![0.5, 1.5]));
+        // Another prompt of the same start gets the state only.
+        let hit = cache.lookup(&[1, 2, 3, 4]).unwrap();
+        assert_eq!((hit.len, hit.logits.is_none()), (3, true));
     }
 
     #[test]
