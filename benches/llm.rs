@@ -1,6 +1,11 @@
 //! LLM speed beside llama.cpp, on the same GGUF files, the same threads, in the same run:
 //! prefill tokens/s for 128- and 512-token prompts, decode tokens/s over 128 tokens, time to
 //! first token, RSS after launch; and the decode speed of two models generating at once.
+//! Then serving under load (ours only; llama.cpp's server is not part of this run): aggregate
+//! decode tokens/s of 1, 2, 4 and 8 concurrent clients on one model (one slot each, decode
+//! steps batched), and the time to first token of a second request that shares a
+//! 1,000-token system prompt with the first (prefix cache). `XINFERENCE_BENCH_LLM_SERVING=only`
+//! runs just those.
 //! The peer runs through `scripts/bench_llama_cpp.py` (llama-cpp-python) when
 //! `XINFERENCE_BENCH_PEER_PYTHON` names a Python that has `llama_cpp` installed.
 //!
@@ -13,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use xinference::llm::{argmax, LlmEngine};
+use xinference::llm::{argmax, GenerateOptions, LlmEngine, SamplingParams};
 
 const THREADS: usize = 2;
 
@@ -111,6 +116,99 @@ fn two_at_once(path: &Path) -> (f64, f64) {
     (a.join().unwrap(), b.join().unwrap())
 }
 
+/// Aggregate decode tokens/s of `clients` sequences generating 64 tokens each at once, each on
+/// its own fork (slot) of one engine, from unique ~120-token prompts; and the mean batch.
+fn clients_at_once(path: &Path, clients: usize) -> (f64, f64) {
+    let engine = LlmEngine::load_gguf(path, None, &[], &[]).expect("load");
+    let batcher = engine.batcher();
+    let forks: Vec<LlmEngine> = (1..clients).map(|_| engine.fork().expect("fork")).collect();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(clients));
+    let t = Instant::now();
+    let handles: Vec<_> = std::iter::once(engine)
+        .chain(forks)
+        .enumerate()
+        .map(|(i, mut engine)| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                // A unique ~120-token chat prompt that asks for a long answer.
+                let question = format!("I am reader number {i}. ")
+                    + &"Describe the rivers, hills and towns of the valley in detail. ".repeat(8)
+                    + "Then tell a long story set there.";
+                let messages = [serde_json::json!({"role": "user", "content": question})];
+                let text = engine
+                    .render_chat(&messages, None, &Default::default())
+                    .expect("chat template");
+                let ids = engine.tokenize(&text).expect("tokenize");
+                let options = GenerateOptions {
+                    max_tokens: Some(64),
+                    sampling: SamplingParams {
+                        temperature: 0.0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                start.wait();
+                let g = engine
+                    .generate(&ids, &options, &mut |_| true)
+                    .expect("generate");
+                g.completion_tokens
+            })
+        })
+        .collect();
+    let tokens: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let elapsed = t.elapsed().as_secs_f64();
+    let mean = batcher.map_or(1.0, |b| {
+        let s = b.stats();
+        s.steps as f64 / s.passes.max(1) as f64
+    });
+    (tokens as f64 / elapsed, mean)
+}
+
+/// Seconds to the first token of two requests sharing a 1,000-token system prompt (different
+/// questions), the second served from the prefix cache.
+fn shared_system_prompt(path: &Path) -> (f64, f64, usize) {
+    let mut engine = LlmEngine::load_gguf(path, None, &[], &[]).expect("load");
+    let system = prompt_tokens(&engine, 1000);
+    let options = GenerateOptions {
+        max_tokens: Some(1),
+        ..Default::default()
+    };
+    let mut ttft = |question: &str| {
+        let mut ids = system.clone();
+        ids.extend(engine.tokenize(question).expect("tokenize"));
+        let t = Instant::now();
+        let g = engine
+            .generate(&ids, &options, &mut |_| true)
+            .expect("generate");
+        (t.elapsed().as_secs_f64(), g.cached_tokens)
+    };
+    let (first, _) = ttft(" Question: how long is the river?");
+    let (second, cached) = ttft(" Question: which town is largest?");
+    (first, second, cached)
+}
+
+fn serving(models: &Path, file: &str) {
+    let path = models.join(file);
+    let mut single = 0.0;
+    for clients in [1, 2, 4, 8] {
+        let (tps, mean) = clients_at_once(&path, clients);
+        if clients == 1 {
+            single = tps;
+        }
+        println!(
+            "| {file} | {clients} clients: aggregate decode tok/s | {tps:.1} ({:.2}x one client; mean batch {mean:.1}) | (not run) | |",
+            tps / single
+        );
+    }
+    let (first, second, cached) = shared_system_prompt(&path);
+    println!(
+        "| {file} | shared 1,000-token system prompt: time to first token, 1st / 2nd request | {:.0} ms / {:.0} ms ({:.0}%; {cached} tokens reused) | (not run) | |",
+        first * 1000.0,
+        second * 1000.0,
+        100.0 * second / first
+    );
+}
+
 fn peer(path: &Path) -> Option<serde_json::Value> {
     let python = std::env::var_os("XINFERENCE_BENCH_PEER_PYTHON")?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_llama_cpp.py");
@@ -151,7 +249,12 @@ fn main() {
         .map(String::from)
         .to_vec(),
     };
+    let serving_only = std::env::var("XINFERENCE_BENCH_LLM_SERVING").is_ok_and(|v| v == "only");
     for file in &files {
+        if serving_only {
+            serving(&models, file);
+            continue;
+        }
         let path = models.join(file);
         assert!(
             path.exists(),
@@ -196,6 +299,12 @@ fn main() {
                 .map(|v| format!("{v:.0}"))
                 .unwrap_or_else(|| "(not run)".into())
         );
+    }
+    if serving_only {
+        return;
+    }
+    for file in &files {
+        serving(&models, file);
     }
     let path = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     if !files.iter().any(|f| models.join(f) == path) {

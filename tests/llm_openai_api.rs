@@ -455,9 +455,9 @@ async fn bad_llm_requests_get_the_right_status() {
             StatusCode::BAD_REQUEST,
         ),
         (
-            "n 2",
+            "n 129",
             "/v1/chat/completions",
-            with(json!({"n": 2})),
+            with(json!({"n": 129})),
             StatusCode::BAD_REQUEST,
         ),
         (

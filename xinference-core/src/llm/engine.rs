@@ -4,13 +4,16 @@
 use super::constraint::{Grammar, GuidanceCache};
 use super::detokenizer::{decode, Detokenizer};
 use super::gguf::load_gguf;
+use super::prefix_cache::{PrefixCache, PrefixCacheStats, DEFAULT_PREFIX_CACHE_BYTES};
 use super::sampler::{log_softmax, Sampler, SamplingParams};
+use super::step_batcher::{BatchStats, StepBatcher};
 use super::template::{ChatTemplate, TemplateInput};
 use super::tools::ToolFormat;
 use super::CausalLm;
 use crate::{Error, Result};
 use serde_json::Value as Json;
 use std::path::Path;
+use std::sync::Arc;
 use tokenizers::Tokenizer;
 
 /// Why generation ended.
@@ -86,6 +89,8 @@ pub struct Generated {
     pub tokens: Vec<u32>,
     /// The stop string that ended generation, if one did.
     pub stop_sequence: Option<String>,
+    /// Prompt tokens whose keys and values came from the prefix cache (not computed).
+    pub cached_tokens: usize,
 }
 
 /// A loaded LLM: weights, tokenizer, chat template and end tokens.
@@ -101,7 +106,16 @@ pub struct LlmEngine {
     stop_token_ids: Vec<u32>,
     stop: Vec<String>,
     guidance: GuidanceCache,
+    /// KV states of earlier sequences, shared by the forks (`None`: the family cannot reuse).
+    prefix_cache: Option<Arc<PrefixCache>>,
+    /// Where the decode steps of this engine and its forks meet (`None`: the family cannot
+    /// batch them; each steps alone).
+    batcher: Option<Arc<StepBatcher>>,
 }
+
+/// Prompt tokens fed in one pass: a long prompt is fed in chunks, so that the decode passes of
+/// the other sequences take their turns between them instead of waiting for the whole prompt.
+const PREFILL_CHUNK: usize = 256;
 
 /// What a chat template knows about tools.
 #[derive(Debug, Clone, Copy, Default)]
@@ -195,6 +209,14 @@ impl LlmEngine {
         }
         stop_token_ids.sort_unstable();
         stop_token_ids.dedup();
+        let prefix_cache = parts
+            .model
+            .kv_state(0)
+            .map(|_| Arc::new(PrefixCache::new(DEFAULT_PREFIX_CACHE_BYTES)));
+        let batcher = parts
+            .model
+            .can_batch()
+            .then(|| Arc::new(StepBatcher::default()));
         Ok(LlmEngine {
             model: parts.model,
             architecture: parts.architecture,
@@ -207,6 +229,8 @@ impl LlmEngine {
             stop_token_ids,
             stop,
             guidance: GuidanceCache::default(),
+            prefix_cache,
+            batcher,
         })
     }
 
@@ -225,7 +249,98 @@ impl LlmEngine {
             stop_token_ids: self.stop_token_ids.clone(),
             stop: self.stop.clone(),
             guidance: self.guidance.clone(),
+            prefix_cache: self.prefix_cache.clone(),
+            batcher: self.batcher.clone(),
         })
+    }
+
+    /// Replaces the prefix cache (shared with forks made afterwards) by one of `budget` bytes;
+    /// 0 turns prompt-prefix reuse off. No effect for families that cannot reuse a cache.
+    pub fn set_prefix_cache_budget(&mut self, budget: usize) {
+        if self.prefix_cache.is_some() {
+            self.prefix_cache = Some(Arc::new(PrefixCache::new(budget)));
+        }
+    }
+
+    /// The prefix cache this engine and its forks share, when the family can reuse one.
+    pub fn prefix_cache(&self) -> Option<Arc<PrefixCache>> {
+        self.prefix_cache.clone()
+    }
+
+    /// The prefix cache's counters (all zero when there is none).
+    pub fn prefix_cache_stats(&self) -> PrefixCacheStats {
+        self.prefix_cache
+            .as_ref()
+            .map(|c| c.stats())
+            .unwrap_or_default()
+    }
+
+    /// The decode passes' counters (all zero when the family does not batch).
+    pub fn batch_stats(&self) -> BatchStats {
+        self.batcher.as_ref().map(|b| b.stats()).unwrap_or_default()
+    }
+
+    /// Where this engine's decode steps meet its forks', when the family batches them.
+    pub fn batcher(&self) -> Option<Arc<StepBatcher>> {
+        self.batcher.clone()
+    }
+
+    /// Feeds `token` at `position`: in a pass shared with the other sequences decoding now,
+    /// when the family batches, else alone.
+    fn decode(&mut self, token: u32, position: usize) -> Result<Vec<f32>> {
+        match self.batcher.clone() {
+            Some(batcher) => batcher.step(&mut *self.model, token, position),
+            None => crate::compute::with_budget(|| self.model.forward(&[token], position)),
+        }
+    }
+
+    /// Feeds `prompt` as a new sequence, starting after the longest prefix the cache holds.
+    /// Returns the last position's logits and how many prompt tokens came from the cache.
+    fn prefill(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
+        let hit = self.prefix_cache.as_ref().and_then(|c| c.lookup(prompt));
+        let mut start = 0;
+        if let Some(hit) = hit {
+            if self.model.load_kv(&hit.state, hit.len)? {
+                start = hit.len;
+                if let (Some(logits), Some(cache)) = (hit.logits, &self.prefix_cache) {
+                    // The same prompt again: exactly the logits it had.
+                    cache.record_prompt(start, 0);
+                    return Ok(((*logits).clone(), start));
+                }
+            }
+        }
+        let mut logits = Vec::new();
+        for chunk_start in (start..prompt.len()).step_by(PREFILL_CHUNK) {
+            let chunk = &prompt[chunk_start..prompt.len().min(chunk_start + PREFILL_CHUNK)];
+            logits = crate::compute::with_budget(|| {
+                self.model.forward_prompt(chunk, chunk_start, prompt.len())
+            })?;
+        }
+        if let Some(cache) = &self.prefix_cache {
+            cache.record_prompt(start, prompt.len() - start);
+        }
+        Ok((logits, start))
+    }
+
+    /// Computes `prompt` and keeps its keys and values in the prefix cache, so that sequences
+    /// generated from it next (the choices of a request with `n` > 1) feed only its last token.
+    pub fn share_prompt(&mut self, prompt: &[u32]) -> Result<()> {
+        self.check_prompt(prompt)?;
+        if self.prefix_cache.is_some() {
+            let (logits, _) = self.prefill(prompt)?;
+            self.remember(prompt, Some((prompt.len(), logits)));
+        }
+        Ok(())
+    }
+
+    /// Stores the KV cache of the `fed` tokens in the prefix cache, with the logits after
+    /// the prompt (its first tokens) when given.
+    fn remember(&self, fed: &[u32], prompt_logits: Option<(usize, Vec<f32>)>) {
+        if let Some(cache) = &self.prefix_cache {
+            if let Some(state) = self.model.kv_state(fed.len()) {
+                cache.insert_with_end(fed, state, prompt_logits);
+            }
+        }
     }
 
     /// The model's context length in tokens.
@@ -341,13 +456,14 @@ impl LlmEngine {
             .as_ref()
             .map(|g| self.guidance.compile(&self.tokenizer, &stop_ids, g))
             .transpose()?;
-        let stop_strings: Vec<&str> = self
+        let stops: Vec<String> = self
             .stop
             .iter()
             .chain(&options.stop)
-            .map(String::as_str)
             .filter(|s| !s.is_empty())
+            .cloned()
             .collect();
+        let stop_strings: Vec<&str> = stops.iter().map(String::as_str).collect();
 
         let mut detok = Detokenizer::new();
         let mut emitted = String::new();
@@ -358,7 +474,14 @@ impl LlmEngine {
         let mut tokens = Vec::new();
         let mut finish = FinishReason::Length;
         let mut stop_sequence = None;
-        let mut logits = crate::compute::with_budget(|| self.model.forward(prompt, 0))?;
+        let (mut logits, cached_tokens) = self.prefill(prompt)?;
+        let prompt_logits = self
+            .prefix_cache
+            .as_ref()
+            .map(|_| (prompt.len(), logits.clone()));
+        let _decoding = self.batcher.as_ref().map(|b| b.enter());
+        // Tokens whose keys and values the model now holds.
+        let mut fed = prompt.to_vec();
         let mut position = prompt.len();
         while generated < max_tokens {
             if let Some(c) = constraint.as_mut() {
@@ -409,9 +532,11 @@ impl LlmEngine {
                 finish = FinishReason::Stop;
                 break;
             }
-            logits = crate::compute::with_budget(|| self.model.forward(&[token], position))?;
+            logits = self.decode(token, position)?;
+            fed.push(token);
             position += 1;
         }
+        self.remember(&fed, prompt_logits);
         if !pending.is_empty() || !pending_logprobs.is_empty() {
             emitted.push_str(&pending);
             on_step(StepOutput {
@@ -427,6 +552,7 @@ impl LlmEngine {
             logprobs: all_logprobs,
             tokens,
             stop_sequence,
+            cached_tokens,
         })
     }
 

@@ -7,10 +7,12 @@ mod engine;
 mod gguf;
 mod gguf_decoder;
 mod model;
+pub mod prefix_cache;
 pub mod reasoning;
 mod safetensors;
 mod sampler;
 mod spm;
+mod step_batcher;
 mod template;
 pub mod tools;
 
@@ -34,9 +36,11 @@ pub use engine::{
     FinishReason, GenerateOptions, Generated, LlmEngine, LlmParts, StepOutput, TokenLogprob,
 };
 pub use gguf::{find_gguf, load_gguf, QuantizedModel, GGUF_ARCHITECTURES};
-pub use model::CausalLm;
+pub use model::{CausalLm, DecodeStep, KvState};
+pub use prefix_cache::{PrefixCache, PrefixCacheStats};
 pub use safetensors::{
     is_safetensors_model, load_safetensors, SafetensorsModel, SAFETENSORS_MODEL_TYPES,
 };
 pub use sampler::{argmax, log_softmax, Sampler, SamplingParams};
+pub use step_batcher::{BatchStats, StepBatcher};
 pub use template::{ChatTemplate, TemplateInput};

@@ -2,6 +2,7 @@
 //! families: GGUF (quantized) and safetensors models alike.
 
 use crate::Result;
+use candle_core::Tensor;
 
 /// A causal language model that keeps the KV cache of one sequence.
 pub trait CausalLm: Send {
@@ -9,7 +10,103 @@ pub trait CausalLm: Send {
     /// new sequence and discards the cache.
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>>;
 
+    /// [`CausalLm::forward`] for `tokens`, a part (after a cached prefix, or a chunk) of a
+    /// prompt of `prompt_len` tokens: computed as the whole prompt's rows would be, so that
+    /// feeding a prompt in parts gives what feeding it whole gives.
+    fn forward_prompt(
+        &mut self,
+        tokens: &[u32],
+        position: usize,
+        _prompt_len: usize,
+    ) -> Result<Vec<f32>> {
+        self.forward(tokens, position)
+    }
+
     /// A copy that shares the weights and has its own empty cache, to serve another sequence
     /// at the same time; `None` when the family cannot share its weights.
     fn fork(&self) -> Option<Box<dyn CausalLm>>;
+
+    /// The KV cache now held, after `len` positions were fed, to be stored and given back by
+    /// [`CausalLm::load_kv`]; `None` when the family cannot hand out its cache.
+    fn kv_state(&self, _len: usize) -> Option<KvState> {
+        None
+    }
+
+    /// Makes the cache the first `len` positions of `state` (one [`KvState::usable_prefix`]
+    /// allows), so that the next forward continues at position `len`. `false` when the family
+    /// cannot take a cache.
+    fn load_kv(&mut self, _state: &KvState, _len: usize) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// One decode step of each of several sequences in one pass over the weights, each with
+    /// its own cache (`steps[i].kv`, extended by the step): the logits of each, exactly as the
+    /// sequence's own single-token [`CausalLm::forward`] would give them. `None` when the
+    /// family cannot batch (callers then step each sequence on its own).
+    fn decode_batch(&self, _steps: &mut [DecodeStep]) -> Result<Option<Vec<Vec<f32>>>> {
+        Ok(None)
+    }
+
+    /// Whether [`CausalLm::decode_batch`] and the cache hand-over are supported.
+    fn can_batch(&self) -> bool {
+        false
+    }
+}
+
+/// One sequence's share of a [`CausalLm::decode_batch`]: the token it feeds and its cache
+/// (`kv.len` is the token's position).
+pub struct DecodeStep {
+    /// The token fed.
+    pub token: u32,
+    /// The sequence's cache, extended by the step.
+    pub kv: KvState,
+}
+
+/// A sequence's KV cache: per layer the keys and values it still holds,
+/// `[1, kv_heads, kept, head_dim]`, after `len` positions. A sliding-window layer holds only
+/// its last `window` positions (`kept < len` once the sequence is longer than the window).
+/// Cloning shares the tensors.
+#[derive(Clone)]
+pub struct KvState {
+    /// Keys and values per layer (`None`: the layer holds nothing yet).
+    pub layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Positions fed.
+    pub len: usize,
+}
+
+impl KvState {
+    /// Bytes of the tensors held.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .sum()
+    }
+
+    /// The position of the first key layer `i` holds (`len - kept`).
+    pub fn first_held(&self, i: usize) -> usize {
+        match &self.layers[i] {
+            Some((k, _)) => self.len - k.dim(2).unwrap_or(self.len).min(self.len),
+            None => self.len,
+        }
+    }
+
+    /// `len` when the state can continue a sequence after its first `len` positions (a
+    /// sliding-window layer that dropped keys, keeping its last `window`, still holds every key
+    /// a query at `len` sees), else 0.
+    pub fn usable_prefix(&self, len: usize) -> usize {
+        let len = len.min(self.len);
+        let ok = (0..self.layers.len()).all(|i| {
+            let first = self.first_held(i);
+            let kept = self.len - first;
+            // Untruncated layers hold every position; a truncated one kept its window.
+            first == 0 || (len + 1).saturating_sub(kept) >= first
+        });
+        if ok {
+            len
+        } else {
+            0
+        }
+    }
 }

@@ -86,7 +86,54 @@ pub fn describe(instance: &Instance) -> ModelDescription {
     let Value::Object(mut map) = value else {
         unreachable!("descriptions are objects")
     };
+    if f.model_type == ModelType::Llm {
+        let caches = instance.prefix_caches.lock().expect("instance lock");
+        if !caches.is_empty() {
+            map.insert("prefix_cache".into(), prefix_cache_json(&caches));
+        }
+        let batchers = instance.batchers.lock().expect("instance lock");
+        if !batchers.is_empty() {
+            map.insert("batching".into(), batching_json(&batchers));
+        }
+    }
     map.insert("n_worker".into(), json!(1));
     map.insert("replica".into(), json!(instance.replicas));
     map
+}
+
+/// The prompt-prefix caches of an LLM's replicas, summed: hit rate, tokens reused and
+/// computed, bytes held and the budget.
+fn prefix_cache_json(caches: &[std::sync::Arc<crate::llm::PrefixCache>]) -> Value {
+    let mut total = crate::llm::PrefixCacheStats::default();
+    for s in caches.iter().map(|c| c.stats()) {
+        total.lookups += s.lookups;
+        total.hits += s.hits;
+        total.reused_tokens += s.reused_tokens;
+        total.prefilled_tokens += s.prefilled_tokens;
+        total.entries += s.entries;
+        total.bytes += s.bytes;
+        total.budget_bytes += s.budget_bytes;
+        total.evictions += s.evictions;
+    }
+    if total.lookups > 0 {
+        total.hit_rate = total.hits as f64 / total.lookups as f64;
+    }
+    serde_json::to_value(total).unwrap_or(Value::Null)
+}
+
+/// The decode passes of an LLM's replicas, summed: passes, sequence steps, the mean and the
+/// largest batch.
+fn batching_json(batchers: &[std::sync::Arc<crate::llm::StepBatcher>]) -> Value {
+    let (mut passes, mut steps, mut largest) = (0u64, 0u64, 0usize);
+    for s in batchers.iter().map(|b| b.stats()) {
+        passes += s.passes;
+        steps += s.steps;
+        largest = largest.max(s.largest);
+    }
+    let mean = if passes > 0 {
+        steps as f64 / passes as f64
+    } else {
+        0.0
+    };
+    json!({"passes": passes, "steps": steps, "mean_batch": mean, "largest_batch": largest})
 }

@@ -117,6 +117,7 @@ impl Runtime {
         let replicas = parse_replica(request.replica.as_ref())?;
         let request_limit = parse_request_limits(request.request_limits.as_ref())?;
         let parallel = parse_parallel(request.extra.get("n_parallel"))?;
+        let prefix_cache_bytes = parse_prefix_cache_bytes(request.extra.get("prefix_cache_bytes"))?;
         check_n_gpu(request.n_gpu.as_ref())?;
         if let Some(hub) = &request.download_hub {
             if !matches!(hub.as_str(), "huggingface" | "auto") {
@@ -139,6 +140,9 @@ impl Runtime {
             replicas,
             request_limit,
             parallel,
+            prefix_cache_bytes,
+            prefix_caches: Mutex::new(Vec::new()),
+            batchers: Mutex::new(Vec::new()),
             created_ts: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -242,14 +246,30 @@ impl Runtime {
                     crate::llm::is_safetensors_model(&files, &instance.spec.model_format);
                 let mut workers = Vec::new();
                 for r in 0..instance.replicas {
-                    let engine = if safetensors {
+                    let mut engine = if safetensors {
                         LlmEngine::load_safetensors(&files, template, &stop, &stop_ids)?
                     } else {
                         LlmEngine::load_gguf(&files, template, &stop, &stop_ids)?
                     };
+                    engine.set_prefix_cache_budget(instance.prefix_cache_bytes);
+                    if let Some(cache) = engine.prefix_cache() {
+                        instance
+                            .prefix_caches
+                            .lock()
+                            .expect("instance lock")
+                            .push(cache);
+                    }
+                    if let Some(batcher) = engine.batcher() {
+                        instance
+                            .batchers
+                            .lock()
+                            .expect("instance lock")
+                            .push(batcher);
+                    }
                     // Sequence slots: forks share the weights, each with its own KV cache, so
-                    // concurrent requests interleave token by token (fair turns on the compute
-                    // budget) instead of queueing behind a long generation.
+                    // concurrent requests are served side by side instead of queueing behind a
+                    // long generation; their decode steps meet in one batched pass where the
+                    // family supports it (llm/step_batcher.rs), else take turns.
                     let forks: Vec<LlmEngine> = (1..instance.parallel)
                         .map_while(|_| engine.fork())
                         .collect();
@@ -353,6 +373,17 @@ fn parse_parallel(v: Option<&Value>) -> Result<usize> {
         }
         Some(other) => Err(Error::bad_request(format!(
             "n_parallel must be an integer from 1 to 64, not {other}"
+        ))),
+    }
+}
+
+/// The byte budget of each replica's prompt-prefix cache (`prefix_cache_bytes`; 0: off).
+fn parse_prefix_cache_bytes(v: Option<&Value>) -> Result<usize> {
+    match v {
+        None | Some(Value::Null) => Ok(crate::llm::prefix_cache::DEFAULT_PREFIX_CACHE_BYTES),
+        Some(Value::Number(n)) if n.is_u64() => Ok(n.as_u64().unwrap_or(0) as usize),
+        Some(other) => Err(Error::bad_request(format!(
+            "prefix_cache_bytes must be a non-negative integer, not {other}"
         ))),
     }
 }

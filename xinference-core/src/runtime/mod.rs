@@ -6,10 +6,12 @@ mod answer;
 mod audio;
 mod batcher;
 mod chat;
+mod chat_input;
 mod describe;
 mod embed;
 mod image;
 mod launch;
+mod llm_run;
 mod memory;
 mod rerank;
 mod structured;
@@ -135,6 +137,12 @@ pub struct Instance {
     pub(crate) request_limit: Option<usize>,
     /// Sequence slots per replica (LLMs).
     pub(crate) parallel: usize,
+    /// Bytes each LLM replica's prompt-prefix cache may hold (`prefix_cache_bytes`).
+    pub(crate) prefix_cache_bytes: usize,
+    /// The prompt-prefix caches of the loaded LLM replicas (for the description).
+    pub(crate) prefix_caches: Mutex<Vec<Arc<crate::llm::PrefixCache>>>,
+    /// The decode-step batchers of the loaded LLM replicas (for the description).
+    pub(crate) batchers: Mutex<Vec<Arc<crate::llm::StepBatcher>>>,
     pub(crate) created_ts: u64,
     pub(crate) progress: LaunchProgress,
     pub(crate) state: Mutex<InstanceState>,

@@ -17,12 +17,13 @@
 
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::k_quants::{self, BlockQ8_0};
+use candle_core::quantized::k_quants::{self, BlockQ6K, BlockQ8_0};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, IndexOp, Module, Tensor, D};
 use std::io::{Read, Seek};
 use std::sync::Arc;
 
+mod batch;
 mod gemma3;
 mod llama;
 
@@ -59,11 +60,13 @@ impl QLinear {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// `x · wᵀ (+ bias)`, by the path `products` picks.
+    fn forward_rows(&self, x: &Tensor, products: Products) -> candle_core::Result<Tensor> {
         let rows = x.elem_count() / x.dim(D::Minus1)?.max(1);
         let dtype = self.weight.dtype();
+        let gemm = matches!(products, Products::Prompt(n) if n >= PREFILL_ROWS);
         let y = match (&self.matmul, prefill_rounding(dtype)) {
-            (QMatMul::QTensor(_), Some(rounding)) if rows >= PREFILL_ROWS => {
+            (QMatMul::QTensor(_), Some(rounding)) if gemm => {
                 // Rounded as the quantized kernels (and llama.cpp) round activations, so that
                 // prompts land where decode steps and llama.cpp have them.
                 let x = QTensor::quantize(&x.contiguous()?, rounding)?
@@ -72,7 +75,16 @@ impl QLinear {
                 let w = self.weight.dequantize(x.device())?; // [out, in]
                 x.broadcast_matmul(&w.t()?)?
             }
-            (QMatMul::QTensor(_), _) if dtype == GgmlDType::Q8_0 => q8_0_product(&self.weight, x)?,
+            (QMatMul::QTensor(_), _) if dtype == GgmlDType::Q8_0 => {
+                direct_product::<BlockQ8_0>(&self.weight, x)?
+            }
+            // candle sends Q6K products of several rows to repacked kernels that sum otherwise
+            // than its one-row kernel: rows that must match their one-row result go direct.
+            (QMatMul::QTensor(_), _)
+                if dtype == GgmlDType::Q6K && products == Products::PerRow && rows > 1 =>
+            {
+                direct_product::<BlockQ6K>(&self.weight, x)?
+            }
             (matmul, _) => matmul.forward(x)?,
         };
         match &self.bias {
@@ -82,38 +94,50 @@ impl QLinear {
     }
 }
 
+/// How a pass runs its products.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Products {
+    /// Every row as it would alone: the quantized kernels, which round and multiply row by
+    /// row (decode steps, batched or not).
+    PerRow,
+    /// Rows of a prompt of this many tokens in all (fed whole or in parts, after a cached
+    /// prefix or not): from [`PREFILL_ROWS`] tokens on, the dequantized GEMM, so that every
+    /// part of a prompt takes the path the whole prompt would.
+    Prompt(usize),
+}
+
 /// `x · wᵀ` for Q8_0 weights through the format's own dot-product kernel, which rounds the
 /// activations to Q8_0 (blocks of 32) as llama.cpp does, on every CPU. candle's `QMatMul`
 /// sends Q8_0 weights to its repacked x86 kernels on CPUs with AVX-512 VNNI or AVX-VNNI, and
 /// those round the activations to Q8K (blocks of 256) instead: the same model then gives
 /// other logits on other CPUs (0.58 apart on one product of random data). Every other type
 /// keeps the activation rounding of its format on every tier, so only Q8_0 comes here.
-fn q8_0_product(weight: &QTensor, x: &Tensor) -> candle_core::Result<Tensor> {
+/// The same direct call serves Q6K rows that must match their one-row products.
+fn direct_product<T: k_quants::GgmlType>(
+    weight: &QTensor,
+    x: &Tensor,
+) -> candle_core::Result<Tensor> {
     let (n, k) = weight.shape().dims2()?;
     let x = x.contiguous()?;
     let rows = x.elem_count() / k.max(1);
     let lhs = x.flatten_all()?.to_vec1::<f32>()?;
     let data = weight.data()?;
-    let block = std::mem::size_of::<BlockQ8_0>();
-    if data.len() % block != 0
-        || data
-            .as_ptr()
-            .align_offset(std::mem::align_of::<BlockQ8_0>())
-            != 0
-    {
+    let block = std::mem::size_of::<T>();
+    if data.len() % block != 0 || data.as_ptr().align_offset(std::mem::align_of::<T>()) != 0 {
         candle_core::bail!(
-            "Q8_0 weights of {} bytes are not whole aligned blocks",
+            "{:?} weights of {} bytes are not whole aligned blocks",
+            T::DTYPE,
             data.len()
         );
     }
-    // SAFETY: `BlockQ8_0` is `repr(C)` {f16 scale, [i8; 32]}: 34 bytes, no padding, every bit
-    // pattern valid; the bytes are candle's own block storage, checked above to be aligned
-    // and a whole number of blocks, and borrowed for as long as `data` lives.
-    let blocks: &[BlockQ8_0] = unsafe {
-        std::slice::from_raw_parts(data.as_ptr().cast::<BlockQ8_0>(), data.len() / block)
-    };
+    // SAFETY: the block types are `repr(C)` structs of plain numbers (no padding, every bit
+    // pattern valid: BlockQ8_0 {f16, [i8; 32]}, BlockQ6K {[u8; 128], [u8; 64], [i8; 16], f16});
+    // the bytes are candle's own block storage of that type, checked above to be aligned and a
+    // whole number of blocks, and borrowed for as long as `data` lives.
+    let blocks: &[T] =
+        unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<T>(), data.len() / block) };
     let mut out = vec![0f32; rows * n];
-    k_quants::matmul::<BlockQ8_0>((rows, k, n), &lhs, blocks, &mut out)?;
+    k_quants::matmul::<T>((rows, k, n), &lhs, blocks, &mut out)?;
     let mut dims = x.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = n;
@@ -223,9 +247,6 @@ struct Layer {
     window: Option<usize>,
     /// Index into [`GgufDecoder::ropes`].
     rope: usize,
-    /// Keys and values of the positions this layer still needs, `[1, kv_heads, kept, head_dim]`
-    /// (all of them, or the last `window` for a sliding-window layer).
-    cache: Option<(Tensor, Tensor)>,
 }
 
 impl Layer {
@@ -248,7 +269,6 @@ impl Layer {
             post_ffn_norm: None,
             window: None,
             rope: 0,
-            cache: None,
         })
     }
 }
@@ -388,6 +408,10 @@ pub struct GgufDecoder {
     family: Family,
     /// Rotary tables; each layer names its own (Gemma's local and global layers differ).
     ropes: Vec<Rope>,
+    /// Per layer, the keys and values of the positions it still needs,
+    /// `[1, kv_heads, kept, head_dim]` (all of them, or the last `window` for a
+    /// sliding-window layer).
+    cache: Vec<Option<(Tensor, Tensor)>>,
 }
 
 impl GgufDecoder {
@@ -414,6 +438,7 @@ impl GgufDecoder {
             head_dim: shape.head_dim,
             family,
             ropes,
+            cache: Vec::new(),
         }
     }
 
@@ -435,9 +460,7 @@ impl GgufDecoder {
 
     /// Forgets every position.
     pub fn clear_cache(&mut self) {
-        for layer in &mut self.layers {
-            layer.cache = None;
-        }
+        self.cache.clear();
     }
 
     fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
@@ -450,23 +473,62 @@ impl GgufDecoder {
 
     /// Logits of the last of `tokens`, fed at `position` (0 starts a new sequence).
     pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
-        let device = Device::Cpu;
-        let s = tokens.len();
-        let positions = self.ropes[0].cos.dim(0)?;
-        if s == 0 || position + s > positions {
-            return Err(Error::bad_request(format!(
-                "{s} tokens at position {position} do not fit the model's {positions} positions"
-            )));
-        }
+        self.forward_part(tokens, position, tokens.len())
+    }
+
+    /// [`GgufDecoder::forward`] for `tokens`, part of a prompt of `prompt_len` tokens.
+    fn forward_part(
+        &mut self,
+        tokens: &[u32],
+        position: usize,
+        prompt_len: usize,
+    ) -> Result<Vec<f32>> {
         if position == 0 {
             self.clear_cache();
         }
+        let mut cache = std::mem::take(&mut self.cache);
+        let result = self.forward_rows(
+            tokens,
+            &mut [Rows {
+                len: tokens.len(),
+                position,
+                cache: &mut cache,
+            }],
+            Products::Prompt(prompt_len.max(tokens.len())),
+        );
+        self.cache = cache;
+        Ok(result?.pop().unwrap_or_default())
+    }
+
+    /// One pass over the rows of several sequences at once (`tokens` holds each sequence's
+    /// rows in turn, `seqs` their lengths, positions and caches): the linear layers run over
+    /// all rows together (one read of the weights), attention per sequence over its own
+    /// cache. Returns each sequence's last-row logits. `products`: per row (decode steps,
+    /// which give the same numbers alone or beside others) or as for a prompt.
+    fn forward_rows(
+        &self,
+        tokens: &[u32],
+        seqs: &mut [Rows<'_>],
+        products: Products,
+    ) -> Result<Vec<Vec<f32>>> {
+        let device = Device::Cpu;
+        let positions = self.ropes[0].cos.dim(0)?;
+        for seq in seqs.iter_mut() {
+            let (s, position) = (seq.len, seq.position);
+            if s == 0 || position + s > positions {
+                return Err(Error::bad_request(format!(
+                    "{s} tokens at position {position} do not fit the model's {positions} positions"
+                )));
+            }
+            if seq.cache.len() != self.layers.len() {
+                seq.cache.resize(self.layers.len(), None);
+            }
+        }
         let ids = Tensor::new(tokens, &device)?;
-        let mut h = self.embeddings.index_select(&ids, 0)?.unsqueeze(0)?; // [1, s, hidden]
+        let mut h = self.embeddings.index_select(&ids, 0)?.unsqueeze(0)?; // [1, rows, hidden]
         if let Some(scale) = self.family.embed_scale {
             h = (h * scale)?;
         }
-        let (heads, kv_heads, hd) = (self.heads, self.kv_heads, self.head_dim);
         let eps = self.eps;
         let norm = |x: &Tensor, w: &Option<Tensor>| -> candle_core::Result<Tensor> {
             match w {
@@ -474,211 +536,144 @@ impl GgufDecoder {
                 None => Ok(x.clone()),
             }
         };
-        for i in 0..self.layers.len() {
-            let x = candle_nn::ops::rms_norm(&h, &self.layers[i].attn_norm, self.eps)?;
-            let layer = &self.layers[i];
-            let rope = &self.ropes[layer.rope];
-            let cos = rope.cos.narrow(0, position, s)?;
-            let sin = rope.sin.narrow(0, position, s)?;
-            let split = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
-                t.reshape((1, s, n, hd))?.transpose(1, 2)?.contiguous()
-            };
-            let q = norm(&split(layer.q.forward(&x)?, heads)?, &layer.q_norm)?;
-            let k = norm(&split(layer.k.forward(&x)?, kv_heads)?, &layer.k_norm)?;
-            let q = self.rotate(&q, &cos, &sin)?;
-            let k = self.rotate(&k, &cos, &sin)?;
-            let v = split(layer.v.forward(&x)?, kv_heads)?;
-            let (k, v) = match &layer.cache {
-                Some((ck, cv)) if position > 0 => {
-                    (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?)
-                }
-                _ => (k, v),
-            };
-            // Keys held: positions first_key..position + s.
-            let first_key = position + s - k.dim(2)?;
-            let mask = attention_mask(s, position, first_key, layer.window)?;
-            let group = heads / kv_heads;
-            let kr = candle_transformers::utils::repeat_kv(k.clone(), group)?;
-            let vr = candle_transformers::utils::repeat_kv(v.clone(), group)?;
-            let mut scores = (q.matmul(&kr.t()?)? * self.family.attn_scale)?;
-            if let Some(mask) = &mask {
-                scores = scores.broadcast_add(mask)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let x = candle_nn::ops::rms_norm(&h, &layer.attn_norm, self.eps)?;
+            let q = layer.q.forward_rows(&x, products)?;
+            let k = layer.k.forward_rows(&x, products)?;
+            let v = layer.v.forward_rows(&x, products)?;
+            let mut attended = Vec::with_capacity(seqs.len());
+            let mut offset = 0;
+            for seq in seqs.iter_mut() {
+                let rows = |t: &Tensor| t.narrow(1, offset, seq.len);
+                let cache = &mut seq.cache[i];
+                attended.push(self.attend(
+                    layer,
+                    &rows(&q)?,
+                    &rows(&k)?,
+                    &rows(&v)?,
+                    seq.position,
+                    cache,
+                )?);
+                offset += seq.len;
             }
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let attended =
-                probs
-                    .matmul(&vr.contiguous()?)?
-                    .transpose(1, 2)?
-                    .reshape((1, s, heads * hd))?;
-            h = (norm(&layer.o.forward(&attended)?, &layer.post_attn_norm)? + &h)?;
+            let attended = if attended.len() == 1 {
+                attended.remove(0)
+            } else {
+                Tensor::cat(&attended, 1)?
+            };
+            h = (norm(
+                &layer.o.forward_rows(&attended, products)?,
+                &layer.post_attn_norm,
+            )? + &h)?;
             let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, self.eps)?;
-            let gate = layer.gate.forward(&x)?;
+            let gate = layer.gate.forward_rows(&x, products)?;
             let gate = match self.family.activation {
                 Activation::Silu => gate.silu()?,
                 Activation::GeluTanh => gelu_f16_table(&gate)?,
             };
-            let gated = (gate * layer.up.forward(&x)?)?;
-            h = (norm(&layer.down.forward(&gated)?, &layer.post_ffn_norm)? + &h)?;
-            // A sliding-window layer keeps only the keys a later query can still see.
-            let kept = k.dim(2)?;
-            let (k, v) = match layer.window {
-                Some(w) if kept > w => (
-                    k.narrow(2, kept - w, w)?.contiguous()?,
-                    v.narrow(2, kept - w, w)?.contiguous()?,
-                ),
-                _ => (k, v),
-            };
-            self.layers[i].cache = Some((k, v));
+            let gated = (gate * layer.up.forward_rows(&x, products)?)?;
+            h = (norm(
+                &layer.down.forward_rows(&gated, products)?,
+                &layer.post_ffn_norm,
+            )? + &h)?;
         }
-        let last = candle_nn::ops::rms_norm(&h.i((.., s - 1, ..))?, &self.norm, self.eps)?;
-        let mut logits = self.output.forward(&last)?; // [1, vocab]
+        // The last row of each sequence.
+        let mut last_rows = Vec::with_capacity(seqs.len());
+        let mut end = 0;
+        for seq in seqs.iter() {
+            end += seq.len;
+            last_rows.push(h.i((.., end - 1, ..))?);
+        }
+        let last = if last_rows.len() == 1 {
+            last_rows.remove(0)
+        } else {
+            Tensor::cat(&last_rows, 0)?
+        };
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, self.eps)?;
+        // One row per sequence, each as alone (a prompt's last row too, as it always was).
+        let mut logits = self.output.forward_rows(&last, Products::PerRow)?; // [seqs, vocab]
         if let Some(cap) = self.family.logit_softcap {
             logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
         }
-        Ok(logits.squeeze(0)?.to_vec1()?)
+        Ok(logits.to_vec2()?)
+    }
+
+    /// Attention of one sequence's `s` rows at `position` in block `layer`: `q`, `k`, `v` are
+    /// `[1, s, heads * head_dim]` projections; `cache` (its keys and values before `position`)
+    /// is extended, then trimmed to a sliding window. Returns `[1, s, heads * head_dim]`.
+    fn attend(
+        &self,
+        layer: &Layer,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        position: usize,
+        cache: &mut Option<(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        let (heads, kv_heads, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let s = q.dim(1)?;
+        let eps = self.eps;
+        let norm = |x: &Tensor, w: &Option<Tensor>| -> candle_core::Result<Tensor> {
+            match w {
+                Some(w) => candle_nn::ops::rms_norm(x, w, eps),
+                None => Ok(x.clone()),
+            }
+        };
+        let rope = &self.ropes[layer.rope];
+        let cos = rope.cos.narrow(0, position, s)?;
+        let sin = rope.sin.narrow(0, position, s)?;
+        let split = |t: &Tensor, n: usize| -> candle_core::Result<Tensor> {
+            t.reshape((1, s, n, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = norm(&split(q, heads)?, &layer.q_norm)?;
+        let k = norm(&split(k, kv_heads)?, &layer.k_norm)?;
+        let q = self.rotate(&q, &cos, &sin)?;
+        let k = self.rotate(&k, &cos, &sin)?;
+        let v = split(v, kv_heads)?;
+        let (k, v) = match cache.take() {
+            Some((ck, cv)) if position > 0 => {
+                (Tensor::cat(&[&ck, &k], 2)?, Tensor::cat(&[&cv, &v], 2)?)
+            }
+            _ => (k, v),
+        };
+        // Keys held: positions first_key..position + s.
+        let first_key = position + s - k.dim(2)?;
+        let mask = attention_mask(s, position, first_key, layer.window)?;
+        let group = heads / kv_heads;
+        let kr = candle_transformers::utils::repeat_kv(k.clone(), group)?;
+        let vr = candle_transformers::utils::repeat_kv(v.clone(), group)?;
+        let mut scores = (q.matmul(&kr.t()?)? * self.family.attn_scale)?;
+        if let Some(mask) = &mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let attended =
+            probs
+                .matmul(&vr.contiguous()?)?
+                .transpose(1, 2)?
+                .reshape((1, s, heads * hd))?;
+        // A sliding-window layer keeps only the keys a later query can still see.
+        let kept = k.dim(2)?;
+        *cache = Some(match layer.window {
+            Some(w) if kept > w => (
+                k.narrow(2, kept - w, w)?.contiguous()?,
+                v.narrow(2, kept - w, w)?.contiguous()?,
+            ),
+            _ => (k, v),
+        });
+        Ok(attended)
     }
 }
 
-impl super::CausalLm for GgufDecoder {
-    fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
-        GgufDecoder::forward(self, tokens, position)
-    }
-
-    fn fork(&self) -> Option<Box<dyn super::CausalLm>> {
-        let mut copy = self.clone();
-        copy.clear_cache();
-        Some(Box::new(copy))
-    }
+/// One sequence's share of a [`GgufDecoder::forward_rows`] pass.
+struct Rows<'a> {
+    /// Rows (tokens) of this sequence in the pass.
+    len: usize,
+    /// The position of its first row.
+    position: usize,
+    /// Its keys and values per layer.
+    cache: &'a mut Vec<Option<(Tensor, Tensor)>>,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::quantized::k_quants::QK_K;
-    use half::f16;
-
-    /// llama.cpp's `quantize_row_q8_0_ref`, read back: blocks of 32 with an f16 scale
-    /// `max|x| / 127` and values rounded half away from zero.
-    fn round_q8_0(x: &[f32]) -> Vec<f64> {
-        x.chunks(32)
-            .flat_map(|block| {
-                let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let d = amax / 127.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                let scale = f16::from_f32(d).to_f32() as f64;
-                block.iter().map(move |v| (v * id).round() as f64 * scale)
-            })
-            .collect()
-    }
-
-    /// llama.cpp's `quantize_row_q8_K_ref`, read back: blocks of 256, the scale set by the
-    /// value of largest magnitude (`iscale = -127 / max`), kept in f32. One difference, kept
-    /// on purpose: an exact tie (`iscale * x` = k + 0.5, which f32 products near ±127 hit
-    /// about once in 10^5 values) rounds away from zero here, as candle's kernels round it
-    /// on every CPU, where llama.cpp's `nearest_int` rounds it to even: one quantum on that
-    /// one value.
-    fn round_q8k(x: &[f32]) -> Vec<f64> {
-        x.chunks(QK_K)
-            .flat_map(|block| {
-                let (mut max, mut amax) = (0f32, 0f32);
-                for &v in block {
-                    if amax < v.abs() {
-                        amax = v.abs();
-                        max = v;
-                    }
-                }
-                let iscale = if amax == 0.0 { 0.0 } else { -127.0 / max };
-                let d = if amax == 0.0 { 0.0 } else { 1.0 / iscale };
-                block
-                    .iter()
-                    .map(move |v| (iscale * v).round().min(127.0) as f64 * d as f64)
-            })
-            .collect()
-    }
-
-    /// `x · wᵀ` by the definition of the weight's format, as llama.cpp computes it: the
-    /// dequantized weights times the activations rounded to the format's dot-product type
-    /// (Q8_0 for the 32-blocks, Q8K for the k-quants), summed in f64. Nothing here depends on
-    /// the CPU or on which kernel candle picks.
-    fn reference_product(w: &QTensor, x: &[f32]) -> Vec<f64> {
-        let (n, k) = w.shape().dims2().unwrap();
-        let weights: Vec<f32> = w
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let round: fn(&[f32]) -> Vec<f64> = match prefill_rounding(w.dtype()) {
-            Some(GgmlDType::Q8_0) => round_q8_0,
-            Some(GgmlDType::Q8K) => round_q8k,
-            other => panic!("{:?} has no reference rounding ({other:?})", w.dtype()),
-        };
-        x.chunks(k)
-            .flat_map(|row| {
-                let row = round(row);
-                let weights = &weights;
-                (0..n).map(move |j| {
-                    let column = &weights[j * k..(j + 1) * k];
-                    row.iter()
-                        .zip(column)
-                        .map(|(a, b)| a * *b as f64)
-                        .sum::<f64>()
-                })
-            })
-            .collect()
-    }
-
-    /// Every product path (prompt rows on dequantized weights, decode rows on the quantized
-    /// kernels or our Q8_0 call) gives the format's definition, for every weight type the
-    /// prompt path takes, on whatever CPU runs the test. With candle's own `QMatMul` for Q8_0,
-    /// a CPU with AVX-512 VNNI is 0.58 away here (activations rounded to Q8K).
-    #[test]
-    fn products_follow_the_format_definition_on_every_cpu() {
-        use rand::{Rng, SeedableRng};
-        let device = Device::Cpu;
-        let (out, inp) = (48, 512);
-        // Fixed data, so that a failure reproduces.
-        let mut rng = rand::rngs::StdRng::seed_from_u64(18);
-        let mut random = |n: usize, spread: f32| -> Vec<f32> {
-            (0..n).map(|_| rng.random_range(-spread..spread)).collect()
-        };
-        let w = Tensor::from_vec(random(out * inp, 1.0), (out, inp), &device).unwrap();
-        for dtype in [
-            GgmlDType::Q4_0,
-            GgmlDType::Q5_0,
-            GgmlDType::Q8_0,
-            GgmlDType::Q4K,
-            GgmlDType::Q5K,
-            GgmlDType::Q6K,
-        ] {
-            let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
-            let linear = QLinear {
-                matmul: QMatMul::from_arc(q.clone()).unwrap(),
-                weight: q.clone(),
-                bias: None,
-            };
-            // 1 and 3 rows are decode steps; 16 rows a prompt.
-            for rows in [1, 3, PREFILL_ROWS * 2] {
-                let x = Tensor::from_vec(random(rows * inp, 4.0), (1, rows, inp), &device).unwrap();
-                let ours: Vec<f32> = linear
-                    .forward(&x)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
-                let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
-                let reference = reference_product(&q, &xs);
-                assert_eq!(ours.len(), reference.len());
-                let diff = ours
-                    .iter()
-                    .zip(&reference)
-                    .map(|(a, b)| (*a as f64 - b).abs())
-                    .fold(0f64, f64::max);
-                assert!(diff < 1e-3, "{dtype:?}, {rows} rows: max abs diff {diff}");
-            }
-        }
-        assert!(prefill_rounding(GgmlDType::Q4_1).is_none());
-    }
-}
+mod tests;

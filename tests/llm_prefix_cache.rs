@@ -1,0 +1,233 @@
+//! Prompt-prefix reuse on real GGUFs: a second request that shares its start with an earlier
+//! one (the same system prompt, the earlier turns of a chat) feeds only its new tokens, and
+//! answers exactly as without the cache (greedy). The work saved is read from the cache's
+//! counters, never from timings. Over HTTP, the model's description shows the cache.
+
+mod common;
+
+use common::{qwen_gguf, smollm2_gguf, TestServer};
+use serde_json::{json, Value};
+use xinference::llm::{GenerateOptions, LlmEngine, SamplingParams};
+
+/// A long shared system prompt (a few hundred tokens).
+fn system_prompt() -> String {
+    let rule = "Answer briefly and precisely. Prefer facts over opinions, name your units, \
+                and never invent sources. ";
+    format!(
+        "You are a careful assistant for a library. {}",
+        rule.repeat(12)
+    )
+}
+
+fn greedy(max_tokens: usize) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens: Some(max_tokens),
+        sampling: SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn chat_prompt(engine: &LlmEngine, messages: &[Value]) -> Vec<u32> {
+    let text = engine
+        .render_chat(messages, None, &Default::default())
+        .unwrap();
+    engine.tokenize(&text).unwrap()
+}
+
+fn shared_start(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Same system prompt, two questions, then a second turn: with the cache, each later prompt
+/// computes only what follows the cached prefix, and every answer equals the cache-less one.
+fn check_reuse(path: &std::path::Path) {
+    let mut cached = LlmEngine::load_gguf(path, None, &[], &[]).unwrap();
+    let mut plain = LlmEngine::load_gguf(path, None, &[], &[]).unwrap();
+    plain.set_prefix_cache_budget(0);
+    let system = json!({"role": "system", "content": system_prompt()});
+    let first = [
+        system.clone(),
+        json!({"role": "user", "content": "What is the boiling point of water?"}),
+    ];
+    let second = [
+        system.clone(),
+        json!({"role": "user", "content": "How long is a marathon?"}),
+    ];
+    let p1 = chat_prompt(&cached, &first);
+    let p2 = chat_prompt(&cached, &second);
+    let options = greedy(16);
+
+    let g1 = cached.generate(&p1, &options, &mut |_| true).unwrap();
+    assert_eq!(
+        g1.cached_tokens, 0,
+        "nothing is cached before the first request"
+    );
+    let s1 = cached.prefix_cache_stats();
+    assert_eq!(
+        (s1.lookups, s1.hits, s1.prefilled_tokens),
+        (1, 0, p1.len() as u64)
+    );
+    assert_eq!(s1.entries, 1);
+    assert!(s1.bytes > 0 && s1.bytes <= s1.budget_bytes, "{s1:?}");
+
+    let g2 = cached.generate(&p2, &options, &mut |_| true).unwrap();
+    let shared = shared_start(&p1, &p2);
+    assert!(
+        shared > 100,
+        "the system prompt is shared ({shared} tokens)"
+    );
+    assert_eq!(
+        g2.cached_tokens, shared,
+        "the whole shared prefix is reused"
+    );
+    let s2 = cached.prefix_cache_stats();
+    assert_eq!(s2.hits, 1);
+    assert_eq!(
+        s2.prefilled_tokens - s1.prefilled_tokens,
+        (p2.len() - shared) as u64,
+        "the second prompt computes only its own tokens"
+    );
+    assert_eq!(s2.reused_tokens, shared as u64);
+    let r2 = plain.generate(&p2, &options, &mut |_| true).unwrap();
+    assert_eq!(g2.tokens, r2.tokens, "the cache changes no token");
+    assert_eq!(
+        plain.prefix_cache_stats().entries,
+        0,
+        "budget 0 stores nothing"
+    );
+
+    // The next turn of the first conversation: its prompt holds the first prompt and answer.
+    let turn2 = [
+        first[0].clone(),
+        first[1].clone(),
+        json!({"role": "assistant", "content": g1.text}),
+        json!({"role": "user", "content": "And in Fahrenheit?"}),
+    ];
+    let p3 = chat_prompt(&cached, &turn2);
+    let g3 = cached.generate(&p3, &options, &mut |_| true).unwrap();
+    assert!(
+        g3.cached_tokens >= p1.len(),
+        "the later turn reuses at least the whole first prompt ({} of {})",
+        g3.cached_tokens,
+        p1.len()
+    );
+    let s3 = cached.prefix_cache_stats();
+    assert_eq!(
+        s3.prefilled_tokens - s2.prefilled_tokens,
+        (p3.len() - g3.cached_tokens) as u64
+    );
+    let r3 = plain.generate(&p3, &options, &mut |_| true).unwrap();
+    assert_eq!(g3.tokens, r3.tokens, "the cache changes no token");
+}
+
+#[test]
+fn smollm2_reuses_shared_prefixes_with_the_same_tokens() {
+    check_reuse(&smollm2_gguf());
+}
+
+#[test]
+fn qwen_reuses_shared_prefixes_with_the_same_tokens() {
+    check_reuse(&qwen_gguf());
+}
+
+/// Gemma 3's sliding-window layers drop keys older than their window: a prefix is reused only
+/// where every key a later query sees is still held, and answers stay the same.
+#[test]
+fn gemma3_reuses_only_what_its_sliding_windows_still_hold() {
+    let path = common::test_models_dir().join("gemma-3-270m-q4_k_m.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing. Fix: run `python3 scripts/fetch-test-models.py gemma`",
+        path.display()
+    );
+    let mut cached = LlmEngine::load_gguf(&path, None, &[], &[]).unwrap();
+    let mut plain = LlmEngine::load_gguf(&path, None, &[], &[]).unwrap();
+    plain.set_prefix_cache_budget(0);
+    // Longer than Gemma 3 270M's 512-position window.
+    let text = "The library opens at nine and closes at five. ".repeat(70);
+    let p1 = cached.tokenize(&text).unwrap();
+    assert!(p1.len() > 600, "{} tokens", p1.len());
+    let options = greedy(8);
+    let g1 = cached.generate(&p1, &options, &mut |_| true).unwrap();
+    // Continuing the same text: every needed key is held.
+    let mut p2 = p1.clone();
+    p2.extend_from_slice(&g1.tokens);
+    p2.extend(cached.tokenize(" On Sundays").unwrap().into_iter().skip(1));
+    let g2 = cached.generate(&p2, &options, &mut |_| true).unwrap();
+    assert!(g2.cached_tokens >= p1.len(), "{} cached", g2.cached_tokens);
+    assert_eq!(
+        g2.tokens,
+        plain.generate(&p2, &options, &mut |_| true).unwrap().tokens
+    );
+    // Branching 200 tokens back: the windows no longer hold those keys, nothing is reused.
+    let mut p3 = p1[..p1.len() - 200].to_vec();
+    p3.extend(cached.tokenize(" Closed").unwrap().into_iter().skip(1));
+    let g3 = cached.generate(&p3, &options, &mut |_| true).unwrap();
+    assert_eq!(g3.cached_tokens, 0);
+    assert_eq!(
+        g3.tokens,
+        plain.generate(&p3, &options, &mut |_| true).unwrap().tokens
+    );
+}
+
+/// Over real HTTP: two chats with the same system prompt; the description reports the hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_description_shows_the_prefix_cache() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/v1/models", server.url))
+        .json(&json!({"model_name": "smollm2-instruct", "model_engine": "llama.cpp", "model_format": "ggufv2",
+            "model_size_in_billions": "0_135", "quantization": "Q4_1", "model_path": smollm2_gguf(),
+            "n_parallel": 1, "prefix_cache_bytes": 64 << 20}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    for question in ["What is a library card?", "When does the library open?"] {
+        let answer: Value = http
+            .post(format!("{}/v1/chat/completions", server.url))
+            .json(
+                &json!({"model": "smollm2-instruct", "max_tokens": 4, "temperature": 0,
+                "messages": [{"role": "system", "content": system_prompt()},
+                             {"role": "user", "content": question}]}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["usage"]["completion_tokens"], 4, "{answer}");
+    }
+    let description: Value = http
+        .get(format!("{}/v1/models/smollm2-instruct", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cache = &description["prefix_cache"];
+    assert_eq!(cache["lookups"], 2, "{description}");
+    assert_eq!(cache["hits"], 1, "{description}");
+    assert_eq!(cache["hit_rate"], 0.5);
+    assert!(cache["reused_tokens"].as_u64().unwrap() > 100, "{cache}");
+    assert_eq!(cache["budget_bytes"], 64 << 20);
+    assert!(cache["bytes"].as_u64().unwrap() > 0, "{cache}");
+    // A bad budget is a 400.
+    let r = http
+        .post(format!("{}/v1/models", server.url))
+        .json(&json!({"model_name": "smollm2-instruct", "model_uid": "other", "model_engine": "llama.cpp",
+            "model_format": "ggufv2", "model_size_in_billions": "0_135", "quantization": "Q4_1",
+            "model_path": smollm2_gguf(), "prefix_cache_bytes": "lots"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    server.stop().await;
+}
