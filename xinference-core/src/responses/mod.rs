@@ -262,6 +262,7 @@ fn translate_stream(
 pub fn error_type(kind: ErrorKind) -> (u16, &'static str, Option<&'static str>) {
     match kind {
         ErrorKind::BadRequest | ErrorKind::Unprocessable => (400, "invalid_request_error", None),
+        ErrorKind::Unauthorized => (401, "invalid_request_error", Some("invalid_api_key")),
         ErrorKind::Forbidden => (403, "invalid_request_error", None),
         ErrorKind::NotFound => (404, "invalid_request_error", Some("not_found")),
         ErrorKind::PayloadTooLarge => (413, "invalid_request_error", Some("request_too_large")),
