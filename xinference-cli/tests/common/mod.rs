@@ -188,13 +188,21 @@ impl Server {
     /// Starts a server on a free port with the sandbox's `XINFERENCE_HOME` and waits until
     /// `GET /status` answers.
     pub fn start(sandbox: &Sandbox) -> Server {
+        Self::start_with(sandbox, &[])
+    }
+
+    /// As [`start`](Self::start), with `extra` options for `xinference local`.
+    pub fn start_with(sandbox: &Sandbox, extra: &[&str]) -> Server {
         let mut last_log = String::new();
         for _ in 0..3 {
             let port = free_port();
             let log = sandbox.root().join(format!("server-{port}.log"));
             let file = std::fs::File::create(&log).expect("create the server log");
+            let port_text = port.to_string();
+            let mut args = vec!["local", "-H", "127.0.0.1", "-p", port_text.as_str()];
+            args.extend_from_slice(extra);
             let child = sandbox
-                .command(&["local", "-H", "127.0.0.1", "-p", &port.to_string()])
+                .command(&args)
                 .stdout(file.try_clone().expect("clone the log handle"))
                 .stderr(file)
                 .spawn()
