@@ -58,6 +58,8 @@ pub struct Auth {
     store: AuthStore,
     secret: String,
     expire_minutes: u64,
+    /// A hash no password matches, verified for unknown users.
+    dummy_hash: String,
 }
 
 impl std::fmt::Debug for Auth {
@@ -96,7 +98,12 @@ impl Auth {
                 .iter()
                 .map(|k| (secret::key_digest(k), k.chars().take(7).collect()))
                 .collect();
-            users.push((u.username.clone(), hash, scopes, keys));
+            users.push(store::ConfigUser {
+                name: u.username.clone(),
+                password_hash: hash,
+                scopes,
+                keys,
+            });
         }
         store.replace_config_users(&users, token::now_secs())?;
         let secret = match &config.auth_config.secret_key {
@@ -105,6 +112,7 @@ impl Auth {
         };
         Ok(Auth {
             store,
+            dummy_hash: secret::hash_password(&secret::new_secret())?,
             secret,
             expire_minutes: config.auth_config.token_expire_in_minutes,
         })
@@ -123,8 +131,14 @@ impl Auth {
     /// A JWT access token for `user` if `password` is theirs; else a 401. Blocks (argon2).
     pub fn login(&self, user: &str, password: &str) -> Result<String> {
         let row = self.store.user(user)?;
+        // An unknown user costs the same argon2 work as a wrong password, so the answer's
+        // timing does not tell which user names exist.
+        let hash = row
+            .as_ref()
+            .map_or(self.dummy_hash.as_str(), |r| r.password_hash.as_str());
+        let matches = secret::verify_password(password, hash);
         match row {
-            Some(row) if secret::verify_password(password, &row.password_hash) => {
+            Some(row) if matches => {
                 token::issue(&self.secret, user, &row.scopes, self.expire_minutes)
             }
             _ => Err(unauthorized("Incorrect username or password")),

@@ -30,6 +30,15 @@ pub struct KeyInfo {
     pub source: String,
 }
 
+/// A user of the config file as stored: name, password hash, scopes, and the digests (with
+/// prefixes) of the file's keys for this user.
+pub(crate) struct ConfigUser {
+    pub name: String,
+    pub password_hash: String,
+    pub scopes: Vec<String>,
+    pub keys: Vec<(String, String)>,
+}
+
 /// A user row.
 pub(crate) struct UserRow {
     pub password_hash: String,
@@ -98,19 +107,21 @@ impl AuthStore {
         Ok(value)
     }
 
-    /// Replaces the users and the config file's keys with `users`: (name, password hash,
-    /// scopes, key digests with their prefixes). Keys created through the API stay.
-    pub(crate) fn replace_config_users(
-        &self,
-        users: &[(String, String, Vec<String>, Vec<(String, String)>)],
-        now: u64,
-    ) -> Result<()> {
+    /// Replaces the users and the config file's keys with `users`. Keys created through the
+    /// API stay.
+    pub(crate) fn replace_config_users(&self, users: &[ConfigUser], now: u64) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db_err)?;
         tx.execute("DELETE FROM users", []).map_err(db_err)?;
         tx.execute("DELETE FROM api_keys WHERE source = 'config'", [])
             .map_err(db_err)?;
-        for (name, hash, scopes, keys) in users {
+        for ConfigUser {
+            name,
+            password_hash: hash,
+            scopes,
+            keys,
+        } in users
+        {
             tx.execute(
                 "INSERT INTO users (username, password_hash, scopes) VALUES (?1, ?2, ?3)",
                 params![name, hash, scopes_json(scopes)],
