@@ -24,6 +24,31 @@ fn a_public_address_without_auth_is_refused_unless_no_auth() {
         line.contains("--no-auth") && line.contains("--auth-config"),
         "{line}"
     );
+    // With --no-auth it serves, open.
+    let mut child = sandbox
+        .command(&["local", "-H", "0.0.0.0", "-p", &port, "--no-auth"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/v1/cluster/auth");
+    let mut answer = None;
+    for _ in 0..600 {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("`local -H 0.0.0.0 --no-auth` exited with {status}");
+        }
+        answer = common::block_on(async {
+            let r = reqwest::get(&url).await.ok()?;
+            r.json::<serde_json::Value>().await.ok()
+        });
+        if answer.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(answer, Some(serde_json::json!({"auth": false})));
 }
 
 #[test]
