@@ -56,4 +56,18 @@ out = model.image_to_image(
     seed=3, num_inference_steps=4, strength=0.5,
 )
 assert base64.b64decode(out["data"][0]["b64_json"]).startswith(PNG)
+# Inpainting (multipart image + mask_image) with the committed 64x64 fixture mask.
+from pathlib import Path
+
+mask = (Path(__file__).resolve().parents[1] / "fixtures" / "tiny-inpaint" / "mask.png").read_bytes()
+out = model.inpainting(
+    image=first, mask_image=mask, prompt="an apple", size="64*64", response_format="b64_json",
+    seed=3, num_inference_steps=3,
+)
+assert base64.b64decode(out["data"][0]["b64_json"]).startswith(PNG)
+try:
+    model.inpainting(image=first, mask_image=b"not an image", prompt="x", response_format="b64_json")
+    raise AssertionError("a bad mask must fail")
+except RuntimeError as e:
+    assert "mask" in str(e), e
 print("image clients: ok")

@@ -188,18 +188,18 @@ impl Server {
     /// Starts a server on a free port with the sandbox's `XINFERENCE_HOME` and waits until
     /// `GET /status` answers.
     pub fn start(sandbox: &Sandbox) -> Server {
-        Self::start_with(sandbox, &[])
+        Server::start_with(sandbox, &[])
     }
 
-    /// As [`start`](Self::start), with `extra` options for `xinference local`.
+    /// [`Server::start`] with more arguments for `xinference local`.
     pub fn start_with(sandbox: &Sandbox, extra: &[&str]) -> Server {
         let mut last_log = String::new();
         for _ in 0..3 {
             let port = free_port();
             let log = sandbox.root().join(format!("server-{port}.log"));
             let file = std::fs::File::create(&log).expect("create the server log");
-            let port_text = port.to_string();
-            let mut args = vec!["local", "-H", "127.0.0.1", "-p", port_text.as_str()];
+            let port_arg = port.to_string();
+            let mut args = vec!["local", "-H", "127.0.0.1", "-p", &port_arg];
             args.extend_from_slice(extra);
             let child = sandbox
                 .command(&args)
@@ -248,6 +248,27 @@ impl Server {
             "no answer from {url} in 60 s:\n{}",
             self.log_text()
         ))
+    }
+
+    /// Sends SIGTERM, as `docker stop` and Kubernetes do.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait for the server") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Everything the server logged so far.

@@ -7,7 +7,9 @@ use crate::protocol::chat::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,
     GenerationFields,
 };
-use crate::protocol::image::{ImageGenerationRequest, ImageResponse, ImageToImageRequest};
+use crate::protocol::image::{
+    ImageGenerationRequest, ImageResponse, ImageToImageRequest, InpaintingRequest,
+};
 use crate::protocol::openai::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
 use crate::protocol::rerank::{RerankRequest, RerankResponse};
 use crate::protocol::responses::{Response, ResponseStreamEvent, ResponsesRequest};
@@ -417,6 +419,39 @@ impl ImageModel {
                     form = form.text("size", s);
                 }
                 c.post_multipart_as("/v1/images/variations", form).await
+            }
+        }
+    }
+
+    /// Inpainting (`strength` and the other options in `kwargs`); over HTTP it is
+    /// Xinference's multipart `POST /v1/images/inpainting`.
+    pub async fn inpainting(&self, mut request: InpaintingRequest) -> Result<ImageResponse> {
+        request.model = self.uid.clone();
+        match &self.transport {
+            Transport::Local(r) => r.inpainting(request).await,
+            Transport::Remote(c) => {
+                let mut form = reqwest::multipart::Form::new()
+                    .text("model", request.model)
+                    .text("prompt", request.prompt)
+                    .text("kwargs", Value::Object(request.kwargs).to_string())
+                    .part(
+                        "image",
+                        reqwest::multipart::Part::bytes(request.image).file_name("image"),
+                    )
+                    .part(
+                        "mask_image",
+                        reqwest::multipart::Part::bytes(request.mask_image).file_name("mask"),
+                    );
+                if let Some(n) = request.n {
+                    form = form.text("n", n.to_string());
+                }
+                if let Some(f) = request.response_format {
+                    form = form.text("response_format", f);
+                }
+                if let Some(s) = request.size {
+                    form = form.text("size", s);
+                }
+                c.post_multipart_as("/v1/images/inpainting", form).await
             }
         }
     }

@@ -32,6 +32,10 @@ pub struct ClipTextConfig {
     /// Layer-norm epsilon.
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// The end-of-text id the pooled output is read at (2: transformers' legacy rule, the
+    /// position of the largest id).
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
 }
 
 fn default_act() -> String {
@@ -53,7 +57,8 @@ struct Layer {
     fc2: Linear,
 }
 
-/// The CLIP text transformer (`CLIPTextModel`): token ids -> last hidden state.
+/// The CLIP text transformer (`CLIPTextModel`, or `CLIPTextModelWithProjection` when the
+/// weights hold `text_projection`): token ids -> hidden states (and the pooled projection).
 pub struct ClipTextModel {
     token: Embedding,
     position: Embedding,
@@ -61,11 +66,34 @@ pub struct ClipTextModel {
     final_norm: LayerNorm,
     heads: usize,
     quick_gelu: bool,
+    projection: Option<Linear>,
+    eos_token_id: Option<u32>,
+}
+
+/// The hidden states of one pass.
+pub struct ClipHidden {
+    /// The last hidden state, after the final layer norm (`last_hidden_state`).
+    pub last: Tensor,
+    /// The input of the last layer (`hidden_states[-2]`, what SDXL conditions on).
+    pub penultimate: Tensor,
 }
 
 impl ClipTextModel {
     /// Builds the model from `config` and weights under `vb`.
     pub fn new(vb: VarBuilder, config: &ClipTextConfig) -> Result<Self> {
+        let projection = if vb.contains_tensor("text_projection.weight") {
+            let width = vb
+                .get_unchecked("text_projection.weight")?
+                .dim(0)
+                .map_err(Error::from)?;
+            Some(candle_nn::linear_no_bias(
+                config.hidden_size,
+                width,
+                vb.pp("text_projection"),
+            )?)
+        } else {
+            None
+        };
         let vb = if vb.contains_tensor("text_model.embeddings.token_embedding.weight") {
             vb.pp("text_model")
         } else {
@@ -113,11 +141,52 @@ impl ClipTextModel {
             final_norm,
             heads: config.num_attention_heads,
             quick_gelu,
+            projection,
+            eos_token_id: config.eos_token_id,
         })
+    }
+
+    /// Width of the pooled projection (`text_embeds`), when the model has one.
+    pub fn projection_width(&self) -> Option<usize> {
+        self.projection.as_ref().map(|p| p.weight().dims()[0])
     }
 
     /// The last hidden state (after the final layer norm) for `ids` (batch x seq).
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_hidden(ids)?.last)
+    }
+
+    /// `CLIPTextModelWithProjection`'s `text_embeds`: the last hidden state at each row's
+    /// end-of-text token, through `text_projection` (rows of `ids` as given to the pass).
+    pub fn pooled(&self, hidden: &ClipHidden, ids: &[Vec<u32>]) -> Result<Tensor> {
+        let projection = self.projection.as_ref().ok_or_else(|| {
+            Error::bad_request("this text encoder has no text_projection (a pooled embedding)")
+        })?;
+        let rows = ids
+            .iter()
+            .enumerate()
+            .map(|(b, row)| {
+                let at = self.eos_position(row);
+                hidden.last.get(b)?.narrow(0, at, 1)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(projection.forward(&Tensor::cat(&rows, 0)?)?)
+    }
+
+    /// Where transformers reads the pooled output: the largest id when the config's
+    /// `eos_token_id` is the legacy 2, else the first `eos_token_id` (0 when absent).
+    fn eos_position(&self, row: &[u32]) -> usize {
+        match self.eos_token_id {
+            Some(eos) if eos != 2 => row.iter().position(|&t| t == eos).unwrap_or(0),
+            _ => {
+                let max = row.iter().copied().max().unwrap_or(0);
+                row.iter().position(|&t| t == max).unwrap_or(0)
+            }
+        }
+    }
+
+    /// The last and penultimate hidden states for `ids` (batch x seq).
+    pub fn forward_hidden(&self, ids: &Tensor) -> Result<ClipHidden> {
         let (b, t) = ids.dims2()?;
         let device = ids.device();
         let positions = Tensor::arange(0u32, t as u32, device)?;
@@ -132,7 +201,11 @@ impl ClipTextModel {
         let h = x.dim(2)?;
         let hd = h / self.heads;
         let scale = (hd as f64).powf(-0.5);
-        for layer in &self.layers {
+        let mut penultimate = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            if i + 1 == self.layers.len() {
+                penultimate = x.clone();
+            }
             let residual = x.clone();
             let n = layer.ln1.forward(&x)?;
             let split = |t_: Tensor| -> candle_core::Result<Tensor> {
@@ -161,7 +234,10 @@ impl ClipTextModel {
             };
             x = (residual + layer.fc2.forward(&m)?)?;
         }
-        Ok(self.final_norm.forward(&x)?)
+        Ok(ClipHidden {
+            last: self.final_norm.forward(&x)?,
+            penultimate,
+        })
     }
 }
 

@@ -121,3 +121,89 @@ pub fn decode(
         .collect();
     Ok((pixels, w, h))
 }
+
+/// 400 unless `mask` is an image of the same width and height as `image` (inpainting).
+pub fn check_same_size(image: &[u8], mask: &[u8]) -> Result<()> {
+    let dims = |bytes: &[u8], what: &str| {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .ok()
+            .and_then(|r| r.into_dimensions().ok())
+            .ok_or_else(|| Error::bad_request(format!("the uploaded {what} cannot be read")))
+    };
+    let (a, b) = (dims(image, "image")?, dims(mask, "mask_image")?);
+    if a != b {
+        return Err(Error::bad_request(format!(
+            "mask_image is {}x{} but the image is {}x{}; they must be the same size",
+            b.0, b.1, a.0, a.1
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes an inpainting mask to grey levels in [0, 1] (`height x width`), as diffusers'
+/// mask processor: PIL's `convert("L")` (ITU-R 601-2 luma, PIL's rounding), then resized
+/// (Lanczos) to `width x height` when its size differs. 400 when it is not an image.
+pub fn decode_mask(bytes: &[u8], width: usize, height: usize) -> Result<Vec<f32>> {
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| Error::bad_request(format!("the uploaded mask_image cannot be read: {e}")))?;
+    let grey = match img {
+        image::DynamicImage::ImageLuma8(g) => g,
+        other => {
+            let rgb = other.to_rgb8();
+            let (w, h) = rgb.dimensions();
+            image::GrayImage::from_fn(w, h, |x, y| {
+                let [r, g, b] = rgb.get_pixel(x, y).0.map(u32::from);
+                image::Luma([((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16) as u8])
+            })
+        }
+    };
+    let grey = if grey.dimensions() != (width as u32, height as u32) {
+        image::imageops::resize(
+            &grey,
+            width as u32,
+            height as u32,
+            image::imageops::FilterType::Lanczos3,
+        )
+    } else {
+        grey
+    };
+    Ok(grey
+        .into_raw()
+        .into_iter()
+        .map(|b| f32::from(b) / 255.0)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(img: image::DynamicImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn masks_turn_grey_as_pil_does_and_must_match_the_image_size() {
+        // PIL: L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16.
+        let rgb = image::RgbImage::from_pixel(2, 1, image::Rgb([200, 100, 50]));
+        let mask = png(image::DynamicImage::ImageRgb8(rgb));
+        let grey = decode_mask(&mask, 2, 1).unwrap();
+        let expected = ((200 * 19595 + 100 * 38470 + 50 * 7471 + 0x8000) >> 16) as f32 / 255.0;
+        assert_eq!(grey, vec![expected; 2]);
+        let image = png(image::DynamicImage::ImageRgb8(image::RgbImage::new(2, 1)));
+        let other = png(image::DynamicImage::ImageLuma8(image::GrayImage::new(1, 2)));
+        assert!(check_same_size(&image, &mask).is_ok());
+        assert_eq!(
+            check_same_size(&image, &other)
+                .unwrap_err()
+                .kind()
+                .http_status(),
+            400
+        );
+        assert!(decode_mask(b"not an image", 2, 1).is_err());
+    }
+}

@@ -79,6 +79,18 @@ pub struct UNetSettings {
     pub out_channels: usize,
     /// Latent side the model was trained at.
     pub sample_size: usize,
+    /// SDXL's `text_time` added conditioning, when the config asks for it.
+    pub text_time: Option<TextTimeSettings>,
+}
+
+/// SDXL's `addition_embed_type: "text_time"`: the pooled text embedding and the sinusoidal
+/// embeddings of the time ids, concatenated, through `add_embedding` into the time embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextTimeSettings {
+    /// `addition_time_embed_dim`: sinusoidal channels per time id.
+    pub time_embed_dim: usize,
+    /// `projection_class_embeddings_input_dim`: pooled text width + 6 x `time_embed_dim`.
+    pub input_dim: usize,
 }
 
 impl UNetSettings {
@@ -89,10 +101,27 @@ impl UNetSettings {
                 "this UNet uses {what}, which this build does not support yet"
             )))
         };
-        if !v.get("addition_embed_type").is_none_or(Value::is_null) {
-            return unsupported("added conditioning (addition_embed_type, as SDXL's text_time)");
-        }
-        for key in ["class_embed_type", "time_cond_proj_dim", "encoder_hid_dim"] {
+        let text_time = match v.get("addition_embed_type") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) if t == "text_time" => Some(TextTimeSettings {
+                time_embed_dim: usize_of(v, "addition_time_embed_dim", 256)?,
+                input_dim: usize_of(v, "projection_class_embeddings_input_dim", 0)?,
+            }),
+            Some(other) => {
+                return unsupported(&format!(
+                    "added conditioning {other} (only SDXL's text_time is supported)"
+                ))
+            }
+        };
+        for key in [
+            "class_embed_type",
+            "time_cond_proj_dim",
+            "encoder_hid_dim",
+            "time_embedding_act_fn",
+            "timestep_post_act",
+            "time_embedding_dim",
+            "mid_block_only_cross_attention",
+        ] {
             if !v.get(key).is_none_or(Value::is_null) {
                 return unsupported(key);
             }
@@ -175,10 +204,10 @@ impl UNetSettings {
             }
         };
         let groups = usize_of(v, "norm_num_groups", 32)?;
-        if groups != 32 {
-            // candle's DownBlock2D/UpBlock2D build their resnets with 32 groups whatever the
-            // config says (every released SD UNet uses 32); refuse rather than misread.
-            return unsupported(&format!("norm_num_groups {groups} (only 32 is supported)"));
+        if groups == 0 || channels.iter().any(|c| c % groups != 0) {
+            return Err(Error::bad_request(format!(
+                "unet config: norm_num_groups {groups} does not divide every block's channels"
+            )));
         }
         let config = UNet2DConditionModelConfig {
             center_input_sample: bool_of(v, "center_input_sample", false),
@@ -194,8 +223,18 @@ impl UNetSettings {
             sliced_attention_size: None,
             use_linear_projection: bool_of(v, "use_linear_projection", false),
         };
+        if bool_of(v, "class_embeddings_concat", false) || bool_of(v, "resnet_skip_time_act", false)
+        {
+            return unsupported("class_embeddings_concat or resnet_skip_time_act");
+        }
+        for key in ["conv_in_kernel", "conv_out_kernel"] {
+            if usize_of(v, key, 3)? != 3 {
+                return unsupported(&format!("{key} other than 3"));
+            }
+        }
         Ok(UNetSettings {
             config,
+            text_time,
             in_channels: usize_of(v, "in_channels", 4)?,
             out_channels: usize_of(v, "out_channels", 4)?,
             sample_size: usize_of(v, "sample_size", 64)?,
@@ -256,4 +295,58 @@ fn block_out_channels(v: &Value, part: &str) -> Result<Vec<usize>> {
         })
         .filter(|c| !c.is_empty())
         .ok_or_else(|| Error::bad_request(format!("{part} config has no block_out_channels")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sdxl_like() -> Value {
+        json!({
+            "block_out_channels": [32, 64],
+            "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+            "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+            "attention_head_dim": [2, 4],
+            "transformer_layers_per_block": [1, 2],
+            "addition_embed_type": "text_time",
+            "addition_time_embed_dim": 8,
+            "projection_class_embeddings_input_dim": 72,
+            "cross_attention_dim": 64,
+            "norm_num_groups": 8,
+            "use_linear_projection": true,
+        })
+    }
+
+    #[test]
+    fn sdxl_settings_are_read_from_the_config() {
+        let s = UNetSettings::from_json(&sdxl_like()).unwrap();
+        assert_eq!(
+            s.text_time,
+            Some(TextTimeSettings {
+                time_embed_dim: 8,
+                input_dim: 72
+            })
+        );
+        assert_eq!(s.config.norm_num_groups, 8);
+        assert_eq!(s.config.blocks[0].use_cross_attn, None);
+        assert_eq!(s.config.blocks[1].use_cross_attn, Some(2));
+        assert_eq!(s.config.blocks[1].attention_head_dim, 4);
+        assert!(s.config.use_linear_projection);
+    }
+
+    #[test]
+    fn unsupported_unet_configs_are_a_400() {
+        for (key, value) in [
+            ("addition_embed_type", json!("image")),
+            ("norm_num_groups", json!(12)),
+            ("class_embed_type", json!("timestep")),
+            ("time_embedding_act_fn", json!("silu")),
+        ] {
+            let mut v = sdxl_like();
+            v[key] = value;
+            let e = UNetSettings::from_json(&v).unwrap_err();
+            assert_eq!(e.kind().http_status(), 400, "{key}: {e:?}");
+        }
+    }
 }

@@ -1,22 +1,28 @@
 //! Image generation: Stable Diffusion pipelines read from the diffusers folder layout
 //! (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`).
 //!
-//! - [`pipeline`]: loading and the denoising loop (text to image, image to image).
-//! - [`clip`]: our CLIP text encoder and tokenizer; [`config`]: UNet/VAE settings from the
-//!   configs (candle's UNet and VAE blocks run them); [`vae_encoder`]: the VAE encoder whose
-//!   latent distribution we sample ourselves.
+//! - [`pipeline`]: loading and the denoising loop (text to image, image to image, inpainting
+//!   with the masked-latent method).
+//! - [`text`]: the prompt encoders (one CLIP, or SDXL's two with the pooled projection);
+//!   [`clip`]: our CLIP text encoder and tokenizer.
+//! - [`unet`]: our UNet (time embedding, SDXL's text_time added conditioning), [`blocks`]:
+//!   its down/up blocks over candle's resnet and transformer layers; [`config`]: UNet/VAE settings from the configs; [`vae_encoder`]:
+//!   the VAE encoder whose latent distribution we sample ourselves.
 //! - [`scheduler`]: PNDM, DDIM, Euler, Euler ancestral, DPM-Solver++ 2M (Karras).
 //! - [`torch_rng`]: `torch.Generator("cpu")` + `torch.randn`, so a seed means what it means in
 //!   diffusers.
 //! - [`codec`]: PNG/JPEG/WebP out, uploaded images in.
 
+pub mod blocks;
 pub mod clip;
 pub mod codec;
 pub mod config;
 pub mod pipeline;
 pub mod scheduler;
 mod sigmas;
+pub mod text;
 pub mod torch_rng;
+pub mod unet;
 pub mod vae_encoder;
 
 pub use pipeline::{DiffusionPipeline, GenerateParams, Generated, ImageLimits};
@@ -50,7 +56,7 @@ impl ImageGenerator for DiffusionPipeline {
     }
 }
 
-/// Loads the image model in `dir` (a diffusers Stable Diffusion folder).
+/// Loads the image model in `dir` (a diffusers Stable Diffusion or SDXL folder).
 pub fn load_image_model(dir: &Path) -> Result<Box<dyn ImageGenerator>> {
     if !dir.join("model_index.json").exists() {
         return Err(crate::Error::bad_request(format!(

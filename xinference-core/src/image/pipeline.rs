@@ -3,15 +3,15 @@
 //! to image from an initial image) as `StableDiffusionPipeline` / `StableDiffusionImg2ImgPipeline`
 //! do on CPU in float32, with the request's seed drawn through [`TorchGenerator`].
 
-use super::clip::{ids_tensor, ClipTextConfig, ClipTextModel, ClipTokenizer};
 use super::config::{read_json, UNetSettings, VaeSettings};
-use super::scheduler::SchedulerConfig;
+use super::scheduler::{Scheduler, SchedulerConfig};
+use super::text::TextEncoders;
 use super::torch_rng::TorchGenerator;
+use super::unet::{AddedConditions, UNet};
 use super::vae_encoder::VaeEncoder;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel;
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -43,6 +43,9 @@ pub struct GenerateParams {
     /// Image to image: the initial image (RGB, `height x width x 3`, values in [0, 1]) and the
     /// strength (0..=1) of the noise added to it.
     pub init_image: Option<(Vec<f32>, f64)>,
+    /// Inpainting: the mask over the initial image (`height x width` values in [0, 1]; from 0.5
+    /// up the pixel is repainted, below it is kept), as diffusers' masked-latent method.
+    pub mask: Option<Vec<f32>>,
 }
 
 /// What a generation returns: each image as `height x width x 3` floats in [0, 1].
@@ -108,15 +111,23 @@ impl ImageLimits {
                 ));
             }
         }
+        match (&p.mask, &p.init_image) {
+            (Some(mask), Some(_)) if mask.len() != p.width * p.height => {
+                return Err(Error::bad_request(
+                    "the mask image does not match the size of the image",
+                ))
+            }
+            (Some(_), None) => return Err(Error::bad_request("a mask needs an image")),
+            _ => {}
+        }
         Ok(())
     }
 }
 
 /// A loaded pipeline.
 pub struct DiffusionPipeline {
-    tokenizer: ClipTokenizer,
-    text_encoder: ClipTextModel,
-    unet: UNet2DConditionModel,
+    text: TextEncoders,
+    unet: UNet,
     vae: AutoEncoderKL,
     vae_encoder: VaeEncoder,
     scheduler: SchedulerConfig,
@@ -199,37 +210,51 @@ impl DiffusionPipeline {
             .get("_class_name")
             .and_then(Value::as_str)
             .unwrap_or("");
-        if class.contains("XL") || root.join("text_encoder_2").exists() {
+        // An SDXL refiner has no first text encoder (`"text_encoder": [null, null]`).
+        let has_text_encoder = index
+            .get("text_encoder")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| !v.is_null()));
+        if !has_text_encoder && !root.join("text_encoder").is_dir() {
             return Err(Error::bad_request(format!(
-                "{class}: SDXL pipelines (two text encoders, text_time conditioning) are not \
-                 supported by this build yet; SD 1.x and 2.x pipelines are"
+                "{class}: this pipeline has no text_encoder (an SDXL refiner?); pipelines with \
+                 a CLIP text_encoder are supported"
             )));
         }
         let device = Device::Cpu;
-        let tokenizer = ClipTokenizer::load(&root.join("tokenizer"))?;
-        let te_dir = root.join("text_encoder");
-        let te_config: ClipTextConfig =
-            serde_json::from_value(read_json(&te_dir.join("config.json"))?).map_err(|e| {
-                Error::bad_request(format!(
-                    "text_encoder/config.json is not a CLIP config: {e}"
-                ))
-            })?;
-        let text_encoder = ClipTextModel::new(
-            var_builder(&weight_files(&te_dir, "model")?, &device)?,
-            &te_config,
-        )?;
+        let text = TextEncoders::load(root, &index, &device)?;
         let unet_dir = root.join("unet");
         let unet_settings = UNetSettings::from_json(&read_json(&unet_dir.join("config.json"))?)?;
-        let unet = UNet2DConditionModel::new(
+        if unet_settings.in_channels != 4 {
+            return Err(Error::bad_request(format!(
+                "a UNet with {} input channels (an inpainting or other conditioned UNet) is not \
+                 supported yet; 4-channel UNets are",
+                unet_settings.in_channels
+            )));
+        }
+        let unet = UNet::new(
             var_builder(
                 &weight_files(&unet_dir, "diffusion_pytorch_model")?,
                 &device,
             )?,
-            unet_settings.in_channels,
-            unet_settings.out_channels,
-            false,
-            unet_settings.config.clone(),
+            &unet_settings,
         )?;
+        match (unet.pooled_width(), text.pooled_width()) {
+            (None, _) => {}
+            (Some(_), None) => {
+                return Err(Error::bad_request(
+                    "the UNet has SDXL's text_time conditioning but the folder has no \
+                     text_encoder_2 with a projection",
+                ))
+            }
+            (Some(u), Some(t)) if u != t => {
+                return Err(Error::bad_request(format!(
+                    "the UNet's add_embedding expects a pooled text width of {u}, but \
+                     text_encoder_2 projects to {t}"
+                )))
+            }
+            _ => {}
+        }
         let vae_dir = root.join("vae");
         let vae_settings = VaeSettings::from_json(&read_json(&vae_dir.join("config.json"))?)?;
         let vae_vb = var_builder(&weight_files(&vae_dir, "diffusion_pytorch_model")?, &device)?;
@@ -246,8 +271,7 @@ impl DiffusionPipeline {
         let vae_scale = 1 << (vae_settings.config.block_out_channels.len() - 1);
         let unet_down = 1 << (unet_settings.config.blocks.len() - 1);
         Ok(DiffusionPipeline {
-            tokenizer,
-            text_encoder,
+            text,
             unet,
             vae,
             vae_encoder,
@@ -270,28 +294,101 @@ impl DiffusionPipeline {
         }
     }
 
-    fn encode_prompts(&self, p: &GenerateParams, guided: bool) -> Result<Tensor> {
-        let cond = self.tokenizer.encode(&p.prompt)?;
-        let mut rows = Vec::new();
-        if guided {
-            let uncond = self
-                .tokenizer
-                .encode(p.negative_prompt.as_deref().unwrap_or(""))?;
-            rows.extend(std::iter::repeat_n(uncond, p.n));
+    /// The VAE latents of an RGB image (`height x width x 3` in [0, 1]), sampled from the
+    /// encoder's distribution with `generator` (diffusers' `retrieve_latents`), then scaled.
+    fn encode_image(
+        &self,
+        pixels: &[f32],
+        p: &GenerateParams,
+        generator: &mut TorchGenerator,
+    ) -> Result<Tensor> {
+        let image = Tensor::from_slice(pixels, (1, p.height, p.width, 3), &self.device)?
+            .permute((0, 3, 1, 2))?
+            .affine(2.0, -1.0)?
+            .contiguous()?;
+        let (mean, std) = self.vae_encoder.encode(&image)?;
+        let noise = generator.randn(mean.elem_count());
+        let sample = (&mean + (&std * Tensor::from_vec(noise, mean.shape(), &self.device)?)?)?;
+        Ok(((sample - self.vae_settings.shift_factor)? * self.vae_settings.scaling_factor)?)
+    }
+
+    /// The starting latents (and, for inpainting, what each step is blended with).
+    fn initial_latents(
+        &self,
+        p: &GenerateParams,
+        scheduler: &mut Scheduler,
+        generator: &mut TorchGenerator,
+        shape: (usize, usize, usize, usize),
+    ) -> Result<Start> {
+        let len = shape.0 * shape.1 * shape.2 * shape.3;
+        let Some((pixels, strength)) = &p.init_image else {
+            let sigma = scheduler.init_noise_sigma() as f32;
+            let latents = generator
+                .randn(len)
+                .into_iter()
+                .map(|v| v * sigma)
+                .collect();
+            return Ok(Start {
+                latents,
+                start: 0,
+                inpaint: None,
+            });
+        };
+        // diffusers' get_timesteps: skip the first steps - int(steps * strength) entries of
+        // the schedule (which PNDM makes one longer than `steps`).
+        let init = ((p.steps as f64 * strength) as usize).min(p.steps);
+        let start = p.steps - init;
+        if init == 0 || start >= scheduler.timesteps().len() {
+            return Err(Error::bad_request(
+                "strength is too low: no denoising step would run (raise strength or \
+                 num_inference_steps)",
+            ));
         }
-        rows.extend(std::iter::repeat_n(cond, p.n));
-        // Each distinct prompt is encoded once (the rows repeat), then expanded.
-        let distinct = if guided { 2 } else { 1 };
-        let picked: Vec<Vec<u32>> = (0..distinct).map(|i| rows[i * p.n].clone()).collect();
-        let hidden = self
-            .text_encoder
-            .forward(&ids_tensor(&picked, &self.device)?)?;
-        let (_, t, h) = hidden.dims3()?;
-        Ok(hidden
-            .unsqueeze(1)?
-            .broadcast_as((distinct, p.n, t, h))?
-            .contiguous()?
-            .reshape((distinct * p.n, t, h))?)
+        scheduler.set_begin_index(start);
+        let clean: Vec<f32> = self
+            .encode_image(pixels, p, generator)?
+            .broadcast_as(shape)?
+            .flatten_all()?
+            .to_vec1()?;
+        let noise = generator.randn(len);
+        let Some(mask) = &p.mask else {
+            return Ok(Start {
+                latents: scheduler.add_noise(&clean, &noise, start),
+                start,
+                inpaint: None,
+            });
+        };
+        // StableDiffusionInpaintPipeline with a 4-channel UNet: pure noise at full strength.
+        let latents = if *strength == 1.0 {
+            let sigma = scheduler.init_noise_sigma() as f32;
+            noise.iter().map(|v| v * sigma).collect()
+        } else {
+            scheduler.add_noise(&clean, &noise, start)
+        };
+        // diffusers then encodes the masked image with the same generator (only 9-channel
+        // UNets use it); the draw is made so that later draws (ancestral noise) match.
+        generator.randn(shape.1 * shape.2 * shape.3);
+        let (_, channels, lh, lw) = shape;
+        // The mask at latent size: torch's nearest interpolation, binarised at 0.5.
+        let small: Vec<f32> = (0..lh)
+            .flat_map(|y| (0..lw).map(move |x| (y, x)))
+            .map(|(y, x)| {
+                let (sy, sx) = (y * p.height / lh, x * p.width / lw);
+                if mask[sy * p.width + sx] >= 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = (0..shape.0 * channels)
+            .flat_map(|_| small.iter().copied())
+            .collect();
+        Ok(Start {
+            latents,
+            start,
+            inpaint: Some(Inpaint { clean, noise, mask }),
+        })
     }
 
     /// Runs the pipeline. `on_step(done, total)` is called after each denoising step; when it
@@ -304,50 +401,31 @@ impl DiffusionPipeline {
         self.limits().check(p)?;
         let mut scheduler = self.scheduler.build(p.sampler_name.as_deref(), p.steps)?;
         let guided = p.guidance_scale > 1.0;
-        let context = self.encode_prompts(p, guided)?;
+        let cond = self.text.encode(
+            &p.prompt,
+            p.negative_prompt.as_deref(),
+            p.n,
+            guided,
+            &self.device,
+        )?;
+        // SDXL's time ids per row: original size, crop top-left (0, 0), target size.
+        let rows = if guided { 2 * p.n } else { p.n };
+        let (h, w) = (p.height as f32, p.width as f32);
+        let ids: Vec<f32> = (0..rows).flat_map(|_| [h, w, 0.0, 0.0, h, w]).collect();
+        let time_ids = Tensor::from_vec(ids, (rows, 6), &self.device)?;
+        let added = cond.pooled.as_ref().map(|pooled| AddedConditions {
+            text_embeds: pooled,
+            time_ids: &time_ids,
+        });
         let (lh, lw) = (p.height / self.vae_scale, p.width / self.vae_scale);
         let shape = (p.n, self.latent_channels, lh, lw);
-        let len = p.n * self.latent_channels * lh * lw;
         let mut generator = TorchGenerator::new(p.seed);
+        let Start {
+            mut latents,
+            start,
+            inpaint,
+        } = self.initial_latents(p, &mut scheduler, &mut generator, shape)?;
         let all_timesteps = scheduler.timesteps().to_vec();
-        let (mut latents, start) = match &p.init_image {
-            None => {
-                let noise = generator.randn(len);
-                let sigma = scheduler.init_noise_sigma() as f32;
-                (
-                    noise.into_iter().map(|v| v * sigma).collect::<Vec<f32>>(),
-                    0,
-                )
-            }
-            Some((pixels, strength)) => {
-                // diffusers' get_timesteps: skip the first steps - int(steps * strength)
-                // entries of the schedule (which PNDM makes one longer than `steps`).
-                let init = ((p.steps as f64 * strength) as usize).min(p.steps);
-                let start = p.steps - init;
-                if init == 0 || start >= all_timesteps.len() {
-                    return Err(Error::bad_request(
-                        "strength is too low: no denoising step would run (raise strength or \
-                         num_inference_steps)",
-                    ));
-                }
-                let image =
-                    Tensor::from_vec(pixels.clone(), (1, p.height, p.width, 3), &self.device)?
-                        .permute((0, 3, 1, 2))?
-                        .affine(2.0, -1.0)?
-                        .contiguous()?;
-                let (mean, std) = self.vae_encoder.encode(&image)?;
-                let sample_noise = generator.randn(mean.elem_count());
-                let sample = (&mean
-                    + (&std * Tensor::from_vec(sample_noise, mean.shape(), &self.device)?)?)?;
-                let sample = ((sample - self.vae_settings.shift_factor)?
-                    * self.vae_settings.scaling_factor)?;
-                let sample = sample.broadcast_as(shape)?.contiguous()?;
-                let clean: Vec<f32> = sample.flatten_all()?.to_vec1()?;
-                let noise = generator.randn(len);
-                scheduler.set_begin_index(start);
-                (scheduler.add_noise(&clean, &noise, start), start)
-            }
-        };
         let total = all_timesteps.len() - start;
         for (done, index) in (start..all_timesteps.len()).enumerate() {
             let t = all_timesteps[index];
@@ -359,7 +437,9 @@ impl DiffusionPipeline {
             } else {
                 x
             };
-            let out = self.unet.forward(&input, t, &context)?;
+            let out = self
+                .unet
+                .forward(&input, t, &cond.context, added.as_ref())?;
             let noise_pred = if guided {
                 let uncond = out.narrow(0, 0, p.n)?;
                 let cond = out.narrow(0, p.n, p.n)?;
@@ -369,6 +449,17 @@ impl DiffusionPipeline {
             };
             let noise_pred: Vec<f32> = noise_pred.flatten_all()?.to_vec1()?;
             latents = scheduler.step(&noise_pred, &latents, &mut generator);
+            if let Some(inp) = &inpaint {
+                // Outside the mask, the initial image noised to the next step's level.
+                let kept = if index + 1 < all_timesteps.len() {
+                    scheduler.add_noise(&inp.clean, &inp.noise, index + 1)
+                } else {
+                    inp.clean.clone()
+                };
+                for ((l, k), m) in latents.iter_mut().zip(&kept).zip(&inp.mask) {
+                    *l = (1.0 - m) * k + m * *l;
+                }
+            }
             if !on_step(done + 1, total) {
                 return Err(Error::new(
                     crate::ErrorKind::Cancelled,
@@ -396,4 +487,20 @@ impl DiffusionPipeline {
             height: p.height,
         })
     }
+}
+
+/// The latents a generation starts from.
+struct Start {
+    latents: Vec<f32>,
+    /// Index of the first timestep run.
+    start: usize,
+    inpaint: Option<Inpaint>,
+}
+
+/// Inpainting's per-step blend: the clean image latents, the noise they are re-noised with,
+/// and the latent-size mask (1: generated, 0: kept), all `n x channels x h x w`.
+struct Inpaint {
+    clean: Vec<f32>,
+    noise: Vec<f32>,
+    mask: Vec<f32>,
 }

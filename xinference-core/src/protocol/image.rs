@@ -64,6 +64,28 @@ pub struct ImageToImageRequest {
     pub kwargs: Map<String, Value>,
 }
 
+/// Inpainting (`POST /v1/images/inpainting`): the multipart fields, decoded.
+#[derive(Debug, Clone, Default)]
+pub struct InpaintingRequest {
+    /// The model uid.
+    pub model: String,
+    /// The image to repaint (PNG, JPEG or WebP bytes).
+    pub image: Vec<u8>,
+    /// The mask, the image's size: white (from half grey up) is repainted, black is kept.
+    pub mask_image: Vec<u8>,
+    /// The prompt.
+    pub prompt: String,
+    /// Images to make (default 1).
+    pub n: Option<i64>,
+    /// `url` (default) or `b64_json`.
+    pub response_format: Option<String>,
+    /// Output size; absent: the image's size (rounded down to what the model needs).
+    pub size: Option<String>,
+    /// Options (`negative_prompt`, `strength` (default 1.0), `guidance_scale`,
+    /// `num_inference_steps`, `seed`, `sampler_name`, `output_format`).
+    pub kwargs: Map<String, Value>,
+}
+
 /// One image of a response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ImageData {

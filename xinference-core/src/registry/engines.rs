@@ -123,6 +123,7 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
         "WhisperForConditionalGeneration",
     ),
     (ModelType::Image, "pytorch", "StableDiffusionPipeline"),
+    (ModelType::Image, "pytorch", "StableDiffusionXLPipeline"),
 ];
 
 /// Whether this build can run `spec` of `family`.

@@ -258,20 +258,25 @@ fn translate_stream(
     .boxed()
 }
 
-/// The HTTP status, OpenAI error `type` and `code` for a failure of `kind`.
+/// The HTTP status, OpenAI error `type` and `code` for a failure of `kind`. The status is
+/// [`ErrorKind::http_status`]'s, except that a request the model cannot serve as asked (422) is
+/// a 400, as OpenAI answers it.
 pub fn error_type(kind: ErrorKind) -> (u16, &'static str, Option<&'static str>) {
-    match kind {
-        ErrorKind::BadRequest | ErrorKind::Unprocessable => (400, "invalid_request_error", None),
-        ErrorKind::Unauthorized => (401, "invalid_request_error", Some("invalid_api_key")),
-        ErrorKind::Forbidden => (403, "invalid_request_error", None),
-        ErrorKind::NotFound => (404, "invalid_request_error", Some("not_found")),
-        ErrorKind::PayloadTooLarge => (413, "invalid_request_error", Some("request_too_large")),
-        ErrorKind::Overloaded => (429, "rate_limit_error", Some("rate_limit_exceeded")),
-        ErrorKind::NotImplemented => (501, "invalid_request_error", Some("not_implemented")),
-        ErrorKind::NotReady => (503, "server_error", Some("model_not_ready")),
-        ErrorKind::Cancelled => (499, "server_error", Some("cancelled")),
-        _ => (500, "server_error", Some("server_error")),
-    }
+    let (kind_name, code) = match kind {
+        ErrorKind::BadRequest | ErrorKind::Unprocessable => {
+            return (400, "invalid_request_error", None)
+        }
+        ErrorKind::Unauthorized => ("invalid_request_error", Some("invalid_api_key")),
+        ErrorKind::Forbidden => ("invalid_request_error", None),
+        ErrorKind::NotFound => ("invalid_request_error", Some("not_found")),
+        ErrorKind::PayloadTooLarge => ("invalid_request_error", Some("request_too_large")),
+        ErrorKind::Overloaded => ("rate_limit_error", Some("rate_limit_exceeded")),
+        ErrorKind::NotImplemented => ("invalid_request_error", Some("not_implemented")),
+        ErrorKind::NotReady => ("server_error", Some("model_not_ready")),
+        ErrorKind::Cancelled => ("server_error", Some("cancelled")),
+        ErrorKind::Internal => ("server_error", Some("server_error")),
+    };
+    (kind.http_status(), kind_name, code)
 }
 
 /// OpenAI's error body for `error`.

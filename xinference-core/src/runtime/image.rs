@@ -7,7 +7,7 @@ use super::{Loaded, Runtime, Worker};
 use crate::image::codec::{self, OutputFormat};
 use crate::image::{GenerateParams, ImageGenerator, ImageLimits};
 use crate::protocol::image::{
-    ImageData, ImageGenerationRequest, ImageResponse, ImageToImageRequest,
+    ImageData, ImageGenerationRequest, ImageResponse, ImageToImageRequest, InpaintingRequest,
 };
 use crate::registry::ModelType;
 use crate::{Error, Result};
@@ -259,7 +259,39 @@ impl Runtime {
             request.size.as_deref(),
             &Map::new(),
             kwargs,
-            Some(request.image),
+            Some(Upload {
+                image: request.image,
+                mask: None,
+            }),
+        )
+        .await
+    }
+
+    /// Inpainting (`POST /v1/images/inpainting`): where `mask_image` is white (from half
+    /// grey up) the image is repainted towards the prompt, elsewhere it is kept, with the
+    /// masked-latent method of diffusers' `StableDiffusionInpaintPipeline` for 4-channel
+    /// UNets (`strength` defaults to 1.0 as there). The mask must have the image's size.
+    pub async fn inpainting(&self, request: InpaintingRequest) -> Result<ImageResponse> {
+        if request.image.is_empty() {
+            return Err(Error::bad_request("image is required"));
+        }
+        if request.mask_image.is_empty() {
+            return Err(Error::bad_request("mask_image is required"));
+        }
+        let mut kwargs = request.kwargs;
+        kwargs.entry("strength").or_insert_with(|| Value::from(1.0));
+        self.run_image(
+            &request.model,
+            request.prompt,
+            request.n,
+            request.response_format.as_deref(),
+            request.size.as_deref(),
+            &Map::new(),
+            kwargs,
+            Some(Upload {
+                image: request.image,
+                mask: Some(request.mask_image),
+            }),
         )
         .await
     }
@@ -274,7 +306,7 @@ impl Runtime {
         size: Option<&str>,
         extra: &Map<String, Value>,
         kwargs: Map<String, Value>,
-        init_image: Option<Vec<u8>>,
+        upload: Option<Upload>,
     ) -> Result<ImageResponse> {
         let instance = self.instance(model)?;
         if instance.family.model_type != ModelType::Image {
@@ -283,11 +315,24 @@ impl Runtime {
                 instance.family.model_type
             )));
         }
-        if init_image.is_some() && !instance.family.abilities.iter().any(|a| a == "image2image") {
-            return Err(Error::bad_request(format!(
-                "Model {model} does not support image to image (abilities: {})",
-                instance.family.abilities.join(", ")
-            )));
+        // Inpainting runs on any model that can do image to image (the masked-latent method
+        // needs nothing more), or that the registry says inpaints.
+        let abilities = &instance.family.abilities;
+        let able = |a: &str| abilities.iter().any(|x| x == a);
+        match &upload {
+            Some(u) if u.mask.is_some() && !able("image2image") && !able("inpainting") => {
+                return Err(Error::bad_request(format!(
+                    "Model {model} does not support inpainting (abilities: {})",
+                    abilities.join(", ")
+                )))
+            }
+            Some(u) if u.mask.is_none() && !able("image2image") => {
+                return Err(Error::bad_request(format!(
+                    "Model {model} does not support image to image (abilities: {})",
+                    abilities.join(", ")
+                )))
+            }
+            _ => {}
         }
         let options = merged_options(
             instance.family.json.get("default_generate_config"),
@@ -314,25 +359,32 @@ impl Runtime {
         let limits = &replica.limits;
         let requested = parse_size(size)?;
         let strength = opt_f64(&options, "strength")?.unwrap_or(0.8);
-        let (width, height, init) = match init_image {
+        let (width, height, init, mask) = match upload {
             None => {
                 let (w, h) = requested.unwrap_or((limits.default_size, limits.default_size));
                 limits.check_size(w, h)?;
-                (w, h, None)
+                (w, h, None, None)
             }
-            Some(bytes) => {
+            Some(upload) => {
                 if let Some((w, h)) = requested {
                     limits.check_size(w, h)?;
                 }
                 let multiple = limits.size_multiple;
-                let (pixels, w, h) =
-                    tokio::task::spawn_blocking(move || codec::decode(&bytes, requested, multiple))
-                        .await
-                        .map_err(|e| {
-                            Error::internal(format!("decoding the image failed: {e}"))
-                        })??;
+                let (pixels, w, h, mask) = tokio::task::spawn_blocking(move || {
+                    let (pixels, w, h) = codec::decode(&upload.image, requested, multiple)?;
+                    let mask = match &upload.mask {
+                        None => None,
+                        Some(mask) => {
+                            codec::check_same_size(&upload.image, mask)?;
+                            Some(codec::decode_mask(mask, w, h)?)
+                        }
+                    };
+                    Ok::<_, Error>((pixels, w, h, mask))
+                })
+                .await
+                .map_err(|e| Error::internal(format!("decoding the image failed: {e}")))??;
                 limits.check_size(w, h)?;
-                (w, h, Some((pixels, strength)))
+                (w, h, Some((pixels, strength)), mask)
             }
         };
         let seed = match opt_f64(&options, "seed")? {
@@ -351,6 +403,7 @@ impl Runtime {
             seed,
             sampler_name: opt_str(&options, "sampler_name")?,
             init_image: init,
+            mask,
         };
         limits.check(&params)?;
         tracing::info!(
@@ -424,6 +477,12 @@ impl Runtime {
             seed: Some(seed),
         })
     }
+}
+
+/// The uploaded files of an image to image or inpainting request.
+struct Upload {
+    image: Vec<u8>,
+    mask: Option<Vec<u8>>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `POST /v1/images/generations` (text to image, Xinference's and OpenAI's shapes),
-//! `POST /v1/images/variations` (image to image, multipart), and
+//! `POST /v1/images/variations` (image to image, multipart), `POST /v1/images/inpainting`
+//! (the same form with `mask_image`), and
 //! `GET /v1/images/files/{name}`, which serves the files that `response_format: "url"` writes
 //! under `$XINFERENCE_HOME/image/` (nothing outside that folder).
 
@@ -12,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{Map, Value};
 use xinference_core::protocol::image::{
-    ImageGenerationRequest, ImageResponse, ImageToImageRequest,
+    ImageGenerationRequest, ImageResponse, ImageToImageRequest, InpaintingRequest,
 };
 use xinference_core::{Error, Runtime};
 
@@ -55,9 +56,38 @@ fn field_error(e: impl std::fmt::Display) -> ApiError {
 pub async fn variations(
     State(rt): State<AppState>,
     headers: HeaderMap,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> ApiResult<Json<ImageResponse>> {
+    let (request, _) = image_form(multipart).await?;
+    let response = rt.image_to_image(request).await?;
+    Ok(Json(served_urls(&rt, &headers, response)))
+}
+
+/// Inpainting: the fields of [`variations`] and `mask_image` (Xinference's multipart form).
+pub async fn inpainting(
+    State(rt): State<AppState>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> ApiResult<Json<ImageResponse>> {
+    let (r, mask_image) = image_form(multipart).await?;
+    let request = InpaintingRequest {
+        model: r.model,
+        image: r.image,
+        mask_image: mask_image.unwrap_or_default(),
+        prompt: r.prompt,
+        n: r.n,
+        response_format: r.response_format,
+        size: r.size,
+        kwargs: r.kwargs,
+    };
+    let response = rt.inpainting(request).await?;
+    Ok(Json(served_urls(&rt, &headers, response)))
+}
+
+/// The multipart form of image to image and inpainting (and its `mask_image`, when sent).
+async fn image_form(mut multipart: Multipart) -> ApiResult<(ImageToImageRequest, Option<Vec<u8>>)> {
     let mut request = ImageToImageRequest::default();
+    let mut mask = None;
     let mut kwargs_text = None;
     let mut top = Map::new();
     while let Some(field) = multipart.next_field().await.map_err(field_error)? {
@@ -68,6 +98,10 @@ pub async fn variations(
                 if request.image.is_empty() {
                     request.image = bytes.to_vec();
                 }
+            }
+            "mask_image" | "mask" => {
+                let bytes = field.bytes().await.map_err(field_error)?;
+                mask.get_or_insert(bytes.to_vec());
             }
             _ => {
                 let text = field.text().await.map_err(field_error)?;
@@ -115,8 +149,7 @@ pub async fn variations(
         kwargs.entry(k).or_insert(v);
     }
     request.kwargs = kwargs;
-    let response = rt.image_to_image(request).await?;
-    Ok(Json(served_urls(&rt, &headers, response)))
+    Ok((request, mask))
 }
 
 /// A generated image file.

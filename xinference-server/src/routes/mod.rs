@@ -70,6 +70,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/audio/translations"),
     ("post", "/v1/images/generations"),
     ("post", "/v1/images/variations"),
+    ("post", "/v1/images/inpainting"),
     ("get", "/v1/images/files/{name}"),
     ("get", "/v1/requests/{request_id}/progress"),
     ("get", "/openapi.json"),
@@ -148,6 +149,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         )
         .route("/v1/images/generations", post(images::generations))
         .route("/v1/images/variations", post(images::variations))
+        .route("/v1/images/inpainting", post(images::inpainting))
         .route("/v1/images/files/{name}", get(images::file))
         .route("/v1/requests/{request_id}/progress", get(images::progress))
         .fallback(not_found)
