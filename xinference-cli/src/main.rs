@@ -42,6 +42,10 @@ enum Command {
     Engine(commands::EngineArgs),
     /// List the models in the local cache.
     Cached(commands::CachedArgs),
+    /// Log in to a server with auth on (the token is saved for the later commands).
+    Login(commands::LoginArgs),
+    /// Create, list or revoke API keys on a server with auth on.
+    Keys(commands::KeysArgs),
     /// Chat with a running LLM, interactively (an empty line exits).
     Chat(commands::ReplArgs),
     /// Continue prompts with a running LLM, interactively (an empty line exits).
@@ -83,6 +87,8 @@ fn main() {
             Some(Command::Unregister(args)) => commands::unregister(args).await,
             Some(Command::Engine(args)) => commands::engine(args).await,
             Some(Command::Cached(args)) => commands::cached(args).await,
+            Some(Command::Login(args)) => commands::login(args).await,
+            Some(Command::Keys(args)) => commands::keys(args).await,
             Some(Command::Chat(args)) => commands::repl(args, true).await,
             Some(Command::Generate(args)) => commands::repl(args, false).await,
         }

@@ -9,6 +9,9 @@ use std::fmt;
 pub enum ErrorKind {
     /// The request is malformed or asks for something impossible (HTTP 400).
     BadRequest,
+    /// No valid credential: the server has auth on and the request carries no token or key,
+    /// or an expired, forged or revoked one (HTTP 401).
+    Unauthorized,
     /// The caller may not do this (HTTP 403): e.g. a cross-origin browser request that the
     /// server's allowed origins do not name.
     Forbidden,
@@ -35,6 +38,7 @@ impl ErrorKind {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthorized => 401,
             ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::PayloadTooLarge => 413,
@@ -51,6 +55,7 @@ impl ErrorKind {
     pub fn from_http_status(status: u16) -> ErrorKind {
         match status {
             400 => ErrorKind::BadRequest,
+            401 => ErrorKind::Unauthorized,
             403 => ErrorKind::Forbidden,
             404 => ErrorKind::NotFound,
             413 => ErrorKind::PayloadTooLarge,

@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod audio;
+pub mod auth;
 pub mod client;
 pub mod compute;
 pub mod embedding;

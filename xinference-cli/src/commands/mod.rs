@@ -1,5 +1,6 @@
 //! One module per group of subcommands. They print with the typed results of `xinference-core`.
 
+mod auth;
 mod cached;
 mod engine;
 mod models;
@@ -7,6 +8,7 @@ mod registrations;
 mod repl;
 mod server;
 
+pub use auth::{keys, login, KeysArgs, LoginArgs};
 pub use cached::{cached, CachedArgs};
 pub use engine::{engine, EngineArgs};
 pub use models::{launch, list, terminate, LaunchArgs, TerminateArgs};
@@ -26,14 +28,37 @@ pub struct EndpointArgs {
     /// Server endpoint (default: $XINFERENCE_ENDPOINT, else http://127.0.0.1:9997).
     #[arg(short, long, env = "XINFERENCE_ENDPOINT")]
     endpoint: Option<String>,
-    /// API key sent as a bearer token (`-ak` is accepted too).
-    #[arg(long)]
+    /// API key (or access token) sent as a bearer token (`-ak` is accepted too; default: the
+    /// token saved by `xinference login` for this endpoint).
+    #[arg(long, env = "XINFERENCE_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
 }
 
 impl EndpointArgs {
+    /// The endpoint: `-e`, else $XINFERENCE_ENDPOINT, else the default.
+    pub(crate) fn endpoint(&self) -> String {
+        self.endpoint
+            .as_deref()
+            .unwrap_or(crate::DEFAULT_ENDPOINT)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The credential: `--api-key`, else the token `login` saved for the endpoint.
+    fn credential(&self) -> Option<String> {
+        self.api_key
+            .clone()
+            .or_else(|| auth::saved_token(&self.endpoint()))
+    }
+
     pub(crate) fn client(&self) -> Result<Client> {
-        let endpoint = self.endpoint.as_deref().unwrap_or(crate::DEFAULT_ENDPOINT);
-        Ok(Client::remote(endpoint, self.api_key.clone())?)
+        Ok(Client::remote(&self.endpoint(), self.credential())?)
+    }
+
+    pub(crate) fn remote(&self) -> Result<xinference_core::client::RemoteClient> {
+        Ok(xinference_core::client::RemoteClient::new(
+            &self.endpoint(),
+            self.credential(),
+        )?)
     }
 }

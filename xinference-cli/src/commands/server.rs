@@ -29,11 +29,34 @@ pub struct ServerArgs {
     /// are cut and the server exits.
     #[arg(long, env = "XINFERENCE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Auth config file (Xinference's `--auth-config` JSON: users, hashed or clear passwords,
+    /// permissions, API keys). Turns access control on.
+    #[arg(long, env = "XINFERENCE_AUTH_CONFIG")]
+    auth_config: Option<std::path::PathBuf>,
+    /// Serve without access control on a non-loopback address (`-H 0.0.0.0`), which is
+    /// refused otherwise.
+    #[arg(long, conflicts_with = "auth_config")]
+    no_auth: bool,
+}
+
+/// Whether `host` names only this machine (`localhost`, 127.0.0.0/8, ::1).
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Starts the server and serves until Ctrl-C or SIGTERM, then lets the requests in flight
 /// finish (up to `--shutdown-timeout`) and exits.
 pub async fn serve(args: ServerArgs) -> Result<()> {
+    if !is_loopback(&args.host) && args.auth_config.is_none() && !args.no_auth {
+        anyhow::bail!(
+            "refusing to serve {} without access control: pass --auth-config FILE, or --no-auth to serve it open",
+            args.host
+        );
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("invalid --log-level {}", args.log_level))?;
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
@@ -45,7 +68,11 @@ pub async fn serve(args: ServerArgs) -> Result<()> {
     let mut config = RuntimeConfig::from_env();
     config.allowed_origins =
         xinference_core::runtime::parse_origins(&args.allowed_origins.join(","));
+    config.auth_config = args.auth_config.clone();
     let runtime = Arc::new(Runtime::new(config)?);
+    if runtime.auth().is_some() {
+        tracing::info!("access control on: every route but /status, /health, /v1/cluster/auth and /token needs a token or API key");
+    }
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
@@ -77,5 +104,20 @@ async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["127.0.0.1", "localhost", "::1", "[::1]", "127.1.2.3"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["0.0.0.0", "::", "192.168.1.2", "example.com"] {
+            assert!(!is_loopback(h), "{h}");
+        }
     }
 }

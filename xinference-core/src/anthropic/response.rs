@@ -92,6 +92,7 @@ pub fn error_status(kind: ErrorKind) -> (u16, &'static str) {
         ErrorKind::BadRequest | ErrorKind::Unprocessable | ErrorKind::NotImplemented => {
             return (400, "invalid_request_error")
         }
+        ErrorKind::Unauthorized => "authentication_error",
         ErrorKind::Forbidden => "permission_error",
         ErrorKind::NotFound => "not_found_error",
         ErrorKind::PayloadTooLarge => "request_too_large",
@@ -288,6 +289,10 @@ mod tests {
         assert_eq!(
             error_status(ErrorKind::Forbidden),
             (403, "permission_error")
+        );
+        assert_eq!(
+            error_status(ErrorKind::Unauthorized),
+            (401, "authentication_error")
         );
     }
 }

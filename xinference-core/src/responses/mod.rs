@@ -266,6 +266,7 @@ pub fn error_type(kind: ErrorKind) -> (u16, &'static str, Option<&'static str>) 
         ErrorKind::BadRequest | ErrorKind::Unprocessable => {
             return (400, "invalid_request_error", None)
         }
+        ErrorKind::Unauthorized => ("invalid_request_error", Some("invalid_api_key")),
         ErrorKind::Forbidden => ("invalid_request_error", None),
         ErrorKind::NotFound => ("invalid_request_error", Some("not_found")),
         ErrorKind::PayloadTooLarge => ("invalid_request_error", Some("request_too_large")),

@@ -51,6 +51,9 @@ pub struct RuntimeConfig {
     /// browser sends from another origin is refused with 403. Same-origin pages and clients
     /// that send no `Origin` (SDKs, curl) are not affected.
     pub allowed_origins: Vec<String>,
+    /// Auth config file (users, permissions, API keys; see [`crate::auth::config`]). `None`
+    /// (the default): auth is off and every route is open.
+    pub auth_config: Option<PathBuf>,
 }
 
 impl RuntimeConfig {
@@ -61,6 +64,7 @@ impl RuntimeConfig {
             queue_capacity: 64,
             compute_threads: None,
             allowed_origins: Vec::new(),
+            auth_config: None,
         }
     }
 
@@ -203,6 +207,8 @@ pub struct Runtime {
     image_progress: Arc<image::ProgressTable>,
     /// Stored Responses API answers, opened on first use.
     pub(crate) response_store: crate::responses::StoreCell,
+    /// Access control, when [`RuntimeConfig::auth_config`] turned it on.
+    auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl Runtime {
@@ -216,7 +222,12 @@ impl Runtime {
         })?;
         crate::compute::configure_threads(config.compute_threads);
         let registry = Arc::new(Registry::open(&config.home)?);
+        let auth = match &config.auth_config {
+            Some(path) => Some(Arc::new(crate::auth::Auth::open_file(&config.home, path)?)),
+            None => None,
+        };
         Ok(Runtime {
+            auth,
             config,
             registry,
             instances: Mutex::new(BTreeMap::new()),
@@ -234,6 +245,11 @@ impl Runtime {
     /// The runtime's settings.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// Access control; `None` when auth is off.
+    pub fn auth(&self) -> Option<&Arc<crate::auth::Auth>> {
+        self.auth.as_ref()
     }
 
     /// Seconds since the runtime started.

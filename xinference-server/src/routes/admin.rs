@@ -21,11 +21,6 @@ pub async fn status(State(rt): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// `GET /v1/cluster/auth`: whether clients must authenticate (they probe this first).
-pub async fn cluster_auth() -> Json<Value> {
-    Json(json!({"auth": false}))
-}
-
 /// Query of `GET /v1/cache/models`.
 #[derive(Deserialize)]
 pub struct CacheQuery {

@@ -3,6 +3,7 @@
 mod admin;
 mod anthropic;
 mod audio;
+mod auth;
 mod embeddings;
 mod images;
 mod llm;
@@ -73,16 +74,30 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/images/files/{name}"),
     ("get", "/v1/requests/{request_id}/progress"),
     ("get", "/openapi.json"),
+    ("post", "/token"),
+    ("get", "/v1/admin/keys"),
+    ("post", "/v1/admin/keys"),
+    ("delete", "/v1/admin/keys/{key_id}"),
 ];
 
-/// The whole application: routes, CORS (only for allowed origins), body limit, JSON 404s,
+/// The whole application: routes, CORS (only for allowed origins), credentials (when auth is
+/// on), body limit, JSON 404s,
 /// request ids and a log line per request.
 pub fn router(runtime: Arc<Runtime>) -> Router {
     let allowed = Arc::new(runtime.config().allowed_origins.clone());
     Router::new()
         .route("/status", get(admin::status))
         .route("/health", get(health))
-        .route("/v1/cluster/auth", get(admin::cluster_auth))
+        .route("/v1/cluster/auth", get(auth::cluster_auth))
+        .route("/token", post(auth::token))
+        .route(
+            "/v1/admin/keys",
+            get(auth::list_keys).post(auth::create_key),
+        )
+        .route(
+            "/v1/admin/keys/{key_id}",
+            axum::routing::delete(auth::revoke_key),
+        )
         .route("/v1/cache/models", get(admin::cached_models))
         .route("/openapi.json", get(crate::openapi::openapi))
         .route("/v1/models", get(models::list).post(models::launch))
@@ -140,6 +155,10 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            runtime.clone(),
+            auth::require_credential,
+        ))
         .layer(axum::middleware::from_fn(move |request, next| {
             crate::origin::refuse_foreign_writes(allowed.clone(), request, next)
         }))

@@ -1,0 +1,294 @@
+//! Access control in Xinference's model: users with scopes from an auth config file, JWT access
+//! tokens from `POST /token`, and `xf-` API keys, all checked against the SQLite store under
+//! `$XINFERENCE_HOME/auth/`. Off unless the server is given an auth config.
+//!
+//! - [`scopes`]: scope names and which one each route needs (pure functions);
+//! - [`secret`]: password hashes (argon2), API keys and their digests;
+//! - [`token`]: JWT access tokens (HS256);
+//! - [`config`]: the auth config file;
+//! - [`store`]: the database.
+
+pub mod config;
+pub mod scopes;
+pub mod secret;
+pub mod store;
+pub mod token;
+
+use crate::{Error, ErrorKind, Result};
+pub use config::AuthConfigFile;
+use std::path::Path;
+pub use store::{AuthStore, KeyInfo};
+
+/// Who a request comes from, once its credential checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user (for a key: its owner).
+    pub user: String,
+    /// What the credential may do.
+    pub scopes: Vec<String>,
+    /// The API key's id, when the credential is a key.
+    pub key_id: Option<String>,
+}
+
+impl Principal {
+    /// Whether this principal holds `scope` (`admin` holds all).
+    pub fn allows(&self, scope: &str) -> bool {
+        scopes::allows(&self.scopes, scope)
+    }
+
+    /// `Ok` when [`allows`](Self::allows) `scope`, else a 403 naming it.
+    pub fn require(&self, scope: &str) -> Result<()> {
+        if self.allows(scope) {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "Permission denied: this credential lacks the scope {scope}"
+            )))
+        }
+    }
+}
+
+/// A 401 with `message`.
+pub fn unauthorized(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Unauthorized, message)
+}
+
+/// The access-control state of a server with auth on.
+pub struct Auth {
+    store: AuthStore,
+    secret: String,
+    expire_minutes: u64,
+    /// A hash no password matches, verified for unknown users.
+    dummy_hash: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("expire_minutes", &self.expire_minutes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Scopes an API key gets when its creator names none (what Xinference lets a key hold).
+pub const DEFAULT_KEY_SCOPES: &[&str] = &[scopes::MODELS_LIST, scopes::MODELS_READ];
+
+impl Auth {
+    /// Opens `$XINFERENCE_HOME/auth/auth.db` and loads the users and keys of `config`
+    /// (replacing the previous file's; keys created through the API stay).
+    pub fn open(home: &Path, config: &AuthConfigFile) -> Result<Self> {
+        let dir = home.join("auth");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
+        let store = AuthStore::open(&dir.join("auth.db"))?;
+        let mut users = Vec::new();
+        for u in &config.user_config {
+            let hash = match (&u.password_hash, &u.password) {
+                (Some(h), _) => h.clone(),
+                (None, Some(p)) => secret::hash_password(p)?,
+                (None, None) => unreachable!("checked by AuthConfigFile::parse"),
+            };
+            let scopes: Vec<String> = u
+                .permissions
+                .iter()
+                .filter_map(|p| scopes::normalize(p).map(str::to_owned))
+                .collect();
+            let keys = u
+                .api_keys
+                .iter()
+                .map(|k| (secret::key_digest(k), k.chars().take(7).collect()))
+                .collect();
+            users.push(store::ConfigUser {
+                name: u.username.clone(),
+                password_hash: hash,
+                scopes,
+                keys,
+            });
+        }
+        store.replace_config_users(&users, token::now_secs())?;
+        let secret = match &config.auth_config.secret_key {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => store.setting_or("jwt_secret", secret::new_secret)?,
+        };
+        Ok(Auth {
+            store,
+            dummy_hash: secret::hash_password(&secret::new_secret())?,
+            secret,
+            expire_minutes: config.auth_config.token_expire_in_minutes,
+        })
+    }
+
+    /// Opens with the config file at `path`.
+    pub fn open_file(home: &Path, path: &Path) -> Result<Self> {
+        Self::open(home, &AuthConfigFile::load(path)?)
+    }
+
+    /// Lifetime of the access tokens [`login`](Self::login) issues, in minutes.
+    pub fn expire_minutes(&self) -> u64 {
+        self.expire_minutes
+    }
+
+    /// A JWT access token for `user` if `password` is theirs; else a 401. Blocks (argon2).
+    pub fn login(&self, user: &str, password: &str) -> Result<String> {
+        let row = self.store.user(user)?;
+        // An unknown user costs the same argon2 work as a wrong password, so the answer's
+        // timing does not tell which user names exist.
+        let hash = row
+            .as_ref()
+            .map_or(self.dummy_hash.as_str(), |r| r.password_hash.as_str());
+        let matches = secret::verify_password(password, hash);
+        match row {
+            Some(row) if matches => {
+                token::issue(&self.secret, user, &row.scopes, self.expire_minutes)
+            }
+            _ => Err(unauthorized("Incorrect username or password")),
+        }
+    }
+
+    /// Who `credential` (an access token or an API key) is; a 401 when it is none of ours,
+    /// expired or revoked. Blocks (a database lookup for keys).
+    pub fn authenticate(&self, credential: &str) -> Result<Principal> {
+        let credential = credential.trim();
+        if credential.is_empty() {
+            return Err(unauthorized("Not authenticated"));
+        }
+        if credential.matches('.').count() == 2 && !credential.starts_with("xf-") {
+            let claims = token::verify(&self.secret, credential)?;
+            return Ok(Principal {
+                user: claims.sub,
+                scopes: claims.scopes,
+                key_id: None,
+            });
+        }
+        match self.store.find_key(credential)? {
+            Some(k) if !k.revoked => Ok(Principal {
+                user: k.owner,
+                scopes: k.scopes,
+                key_id: Some(k.id),
+            }),
+            Some(_) => Err(unauthorized("API key has been revoked")),
+            None => Err(unauthorized("Invalid API key")),
+        }
+    }
+
+    /// Creates an API key for `by` with `scopes` (default [`DEFAULT_KEY_SCOPES`]); a key can
+    /// only hold scopes its creator holds. Returns its listing and the key, shown only now.
+    pub fn create_key(
+        &self,
+        by: &Principal,
+        name: Option<&str>,
+        scopes: Option<Vec<String>>,
+    ) -> Result<(KeyInfo, String)> {
+        by.require(scopes::KEYS_CREATE)?;
+        let wanted =
+            scopes.unwrap_or_else(|| DEFAULT_KEY_SCOPES.iter().map(|s| s.to_string()).collect());
+        let mut granted = Vec::new();
+        for s in &wanted {
+            let Some(norm) = scopes::normalize(s) else {
+                return Err(Error::bad_request(format!("unknown scope {s:?}")));
+            };
+            if norm == scopes::ADMIN && !by.allows(scopes::ADMIN) || !by.allows(norm) {
+                return Err(Error::forbidden(format!(
+                    "cannot grant the scope {norm}, which this credential lacks"
+                )));
+            }
+            if !granted.iter().any(|g| g == norm) {
+                granted.push(norm.to_owned());
+            }
+        }
+        let key = secret::new_api_key();
+        let info = self
+            .store
+            .insert_key(&key, name, &by.user, &granted, token::now_secs())?;
+        tracing::info!(id = %info.id, owner = %info.owner, "API key created");
+        Ok((info, key))
+    }
+
+    /// The keys `by` may see: all for `admin`, else their own.
+    pub fn list_keys(&self, by: &Principal) -> Result<Vec<KeyInfo>> {
+        let owner = (!by.allows(scopes::ADMIN)).then_some(by.user.as_str());
+        self.store.list_keys(owner)
+    }
+
+    /// Revokes key `id` (an admin any, others their own); 404 when not found.
+    pub fn revoke_key(&self, by: &Principal, id: &str) -> Result<KeyInfo> {
+        let key = self
+            .list_keys(by)?
+            .into_iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| Error::not_found(format!("API key {id} not found")))?;
+        self.store.revoke_key(id)?;
+        tracing::info!(id, "API key revoked");
+        Ok(KeyInfo {
+            revoked: true,
+            ..key
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(secret: Option<&str>) -> AuthConfigFile {
+        let secret = secret
+            .map(|s| format!(r#""secret_key": "{s}","#))
+            .unwrap_or_default();
+        AuthConfigFile::parse(&format!(
+            r#"{{"auth_config": {{{secret} "token_expire_in_minutes": 10}},
+               "user_config": [
+                 {{"username": "root", "password": "rootpw", "permissions": ["admin"], "api_keys": ["sk-rootkey123"]}},
+                 {{"username": "bob", "password": "bobpw", "permissions": ["models:list", "models:read", "keys:create"]}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn login_keys_and_revocation() {
+        let home = tempfile::tempdir().unwrap();
+        let auth = Auth::open(home.path(), &config(None)).unwrap();
+        assert_eq!(
+            auth.login("root", "wrong").unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
+        assert_eq!(
+            auth.login("nobody", "x").unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
+        let jwt = auth.login("bob", "bobpw").unwrap();
+        let bob = auth.authenticate(&jwt).unwrap();
+        assert_eq!(bob.user, "bob");
+        assert!(bob.allows(scopes::MODELS_READ) && !bob.allows(scopes::MODELS_WRITE));
+        let root = auth.authenticate("sk-rootkey123").unwrap();
+        assert!(root.allows(scopes::MODELS_WRITE));
+        // bob cannot grant what he lacks.
+        assert_eq!(
+            auth.create_key(&bob, None, Some(vec!["models:write".into()]))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Forbidden
+        );
+        let (info, key) = auth.create_key(&bob, Some("ci"), None).unwrap();
+        assert_eq!(info.scopes, vec!["models:list", "models:read"]);
+        let p = auth.authenticate(&key).unwrap();
+        assert_eq!(p.key_id.as_deref(), Some(info.id.as_str()));
+        assert_eq!(auth.list_keys(&bob).unwrap().len(), 1);
+        assert_eq!(auth.list_keys(&root).unwrap().len(), 2);
+        auth.revoke_key(&bob, &info.id).unwrap();
+        assert_eq!(
+            auth.authenticate(&key).unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
+        // Reopening keeps API keys and the generated secret (tokens stay valid).
+        drop(auth);
+        let auth = Auth::open(home.path(), &config(None)).unwrap();
+        auth.authenticate(&jwt).unwrap();
+        assert_eq!(auth.list_keys(&root).unwrap().len(), 2);
+        // Nothing secret in the database file.
+        let db = std::fs::read(home.path().join("auth/auth.db")).unwrap();
+        let db = String::from_utf8_lossy(&db);
+        for secret in ["rootpw", "bobpw", "sk-rootkey123", key.as_str()] {
+            assert!(!db.contains(secret), "{secret} stored in clear");
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The SQLite database of users and API keys, `$XINFERENCE_HOME/auth/auth.db`. Only hashes
+//! are stored: argon2 for passwords, SHA-256 digests for keys. Every call blocks: the server
+//! calls it on a blocking thread.
+
+use super::secret::key_digest;
+use crate::{Error, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// An API key as listed (never the key itself).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The key's id (for revoking).
+    pub id: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    /// Free-form label.
+    pub name: Option<String>,
+    /// The user it belongs to.
+    pub owner: String,
+    /// What it may do.
+    pub scopes: Vec<String>,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+    /// Revoked keys are kept, refused.
+    pub revoked: bool,
+    /// `config` (from the auth config file) or `api` (created through the API or CLI).
+    pub source: String,
+}
+
+/// A user of the config file as stored: name, password hash, scopes, and the digests (with
+/// prefixes) of the file's keys for this user.
+pub(crate) struct ConfigUser {
+    pub name: String,
+    pub password_hash: String,
+    pub scopes: Vec<String>,
+    pub keys: Vec<(String, String)>,
+}
+
+/// A user row.
+pub(crate) struct UserRow {
+    pub password_hash: String,
+    pub scopes: Vec<String>,
+}
+
+/// The open database.
+pub struct AuthStore {
+    conn: Mutex<Connection>,
+}
+
+fn db_err(e: rusqlite::Error) -> Error {
+    Error::internal(format!("auth database: {e}"))
+}
+
+fn scopes_json(scopes: &[String]) -> String {
+    serde_json::to_string(scopes).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn scopes_of(text: String) -> Vec<String> {
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+impl AuthStore {
+    /// Opens (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(db_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE IF NOT EXISTS users (
+                 username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, scopes TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS api_keys (
+                 id TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
+                 name TEXT, owner TEXT NOT NULL, scopes TEXT NOT NULL, created INTEGER NOT NULL,
+                 revoked INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )
+        .map_err(db_err)?;
+        Ok(AuthStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The value of setting `key`, created with `make` when absent.
+    pub fn setting_or(&self, key: &str, make: impl FnOnce() -> String) -> Result<String> {
+        let conn = self.conn();
+        let found: Option<String> = conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db_err)?;
+        if let Some(v) = found {
+            return Ok(v);
+        }
+        let value = make();
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )
+        .map_err(db_err)?;
+        Ok(value)
+    }
+
+    /// Replaces the users and the config file's keys with `users`. Keys created through the
+    /// API stay.
+    pub(crate) fn replace_config_users(&self, users: &[ConfigUser], now: u64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_err)?;
+        tx.execute("DELETE FROM users", []).map_err(db_err)?;
+        tx.execute("DELETE FROM api_keys WHERE source = 'config'", [])
+            .map_err(db_err)?;
+        for ConfigUser {
+            name,
+            password_hash: hash,
+            scopes,
+            keys,
+        } in users
+        {
+            tx.execute(
+                "INSERT INTO users (username, password_hash, scopes) VALUES (?1, ?2, ?3)",
+                params![name, hash, scopes_json(scopes)],
+            )
+            .map_err(db_err)?;
+            for (digest, prefix) in keys {
+                tx.execute(
+                    "INSERT OR REPLACE INTO api_keys (id, digest, prefix, name, owner, scopes, created, revoked, source)
+                     VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, 0, 'config')",
+                    params![format!("cfg-{}", &digest[..12]), digest, prefix, name, scopes_json(scopes), now as i64],
+                )
+                .map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// The user `name`, if any.
+    pub(crate) fn user(&self, name: &str) -> Result<Option<UserRow>> {
+        self.conn()
+            .query_row(
+                "SELECT password_hash, scopes FROM users WHERE username = ?1",
+                [name],
+                |r| {
+                    Ok(UserRow {
+                        password_hash: r.get(0)?,
+                        scopes: scopes_of(r.get(1)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Stores a new key (by its digest) and returns its listing.
+    pub fn insert_key(
+        &self,
+        key: &str,
+        name: Option<&str>,
+        owner: &str,
+        scopes: &[String],
+        now: u64,
+    ) -> Result<KeyInfo> {
+        let info = KeyInfo {
+            id: format!("key-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            prefix: key.chars().take(7).collect(),
+            name: name.map(str::to_owned),
+            owner: owner.to_owned(),
+            scopes: scopes.to_vec(),
+            created: now,
+            revoked: false,
+            source: "api".to_owned(),
+        };
+        self.conn()
+            .execute(
+                "INSERT INTO api_keys (id, digest, prefix, name, owner, scopes, created, revoked, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 'api')",
+                params![
+                    info.id,
+                    key_digest(key),
+                    info.prefix,
+                    info.name,
+                    info.owner,
+                    scopes_json(scopes),
+                    now as i64
+                ],
+            )
+            .map_err(db_err)?;
+        Ok(info)
+    }
+
+    /// The key whose digest is that of `key`, if any (revoked ones included).
+    pub fn find_key(&self, key: &str) -> Result<Option<KeyInfo>> {
+        self.conn()
+            .query_row(
+                &format!("{SELECT_KEYS} WHERE digest = ?1"),
+                [key_digest(key)],
+                key_row,
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Every key, or only `owner`'s.
+    pub fn list_keys(&self, owner: Option<&str>) -> Result<Vec<KeyInfo>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "{SELECT_KEYS} WHERE ?1 IS NULL OR owner = ?1 ORDER BY created, id"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt.query_map([owner], key_row).map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    /// Marks key `id` revoked; false when there is no such key.
+    pub fn revoke_key(&self, id: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1", [id])
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+}
+
+const SELECT_KEYS: &str =
+    "SELECT id, prefix, name, owner, scopes, created, revoked, source FROM api_keys";
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
+    Ok(KeyInfo {
+        id: r.get(0)?,
+        prefix: r.get(1)?,
+        name: r.get(2)?,
+        owner: r.get(3)?,
+        scopes: scopes_of(r.get(4)?),
+        created: r.get::<_, i64>(5)? as u64,
+        revoked: r.get::<_, i64>(6)? != 0,
+        source: r.get(7)?,
+    })
+}

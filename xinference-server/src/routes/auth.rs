@@ -1,0 +1,235 @@
+//! Access control on the wire: the middleware that asks every request for a credential when
+//! auth is on, `POST /token`, and the API-key admin routes. The decisions themselves (who a
+//! credential is, which scope a route needs) are `xinference_core::auth`'s.
+
+use super::anthropic::AnthropicError;
+use super::responses::OpenAiError;
+use super::AppState;
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use xinference_core::auth::scopes::{self, Requirement};
+use xinference_core::auth::{unauthorized, Auth, Principal};
+use xinference_core::{Error, ErrorKind};
+
+/// The credential of a request: `Authorization: Bearer <token or key>`, else Anthropic's
+/// `x-api-key`.
+fn credential(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
+        if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
+            return Some(rest.trim().to_owned());
+        }
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// `error` in the shape the route's clients read: Anthropic's, OpenAI's (Responses API) or
+/// Xinference's `{"detail"}`; 401s carry `WWW-Authenticate: Bearer`.
+fn refuse(path: &str, error: Error) -> Response {
+    let unauthorized = error.kind() == ErrorKind::Unauthorized;
+    let mut response = if path.starts_with("/v1/messages") || path.starts_with("/anthropic/") {
+        AnthropicError(error).into_response()
+    } else if path.starts_with("/v1/responses") {
+        OpenAiError(error).into_response()
+    } else {
+        ApiError(error).into_response()
+    };
+    if unauthorized {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// Who `credential` is and whether it may do what `requirement` asks.
+async fn check(
+    auth: Arc<Auth>,
+    credential: Option<String>,
+    requirement: Requirement,
+) -> Result<Principal, Error> {
+    let credential = credential.ok_or_else(|| unauthorized("Not authenticated"))?;
+    let principal = tokio::task::spawn_blocking(move || auth.authenticate(&credential))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+    if let Requirement::Scope(scope) = requirement {
+        principal.require(scope)?;
+    }
+    Ok(principal)
+}
+
+/// Middleware: with auth on, every route but the public ones needs a credential (401 without
+/// or with a bad one) holding the route's scope (403 without it). The [`Principal`] is left
+/// in the request's extensions for the handlers.
+pub async fn require_credential(
+    State(rt): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(auth) = rt.auth().cloned() else {
+        return next.run(request).await;
+    };
+    let requirement = scopes::required(request.method().as_str(), request.uri().path());
+    if requirement == Requirement::Public {
+        return next.run(request).await;
+    }
+    match check(auth, credential(request.headers()), requirement).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(e) => refuse(request.uri().path(), e),
+    }
+}
+
+/// `GET /v1/cluster/auth`: whether clients must authenticate (they probe this first).
+pub async fn cluster_auth(State(rt): State<AppState>) -> Json<Value> {
+    Json(json!({"auth": rt.auth().is_some()}))
+}
+
+/// Body of `POST /token` (JSON, as xinference-client sends it, or an OAuth2 password form).
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+fn auth_of(rt: &AppState) -> ApiResult<Arc<Auth>> {
+    rt.auth().cloned().ok_or_else(|| {
+        ApiError(Error::bad_request(
+            "Auth is not enabled on this server (start it with --auth-config)",
+        ))
+    })
+}
+
+/// `POST /token`: username and password -> `{access_token, token_type, expires_in}`.
+pub async fn token(State(rt): State<AppState>, request: Request) -> ApiResult<Json<Value>> {
+    let auth = auth_of(&rt)?;
+    let form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let login = if form {
+        Form::<LoginRequest>::from_request(request, &())
+            .await
+            .map_err(|e| ApiError(Error::new(ErrorKind::Unprocessable, e.body_text())))?
+            .0
+    } else {
+        let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
+            .await
+            .map_err(|e| ApiError(Error::bad_request(e.to_string())))?;
+        serde_json::from_slice::<LoginRequest>(&bytes).map_err(|e| {
+            ApiError(Error::new(
+                ErrorKind::Unprocessable,
+                format!("expected {{\"username\", \"password\"}}: {e}"),
+            ))
+        })?
+    };
+    let minutes = auth.expire_minutes();
+    let token = tokio::task::spawn_blocking(move || auth.login(&login.username, &login.password))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+    Ok(Json(json!({
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": minutes * 60,
+    })))
+}
+
+/// Body of `POST /v1/admin/keys`.
+#[derive(Deserialize, Default)]
+pub struct CreateKey {
+    /// A label.
+    name: Option<String>,
+    /// Scopes (default: models:list, models:read).
+    scopes: Option<Vec<String>>,
+}
+
+/// `POST /v1/admin/keys`: a new API key for the caller; the key is in the answer only.
+pub async fn create_key(
+    State(rt): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    body: Option<Json<CreateKey>>,
+) -> ApiResult<Json<Value>> {
+    let auth = auth_of(&rt)?;
+    let by = principal
+        .map(|p| p.0)
+        .ok_or_else(|| unauthorized("Not authenticated"))?;
+    let body = body.map(|b| b.0).unwrap_or_default();
+    let (info, key) = tokio::task::spawn_blocking(move || {
+        auth.create_key(&by, body.name.as_deref(), body.scopes)
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))??;
+    let mut value = serde_json::to_value(info).map_err(|e| Error::internal(e.to_string()))?;
+    value["key"] = Value::String(key);
+    Ok(Json(value))
+}
+
+/// `GET /v1/admin/keys`: `{"data": [...]}`, every key for an admin, else the caller's own.
+pub async fn list_keys(
+    State(rt): State<AppState>,
+    principal: Option<Extension<Principal>>,
+) -> ApiResult<Json<Value>> {
+    let auth = auth_of(&rt)?;
+    let by = principal
+        .map(|p| p.0)
+        .ok_or_else(|| unauthorized("Not authenticated"))?;
+    let keys = tokio::task::spawn_blocking(move || auth.list_keys(&by))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+    Ok(Json(json!({"data": keys})))
+}
+
+/// `DELETE /v1/admin/keys/{key_id}`: revokes a key (the listing, now revoked).
+pub async fn revoke_key(
+    State(rt): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    Path(key_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let auth = auth_of(&rt)?;
+    let by = principal
+        .map(|p| p.0)
+        .ok_or_else(|| unauthorized("Not authenticated"))?;
+    let info = tokio::task::spawn_blocking(move || auth.revoke_key(&by, &key_id))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+    Ok(Json(
+        serde_json::to_value(info).map_err(|e| Error::internal(e.to_string()))?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_from_bearer_or_x_api_key() {
+        let mut h = HeaderMap::new();
+        assert_eq!(credential(&h), None);
+        h.insert("x-api-key", HeaderValue::from_static("xf-abc"));
+        assert_eq!(credential(&h).as_deref(), Some("xf-abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer tok"),
+        );
+        assert_eq!(credential(&h).as_deref(), Some("tok"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        assert_eq!(credential(&h).as_deref(), Some("xf-abc"));
+    }
+}
