@@ -42,9 +42,9 @@ fn credential(headers: &HeaderMap) -> Option<String> {
 fn refuse(path: &str, error: Error) -> Response {
     let unauthorized = error.kind() == ErrorKind::Unauthorized;
     let mut response = if path.starts_with("/v1/messages") || path.starts_with("/anthropic/") {
-        AnthropicError(error).into_response()
+        AnthropicError::from(error).into_response()
     } else if path.starts_with("/v1/responses") {
-        OpenAiError(error).into_response()
+        OpenAiError::from(error).into_response()
     } else {
         ApiError(error).into_response()
     };
