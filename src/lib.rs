@@ -39,7 +39,7 @@
 //!
 //! # Streaming
 //!
-//! A stream is a [`futures::Stream`] of chunks. Dropping it stops the generation: in process
+//! A stream is a `futures::Stream` of chunks. Dropping it stops the generation: in process
 //! the model's slot is freed at the next token, over HTTP the server sees the connection close
 //! and does the same.
 //!
