@@ -65,8 +65,8 @@ async fn qwen_gguf_reranker_ranks_the_relevant_document_first() {
         .await
         .unwrap();
     let description = client.describe_model(&uid).await.unwrap();
-    assert_eq!(description["model_type"], "rerank");
-    assert_eq!(description["model_engine"], "llama.cpp");
+    assert_eq!(description.model_type, ModelType::Rerank);
+    assert_eq!(description.model_engine.as_deref(), Some("llama.cpp"));
     let model = client.get_model(&uid).await.unwrap().into_rerank().unwrap();
     for (query, relevant, distractors) in SETS {
         // The relevant document is placed last, so ranking it first is the model's doing.

@@ -2,17 +2,21 @@
 //!
 //! A model registry (built-in and custom specs), model file resolution and download, a runtime
 //! that runs each launched model on its own worker threads, one module per capability, the wire
-//! types, and the [`Client`] that drives it all in process or over HTTP.
+//! types, and the [`Client`] that drives it all in process or over HTTP. Most users depend on
+//! the `xinference` facade crate, whose documentation has a quick start per capability.
+#![warn(missing_docs)]
 
 pub mod anthropic;
 pub mod audio;
 pub mod auth;
 pub mod client;
+#[doc(hidden)]
 pub mod compute;
 pub mod embedding;
 mod error;
 pub mod hub;
 pub mod image;
+#[doc(hidden)]
 pub mod kernels;
 pub mod llm;
 pub mod protocol;
@@ -28,13 +32,15 @@ pub use client::{
 pub use error::{Error, ErrorKind, Result};
 pub use protocol::chat::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,
+    ToolCall,
 };
 pub use protocol::image::{ImageGenerationRequest, ImageResponse, ImageToImageRequest};
+pub use protocol::message::{ChatMessage, ContentPart, ImageUrl, MessageContent};
 pub use protocol::openai::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
 pub use protocol::rerank::{RerankRequest, RerankResponse};
 pub use protocol::xinference::{InstanceInfo, InstanceStatus, LaunchRequest, ModelDescription};
 pub use registry::{ModelFamily, ModelType, Registry};
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{ChunkStream, Runtime, RuntimeConfig};
 
 /// The SIMD features this build was compiled with (candle picks kernels at compile time).
 pub fn simd_features() -> Vec<&'static str> {

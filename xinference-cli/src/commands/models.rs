@@ -35,7 +35,7 @@ pub struct LaunchArgs {
     quantization: Option<String>,
     /// Replicas.
     #[arg(short = 'r', long, default_value_t = 1)]
-    replica: usize,
+    replica: u32,
     /// Local model file or folder.
     #[arg(long)]
     model_path: Option<String>,
@@ -97,7 +97,13 @@ pub async fn launch(args: LaunchArgs) -> Result<()> {
 
 /// Prints one table per model type that has running models.
 pub async fn list(args: EndpointArgs) -> Result<()> {
-    let models = args.client()?.list_models().await?;
+    let models: std::collections::BTreeMap<_, _> = args
+        .client()?
+        .list_models()
+        .await?
+        .into_iter()
+        .map(|(uid, d)| (uid, d.into_json()))
+        .collect();
     let text = |v: Option<&Value>| match v {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => "None".to_owned(),

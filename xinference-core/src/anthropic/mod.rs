@@ -1,6 +1,6 @@
 //! The Anthropic Messages API as a translation over the chat capability.
 //!
-//! A [`MessagesRequest`] becomes an OpenAI-shaped [`ChatCompletionRequest`]
+//! A [`MessagesRequest`] becomes an OpenAI-shaped [`ChatCompletionRequest`](crate::ChatCompletionRequest)
 //! ([`to_chat_request`]); the answer comes back through [`to_message`] (whole) or an
 //! [`EventTranslator`] (streamed). All three are pure, so they are tested without a model;
 //! [`Runtime::messages`] (this module, the only part that touches the runtime) strings them

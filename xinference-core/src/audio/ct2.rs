@@ -2,7 +2,7 @@
 //! its Whisper variables onto the Hugging Face names that the Whisper forward pass reads.
 //!
 //! Layout (little-endian): u32 version, str spec name, u32 revision, u32 variable count, then per
-//! variable: str name, u8 rank, u32 dims[rank], u8 dtype, u32 byte count, bytes; then u32 alias
+//! variable: str name, u8 rank, u32 `dims[rank]`, u8 dtype, u32 byte count, bytes; then u32 alias
 //! count and (alias, target) string pairs. A str is a u16 length that counts the trailing NUL.
 
 use crate::{Error, Result};

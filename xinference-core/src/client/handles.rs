@@ -10,10 +10,12 @@ use crate::protocol::chat::{
 use crate::protocol::image::{
     ImageGenerationRequest, ImageResponse, ImageToImageRequest, InpaintingRequest,
 };
+use crate::protocol::message::ChatMessage;
 use crate::protocol::openai::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
 use crate::protocol::rerank::{RerankRequest, RerankResponse};
 use crate::protocol::responses::{Response, ResponseStreamEvent, ResponsesRequest};
 use crate::protocol::xinference::ModelDescription;
+use crate::registry::ModelType;
 use crate::responses::ResponsesOutput;
 use crate::runtime::{ChatOutput, ChunkStream, CompletionOutput};
 use crate::{Error, Result};
@@ -41,31 +43,18 @@ impl ModelHandle {
         uid: &str,
         description: &ModelDescription,
     ) -> Result<Self> {
-        let model_type = description
-            .get("model_type")
-            .and_then(|t| t.as_str())
-            .unwrap_or("");
-        match model_type {
-            "embedding" => Ok(ModelHandle::Embedding(EmbeddingModel {
-                transport,
-                uid: uid.to_owned(),
-            })),
-            "LLM" => Ok(ModelHandle::Llm(LlmModel {
-                transport,
-                uid: uid.to_owned(),
-            })),
-            "rerank" => Ok(ModelHandle::Rerank(RerankModel {
-                transport,
-                uid: uid.to_owned(),
-            })),
-            "audio" => Ok(ModelHandle::Audio(super::AudioModel {
-                transport,
-                uid: uid.to_owned(),
-            })),
-            "image" => Ok(ModelHandle::Image(ImageModel {
-                transport,
-                uid: uid.to_owned(),
-            })),
+        Self::of_type(transport, uid, description.model_type)
+    }
+
+    /// The handle of the model `uid`, known to be of type `kind`.
+    pub(crate) fn of_type(transport: Transport, uid: &str, kind: ModelType) -> Result<Self> {
+        let uid = uid.to_owned();
+        match kind {
+            ModelType::Embedding => Ok(ModelHandle::Embedding(EmbeddingModel { transport, uid })),
+            ModelType::Llm => Ok(ModelHandle::Llm(LlmModel { transport, uid })),
+            ModelType::Rerank => Ok(ModelHandle::Rerank(RerankModel { transport, uid })),
+            ModelType::Audio => Ok(ModelHandle::Audio(super::AudioModel { transport, uid })),
+            ModelType::Image => Ok(ModelHandle::Image(ImageModel { transport, uid })),
             other => Err(Error::bad_request(format!(
                 "Model {uid} is of type {other}, which this build cannot serve yet"
             ))),
@@ -183,12 +172,12 @@ pub struct LlmModel {
 }
 
 impl ChatCompletionRequest {
-    /// A request for `messages` (OpenAI message objects) with default settings; the model uid
-    /// is filled in by the handle.
-    pub fn new(messages: Vec<Value>) -> Self {
+    /// A request for `messages` with default settings: typed [`ChatMessage`]s or OpenAI message
+    /// objects as JSON `Value`s. The model uid is filled in by the handle.
+    pub fn new<M: Into<Value>>(messages: impl IntoIterator<Item = M>) -> Self {
         ChatCompletionRequest {
             model: String::new(),
-            messages,
+            messages: messages.into_iter().map(Into::into).collect(),
             generation: GenerationFields::default(),
             logprobs: None,
             top_logprobs: None,
@@ -197,6 +186,43 @@ impl ChatCompletionRequest {
             chat_template_kwargs: None,
             extra: Default::default(),
         }
+    }
+
+    /// Appends a message to the conversation.
+    pub fn message(mut self, message: impl Into<Value>) -> Self {
+        self.messages.push(message.into());
+        self
+    }
+    /// Sets the most tokens to generate.
+    pub fn max_tokens(mut self, n: u64) -> Self {
+        self.generation.max_tokens = Some(n);
+        self
+    }
+    /// Sets the sampling temperature (0 is greedy).
+    pub fn temperature(mut self, t: f32) -> Self {
+        self.generation.temperature = Some(t);
+        self
+    }
+    /// Sets the RNG seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.generation.seed = Some(seed);
+        self
+    }
+    /// Offers tools: OpenAI `{"type": "function", "function": {...}}` objects.
+    pub fn tools(mut self, tools: Vec<Value>) -> Self {
+        self.tools = Some(tools);
+        self
+    }
+    /// The messages as typed [`ChatMessage`]s (a message that is not a valid OpenAI message is a
+    /// [`crate::ErrorKind::BadRequest`]).
+    pub fn typed_messages(&self) -> Result<Vec<ChatMessage>> {
+        self.messages
+            .iter()
+            .map(|m| {
+                serde_json::from_value(m.clone())
+                    .map_err(|e| Error::bad_request(format!("invalid message {m}: {e}")))
+            })
+            .collect()
     }
 }
 

@@ -15,17 +15,19 @@
 
 mod audio;
 mod handles;
+mod launch;
 mod remote;
 
 pub use audio::AudioModel;
 pub use handles::{EmbeddingModel, ImageModel, LlmModel, ModelHandle, RerankModel};
+use remote::seg;
 pub use remote::RemoteClient;
 
 use crate::hub::{list_cached, CacheEntry, ProgressSnapshot};
 use crate::protocol::xinference::{InstanceInfo, LaunchRequest, ModelDescription};
 use crate::registry::{EngineOptions, ModelType, RegistrationSummary};
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::Result;
+use crate::{Error, Result};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,61 +45,6 @@ pub(crate) enum Transport {
 #[derive(Clone)]
 pub struct Client {
     transport: Transport,
-}
-
-impl LaunchRequest {
-    /// A launch of `model_name` with every option left to its default.
-    pub fn new(model_name: impl Into<String>) -> Self {
-        LaunchRequest {
-            model_name: model_name.into(),
-            ..Default::default()
-        }
-    }
-    /// Sets the model type (default LLM).
-    pub fn model_type(mut self, t: ModelType) -> Self {
-        self.model_type = Some(t.as_str().to_owned());
-        self
-    }
-    /// Sets the engine (`llama.cpp`, `Transformers`, `sentence_transformers`, `candle`).
-    pub fn model_engine(mut self, engine: impl Into<String>) -> Self {
-        self.model_engine = Some(engine.into());
-        self
-    }
-    /// Sets the uid to serve the model under.
-    pub fn model_uid(mut self, uid: impl Into<String>) -> Self {
-        self.model_uid = Some(uid.into());
-        self
-    }
-    /// Sets the file format (`pytorch`, `ggufv2`).
-    pub fn model_format(mut self, format: impl Into<String>) -> Self {
-        self.model_format = Some(format.into());
-        self
-    }
-    /// Sets the size in billions (`"0_5"`, `"7"`).
-    pub fn model_size_in_billions(mut self, size: impl Into<String>) -> Self {
-        self.model_size_in_billions = Some(Value::String(size.into()));
-        self
-    }
-    /// Sets the quantization.
-    pub fn quantization(mut self, q: impl Into<String>) -> Self {
-        self.quantization = Some(q.into());
-        self
-    }
-    /// Loads from a local file or folder instead of the cache or hub.
-    pub fn model_path(mut self, path: impl Into<String>) -> Self {
-        self.model_path = Some(path.into());
-        self
-    }
-    /// Serves with `n` replicas.
-    pub fn replica(mut self, n: usize) -> Self {
-        self.replica = Some(n.into());
-        self
-    }
-    /// At most `n` requests in flight per replica.
-    pub fn request_limits(mut self, n: usize) -> Self {
-        self.request_limits = Some(n.into());
-        self
-    }
 }
 
 impl Client {
@@ -136,29 +83,103 @@ impl Client {
     }
 
     /// Launches a model; with `wait_ready` false returns at once (poll [`Client::launch_progress`]).
+    /// A language model launched without an engine gets the one its format needs
+    /// ([`LaunchRequest::engine_or_default`]).
     pub async fn launch_model_with(
         &self,
-        request: LaunchRequest,
+        mut request: LaunchRequest,
         wait_ready: bool,
     ) -> Result<String> {
+        request.model_engine = request.engine_or_default();
         match &self.transport {
             Transport::Local(r) => r.launch_model(request, wait_ready).await,
             Transport::Remote(c) => c.launch_model(&request, wait_ready).await,
         }
     }
 
+    /// Launches `request` as a model of type `expected` (set when the request has no type),
+    /// waits until it serves and returns its handle.
+    async fn launch_as(
+        &self,
+        mut request: LaunchRequest,
+        expected: ModelType,
+    ) -> Result<ModelHandle> {
+        if request.model_type.is_none() {
+            request = request.model_type(expected);
+        }
+        let kind = request.kind()?;
+        if kind != expected {
+            return Err(Error::bad_request(format!(
+                "launch request for {} is of type {kind}, not {expected}",
+                request.model_name
+            )));
+        }
+        request.validate()?;
+        let uid = self.launch_model(request).await?;
+        ModelHandle::of_type(self.transport.clone(), &uid, kind)
+    }
+
+    /// Launches a language model, waits until it serves and returns its handle.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: xinference_core::Client) -> xinference_core::Result<()> {
+    /// use xinference_core::LaunchRequest;
+    /// let llm = client
+    ///     .launch_llm(LaunchRequest::llm("qwen2.5-instruct").quantization("q4_k_m").n_parallel(2))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn launch_llm(&self, request: LaunchRequest) -> Result<LlmModel> {
+        self.launch_as(request, ModelType::Llm).await?.into_llm()
+    }
+
+    /// Launches a text embedding model and returns its handle.
+    pub async fn launch_embedding(&self, request: LaunchRequest) -> Result<EmbeddingModel> {
+        self.launch_as(request, ModelType::Embedding)
+            .await?
+            .into_embedding()
+    }
+
+    /// Launches a rerank model and returns its handle.
+    pub async fn launch_rerank(&self, request: LaunchRequest) -> Result<RerankModel> {
+        self.launch_as(request, ModelType::Rerank)
+            .await?
+            .into_rerank()
+    }
+
+    /// Launches an image model and returns its handle.
+    pub async fn launch_image(&self, request: LaunchRequest) -> Result<ImageModel> {
+        self.launch_as(request, ModelType::Image)
+            .await?
+            .into_image()
+    }
+
+    /// Launches a speech-to-text model and returns its handle.
+    pub async fn launch_audio(&self, request: LaunchRequest) -> Result<AudioModel> {
+        self.launch_as(request, ModelType::Audio)
+            .await?
+            .into_audio()
+    }
+
     /// Stops a model and frees its memory.
     pub async fn terminate_model(&self, uid: &str) -> Result<()> {
         match &self.transport {
             Transport::Local(r) => r.terminate_model(uid).await,
-            Transport::Remote(c) => c.delete(&format!("/v1/models/{uid}")).await.map(drop),
+            Transport::Remote(c) => c
+                .delete(&format!("/v1/models/{}", seg(uid)))
+                .await
+                .map(drop),
         }
     }
 
     /// Launched models by uid, with their descriptions.
     pub async fn list_models(&self) -> Result<BTreeMap<String, ModelDescription>> {
         match &self.transport {
-            Transport::Local(r) => Ok(r.list_models()),
+            Transport::Local(r) => r
+                .list_models()
+                .into_iter()
+                .map(|(uid, d)| Ok((uid, ModelDescription::from_json(d)?)))
+                .collect(),
             Transport::Remote(c) => c.list_models().await,
         }
     }
@@ -166,8 +187,8 @@ impl Client {
     /// The description of a launched model.
     pub async fn describe_model(&self, uid: &str) -> Result<ModelDescription> {
         match &self.transport {
-            Transport::Local(r) => r.describe_model(uid),
-            Transport::Remote(c) => c.get_as(&format!("/v1/models/{uid}")).await,
+            Transport::Local(r) => ModelDescription::from_json(r.describe_model(uid)?),
+            Transport::Remote(c) => c.get_as(&format!("/v1/models/{}", seg(uid))).await,
         }
     }
 
@@ -193,7 +214,7 @@ impl Client {
     pub async fn launch_progress(&self, uid: &str) -> Result<ProgressSnapshot> {
         match &self.transport {
             Transport::Local(r) => r.launch_progress(uid),
-            Transport::Remote(c) => c.get_as(&format!("/v1/models/{uid}/progress")).await,
+            Transport::Remote(c) => c.get_as(&format!("/v1/models/{}/progress", seg(uid))).await,
         }
     }
 
@@ -213,8 +234,12 @@ impl Client {
         match &self.transport {
             Transport::Local(r) => r.registry().get(model_type, name).map(|f| f.json),
             Transport::Remote(c) => {
-                c.get_as(&format!("/v1/model_registrations/{model_type}/{name}"))
-                    .await
+                c.get_as(&format!(
+                    "/v1/model_registrations/{}/{}",
+                    seg(model_type.as_str()),
+                    seg(name)
+                ))
+                .await
             }
         }
     }
@@ -237,7 +262,11 @@ impl Client {
         match &self.transport {
             Transport::Local(r) => r.registry().unregister(model_type, name),
             Transport::Remote(c) => c
-                .delete(&format!("/v1/model_registrations/{model_type}/{name}"))
+                .delete(&format!(
+                    "/v1/model_registrations/{}/{}",
+                    seg(model_type.as_str()),
+                    seg(name)
+                ))
                 .await
                 .map(drop),
         }

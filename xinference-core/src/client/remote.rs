@@ -4,6 +4,7 @@ use crate::hub::CacheEntry;
 use crate::protocol::xinference::{InstanceInfo, LaunchRequest, LaunchResponse, ModelDescription};
 use crate::registry::{EngineOptions, ModelType, RegistrationSummary};
 use crate::{Error, ErrorKind, Result};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -180,7 +181,14 @@ impl RemoteClient {
                         .or_else(|| err.get("message").and_then(Value::as_str))
                         .map(str::to_owned)
                         .unwrap_or_else(|| err.to_string());
-                    return Err(Error::internal(message));
+                    // A status code, when the event carries one, keeps the error's kind.
+                    let kind = err
+                        .get("code")
+                        .and_then(Value::as_u64)
+                        .map_or(ErrorKind::Internal, |c| {
+                            ErrorKind::from_http_status(c as u16)
+                        });
+                    return Err(Error::new(kind, message));
                 }
                 decode(value)
             })
@@ -215,7 +223,7 @@ impl RemoteClient {
                 for key in ["id", "object", "created", "owned_by"] {
                     map.remove(key);
                 }
-                out.insert(uid, map);
+                out.insert(uid, ModelDescription::from_json(map)?);
             }
         }
         Ok(out)
@@ -240,7 +248,9 @@ impl RemoteClient {
         &self,
         t: ModelType,
     ) -> Result<Vec<RegistrationSummary>> {
-        let items: Vec<Value> = self.get_as(&format!("/v1/model_registrations/{t}")).await?;
+        let items: Vec<Value> = self
+            .get_as(&format!("/v1/model_registrations/{}", seg(t.as_str())))
+            .await?;
         Ok(items
             .into_iter()
             .map(|v| RegistrationSummary {
@@ -259,7 +269,7 @@ impl RemoteClient {
         let body = json!({"model": json, "persist": persist});
         self.send(
             self.http
-                .post(self.url(&format!("/v1/model_registrations/{t}")))
+                .post(self.url(&format!("/v1/model_registrations/{}", seg(t.as_str()))))
                 .json(&body),
         )
         .await
@@ -272,8 +282,8 @@ impl RemoteClient {
         t: Option<ModelType>,
     ) -> Result<EngineOptions> {
         let path = match t {
-            Some(t) => format!("/v1/engines/{t}/{name}"),
-            None => format!("/v1/engines/{name}"),
+            Some(t) => format!("/v1/engines/{}/{}", seg(t.as_str()), seg(name)),
+            None => format!("/v1/engines/{}", seg(name)),
         };
         self.get_as(&path).await
     }
@@ -286,6 +296,19 @@ impl RemoteClient {
         let v = self.send(request).await?;
         decode(v["list"].clone())
     }
+}
+
+/// The characters escaped in a path segment: controls, space, and everything URL syntax or
+/// routers could read as structure (`/`, `?`, `#`, `%`, ...). Letters, digits and `-._~` stay.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `s` percent-encoded as one URL path segment (a uid or model name in a route).
+pub(crate) fn seg(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 fn decode<T: DeserializeOwned>(v: Value) -> Result<T> {

@@ -4,6 +4,7 @@ pub mod anthropic;
 pub mod audio;
 pub mod chat;
 pub mod image;
+pub mod message;
 pub mod openai;
 pub mod rerank;
 pub mod responses;

@@ -99,5 +99,77 @@ pub struct InstanceInfo {
 /// `GET /v1/models/{uid}/progress`.
 pub type LaunchProgressResponse = crate::hub::ProgressSnapshot;
 
-/// A model's description: the fields of Xinference's `to_description()` for its type, as JSON.
-pub type ModelDescription = Map<String, Value>;
+/// A model's description as JSON: the fields of Xinference's `to_description()` for its type
+/// (what the runtime produces and `GET /v1/models/{uid}` answers with).
+pub type DescriptionMap = Map<String, Value>;
+
+/// A launched model's description, typed: the fields every type has, and the rest of
+/// Xinference's `to_description()` (context length, dimensions, languages, ...) in `extra`.
+/// It (de)serialises to the same JSON object as the server's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelDescription {
+    /// `LLM`, `embedding`, `rerank`, `image`, `audio`, ...
+    pub model_type: crate::registry::ModelType,
+    /// The registry name.
+    #[serde(default)]
+    pub model_name: String,
+    /// What it can do (`chat`, `generate`, `tools`, `embed`, `rerank`, `text2image`, ...).
+    #[serde(default)]
+    pub model_ability: Vec<String>,
+    /// The engine it runs under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_engine: Option<String>,
+    /// The file format (`ggufv2`, `pytorch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_format: Option<String>,
+    /// The number of replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<u32>,
+    /// Every other field of the description.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ModelDescription {
+    /// Reads a description object (a missing or unknown `model_type` is a 500: the server
+    /// always sends one).
+    pub fn from_json(map: DescriptionMap) -> crate::Result<Self> {
+        serde_json::from_value(Value::Object(map))
+            .map_err(|e| crate::Error::internal(format!("unexpected model description: {e}")))
+    }
+    /// The description as the JSON object the server sends.
+    pub fn into_json(self) -> DescriptionMap {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+    /// Whether the model has `ability` (`chat`, `tools`, `vision`, ...).
+    pub fn has_ability(&self, ability: &str) -> bool {
+        self.model_ability.iter().any(|a| a == ability)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_description_reads_and_writes_the_server_json() {
+        let wire = json!({
+            "model_type": "LLM", "model_name": "qwen2.5-instruct", "model_ability": ["generate", "chat"],
+            "model_engine": "llama.cpp", "model_format": "ggufv2", "replica": 1,
+            "context_length": 32768, "quantization": "q4_k_m",
+        });
+        let Value::Object(map) = wire.clone() else {
+            unreachable!()
+        };
+        let d = ModelDescription::from_json(map).unwrap();
+        assert_eq!(d.model_type, crate::registry::ModelType::Llm);
+        assert!(d.has_ability("chat"));
+        assert_eq!(d.replica, Some(1));
+        assert_eq!(d.extra["context_length"], 32768);
+        assert_eq!(Value::Object(d.into_json()), wire);
+    }
+}

@@ -1,7 +1,7 @@
 //! Model descriptions in Xinference's `to_description()` shape, per model type.
 
 use super::Instance;
-use crate::protocol::xinference::ModelDescription;
+use crate::protocol::xinference::DescriptionMap;
 use crate::registry::ModelType;
 use serde_json::{json, Value};
 
@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 const ADDRESS: &str = "127.0.0.1";
 
 /// The description `GET /v1/models/{uid}` answers with (including `replica`).
-pub fn describe(instance: &Instance) -> ModelDescription {
+pub fn describe(instance: &Instance) -> DescriptionMap {
     let f = &instance.family;
     let s = &instance.spec;
     let revision = json!(s.model_revision);

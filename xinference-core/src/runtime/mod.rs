@@ -26,7 +26,7 @@ pub use worker::Worker;
 
 use crate::hub::{LaunchProgress, ProgressSnapshot};
 use crate::llm::LlmEngine;
-use crate::protocol::xinference::{InstanceInfo, InstanceStatus, ModelDescription};
+use crate::protocol::xinference::{DescriptionMap, InstanceInfo, InstanceStatus};
 use crate::registry::{ModelFamily, ModelSpec, Registry};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
@@ -269,7 +269,7 @@ impl Runtime {
     }
 
     /// Descriptions of the launched models that are not in an error state, by uid.
-    pub fn list_models(&self) -> BTreeMap<String, ModelDescription> {
+    pub fn list_models(&self) -> BTreeMap<String, DescriptionMap> {
         self.instances
             .lock()
             .expect("instances lock")
@@ -280,7 +280,7 @@ impl Runtime {
     }
 
     /// The description of one launched model (404 when unknown).
-    pub fn describe_model(&self, uid: &str) -> Result<ModelDescription> {
+    pub fn describe_model(&self, uid: &str) -> Result<DescriptionMap> {
         Ok(describe::describe(&*self.instance(uid)?))
     }
 

@@ -25,6 +25,8 @@ impl ResponseStreamEvent {
 /// stands; `output_index` the item's place in `output` and `item_id` its id; `content_index` /
 /// `summary_index` the part within the item; `delta` new text; `text` / `arguments` the whole
 /// text; `logprobs` always empty.
+// The fields are the same on every variant and documented once, above.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type")]
 pub enum ResponseEvent {

@@ -1,6 +1,6 @@
 //! OpenAI Responses API shapes (`POST /v1/responses` and the stored-response routes): the
 //! request and its input items, stored-item lists and OpenAI's error body here; the response
-//! object and its output items in [`object`]; the streamed events in [`events`]. Serde only;
+//! object and its output items in `object`; the streamed events in `events`. Serde only;
 //! the translation over chat is in [`crate::responses`].
 
 mod events;
