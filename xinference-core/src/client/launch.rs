@@ -52,8 +52,8 @@ impl LaunchRequest {
         self
     }
     /// Sets the engine (`llama.cpp`, `Transformers`, `sentence_transformers`, `candle`). Optional
-    /// through [`crate::Client`]: when absent it is chosen from the format (see
-    /// [`LaunchRequest::engine_or_default`]).
+    /// through the typed launches ([`crate::Client::launch_llm`] and friends): when absent it is
+    /// chosen from the format (see [`LaunchRequest::engine_or_default`]).
     pub fn model_engine(mut self, engine: impl Into<String>) -> Self {
         self.model_engine = Some(engine.into());
         self

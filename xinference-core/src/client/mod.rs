@@ -83,14 +83,14 @@ impl Client {
     }
 
     /// Launches a model; with `wait_ready` false returns at once (poll [`Client::launch_progress`]).
-    /// A language model launched without an engine gets the one its format needs
-    /// ([`LaunchRequest::engine_or_default`]).
+    /// The request goes as it is, as Xinference's `launch_model` sends it: a language model
+    /// needs its `model_engine` here (the typed `launch_llm` and friends choose one from the
+    /// format when it is missing, [`LaunchRequest::engine_or_default`]).
     pub async fn launch_model_with(
         &self,
-        mut request: LaunchRequest,
+        request: LaunchRequest,
         wait_ready: bool,
     ) -> Result<String> {
-        request.model_engine = request.engine_or_default();
         match &self.transport {
             Transport::Local(r) => r.launch_model(request, wait_ready).await,
             Transport::Remote(c) => c.launch_model(&request, wait_ready).await,
@@ -115,6 +115,7 @@ impl Client {
             )));
         }
         request.validate()?;
+        request.model_engine = request.engine_or_default();
         let uid = self.launch_model(request).await?;
         ModelHandle::of_type(self.transport.clone(), &uid, kind)
     }
