@@ -255,73 +255,10 @@ impl EventTranslator {
 mod tests {
     use super::*;
     use crate::anthropic::error_response;
-    use crate::protocol::chat::{
-        ChatChunkChoice, ChatDelta, CompletionUsage, FunctionCallDelta, ToolCallDelta,
-    };
+    use crate::protocol::chat::ChatDelta;
+    use crate::protocol::test_chunks::{chunk, reasoning, text, tool_delta, tools, usage_chunk};
     use crate::Error;
     use serde_json::Value;
-
-    fn chunk(delta: ChatDelta, finish: Option<&str>) -> ChatCompletionChunk {
-        ChatCompletionChunk {
-            id: "chatcmpl-1".into(),
-            object: "chat.completion.chunk".into(),
-            created: 0,
-            model: "qwen".into(),
-            choices: vec![ChatChunkChoice {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason: finish.map(str::to_owned),
-                stop_sequence: None,
-            }],
-            usage: None,
-        }
-    }
-
-    fn text(s: &str) -> ChatDelta {
-        ChatDelta {
-            content: Some(s.into()),
-            ..ChatDelta::default()
-        }
-    }
-
-    fn reasoning(s: &str) -> ChatDelta {
-        ChatDelta {
-            reasoning_content: Some(s.into()),
-            ..ChatDelta::default()
-        }
-    }
-
-    fn tool_delta(index: usize, id: Option<&str>, name: Option<&str>, args: &str) -> ToolCallDelta {
-        ToolCallDelta {
-            index,
-            id: id.map(str::to_owned),
-            kind: id.map(|_| "function".to_owned()),
-            function: Some(FunctionCallDelta {
-                name: name.map(str::to_owned),
-                arguments: Some(args.into()),
-            }),
-        }
-    }
-
-    fn tools(calls: Vec<ToolCallDelta>) -> ChatDelta {
-        ChatDelta {
-            tool_calls: Some(calls),
-            ..ChatDelta::default()
-        }
-    }
-
-    fn usage_chunk(prompt: usize, completion: usize) -> ChatCompletionChunk {
-        ChatCompletionChunk {
-            choices: Vec::new(),
-            usage: Some(CompletionUsage {
-                prompt_tokens: prompt,
-                completion_tokens: completion,
-                total_tokens: prompt + completion,
-            }),
-            ..chunk(ChatDelta::default(), None)
-        }
-    }
 
     fn run(chunks: Vec<ChatCompletionChunk>, stops: &[&str]) -> Vec<Value> {
         let mut t = EventTranslator::new(

@@ -8,4 +8,6 @@ pub mod message;
 pub mod openai;
 pub mod rerank;
 pub mod responses;
+#[cfg(test)]
+pub(crate) mod test_chunks;
 pub mod xinference;

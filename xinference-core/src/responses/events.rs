@@ -406,68 +406,13 @@ impl EventTranslator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::chat::{
-        ChatChunkChoice, ChatDelta, CompletionUsage, FunctionCallDelta, ToolCallDelta,
-    };
+    use crate::protocol::chat::ChatDelta;
     use crate::protocol::responses::ResponsesRequest;
+    use crate::protocol::test_chunks::{chunk, reasoning, text, tool_delta, tools, usage_chunk};
     use serde_json::{json, Value};
 
-    fn chunk(delta: ChatDelta, finish: Option<&str>) -> ChatCompletionChunk {
-        ChatCompletionChunk {
-            id: "chatcmpl-1".into(),
-            object: "chat.completion.chunk".into(),
-            created: 0,
-            model: "qwen".into(),
-            choices: vec![ChatChunkChoice {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason: finish.map(str::to_owned),
-                stop_sequence: None,
-            }],
-            usage: None,
-        }
-    }
-
-    fn text(s: &str) -> ChatDelta {
-        ChatDelta {
-            content: Some(s.into()),
-            ..ChatDelta::default()
-        }
-    }
-
-    fn reasoning(s: &str) -> ChatDelta {
-        ChatDelta {
-            reasoning_content: Some(s.into()),
-            ..ChatDelta::default()
-        }
-    }
-
     fn call(index: usize, id: Option<&str>, name: Option<&str>, args: &str) -> ChatDelta {
-        ChatDelta {
-            tool_calls: Some(vec![ToolCallDelta {
-                index,
-                id: id.map(str::to_owned),
-                kind: id.map(|_| "function".to_owned()),
-                function: Some(FunctionCallDelta {
-                    name: name.map(str::to_owned),
-                    arguments: Some(args.into()),
-                }),
-            }]),
-            ..ChatDelta::default()
-        }
-    }
-
-    fn usage_chunk() -> ChatCompletionChunk {
-        ChatCompletionChunk {
-            choices: Vec::new(),
-            usage: Some(CompletionUsage {
-                prompt_tokens: 9,
-                completion_tokens: 4,
-                total_tokens: 13,
-            }),
-            ..chunk(ChatDelta::default(), None)
-        }
+        tools(vec![tool_delta(index, id, name, args)])
     }
 
     fn run(chunks: Vec<ChatCompletionChunk>) -> (Vec<Value>, Response) {
@@ -513,7 +458,7 @@ mod tests {
             chunk(text("Hel"), None),
             chunk(text("lo"), None),
             chunk(text(""), Some("stop")),
-            usage_chunk(),
+            usage_chunk(9, 4),
         ]);
         assert_eq!(
             names(&events),
