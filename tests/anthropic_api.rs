@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::{launch_qwen, run_python, sse_events, TestServer};
+use common::{launch_qwen, llm_in_process_and_over_http, run_python, sse_events, TestServer};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use xinference::protocol::anthropic::{MessagesRequest, StreamEvent};
-use xinference::{Client, ErrorKind};
+use xinference::ErrorKind;
 
 fn client() -> reqwest::Client {
     reqwest::Client::new()
@@ -231,19 +231,7 @@ async fn anthropic_sdk_messages_with_qwen() {
         "messages": [{"role": "user", "content": "Say hello."}],
     }))
     .unwrap();
-    let local = Client::local(server.runtime.clone())
-        .get_model(&uid)
-        .await
-        .unwrap()
-        .into_llm()
-        .unwrap();
-    let remote = Client::remote(&server.url, None)
-        .unwrap()
-        .get_model(&uid)
-        .await
-        .unwrap()
-        .into_llm()
-        .unwrap();
+    let (local, remote) = llm_in_process_and_over_http(&server, &uid).await;
     let a = local.messages(request.clone()).await.unwrap();
     let b = remote.messages(request.clone()).await.unwrap();
     assert!(a.id.starts_with("msg_") && a.model == uid, "{a:?}");

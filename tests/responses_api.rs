@@ -7,12 +7,12 @@
 
 mod common;
 
-use common::{launch_qwen, run_python, sse_events, TestServer};
+use common::{launch_qwen, llm_in_process_and_over_http, run_python, sse_events, TestServer};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use xinference::protocol::responses::{ResponseEvent, ResponseStreamEvent, ResponsesRequest};
-use xinference::{Client, ErrorKind};
+use xinference::ErrorKind;
 
 fn client() -> reqwest::Client {
     reqwest::Client::new()
@@ -165,19 +165,7 @@ async fn openai_sdk_responses_with_qwen() {
         "model": "", "input": "Say hello.", "max_output_tokens": 8, "temperature": 0,
     }))
     .unwrap();
-    let local = Client::local(server.runtime.clone())
-        .get_model(&uid)
-        .await
-        .unwrap()
-        .into_llm()
-        .unwrap();
-    let remote = Client::remote(&server.url, None)
-        .unwrap()
-        .get_model(&uid)
-        .await
-        .unwrap()
-        .into_llm()
-        .unwrap();
+    let (local, remote) = llm_in_process_and_over_http(&server, &uid).await;
     let a = local.responses(request.clone()).await.unwrap();
     let b = remote.responses(request.clone()).await.unwrap();
     assert!(a.id.starts_with("resp_") && a.model == uid, "{a:?}");

@@ -241,3 +241,24 @@ pub fn sse_events(body: &str) -> Vec<(String, serde_json::Value)> {
         })
         .collect()
 }
+
+/// The launched LLM `uid` of `server` twice: through the in-process client and over HTTP.
+pub async fn llm_in_process_and_over_http(
+    server: &TestServer,
+    uid: &str,
+) -> (xinference::LlmModel, xinference::LlmModel) {
+    let local = xinference::Client::local(server.runtime.clone())
+        .get_model(uid)
+        .await
+        .unwrap()
+        .into_llm()
+        .unwrap();
+    let remote = xinference::Client::remote(&server.url, None)
+        .unwrap()
+        .get_model(uid)
+        .await
+        .unwrap()
+        .into_llm()
+        .unwrap();
+    (local, remote)
+}

@@ -4,25 +4,9 @@
 
 mod common;
 
-use common::{Sandbox, Server};
+use common::{launch_smollm2, Sandbox, Server};
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::Stdio;
-
-fn smollm2_gguf() -> PathBuf {
-    let root = match std::env::var_os("XINFERENCE_TEST_MODELS").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
-            .join(".cache/xinference-rs/test-models"),
-    };
-    let file = root.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        file.is_file(),
-        "the test model {} is missing; fix: run `python3 scripts/fetch-test-models.py smollm2`",
-        file.display()
-    );
-    file
-}
 
 fn converse(sandbox: &Sandbox, args: &[&str], input: &str) -> String {
     let mut child = sandbox
@@ -52,27 +36,7 @@ fn converse(sandbox: &Sandbox, args: &[&str], input: &str) -> String {
 fn chat_and_generate_repls_talk_to_a_running_llm() {
     let sandbox = Sandbox::new();
     let server = Server::start(&sandbox);
-    let gguf = smollm2_gguf().display().to_string();
-    let launched = sandbox
-        .run(&[
-            "launch",
-            "-n",
-            "smollm2-instruct",
-            "-en",
-            "llama.cpp",
-            "-f",
-            "ggufv2",
-            "-s",
-            "0_135",
-            "-q",
-            "Q4_1",
-            "--model-path",
-            &gguf,
-            "-e",
-            &server.url,
-        ])
-        .ok()
-        .to_owned();
+    let launched = launch_smollm2(&sandbox, &server);
     assert!(
         launched.contains("Model uid: smollm2-instruct"),
         "{launched}"

@@ -5,26 +5,10 @@
 
 mod common;
 
-use common::{block_on, Sandbox, Server};
+use common::{block_on, launch_smollm2, Sandbox, Server};
 use futures::StreamExt;
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
-
-fn smollm2_gguf() -> PathBuf {
-    let root = match std::env::var_os("XINFERENCE_TEST_MODELS").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
-            .join(".cache/xinference-rs/test-models"),
-    };
-    let file = root.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        file.is_file(),
-        "the test model {} is missing; fix: run `python3 scripts/fetch-test-models.py smollm2`",
-        file.display()
-    );
-    file
-}
 
 #[test]
 fn health_answers_and_every_response_carries_a_request_id() {
@@ -65,26 +49,7 @@ fn health_answers_and_every_response_carries_a_request_id() {
 fn sigterm_lets_a_streaming_chat_finish_then_exits() {
     let sandbox = Sandbox::new();
     let mut server = Server::start(&sandbox);
-    let gguf = smollm2_gguf().display().to_string();
-    sandbox
-        .run(&[
-            "launch",
-            "-n",
-            "smollm2-instruct",
-            "-en",
-            "llama.cpp",
-            "-f",
-            "ggufv2",
-            "-s",
-            "0_135",
-            "-q",
-            "Q4_1",
-            "--model-path",
-            &gguf,
-            "-e",
-            &server.url,
-        ])
-        .ok();
+    launch_smollm2(&sandbox, &server);
 
     let (text, finished) = block_on(async {
         let http = reqwest::Client::new();

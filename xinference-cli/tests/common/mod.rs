@@ -475,3 +475,45 @@ pub fn parse_simple_table(text: &str) -> Table {
         lines: data_lines,
     }
 }
+
+/// The SmolLM2-135M GGUF that `scripts/fetch-test-models.py smollm2` puts in place. Panics
+/// (never skips) when it is missing.
+pub fn smollm2_gguf() -> PathBuf {
+    let root = match std::env::var_os("XINFERENCE_TEST_MODELS").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+            .join(".cache/xinference-rs/test-models"),
+    };
+    let file = root.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        file.is_file(),
+        "the test model {} is missing; fix: run `python3 scripts/fetch-test-models.py smollm2`",
+        file.display()
+    );
+    file
+}
+
+/// `xinference launch` of the SmolLM2 GGUF as `smollm2-instruct` on `server`; its stdout.
+pub fn launch_smollm2(sandbox: &Sandbox, server: &Server) -> String {
+    let gguf = smollm2_gguf().display().to_string();
+    sandbox
+        .run(&[
+            "launch",
+            "-n",
+            "smollm2-instruct",
+            "-en",
+            "llama.cpp",
+            "-f",
+            "ggufv2",
+            "-s",
+            "0_135",
+            "-q",
+            "Q4_1",
+            "--model-path",
+            &gguf,
+            "-e",
+            &server.url,
+        ])
+        .ok()
+        .to_owned()
+}
