@@ -3,16 +3,25 @@
 //! call round trip, json_schema, max_output_tokens, stored responses, bad input), the Rust
 //! client in process and over HTTP, the raw SSE framing, OpenAI's error shape for every
 //! rejection, and `previous_response_id` across a server restart (the SQLite store under
-//! `$XINFERENCE_HOME`).
+//! `$XINFERENCE_HOME`); a reasoning model's `reasoning` items and `reasoning_tokens`.
 
 mod common;
 
-use common::{launch_qwen, llm_in_process_and_over_http, run_python, sse_events, TestServer};
+use common::{
+    launch_qwen, llm_in_process_and_over_http, qwen_gguf, run_python, sse_events, TestServer,
+};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use xinference::protocol::responses::{ResponseEvent, ResponseStreamEvent, ResponsesRequest};
+use xinference::protocol::responses::{
+    ResponseEvent, ResponseStreamEvent, ResponseUsage, ResponsesRequest,
+};
 use xinference::ErrorKind;
+
+/// A response's token counts, without the prefix cache's share (a repeated prompt reads it).
+fn counts(usage: &ResponseUsage) -> (usize, usize, usize) {
+    (usage.input_tokens, usage.output_tokens, usage.total_tokens)
+}
 
 fn client() -> reqwest::Client {
     reqwest::Client::new()
@@ -171,8 +180,8 @@ async fn openai_sdk_responses_with_qwen() {
     assert!(a.id.starts_with("resp_") && a.model == uid, "{a:?}");
     assert!(!a.output_text().is_empty());
     assert_eq!(
-        (a.output_text(), &a.status, &a.usage),
-        (b.output_text(), &b.status, &b.usage)
+        (a.output_text(), &a.status, &a.usage.as_ref().map(counts)),
+        (b.output_text(), &b.status, &b.usage.as_ref().map(counts))
     );
     // Stored in process, read over HTTP: one store per home.
     let stored = remote.responses(ResponsesRequest {
@@ -243,5 +252,108 @@ async fn previous_response_id_survives_a_server_restart() {
     )
     .await;
     assert!(out.contains("restart: ok"), "{out}");
+    server.stop().await;
+}
+
+/// Launches the Qwen GGUF registered as a reasoning model (`<think>` tags), as `thinker`.
+async fn launch_thinker(server: &TestServer) -> String {
+    let family = json!({
+        "version": 2, "model_name": "qwen-thinker", "model_family": "qwen2.5-instruct",
+        "model_lang": ["en"], "model_ability": ["chat", "reasoning"], "context_length": 32768,
+        "reasoning_start_tag": "<think>", "reasoning_end_tag": "</think>",
+        "model_specs": [{
+            "model_format": "ggufv2", "model_size_in_billions": "0_5", "quantization": "q4_k_m",
+            "model_id": "local/qwen-thinker", "model_file_name_template": "qwen.gguf",
+            "model_uri": format!("file://{}", qwen_gguf().display()),
+        }],
+    });
+    let url = |path: &str| format!("{}{path}", server.url);
+    let (status, body) = send(
+        client()
+            .post(url("/v1/model_registrations/LLM"))
+            .json(&json!({"model": family.to_string(), "persist": false})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(client().post(url("/v1/models")).json(&json!({
+        "model_name": "qwen-thinker", "model_engine": "llama.cpp", "model_format": "ggufv2",
+        "model_size_in_billions": "0_5", "quantization": "q4_k_m", "model_uid": "thinker",
+        "model_path": qwen_gguf(),
+    })))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    "thinker".into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasoning_models_answer_with_reasoning_items_and_count_reasoning_tokens() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let uid = launch_thinker(&server).await;
+    // The answer is made to think first (a guided regex passed through as vLLM's field).
+    let regex = "<think>\\n[A-Za-z0-9 ,.]{1,80}\\n</think>\\n\\n[A-Za-z0-9 ,.]{1,40}";
+    let ask = |stream: bool| {
+        json!({"model": uid, "input": "Is 17 a prime number?", "max_output_tokens": 60,
+               "temperature": 0, "stream": stream, "guided_regex": regex})
+    };
+    let url = format!("{}/v1/responses", server.url);
+    let (status, whole) = send(client().post(&url).json(&ask(false))).await;
+    assert_eq!(status, StatusCode::OK, "{whole}");
+    let output = whole["output"].as_array().unwrap();
+    let kinds: Vec<&str> = output.iter().map(|o| o["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["reasoning", "message"], "{whole}");
+    let summary = output[0]["summary"][0]["text"].as_str().unwrap();
+    assert!(!summary.is_empty() && !summary.contains("think"), "{whole}");
+    let usage = &whole["usage"];
+    let reasoning_tokens = usage["output_tokens_details"]["reasoning_tokens"]
+        .as_u64()
+        .unwrap();
+    let output_tokens = usage["output_tokens"].as_u64().unwrap();
+    // `<think>`, the summary's words and `</think>` are reasoning; the answer after is not.
+    assert!(
+        reasoning_tokens > 3 && reasoning_tokens < output_tokens,
+        "{usage}"
+    );
+
+    // Streamed: the summary arrives as reasoning_summary_text deltas; the same count at the end.
+    let r = client().post(&url).json(&ask(true)).send().await.unwrap();
+    let events = sse_events(&r.text().await.unwrap());
+    let streamed: String = events
+        .iter()
+        .filter(|(name, _)| name == "response.reasoning_summary_text.delta")
+        .map(|(_, data)| data["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed.trim_end(), summary);
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "response.completed", "{data}");
+    // (Its prompt came from the prefix cache this time, so only the output counts compare.)
+    let streamed_usage = &data["response"]["usage"];
+    assert_eq!(streamed_usage["output_tokens"], output_tokens, "{data}");
+    assert_eq!(
+        streamed_usage["output_tokens_details"]["reasoning_tokens"], reasoning_tokens,
+        "{data}"
+    );
+    let cached = streamed_usage["input_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        cached > 0,
+        "the same prompt again is read from the prefix cache: {data}"
+    );
+
+    // The chat path counts the same tokens in OpenAI's `completion_tokens_details`.
+    let chat = json!({"model": uid, "max_tokens": 60, "temperature": 0, "guided_regex": regex,
+                      "messages": [{"role": "user", "content": "Is 17 a prime number?"}]});
+    let (status, answer) = send(
+        client()
+            .post(format!("{}/v1/chat/completions", server.url))
+            .json(&chat),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["usage"]["completion_tokens_details"]["reasoning_tokens"], reasoning_tokens,
+        "{answer}"
+    );
     server.stop().await;
 }

@@ -138,6 +138,8 @@ mod tests {
                 prompt_tokens: 12,
                 completion_tokens: 7,
                 total_tokens: 19,
+                prompt_tokens_details: None,
+                completion_tokens_details: None,
             },
         }
     }

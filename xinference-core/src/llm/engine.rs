@@ -91,6 +91,9 @@ pub struct Generated {
     pub stop_sequence: Option<String>,
     /// Prompt tokens whose keys and values came from the prefix cache (not computed).
     pub cached_tokens: usize,
+    /// Generated tokens that were reasoning (counted by the runtime, which knows the model's
+    /// reasoning tags; 0 here).
+    pub reasoning_tokens: usize,
 }
 
 /// A loaded LLM: weights, tokenizer, chat template and end tokens.
@@ -553,6 +556,7 @@ impl LlmEngine {
             tokens,
             stop_sequence,
             cached_tokens,
+            reasoning_tokens: 0,
         })
     }
 

@@ -157,6 +157,31 @@ impl ReasoningSplitter {
     }
 }
 
+/// How many of the generated `tokens` are reasoning (OpenAI's `reasoning_tokens`): from the
+/// first token up to and including the one that completes the end tag, or all of them when the
+/// block never closes; 0 when the answer does not open with a reasoning block. Each token's
+/// text is released by `detokenize` in order, as the splitter sees a streamed answer.
+pub fn reasoning_token_count(
+    tags: &ReasoningTags,
+    prompt_opened: bool,
+    tokens: &[u32],
+    mut detokenize: impl FnMut(u32) -> crate::Result<String>,
+) -> crate::Result<usize> {
+    let mut splitter = ReasoningSplitter::new(tags.clone(), prompt_opened);
+    let mut reasoned = prompt_opened;
+    for (i, &token) in tokens.iter().enumerate() {
+        splitter.push(&detokenize(token)?);
+        match splitter.state {
+            State::Start => {}
+            State::Reasoning => reasoned = true,
+            State::AfterReasoning => return Ok(i + 1),
+            State::Content if reasoned => return Ok(i + 1),
+            State::Content => return Ok(0),
+        }
+    }
+    Ok(if reasoned { tokens.len() } else { 0 })
+}
+
 fn push_piece(out: &mut Vec<ReasoningPiece>, piece: ReasoningPiece) {
     let empty = match &piece {
         ReasoningPiece::Reasoning(t) | ReasoningPiece::Content(t) => t.is_empty(),
@@ -240,6 +265,37 @@ mod tests {
         assert_eq!(
             streamed("<think>still going", 3, false),
             ("still going".into(), String::new())
+        );
+    }
+
+    #[test]
+    fn reasoning_tokens_are_counted_up_to_the_end_tag() {
+        let pieces = [
+            "<think>", "\n", "Seven", " is", " prime", "\n", "</think>", "\n\n", "Yes",
+        ];
+        let tokens: Vec<u32> = (0..pieces.len() as u32).collect();
+        let text = |t: u32| Ok(pieces[t as usize].to_owned());
+        assert_eq!(
+            reasoning_token_count(&tags(), false, &tokens, text).unwrap(),
+            7
+        );
+        // The prompt opened the block: the answer starts inside it.
+        let opened = |t: u32| Ok(pieces[t as usize + 1].to_owned());
+        let rest: Vec<u32> = (0..pieces.len() as u32 - 1).collect();
+        assert_eq!(
+            reasoning_token_count(&tags(), true, &rest, opened).unwrap(),
+            6
+        );
+        // Never closed: every token is reasoning. No block at all: none is.
+        assert_eq!(
+            reasoning_token_count(&tags(), false, &tokens[..4], text).unwrap(),
+            4
+        );
+        let plain = ["Hello", " there"];
+        let plain_text = |t: u32| Ok(plain[t as usize].to_owned());
+        assert_eq!(
+            reasoning_token_count(&tags(), false, &[0, 1], plain_text).unwrap(),
+            0
         );
     }
 }

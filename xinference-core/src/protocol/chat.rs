@@ -145,6 +145,27 @@ pub struct CompletionUsage {
     pub completion_tokens: usize,
     /// Both.
     pub total_tokens: usize,
+    /// How the prompt tokens divide (OpenAI's field): present when some came from the prefix
+    /// cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// How the generated tokens divide (OpenAI's field): present for reasoning models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// OpenAI's breakdown of the prompt tokens.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens whose keys and values came from the prefix cache.
+    pub cached_tokens: usize,
+}
+
+/// OpenAI's breakdown of the generated tokens.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CompletionTokensDetails {
+    /// Tokens spent in the reasoning block.
+    pub reasoning_tokens: usize,
 }
 
 /// The function a tool call invokes.

@@ -74,6 +74,8 @@ pub(crate) fn usage_chunk(prompt: usize, completion: usize) -> ChatCompletionChu
             prompt_tokens: prompt,
             completion_tokens: completion,
             total_tokens: prompt + completion,
+            prompt_tokens_details: None,
+            completion_tokens_details: None,
         }),
         ..chunk(ChatDelta::default(), None)
     }

@@ -52,14 +52,24 @@ pub fn shell(request: &ResponsesRequest, id: String, model: String) -> Response 
     }
 }
 
-/// OpenAI's usage for the chat path's counts. The chat path does not count reasoning tokens
-/// apart, so `reasoning_tokens` is 0.
+/// OpenAI's usage for the chat path's counts (reasoning tokens as the chat path counted them).
 pub fn usage(u: &CompletionUsage) -> ResponseUsage {
     ResponseUsage {
         input_tokens: u.prompt_tokens,
-        input_tokens_details: InputTokensDetails::default(),
+        input_tokens_details: InputTokensDetails {
+            cached_tokens: u
+                .prompt_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.cached_tokens),
+            cache_write_tokens: 0,
+        },
         output_tokens: u.completion_tokens,
-        output_tokens_details: OutputTokensDetails::default(),
+        output_tokens_details: OutputTokensDetails {
+            reasoning_tokens: u
+                .completion_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.reasoning_tokens),
+        },
         total_tokens: u.total_tokens,
     }
 }
@@ -160,6 +170,8 @@ mod tests {
                 prompt_tokens: 12,
                 completion_tokens: 7,
                 total_tokens: 19,
+                prompt_tokens_details: None,
+                completion_tokens_details: None,
             },
         }
     }

@@ -440,7 +440,13 @@ pub fn to_chat_request(
         include_usage: true,
     });
 
-    let mut extra = Map::new();
+    // vLLM's guided decoding fields pass through to the chat path as they are.
+    let mut extra: Map<String, Value> = request
+        .extra
+        .iter()
+        .filter(|(key, _)| key.starts_with("guided_"))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
     if let Some(parallel) = request.parallel_tool_calls {
         extra.insert("parallel_tool_calls".into(), json!(parallel));
     }

@@ -4,7 +4,10 @@
 
 use crate::llm::reasoning::ReasoningTags;
 use crate::llm::{GenerateOptions, Generated, SamplingParams, TokenLogprob};
-use crate::protocol::chat::{ChatCompletionRequest, CompletionUsage, GenerationFields};
+use crate::protocol::chat::{
+    ChatCompletionRequest, CompletionTokensDetails, CompletionUsage, GenerationFields,
+    PromptTokensDetails,
+};
 use crate::{Error, ErrorKind, Result};
 use serde_json::{json, Map, Value};
 
@@ -296,10 +299,15 @@ pub(super) fn legacy_logprobs_json(items: &[TokenLogprob]) -> Value {
 pub(super) fn usage(choices: &[&Generated]) -> CompletionUsage {
     let prompt_tokens = choices.first().map_or(0, |g| g.prompt_tokens);
     let completion_tokens = choices.iter().map(|g| g.completion_tokens).sum();
+    let reasoning_tokens = choices.iter().map(|g| g.reasoning_tokens).sum();
+    let cached_tokens = choices.first().map_or(0, |g| g.cached_tokens);
     CompletionUsage {
         prompt_tokens,
         completion_tokens,
         total_tokens: prompt_tokens + completion_tokens,
+        prompt_tokens_details: (cached_tokens > 0).then_some(PromptTokensDetails { cached_tokens }),
+        completion_tokens_details: (reasoning_tokens > 0)
+            .then_some(CompletionTokensDetails { reasoning_tokens }),
     }
 }
 

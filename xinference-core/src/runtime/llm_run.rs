@@ -5,7 +5,8 @@
 
 use super::answer::AnswerFormat;
 use super::{Loaded, Runtime, Worker};
-use crate::llm::{GenerateOptions, Generated, Grammar, LlmEngine, StepOutput};
+use crate::llm::reasoning::reasoning_token_count;
+use crate::llm::{Detokenizer, GenerateOptions, Generated, Grammar, LlmEngine, StepOutput};
 use crate::{Error, Result};
 use futures::stream::{self, StreamExt};
 use std::sync::Arc;
@@ -205,6 +206,8 @@ fn start_choice(
                 }
             };
             let (prompt, grammar) = (prepared.prompt.clone(), prepared.grammar.clone());
+            let reasoning = prepared.answer.reasoning.clone();
+            let reasoning_opened = prepared.answer.reasoning_opened;
             if tx
                 .blocking_send(Event::Started(Box::new(prepared)))
                 .is_err()
@@ -218,6 +221,16 @@ fn start_choice(
                 } else {
                     !tx.is_closed()
                 }
+            });
+            let result = result.and_then(|mut g| {
+                if let Some(tags) = &reasoning {
+                    let mut detokenizer = Detokenizer::new();
+                    g.reasoning_tokens =
+                        reasoning_token_count(tags, reasoning_opened, &g.tokens, |token| {
+                            detokenizer.push(engine.tokenizer(), token)
+                        })?;
+                }
+                Ok(g)
             });
             let _ = tx.blocking_send(match result {
                 Ok(g) => Event::Done(g),
