@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{minilm_dir, python, qwen_gguf, TestServer};
+use common::{minilm_dir, python, qwen_gguf, whisper_dir, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -225,17 +225,59 @@ async fn browser_launches_chats_registers_and_terminates() {
     // What the browser did, seen from the server.
     let running: Vec<String> = server.runtime.list_models().into_keys().collect();
     assert_eq!(running, vec!["qwen2.5-coder-instruct".to_owned()]);
-    let custom = server
-        .runtime
-        .registry()
-        .get(xinference::ModelType::Embedding, "ui-minilm")
-        .expect("the model registered in the browser");
-    assert!(!custom.is_builtin);
-    assert!(server
-        .runtime
-        .registry()
-        .get(xinference::ModelType::Embedding, "no-dimensions")
-        .is_err());
+    // Registered, edited, then deleted in the browser; the bad one never registered.
+    for name in ["ui-minilm", "no-dimensions"] {
+        assert!(server
+            .runtime
+            .registry()
+            .get(xinference::ModelType::Embedding, name)
+            .is_err());
+    }
+    assert!(!home
+        .path()
+        .join("model/v2/embedding/ui-minilm.json")
+        .exists());
+    server.stop().await;
+}
+
+/// Launches `body` over HTTP, waiting until it serves.
+async fn launch(server: &TestServer, body: Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/models", server.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn browser_transcribes_audio_and_draws_images() {
+    require_chromium();
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    launch(
+        &server,
+        json!({"model_name": "whisper-tiny.en", "model_type": "audio", "model_uid": "whisper",
+               "model_path": whisper_dir("whisper-tiny.en-ct2")}),
+    )
+    .await;
+    launch(
+        &server,
+        json!({"model_name": "stable-diffusion-v1.5", "model_type": "image", "model_uid": "tiny-sd",
+               "model_path": fixtures.join("tiny-diffusion/sd15")}),
+    )
+    .await;
+    run_browser(&[
+        "media",
+        &server.url,
+        &screenshot_dir().display().to_string(),
+        "whisper",
+        &fixtures.join("audio/short_en.flac").display().to_string(),
+        "tiny-sd",
+    ])
+    .await;
     server.stop().await;
 }
 

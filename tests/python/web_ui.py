@@ -7,12 +7,15 @@ Usage:
       (streamed text appears, Stop stops); register a custom model and find its card; a bad
       registration shows the server's error; terminate a model; cluster info; keyboard tabs;
       the pages at 800 px wide; no errors in the browser console.
+  web_ui.py media URL SCREENSHOT_DIR AUDIO_UID AUDIO_FILE IMAGE_UID
+      the audio playground transcribes an uploaded file, the image playground draws a picture.
   web_ui.py login URL SCREENSHOT_DIR USER PASSWORD
       with auth on: the login form, then the pages work with the token.
 
 Prints "web ui: ok" at the end; any failed check raises.
 """
 
+import json
 import os
 import shutil
 import sys
@@ -273,6 +276,28 @@ def models_flow(url, minilm, qwen, shots):
         ui.shot("07-custom-card")
         ui.check_console()
 
+        # Edit it (the JSON by hand), see the change on its card, then delete it.
+        ui.page("register")
+        ui.click('[aria-label="Edit ui-minilm"]')
+        ui.text_in("h1", "Edit ui-minilm")
+        family = json.loads(ui.css("#register-json").get_attribute("value"))
+        assert family["model_name"] == "ui-minilm" and "is_builtin" not in family, family
+        family["max_tokens"] = 128
+        ui.fill("#register-json", json.dumps(family))
+        ui.click('[data-testid="register-submit"]')
+        ui.text_in('[data-testid="register-done"]', "ui-minilm")
+        ui.click('[data-testid="register-done"] a')
+        ui.text_in('[data-model="ui-minilm"]', "max 128 tokens")
+        ui.page("register")
+        ui.click('[aria-label="Delete ui-minilm"]')
+        ui.click("dialog[open] button.danger")
+        ui.wait(
+            lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-custom="ui-minilm"]'),
+            30,
+            "ui-minilm to leave the custom list",
+        )
+        ui.check_console()
+
         # A bad registration: the server's 400 is shown inline.
         ui.page("register")
         Select(ui.css("#reg-type")).select_by_value("embedding")
@@ -320,6 +345,36 @@ def models_flow(url, minilm, qwen, shots):
         d.quit()
 
 
+def media_flow(url, shots, audio_uid, audio_file, image_uid):
+    d = browser()
+    ui = Ui(d, url, shots)
+    try:
+        # Audio: upload a clip, read its transcription.
+        d.get(f"{url}/#/playground?model={audio_uid}")
+        ui.css('[data-testid="audio"]')
+        ui.css("#audio-file").send_keys(audio_file)
+        ui.click('[data-testid="audio"] button[type="submit"]')
+        text = ui.text_in("blockquote.result", "lazy", timeout=120)
+        print(f"transcription: {text!r}")
+        ui.shot("12-playground-audio")
+        # Image: a small picture from the tiny pipeline.
+        d.get(f"{url}/#/playground?model={image_uid}")
+        ui.css('[data-testid="image"]')
+        ui.fill("#image-size", "64x64")
+        ui.fill("#image-steps", "2")
+        ui.fill("#image-seed", "7")
+        ui.click('[data-testid="image"] button[type="submit"]')
+        img = ui.css(".images img", timeout=120)
+        ui.wait(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img), 30, "the image to load")
+        size = d.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img)
+        assert size == [64, 64], size
+        assert img.get_attribute("src").startswith("data:image/png;base64,")
+        ui.shot("13-playground-image")
+        ui.check_console()
+    finally:
+        d.quit()
+
+
 def login_flow(url, shots, user, password):
     d = browser()
     ui = Ui(d, url, shots)
@@ -351,6 +406,10 @@ def main():
         url, minilm, qwen, shots = sys.argv[2:6]
         os.makedirs(shots, exist_ok=True)
         models_flow(url, minilm, qwen, shots)
+    elif mode == "media":
+        url, shots, audio_uid, audio_file, image_uid = sys.argv[2:7]
+        os.makedirs(shots, exist_ok=True)
+        media_flow(url, shots, audio_uid, audio_file, image_uid)
     elif mode == "login":
         url, shots, user, password = sys.argv[2:6]
         os.makedirs(shots, exist_ok=True)

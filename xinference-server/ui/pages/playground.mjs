@@ -278,10 +278,12 @@ function Image({ uid }) {
         <textarea id="image-prompt" rows="2" value=${prompt} onInput=${(e) => setPrompt(e.target.value)}></textarea>
       <//>
       <div class="grid">
-        <${Field} label="Size" id="image-size">
-          <select id="image-size" value=${size} onChange=${(e) => setSize(e.target.value)}>
-            ${["256x256", "512x512", "768x768", "1024x1024"].map((s) => html`<option value=${s}>${s}</option>`)}
-          </select>
+        <${Field} label="Size (width x height)" id="image-size">
+          <input id="image-size" list="image-sizes" value=${size}
+            onInput=${(e) => setSize(e.target.value)} />
+          <datalist id="image-sizes">
+            ${["256x256", "512x512", "768x768", "1024x1024"].map((s) => html`<option value=${s}></option>`)}
+          </datalist>
         <//>
         <${Field} label="Steps (blank: the model's default)" id="image-steps">
           <input id="image-steps" type="number" min="1" max="150" value=${steps} onInput=${(e) => setSteps(e.target.value)} />

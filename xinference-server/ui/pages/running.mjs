@@ -48,14 +48,14 @@ export function RunningPage({ authOn }) {
           <tbody>
             ${models.map((m) => html`<tr key=${m.id} data-uid=${m.id}>
               <th scope="row"><code>${m.id}</code></th>
-              <td>${m.model_name}</td>
-              <td>${m.model_type}</td>
-              <td>${m.model_engine || ""}</td>
-              <td>${m.model_format || ""}</td>
-              <td>${m.quantization || ""}</td>
-              <td>${m.replica}</td>
-              <td><span class=${`status ${(status[m.id] || "").toLowerCase()}`}>${status[m.id] || "?"}</span></td>
-              <td><div class="row-actions">
+              <td data-label="Name">${m.model_name}</td>
+              <td data-label="Type">${m.model_type}</td>
+              <td data-label="Engine">${m.model_engine || ""}</td>
+              <td data-label="Format">${m.model_format || ""}</td>
+              <td data-label="Quantization">${m.quantization || ""}</td>
+              <td data-label="Replicas">${m.replica}</td>
+              <td data-label="Status"><span class=${`status ${(status[m.id] || "").toLowerCase()}`}>${status[m.id] || "?"}</span></td>
+              <td data-label="Actions"><div class="row-actions">
                 <button type="button" aria-expanded=${open?.uid === m.id && open.what === "describe" ? "true" : "false"}
                   onClick=${() => setOpen(open?.uid === m.id && open.what === "describe" ? null : { uid: m.id, what: "describe" })}
                   aria-label=${`Describe ${m.id}`}>Describe</button>
