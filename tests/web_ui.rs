@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::mock_hub::{MockHub, Throttle};
 use common::{minilm_dir, python, qwen_gguf, whisper_dir, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -279,6 +280,48 @@ async fn browser_transcribes_audio_and_draws_images() {
     ])
     .await;
     server.stop().await;
+}
+
+#[tokio::test]
+async fn browser_follows_a_download_and_cancels_it() {
+    require_chromium();
+    // MiniLM from a local stand-in of the hub, slowed down so that the download can be watched
+    // and cancelled. No other test here downloads: they all launch from a model path.
+    let hub = MockHub::start(&minilm_dir(), "sentence-transformers/all-MiniLM-L6-v2", &[]).await;
+    hub.set_throttle(Some(Throttle {
+        chunk: 64 << 10,
+        delay: std::time::Duration::from_millis(40),
+    }));
+    std::env::set_var("HF_ENDPOINT", &hub.url);
+    for var in [
+        "HF_HUB_OFFLINE",
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
+        std::env::remove_var(var);
+    }
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    run_browser(&[
+        "cancel",
+        &server.url,
+        &screenshot_dir().display().to_string(),
+    ])
+    .await;
+    assert!(server.runtime.list_models().is_empty());
+    assert!(server.runtime.instance_info(None, None).is_empty());
+    assert!(
+        hub.requests()
+            .iter()
+            .any(|r| r.is_body_of("model.safetensors")),
+        "the weights were being downloaded"
+    );
+    server.stop().await;
+    hub.shutdown().await;
 }
 
 #[tokio::test]

@@ -9,6 +9,8 @@ Usage:
       the pages at 800 px wide; no errors in the browser console.
   web_ui.py media URL SCREENSHOT_DIR AUDIO_UID AUDIO_FILE IMAGE_UID
       the audio playground transcribes an uploaded file, the image playground draws a picture.
+  web_ui.py cancel URL SCREENSHOT_DIR
+      a launch from the hub shows its download progress, and Cancel terminates it.
   web_ui.py login URL SCREENSHOT_DIR USER PASSWORD
       with auth on: the login form, then the pages work with the token.
 
@@ -375,6 +377,29 @@ def media_flow(url, shots, audio_uid, audio_file, image_uid):
         d.quit()
 
 
+def cancel_flow(url, shots):
+    d = browser()
+    ui = Ui(d, url, shots)
+    try:
+        d.get(url + "/")
+        ui.click("#type-embedding")
+        ui.fill("#launch-search", "all-MiniLM-L6-v2")
+        ui.click('[data-launch="all-MiniLM-L6-v2"]')
+        ui.css("#launch-engine option")
+        ui.click('[data-testid="launch-submit"]')
+        ui.text_in('[data-testid="launch-progress"] label', "downloading", timeout=60)
+        ui.text_in('[data-testid="launch-progress"]', "model.safetensors", timeout=60)
+        ui.shot("14-launch-progress")
+        ui.click('[data-testid="launch-cancel"]')
+        ui.text_in("dialog[open] [role=status]", "Launch cancelled", timeout=30)
+        ui.click("dialog[open] .actions button")  # Close
+        ui.page("running")
+        ui.css('[data-testid="no-models"]')
+        ui.check_console()
+    finally:
+        d.quit()
+
+
 def login_flow(url, shots, user, password):
     d = browser()
     ui = Ui(d, url, shots)
@@ -410,6 +435,10 @@ def main():
         url, shots, audio_uid, audio_file, image_uid = sys.argv[2:7]
         os.makedirs(shots, exist_ok=True)
         media_flow(url, shots, audio_uid, audio_file, image_uid)
+    elif mode == "cancel":
+        url, shots = sys.argv[2:4]
+        os.makedirs(shots, exist_ok=True)
+        cancel_flow(url, shots)
     elif mode == "login":
         url, shots, user, password = sys.argv[2:6]
         os.makedirs(shots, exist_ok=True)

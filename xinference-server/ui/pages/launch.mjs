@@ -324,15 +324,15 @@ function LaunchDialog({ family, type, onClose }) {
           <${ErrorBox} error=${extraError} />
         </details>
       </fieldset>
-      <h3>Equivalent command</h3>
-      <${CodeBlock} code=${cliCommand(request, location.origin)} label="CLI command" />
       ${busy
         ? html`<div class="progress" data-testid="launch-progress">
             <label for="launch-progressbar">${progress ? `${progress.stage} (${pct}%)` : "starting"}</label>
             <progress id="launch-progressbar" max="100" value=${pct}></progress>
-            ${(progress?.download_files || []).map(
-              (f) => html`<small class="file">${f.file_name}: ${Math.round((f.downloaded_bytes / (f.total_bytes || 1)) * 100)}%</small>`,
-            )}
+            <ul class="files">
+              ${(progress?.download_files || []).map(
+                (f) => html`<li>${f.file_name}: ${f.done ? "done" : `${Math.round((f.downloaded_bytes / (f.total_bytes || 1)) * 100)}%`}</li>`,
+              )}
+            </ul>
           </div>`
         : null}
       ${state.phase === "ready"
@@ -340,6 +340,8 @@ function LaunchDialog({ family, type, onClose }) {
         : null}
       ${state.phase === "cancelled" ? html`<p role="status">Launch cancelled.</p>` : null}
       ${state.phase === "failed" ? html`<${ErrorBox} error=${state.error} />` : null}
+      <h3>Equivalent command</h3>
+      <${CodeBlock} code=${cliCommand(request, location.origin)} label="CLI command" />
       <div class="actions">
         ${busy
           ? html`<button type="button" onClick=${cancel} data-testid="launch-cancel">Cancel launch</button>`
