@@ -134,6 +134,25 @@ class Ui:
             errors.append(message)
         assert not errors, f"errors in the browser console: {errors}"
 
+    def check_labels(self):
+        """Every form control has a label, every button a name (text or aria-label)."""
+        missing = self.d.execute_script(
+            """
+            const out = [];
+            for (const el of document.querySelectorAll('input, select, textarea')) {
+              if (el.type === 'hidden') continue;
+              if (!(el.labels && el.labels.length) && !el.getAttribute('aria-label')) {
+                out.push(el.outerHTML.slice(0, 120));
+              }
+            }
+            for (const b of document.querySelectorAll('button, a[href]')) {
+              if (!b.textContent.trim() && !b.getAttribute('aria-label')) out.push(b.outerHTML.slice(0, 120));
+            }
+            return out;
+            """
+        )
+        assert not missing, f"controls without a label or name: {missing}"
+
     def fits_width(self):
         overflow = self.d.execute_script(
             "return document.documentElement.scrollWidth - window.innerWidth"
@@ -153,6 +172,7 @@ def launch_from_card(ui, tab, model, path, quantization=None, timeout=180):
         ui.css(f'#launch-quantization option[value="{quantization}"]')
         Select(ui.css("#launch-quantization")).select_by_value(quantization)
     ui.fill("#launch-path", path)
+    ui.check_labels()
     command = ui.css("dialog[open] .code pre").text
     assert f"--model-name {model}" in command and "--model-path" in command, command
     return command
@@ -216,6 +236,7 @@ def models_flow(url, minilm, qwen, shots):
             "the playground of qwen",
         )
         ui.css('[data-testid="chat"]')
+        ui.check_labels()
         open_settings = "document.querySelector('[data-testid=\"chat\"] details').open = true"
         d.execute_script(open_settings)
         ui.fill("#chat-max-tokens", "40")
@@ -267,6 +288,7 @@ def models_flow(url, minilm, qwen, shots):
         ui.fill("#reg-model-uri", "file://" + minilm)
         json_view = ui.css("#register-json").get_attribute("value")
         assert '"model_name": "ui-minilm"' in json_view and '"dimensions": 384' in json_view, json_view
+        ui.check_labels()
         ui.shot("06-register")
         ui.click('[data-testid="register-submit"]')
         ui.text_in('[data-testid="register-done"]', "ui-minilm")
@@ -341,6 +363,7 @@ def models_flow(url, minilm, qwen, shots):
             ui.page(name)
             time.sleep(0.5)
             ui.fits_width()
+            ui.check_labels()
             ui.shot(f"11-{name}-800px")
         ui.check_console()
     finally:

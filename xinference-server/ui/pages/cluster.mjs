@@ -10,7 +10,7 @@ function duration(s) {
   return [d ? `${d} d` : "", h ? `${h} h` : "", `${m} min`, `${s % 60} s`].filter(Boolean).join(" ");
 }
 
-export function ClusterPage() {
+export function ClusterPage({ authOn }) {
   const [nodes, setNodes] = useState(null);
   const [models, setModels] = useState([]);
   const [error, setError] = useState(null);
@@ -41,6 +41,8 @@ export function ClusterPage() {
       <dt>Models</dt><dd>${n.models} running${Object.keys(byType).length
         ? ` (${Object.entries(byType).map(([t, c]) => `${c} ${t}`).join(", ")})` : ""}</dd>
     </dl>`)}
-    <p><a href="/openapi.json" target="_blank" rel="noopener">API description (openapi.json)</a></p>
+    ${authOn
+      ? html`<p>The API description is at <code>/openapi.json</code> (send your token or an API key).</p>`
+      : html`<p><a href="/openapi.json" target="_blank" rel="noopener">API description (openapi.json)</a></p>`}
   </section>`;
 }
