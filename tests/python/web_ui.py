@@ -197,6 +197,28 @@ def models_flow(url, minilm, qwen, shots):
         )
         assert d.switch_to.active_element.get_attribute("id") == "type-embedding"
 
+        # Keyboard: Enter on a card's Launch opens its dialog, Escape closes it, and the focus
+        # is back on that button.
+        launch_button = ui.css('[data-launch="all-MiniLM-L6-v2"]')
+        d.execute_script("arguments[0].focus()", launch_button)
+        launch_button.send_keys(Keys.ENTER)
+        ui.visible("dialog[open] #launch-engine")
+        d.switch_to.active_element.send_keys(Keys.ESCAPE)
+        ui.wait(lambda d: not d.find_elements(By.CSS_SELECTOR, "dialog"), 10, "the dialog to close")
+        assert d.switch_to.active_element.get_attribute("data-launch") == "all-MiniLM-L6-v2"
+
+        # Chat answers are escaped before any markdown becomes a tag.
+        rendered = d.execute_async_script(
+            """
+            const done = arguments[arguments.length - 1];
+            import('/ui/markdown.mjs').then((m) => done(m.renderMarkdown(
+              '<img src=x onerror=alert(1)> **bold** [x](javascript:alert(1))\\n```\\n<b>code</b>\\n```')));
+            """
+        )
+        assert "<img" not in rendered and "<b>" not in rendered, rendered
+        assert "&lt;img" in rendered and "<strong>bold</strong>" in rendered, rendered
+        assert 'href="javascript' not in rendered, rendered
+
         # Launch MiniLM from its card; see it under Running models.
         launch_from_card(ui, "embedding", "all-MiniLM-L6-v2", minilm)
         ui.shot("02-launch-dialog")

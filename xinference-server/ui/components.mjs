@@ -22,15 +22,24 @@ export function ErrorBox({ error, id }) {
  */
 export function Dialog({ title, onClose, children, wide }) {
   const ref = useRef(null);
+  const close = useRef(onClose);
+  close.current = onClose;
   useEffect(() => {
+    // Focus goes back where it was (the button that opened the dialog) when it closes.
+    const opener = document.activeElement;
     const d = ref.current;
     if (d && !d.open) d.showModal();
     const cancel = (e) => {
       e.preventDefault();
-      onClose();
+      close.current();
     };
     d.addEventListener("cancel", cancel);
-    return () => d.removeEventListener("cancel", cancel);
+    return () => {
+      d.removeEventListener("cancel", cancel);
+      // Close it first: while a modal dialog is open, the rest of the page cannot take focus.
+      if (d.open) d.close();
+      if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
+    };
   }, []);
   return html`<dialog ref=${ref} class=${wide ? "wide" : ""} aria-labelledby="dialog-title">
     <header class="dialog-head">
