@@ -226,6 +226,9 @@ async fn browser_launches_chats_registers_and_terminates() {
     // What the browser did, seen from the server.
     let running: Vec<String> = server.runtime.list_models().into_keys().collect();
     assert_eq!(running, vec!["qwen2.5-coder-instruct".to_owned()]);
+    // The failed launch was cleared too (an ERROR instance would keep its uid).
+    let instances = server.runtime.instance_info(None, None);
+    assert_eq!(instances.len(), 1, "{instances:?}");
     // Registered, edited, then deleted in the browser; the bad one never registered.
     for name in ["ui-minilm", "no-dimensions"] {
         assert!(server

@@ -244,6 +244,17 @@ def models_flow(url, minilm, qwen, shots):
         ui.text_in('[data-testid="embed-result"]', "3 vectors of 384 dimensions")
         ui.shot("04-playground-embeddings")
 
+        # A launch that fails while loading shows why, and leaves nothing behind.
+        launch_from_card(ui, "LLM", "smollm2-instruct", "/nonexistent/model.gguf", quantization="Q4_1")
+        ui.click('[data-testid="launch-submit"]')
+        ui.text_in('dialog[open] [role="alert"]', "does not exist", timeout=60)
+        ui.shot("04b-launch-error")
+        ui.click("dialog[open] .actions button")  # Close
+        ui.page("running")
+        ui.css('tr[data-uid="all-MiniLM-L6-v2"]')
+        assert not d.find_elements(By.CSS_SELECTOR, 'tr[data-uid="smollm2-instruct"]')
+        ui.check_console()
+
         # Launch the Qwen GGUF and chat with it: streamed text appears, then Stop stops.
         command = launch_from_card(
             ui, "LLM", "qwen2.5-coder-instruct", qwen, quantization="q4_k_m"
