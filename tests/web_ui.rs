@@ -6,7 +6,7 @@
 mod common;
 
 use common::mock_hub::{MockHub, Throttle};
-use common::{minilm_dir, python, qwen_gguf, whisper_dir, TestServer};
+use common::{minilm_dir, python, qwen_gguf, tiny_reranker, whisper_dir, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -256,7 +256,7 @@ async fn launch(server: &TestServer, body: Value) {
 }
 
 #[tokio::test]
-async fn browser_transcribes_audio_and_draws_images() {
+async fn browser_transcribes_audio_draws_images_and_reranks() {
     require_chromium();
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start(home.path()).await;
@@ -273,6 +273,12 @@ async fn browser_transcribes_audio_and_draws_images() {
                "model_path": fixtures.join("tiny-diffusion/sd15")}),
     )
     .await;
+    launch(
+        &server,
+        json!({"model_name": "bge-reranker-base", "model_type": "rerank", "model_uid": "tiny-rerank",
+               "model_path": tiny_reranker("xlmr").0}),
+    )
+    .await;
     run_browser(&[
         "media",
         &server.url,
@@ -280,6 +286,7 @@ async fn browser_transcribes_audio_and_draws_images() {
         "whisper",
         &fixtures.join("audio/short_en.flac").display().to_string(),
         "tiny-sd",
+        "tiny-rerank",
     ])
     .await;
     server.stop().await;

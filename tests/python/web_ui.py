@@ -7,8 +7,9 @@ Usage:
       (streamed text appears, Stop stops); register a custom model and find its card; a bad
       registration shows the server's error; terminate a model; cluster info; keyboard tabs;
       the pages at 800 px wide; no errors in the browser console.
-  web_ui.py media URL SCREENSHOT_DIR AUDIO_UID AUDIO_FILE IMAGE_UID
-      the audio playground transcribes an uploaded file, the image playground draws a picture.
+  web_ui.py media URL SCREENSHOT_DIR AUDIO_UID AUDIO_FILE IMAGE_UID RERANK_UID
+      the audio playground transcribes an uploaded file, the image playground draws a picture,
+      the rerank playground ranks documents.
   web_ui.py cancel URL SCREENSHOT_DIR
       a launch from the hub shows its download progress, and Cancel terminates it.
   web_ui.py login URL SCREENSHOT_DIR USER PASSWORD
@@ -403,7 +404,7 @@ def models_flow(url, minilm, qwen, shots):
         d.quit()
 
 
-def media_flow(url, shots, audio_uid, audio_file, image_uid):
+def media_flow(url, shots, audio_uid, audio_file, image_uid, rerank_uid):
     d = browser()
     ui = Ui(d, url, shots)
     try:
@@ -428,6 +429,18 @@ def media_flow(url, shots, audio_uid, audio_file, image_uid):
         assert size == [64, 64], size
         assert img.get_attribute("src").startswith("data:image/png;base64,")
         ui.shot("13-playground-image")
+        # Rerank: the three documents come back ranked, each with its score.
+        d.get(f"{url}/#/playground?model={rerank_uid}")
+        ui.click('[data-testid="rerank"] button[type="submit"]')
+        ui.wait(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "ol.result li")) == 3, 60, "3 ranked documents"
+        )
+        scores = [
+            float(li.find_element(By.TAG_NAME, "strong").text)
+            for li in d.find_elements(By.CSS_SELECTOR, "ol.result li")
+        ]
+        assert scores == sorted(scores, reverse=True), scores
+        ui.shot("15-playground-rerank")
         ui.check_console()
     finally:
         d.quit()
@@ -488,9 +501,9 @@ def main():
         os.makedirs(shots, exist_ok=True)
         models_flow(url, minilm, qwen, shots)
     elif mode == "media":
-        url, shots, audio_uid, audio_file, image_uid = sys.argv[2:7]
+        url, shots, audio_uid, audio_file, image_uid, rerank_uid = sys.argv[2:8]
         os.makedirs(shots, exist_ok=True)
-        media_flow(url, shots, audio_uid, audio_file, image_uid)
+        media_flow(url, shots, audio_uid, audio_file, image_uid, rerank_uid)
     elif mode == "cancel":
         url, shots = sys.argv[2:4]
         os.makedirs(shots, exist_ok=True)
