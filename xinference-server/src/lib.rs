@@ -9,9 +9,10 @@ mod openapi;
 mod origin;
 mod routes;
 mod shaped;
+pub mod ui;
 
 pub use error::ApiError;
-pub use routes::{router, ROUTES};
+pub use routes::{router, router_with_ui, ROUTES};
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;

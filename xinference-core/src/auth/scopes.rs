@@ -73,9 +73,15 @@ pub fn required(method: &str, path: &str) -> Requirement {
     let read = matches!(method, "GET" | "HEAD");
     match path {
         "/status" | "/health" | "/v1/cluster/auth" | "/token" => return Public,
+        // The web UI's page and files (the API calls the page makes need credentials).
+        "/" | "/ui" if read => return Public,
+        "/v1/cluster/info" | "/v1/cluster/version" => return Scope(ADMIN),
         "/openapi.json" => return Scope(MODELS_LIST),
         "/v1/cache/models" => return Scope(if read { CACHE_LIST } else { CACHE_DELETE }),
         _ => {}
+    }
+    if read && path.starts_with("/ui/") {
+        return Public;
     }
     if path.starts_with("/v1/admin/keys") {
         return if method == "POST" {
@@ -161,6 +167,11 @@ mod tests {
         assert_eq!(required("POST", "/v1/admin/keys"), Scope(KEYS_CREATE));
         assert_eq!(required("DELETE", "/v1/admin/keys/k"), Scope(KEYS_MANAGE));
         assert_eq!(required("GET", "/nowhere"), Authenticated);
+        assert_eq!(required("GET", "/"), Public);
+        assert_eq!(required("GET", "/ui/app.mjs"), Public);
+        assert_eq!(required("POST", "/"), Authenticated);
+        assert_eq!(required("POST", "/ui/app.mjs"), Authenticated);
+        assert_eq!(required("GET", "/v1/cluster/info"), Scope(ADMIN));
         assert_eq!(required("POST", "/v1/embeddingsX"), Authenticated);
     }
 }

@@ -38,3 +38,44 @@ pub async fn cached_models(
         .map_err(|e| xinference_core::Error::internal(e.to_string()))?;
     Ok(Json(json!({"list": list})))
 }
+
+/// `GET /v1/cluster/version`: `{"version", "full-revisionid"}` as Xinference answers.
+pub async fn version() -> Json<Value> {
+    Json(json!({"version": env!("CARGO_PKG_VERSION"), "full-revisionid": null}))
+}
+
+/// `MemTotal` and `MemAvailable` of `/proc/meminfo`, in bytes, when the platform has them.
+fn memory() -> (Option<u64>, Option<u64>) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
+}
+
+/// `GET /v1/cluster/info`: the nodes (here one, serving everything) as Xinference lists them,
+/// with this build's version, SIMD features and compute threads, CPUs, memory and models.
+pub async fn cluster_info(State(rt): State<AppState>) -> ApiResult<Json<Value>> {
+    let (mem_total, mem_available) = tokio::task::spawn_blocking(memory)
+        .await
+        .map_err(|e| xinference_core::Error::internal(e.to_string()))?;
+    Ok(Json(json!([{
+        "node_type": "Supervisor",
+        "ip_address": "127.0.0.1",
+        "version": env!("CARGO_PKG_VERSION"),
+        "simd_features": xinference_core::simd_features(),
+        "compute_threads": xinference_core::compute::threads(),
+        "cpu_count": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "mem_total": mem_total,
+        "mem_available": mem_available,
+        "mem_used": mem_total.zip(mem_available).map(|(t, a)| t.saturating_sub(a)),
+        "gpu_count": 0,
+        "gpu_vram_total": 0,
+        "models": rt.list_models().len(),
+        "uptime": rt.uptime_secs(),
+    }])))
+}

@@ -12,7 +12,6 @@ mod registrations;
 mod rerank;
 mod responses;
 
-use crate::error::ApiError;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -23,7 +22,7 @@ use std::sync::Arc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use xinference_core::{Error, Runtime};
+use xinference_core::Runtime;
 
 /// Largest request body accepted (larger ones are a 413).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -36,6 +35,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/status"),
     ("get", "/v1/cluster/auth"),
+    ("get", "/v1/cluster/info"),
+    ("get", "/v1/cluster/version"),
     ("get", "/v1/models"),
     ("post", "/v1/models"),
     ("get", "/v1/models/instances"),
@@ -80,15 +81,23 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/admin/keys/{key_id}"),
 ];
 
-/// The whole application: routes, CORS (only for allowed origins), credentials (when auth is
-/// on), body limit, JSON 404s,
-/// request ids and a log line per request.
+/// The whole application: routes, the web UI (the fallback: [`crate::ui`]), CORS (only for
+/// allowed origins), credentials (when auth is on), body limit, JSON 404s, request ids and a
+/// log line per request.
+/// The web UI's files come from [`crate::ui::Source::from_env`].
 pub fn router(runtime: Arc<Runtime>) -> Router {
+    router_with_ui(runtime, crate::ui::Source::from_env())
+}
+
+/// [`router`] with the web UI's files from `ui`.
+pub fn router_with_ui(runtime: Arc<Runtime>, ui: crate::ui::Source) -> Router {
     let allowed = Arc::new(runtime.config().allowed_origins.clone());
     Router::new()
         .route("/status", get(admin::status))
         .route("/health", get(health))
         .route("/v1/cluster/auth", get(auth::cluster_auth))
+        .route("/v1/cluster/info", get(admin::cluster_info))
+        .route("/v1/cluster/version", get(admin::version))
         .route("/token", post(auth::token))
         .route(
             "/v1/admin/keys",
@@ -152,7 +161,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/images/inpainting", post(images::inpainting))
         .route("/v1/images/files/{name}", get(images::file))
         .route("/v1/requests/{request_id}/progress", get(images::progress))
-        .fallback(not_found)
+        // Paths no route serves: the web UI's files, else a JSON 404.
+        .fallback(move |request| crate::ui::fallback(ui.clone(), request))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
@@ -188,10 +198,6 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 /// `GET /health`: 200 while the process serves (liveness, as vLLM's `/health` for probes).
 async fn health() -> StatusCode {
     StatusCode::OK
-}
-
-async fn not_found() -> ApiError {
-    ApiError(Error::not_found("Not Found"))
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
