@@ -5,6 +5,8 @@
 
 mod error;
 mod extract;
+mod key_limit;
+mod metrics;
 mod openapi;
 mod origin;
 mod routes;
