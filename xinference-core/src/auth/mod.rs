@@ -70,6 +70,18 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// Days a refresh token lasts.
+pub const REFRESH_TOKEN_DAYS: u64 = 7;
+
+/// What `POST /token` and `POST /v1/auth/refresh` hand out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    /// A JWT for `Authorization: Bearer`, valid for the config's minutes.
+    pub access_token: String,
+    /// A JWT that gets a new access token, valid for [`REFRESH_TOKEN_DAYS`].
+    pub refresh_token: String,
+}
+
 /// Scopes an API key gets when its creator names none (what Xinference lets a key hold).
 pub const DEFAULT_KEY_SCOPES: &[&str] = &[scopes::MODELS_LIST, scopes::MODELS_READ];
 
@@ -126,6 +138,52 @@ impl Auth {
     /// Lifetime of the access tokens [`login`](Self::login) issues, in minutes.
     pub fn expire_minutes(&self) -> u64 {
         self.expire_minutes
+    }
+
+    /// Access and refresh tokens for `user` if `password` is theirs; else a 401. Blocks
+    /// (argon2).
+    pub fn login_tokens(&self, user: &str, password: &str) -> Result<Tokens> {
+        let access_token = self.login(user, password)?;
+        Ok(Tokens {
+            access_token,
+            refresh_token: token::issue_refresh(&self.secret, user, REFRESH_TOKEN_DAYS)?,
+        })
+    }
+
+    /// A new access token (and a new refresh token; the old one is logged out) for the
+    /// holder of `refresh`, with the user's scopes as they are now; a 401 when it is not a
+    /// valid refresh token of ours, has expired or was logged out, or its user is gone.
+    /// Blocks (a database lookup).
+    pub fn refresh(&self, refresh: &str) -> Result<Tokens> {
+        let claims = token::verify_refresh(&self.secret, refresh.trim())?;
+        if self.store.refresh_revoked(&claims.jti)? {
+            return Err(unauthorized("Invalid or expired refresh token"));
+        }
+        let row = self
+            .store
+            .user(&claims.sub)?
+            .ok_or_else(|| unauthorized("Invalid or expired refresh token"))?;
+        self.store
+            .revoke_refresh(&claims.jti, claims.exp, token::now_secs())?;
+        Ok(Tokens {
+            access_token: token::issue(
+                &self.secret,
+                &claims.sub,
+                &row.scopes,
+                self.expire_minutes,
+            )?,
+            refresh_token: token::issue_refresh(&self.secret, &claims.sub, REFRESH_TOKEN_DAYS)?,
+        })
+    }
+
+    /// Logs refresh token `refresh` out (it can no longer be refreshed). Unknown or invalid
+    /// tokens are ignored, as Xinference does. Blocks.
+    pub fn logout(&self, refresh: &str) -> Result<()> {
+        if let Ok(claims) = token::verify_refresh(&self.secret, refresh.trim()) {
+            self.store
+                .revoke_refresh(&claims.jti, claims.exp, token::now_secs())?;
+        }
+        Ok(())
     }
 
     /// A JWT access token for `user` if `password` is theirs; else a 401. Blocks (argon2).
@@ -279,6 +337,18 @@ mod tests {
             auth.authenticate(&key).unwrap_err().kind(),
             ErrorKind::Unauthorized
         );
+        // Refresh tokens: a new pair, the old refresh token used up; logged out ones refused.
+        let pair = auth.login_tokens("bob", "bobpw").unwrap();
+        let again = auth.refresh(&pair.refresh_token).unwrap();
+        assert_eq!(auth.authenticate(&again.access_token).unwrap().user, "bob");
+        assert_eq!(
+            auth.refresh(&pair.refresh_token).unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
+        assert!(auth.authenticate(&again.refresh_token).is_err());
+        auth.logout(&again.refresh_token).unwrap();
+        assert!(auth.refresh(&again.refresh_token).is_err());
+        auth.logout("not-a-token").unwrap();
         // Reopening keeps API keys and the generated secret (tokens stay valid).
         drop(auth);
         let auth = Auth::open(home.path(), &config(None)).unwrap();

@@ -74,7 +74,8 @@ impl AuthStore {
                  id TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
                  name TEXT, owner TEXT NOT NULL, scopes TEXT NOT NULL, created INTEGER NOT NULL,
                  revoked INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS revoked_refresh (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL);",
         )
         .map_err(db_err)?;
         Ok(AuthStore {
@@ -84,6 +85,33 @@ impl AuthStore {
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks refresh token `jti` (valid until `exp`) as logged out; forgets those that have
+    /// expired by `now` (they are refused anyway).
+    pub fn revoke_refresh(&self, jti: &str, exp: u64, now: u64) -> Result<()> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM revoked_refresh WHERE exp < ?1", [now as i64])
+            .map_err(db_err)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO revoked_refresh (jti, exp) VALUES (?1, ?2)",
+            params![jti, exp as i64],
+        )
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Whether refresh token `jti` was logged out.
+    pub fn refresh_revoked(&self, jti: &str) -> Result<bool> {
+        self.conn()
+            .query_row(
+                "SELECT 1 FROM revoked_refresh WHERE jti = ?1",
+                [jti],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(db_err)
     }
 
     /// The value of setting `key`, created with `make` when absent.
