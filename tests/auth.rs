@@ -480,6 +480,87 @@ async fn refresh_tokens_renew_access_and_logout_ends_them() {
 }
 
 #[tokio::test]
+async fn a_key_limited_to_some_models_may_use_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_auth(dir.path()).await;
+    let admin = bearer(ADMIN_KEY);
+    let admin = [("authorization", admin.as_str())];
+    let (status, body, _) = call(
+        &server,
+        "post",
+        "/v1/models",
+        &admin,
+        Some(
+            json!({"model_name": "all-MiniLM-L6-v2", "model_type": "embedding",
+            "model_uid": "allowed", "model_path": minilm_dir()}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, created, _) = call(
+        &server,
+        "post",
+        "/v1/admin/keys",
+        &admin,
+        Some(json!({"name": "one-model", "model_permissions": ["allowed"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["model_permissions"], json!(["allowed"]));
+    let key = bearer(created["key"].as_str().unwrap());
+    let key = [("authorization", key.as_str())];
+    let (status, body, _) = call(
+        &server,
+        "post",
+        "/v1/embeddings",
+        &key,
+        Some(json!({"model": "allowed", "input": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = call(
+        &server,
+        "post",
+        "/v1/embeddings",
+        &key,
+        Some(json!({"model": "other", "input": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("other"), "{body}");
+    let (status, _, _) = call(&server, "get", "/v1/models/allowed", &key, None).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = call(&server, "get", "/v1/models/other", &key, None).await;
+    assert_eq!(status, 403);
+    // A multipart form names its model in a field.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1u8; 64]).file_name("a.wav"),
+        )
+        .text("model", "other");
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/audio/transcriptions", server.url))
+        .header("authorization", key[0].1)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Unlimited keys are not affected.
+    let (status, _, _) = call(
+        &server,
+        "post",
+        "/v1/embeddings",
+        &admin,
+        Some(json!({"model": "allowed", "input": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn python_client_logs_in_and_uses_api_keys() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_with_auth(dir.path()).await;

@@ -203,6 +203,9 @@ pub struct CreateKey {
     name: Option<String>,
     /// Scopes (default: models:list, models:read).
     scopes: Option<Vec<String>>,
+    /// The model uids the key may use (Xinference's `model_permissions`; default: all, or the
+    /// creating key's own list).
+    model_permissions: Option<Vec<String>>,
 }
 
 /// `POST /v1/admin/keys`: a new API key for the caller; the key is in the answer only.
@@ -217,7 +220,12 @@ pub async fn create_key(
         .ok_or_else(|| unauthorized("Not authenticated"))?;
     let body = body.map(|b| b.0).unwrap_or_default();
     let (info, key) = tokio::task::spawn_blocking(move || {
-        auth.create_key(&by, body.name.as_deref(), body.scopes)
+        auth.create_key(
+            &by,
+            body.name.as_deref(),
+            body.scopes,
+            body.model_permissions,
+        )
     })
     .await
     .map_err(|e| Error::internal(e.to_string()))??;

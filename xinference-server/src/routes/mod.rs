@@ -28,6 +28,8 @@ use xinference_core::{Error, Runtime};
 /// `error` in the shape the route `path`'s clients read (Anthropic's, OpenAI's or `{"detail"}`).
 pub(crate) use auth::refuse as shaped_error;
 
+pub(crate) use audio::MAX_AUDIO_BYTES;
+
 /// Largest request body accepted (larger ones are a 413).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
@@ -179,6 +181,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
                 }
             },
         ))
+        .layer(axum::middleware::from_fn(crate::model_permission::check))
         .layer(axum::middleware::from_fn_with_state(
             runtime.clone(),
             auth::require_credential,
