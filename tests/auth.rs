@@ -36,6 +36,8 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
 async fn start_with_auth(home: &Path) -> TestServer {
     let mut config = RuntimeConfig::new(home.join("home"));
     config.auth_config = Some(write_config(home));
+    // With auth on, local model paths must lie under the allowed roots.
+    config.model_roots = vec![common::test_models_dir()];
     TestServer::start_with(config).await
 }
 
@@ -99,7 +101,15 @@ fn forge(secret: &str, user: &str, scopes: &[&str], exp: u64) -> String {
     .unwrap()
 }
 
-const PUBLIC: &[&str] = &["/health", "/status", "/v1/cluster/auth", "/token"];
+const PUBLIC: &[&str] = &[
+    "/health",
+    "/status",
+    "/metrics",
+    "/v1/cluster/auth",
+    "/token",
+    "/v1/auth/refresh",
+    "/v1/auth/logout",
+];
 
 #[tokio::test]
 async fn every_route_needs_a_credential_when_auth_is_on() {
@@ -377,6 +387,176 @@ async fn auth_off_keeps_todays_behaviour() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_renew_access_and_logout_ends_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_auth(dir.path()).await;
+    let (status, login, _) = call(
+        &server,
+        "post",
+        "/token",
+        &[],
+        Some(json!({"username": "reader", "password": "reader-pw"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    assert_eq!(login["token_type"], "bearer");
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    // A refresh token is no access token.
+    let (status, _, _) = call(
+        &server,
+        "get",
+        "/v1/models",
+        &[("authorization", &bearer(&refresh))],
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    // It gets a new pair whose access token works, and is used up.
+    let (status, renewed, _) = call(
+        &server,
+        "post",
+        "/v1/auth/refresh",
+        &[],
+        Some(json!({"refresh_token": refresh})),
+    )
+    .await;
+    assert_eq!(status, 200, "{renewed}");
+    let access = renewed["access_token"].as_str().unwrap();
+    let (status, body, _) = call(
+        &server,
+        "get",
+        "/v1/models",
+        &[("authorization", &bearer(access))],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = call(
+        &server,
+        "post",
+        "/v1/auth/refresh",
+        &[],
+        Some(json!({"refresh_token": refresh})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // Logged out, the new one is refused too; forged and missing ones are 401 and 400.
+    let next = renewed["refresh_token"].as_str().unwrap();
+    let (status, body, _) = call(
+        &server,
+        "post",
+        "/v1/auth/logout",
+        &[],
+        Some(json!({"refresh_token": next})),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"ok": true})));
+    let (status, _, _) = call(
+        &server,
+        "post",
+        "/v1/auth/refresh",
+        &[],
+        Some(json!({"refresh_token": next})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let forged = forge("another-secret", "reader", &[], now_secs() + 600);
+    let (status, _, _) = call(
+        &server,
+        "post",
+        "/v1/auth/refresh",
+        &[],
+        Some(json!({"refresh_token": forged})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _, _) = call(&server, "post", "/v1/auth/refresh", &[], Some(json!({}))).await;
+    assert_eq!(status, 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_limited_to_some_models_may_use_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_auth(dir.path()).await;
+    let admin = bearer(ADMIN_KEY);
+    let admin = [("authorization", admin.as_str())];
+    let (status, body, _) = call(
+        &server,
+        "post",
+        "/v1/models",
+        &admin,
+        Some(
+            json!({"model_name": "all-MiniLM-L6-v2", "model_type": "embedding",
+            "model_uid": "allowed", "model_path": minilm_dir()}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, created, _) = call(
+        &server,
+        "post",
+        "/v1/admin/keys",
+        &admin,
+        Some(json!({"name": "one-model", "model_permissions": ["allowed"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["model_permissions"], json!(["allowed"]));
+    let key = bearer(created["key"].as_str().unwrap());
+    let key = [("authorization", key.as_str())];
+    let (status, body, _) = call(
+        &server,
+        "post",
+        "/v1/embeddings",
+        &key,
+        Some(json!({"model": "allowed", "input": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = call(
+        &server,
+        "post",
+        "/v1/embeddings",
+        &key,
+        Some(json!({"model": "other", "input": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("other"), "{body}");
+    let (status, _, _) = call(&server, "get", "/v1/models/allowed", &key, None).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = call(&server, "get", "/v1/models/other", &key, None).await;
+    assert_eq!(status, 403);
+    // A multipart form names its model in a field.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1u8; 64]).file_name("a.wav"),
+        )
+        .text("model", "other");
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/audio/transcriptions", server.url))
+        .header("authorization", key[0].1)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Unlimited keys are not affected.
+    let (status, _, _) = call(
+        &server,
+        "post",
+        "/v1/embeddings",
+        &admin,
+        Some(json!({"model": "allowed", "input": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 200);
     server.stop().await;
 }
 

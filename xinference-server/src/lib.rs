@@ -5,6 +5,9 @@
 
 mod error;
 mod extract;
+mod key_limit;
+mod metrics;
+mod model_permission;
 mod openapi;
 mod origin;
 mod routes;

@@ -37,6 +37,15 @@ pub struct ServerArgs {
     /// refused otherwise.
     #[arg(long, conflicts_with = "auth_config")]
     no_auth: bool,
+    /// Folders that launches may load local models from (`model_path`, a registration's
+    /// `model_uri`) while auth is on; comma-separated. Default: none, and local paths are
+    /// refused with 403 when auth is on.
+    #[arg(long, env = "XINFERENCE_MODEL_ROOTS", value_delimiter = ',')]
+    model_roots: Vec<std::path::PathBuf>,
+    /// Requests one API key (or logged-in user) may have in flight at once; more are answered
+    /// 429 with Retry-After. Default: no limit. Applies when auth is on.
+    #[arg(long, env = "XINFERENCE_MAX_CONCURRENT_REQUESTS_PER_KEY", value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_requests_per_key: Option<u32>,
 }
 
 /// Whether `host` names only this machine (`localhost`, 127.0.0.0/8, ::1).
@@ -69,9 +78,11 @@ pub async fn serve(args: ServerArgs) -> Result<()> {
     config.allowed_origins =
         xinference_core::runtime::parse_origins(&args.allowed_origins.join(","));
     config.auth_config = args.auth_config.clone();
+    config.model_roots = args.model_roots.clone();
+    config.max_concurrent_per_key = args.max_concurrent_requests_per_key.map(|n| n as usize);
     let runtime = Arc::new(Runtime::new(config)?);
     if runtime.auth().is_some() {
-        tracing::info!("access control on: every route but /status, /health, /v1/cluster/auth and /token needs a token or API key");
+        tracing::info!("access control on: every route but /status, /health, /metrics, /v1/cluster/auth and /token needs a token or API key");
     }
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await

@@ -28,12 +28,24 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// The API key's id, when the credential is a key.
     pub key_id: Option<String>,
+    /// The model uids the credential may use (a key's `model_permissions`); `None`: all.
+    pub models: Option<Vec<String>>,
 }
 
 impl Principal {
     /// Whether this principal holds `scope` (`admin` holds all).
     pub fn allows(&self, scope: &str) -> bool {
         scopes::allows(&self.scopes, scope)
+    }
+
+    /// `Ok` when this principal may use model `uid`, else a 403 naming it.
+    pub fn require_model(&self, uid: &str) -> Result<()> {
+        match &self.models {
+            Some(models) if !models.iter().any(|m| m == uid) => Err(Error::forbidden(format!(
+                "Permission denied: this API key may not use the model {uid}"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// `Ok` when [`allows`](Self::allows) `scope`, else a 403 naming it.
@@ -68,6 +80,18 @@ impl std::fmt::Debug for Auth {
             .field("expire_minutes", &self.expire_minutes)
             .finish_non_exhaustive()
     }
+}
+
+/// Days a refresh token lasts.
+pub const REFRESH_TOKEN_DAYS: u64 = 7;
+
+/// What `POST /token` and `POST /v1/auth/refresh` hand out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    /// A JWT for `Authorization: Bearer`, valid for the config's minutes.
+    pub access_token: String,
+    /// A JWT that gets a new access token, valid for [`REFRESH_TOKEN_DAYS`].
+    pub refresh_token: String,
 }
 
 /// Scopes an API key gets when its creator names none (what Xinference lets a key hold).
@@ -128,6 +152,52 @@ impl Auth {
         self.expire_minutes
     }
 
+    /// Access and refresh tokens for `user` if `password` is theirs; else a 401. Blocks
+    /// (argon2).
+    pub fn login_tokens(&self, user: &str, password: &str) -> Result<Tokens> {
+        let access_token = self.login(user, password)?;
+        Ok(Tokens {
+            access_token,
+            refresh_token: token::issue_refresh(&self.secret, user, REFRESH_TOKEN_DAYS)?,
+        })
+    }
+
+    /// A new access token (and a new refresh token; the old one is logged out) for the
+    /// holder of `refresh`, with the user's scopes as they are now; a 401 when it is not a
+    /// valid refresh token of ours, has expired or was logged out, or its user is gone.
+    /// Blocks (a database lookup).
+    pub fn refresh(&self, refresh: &str) -> Result<Tokens> {
+        let claims = token::verify_refresh(&self.secret, refresh.trim())?;
+        if self.store.refresh_revoked(&claims.jti)? {
+            return Err(unauthorized("Invalid or expired refresh token"));
+        }
+        let row = self
+            .store
+            .user(&claims.sub)?
+            .ok_or_else(|| unauthorized("Invalid or expired refresh token"))?;
+        self.store
+            .revoke_refresh(&claims.jti, claims.exp, token::now_secs())?;
+        Ok(Tokens {
+            access_token: token::issue(
+                &self.secret,
+                &claims.sub,
+                &row.scopes,
+                self.expire_minutes,
+            )?,
+            refresh_token: token::issue_refresh(&self.secret, &claims.sub, REFRESH_TOKEN_DAYS)?,
+        })
+    }
+
+    /// Logs refresh token `refresh` out (it can no longer be refreshed). Unknown or invalid
+    /// tokens are ignored, as Xinference does. Blocks.
+    pub fn logout(&self, refresh: &str) -> Result<()> {
+        if let Ok(claims) = token::verify_refresh(&self.secret, refresh.trim()) {
+            self.store
+                .revoke_refresh(&claims.jti, claims.exp, token::now_secs())?;
+        }
+        Ok(())
+    }
+
     /// A JWT access token for `user` if `password` is theirs; else a 401. Blocks (argon2).
     pub fn login(&self, user: &str, password: &str) -> Result<String> {
         let row = self.store.user(user)?;
@@ -158,6 +228,7 @@ impl Auth {
                 user: claims.sub,
                 scopes: claims.scopes,
                 key_id: None,
+                models: None,
             });
         }
         match self.store.find_key(credential)? {
@@ -165,19 +236,23 @@ impl Auth {
                 user: k.owner,
                 scopes: k.scopes,
                 key_id: Some(k.id),
+                models: k.model_permissions,
             }),
             Some(_) => Err(unauthorized("API key has been revoked")),
             None => Err(unauthorized("Invalid API key")),
         }
     }
 
-    /// Creates an API key for `by` with `scopes` (default [`DEFAULT_KEY_SCOPES`]); a key can
-    /// only hold scopes its creator holds. Returns its listing and the key, shown only now.
+    /// Creates an API key for `by` with `scopes` (default [`DEFAULT_KEY_SCOPES`]), limited to
+    /// the model uids `models` when given (Xinference's `model_permissions`; a key made by a
+    /// limited key stays within its limits); a key can only hold scopes its creator holds.
+    /// Returns its listing and the key, shown only now.
     pub fn create_key(
         &self,
         by: &Principal,
         name: Option<&str>,
         scopes: Option<Vec<String>>,
+        models: Option<Vec<String>>,
     ) -> Result<(KeyInfo, String)> {
         by.require(scopes::KEYS_CREATE)?;
         let wanted =
@@ -196,10 +271,22 @@ impl Auth {
                 granted.push(norm.to_owned());
             }
         }
+        if let Some(models) = &models {
+            for m in models {
+                crate::registry::check_plain_name("model_permissions entry", m)?;
+                by.require_model(m)?;
+            }
+        }
+        let models = models.or_else(|| by.models.clone());
         let key = secret::new_api_key();
-        let info = self
-            .store
-            .insert_key(&key, name, &by.user, &granted, token::now_secs())?;
+        let info = self.store.insert_key(
+            &key,
+            name,
+            &by.user,
+            &granted,
+            models.as_deref(),
+            token::now_secs(),
+        )?;
         tracing::info!(id = %info.id, owner = %info.owner, "API key created");
         Ok((info, key))
     }
@@ -243,6 +330,10 @@ mod tests {
         .unwrap()
     }
 
+    fn p_allows_all(p: &Principal) -> bool {
+        p.models.is_none() && p.require_model("anything").is_ok()
+    }
+
     #[test]
     fn login_keys_and_revocation() {
         let home = tempfile::tempdir().unwrap();
@@ -263,27 +354,52 @@ mod tests {
         assert!(root.allows(scopes::MODELS_WRITE));
         // bob cannot grant what he lacks.
         assert_eq!(
-            auth.create_key(&bob, None, Some(vec!["models:write".into()]))
+            auth.create_key(&bob, None, Some(vec!["models:write".into()]), None)
                 .unwrap_err()
                 .kind(),
             ErrorKind::Forbidden
         );
-        let (info, key) = auth.create_key(&bob, Some("ci"), None).unwrap();
+        let (info, key) = auth.create_key(&bob, Some("ci"), None, None).unwrap();
+        // A key limited to some models; a key it makes stays within them.
+        let (limited, limited_key) = auth
+            .create_key(&bob, Some("one"), None, Some(vec!["m1".into()]))
+            .unwrap();
+        assert_eq!(limited.model_permissions, Some(vec!["m1".to_owned()]));
+        let lp = auth.authenticate(&limited_key).unwrap();
+        assert!(lp.require_model("m1").is_ok());
+        assert_eq!(
+            lp.require_model("m2").unwrap_err().kind(),
+            ErrorKind::Forbidden
+        );
+        assert!(p_allows_all(&auth.authenticate(&key).unwrap()));
+        auth.revoke_key(&bob, &limited.id).unwrap();
         assert_eq!(info.scopes, vec!["models:list", "models:read"]);
         let p = auth.authenticate(&key).unwrap();
         assert_eq!(p.key_id.as_deref(), Some(info.id.as_str()));
-        assert_eq!(auth.list_keys(&bob).unwrap().len(), 1);
-        assert_eq!(auth.list_keys(&root).unwrap().len(), 2);
+        assert_eq!(auth.list_keys(&bob).unwrap().len(), 2);
+        assert_eq!(auth.list_keys(&root).unwrap().len(), 3);
         auth.revoke_key(&bob, &info.id).unwrap();
         assert_eq!(
             auth.authenticate(&key).unwrap_err().kind(),
             ErrorKind::Unauthorized
         );
+        // Refresh tokens: a new pair, the old refresh token used up; logged out ones refused.
+        let pair = auth.login_tokens("bob", "bobpw").unwrap();
+        let again = auth.refresh(&pair.refresh_token).unwrap();
+        assert_eq!(auth.authenticate(&again.access_token).unwrap().user, "bob");
+        assert_eq!(
+            auth.refresh(&pair.refresh_token).unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
+        assert!(auth.authenticate(&again.refresh_token).is_err());
+        auth.logout(&again.refresh_token).unwrap();
+        assert!(auth.refresh(&again.refresh_token).is_err());
+        auth.logout("not-a-token").unwrap();
         // Reopening keeps API keys and the generated secret (tokens stay valid).
         drop(auth);
         let auth = Auth::open(home.path(), &config(None)).unwrap();
         auth.authenticate(&jwt).unwrap();
-        assert_eq!(auth.list_keys(&root).unwrap().len(), 2);
+        assert_eq!(auth.list_keys(&root).unwrap().len(), 3);
         // Nothing secret in the database file.
         let db = std::fs::read(home.path().join("auth/auth.db")).unwrap();
         let db = String::from_utf8_lossy(&db);

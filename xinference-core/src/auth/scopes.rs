@@ -72,7 +72,11 @@ pub fn required(method: &str, path: &str) -> Requirement {
     use Requirement::*;
     let read = matches!(method, "GET" | "HEAD");
     match path {
-        "/status" | "/health" | "/v1/cluster/auth" | "/token" => return Public,
+        // `/metrics` is open, as in Xinference: Prometheus and llm-d's endpoint picker scrape
+        // it without credentials. It shows model uids, names and counts, nothing else.
+        // The refresh token in the body is the credential of /v1/auth/refresh and /logout.
+        "/status" | "/health" | "/metrics" | "/v1/cluster/auth" | "/token" | "/v1/auth/refresh"
+        | "/v1/auth/logout" => return Public,
         // The web UI's page and files (the API calls the page makes need credentials).
         "/" | "/ui" if read => return Public,
         "/v1/cluster/info" | "/v1/cluster/version" => return Scope(ADMIN),
@@ -148,6 +152,8 @@ mod tests {
     fn routes_map_to_xinference_scopes() {
         use Requirement::*;
         assert_eq!(required("GET", "/health"), Public);
+        assert_eq!(required("GET", "/metrics"), Public);
+        assert_eq!(required("POST", "/v1/auth/refresh"), Public);
         assert_eq!(required("POST", "/token"), Public);
         assert_eq!(required("GET", "/v1/models"), Scope(MODELS_LIST));
         assert_eq!(required("POST", "/v1/models"), Scope(MODELS_WRITE));

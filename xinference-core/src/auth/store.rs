@@ -28,6 +28,8 @@ pub struct KeyInfo {
     pub revoked: bool,
     /// `config` (from the auth config file) or `api` (created through the API or CLI).
     pub source: String,
+    /// The model uids it may use (Xinference's `model_permissions`); `None`: every model.
+    pub model_permissions: Option<Vec<String>>,
 }
 
 /// A user of the config file as stored: name, password hash, scopes, and the digests (with
@@ -74,9 +76,13 @@ impl AuthStore {
                  id TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
                  name TEXT, owner TEXT NOT NULL, scopes TEXT NOT NULL, created INTEGER NOT NULL,
                  revoked INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS revoked_refresh (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL);",
         )
         .map_err(db_err)?;
+        // Databases from before per-model permissions get the column (an error says it is
+        // already there).
+        let _ = conn.execute("ALTER TABLE api_keys ADD COLUMN models TEXT", []);
         Ok(AuthStore {
             conn: Mutex::new(conn),
         })
@@ -84,6 +90,33 @@ impl AuthStore {
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks refresh token `jti` (valid until `exp`) as logged out; forgets those that have
+    /// expired by `now` (they are refused anyway).
+    pub fn revoke_refresh(&self, jti: &str, exp: u64, now: u64) -> Result<()> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM revoked_refresh WHERE exp < ?1", [now as i64])
+            .map_err(db_err)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO revoked_refresh (jti, exp) VALUES (?1, ?2)",
+            params![jti, exp as i64],
+        )
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Whether refresh token `jti` was logged out.
+    pub fn refresh_revoked(&self, jti: &str) -> Result<bool> {
+        self.conn()
+            .query_row(
+                "SELECT 1 FROM revoked_refresh WHERE jti = ?1",
+                [jti],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(db_err)
     }
 
     /// The value of setting `key`, created with `make` when absent.
@@ -156,13 +189,15 @@ impl AuthStore {
             .map_err(db_err)
     }
 
-    /// Stores a new key (by its digest) and returns its listing.
+    /// Stores a new key (by its digest), limited to `models` when given, and returns its
+    /// listing.
     pub fn insert_key(
         &self,
         key: &str,
         name: Option<&str>,
         owner: &str,
         scopes: &[String],
+        models: Option<&[String]>,
         now: u64,
     ) -> Result<KeyInfo> {
         let info = KeyInfo {
@@ -174,11 +209,12 @@ impl AuthStore {
             created: now,
             revoked: false,
             source: "api".to_owned(),
+            model_permissions: models.map(<[String]>::to_vec),
         };
         self.conn()
             .execute(
-                "INSERT INTO api_keys (id, digest, prefix, name, owner, scopes, created, revoked, source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 'api')",
+                "INSERT INTO api_keys (id, digest, prefix, name, owner, scopes, created, revoked, source, models)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 'api', ?8)",
                 params![
                     info.id,
                     key_digest(key),
@@ -186,7 +222,8 @@ impl AuthStore {
                     info.name,
                     info.owner,
                     scopes_json(scopes),
-                    now as i64
+                    now as i64,
+                    models.map(scopes_json)
                 ],
             )
             .map_err(db_err)?;
@@ -228,7 +265,7 @@ impl AuthStore {
 }
 
 const SELECT_KEYS: &str =
-    "SELECT id, prefix, name, owner, scopes, created, revoked, source FROM api_keys";
+    "SELECT id, prefix, name, owner, scopes, created, revoked, source, models FROM api_keys";
 
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
     Ok(KeyInfo {
@@ -240,5 +277,6 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
         created: r.get::<_, i64>(5)? as u64,
         revoked: r.get::<_, i64>(6)? != 0,
         source: r.get(7)?,
+        model_permissions: r.get::<_, Option<String>>(8)?.map(scopes_of),
     })
 }

@@ -78,6 +78,10 @@ pub fn encode(
     Ok(out.into_inner())
 }
 
+/// Largest side of an uploaded image (or mask), in pixels; a larger one is refused from its
+/// header, before it is decoded.
+pub const MAX_UPLOAD_SIDE: usize = 4096;
+
 /// Decodes an uploaded image (PNG, JPEG, WebP) to RGB floats in [0, 1], resized (Lanczos, as
 /// PIL's default for diffusers' preprocessing) to `width x height` when given, else to its own
 /// size rounded down to a multiple of `multiple`. 400 when it is not an image.
@@ -86,8 +90,22 @@ pub fn decode(
     size: Option<(usize, usize)>,
     multiple: usize,
 ) -> Result<(Vec<f32>, usize, usize)> {
-    let img = image::load_from_memory(bytes)
+    let unreadable = |e: image::ImageError| {
+        Error::bad_request(format!("the uploaded image cannot be read: {e}"))
+    };
+    // Its size from the header first: a small file can claim a huge image.
+    let (width, height) = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
         .map_err(|e| Error::bad_request(format!("the uploaded image cannot be read: {e}")))?
+        .into_dimensions()
+        .map_err(unreadable)?;
+    if width as usize > MAX_UPLOAD_SIDE || height as usize > MAX_UPLOAD_SIDE {
+        return Err(Error::bad_request(format!(
+            "the uploaded image is {width}x{height} pixels; at most {MAX_UPLOAD_SIDE} a side is accepted"
+        )));
+    }
+    let img = image::load_from_memory(bytes)
+        .map_err(unreadable)?
         .to_rgb8();
     let (w, h) = match size {
         Some(s) => s,
@@ -184,6 +202,20 @@ mod tests {
         img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
             .unwrap();
         out
+    }
+
+    #[test]
+    fn an_upload_larger_than_the_limit_is_refused_from_its_header() {
+        let wide = png(image::DynamicImage::new_luma8(
+            MAX_UPLOAD_SIDE as u32 + 1,
+            1,
+        ));
+        let e = decode(&wide, None, 8).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::BadRequest);
+        assert!(e.message().contains("at most 4096"), "{e}");
+        let ok = png(image::DynamicImage::new_rgb8(16, 8));
+        assert_eq!(decode(&ok, None, 8).unwrap().1, 16);
+        assert!(decode(b"not an image", None, 8).is_err());
     }
 
     #[test]

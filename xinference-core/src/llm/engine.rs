@@ -4,6 +4,7 @@
 use super::constraint::{Grammar, GuidanceCache};
 use super::detokenizer::{decode, Detokenizer};
 use super::gguf::load_gguf;
+use super::kv_usage::KvUsage;
 use super::prefix_cache::{PrefixCache, PrefixCacheStats, DEFAULT_PREFIX_CACHE_BYTES};
 use super::sampler::{log_softmax, Sampler, SamplingParams};
 use super::step_batcher::{BatchStats, StepBatcher};
@@ -114,6 +115,8 @@ pub struct LlmEngine {
     /// Where the decode steps of this engine and its forks meet (`None`: the family cannot
     /// batch them; each steps alone).
     batcher: Option<Arc<StepBatcher>>,
+    /// Tokens this engine's KV cache holds for the sequence it is generating (metrics).
+    kv_usage: KvUsage,
 }
 
 /// Prompt tokens fed in one pass: a long prompt is fed in chunks, so that the decode passes of
@@ -234,6 +237,7 @@ impl LlmEngine {
             guidance: GuidanceCache::default(),
             prefix_cache,
             batcher,
+            kv_usage: KvUsage::default(),
         })
     }
 
@@ -254,7 +258,13 @@ impl LlmEngine {
             guidance: self.guidance.clone(),
             prefix_cache: self.prefix_cache.clone(),
             batcher: self.batcher.clone(),
+            kv_usage: KvUsage::default(),
         })
+    }
+
+    /// How many tokens this engine's KV cache holds now (its own: a fork has another).
+    pub fn kv_usage(&self) -> KvUsage {
+        self.kv_usage.clone()
     }
 
     /// Replaces the prefix cache (shared with forks made afterwards) by one of `budget` bytes;
@@ -477,6 +487,8 @@ impl LlmEngine {
         let mut tokens = Vec::new();
         let mut finish = FinishReason::Length;
         let mut stop_sequence = None;
+        // The prompt's keys and values fill the slot's cache from the prefill on.
+        let kv_held = self.kv_usage.hold(prompt.len());
         let (mut logits, cached_tokens) = self.prefill(prompt)?;
         let prompt_logits = self
             .prefix_cache
@@ -538,6 +550,7 @@ impl LlmEngine {
             logits = self.decode(token, position)?;
             fed.push(token);
             position += 1;
+            kv_held.set(position);
         }
         self.remember(&fed, prompt_logits);
         if !pending.is_empty() || !pending_logprobs.is_empty() {

@@ -6,6 +6,7 @@ mod detokenizer;
 mod engine;
 mod gguf;
 mod gguf_decoder;
+mod kv_usage;
 mod model;
 pub mod prefix_cache;
 pub mod reasoning;
@@ -36,6 +37,7 @@ pub use engine::{
     FinishReason, GenerateOptions, Generated, LlmEngine, LlmParts, StepOutput, TokenLogprob,
 };
 pub use gguf::{find_gguf, load_gguf, QuantizedModel, GGUF_ARCHITECTURES};
+pub use kv_usage::{KvHeld, KvUsage};
 pub use model::{CausalLm, DecodeStep, KvState};
 pub use prefix_cache::{PrefixCache, PrefixCacheStats};
 pub use safetensors::{

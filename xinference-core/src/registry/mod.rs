@@ -4,11 +4,13 @@
 
 mod engines;
 mod model_type;
+pub mod paths;
 mod spec;
 
 pub use engines::{engine_options, resolve_engine, support, EngineOptions, Support};
 pub use model_type::ModelType;
-pub use spec::{check_plain_name, normalise_size, ModelFamily, ModelSpec, HUGGINGFACE};
+pub use paths::{check_plain_name, confine_to_roots};
+pub use spec::{normalise_size, ModelFamily, ModelSpec, HUGGINGFACE};
 
 use crate::{Error, Result};
 use serde_json::Value;

@@ -3,6 +3,7 @@
 //! A family is kept as the JSON it was written in (so `GET /v1/model_registrations/{type}/{name}`
 //! answers with exactly what was registered) plus a typed view of the fields the library uses.
 
+use super::paths::{check_plain_name, check_relative_path};
 use super::ModelType;
 use crate::{Error, Result};
 use serde::Deserialize;
@@ -201,25 +202,6 @@ impl ModelFamily {
     }
 }
 
-/// The one rule for a user's string that names a file or folder on its own (model names,
-/// formats, sizes, quantizations, model uids): letters, digits, '.', '_' and '-', not starting
-/// with '.', at most 200 characters; a 400 naming `field` otherwise.
-pub fn check_plain_name(field: &str, value: &str) -> Result<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 200
-        && !value.starts_with('.')
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::bad_request(format!(
-            "Invalid {field} `{value}`: use letters, digits, '.', '_' and '-' only"
-        )))
-    }
-}
-
 /// The one check of every spec string that becomes part of a path: the cache folder is
 /// `<name>-<format>-<size>b-<quantization>` under `$XINFERENCE_HOME/cache`, and file templates
 /// and repository ids name files inside it and inside the hub cache. Each must stay a plain name
@@ -227,22 +209,7 @@ pub fn check_plain_name(field: &str, value: &str) -> Result<()> {
 /// the cache create, delete or link files outside `$XINFERENCE_HOME`.
 fn validate_path_parts(spec: &ModelSpec) -> Result<()> {
     let plain = check_plain_name;
-    let relative = |field: &str, value: &str| -> Result<()> {
-        let ok = value.len() <= 500
-            && !value.starts_with('/')
-            && !value.contains('\\')
-            && !value.contains('\0')
-            && value
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != "..");
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::bad_request(format!(
-                "Invalid {field} `{value}`: it must be a relative path without '..'"
-            )))
-        }
-    };
+    let relative = check_relative_path;
     plain("model_format", &spec.model_format)?;
     plain("quantization", &spec.quantization)?;
     if let Some(size) = &spec.model_size_in_billions {

@@ -45,6 +45,17 @@ impl Runtime {
         audio: Vec<u8>,
         options: TranscriptionOptions,
     ) -> Result<Transcription> {
+        let record = self.begin_request(model);
+        let result = self.transcriptions_unrecorded(model, audio, options).await;
+        super::metrics::finish(record, result)
+    }
+
+    async fn transcriptions_unrecorded(
+        &self,
+        model: &str,
+        audio: Vec<u8>,
+        options: TranscriptionOptions,
+    ) -> Result<Transcription> {
         let (loaded, replica) = self.audio_replica(model, &audio)?;
         let Loaded::Audio(workers) = &*loaded else {
             unreachable!("checked by audio_replica")
@@ -76,6 +87,19 @@ impl Runtime {
     /// decoded and the options are checked, so that request errors are ordinary errors; a
     /// dropped stream stops the decoding at its next segment.
     pub async fn transcriptions_stream(
+        &self,
+        model: &str,
+        audio: Vec<u8>,
+        options: TranscriptionOptions,
+    ) -> Result<TranscriptionStream> {
+        let record = self.begin_request(model);
+        let result = self
+            .transcriptions_stream_unrecorded(model, audio, options)
+            .await;
+        super::metrics::finish(record, result)
+    }
+
+    async fn transcriptions_stream_unrecorded(
         &self,
         model: &str,
         audio: Vec<u8>,

@@ -12,6 +12,15 @@ use base64::Engine as _;
 impl Runtime {
     /// Embeds `request.input` with the model `request.model`.
     pub async fn create_embedding(&self, request: EmbeddingRequest) -> Result<EmbeddingResponse> {
+        let record = self.begin_request(&request.model);
+        let result = self.create_embedding_unrecorded(request).await;
+        super::metrics::finish(record, result)
+    }
+
+    async fn create_embedding_unrecorded(
+        &self,
+        request: EmbeddingRequest,
+    ) -> Result<EmbeddingResponse> {
         let instance = self.instance(&request.model)?;
         if !instance.family.has_ability("embed") {
             return Err(Error::bad_request(format!(

@@ -189,17 +189,7 @@ impl Runtime {
     /// A generated image file by name (400 for a name that is not a plain file name in
     /// [`Runtime::image_dir`], 404 when missing): its bytes and media type.
     pub async fn image_file(&self, name: &str) -> Result<(Vec<u8>, &'static str)> {
-        let plain = !name.is_empty()
-            && name.len() <= 128
-            && !name.starts_with('.')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !plain {
-            return Err(Error::bad_request(format!(
-                "invalid image file name {name:?}"
-            )));
-        }
+        crate::registry::check_plain_name("image file name", name)?;
         let mime = match Path::new(name).extension().and_then(|e| e.to_str()) {
             Some("png") => "image/png",
             Some("jpg") | Some("jpeg") => "image/jpeg",
@@ -298,6 +288,34 @@ impl Runtime {
 
     #[allow(clippy::too_many_arguments)]
     async fn run_image(
+        &self,
+        model: &str,
+        prompt: String,
+        n: Option<i64>,
+        response_format: Option<&str>,
+        size: Option<&str>,
+        extra: &Map<String, Value>,
+        kwargs: Map<String, Value>,
+        upload: Option<Upload>,
+    ) -> Result<ImageResponse> {
+        let record = self.begin_request(model);
+        let result = self
+            .run_image_unrecorded(
+                model,
+                prompt,
+                n,
+                response_format,
+                size,
+                extra,
+                kwargs,
+                upload,
+            )
+            .await;
+        super::metrics::finish(record, result)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_image_unrecorded(
         &self,
         model: &str,
         prompt: String,

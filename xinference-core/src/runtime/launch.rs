@@ -108,6 +108,17 @@ impl Runtime {
             .map(|s| (*s).clone())
             .ok_or_else(not_found)?;
         let engine = resolve_engine(&family, request.model_engine.as_deref(), &spec)?;
+        if self.auth.is_some() {
+            // With access control on, a launch loads local files only from the allowed roots.
+            let roots = &self.config.model_roots;
+            if let Some(path) = &request.model_path {
+                crate::registry::confine_to_roots("model_path", path, roots)?;
+            }
+            if let Some(uri) = &spec.model_uri {
+                let path = uri.strip_prefix("file://").unwrap_or(uri);
+                crate::registry::confine_to_roots("model_uri", path, roots)?;
+            }
+        }
         if let Support::NotYet(why) = crate::registry::support(&family, &spec) {
             return Err(Error::bad_request(format!(
                 "Cannot launch {}: {why}",
@@ -143,6 +154,8 @@ impl Runtime {
             prefix_cache_bytes,
             prefix_caches: Mutex::new(Vec::new()),
             batchers: Mutex::new(Vec::new()),
+            kv_slots: Mutex::new(Vec::new()),
+            counters: Default::default(),
             created_ts: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -275,6 +288,11 @@ impl Runtime {
                         .collect();
                     let replica = instance.replica_uid(r);
                     for (slot, engine) in std::iter::once(engine).chain(forks).enumerate() {
+                        instance
+                            .kv_slots
+                            .lock()
+                            .expect("instance lock")
+                            .push((engine.kv_usage(), engine.context_length()));
                         workers.push(Worker::spawn(
                             &format!("{replica}-slot{slot}"),
                             engine,

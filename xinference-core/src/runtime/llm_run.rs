@@ -4,6 +4,7 @@
 //! in the prefix cache; the other choices start from them and feed only its last token.
 
 use super::answer::AnswerFormat;
+use super::metrics::RequestRecord;
 use super::{Loaded, Runtime, Worker};
 use crate::llm::reasoning::reasoning_token_count;
 use crate::llm::{Detokenizer, GenerateOptions, Generated, Grammar, LlmEngine, StepOutput};
@@ -122,69 +123,102 @@ impl Runtime {
         stream_steps: bool,
     ) -> Result<Choices> {
         let (instance, loaded) = self.llm_workers(uid, ability)?;
-        let Loaded::Llm(workers) = &*loaded else {
-            unreachable!("checked above")
-        };
-        let start = instance.pick_replica(workers.len());
-        let options_of = |i: usize| {
-            let mut o = options.clone();
-            o.sampling.seed = o.sampling.seed.map(|s| s.wrapping_add(i as u64));
-            o
-        };
-        let mut first = start_choice(
-            least_loaded(workers, start),
+        let record = instance.counters.begin();
+        let choices = start_choices(
+            &instance,
+            &loaded,
+            &record,
             build,
-            options_of(0),
-            n > 1,
+            options,
+            n,
             stream_steps,
+            uid,
+        )
+        .await;
+        record.check(choices)
+    }
+}
+
+/// [`Runtime::run_choices`] on the model's slots, each choice's job holding `record`.
+#[allow(clippy::too_many_arguments)]
+async fn start_choices(
+    instance: &super::Instance,
+    loaded: &Loaded,
+    record: &Arc<RequestRecord>,
+    build: PromptBuilder,
+    options: GenerateOptions,
+    n: usize,
+    stream_steps: bool,
+    uid: &str,
+) -> Result<Choices> {
+    let Loaded::Llm(workers) = loaded else {
+        unreachable!("checked above")
+    };
+    let start = instance.pick_replica(workers.len());
+    let options_of = |i: usize| {
+        let mut o = options.clone();
+        o.sampling.seed = o.sampling.seed.map(|s| s.wrapping_add(i as u64));
+        o
+    };
+    let mut first = start_choice(
+        least_loaded(workers, start),
+        build,
+        options_of(0),
+        n > 1,
+        stream_steps,
+        (record.clone(), true),
+    )?;
+    let prepared = match first.recv().await {
+        Some(Event::Started(p)) => p,
+        Some(Event::Failed(e)) => return Err(e),
+        _ => {
+            return Err(Error::internal(format!(
+                "model {uid} stopped before answering"
+            )))
+        }
+    };
+    let mut receivers = vec![first];
+    for i in 1..n {
+        let shared = (*prepared).clone();
+        let build: PromptBuilder = Box::new(move |_| Ok(shared));
+        let mut rx = start_choice(
+            least_loaded(workers, start + i),
+            build,
+            options_of(i),
+            false,
+            stream_steps,
+            (record.clone(), false),
         )?;
-        let prepared = match first.recv().await {
-            Some(Event::Started(p)) => p,
+        match rx.recv().await {
+            Some(Event::Started(_)) => receivers.push(rx),
             Some(Event::Failed(e)) => return Err(e),
             _ => {
                 return Err(Error::internal(format!(
                     "model {uid} stopped before answering"
                 )))
             }
-        };
-        let mut receivers = vec![first];
-        for i in 1..n {
-            let shared = (*prepared).clone();
-            let build: PromptBuilder = Box::new(move |_| Ok(shared));
-            let mut rx = start_choice(
-                least_loaded(workers, start + i),
-                build,
-                options_of(i),
-                false,
-                stream_steps,
-            )?;
-            match rx.recv().await {
-                Some(Event::Started(_)) => receivers.push(rx),
-                Some(Event::Failed(e)) => return Err(e),
-                _ => {
-                    return Err(Error::internal(format!(
-                        "model {uid} stopped before answering"
-                    )))
-                }
-            }
         }
-        Ok(Choices {
-            answer: prepared.answer,
-            events: receivers,
-        })
     }
+    Ok(Choices {
+        answer: prepared.answer,
+        events: receivers,
+    })
 }
 
 /// Queues one choice on `worker`: build and check the prompt, send `Started` (prompt errors
 /// come before it), with `share` leave the prompt's keys and values in the prefix cache, then
 /// generate. A client that went away (the receiver dropped) stops it at its next step.
+/// `record` (the request's metrics, and whether this choice counts the prompt tokens) is
+/// held until the choice ends.
 fn start_choice(
     worker: &Worker<LlmEngine>,
     build: PromptBuilder,
     options: GenerateOptions,
     share: bool,
     stream_steps: bool,
+    (record, counts_prompt): (Arc<RequestRecord>, bool),
 ) -> Result<mpsc::Receiver<Event>> {
+    let panicked = record.clone();
     worker.stream(
         32,
         move |engine: &mut LlmEngine, tx: &mpsc::Sender<Event>| {
@@ -201,6 +235,7 @@ fn start_choice(
             let prepared = match prepared {
                 Ok(p) => p,
                 Err(e) => {
+                    record.fail();
                     let _ = tx.blocking_send(Event::Failed(e));
                     return;
                 }
@@ -216,6 +251,7 @@ fn start_choice(
             }
             let options = GenerateOptions { grammar, ..options };
             let result = engine.generate(&prompt, &options, &mut |step| {
+                record.first_token();
                 if stream_steps {
                     tx.blocking_send(Event::Step(step)).is_ok()
                 } else {
@@ -232,12 +268,23 @@ fn start_choice(
                 }
                 Ok(g)
             });
+            match &result {
+                Ok(g) => {
+                    record.first_token();
+                    let input = if counts_prompt { g.prompt_tokens } else { 0 };
+                    record.tokens(input, g.completion_tokens);
+                }
+                Err(_) => record.fail(),
+            }
             let _ = tx.blocking_send(match result {
                 Ok(g) => Event::Done(g),
                 Err(e) => Event::Failed(e),
             });
         },
-        |panic| Event::Failed(Error::internal(format!("model panicked: {panic}"))),
+        move |panic| {
+            panicked.fail();
+            Event::Failed(Error::internal(format!("model panicked: {panic}")))
+        },
     )
 }
 

@@ -13,6 +13,7 @@ mod image;
 mod launch;
 mod llm_run;
 mod memory;
+pub mod metrics;
 mod rerank;
 mod structured;
 mod worker;
@@ -54,6 +55,13 @@ pub struct RuntimeConfig {
     /// Auth config file (users, permissions, API keys; see [`crate::auth::config`]). `None`
     /// (the default): auth is off and every route is open.
     pub auth_config: Option<PathBuf>,
+    /// Folders a launch's `model_path` (and a spec's local `model_uri`) must lie under while
+    /// auth is on. Empty (the default): with auth on, launches cannot name local paths.
+    /// Ignored with auth off.
+    pub model_roots: Vec<PathBuf>,
+    /// Requests one API key (or one logged-in user) may have in flight at once; past it the
+    /// answer is a 429 with `Retry-After`. `None` (the default): no limit.
+    pub max_concurrent_per_key: Option<usize>,
 }
 
 impl RuntimeConfig {
@@ -65,6 +73,8 @@ impl RuntimeConfig {
             compute_threads: None,
             allowed_origins: Vec::new(),
             auth_config: None,
+            model_roots: Vec::new(),
+            max_concurrent_per_key: None,
         }
     }
 
@@ -147,6 +157,10 @@ pub struct Instance {
     pub(crate) prefix_caches: Mutex<Vec<Arc<crate::llm::PrefixCache>>>,
     /// The decode-step batchers of the loaded LLM replicas (for the description).
     pub(crate) batchers: Mutex<Vec<Arc<crate::llm::StepBatcher>>>,
+    /// Every LLM sequence slot's KV fill and its capacity (the context length), for metrics.
+    pub(crate) kv_slots: Mutex<Vec<(crate::llm::KvUsage, usize)>>,
+    /// Requests, errors, tokens and latencies, for metrics.
+    pub(crate) counters: Arc<metrics::ModelCounters>,
     pub(crate) created_ts: u64,
     pub(crate) progress: LaunchProgress,
     pub(crate) state: Mutex<InstanceState>,
@@ -268,13 +282,15 @@ impl Runtime {
             })
     }
 
-    /// Descriptions of the launched models that are not in an error state, by uid.
+    /// Descriptions of the launched models that are ready to serve, by uid: a model still
+    /// downloading or loading (or failed) is not listed, so that readiness probes and routers
+    /// (llm-d's) send it nothing yet; `GET /v1/models/instances` shows every status.
     pub fn list_models(&self) -> BTreeMap<String, DescriptionMap> {
         self.instances
             .lock()
             .expect("instances lock")
             .iter()
-            .filter(|(_, i)| i.status() != InstanceStatus::Error)
+            .filter(|(_, i)| i.status() == InstanceStatus::Ready)
             .map(|(uid, i)| (uid.clone(), describe::describe(i)))
             .collect()
     }

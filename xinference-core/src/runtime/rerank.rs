@@ -90,6 +90,12 @@ impl RerankReplica {
 impl Runtime {
     /// Orders `request.documents` by relevance to `request.query` with the model `request.model`.
     pub async fn rerank(&self, request: RerankRequest) -> Result<RerankResponse> {
+        let record = self.begin_request(&request.model);
+        let result = self.rerank_unrecorded(request).await;
+        super::metrics::finish(record, result)
+    }
+
+    async fn rerank_unrecorded(&self, request: RerankRequest) -> Result<RerankResponse> {
         let instance = self.instance(&request.model)?;
         if instance.family.model_type != ModelType::Rerank {
             return Err(Error::bad_request(format!(

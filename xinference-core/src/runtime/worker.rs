@@ -17,6 +17,8 @@ pub struct Worker<M: Send + 'static> {
     sender: Mutex<Option<SyncSender<Job<M>>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     in_flight: Arc<AtomicUsize>,
+    /// Jobs the thread is running now (0 or 1).
+    running: Arc<AtomicUsize>,
     request_limit: Option<usize>,
 }
 
@@ -39,12 +41,16 @@ impl<M: Send + 'static> Worker<M> {
         request_limit: Option<usize>,
     ) -> Result<Self> {
         let (sender, receiver) = sync_channel::<Job<M>>(queue_capacity.max(1));
+        let running = Arc::new(AtomicUsize::new(0));
+        let running_in_thread = running.clone();
         let thread = std::thread::Builder::new()
             .name(format!("model-{name}"))
             .spawn(move || {
                 let mut model = model;
                 while let Ok(job) = receiver.recv() {
+                    running_in_thread.fetch_add(1, Ordering::SeqCst);
                     job(&mut model);
+                    running_in_thread.fetch_sub(1, Ordering::SeqCst);
                 }
                 // The model is dropped here, on its own thread, freeing its memory.
             })
@@ -54,6 +60,7 @@ impl<M: Send + 'static> Worker<M> {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            running,
             request_limit,
         })
     }
@@ -61,6 +68,17 @@ impl<M: Send + 'static> Worker<M> {
     /// Requests queued or running on this worker now.
     pub fn load(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Requests the thread is running now (a job whose caller went away counts while it is
+    /// being skipped).
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Requests queued behind the running one.
+    pub fn waiting(&self) -> usize {
+        self.load().saturating_sub(self.running())
     }
 
     /// Counts a new request in flight, refusing it (429) past `request_limits`.

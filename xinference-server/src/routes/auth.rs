@@ -6,6 +6,7 @@ use super::anthropic::AnthropicError;
 use super::responses::OpenAiError;
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use xinference_core::auth::scopes::{self, Requirement};
-use xinference_core::auth::{unauthorized, Auth, Principal};
+use xinference_core::auth::{unauthorized, Auth, Principal, Tokens};
 use xinference_core::{Error, ErrorKind};
 
 /// The credential of a request: `Authorization: Bearer <token or key>`, else Anthropic's
@@ -39,7 +40,7 @@ fn credential(headers: &HeaderMap) -> Option<String> {
 
 /// `error` in the shape the route's clients read: Anthropic's, OpenAI's (Responses API) or
 /// Xinference's `{"detail"}`; 401s carry `WWW-Authenticate: Bearer`.
-fn refuse(path: &str, error: Error) -> Response {
+pub(crate) fn refuse(path: &str, error: Error) -> Response {
     let unauthorized = error.kind() == ErrorKind::Unauthorized;
     let mut response = if path.starts_with("/v1/messages") || path.starts_with("/anthropic/") {
         AnthropicError::from(error).into_response()
@@ -116,7 +117,8 @@ fn auth_of(rt: &AppState) -> ApiResult<Arc<Auth>> {
     })
 }
 
-/// `POST /token`: username and password -> `{access_token, token_type, expires_in}`.
+/// `POST /token`: username and password -> `{access_token, refresh_token, token_type,
+/// expires_in}`.
 pub async fn token(State(rt): State<AppState>, request: Request) -> ApiResult<Json<Value>> {
     let auth = auth_of(&rt)?;
     let form = request
@@ -141,14 +143,57 @@ pub async fn token(State(rt): State<AppState>, request: Request) -> ApiResult<Js
         })?
     };
     let minutes = auth.expire_minutes();
-    let token = tokio::task::spawn_blocking(move || auth.login(&login.username, &login.password))
-        .await
-        .map_err(|e| Error::internal(e.to_string()))??;
-    Ok(Json(json!({
-        "access_token": token,
+    let tokens =
+        tokio::task::spawn_blocking(move || auth.login_tokens(&login.username, &login.password))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??;
+    Ok(Json(tokens_json(&tokens, minutes)))
+}
+
+/// Xinference's answer of `POST /token` and `POST /v1/auth/refresh`.
+fn tokens_json(tokens: &Tokens, minutes: u64) -> Value {
+    json!({
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
         "token_type": "bearer",
         "expires_in": minutes * 60,
-    })))
+    })
+}
+
+/// Body of `POST /v1/auth/refresh` and `/v1/auth/logout`.
+#[derive(Deserialize)]
+pub struct RefreshRequest {
+    #[serde(default)]
+    refresh_token: String,
+}
+
+/// `POST /v1/auth/refresh`: `{refresh_token}` -> new access and refresh tokens (the old
+/// refresh token is used up); 400 without one, 401 when it is invalid, expired or logged out.
+pub async fn refresh(
+    State(rt): State<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<Value>> {
+    let auth = auth_of(&rt)?;
+    if body.refresh_token.trim().is_empty() {
+        return Err(ApiError(Error::bad_request("refresh_token required")));
+    }
+    let minutes = auth.expire_minutes();
+    let tokens = tokio::task::spawn_blocking(move || auth.refresh(&body.refresh_token))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+    Ok(Json(tokens_json(&tokens, minutes)))
+}
+
+/// `POST /v1/auth/logout`: `{refresh_token}` can no longer be refreshed; `{"ok": true}`.
+pub async fn logout(
+    State(rt): State<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<Value>> {
+    let auth = auth_of(&rt)?;
+    tokio::task::spawn_blocking(move || auth.logout(&body.refresh_token))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+    Ok(Json(json!({"ok": true})))
 }
 
 /// Body of `POST /v1/admin/keys`.
@@ -158,6 +203,9 @@ pub struct CreateKey {
     name: Option<String>,
     /// Scopes (default: models:list, models:read).
     scopes: Option<Vec<String>>,
+    /// The model uids the key may use (Xinference's `model_permissions`; default: all, or the
+    /// creating key's own list).
+    model_permissions: Option<Vec<String>>,
 }
 
 /// `POST /v1/admin/keys`: a new API key for the caller; the key is in the answer only.
@@ -172,7 +220,12 @@ pub async fn create_key(
         .ok_or_else(|| unauthorized("Not authenticated"))?;
     let body = body.map(|b| b.0).unwrap_or_default();
     let (info, key) = tokio::task::spawn_blocking(move || {
-        auth.create_key(&by, body.name.as_deref(), body.scopes)
+        auth.create_key(
+            &by,
+            body.name.as_deref(),
+            body.scopes,
+            body.model_permissions,
+        )
     })
     .await
     .map_err(|e| Error::internal(e.to_string()))??;

@@ -22,7 +22,12 @@ use std::sync::Arc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use xinference_core::Runtime;
+use xinference_core::{Error, Runtime};
+
+/// `error` in the shape the route `path`'s clients read (Anthropic's, OpenAI's or `{"detail"}`).
+pub(crate) use auth::refuse as shaped_error;
+
+pub(crate) use audio::MAX_AUDIO_BYTES;
 
 /// Largest request body accepted (larger ones are a 413).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -33,6 +38,7 @@ pub type AppState = Arc<Runtime>;
 /// Every (method, path) served, as the OpenAPI description lists them.
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/health"),
+    ("get", "/metrics"),
     ("get", "/status"),
     ("get", "/v1/cluster/auth"),
     ("get", "/v1/cluster/info"),
@@ -76,14 +82,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/requests/{request_id}/progress"),
     ("get", "/openapi.json"),
     ("post", "/token"),
+    ("post", "/v1/auth/refresh"),
+    ("post", "/v1/auth/logout"),
     ("get", "/v1/admin/keys"),
     ("post", "/v1/admin/keys"),
     ("delete", "/v1/admin/keys/{key_id}"),
 ];
 
 /// The whole application: routes, the web UI (the fallback: [`crate::ui`]), CORS (only for
-/// allowed origins), credentials (when auth is on), body limit, JSON 404s, request ids and a
-/// log line per request.
+/// allowed origins), credentials (when auth is on), concurrent requests per key (when limited),
+/// body limit, JSON 404s, request ids and a log line per request.
 /// The web UI's files come from [`crate::ui::Source::from_env`].
 pub fn router(runtime: Arc<Runtime>) -> Router {
     router_with_ui(runtime, crate::ui::Source::from_env())
@@ -92,13 +100,20 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
 /// [`router`] with the web UI's files from `ui`.
 pub fn router_with_ui(runtime: Arc<Runtime>, ui: crate::ui::Source) -> Router {
     let allowed = Arc::new(runtime.config().allowed_origins.clone());
+    let limiter = runtime
+        .config()
+        .max_concurrent_per_key
+        .map(crate::key_limit::KeyLimiter::new);
     Router::new()
         .route("/status", get(admin::status))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/v1/cluster/auth", get(auth::cluster_auth))
         .route("/v1/cluster/info", get(admin::cluster_info))
         .route("/v1/cluster/version", get(admin::version))
         .route("/token", post(auth::token))
+        .route("/v1/auth/refresh", post(auth::refresh))
+        .route("/v1/auth/logout", post(auth::logout))
         .route(
             "/v1/admin/keys",
             get(auth::list_keys).post(auth::create_key),
@@ -165,6 +180,18 @@ pub fn router_with_ui(runtime: Arc<Runtime>, ui: crate::ui::Source) -> Router {
         .fallback(move |request| crate::ui::fallback(ui.clone(), request))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let limiter = limiter.clone();
+                async move {
+                    match limiter {
+                        Some(l) => crate::key_limit::limit(l, request, next).await,
+                        None => next.run(request).await,
+                    }
+                }
+            },
+        ))
+        .layer(axum::middleware::from_fn(crate::model_permission::check))
         .layer(axum::middleware::from_fn_with_state(
             runtime.clone(),
             auth::require_credential,
@@ -198,6 +225,24 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 /// `GET /health`: 200 while the process serves (liveness, as vLLM's `/health` for probes).
 async fn health() -> StatusCode {
     StatusCode::OK
+}
+
+/// `GET /metrics`: the Prometheus text (`crate::metrics`); a 404 when
+/// `XINFERENCE_DISABLE_METRICS=1`, as in Xinference.
+async fn metrics(
+    axum::extract::State(rt): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    if std::env::var("XINFERENCE_DISABLE_METRICS").is_ok_and(|v| v == "1") {
+        return ApiError(Error::not_found("Not Found")).into_response();
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        crate::metrics::render(&rt),
+    )
+        .into_response()
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
