@@ -1,11 +1,12 @@
 //! GGUF models: the architecture is read from `general.architecture`, never guessed from file
 //! names. Llama-layout families (llama, mistral, qwen2) and Gemma 3 load into our own decoder
-//! (`gguf_decoder/`, fast prompts); the others through candle's quantized model of the family.
+//! (`architectures/`, fast prompts); the others through candle's quantized model of the family.
 //! The tokenizer and chat
 //! template come from the GGUF metadata unless a `tokenizer.json` / `tokenizer_config.json`
 //! sits beside the file.
 
-use super::LlmParts;
+use crate::llm::architectures::GgufDecoder;
+use crate::llm::model::{CausalLm, LlmParts};
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
@@ -30,7 +31,7 @@ pub enum QuantizedModel {
     Glm4(quantized_glm4::ModelWeights),
 }
 
-impl super::CausalLm for QuantizedModel {
+impl CausalLm for QuantizedModel {
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
         if position == 0 {
             self.clear_cache();
@@ -53,7 +54,7 @@ impl super::CausalLm for QuantizedModel {
         Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
     }
 
-    fn fork(&self) -> Option<Box<dyn super::CausalLm>> {
+    fn fork(&self) -> Option<Box<dyn CausalLm>> {
         // Clones share the weights (reference-counted tensors) and get their own cache.
         let mut copy = match self {
             QuantizedModel::Llama(m) => QuantizedModel::Llama(m.clone()),
@@ -80,7 +81,7 @@ impl QuantizedModel {
     }
 }
 
-/// The families on candle's quantized models (those [`super::gguf_decoder`] does not run).
+/// The families on candle's quantized models (those [`crate::llm::architectures`] does not run).
 fn candle_model(
     ct: Content,
     file: &mut std::fs::File,
@@ -277,16 +278,11 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
             }
         }
     }
-    let model: Box<dyn super::CausalLm> =
-        if super::gguf_decoder::GgufDecoder::supports(&ct, &architecture) {
-            Box::new(super::gguf_decoder::GgufDecoder::load(
-                &ct,
-                &mut file,
-                &architecture,
-            )?)
-        } else {
-            Box::new(candle_model(ct, &mut file, &architecture)?)
-        };
+    let model: Box<dyn CausalLm> = if GgufDecoder::supports(&ct, &architecture) {
+        Box::new(GgufDecoder::load(&ct, &mut file, &architecture)?)
+    } else {
+        Box::new(candle_model(ct, &mut file, &architecture)?)
+    };
     Ok(LlmParts {
         model,
         architecture,
