@@ -82,9 +82,9 @@ impl QuantizedModel {
 }
 
 /// The families on candle's quantized models (those [`crate::llm::architectures`] does not run).
-fn candle_model(
+fn candle_model<R: std::io::Read + std::io::Seek>(
     ct: Content,
-    file: &mut std::fs::File,
+    file: &mut R,
     architecture: &str,
 ) -> Result<QuantizedModel> {
     let device = Device::Cpu;
@@ -127,7 +127,8 @@ pub const GGUF_ARCHITECTURES: &[&str] = &[
     "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4",
 ];
 
-/// Finds the `.gguf` file at `path` (the file itself, or the only/first one in a folder).
+/// Finds the `.gguf` file at `path` (the file itself, or the only/first one in a folder: the
+/// first part of a split GGUF sorts first).
 pub fn find_gguf(path: &Path) -> Result<PathBuf> {
     if path.is_file() {
         return Ok(path.to_path_buf());
@@ -219,14 +220,8 @@ fn user_defined_tokens_are_text(ct: &Content, tokenizer: Tokenizer) -> Result<To
 /// Loads a GGUF model from `path` (a file, or a folder holding one).
 pub fn load_gguf(path: &Path) -> Result<LlmParts> {
     let file_path = find_gguf(path)?;
-    let mut file = std::fs::File::open(&file_path)
-        .map_err(|e| Error::bad_request(format!("cannot open {}: {e}", file_path.display())))?;
-    let ct = Content::read(&mut file).map_err(|e| {
-        Error::bad_request(format!(
-            "{} is not a valid GGUF file: {e}",
-            file_path.display()
-        ))
-    })?;
+    // A split GGUF (`-00001-of-0000N.gguf`) reads as one file over its parts.
+    let (ct, mut file) = super::split::open(&file_path)?;
     let architecture = ct
         .metadata
         .get("general.architecture")
