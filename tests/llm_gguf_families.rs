@@ -5,9 +5,10 @@
 //! (F16 and Q8_0; Q4_0, Q4_K_M and Q6_K where the script had llama-quantize):
 //! - the last-position logits of each prompt are within [`tolerance`] of llama.cpp's;
 //! - greedy tokens are identical up to the first near-tie (a step whose top-2 gap in llama.cpp
-//!   is under [`NEAR_TIE`], where rounding may decide);
-//! and each family launches by its registry name with `model_path` and chats over HTTP with the
-//! official `openai` client.
+//!   is under [`NEAR_TIE`], where rounding may decide).
+//!
+//! Each family also launches by its registry name with `model_path` and chats over HTTP with
+//! the official `openai` client.
 
 mod common;
 
