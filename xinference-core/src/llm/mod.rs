@@ -1,48 +1,36 @@
-//! Text generation: a loaded causal LM with its tokenizer and chat template, the generation loop
-//! with sampling and stop handling, and incremental detokenization for streaming.
+//! Text generation, in four parts that depend one way (generation -> loading -> architectures,
+//! and generation -> output; everything -> [`model`], the contract between them):
+//!
+//! - [`model`]: the [`CausalLm`] trait every architecture implements, its KV cache hand-over
+//!   types, and [`LlmParts`], what a loader hands to the engine.
+//! - `architectures/`: our GGUF decoder, the shared layers and forward with one file per
+//!   architecture family for its configuration and weights.
+//! - `loading/`: one loader per weights format (GGUF, safetensors) that reads the tokenizer,
+//!   chat template and end tokens and picks the architecture.
+//! - `generation/`: the generation loop ([`LlmEngine`]), sampling, continuous batching of decode
+//!   steps, the prefix cache and incremental detokenization.
+//! - `output/`: what shapes the text: the chat template, reasoning tags, tool-call formats and
+//!   grammars for constrained decoding.
 
-pub mod constraint;
-mod detokenizer;
-mod engine;
-mod gguf;
-mod gguf_decoder;
-mod kv_usage;
+mod architectures;
+mod generation;
+mod loading;
 mod model;
-pub mod prefix_cache;
-pub mod reasoning;
-mod safetensors;
-mod sampler;
-mod spm;
-mod step_batcher;
-mod template;
-pub mod tools;
+mod output;
+
+pub use generation::prefix_cache;
+pub use output::{constraint, reasoning, tools};
 
 pub use constraint::Grammar;
-
-/// Length of the longest end of `text` that is a proper start of `marker`: text to hold back
-/// while a marker (a stop string, a tag) may still be forming.
-pub(crate) fn partial_suffix(text: &str, marker: &str) -> usize {
-    (1..marker.len())
-        .rev()
-        .find(|&len| {
-            len <= text.len()
-                && text.is_char_boundary(text.len() - len)
-                && marker.is_char_boundary(len)
-                && text.ends_with(&marker[..len])
-        })
-        .unwrap_or(0)
-}
-pub use detokenizer::Detokenizer;
-pub use engine::{
-    FinishReason, GenerateOptions, Generated, LlmEngine, LlmParts, StepOutput, TokenLogprob,
+pub use generation::{
+    argmax, log_softmax, BatchStats, Detokenizer, FinishReason, GenerateOptions, Generated,
+    LlmEngine, PrefixCache, PrefixCacheStats, Sampler, SamplingParams, StepBatcher, StepOutput,
+    TokenLogprob,
 };
-pub use gguf::{find_gguf, load_gguf, QuantizedModel, GGUF_ARCHITECTURES};
-pub use kv_usage::{KvHeld, KvUsage};
-pub use model::{CausalLm, DecodeStep, KvState};
-pub use prefix_cache::{PrefixCache, PrefixCacheStats};
-pub use safetensors::{
-    is_safetensors_model, load_safetensors, SafetensorsModel, SAFETENSORS_MODEL_TYPES,
+pub use loading::{
+    find_gguf, is_safetensors_model, load_gguf, load_safetensors, QuantizedModel, SafetensorsModel,
+    GGUF_ARCHITECTURES, SAFETENSORS_MODEL_TYPES,
 };
-pub use sampler::{argmax, log_softmax, Sampler, SamplingParams};
-pub use step_batcher::{BatchStats, StepBatcher};
-pub use template::{ChatTemplate, TemplateInput};
+pub use generation::{KvHeld, KvUsage};
+pub use model::{CausalLm, DecodeStep, KvState, LlmParts};
+pub use output::{ChatTemplate, TemplateInput};

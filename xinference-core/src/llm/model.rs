@@ -3,6 +3,7 @@
 
 use crate::Result;
 use candle_core::Tensor;
+use tokenizers::Tokenizer;
 
 /// A causal language model that keeps the KV cache of one sequence.
 pub trait CausalLm: Send {
@@ -109,4 +110,24 @@ impl KvState {
             0
         }
     }
+}
+
+/// What an architecture loader hands to [`LlmEngine::new`](crate::llm::LlmEngine::new).
+pub struct LlmParts {
+    /// The weights.
+    pub model: Box<dyn CausalLm>,
+    /// The family name (`llama`, `qwen2`, ...).
+    pub architecture: String,
+    /// The tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The model's own chat template, when it has one.
+    pub chat_template: Option<String>,
+    /// Beginning-of-sequence token id.
+    pub bos_token_id: Option<u32>,
+    /// End-of-generation token ids.
+    pub eos_token_ids: Vec<u32>,
+    /// Prepend BOS to prompts.
+    pub add_bos: bool,
+    /// Context length in tokens.
+    pub context_length: usize,
 }

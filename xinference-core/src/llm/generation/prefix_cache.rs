@@ -3,7 +3,7 @@
 //! turns of a chat) feeds only the tokens after it. Held within a memory budget; the least
 //! recently used states go first. One cache per replica, shared by its sequence slots.
 
-use super::model::KvState;
+use crate::llm::model::KvState;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 

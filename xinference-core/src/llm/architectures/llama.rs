@@ -1,5 +1,6 @@
 //! The Llama layout (`llama`, `mistral`, `qwen2`): pre-norm blocks, rotary attention with
-//! grouped KV heads (Qwen2: q/k/v biases and NEOX rotary), SwiGLU feed-forward.
+//! grouped KV heads (Qwen2: q/k/v biases and NEOX rotary; Llama 3.1+: the frequency factors of
+//! `rope_freqs.weight`), SwiGLU feed-forward.
 
 use super::{
     f32_tensor, load_output, meta_f32, Activation, Family, GgufDecoder, Layer, Rope, Shape,
@@ -35,6 +36,12 @@ pub(super) fn load<R: Read + Seek>(
     let shape = Shape::read(ct, architecture)?;
     let rope_base = meta_f32(ct, architecture, "rope.freq_base").unwrap_or(10_000.0);
     let qwen2 = architecture == "qwen2";
+    // Llama 3.1+: per-frequency divisors of its long-context rotary scaling.
+    let freq_factors = if ct.tensor_infos.contains_key("rope_freqs.weight") {
+        Some(f32_tensor(ct, reader, "rope_freqs.weight")?.to_vec1::<f32>()?)
+    } else {
+        None
+    };
     let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
     let norm = f32_tensor(ct, reader, "output_norm.weight")?;
     let layers = (0..shape.layers)
@@ -54,6 +61,12 @@ pub(super) fn load<R: Read + Seek>(
             neox: qwen2,
             logit_softcap: None,
         },
-        vec![Rope::new(shape.head_dim, rope_base, 1.0, shape.positions)?],
+        vec![Rope::with_freq_factors(
+            shape.head_dim,
+            rope_base,
+            1.0,
+            shape.positions,
+            freq_factors.as_deref(),
+        )?],
     ))
 }

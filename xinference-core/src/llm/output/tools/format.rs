@@ -2,7 +2,7 @@
 //! own format.
 
 use super::prompt::ToolSet;
-use crate::llm::constraint::lark_string;
+use crate::llm::output::constraint::lark_string;
 use serde_json::{json, Value};
 
 /// How a model writes tool calls.

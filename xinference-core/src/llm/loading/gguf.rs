@@ -1,11 +1,12 @@
 //! GGUF models: the architecture is read from `general.architecture`, never guessed from file
 //! names. Llama-layout families (llama, mistral, qwen2) and Gemma 3 load into our own decoder
-//! (`gguf_decoder/`, fast prompts); the others through candle's quantized model of the family.
+//! (`architectures/`, fast prompts); the others through candle's quantized model of the family.
 //! The tokenizer and chat
 //! template come from the GGUF metadata unless a `tokenizer.json` / `tokenizer_config.json`
 //! sits beside the file.
 
-use super::LlmParts;
+use crate::llm::architectures::GgufDecoder;
+use crate::llm::model::{CausalLm, LlmParts};
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
@@ -30,7 +31,7 @@ pub enum QuantizedModel {
     Glm4(quantized_glm4::ModelWeights),
 }
 
-impl super::CausalLm for QuantizedModel {
+impl CausalLm for QuantizedModel {
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
         if position == 0 {
             self.clear_cache();
@@ -53,7 +54,7 @@ impl super::CausalLm for QuantizedModel {
         Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
     }
 
-    fn fork(&self) -> Option<Box<dyn super::CausalLm>> {
+    fn fork(&self) -> Option<Box<dyn CausalLm>> {
         // Clones share the weights (reference-counted tensors) and get their own cache.
         let mut copy = match self {
             QuantizedModel::Llama(m) => QuantizedModel::Llama(m.clone()),
@@ -80,10 +81,10 @@ impl QuantizedModel {
     }
 }
 
-/// The families on candle's quantized models (those [`super::gguf_decoder`] does not run).
-fn candle_model(
+/// The families on candle's quantized models (those [`crate::llm::architectures`] does not run).
+fn candle_model<R: std::io::Read + std::io::Seek>(
     ct: Content,
-    file: &mut std::fs::File,
+    file: &mut R,
     architecture: &str,
 ) -> Result<QuantizedModel> {
     let device = Device::Cpu;
@@ -126,7 +127,8 @@ pub const GGUF_ARCHITECTURES: &[&str] = &[
     "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4",
 ];
 
-/// Finds the `.gguf` file at `path` (the file itself, or the only/first one in a folder).
+/// Finds the `.gguf` file at `path` (the file itself, or the only/first one in a folder: the
+/// first part of a split GGUF sorts first).
 pub fn find_gguf(path: &Path) -> Result<PathBuf> {
     if path.is_file() {
         return Ok(path.to_path_buf());
@@ -218,14 +220,8 @@ fn user_defined_tokens_are_text(ct: &Content, tokenizer: Tokenizer) -> Result<To
 /// Loads a GGUF model from `path` (a file, or a folder holding one).
 pub fn load_gguf(path: &Path) -> Result<LlmParts> {
     let file_path = find_gguf(path)?;
-    let mut file = std::fs::File::open(&file_path)
-        .map_err(|e| Error::bad_request(format!("cannot open {}: {e}", file_path.display())))?;
-    let ct = Content::read(&mut file).map_err(|e| {
-        Error::bad_request(format!(
-            "{} is not a valid GGUF file: {e}",
-            file_path.display()
-        ))
-    })?;
+    // A split GGUF (`-00001-of-0000N.gguf`) reads as one file over its parts.
+    let (ct, mut file) = super::split::open(&file_path)?;
     let architecture = ct
         .metadata
         .get("general.architecture")
@@ -277,16 +273,11 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
             }
         }
     }
-    let model: Box<dyn super::CausalLm> =
-        if super::gguf_decoder::GgufDecoder::supports(&ct, &architecture) {
-            Box::new(super::gguf_decoder::GgufDecoder::load(
-                &ct,
-                &mut file,
-                &architecture,
-            )?)
-        } else {
-            Box::new(candle_model(ct, &mut file, &architecture)?)
-        };
+    let model: Box<dyn CausalLm> = if GgufDecoder::supports(&ct, &architecture) {
+        Box::new(GgufDecoder::load(&ct, &mut file, &architecture)?)
+    } else {
+        Box::new(candle_model(ct, &mut file, &architecture)?)
+    };
     Ok(LlmParts {
         model,
         architecture,

@@ -26,6 +26,7 @@ use std::sync::Arc;
 mod batch;
 mod gemma3;
 mod llama;
+mod qwen3;
 
 /// Products of at least this many rows run on dequantized weights (see [`prefill_rounding`]).
 const PREFILL_ROWS: usize = 8;
@@ -207,10 +208,25 @@ impl Rope {
     /// Tables for `positions` positions with base `base`; `scale` multiplies the positions
     /// (linear rope scaling: `1 / factor`).
     fn new(head_dim: usize, base: f32, scale: f32, positions: usize) -> Result<Self> {
+        Self::with_freq_factors(head_dim, base, scale, positions, None)
+    }
+
+    /// [`Rope::new`] with each frequency divided by its factor (Llama 3's `rope_freqs.weight`,
+    /// `head_dim / 2` values, as llama.cpp's `freq_factors`).
+    fn with_freq_factors(
+        head_dim: usize,
+        base: f32,
+        scale: f32,
+        positions: usize,
+        factors: Option<&[f32]>,
+    ) -> Result<Self> {
         let device = Device::Cpu;
         let inv_freq: Vec<f32> = (0..head_dim)
             .step_by(2)
-            .map(|i| scale / base.powf(i as f32 / head_dim as f32))
+            .map(|i| {
+                let factor = factors.and_then(|f| f.get(i / 2)).copied().unwrap_or(1.0);
+                scale / base.powf(i as f32 / head_dim as f32) / factor
+            })
             .collect();
         let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), &device)?;
         let positions = Tensor::arange(0u32, positions as u32, &device)?
@@ -446,6 +462,7 @@ impl GgufDecoder {
     pub fn supports(ct: &Content, architecture: &str) -> bool {
         match architecture {
             "gemma3" => gemma3::supports(ct),
+            "qwen3" => qwen3::supports(ct),
             _ => llama::supports(ct, architecture),
         }
     }
@@ -454,6 +471,7 @@ impl GgufDecoder {
     pub fn load<R: Read + Seek>(ct: &Content, reader: &mut R, architecture: &str) -> Result<Self> {
         match architecture {
             "gemma3" => gemma3::load(ct, reader),
+            "qwen3" => qwen3::load(ct, reader),
             _ => llama::load(ct, reader, architecture),
         }
     }

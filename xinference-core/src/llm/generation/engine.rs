@@ -1,16 +1,17 @@
 //! The generation loop of one sequence: prompt -> prefill -> sample -> decode until a stop
 //! token, a stop string (never emitted), `max_tokens` or the end of the context.
 
-use super::constraint::{Grammar, GuidanceCache};
 use super::detokenizer::{decode, Detokenizer};
-use super::gguf::load_gguf;
 use super::kv_usage::KvUsage;
 use super::prefix_cache::{PrefixCache, PrefixCacheStats, DEFAULT_PREFIX_CACHE_BYTES};
 use super::sampler::{log_softmax, Sampler, SamplingParams};
 use super::step_batcher::{BatchStats, StepBatcher};
-use super::template::{ChatTemplate, TemplateInput};
-use super::tools::ToolFormat;
-use super::CausalLm;
+use crate::llm::loading::{load_gguf, load_safetensors};
+use crate::llm::model::{CausalLm, LlmParts};
+use crate::llm::output::constraint::{Grammar, GuidanceCache};
+use crate::llm::output::marker::partial_suffix;
+use crate::llm::output::tools::ToolFormat;
+use crate::llm::output::{ChatTemplate, TemplateInput};
 use crate::{Error, Result};
 use serde_json::Value as Json;
 use std::path::Path;
@@ -132,26 +133,6 @@ struct TemplateTools {
     format: Option<ToolFormat>,
 }
 
-/// What an architecture loader hands to [`LlmEngine::new`].
-pub struct LlmParts {
-    /// The weights.
-    pub model: Box<dyn CausalLm>,
-    /// The family name (`llama`, `qwen2`, ...).
-    pub architecture: String,
-    /// The tokenizer.
-    pub tokenizer: Tokenizer,
-    /// The model's own chat template, when it has one.
-    pub chat_template: Option<String>,
-    /// Beginning-of-sequence token id.
-    pub bos_token_id: Option<u32>,
-    /// End-of-generation token ids.
-    pub eos_token_ids: Vec<u32>,
-    /// Prepend BOS to prompts.
-    pub add_bos: bool,
-    /// Context length in tokens.
-    pub context_length: usize,
-}
-
 impl LlmEngine {
     /// Loads a GGUF model. `spec_template`, `spec_stop` and `spec_stop_token_ids` come from the
     /// registry; the GGUF's own template wins over the spec's.
@@ -175,7 +156,7 @@ impl LlmEngine {
         spec_stop: &[String],
         spec_stop_token_ids: &[u32],
     ) -> Result<Self> {
-        let parts = super::safetensors::load_safetensors(dir)?;
+        let parts = load_safetensors(dir)?;
         Self::new(parts, spec_template, spec_stop, spec_stop_token_ids)
     }
 
@@ -613,7 +594,7 @@ fn find_stop(pending: &str, stops: &[&str]) -> Option<(usize, usize)> {
 fn held_back(text: &str, stops: &[&str]) -> usize {
     stops
         .iter()
-        .map(|stop| super::partial_suffix(text, stop))
+        .map(|stop| partial_suffix(text, stop))
         .max()
         .unwrap_or(0)
 }

@@ -6,7 +6,7 @@
 use super::format::ToolFormat;
 use super::parse::{parse_tool_output, ParsedCall};
 use super::prompt::ToolSet;
-use crate::llm::partial_suffix;
+use crate::llm::output::marker::partial_suffix;
 
 /// What the stream parser releases.
 #[derive(Debug, Clone, PartialEq)]

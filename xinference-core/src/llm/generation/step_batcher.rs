@@ -5,7 +5,7 @@
 //! sequences still decoding), and runs them as one [`CausalLm::decode_batch`] over the shared
 //! weights. Sequences join when their prompt is in and leave when they end, between passes.
 
-use super::model::{CausalLm, DecodeStep, KvState};
+use crate::llm::model::{CausalLm, DecodeStep, KvState};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -130,7 +130,7 @@ impl StepBatcher {
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(panic) => Err(format!(
                     "decode pass panicked: {}",
-                    crate::runtime::panic_text(&panic)
+                    crate::error::panic_text(&panic)
                 )),
             };
             state = self.lock();

@@ -1,7 +1,7 @@
 //! Reasoning output (`<think>...</think>`, Qwen3 / DeepSeek-R1 style) split off the answer into
 //! `reasoning_content`, whole or streamed.
 
-use super::partial_suffix;
+use super::marker::partial_suffix;
 
 /// The tags around a model's reasoning.
 #[derive(Debug, Clone, PartialEq, Eq)]

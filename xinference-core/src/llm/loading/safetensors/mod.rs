@@ -16,7 +16,7 @@
 mod config;
 mod tokens;
 
-use super::engine::LlmParts;
+use crate::llm::model::{CausalLm, LlmParts};
 use crate::{Error, Result};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
@@ -60,7 +60,7 @@ impl SafetensorsModel {
     }
 }
 
-impl super::CausalLm for SafetensorsModel {
+impl CausalLm for SafetensorsModel {
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
         if tokens.is_empty() {
             return Err(Error::bad_request("no tokens to run the model on"));
@@ -81,7 +81,7 @@ impl super::CausalLm for SafetensorsModel {
         Ok(logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
     }
 
-    fn fork(&self) -> Option<Box<dyn super::CausalLm>> {
+    fn fork(&self) -> Option<Box<dyn CausalLm>> {
         // Clones share the weights (reference-counted tensors); each gets an empty cache.
         let mut copy = match self {
             SafetensorsModel::Llama { model, empty, .. } => SafetensorsModel::Llama {
@@ -123,7 +123,7 @@ pub fn is_safetensors_model(path: &Path, model_format: &str) -> bool {
 }
 
 /// Loads a Hugging Face safetensors model folder into the parts of an
-/// [`LlmEngine`](super::LlmEngine): weights (in f32), tokenizer, chat template, BOS/EOS ids,
+/// [`LlmEngine`](crate::llm::LlmEngine): weights (in f32), tokenizer, chat template, BOS/EOS ids,
 /// whether prompts start with BOS, and the context length (`max_position_embeddings`).
 ///
 /// Errors are 400s that name the problem: not a folder, no `config.json`, an unsupported
@@ -212,7 +212,7 @@ pub fn load_safetensors(dir: &Path) -> Result<LlmParts> {
             let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 llama::Llama::load(vb, &c)
             }))
-            .map_err(|p| bad_weights(candle_core::Error::Msg(crate::runtime::panic_text(&p))))?
+            .map_err(|p| bad_weights(candle_core::Error::Msg(crate::error::panic_text(&p))))?
             .map_err(bad_weights)?;
             let empty = llama::Cache::new(true, DType::F32, &c, &Device::Cpu)?;
             SafetensorsModel::Llama {

@@ -1,0 +1,14 @@
+//! Loading: one loader per weights format, each turning files into [`LlmParts`](super::LlmParts)
+//! (the model, tokenizer, chat template and end tokens). GGUF files (`gguf.rs`, with `spm.rs` for
+//! SentencePiece vocabularies, `split.rs` for GGUFs in parts) load into our decoder (`architectures/`) or candle's quantized
+//! model of the family; Hugging Face safetensors folders (`safetensors/`) into candle's models.
+
+mod gguf;
+mod safetensors;
+mod split;
+mod spm;
+
+pub use gguf::{find_gguf, load_gguf, QuantizedModel, GGUF_ARCHITECTURES};
+pub use safetensors::{
+    is_safetensors_model, load_safetensors, SafetensorsModel, SAFETENSORS_MODEL_TYPES,
+};
