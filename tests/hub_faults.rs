@@ -110,7 +110,10 @@ async fn every_hub_fault_ends_in_a_verified_file_or_a_clear_error() {
     let (status, body) = launch(&server.url).await;
     assert_eq!(status, 400, "{body}");
     let detail = body["detail"].as_str().unwrap();
-    assert!(detail.contains("503") && detail.contains(WEIGHTS), "{detail}");
+    assert!(
+        detail.contains("503") && detail.contains(WEIGHTS),
+        "{detail}"
+    );
     hub.heal();
     let (status, body) = launch(&server.url).await;
     assert_eq!(status, 200, "after the hub healed: {body}");
@@ -155,7 +158,9 @@ fn check_verified(home: &Path) {
     assert_eq!(format!("{:x}", Sha256::digest(&weights)), WEIGHTS_SHA256);
     let files = files_under(home);
     assert!(
-        !files.iter().any(|p| p.extension().is_some_and(|e| e == "part")),
+        !files
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "part")),
         "{files:#?}"
     );
 }

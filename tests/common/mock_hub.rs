@@ -347,7 +347,9 @@ fn resolve(
     let fault = if range == Some("bytes=0-0") || method != Method::GET {
         None
     } else {
-        let resuming = range.and_then(parse_range).is_some_and(|(start, _)| start > 0);
+        let resuming = range
+            .and_then(parse_range)
+            .is_some_and(|(start, _)| start > 0);
         take_fault(hub, name, resuming)
     };
     if let Some(Fault::Status(code)) = fault {
@@ -424,7 +426,9 @@ fn resolve(
         }
         Some(Fault::Corrupt) => {
             let mut bad = file.data.slice(start..end).to_vec();
-            let middle = (total / 2).saturating_sub(start).min(bad.len().saturating_sub(1));
+            let middle = (total / 2)
+                .saturating_sub(start)
+                .min(bad.len().saturating_sub(1));
             if let Some(b) = bad.get_mut(middle) {
                 *b ^= 0xff;
             }
@@ -435,11 +439,7 @@ fn resolve(
     let body = if break_at.is_none() && throttle.is_none() {
         Body::from(data)
     } else {
-        body_stream(
-            data,
-            break_at.map(|at| at - start),
-            throttle,
-        )
+        body_stream(data, break_at.map(|at| at - start), throttle)
     };
     builder.body(body).expect("response")
 }
@@ -447,9 +447,9 @@ fn resolve(
 /// Consumes one injected fault for `file`, the earliest injected first.
 fn take_fault(hub: &Hub, file: &str, resuming: bool) -> Option<Fault> {
     let mut faults = hub.faults.lock().unwrap();
-    let plan = faults.iter_mut().find(|f| {
-        f.file == file && f.times > 0 && (resuming || f.fault != Fault::IgnoreRange)
-    })?;
+    let plan = faults
+        .iter_mut()
+        .find(|f| f.file == file && f.times > 0 && (resuming || f.fault != Fault::IgnoreRange))?;
     plan.times -= 1;
     Some(plan.fault)
 }

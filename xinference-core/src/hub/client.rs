@@ -92,13 +92,12 @@ impl HubClient {
             self.endpoint,
             encode(revision)
         );
-        let response = self
-            .get(&self.agent, &url)
-            .call()
-            .map_err(|e| match classify(e, &format!("listing the files of {repo_id}")) {
+        let response = self.get(&self.agent, &url).call().map_err(|e| {
+            match classify(e, &format!("listing the files of {repo_id}")) {
                 Failure::Permanent(e) => e,
                 Failure::Transient(text) | Failure::BadRange(text) => Error::internal(text),
-            })?;
+            }
+        })?;
         let info: serde_json::Value = response
             .into_json()
             .map_err(|e| Error::internal(format!("the hub's answer for {repo_id}: {e}")))?;

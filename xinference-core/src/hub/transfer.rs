@@ -118,9 +118,7 @@ fn with_retries<T>(
                 "{name}: giving up after {RETRIES} retries; last failure: {reason}"
             )));
         }
-        let pause = BACKOFF
-            .saturating_mul(1 << try_no.min(16))
-            .min(MAX_BACKOFF);
+        let pause = BACKOFF.saturating_mul(1 << try_no.min(16)).min(MAX_BACKOFF);
         tracing::warn!(file = name, retry = try_no + 1, ?pause, %reason, "hub download failed, retrying");
         std::thread::sleep(pause);
         try_no += 1;
@@ -138,7 +136,12 @@ fn attempt(
     let io = |e: std::io::Error| Failure::Permanent(Error::from(e));
     let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     if have > remote.size {
-        tracing::warn!(file = name, have, size = remote.size, "discarding an oversized partial download");
+        tracing::warn!(
+            file = name,
+            have,
+            size = remote.size,
+            "discarding an oversized partial download"
+        );
         std::fs::remove_file(part).map_err(io)?;
         have = 0;
     }
@@ -256,7 +259,9 @@ pub fn check_repo_path(name: &str) -> Result<()> {
         || name.starts_with('/')
         || name.contains('\\')
         || name.contains('\0')
-        || name.split('/').any(|p| p.is_empty() || p == "." || p == "..");
+        || name
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..");
     if bad {
         return Err(Error::bad_request(format!(
             "repository file name {name:?} is not a plain relative path"
@@ -285,7 +290,15 @@ mod tests {
         for ok in ["config.json", "1_Pooling/config.json", "a.b/c..d"] {
             assert!(check_repo_path(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a\\b", "./a"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a\\b",
+            "./a",
+        ] {
             assert!(check_repo_path(bad).is_err(), "{bad}");
         }
     }
