@@ -12,8 +12,11 @@ use crate::protocol::responses::ResponsesRequest;
 use crate::registry::{ModelFamily, ModelType};
 use serde_json::{json, Value};
 
+/// A target's entry point: arbitrary bytes in, nothing out (a panic is the failure).
+pub type Entry = fn(&[u8]);
+
 /// Every target: its name (the folder of its corpus, `fuzz/corpus/<name>/`) and entry point.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("chat_request", chat_request),
     ("completion_request", completion_request),
     ("embedding_request", embedding_request),
@@ -31,7 +34,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The entry point of `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Entry> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
