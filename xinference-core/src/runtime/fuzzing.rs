@@ -143,9 +143,9 @@ pub fn safetensors_config(data: &[u8]) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A `tokenizer.json`, then one encode and decode with it.
+/// A `tokenizer.json` as the loaders read it, then one encode and decode with it.
 pub fn tokenizer_json(data: &[u8]) {
-    let Ok(tokenizer) = tokenizers::Tokenizer::from_bytes(data) else {
+    let Ok(tokenizer) = crate::tokenizer_file::from_bytes(data) else {
         return;
     };
     if let Ok(encoding) = tokenizer.encode("Hello, world! 你好 <s>", true) {
