@@ -1,7 +1,9 @@
 //! A local stand-in for the Hugging Face hub, serving a model folder in the hub's URL layout
 //! (`/api/models/{repo}/revision/{rev}` and `/{repo}/resolve/{rev}/{file}`), with the headers
-//! and `Range` answers `hf-hub` relies on. It records every request, can throttle bodies (so a
-//! download can be watched) and can break connections mid-body (so resuming can be proven).
+//! and `Range` answers a hub client relies on. It records every request, can throttle bodies (so
+//! a download can be watched), break connections mid-body (so resuming can be proven) and
+//! inject the other faults a real hub or CDN shows ([`Fault`]: 5xx answers, a `Range` ignored,
+//! bodies longer than announced, corrupted bytes).
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -45,7 +47,7 @@ impl HubRequest {
         let rest = self.path.split_once("/resolve/")?.1;
         Some(rest.split_once('/')?.1)
     }
-    /// `hf-hub`'s metadata probe (`Range: bytes=0-0`).
+    /// The hub client's metadata probe (`Range: bytes=0-0`).
     pub fn is_metadata(&self) -> bool {
         self.range.as_deref() == Some("bytes=0-0")
     }
@@ -62,6 +64,27 @@ pub struct Throttle {
     pub chunk: usize,
     /// Pause before each piece.
     pub delay: Duration,
+}
+
+/// A misbehaviour of the hub for a file's body requests (never its metadata probe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers this status (a 5xx) with no body.
+    Status(u16),
+    /// Answers a resume (a `Range` from past byte 0) with the whole file (200), as a server
+    /// without range support; requests from byte 0 do not use it up.
+    IgnoreRange,
+    /// Sends the requested bytes followed by this many more (a body longer than announced).
+    LongBody(usize),
+    /// Sends the right length with one byte changed in the middle of the file.
+    Corrupt,
+}
+
+#[derive(Debug, Clone)]
+struct Injected {
+    file: String,
+    fault: Fault,
+    times: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +105,7 @@ struct Hub {
     requests: Mutex<Vec<HubRequest>>,
     throttle: Mutex<Option<Throttle>>,
     breaks: Mutex<Option<Break>>,
+    faults: Mutex<Vec<Injected>>,
 }
 
 /// A running mock hub.
@@ -113,6 +137,7 @@ impl MockHub {
             requests: Mutex::new(Vec::new()),
             throttle: Mutex::new(None),
             breaks: Mutex::new(None),
+            faults: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -167,9 +192,20 @@ impl MockHub {
         });
     }
 
-    /// Stops breaking connections.
+    /// Answers the next `times` body requests of `file` with `fault` (after any faults
+    /// injected before for that file).
+    pub fn inject(&self, file: &str, fault: Fault, times: usize) {
+        self.hub.faults.lock().unwrap().push(Injected {
+            file: file.to_owned(),
+            fault,
+            times,
+        });
+    }
+
+    /// Stops breaking connections and injecting faults.
     pub fn heal(&self) {
         *self.hub.breaks.lock().unwrap() = None;
+        self.hub.faults.lock().unwrap().clear();
     }
 
     /// Stops the hub; its port refuses connections afterwards.
@@ -308,6 +344,24 @@ fn resolve(
         return not_found("file");
     };
     let total = file.data.len();
+    let fault = if range == Some("bytes=0-0") || method != Method::GET {
+        None
+    } else {
+        let resuming = range
+            .and_then(parse_range)
+            .is_some_and(|(start, _)| start > 0);
+        take_fault(hub, name, resuming)
+    };
+    if let Some(Fault::Status(code)) = fault {
+        return StatusCode::from_u16(code)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response();
+    }
+    let range = if fault == Some(Fault::IgnoreRange) {
+        None
+    } else {
+        range
+    };
     let (status, start, end) = match range.map(parse_range) {
         None => (StatusCode::OK, 0, total),
         Some(Some((start, _))) if start >= total => {
@@ -324,11 +378,15 @@ fn resolve(
         ),
         Some(None) => return (StatusCode::BAD_REQUEST, "bad range").into_response(),
     };
+    let extra = match fault {
+        Some(Fault::LongBody(n)) => n,
+        _ => 0,
+    };
     let mut builder = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_LENGTH, end - start)
+        .header(header::CONTENT_LENGTH, end - start + extra)
         .header(header::ETAG, format!("\"{}\"", file.etag))
         .header("x-repo-commit", COMMIT);
     if total >= LFS_THRESHOLD {
@@ -359,17 +417,41 @@ fn resolve(
         *hub.throttle.lock().unwrap()
     };
     record.broken = break_at.is_some();
-    record.body_bytes = (break_at.unwrap_or(end) - start) as u64;
+    record.body_bytes = (break_at.unwrap_or(end + extra) - start) as u64;
+    let data = match fault {
+        Some(Fault::LongBody(n)) => {
+            let mut longer = file.data.slice(start..end).to_vec();
+            longer.resize(longer.len() + n, b'x');
+            Bytes::from(longer)
+        }
+        Some(Fault::Corrupt) => {
+            let mut bad = file.data.slice(start..end).to_vec();
+            let middle = (total / 2)
+                .saturating_sub(start)
+                .min(bad.len().saturating_sub(1));
+            if let Some(b) = bad.get_mut(middle) {
+                *b ^= 0xff;
+            }
+            Bytes::from(bad)
+        }
+        _ => file.data.slice(start..end),
+    };
     let body = if break_at.is_none() && throttle.is_none() {
-        Body::from(file.data.slice(start..end))
+        Body::from(data)
     } else {
-        body_stream(
-            file.data.slice(start..end),
-            break_at.map(|at| at - start),
-            throttle,
-        )
+        body_stream(data, break_at.map(|at| at - start), throttle)
     };
     builder.body(body).expect("response")
+}
+
+/// Consumes one injected fault for `file`, the earliest injected first.
+fn take_fault(hub: &Hub, file: &str, resuming: bool) -> Option<Fault> {
+    let mut faults = hub.faults.lock().unwrap();
+    let plan = faults
+        .iter_mut()
+        .find(|f| f.file == file && f.times > 0 && (resuming || f.fault != Fault::IgnoreRange))?;
+    plan.times -= 1;
+    Some(plan.fault)
 }
 
 /// Consumes one planned break for `file`, answering after how many bytes to break.

@@ -24,6 +24,7 @@ pub mod registry;
 pub mod rerank;
 pub mod responses;
 pub mod runtime;
+mod tokenizer_file;
 
 pub use client::{
     AudioModel, Client, EmbeddingModel, ImageModel, LlmModel, ModelHandle, RemoteClient,

@@ -18,6 +18,7 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(180);
 /// A temporary folder holding `XINFERENCE_HOME` and the server logs; removed when dropped.
 pub struct Sandbox {
     dir: tempfile::TempDir,
+    hub: Option<String>,
 }
 
 impl Sandbox {
@@ -25,7 +26,14 @@ impl Sandbox {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         std::fs::create_dir_all(dir.path().join("home")).expect("create XINFERENCE_HOME");
-        Sandbox { dir }
+        Sandbox { dir, hub: None }
+    }
+
+    /// This sandbox with the processes it starts downloading from the hub at `url`
+    /// (`HF_ENDPOINT`, and no `HF_HUB_OFFLINE`).
+    pub fn with_hub(mut self, url: &str) -> Self {
+        self.hub = Some(url.to_owned());
+        self
     }
 
     /// The `XINFERENCE_HOME` of every process started in this sandbox.
@@ -45,9 +53,20 @@ impl Sandbox {
         c.args(args)
             .env("XINFERENCE_HOME", self.home())
             .env_remove("XINFERENCE_ENDPOINT")
-            .env("HF_HUB_OFFLINE", "1")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
+        match &self.hub {
+            Some(url) => {
+                c.env("HF_ENDPOINT", url).env_remove("HF_HUB_OFFLINE");
+                // The hub client honours *_PROXY but not NO_PROXY: a proxy would swallow it.
+                for proxy in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"] {
+                    c.env_remove(proxy);
+                }
+            }
+            None => {
+                c.env("HF_HUB_OFFLINE", "1");
+            }
+        }
         c
     }
 
@@ -269,6 +288,13 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Kills the process with SIGKILL (`kill -9`: no handler runs, nothing is flushed or
+    /// cleaned up) and reaps it.
+    pub fn kill_9(&mut self) {
+        self.child.kill().expect("kill -9 the server");
+        self.child.wait().expect("reap the server");
     }
 
     /// Everything the server logged so far.

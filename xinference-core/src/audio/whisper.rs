@@ -82,7 +82,7 @@ impl WhisperModel {
     /// `config.json`, `tokenizer.json`) or Hugging Face (`model.safetensors`, `config.json`,
     /// `generation_config.json`, `tokenizer.json`).
     pub fn load(dir: &Path) -> Result<Self> {
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+        let tokenizer = crate::tokenizer_file::load(dir.join("tokenizer.json")).map_err(|e| {
             Error::bad_request(format!(
                 "cannot read the Whisper tokenizer {}: {e}",
                 dir.join("tokenizer.json").display()

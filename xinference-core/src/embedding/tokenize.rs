@@ -37,9 +37,10 @@ pub struct EmbedTokenizer {
 impl EmbedTokenizer {
     /// Reads `dir/tokenizer.json`; inputs are capped at `max_len` tokens.
     pub fn load(dir: &Path, max_len: usize) -> Result<Self> {
-        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
-            Error::bad_request(format!("cannot read {}/tokenizer.json: {e}", dir.display()))
-        })?;
+        let mut tokenizer =
+            crate::tokenizer_file::load(dir.join("tokenizer.json")).map_err(|e| {
+                Error::bad_request(format!("cannot read {}/tokenizer.json: {e}", dir.display()))
+            })?;
         // Truncation is decided per request below; padding happens in the batch.
         tokenizer
             .with_truncation(None)

@@ -1,13 +1,17 @@
 //! Model files: where a launch finds its weights.
 //!
 //! Resolution order: an explicit `model_path`, a spec's `model_uri`, the local cache
-//! `$XINFERENCE_HOME/cache/<name>`, then a download from the Hugging Face hub (through
-//! `hf-hub`, honouring `HF_ENDPOINT`, `HF_TOKEN` and `HF_HUB_OFFLINE`). A cache entry is only
-//! trusted once its manifest is written, which happens after every file arrived whole.
+//! `$XINFERENCE_HOME/cache/<name>`, then a download from the Hugging Face hub (our own
+//! downloader, `client.rs` + `transfer.rs`, honouring `HF_ENDPOINT`, `HF_TOKEN` and
+//! `HF_HUB_OFFLINE`). A downloaded file is only renamed into place once its size and SHA-256
+//! match the hub's; a cache entry is only trusted once its manifest is written, which
+//! happens after every file arrived whole.
 
 mod cache;
+mod client;
 mod download;
 mod progress;
+mod transfer;
 
 pub use cache::{list_cached, CacheEntry, CacheManifest};
 pub use progress::{FileProgress, LaunchProgress, ProgressSnapshot, Stage};

@@ -176,7 +176,7 @@ mod tests {
         progress.start_file("w", 100);
         progress.set_bytes("w", 0);
         progress.add_bytes("w", 40);
-        // hf-hub resumes: `init` again, then the offset on disk.
+        // A resume: the file starts again, then the offset on disk.
         progress.start_file("w", 100);
         assert_eq!(progress.snapshot().download_files[0].downloaded_bytes, 40);
         progress.set_bytes("w", 40);

@@ -280,7 +280,7 @@ impl ClipTokenizer {
             json!({})
         };
         let tokenizer = if dir.join("tokenizer.json").exists() {
-            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+            crate::tokenizer_file::load(dir.join("tokenizer.json")).map_err(|e| {
                 Error::bad_request(format!("cannot load {}/tokenizer.json: {e}", dir.display()))
             })?
         } else {

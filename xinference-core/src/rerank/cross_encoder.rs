@@ -181,7 +181,7 @@ impl CrossEncoder {
             .unwrap_or(position_limit)
             .min(position_limit)
             .max(8);
-        let mut plain = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+        let mut plain = crate::tokenizer_file::load(dir.join("tokenizer.json")).map_err(|e| {
             Error::bad_request(format!("cannot read {}/tokenizer.json: {e}", dir.display()))
         })?;
         plain

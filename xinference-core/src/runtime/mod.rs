@@ -9,6 +9,8 @@ mod chat;
 mod chat_input;
 mod describe;
 mod embed;
+#[doc(hidden)]
+pub mod fuzzing;
 mod image;
 mod launch;
 mod llm_run;

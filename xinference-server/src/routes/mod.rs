@@ -233,7 +233,7 @@ async fn metrics(
     axum::extract::State(rt): axum::extract::State<AppState>,
 ) -> axum::response::Response {
     if std::env::var("XINFERENCE_DISABLE_METRICS").is_ok_and(|v| v == "1") {
-        return ApiError(Error::not_found("Not Found")).into_response();
+        return crate::ApiError(Error::not_found("Not Found")).into_response();
     }
     (
         [(

@@ -248,7 +248,7 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
         .and_then(|v| v.to_string().ok())
         .cloned();
     let dir = file_path.parent().unwrap_or(Path::new("."));
-    let tokenizer = match Tokenizer::from_file(dir.join("tokenizer.json")) {
+    let tokenizer = match crate::tokenizer_file::load(dir.join("tokenizer.json")) {
         Ok(t) => t,
         Err(_) => {
             if meta_str(&ct, "tokenizer.ggml.model") == Some("llama") {

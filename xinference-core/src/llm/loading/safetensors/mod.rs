@@ -25,7 +25,6 @@ use candle_transformers::models::{llama, qwen2, qwen3};
 use config::{check_tensors, llama_config, qwen2_config, qwen3_config, Cfg, Dims};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use tokenizers::Tokenizer;
 use tokens::{chat_template, special_tokens};
 
 /// The `model_type`s this build loads from safetensors.
@@ -163,7 +162,7 @@ pub fn load_safetensors(dir: &Path) -> Result<LlmParts> {
             dir.display()
         )));
     }
-    let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| {
+    let tokenizer = crate::tokenizer_file::load(&tokenizer_path).map_err(|e| {
         Error::bad_request(format!("cannot load {}: {e}", tokenizer_path.display()))
     })?;
     let files = weight_files(dir)?;
