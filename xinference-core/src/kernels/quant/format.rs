@@ -38,7 +38,8 @@ pub enum Format {
 pub enum ActFormat {
     /// Blocks of 32, an f16 scale `max|x| / 127`, values rounded half away from zero.
     Q8_0,
-    /// [`ActFormat::Q8_0`] plus `s = f16(d * Σ q)` per block (for the formats with a minimum).
+    /// [`ActFormat::Q8_0`] plus `s = f16(f16(Σ q) · f16(d))` per block (for the formats with a
+    /// minimum; candle's rounding).
     Q8_1,
     /// Blocks of 256, an f32 scale from the value of largest magnitude, sums per 16 values.
     Q8K,

@@ -214,17 +214,30 @@ impl<'a> QuantMatrix<'a> {
     }
 }
 
-static DECLINE_FOR_BENCH: AtomicBool = AtomicBool::new(false);
+/// Whether the GGUF decoder's products run on these kernels: `XINFERENCE_QUANT_KERNELS=1`
+/// (read once), or [`set_enabled`]. Off by default: see the decoder's `QLinear::forward_rows`.
+pub fn enabled() -> bool {
+    static FROM_ENV: OnceLock<()> = OnceLock::new();
+    FROM_ENV.get_or_init(|| {
+        if std::env::var("XINFERENCE_QUANT_KERNELS").is_ok_and(|v| v == "1") {
+            ENABLED.store(true, Ordering::Relaxed);
+        }
+    });
+    ENABLED.load(Ordering::Relaxed)
+}
 
-/// For A/B benchmarks in one process only: while set, [`qtensor_matmul`] declines every
-/// weight, so its callers fall back to candle's kernels.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns [`enabled`] on or off (A/B benchmarks in one process).
 #[doc(hidden)]
-pub fn decline_for_bench(decline: bool) {
-    DECLINE_FOR_BENCH.store(decline, Ordering::Relaxed);
+pub fn set_enabled(on: bool) {
+    enabled();
+    ENABLED.store(on, Ordering::Relaxed);
 }
 
 /// `x · wᵀ` for a candle quantized tensor `w` `[n, k]` and `x` `[.., k]`, through our
-/// kernels; `None` when the weight format has no kernel here (floats).
+/// kernels; `None` when the weight format has no kernel here (floats) or they are not
+/// [`enabled`].
 pub fn qtensor_matmul(
     w: &candle_core::quantized::QTensor,
     x: &candle_core::Tensor,
@@ -232,7 +245,7 @@ pub fn qtensor_matmul(
     let Some(format) = Format::of(w.dtype()) else {
         return Ok(None);
     };
-    if DECLINE_FOR_BENCH.load(Ordering::Relaxed) {
+    if !enabled() {
         return Ok(None);
     }
     let (n, k) = w.shape().dims2()?;

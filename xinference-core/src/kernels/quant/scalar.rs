@@ -1,14 +1,25 @@
-//! Portable dot products, and the definition of the numbers every tier computes.
+//! Portable dot products, and the definition of the numbers every tier computes: llama.cpp's
+//! AVX2 arithmetic (`ggml-cpu/arch/x86/quants.c`), integer sums exact, float operations in the
+//! same order.
 //!
-//! Small blocks (32 values): each block's integer products are summed exactly in eight lanes of
-//! four consecutive values (lane `j`: values `4j..4j + 4`), each lane accumulates
+//! Small blocks (32 values): each block's integer products are summed in eight lanes of four
+//! consecutive values (lane `j`: values `4j..4j + 4`), each lane accumulates
 //! `fma(d_w * d_x, lane, acc_j)` over the blocks, and the lanes are summed as
-//! `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`; formats with a minimum add
-//! `m_w * s_x` per block to a separate sum, added last. K-quants: each super-block's integer
-//! sums are exact (`Σ scale · Σ q·x`, and `Σ min · bsum`), then
-//! `acc = fma(d_x * d_w, sumi, acc)` and `acc = fma(-(d_x * dmin_w), mins, acc)`. The SIMD
-//! tiers compute the same integers and the same float operations in the same order, so every
-//! tier gives the same bits.
+//! `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`. Q4_1 / Q5_0 / Q5_1 follow candle's
+//! portable kernels instead (on which greedy parity with llama.cpp was established, and which
+//! these tiny models' answers are sensitive to): `sum += sumi · d_w · d_x (+ m_w · s_x)` per
+//! block, the block's integer sum whole.
+//!
+//! Q4_K / Q5_K / Q6_K: the same eight lanes, value `e` of a super-block in lane `(e % 32) / 4`,
+//! each product times its scale; Q6_K takes `32 · (bsum_2l · sc_2l + bsum_2l+1 · sc_2l+1)` off
+//! lane `l`; `acc_l = fma(d_x * d_w, lane_l, acc_l)`. Q4_K / Q5_K's minimums go in four
+//! lanes (`m_2t · P_2t + m_2t+1 · P_2t+1`, `P_j` the activation sum of the 32 values of `j`),
+//! `accm_t = fma(-d_x * dmin_w, lane_t, accm_t)`, summed `(m0 + m2) + (m1 + m3)` and added last.
+//! Q2_K / Q3_K (no vector kernel yet): each super-block's integer sums whole, then
+//! `acc = fma(d_x * d_w, sumi, acc)` and `acc = fma(-(d_x * dmin_w), mins, acc)`.
+//!
+//! The SIMD tiers compute the same integers and the same float operations in the same order,
+//! so every tier gives the same bits.
 
 use super::activation::ActRow;
 use super::format::{f16_at, q3k_scales, scale_min_k4, Format, QK, QK_K};
@@ -84,23 +95,38 @@ fn dot_small<const R: usize>(
     unpack: fn(&[u8]) -> Unpacked32,
     with_min: bool,
 ) -> [f32; R] {
+    // Q4_1 / Q5_0 / Q5_1 sum whole blocks, in candle's order (see the module's doc).
+    let whole = with_min || bytes == 22;
     let mut acc = [[0f32; 8]; R];
-    let mut mins = [0f32; R];
+    let mut sums = [0f32; R];
     for (b, block) in w.chunks_exact(bytes).enumerate() {
         let (q, d, m) = unpack(block);
         for r in 0..R {
             let x = &a[r].qs[b * QK..(b + 1) * QK];
+            if whole {
+                let sumi: i32 = (0..QK).map(|e| q[e] as i32 * x[e] as i32).sum();
+                let s = if with_min { a[r].s[b] } else { 0.0 };
+                sums[r] += whole_block(sumi, d, a[r].d[b], with_min.then_some((m, s)));
+                continue;
+            }
             let dd = d * a[r].d[b];
             for (j, lane) in acc[r].iter_mut().enumerate() {
                 let sum: i32 = (4 * j..4 * j + 4).map(|e| q[e] as i32 * x[e] as i32).sum();
                 *lane = dd.mul_add(sum as f32, *lane);
             }
-            if with_min {
-                mins[r] += m * a[r].s[b];
-            }
         }
     }
-    std::array::from_fn(|r| hsum8(acc[r]) + mins[r])
+    std::array::from_fn(|r| if whole { sums[r] } else { hsum8(acc[r]) })
+}
+
+/// One Q4_1 / Q5_0 / Q5_1 block's term as candle's kernels add it: `sumi · d_w · d_x`, plus
+/// `m_w · s_x` for the formats with a minimum.
+#[inline(always)]
+pub fn whole_block(sumi: i32, dw: f32, dx: f32, min: Option<(f32, f32)>) -> f32 {
+    match min {
+        Some((m, s)) => sumi as f32 * dw * dx + m * s,
+        None => sumi as f32 * dw * dx,
+    }
 }
 
 /// A k-quant super-block as integers: values, a scale and a minimum per 16 values, and the
@@ -239,6 +265,7 @@ pub fn add_superblock(acc: f32, dx: f32, d: f32, dmin: f32, sumi: i32, mins: i32
     }
 }
 
+/// Q2_K / Q3_K: whole integer sums per super-block.
 fn dot_k<const R: usize>(
     w: &[u8],
     a: &[ActRow<'_>; R],
@@ -266,6 +293,54 @@ fn dot_k<const R: usize>(
     acc
 }
 
+/// Q4_K / Q5_K (`SIX` false) and Q6_K (`SIX` true) in llama.cpp's lanes.
+fn dot_k_lanes<const R: usize, const SIX: bool>(
+    w: &[u8],
+    a: &[ActRow<'_>; R],
+    bytes: usize,
+    unpack: fn(&[u8]) -> UnpackedK,
+) -> [f32; R] {
+    let mut acc = [[0f32; 8]; R];
+    let mut accm = [[0f32; 4]; R];
+    let offset = if SIX { 32 } else { 0 };
+    for (b, block) in w.chunks_exact(bytes).enumerate() {
+        let u = unpack(block);
+        for r in 0..R {
+            let x = &a[r].qs[b * QK_K..(b + 1) * QK_K];
+            let bsums = &a[r].bsums[b * 16..(b + 1) * 16];
+            let mut lanes = [0i32; 8];
+            for e in 0..QK_K {
+                lanes[(e % 32) / 4] += u.scales[e / 16] * (u.q[e] as i32 + offset) * x[e] as i32;
+            }
+            let dx = a[r].d[b];
+            let d = dx * u.d;
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                if SIX {
+                    *lane -= 32
+                        * (bsums[2 * l] as i32 * u.scales[2 * l]
+                            + bsums[2 * l + 1] as i32 * u.scales[2 * l + 1]);
+                }
+                acc[r][l] = d.mul_add(*lane as f32, acc[r][l]);
+            }
+            if !SIX {
+                let dmin = -dx * u.dmin;
+                let p = |j: usize| bsums[2 * j] as i32 + bsums[2 * j + 1] as i32;
+                for (t, m) in accm[r].iter_mut().enumerate() {
+                    let lane = u.mins[4 * t] * p(2 * t) + u.mins[4 * t + 2] * p(2 * t + 1);
+                    *m = dmin.mul_add(lane as f32, *m);
+                }
+            }
+        }
+    }
+    std::array::from_fn(|r| hsum8(acc[r]) + hsum4(accm[r]))
+}
+
+/// Four lanes summed as llama.cpp sums its minimums: `(m0 + m2) + (m1 + m3)`.
+#[inline(always)]
+pub fn hsum4(m: [f32; 4]) -> f32 {
+    (m[0] + m[2]) + (m[1] + m[3])
+}
+
 macro_rules! scalar_kernels {
     ($($name:ident => $body:expr;)*) => {
         $(
@@ -284,9 +359,9 @@ scalar_kernels! {
     q8_0 => |w, a| dot_small(w, a, 34, unpack_q8_0, false);
     q2k => |w, a| dot_k(w, a, 84, unpack_q2k);
     q3k => |w, a| dot_k(w, a, 110, unpack_q3k);
-    q4k => |w, a| dot_k(w, a, 144, unpack_q4k);
-    q5k => |w, a| dot_k(w, a, 176, unpack_q5k);
-    q6k => |w, a| dot_k(w, a, 210, unpack_q6k);
+    q4k => |w, a| dot_k_lanes::<R, false>(w, a, 144, unpack_q4k);
+    q5k => |w, a| dot_k_lanes::<R, false>(w, a, 176, unpack_q5k);
+    q6k => |w, a| dot_k_lanes::<R, true>(w, a, 210, unpack_q6k);
 }
 
 /// The portable kernel of `format` for `R` activation rows.

@@ -133,7 +133,8 @@ fn every_format_matches_its_definition_on_random_bytes() {
     }
 }
 
-/// Our Q8_0 and Q8_K rounding is candle's (llama.cpp's reference quantizers).
+/// Our Q8_0 and Q8_K rounding is candle's (llama.cpp's reference quantizers, ties away from
+/// zero), and Q8_1's block sums are rounded as candle rounds them.
 #[test]
 fn activations_round_as_candle_rounds_them() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(13);
@@ -164,18 +165,17 @@ fn activations_round_as_candle_rounds_them() {
             }
         }
     }
-    // Q8_1: the block sum times the scale, rounded to f16 once (llama.cpp's definition).
-    let ours = Acts::quantize(ActFormat::Q8_1, &x, k);
-    for (b, s) in ours.s.iter().enumerate() {
-        let sum: i32 = ours.qs[b * 32..(b + 1) * 32]
+    let q8_0 = Acts::quantize(ActFormat::Q8_0, &x, k);
+    let q8_1 = Acts::quantize(ActFormat::Q8_1, &x, k);
+    assert_eq!(q8_0.qs, q8_1.qs);
+    assert_eq!(q8_0.d, q8_1.d);
+    for (b, s) in q8_1.s.iter().enumerate() {
+        let sum: i32 = q8_1.qs[b * 32..(b + 1) * 32]
             .iter()
             .map(|&q| q as i32)
             .sum();
-        let amax = x[b * 32..(b + 1) * 32]
-            .iter()
-            .fold(0f32, |m, v| m.max(v.abs()));
-        let want = half::f16::from_f32(amax / 127.0 * sum as f32).to_f32();
-        assert_eq!(*s, want, "block {b}");
+        let want = half::f16::from_f32(half::f16::from_f32(sum as f32).to_f32() * q8_1.d[b]);
+        assert_eq!(*s, want.to_f32(), "block {b}");
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::activation::ActRow;
 use super::format::{scale_min_k4, Format, QK, QK_K};
-use super::scalar::{self, add_superblock, DotFn};
+use super::scalar::{self, hsum4, whole_block, DotFn};
 use std::arch::x86_64::*;
 
 /// The exact sums of four byte products per 32-bit lane: unsigned `w` times signed `x`.
@@ -163,7 +163,8 @@ unsafe fn small<const R: usize, const V: bool, const F: u8>(
     };
     let nb = w.len() / bytes;
     let mut acc = [_mm256_setzero_ps(); R];
-    let mut mins = [0f32; R];
+    let whole = with_min || F == Q5_0;
+    let mut sums = [0f32; R];
     for b in 0..nb {
         let (q, d, m) = unpack_small::<F>(w.as_ptr().add(b * bytes));
         for r in 0..R {
@@ -173,16 +174,23 @@ unsafe fn small<const R: usize, const V: bool, const F: u8>(
             } else {
                 dot_u8::<V>(q, x)
             };
+            if whole {
+                let dx = *a[r].d.get_unchecked(b);
+                let min = if with_min {
+                    Some((m, *a[r].s.get_unchecked(b)))
+                } else {
+                    None
+                };
+                sums[r] += whole_block(hsum_i32(dot), d, dx, min);
+                continue;
+            }
             let dd = _mm256_set1_ps(d * *a[r].d.get_unchecked(b));
             acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot), acc[r]);
-            if with_min {
-                mins[r] += m * *a[r].s.get_unchecked(b);
-            }
         }
     }
     let mut out = [0f32; R];
     for r in 0..R {
-        out[r] = hsum_f32(acc[r]) + mins[r];
+        out[r] = if whole { sums[r] } else { hsum_f32(acc[r]) };
     }
     out
 }
@@ -199,7 +207,8 @@ unsafe fn q45k<const R: usize, const V: bool, const FIVE: bool>(
     let bytes = if FIVE { 176 } else { 144 };
     let nb = w.len() / bytes;
     let low = _mm256_set1_epi8(0x0F);
-    let mut acc = [0f32; R];
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut accm = [[0f32; 4]; R];
     for b in 0..nb {
         let blk = w.as_ptr().add(b * bytes);
         let block = std::slice::from_raw_parts(blk, bytes);
@@ -241,14 +250,21 @@ unsafe fn q45k<const R: usize, const V: bool, const FIVE: bool>(
         }
         for r in 0..R {
             let bsums = a[r].bsums.get_unchecked(b * 16..b * 16 + 16);
-            let mins: i32 = (0..8)
-                .map(|j| mn[j] * (bsums[2 * j] as i32 + bsums[2 * j + 1] as i32))
-                .sum();
+            let p = |j: usize| bsums[2 * j] as i32 + bsums[2 * j + 1] as i32;
             let dx = *a[r].d.get_unchecked(b);
-            acc[r] = add_superblock(acc[r], dx, d, dmin, hsum_i32(sums[r]), mins);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dx * d), _mm256_cvtepi32_ps(sums[r]), acc[r]);
+            let dm = -dx * dmin;
+            for (t, m) in accm[r].iter_mut().enumerate() {
+                let lane = mn[2 * t] * p(2 * t) + mn[2 * t + 1] * p(2 * t + 1);
+                *m = dm.mul_add(lane as f32, *m);
+            }
         }
     }
-    acc
+    let mut out = [0f32; R];
+    for r in 0..R {
+        out[r] = hsum_f32(acc[r]) + hsum4(accm[r]);
+    }
+    out
 }
 
 /// Q6_K against Q8K rows: unsigned 6-bit values, with `32 · Σ scale · bsum` taken off.
@@ -261,7 +277,7 @@ unsafe fn q6k<const R: usize, const V: bool>(w: &[u8], a: &[ActRow<'_>; R]) -> [
     let nb = w.len() / bytes;
     let low = _mm256_set1_epi8(0x0F);
     let high = _mm256_set1_epi8(0x30);
-    let mut acc = [0f32; R];
+    let mut acc = [_mm256_setzero_ps(); R];
     for b in 0..nb {
         let blk = w.as_ptr().add(b * bytes);
         let mut sc = [0i32; 16];
@@ -305,15 +321,21 @@ unsafe fn q6k<const R: usize, const V: bool>(w: &[u8], a: &[ActRow<'_>; R]) -> [
                 }
             }
         }
+        // 32 · (bsum_2l · sc_2l + bsum_2l+1 · sc_2l+1) per lane `l`.
+        let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(192).cast()));
         for r in 0..R {
-            let bsums = a[r].bsums.get_unchecked(b * 16..b * 16 + 16);
-            let offset: i32 = (0..16).map(|g| sc[g] * bsums[g] as i32).sum();
-            let sumi = hsum_i32(sums[r]) - 32 * offset;
+            let bsums = _mm256_loadu_si256(a[r].bsums.as_ptr().add(b * 16).cast());
+            let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
+            let lanes = _mm256_sub_epi32(sums[r], offset);
             let dx = *a[r].d.get_unchecked(b);
-            acc[r] = add_superblock(acc[r], dx, d, 0.0, sumi, 0);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dx * d), _mm256_cvtepi32_ps(lanes), acc[r]);
         }
     }
-    acc
+    let mut out = [0f32; R];
+    for r in 0..R {
+        out[r] = hsum_f32(acc[r]);
+    }
+    out
 }
 
 /// Panics unless `w` is whole blocks of `format` and every row has the values, scales and

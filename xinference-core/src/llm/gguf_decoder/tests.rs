@@ -2,7 +2,6 @@
 
 use super::*;
 use candle_core::quantized::k_quants::QK_K;
-use candle_core::quantized::GgmlDType;
 use half::f16;
 
 /// llama.cpp's `quantize_row_q8_0_ref`, read back: blocks of 32 with an f16 scale
@@ -57,12 +56,10 @@ fn reference_product(w: &QTensor, x: &[f32]) -> Vec<f64> {
         .unwrap()
         .to_vec1()
         .unwrap();
-    let round: fn(&[f32]) -> Vec<f64> = match w.dtype() {
-        GgmlDType::Q4_0 | GgmlDType::Q5_0 | GgmlDType::Q8_0 => round_q8_0,
-        GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K => {
-            round_q8k
-        }
-        other => panic!("{other:?} has no reference rounding here"),
+    let round: fn(&[f32]) -> Vec<f64> = match prefill_rounding(w.dtype()) {
+        Some(GgmlDType::Q8_0) => round_q8_0,
+        Some(GgmlDType::Q8K) => round_q8k,
+        other => panic!("{:?} has no reference rounding ({other:?})", w.dtype()),
     };
     x.chunks(k)
         .flat_map(|row| {
@@ -79,9 +76,10 @@ fn reference_product(w: &QTensor, x: &[f32]) -> Vec<f64> {
         .collect()
 }
 
-/// Every product (decode rows and prompt rows) gives the format's definition, on whatever
-/// CPU runs the test. With candle's own `QMatMul` for Q8_0, a CPU with AVX-512 VNNI was 0.58
-/// away here (activations rounded to Q8K).
+/// Every product path (prompt rows on dequantized weights, decode rows on the quantized
+/// kernels or our Q8_0 call) gives the format's definition, for every weight type the
+/// prompt path takes, on whatever CPU runs the test. With candle's own `QMatMul` for Q8_0,
+/// a CPU with AVX-512 VNNI is 0.58 away here (activations rounded to Q8K).
 #[test]
 fn products_follow_the_format_definition_on_every_cpu() {
     use rand::{Rng, SeedableRng};
@@ -108,7 +106,7 @@ fn products_follow_the_format_definition_on_every_cpu() {
             bias: None,
         };
         // 1 and 3 rows are decode steps; 16 rows a prompt.
-        for rows in [1, 3, 16] {
+        for rows in [1, 3, PREFILL_ROWS * 2] {
             let x = Tensor::from_vec(random(rows * inp, 4.0), (1, rows, inp), &device).unwrap();
             let ours: Vec<f32> = linear
                 .forward_rows(&x, Products::Prompt(rows))
@@ -128,6 +126,7 @@ fn products_follow_the_format_definition_on_every_cpu() {
             assert!(diff < 1e-3, "{dtype:?}, {rows} rows: max abs diff {diff}");
         }
     }
+    assert!(prefill_rounding(GgmlDType::Q4_1).is_none());
 }
 
 /// A small random Llama-layout decoder (2 blocks, grouped KV heads, Q4_0 and Q8_0 weights).
@@ -204,7 +203,7 @@ pub(super) fn tiny_decoder() -> GgufDecoder {
 fn exact_rows_match_single_rows_bit_for_bit() {
     use rand::{Rng, SeedableRng};
     let device = Device::Cpu;
-    let (out, inp, rows) = (64, 512, 11);
+    let (out, inp, rows) = (64, 512, PREFILL_ROWS + 3);
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let mut random = |n: usize, spread: f32| -> Vec<f32> {
         (0..n).map(|_| rng.random_range(-spread..spread)).collect()
