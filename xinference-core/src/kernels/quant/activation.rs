@@ -45,7 +45,7 @@ impl Acts {
             _ => QK,
         };
         assert!(
-            k % block == 0 && rows * k == x.len(),
+            k.is_multiple_of(block) && rows * k == x.len(),
             "{k} values do not fill blocks"
         );
         let blocks = rows * k / block;

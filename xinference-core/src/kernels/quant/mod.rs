@@ -126,12 +126,14 @@ impl<'a> QuantMatrix<'a> {
     /// `n` rows of `k` values of `format` in `bytes`; `None` unless the sizes fit.
     pub fn new(format: Format, bytes: &'a [u8], n: usize, k: usize) -> Option<Self> {
         let per_row = k.checked_div(format.block_values())? * format.block_bytes();
-        (k % format.block_values() == 0 && bytes.len() == per_row * n).then_some(QuantMatrix {
-            format,
-            bytes,
-            n,
-            k,
-        })
+        (k.is_multiple_of(format.block_values()) && bytes.len() == per_row * n).then_some(
+            QuantMatrix {
+                format,
+                bytes,
+                n,
+                k,
+            },
+        )
     }
 
     /// The weight format.

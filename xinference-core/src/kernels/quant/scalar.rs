@@ -280,12 +280,12 @@ fn dot_k<const R: usize>(
             let bsums = &a[r].bsums[b * 16..(b + 1) * 16];
             let mut sumi = 0i32;
             let mut mins = 0i32;
-            for g in 0..16 {
+            for (g, bsum) in bsums.iter().enumerate() {
                 let dot: i32 = (16 * g..16 * g + 16)
                     .map(|e| u.q[e] as i32 * x[e] as i32)
                     .sum();
                 sumi += u.scales[g] * dot;
-                mins += u.mins[g] * bsums[g] as i32;
+                mins += u.mins[g] * *bsum as i32;
             }
             acc[r] = add_superblock(acc[r], a[r].d[b], u.d, u.dmin, sumi, mins);
         }
