@@ -93,7 +93,11 @@ fn kernels() {
                 candle.forward(&x).unwrap();
             };
             let rounding = match q.dtype() {
-                GgmlDType::Q4_0 | GgmlDType::Q5_0 | GgmlDType::Q8_0 => GgmlDType::Q8_0,
+                GgmlDType::Q4_0
+                | GgmlDType::Q4_1
+                | GgmlDType::Q5_0
+                | GgmlDType::Q5_1
+                | GgmlDType::Q8_0 => GgmlDType::Q8_0,
                 _ => GgmlDType::Q8K,
             };
             let mut dequant = || {
