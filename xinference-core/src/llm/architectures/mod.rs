@@ -63,6 +63,17 @@ impl QLinear {
 
     /// `x · wᵀ (+ bias)`, by the path `products` picks.
     fn forward_rows(&self, x: &Tensor, products: Products) -> candle_core::Result<Tensor> {
+        // Our kernels (`kernels::quant`) when switched on (`XINFERENCE_QUANT_KERNELS=1`):
+        // every row then gets the bits it has alone, on every CPU. Off by default, because
+        // these tiny models' greedy answers move with the last bits of the products (one
+        // activation rounding flipped early changes the later layers' roundings) and
+        // tests/llm_greedy_parity.rs's fixtures were matched on the paths below.
+        if let Some(y) = crate::kernels::quant::qtensor_matmul(&self.weight, x)? {
+            return match &self.bias {
+                Some(bias) => y.broadcast_add(bias),
+                None => Ok(y),
+            };
+        }
         let rows = x.elem_count() / x.dim(D::Minus1)?.max(1);
         let dtype = self.weight.dtype();
         let gemm = matches!(products, Products::Prompt(n) if n >= PREFILL_ROWS);

@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+pub mod quant;
+
 /// Below this many multiply-adds a product (or an attention) runs on the calling thread:
 /// waking the pool would cost more than it saves.
 pub const PARALLEL_WORK: usize = 1 << 18;

@@ -1,0 +1,196 @@
+//! Our quantized kernels against candle's, A/B and interleaved in one process (so that a
+//! machine whose load drifts affects both alike): per real GGUF matrix, one row (decode) and
+//! 128 rows (a prompt), beside candle's `QMatMul` and, for prompts, the dequantize-then-f32
+//! GEMM our decoder uses for prompts; then whole-model decode and 128-token prefill tokens/s
+//! with our kernels (`XINFERENCE_QUANT_KERNELS=1`) and with the decoder's default paths.
+//! Prints medians and the ratios.
+//!
+//!     CANDLE_NUM_THREADS=2 cargo bench --workspace --bench quant
+//!
+//! Not a test: it asserts nothing about speed.
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use xinference::kernels::quant::{qtensor_matmul, set_enabled};
+use xinference::llm::{argmax, LlmEngine};
+
+fn models() -> PathBuf {
+    let dir = std::env::var_os("XINFERENCE_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/xinference-rs/test-models")
+        });
+    assert!(
+        dir.is_dir(),
+        "{} is missing: run `python3 scripts/fetch-test-models.py smollm2 qwen gemma` first",
+        dir.display()
+    );
+    dir
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Seconds per call of each of `fs`, interleaved `reps` times, medians.
+fn interleaved(reps: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    let mut times = vec![Vec::new(); fs.len()];
+    for f in fs.iter_mut() {
+        f(); // warm up (and let candle build its repacked copies)
+    }
+    for _ in 0..reps {
+        for (i, f) in fs.iter_mut().enumerate() {
+            let t = Instant::now();
+            f();
+            times[i].push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.into_iter().map(median).collect()
+}
+
+fn kernels() {
+    set_enabled(true);
+    println!("## Kernels: one matrix, candle vs ours (medians of interleaved runs)");
+    println!("| matrix | type | rows | candle QMatMul ms | dequant + f32 GEMM ms | ours ms | ours vs candle | ours vs dequant |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let dir = models();
+    let picks = [
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", "blk.0.ffn_up.weight"),
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", "token_embd.weight"),
+        (
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            "blk.0.ffn_gate.weight",
+        ),
+        (
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            "blk.0.ffn_down.weight",
+        ),
+        (
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            "blk.0.attn_v.weight",
+        ),
+        ("gemma-3-270m-q4_k_m.gguf", "blk.0.attn_output.weight"),
+    ];
+    let device = Device::Cpu;
+    for (file, name) in picks {
+        let mut reader = std::fs::File::open(dir.join(file)).expect("test model");
+        let ct = Content::read(&mut reader).expect("gguf");
+        let q = Arc::new(ct.tensor(&mut reader, name, &device).expect("tensor"));
+        let (n, k) = q.shape().dims2().unwrap();
+        let candle = QMatMul::from_arc(q.clone()).unwrap();
+        for rows in [1usize, 128] {
+            let x = Tensor::randn(0f32, 1.0, (1, rows, k), &device).unwrap();
+            let reps = if rows == 1 { 30 } else { 5 };
+            let mut ours = || {
+                qtensor_matmul(&q, &x).unwrap().unwrap();
+            };
+            let mut theirs = || {
+                candle.forward(&x).unwrap();
+            };
+            let rounding = match q.dtype() {
+                GgmlDType::Q4_0
+                | GgmlDType::Q4_1
+                | GgmlDType::Q5_0
+                | GgmlDType::Q5_1
+                | GgmlDType::Q8_0 => GgmlDType::Q8_0,
+                _ => GgmlDType::Q8K,
+            };
+            let mut dequant = || {
+                let xr = QTensor::quantize(&x, rounding)
+                    .unwrap()
+                    .dequantize(&device)
+                    .unwrap()
+                    .reshape(x.shape())
+                    .unwrap();
+                let w = q.dequantize(&device).unwrap();
+                xr.broadcast_matmul(&w.t().unwrap()).unwrap();
+            };
+            let t = if rows == 1 {
+                let t = interleaved(reps, &mut [&mut theirs, &mut ours]);
+                vec![t[0], f64::NAN, t[1]]
+            } else {
+                interleaved(reps, &mut [&mut theirs, &mut dequant, &mut ours])
+            };
+            println!(
+                "| {file} {name} [{n}x{k}] | {:?} | {rows} | {:.3} | {} | {:.3} | {:.2}x | {} |",
+                q.dtype(),
+                t[0] * 1e3,
+                if t[1].is_nan() {
+                    "-".into()
+                } else {
+                    format!("{:.3}", t[1] * 1e3)
+                },
+                t[2] * 1e3,
+                t[0] / t[2],
+                if t[1].is_nan() {
+                    "-".into()
+                } else {
+                    format!("{:.2}x", t[1] / t[2])
+                },
+            );
+        }
+    }
+}
+
+fn prompt(engine: &LlmEngine, n: usize) -> Vec<u32> {
+    let text = "The quick brown fox jumps over the lazy dog while the sun sets behind the hills. "
+        .repeat(n);
+    let mut ids = engine.tokenize(&text).expect("tokenize");
+    ids.truncate(n);
+    ids
+}
+
+fn decode_and_prefill() {
+    println!();
+    println!("## Whole model, in process: the decoder's default paths vs our kernels (interleaved, medians)");
+    println!("| model | decode default tok/s | decode ours tok/s | ratio | prefill 128 default tok/s | prefill 128 ours tok/s | ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    let dir = models();
+    for file in [
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+    ] {
+        let mut engine = LlmEngine::load_gguf(&dir.join(file), None, &[], &[]).expect("load");
+        let ids = prompt(&engine, 128);
+        let steps = 32;
+        let mut decode = [Vec::new(), Vec::new()];
+        let mut prefill = [Vec::new(), Vec::new()];
+        for _ in 0..3 {
+            for (i, ours) in [false, true].into_iter().enumerate() {
+                set_enabled(ours);
+                let t = Instant::now();
+                let mut logits = engine.forward_for_bench(&ids, 0);
+                prefill[i].push(ids.len() as f64 / t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                for s in 0..steps {
+                    let next = argmax(&logits);
+                    logits = engine.forward_for_bench(&[next], ids.len() + s);
+                }
+                decode[i].push(steps as f64 / t.elapsed().as_secs_f64());
+            }
+        }
+        set_enabled(false);
+        let [dc, dours] = decode.map(median);
+        let [pc, pours] = prefill.map(median);
+        println!(
+            "| {file} | {dc:.1} | {dours:.1} | {:.2}x | {pc:.1} | {pours:.1} | {:.2}x |",
+            dours / dc,
+            pours / pc
+        );
+    }
+}
+
+fn main() {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at start: {}", load.trim());
+    kernels();
+    decode_and_prefill();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at end: {}", load.trim());
+}

@@ -1,0 +1,271 @@
+//! Our quantized matrix products: GGUF weights (read in place, as candle stores them) times f32
+//! activations rounded to 8-bit blocks, the way llama.cpp's CPU backend computes them.
+//!
+//! - [`activation`]: activation rows rounded to Q8_0 / Q8_1 / Q8_K blocks.
+//! - [`scalar`]: the portable dot products, which also define the numbers: exact integer sums,
+//!   then a fixed order of float operations.
+//! - `x86`: AVX2 + FMA kernels, and AVX-512 VNNI ones, chosen at run time; they give the same
+//!   bits as the portable ones, so an answer never depends on the CPU.
+//! - [`QuantMatrix::matmul`]: decode rows (matrix-vector) and prompt rows (each weight block is
+//!   unpacked once for four activation rows) over the compute threads. A row's result is the
+//!   same whatever rows are computed beside it, so batched decode steps and prompts fed in
+//!   parts give the bits of rows computed alone.
+//!
+//! `XINFERENCE_QUANT_TIER=scalar|avx2|avx512vnni` forces a tier (never one the CPU lacks);
+//! `MISTRALRS_FORCE_AVX2=1` (candle's switch) also caps it at AVX2.
+
+pub mod activation;
+pub mod format;
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(test)]
+mod tests;
+
+use super::SharedMut;
+use activation::{ActRow, Acts};
+use format::Format;
+use rayon::prelude::*;
+use scalar::DotFn;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+/// A set of kernels, by the CPU features they need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    /// Plain Rust, any CPU.
+    Scalar,
+    /// AVX2, FMA and F16C.
+    Avx2,
+    /// [`Tier::Avx2`] plus AVX-512 F/VL/VNNI (`vpdpbusd` on 256-bit vectors).
+    Avx512Vnni,
+}
+
+impl Tier {
+    /// The best tier this CPU has.
+    pub fn best() -> Tier {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                if has!("avx512f") && has!("avx512vl") && has!("avx512vnni") {
+                    return Tier::Avx512Vnni;
+                }
+                return Tier::Avx2;
+            }
+        }
+        Tier::Scalar
+    }
+
+    /// Every tier this CPU has, lowest first.
+    pub fn available() -> Vec<Tier> {
+        let best = Tier::best();
+        [Tier::Scalar, Tier::Avx2, Tier::Avx512Vnni]
+            .into_iter()
+            .filter(|t| *t <= best)
+            .collect()
+    }
+
+    /// The tier in use: the best one, capped by `XINFERENCE_QUANT_TIER` or
+    /// `MISTRALRS_FORCE_AVX2` (read once).
+    pub fn current() -> Tier {
+        static TIER: OnceLock<Tier> = OnceLock::new();
+        *TIER.get_or_init(|| {
+            let mut tier = Tier::best();
+            if std::env::var("MISTRALRS_FORCE_AVX2").is_ok_and(|v| !v.is_empty() && v != "0") {
+                tier = tier.min(Tier::Avx2);
+            }
+            match std::env::var("XINFERENCE_QUANT_TIER").as_deref() {
+                Ok("scalar") => tier = Tier::Scalar,
+                Ok("avx2") => tier = tier.min(Tier::Avx2),
+                Ok("avx512vnni") | Ok("") | Err(_) => {}
+                Ok(other) => tracing::warn!(
+                    "XINFERENCE_QUANT_TIER={other} is not scalar, avx2 or avx512vnni: ignored"
+                ),
+            }
+            tier
+        })
+    }
+}
+
+/// The kernel of `format` for `R` activation rows on `tier` (lowered to what the CPU has).
+pub fn kernel<const R: usize>(format: Format, tier: Tier) -> DotFn<R> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match tier.min(Tier::best()) {
+            // SAFETY: `Tier::best` found the tier's features on this CPU.
+            Tier::Avx512Vnni => return unsafe { x86::vnni::kernel::<R>(format) },
+            // SAFETY: as above.
+            Tier::Avx2 => return unsafe { x86::avx2::kernel::<R>(format) },
+            Tier::Scalar => {}
+        }
+    }
+    let _ = tier;
+    scalar::kernel::<R>(format)
+}
+
+/// Activation rows computed together against each weight row read.
+const GROUP: usize = 4;
+/// Bytes of weight rows a thread keeps in its L1 cache while the activation groups pass.
+const TILE_BYTES: usize = 16 << 10;
+/// From this many weight bytes times rows a product is split over the compute threads.
+const PARALLEL_BYTES: usize = 1 << 17;
+
+/// A quantized weight matrix `[n, k]` (PyTorch's layout of a linear layer), borrowed as
+/// GGUF blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct QuantMatrix<'a> {
+    format: Format,
+    bytes: &'a [u8],
+    n: usize,
+    k: usize,
+}
+
+impl<'a> QuantMatrix<'a> {
+    /// `n` rows of `k` values of `format` in `bytes`; `None` unless the sizes fit.
+    pub fn new(format: Format, bytes: &'a [u8], n: usize, k: usize) -> Option<Self> {
+        let per_row = k.checked_div(format.block_values())? * format.block_bytes();
+        (k.is_multiple_of(format.block_values()) && bytes.len() == per_row * n).then_some(
+            QuantMatrix {
+                format,
+                bytes,
+                n,
+                k,
+            },
+        )
+    }
+
+    /// The weight format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// `out[rows × n] = x[rows × k] · wᵀ` on the current [`Tier`].
+    pub fn matmul(&self, x: &[f32], out: &mut [f32]) {
+        self.matmul_on(Tier::current(), x, out)
+    }
+
+    /// [`QuantMatrix::matmul`] on `tier`.
+    pub fn matmul_on(&self, tier: Tier, x: &[f32], out: &mut [f32]) {
+        let acts = Acts::quantize(self.format.act_format(), x, self.k);
+        self.matmul_acts(tier, &acts, out);
+    }
+
+    /// `out = acts · wᵀ` for activations already rounded to this format's [`Format::act_format`].
+    pub fn matmul_acts(&self, tier: Tier, acts: &Acts, out: &mut [f32]) {
+        let (n, rows) = (self.n, acts.rows());
+        assert!(acts.k == self.k && acts.format == self.format.act_format());
+        assert_eq!(out.len(), rows * n);
+        if rows == 0 || n == 0 {
+            return;
+        }
+        let one = kernel::<1>(self.format, tier);
+        let group = kernel::<GROUP>(self.format, tier);
+        let row_bytes = self.bytes.len() / n;
+        let tile = (TILE_BYTES / row_bytes.max(1)).clamp(1, 64);
+        let shared = SharedMut::new(out);
+        let columns = |first: usize, last: usize| {
+            // The whole `SharedMut` is captured (it is `Sync`), not its pointer field.
+            let whole = shared;
+            let SharedMut(out, len) = whole;
+            let put = |r: usize, c: usize, v: f32| {
+                debug_assert!(r * n + c < len);
+                // SAFETY: `out` holds rows × n values and each part writes only its own
+                // columns `first..last`.
+                unsafe { *out.add(r * n + c) = v };
+            };
+            for t0 in (first..last).step_by(tile) {
+                let t1 = (t0 + tile).min(last);
+                let mut r = 0;
+                while r + GROUP <= rows {
+                    let a: [ActRow<'_>; GROUP] = std::array::from_fn(|i| acts.row(r + i));
+                    for c in t0..t1 {
+                        let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
+                        for (i, v) in group(w, &a).into_iter().enumerate() {
+                            put(r + i, c, v);
+                        }
+                    }
+                    r += GROUP;
+                }
+                for r in r..rows {
+                    let a = [acts.row(r)];
+                    for c in t0..t1 {
+                        let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
+                        put(r, c, one(w, &a)[0]);
+                    }
+                }
+            }
+        };
+        let threads = super::threads();
+        let parts = if self.bytes.len() * rows >= PARALLEL_BYTES && threads > 1 {
+            // A few parts per thread, so a thread slowed by another process does not hold up
+            // the product.
+            (threads * 4).min(n.div_ceil(8)).max(1)
+        } else {
+            1
+        };
+        if parts == 1 {
+            columns(0, n);
+        } else {
+            let per = n.div_ceil(parts);
+            (0..parts)
+                .into_par_iter()
+                .for_each(|p| columns((p * per).min(n), ((p + 1) * per).min(n)));
+        }
+    }
+}
+
+/// Whether the GGUF decoder's products run on these kernels: `XINFERENCE_QUANT_KERNELS=1`
+/// (read once), or [`set_enabled`]. Off by default: see the decoder's `QLinear::forward_rows`.
+pub fn enabled() -> bool {
+    static FROM_ENV: OnceLock<()> = OnceLock::new();
+    FROM_ENV.get_or_init(|| {
+        if std::env::var("XINFERENCE_QUANT_KERNELS").is_ok_and(|v| v == "1") {
+            ENABLED.store(true, Ordering::Relaxed);
+        }
+    });
+    ENABLED.load(Ordering::Relaxed)
+}
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns [`enabled`] on or off (A/B benchmarks in one process).
+#[doc(hidden)]
+pub fn set_enabled(on: bool) {
+    enabled();
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// `x · wᵀ` for a candle quantized tensor `w` `[n, k]` and `x` `[.., k]`, through our
+/// kernels; `None` when the weight format has no kernel here (floats) or they are not
+/// [`enabled`].
+pub fn qtensor_matmul(
+    w: &candle_core::quantized::QTensor,
+    x: &candle_core::Tensor,
+) -> candle_core::Result<Option<candle_core::Tensor>> {
+    let Some(format) = Format::of(w.dtype()) else {
+        return Ok(None);
+    };
+    if !enabled() {
+        return Ok(None);
+    }
+    let (n, k) = w.shape().dims2()?;
+    let data = w.data()?;
+    let Some(matrix) = QuantMatrix::new(format, &data, n, k) else {
+        return Ok(None);
+    };
+    let x = x.contiguous()?;
+    if x.dim(candle_core::D::Minus1)? != k {
+        candle_core::bail!("a product of {k}-wide weights with {:?}", x.shape());
+    }
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let rows = xs.len() / k.max(1);
+    let mut out = vec![0f32; rows * n];
+    matrix.matmul(&xs, &mut out);
+    let mut dims = x.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = n;
+    }
+    Ok(Some(candle_core::Tensor::from_vec(out, dims, x.device())?))
+}
