@@ -4,13 +4,11 @@
 //! with the status decided by [`xinference_core::ErrorKind::http_status`].
 
 mod error;
-mod extract;
 mod openapi;
 mod origin;
 mod routes;
-mod shaped;
 
-pub use error::ApiError;
+pub use error::{Anthropic, ApiError, ApiJson, ApiResult, ErrorShape, OpenAi, Xinference};
 pub use routes::{router, ROUTES};
 
 use std::future::IntoFuture;

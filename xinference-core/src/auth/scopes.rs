@@ -1,4 +1,5 @@
-//! Xinference's permission scopes and which one each route needs: pure functions.
+//! Xinference's permission scopes and what a route can need: pure functions. Which route
+//! needs which is the server's route table (`xinference_server::ROUTES`).
 
 /// Every scope: anything. Holders may also manage users' keys.
 pub const ADMIN: &str = "admin";
@@ -67,59 +68,6 @@ pub enum Requirement {
     Authenticated,
 }
 
-/// The requirement of `method` (upper case) on `path`, following Xinference's route table.
-pub fn required(method: &str, path: &str) -> Requirement {
-    use Requirement::*;
-    let read = matches!(method, "GET" | "HEAD");
-    match path {
-        "/status" | "/health" | "/v1/cluster/auth" | "/token" => return Public,
-        "/openapi.json" => return Scope(MODELS_LIST),
-        "/v1/cache/models" => return Scope(if read { CACHE_LIST } else { CACHE_DELETE }),
-        _ => {}
-    }
-    if path.starts_with("/v1/admin/keys") {
-        return if method == "POST" {
-            Scope(KEYS_CREATE)
-        } else {
-            Scope(KEYS_MANAGE)
-        };
-    }
-    if path.starts_with("/v1/model_registrations/") {
-        return Scope(if read { MODELS_LIST } else { MODELS_REGISTER });
-    }
-    if path.starts_with("/v1/engines/") || path.starts_with("/anthropic/v1/models") {
-        return Scope(MODELS_LIST);
-    }
-    if path == "/v1/models" || path.starts_with("/v1/models/") {
-        if path.ends_with("/progress") {
-            return Scope(MODELS_READ);
-        }
-        return Scope(if read { MODELS_LIST } else { MODELS_WRITE });
-    }
-    const INFERENCE: &[&str] = &[
-        "/v1/embeddings",
-        "/v1/chat/completions",
-        "/v1/completions",
-        "/v1/responses",
-        "/v1/messages",
-        "/anthropic/v1/messages",
-        "/v1/rerank",
-        "/rerank",
-        "/v2/rerank",
-        "/v1/audio/",
-        "/v1/images/",
-        "/v1/requests/",
-    ];
-    if INFERENCE.iter().any(|p| {
-        path == *p
-            || (p.ends_with('/') && path.starts_with(p))
-            || path.starts_with(&format!("{p}/"))
-    }) {
-        return Scope(MODELS_READ);
-    }
-    Authenticated
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,31 +84,5 @@ mod tests {
         assert!(!allows(&s(&["models:list"]), MODELS_READ));
         assert!(!allows(&s(&["bogus"]), MODELS_READ));
         assert_eq!(normalize("nope"), None);
-    }
-
-    #[test]
-    fn routes_map_to_xinference_scopes() {
-        use Requirement::*;
-        assert_eq!(required("GET", "/health"), Public);
-        assert_eq!(required("POST", "/token"), Public);
-        assert_eq!(required("GET", "/v1/models"), Scope(MODELS_LIST));
-        assert_eq!(required("POST", "/v1/models"), Scope(MODELS_WRITE));
-        assert_eq!(required("DELETE", "/v1/models/x"), Scope(MODELS_WRITE));
-        assert_eq!(required("GET", "/v1/models/x/progress"), Scope(MODELS_READ));
-        assert_eq!(required("POST", "/v1/embeddings"), Scope(MODELS_READ));
-        assert_eq!(required("GET", "/v1/responses/r1"), Scope(MODELS_READ));
-        assert_eq!(
-            required("GET", "/v1/images/files/a.png"),
-            Scope(MODELS_READ)
-        );
-        assert_eq!(
-            required("POST", "/v1/model_registrations/LLM"),
-            Scope(MODELS_REGISTER)
-        );
-        assert_eq!(required("GET", "/v1/cache/models"), Scope(CACHE_LIST));
-        assert_eq!(required("POST", "/v1/admin/keys"), Scope(KEYS_CREATE));
-        assert_eq!(required("DELETE", "/v1/admin/keys/k"), Scope(KEYS_MANAGE));
-        assert_eq!(required("GET", "/nowhere"), Authenticated);
-        assert_eq!(required("POST", "/v1/embeddingsX"), Authenticated);
     }
 }

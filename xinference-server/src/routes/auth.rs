@@ -2,11 +2,9 @@
 //! auth is on, `POST /token`, and the API-key admin routes. The decisions themselves (who a
 //! credential is, which scope a route needs) are `xinference_core::auth`'s.
 
-use super::anthropic::AnthropicError;
-use super::responses::OpenAiError;
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
-use axum::extract::{FromRequest, Path, Request, State};
+use crate::error::{Anthropic, ApiError, ApiResult, OpenAi, Xinference};
+use axum::extract::{FromRequest, MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,7 +12,7 @@ use axum::{Extension, Form, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use xinference_core::auth::scopes::{self, Requirement};
+use xinference_core::auth::scopes::Requirement;
 use xinference_core::auth::{unauthorized, Auth, Principal};
 use xinference_core::{Error, ErrorKind};
 
@@ -42,11 +40,11 @@ fn credential(headers: &HeaderMap) -> Option<String> {
 fn refuse(path: &str, error: Error) -> Response {
     let unauthorized = error.kind() == ErrorKind::Unauthorized;
     let mut response = if path.starts_with("/v1/messages") || path.starts_with("/anthropic/") {
-        AnthropicError::from(error).into_response()
+        ApiError::<Anthropic>::from(error).into_response()
     } else if path.starts_with("/v1/responses") {
-        OpenAiError::from(error).into_response()
+        ApiError::<OpenAi>::from(error).into_response()
     } else {
-        ApiError(error).into_response()
+        ApiError::<Xinference>::from(error).into_response()
     };
     if unauthorized {
         response
@@ -83,7 +81,11 @@ pub async fn require_credential(
     let Some(auth) = rt.auth().cloned() else {
         return next.run(request).await;
     };
-    let requirement = scopes::required(request.method().as_str(), request.uri().path());
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let requirement = super::requirement(request.method().as_str(), matched);
     if requirement == Requirement::Public {
         return next.run(request).await;
     }
@@ -110,7 +112,7 @@ pub struct LoginRequest {
 
 fn auth_of(rt: &AppState) -> ApiResult<Arc<Auth>> {
     rt.auth().cloned().ok_or_else(|| {
-        ApiError(Error::bad_request(
+        ApiError::from(Error::bad_request(
             "Auth is not enabled on this server (start it with --auth-config)",
         ))
     })
@@ -127,14 +129,14 @@ pub async fn token(State(rt): State<AppState>, request: Request) -> ApiResult<Js
     let login = if form {
         Form::<LoginRequest>::from_request(request, &())
             .await
-            .map_err(|e| ApiError(Error::new(ErrorKind::Unprocessable, e.body_text())))?
+            .map_err(|e| ApiError::from(Error::new(ErrorKind::Unprocessable, e.body_text())))?
             .0
     } else {
         let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
             .await
-            .map_err(|e| ApiError(Error::bad_request(e.to_string())))?;
+            .map_err(|e| ApiError::from(Error::bad_request(e.to_string())))?;
         serde_json::from_slice::<LoginRequest>(&bytes).map_err(|e| {
-            ApiError(Error::new(
+            ApiError::from(Error::new(
                 ErrorKind::Unprocessable,
                 format!("expected {{\"username\", \"password\"}}: {e}"),
             ))
