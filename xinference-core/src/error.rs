@@ -155,3 +155,12 @@ macro_rules! bail {
         return Err($crate::Error::new($crate::ErrorKind::$kind, format!($($arg)*)))
     };
 }
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}

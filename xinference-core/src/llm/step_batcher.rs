@@ -130,7 +130,7 @@ impl StepBatcher {
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(panic) => Err(format!(
                     "decode pass panicked: {}",
-                    crate::runtime::panic_text(&panic)
+                    crate::error::panic_text(&panic)
                 )),
             };
             state = self.lock();

@@ -166,14 +166,7 @@ impl<M: Send + 'static> Drop for Worker<M> {
     }
 }
 
-/// The message of a caught panic.
-pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_else(|| "unknown panic".to_owned())
-}
+pub(crate) use crate::error::panic_text;
 
 #[cfg(test)]
 mod tests {

@@ -212,7 +212,7 @@ pub fn load_safetensors(dir: &Path) -> Result<LlmParts> {
             let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 llama::Llama::load(vb, &c)
             }))
-            .map_err(|p| bad_weights(candle_core::Error::Msg(crate::runtime::panic_text(&p))))?
+            .map_err(|p| bad_weights(candle_core::Error::Msg(crate::error::panic_text(&p))))?
             .map_err(bad_weights)?;
             let empty = llama::Cache::new(true, DType::F32, &c, &Device::Cpu)?;
             SafetensorsModel::Llama {
