@@ -1,27 +1,34 @@
-//! Launch an embedding model in process, embed two sentences, print their cosine similarity.
+//! Launch an embedding model in process, embed sentences, print each pair's cosine similarity.
 //!
-//!     cargo run --release --example embeddings -- ~/.cache/xinference-rs/test-models/all-MiniLM-L6-v2
+//!     cargo run --release --example embeddings -- ~/.cache/xinference-rs/test-models/all-MiniLM-L6-v2 \
+//!         "A man is eating food." "A man is eating a piece of bread."
 //!
-//! Without an argument the model is fetched from the Hugging Face hub into `$XINFERENCE_HOME`.
+//! The first argument is a sentence-transformers folder of all-MiniLM-L6-v2; without it (or
+//! with `-`) the model is fetched from the Hugging Face hub into `$XINFERENCE_HOME`. The
+//! remaining arguments are the sentences (two examples by default).
 
 use xinference::protocol::openai::EmbeddingVector;
-use xinference::{Client, LaunchRequest, ModelType};
+use xinference::{Client, LaunchRequest};
 
 #[tokio::main]
 async fn main() -> xinference::Result<()> {
-    let client = Client::local_from_env()?;
-    let mut request = LaunchRequest::new("all-MiniLM-L6-v2").model_type(ModelType::Embedding);
-    if let Some(path) = std::env::args().nth(1) {
-        request = request.model_path(path);
+    let mut args = std::env::args().skip(1);
+    let path = args.next().filter(|p| p != "-");
+    let mut sentences: Vec<String> = args.collect();
+    if sentences.is_empty() {
+        sentences = vec![
+            "A man is eating food.".into(),
+            "A man is eating a piece of bread.".into(),
+        ];
     }
-    let uid = client.launch_model(request).await?;
-    let model = client.get_model(&uid).await?.into_embedding()?;
-    let response = model
-        .create_embedding(vec![
-            "A man is eating food.",
-            "A man is eating a piece of bread.",
-        ])
-        .await?;
+
+    let client = Client::local_from_env()?;
+    let mut launch = LaunchRequest::embedding("all-MiniLM-L6-v2");
+    if let Some(path) = path {
+        launch = launch.model_path(path);
+    }
+    let model = client.launch_embedding(launch).await?;
+    let response = model.create_embedding(sentences.clone()).await?;
     let vectors: Vec<&Vec<f32>> = response
         .data
         .iter()
@@ -30,11 +37,18 @@ async fn main() -> xinference::Result<()> {
             EmbeddingVector::Base64(_) => unreachable!("floats were asked for"),
         })
         .collect();
-    let dot: f32 = vectors[0].iter().zip(vectors[1]).map(|(a, b)| a * b).sum();
     println!(
-        "{} dimensions, {} tokens, cosine similarity {dot:.3}",
+        "{} vectors of {} dimensions, {} tokens",
+        vectors.len(),
         vectors[0].len(),
         response.usage.prompt_tokens
     );
-    client.terminate_model(&uid).await
+    // The vectors are normalised: the dot product is the cosine similarity.
+    for i in 0..vectors.len() {
+        for j in i + 1..vectors.len() {
+            let dot: f32 = vectors[i].iter().zip(vectors[j]).map(|(a, b)| a * b).sum();
+            println!("cosine({i}, {j}) = {dot:.4}");
+        }
+    }
+    client.terminate_model(model.uid()).await
 }

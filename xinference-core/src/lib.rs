@@ -14,6 +14,7 @@ pub mod client;
 pub mod compute;
 pub mod embedding;
 mod error;
+mod files;
 pub mod hub;
 pub mod image;
 #[doc(hidden)]

@@ -4,17 +4,15 @@
 //! with the status decided by [`xinference_core::ErrorKind::http_status`].
 
 mod error;
-mod extract;
 mod key_limit;
 mod metrics;
 mod model_permission;
 mod openapi;
 mod origin;
 mod routes;
-mod shaped;
 pub mod ui;
 
-pub use error::ApiError;
+pub use error::{Anthropic, ApiError, ApiJson, ApiResult, ErrorShape, OpenAi, Xinference};
 pub use routes::{router, router_with_ui, ROUTES};
 
 use std::future::IntoFuture;

@@ -9,7 +9,7 @@
 //!   reaches a handler: a cross-site form or `fetch` cannot act, even unread.
 //!   Clients that send no `Origin` (SDKs, curl, the CLI) are not affected.
 
-use crate::ApiError;
+use crate::error::{ApiError, Xinference};
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
@@ -66,7 +66,7 @@ pub async fn refuse_foreign_writes(
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok());
             if !origin_allowed(origin, host, &allowed) {
-                return ApiError(Error::forbidden(format!(
+                return ApiError::<Xinference>::from(Error::forbidden(format!(
                     "Cross-origin request from {origin} refused: start the server with \
                      --allowed-origins {origin} to let that page use the API"
                 )))

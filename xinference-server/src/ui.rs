@@ -128,7 +128,7 @@ fn headers(name: &str, etag: &str) -> HeaderMap {
 pub async fn fallback(source: Source, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let Some(name) = asset_name(&path).filter(|_| is_ui_request(request.method(), &path)) else {
-        return ApiError(Error::not_found("Not Found")).into_response();
+        return ApiError::<crate::Xinference>::from(Error::not_found("Not Found")).into_response();
     };
     let asset = match source {
         Source::Embedded => load(&source, &name),
@@ -141,7 +141,8 @@ pub async fn fallback(source: Source, request: Request) -> Response {
         }
     };
     let Some(asset) = asset else {
-        return ApiError(Error::not_found(format!("No UI file {path}"))).into_response();
+        return ApiError::<crate::Xinference>::from(Error::not_found(format!("No UI file {path}")))
+            .into_response();
     };
     let headers = headers(&name, &asset.etag);
     let unchanged = !asset.etag.is_empty()

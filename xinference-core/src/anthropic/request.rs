@@ -2,7 +2,8 @@
 //! cannot serve is a 400 here.
 
 use crate::protocol::anthropic::{
-    ContentBlockParam, MessageContent, MessagesRequest, SystemPrompt, ToolChoice, ToolResultContent,
+    ContentBlockParam, MessageContent, MessagesRequest, SystemPrompt, Tool, ToolChoice,
+    ToolResultContent,
 };
 use crate::protocol::chat::{ChatCompletionRequest, GenerationFields, StopSpec, StreamOptions};
 use crate::{Error, Result};
@@ -73,6 +74,47 @@ pub fn to_chat_request(request: MessagesRequest) -> Result<ChatCompletionRequest
     if model.is_empty() {
         return Err(invalid("model: a model uid is required"));
     }
+    check_limits(&request)?;
+    let messages = chat_messages(&request)?;
+    let tools = request
+        .tools
+        .as_deref()
+        .map(chat_tools)
+        .transpose()?
+        .flatten();
+    let (tool_choice, extra) = chat_tool_choice(&request)?;
+    let kwargs = thinking_kwargs(&request)?;
+    let stop = request
+        .stop_sequences
+        .clone()
+        .filter(|s| !s.is_empty())
+        .map(StopSpec::Many);
+    Ok(ChatCompletionRequest {
+        model,
+        messages,
+        generation: GenerationFields {
+            max_tokens: Some(request.max_tokens),
+            temperature: request.temperature,
+            top_p: request.top_p,
+            top_k: request.top_k,
+            stop,
+            stream: request.stream,
+            stream_options: request.stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+            ..GenerationFields::default()
+        },
+        logprobs: None,
+        top_logprobs: None,
+        tools,
+        tool_choice,
+        chat_template_kwargs: (!kwargs.is_empty()).then_some(kwargs),
+        extra,
+    })
+}
+
+/// `max_tokens`, `messages`, `temperature`, `top_p` and `top_k` within Anthropic's limits.
+fn check_limits(request: &MessagesRequest) -> Result<()> {
     if request.max_tokens == 0 {
         return Err(invalid("max_tokens: must be at least 1"));
     }
@@ -84,7 +126,11 @@ pub fn to_chat_request(request: MessagesRequest) -> Result<ChatCompletionRequest
     if request.top_k.is_some_and(|k| k <= 0) {
         return Err(invalid("top_k must be a positive integer"));
     }
+    Ok(())
+}
 
+/// The system prompt (top-level and `system` turns, joined) and the turns as OpenAI messages.
+fn chat_messages(request: &MessagesRequest) -> Result<Vec<Value>> {
     let mut system = Vec::new();
     match &request.system {
         Some(SystemPrompt::Text(s)) if !s.is_empty() => system.push(s.clone()),
@@ -125,9 +171,13 @@ pub fn to_chat_request(request: MessagesRequest) -> Result<ChatCompletionRequest
             "messages: at least one user or assistant message is required",
         ));
     }
+    Ok(messages)
+}
 
-    let tools = match &request.tools {
-        Some(tools) if !tools.is_empty() => {
+/// Client tools as OpenAI function tools (`None` for an empty list); server tools are refused.
+fn chat_tools(tools: &[Tool]) -> Result<Option<Vec<Value>>> {
+    Ok(match tools {
+        tools if !tools.is_empty() => {
             let mut out = Vec::new();
             for (i, tool) in tools.iter().enumerate() {
                 if let Some(kind) = tool.kind.as_deref().filter(|k| *k != "custom") {
@@ -152,7 +202,12 @@ pub fn to_chat_request(request: MessagesRequest) -> Result<ChatCompletionRequest
             Some(out)
         }
         _ => None,
-    };
+    })
+}
+
+/// `tool_choice` as OpenAI's, and `parallel_tool_calls: false` (in the extra fields) when
+/// parallel tool use is disabled.
+fn chat_tool_choice(request: &MessagesRequest) -> Result<(Option<Value>, Map<String, Value>)> {
     let mut extra = Map::new();
     let single_call = match &request.tool_choice {
         Some(ToolChoice::Auto {
@@ -185,7 +240,12 @@ pub fn to_chat_request(request: MessagesRequest) -> Result<ChatCompletionRequest
             Some(json!({"type": "function", "function": {"name": name}}))
         }
     };
+    Ok((tool_choice, extra))
+}
 
+/// `thinking` as the chat template's variables (`enable_thinking`, `thinking`,
+/// `thinking_budget`), checked as Anthropic does.
+fn thinking_kwargs(request: &MessagesRequest) -> Result<Map<String, Value>> {
     let mut kwargs = Map::new();
     if let Some(thinking) = &request.thinking {
         match thinking.get("type").and_then(Value::as_str) {
@@ -218,34 +278,7 @@ pub fn to_chat_request(request: MessagesRequest) -> Result<ChatCompletionRequest
             _ => return Err(invalid("thinking.type must be `enabled` or `disabled`")),
         }
     }
-
-    let stop = request
-        .stop_sequences
-        .clone()
-        .filter(|s| !s.is_empty())
-        .map(StopSpec::Many);
-    Ok(ChatCompletionRequest {
-        model,
-        messages,
-        generation: GenerationFields {
-            max_tokens: Some(request.max_tokens),
-            temperature: request.temperature,
-            top_p: request.top_p,
-            top_k: request.top_k,
-            stop,
-            stream: request.stream,
-            stream_options: request.stream.then_some(StreamOptions {
-                include_usage: true,
-            }),
-            ..GenerationFields::default()
-        },
-        logprobs: None,
-        top_logprobs: None,
-        tools,
-        tool_choice,
-        chat_template_kwargs: (!kwargs.is_empty()).then_some(kwargs),
-        extra,
-    })
+    Ok(kwargs)
 }
 
 /// One Anthropic turn as OpenAI messages: an assistant turn is one message (text and

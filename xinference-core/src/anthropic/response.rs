@@ -90,7 +90,7 @@ pub fn to_message(completion: ChatCompletion, stop_sequences: &[String]) -> Mess
 pub fn error_status(kind: ErrorKind) -> (u16, &'static str) {
     let kind_name = match kind {
         ErrorKind::BadRequest | ErrorKind::Unprocessable | ErrorKind::NotImplemented => {
-            return (400, "invalid_request_error")
+            return (ErrorKind::BadRequest.http_status(), "invalid_request_error")
         }
         ErrorKind::Unauthorized => "authentication_error",
         ErrorKind::Forbidden => "permission_error",

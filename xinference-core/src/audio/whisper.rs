@@ -89,13 +89,7 @@ impl WhisperModel {
             ))
         })?;
         let special = special_tokens(&tokenizer)?;
-        let read_json = |name: &str| -> Result<Value> {
-            let path = dir.join(name);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Error::bad_request(format!("cannot read {}: {e}", path.display())))?;
-            serde_json::from_str(&text)
-                .map_err(|e| Error::bad_request(format!("{} is not JSON: {e}", path.display())))
-        };
+        let read_json = |name: &str| crate::files::read_json(&dir.join(name));
         let ids = |v: Option<&Value>| -> Vec<u32> {
             v.and_then(Value::as_array)
                 .map(|a| {

@@ -260,6 +260,10 @@ impl LlmModel {
     }
 
     /// Chats and returns the answer as a stream of chunks.
+    ///
+    /// The stream is a `futures::Stream`; dropping it stops the generation: in process the
+    /// model's slot sees the closed channel at the next token and is free again, over HTTP the
+    /// server sees the connection close and does the same.
     pub async fn chat_stream(
         &self,
         mut request: ChatCompletionRequest,
@@ -289,6 +293,10 @@ impl LlmModel {
     }
 
     /// Anthropic Messages API: the answer as a stream of Anthropic events.
+    ///
+    /// The stream is a `futures::Stream`; dropping it stops the generation: in process the
+    /// model's slot sees the closed channel at the next token and is free again, over HTTP the
+    /// server sees the connection close and does the same.
     pub async fn messages_stream(
         &self,
         mut request: MessagesRequest,
@@ -321,6 +329,10 @@ impl LlmModel {
 
     /// OpenAI Responses API: the response as a stream of numbered events, ending with
     /// `response.completed`, `response.incomplete` or `response.failed`.
+    ///
+    /// The stream is a `futures::Stream`; dropping it stops the generation: in process the
+    /// model's slot sees the closed channel at the next token and is free again, over HTTP the
+    /// server sees the connection close and does the same.
     pub async fn responses_stream(
         &self,
         mut request: ResponsesRequest,
@@ -350,6 +362,10 @@ impl LlmModel {
     }
 
     /// Continues a prompt and returns the completion as a stream of chunks.
+    ///
+    /// The stream is a `futures::Stream`; dropping it stops the generation: in process the
+    /// model's slot sees the closed channel at the next token and is free again, over HTTP the
+    /// server sees the connection close and does the same.
     pub async fn generate_stream(
         &self,
         mut request: CompletionRequest,

@@ -101,11 +101,9 @@ pub fn load_embedding_model(dir: &Path, max_tokens: Option<usize>) -> Result<Emb
         dir
     };
     let config_path = dir.join("config.json");
-    let config_text = std::fs::read_to_string(&config_path)
-        .map_err(|e| Error::bad_request(format!("cannot read {}: {e}", config_path.display())))?;
-    let config: serde_json::Value = serde_json::from_str(&config_text).map_err(|e| {
-        Error::bad_request(format!("{} is not valid JSON: {e}", config_path.display()))
-    })?;
+    let config = crate::files::read_json(&config_path)?;
+    // The architectures that read their own typed configuration take it as JSON text.
+    let config_text = config.to_string();
     let arch = config["architectures"][0].as_str().unwrap_or("");
     let model_type = config["model_type"].as_str().unwrap_or("");
     let pooling = PoolingConfig::from_dir(dir);

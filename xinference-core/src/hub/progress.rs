@@ -1,47 +1,8 @@
 //! Launch progress: which stage a launch is in and how many bytes of each file have arrived.
 
-use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
-/// The stage of a launch, as `/v1/models/{uid}/progress` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Waiting to start.
-    Pending,
-    /// Fetching files from the hub.
-    Downloading,
-    /// Reading weights into memory.
-    Loading,
-    /// Serving.
-    Ready,
-    /// The launch failed.
-    Error,
-}
-
-/// Bytes done and total of one file being downloaded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileProgress {
-    /// Path of the file inside its repository.
-    pub file_name: String,
-    /// Bytes on disk so far.
-    pub downloaded_bytes: u64,
-    /// Size of the file, when known.
-    pub total_bytes: u64,
-    /// Finished and verified.
-    pub done: bool,
-}
-
-/// A snapshot of a launch's progress.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProgressSnapshot {
-    /// 0.0 to 1.0.
-    pub progress: f64,
-    /// What the launch is doing.
-    pub stage: Stage,
-    /// Per-file download state.
-    pub download_files: Vec<FileProgress>,
-}
+pub use crate::protocol::xinference::{FileProgress, ProgressSnapshot, Stage};
 
 #[derive(Debug)]
 struct Inner {

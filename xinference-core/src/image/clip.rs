@@ -259,12 +259,7 @@ fn token_text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::bad_request(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::bad_request(format!("{} is not valid JSON: {e}", path.display())))
-}
+use crate::files::read_json;
 
 impl ClipTokenizer {
     /// Loads the tokenizer folder.

@@ -7,15 +7,8 @@ use candle_transformers::models::stable_diffusion::unet_2d::{
 };
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKLConfig;
 use serde_json::Value;
-use std::path::Path;
 
-/// Reads a JSON file (400 with the path when missing or malformed).
-pub fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::bad_request(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::bad_request(format!("{} is not valid JSON: {e}", path.display())))
-}
+pub(crate) use crate::files::read_json;
 
 fn usize_of(v: &Value, key: &str, default: usize) -> Result<usize> {
     match v.get(key) {

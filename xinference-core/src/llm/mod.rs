@@ -27,10 +27,10 @@ pub use generation::{
     LlmEngine, PrefixCache, PrefixCacheStats, Sampler, SamplingParams, StepBatcher, StepOutput,
     TokenLogprob,
 };
+pub use generation::{KvHeld, KvUsage};
 pub use loading::{
     find_gguf, is_safetensors_model, load_gguf, load_safetensors, QuantizedModel, SafetensorsModel,
     GGUF_ARCHITECTURES, SAFETENSORS_MODEL_TYPES,
 };
-pub use generation::{KvHeld, KvUsage};
 pub use model::{CausalLm, DecodeStep, KvState, LlmParts};
 pub use output::{ChatTemplate, TemplateInput};

@@ -97,7 +97,47 @@ pub struct InstanceInfo {
 }
 
 /// `GET /v1/models/{uid}/progress`.
-pub type LaunchProgressResponse = crate::hub::ProgressSnapshot;
+pub type LaunchProgressResponse = ProgressSnapshot;
+
+/// The stage of a launch, as `/v1/models/{uid}/progress` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Waiting to start.
+    Pending,
+    /// Fetching files from the hub.
+    Downloading,
+    /// Reading weights into memory.
+    Loading,
+    /// Serving.
+    Ready,
+    /// The launch failed.
+    Error,
+}
+
+/// Bytes done and total of one file being downloaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileProgress {
+    /// Path of the file inside its repository.
+    pub file_name: String,
+    /// Bytes on disk so far.
+    pub downloaded_bytes: u64,
+    /// Size of the file, when known.
+    pub total_bytes: u64,
+    /// Finished and verified.
+    pub done: bool,
+}
+
+/// A snapshot of a launch's progress (the hub's `LaunchProgress` takes them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressSnapshot {
+    /// 0.0 to 1.0.
+    pub progress: f64,
+    /// What the launch is doing.
+    pub stage: Stage,
+    /// Per-file download state.
+    pub download_files: Vec<FileProgress>,
+}
 
 /// A model's description as JSON: the fields of Xinference's `to_description()` for its type
 /// (what the runtime produces and `GET /v1/models/{uid}` answers with).

@@ -17,7 +17,7 @@ pub use cross_encoder::{CrossEncoder, ScoreActivation};
 pub use llm_reranker::{LlmReranker, DEFAULT_INSTRUCTION};
 
 use crate::registry::ModelFamily;
-use crate::{Error, Result};
+use crate::Result;
 use std::path::Path;
 
 /// How one request wants its documents scored.
@@ -92,11 +92,7 @@ pub fn load_rerank_model(path: &Path, family: &ModelFamily) -> Result<Box<dyn Re
         let engine = crate::llm::LlmEngine::load_gguf(path, None, &[], &[])?;
         return Ok(Box::new(LlmReranker::new(engine, max_tokens)?));
     }
-    let config_text = std::fs::read_to_string(&config_path)
-        .map_err(|e| Error::bad_request(format!("cannot read {}: {e}", config_path.display())))?;
-    let config: serde_json::Value = serde_json::from_str(&config_text).map_err(|e| {
-        Error::bad_request(format!("{} is not valid JSON: {e}", config_path.display()))
-    })?;
+    let config = crate::files::read_json(&config_path)?;
     let architecture = config["architectures"][0].as_str().unwrap_or("");
     if architecture.ends_with("ForCausalLM") {
         let engine = crate::llm::LlmEngine::load_safetensors(dir, None, &[], &[])?;

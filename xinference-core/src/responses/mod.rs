@@ -264,7 +264,11 @@ fn translate_stream(
 pub fn error_type(kind: ErrorKind) -> (u16, &'static str, Option<&'static str>) {
     let (kind_name, code) = match kind {
         ErrorKind::BadRequest | ErrorKind::Unprocessable => {
-            return (400, "invalid_request_error", None)
+            return (
+                ErrorKind::BadRequest.http_status(),
+                "invalid_request_error",
+                None,
+            )
         }
         ErrorKind::Unauthorized => ("invalid_request_error", Some("invalid_api_key")),
         ErrorKind::Forbidden => ("invalid_request_error", None),

@@ -146,6 +146,7 @@ fn opt_str(o: &Map<String, Value>, key: &str) -> Result<Option<String>> {
 }
 
 /// What one request resolved to, besides the generation parameters.
+#[derive(Clone, Copy)]
 struct Delivery {
     as_url: bool,
     format: OutputFormat,
@@ -333,25 +334,7 @@ impl Runtime {
                 instance.family.model_type
             )));
         }
-        // Inpainting runs on any model that can do image to image (the masked-latent method
-        // needs nothing more), or that the registry says inpaints.
-        let abilities = &instance.family.abilities;
-        let able = |a: &str| abilities.iter().any(|x| x == a);
-        match &upload {
-            Some(u) if u.mask.is_some() && !able("image2image") && !able("inpainting") => {
-                return Err(Error::bad_request(format!(
-                    "Model {model} does not support inpainting (abilities: {})",
-                    abilities.join(", ")
-                )))
-            }
-            Some(u) if u.mask.is_none() && !able("image2image") => {
-                return Err(Error::bad_request(format!(
-                    "Model {model} does not support image to image (abilities: {})",
-                    abilities.join(", ")
-                )))
-            }
-            _ => {}
-        }
+        check_abilities(model, &instance.family.abilities, upload.as_ref())?;
         let options = merged_options(
             instance.family.json.get("default_generate_config"),
             extra,
@@ -377,34 +360,7 @@ impl Runtime {
         let limits = &replica.limits;
         let requested = parse_size(size)?;
         let strength = opt_f64(&options, "strength")?.unwrap_or(0.8);
-        let (width, height, init, mask) = match upload {
-            None => {
-                let (w, h) = requested.unwrap_or((limits.default_size, limits.default_size));
-                limits.check_size(w, h)?;
-                (w, h, None, None)
-            }
-            Some(upload) => {
-                if let Some((w, h)) = requested {
-                    limits.check_size(w, h)?;
-                }
-                let multiple = limits.size_multiple;
-                let (pixels, w, h, mask) = tokio::task::spawn_blocking(move || {
-                    let (pixels, w, h) = codec::decode(&upload.image, requested, multiple)?;
-                    let mask = match &upload.mask {
-                        None => None,
-                        Some(mask) => {
-                            codec::check_same_size(&upload.image, mask)?;
-                            Some(codec::decode_mask(mask, w, h)?)
-                        }
-                    };
-                    Ok::<_, Error>((pixels, w, h, mask))
-                })
-                .await
-                .map_err(|e| Error::internal(format!("decoding the image failed: {e}")))??;
-                limits.check_size(w, h)?;
-                (w, h, Some((pixels, strength)), mask)
-            }
-        };
+        let (width, height, init, mask) = canvas(limits, requested, upload, strength).await?;
         let seed = match opt_f64(&options, "seed")? {
             None => rand::random::<u32>() as u64,
             Some(s) if s < 0.0 => rand::random::<u32>() as u64,
@@ -445,36 +401,13 @@ impl Runtime {
                     }
                     !gone.load(Ordering::Relaxed)
                 })?;
-                let mut data = Vec::with_capacity(generated.images.len());
-                for pixels in &generated.images {
-                    let bytes =
-                        codec::encode(pixels, generated.width, generated.height, delivery.format)?;
-                    if delivery.as_url {
-                        std::fs::create_dir_all(&dir).map_err(|e| {
-                            Error::internal(format!("cannot create {}: {e}", dir.display()))
-                        })?;
-                        let path = dir.join(format!(
-                            "{}.{}",
-                            uuid::Uuid::new_v4().simple(),
-                            delivery.format.extension()
-                        ));
-                        std::fs::write(&path, &bytes).map_err(|e| {
-                            Error::internal(format!("cannot write {}: {e}", path.display()))
-                        })?;
-                        data.push(ImageData {
-                            url: Some(path.to_string_lossy().into_owned()),
-                            b64_json: None,
-                        });
-                    } else {
-                        data.push(ImageData {
-                            url: None,
-                            b64_json: Some(
-                                base64::engine::general_purpose::STANDARD.encode(&bytes),
-                            ),
-                        });
-                    }
-                }
-                Ok(data)
+                generated
+                    .images
+                    .iter()
+                    .map(|pixels| {
+                        deliver(pixels, generated.width, generated.height, &delivery, &dir)
+                    })
+                    .collect::<Result<Vec<_>>>()
             })
             .await?;
         Ok(ImageResponse {
@@ -495,6 +428,98 @@ impl Runtime {
             seed: Some(seed),
         })
     }
+}
+
+/// The width and height of the images, the init image and its strength, and the mask.
+type Canvas = (usize, usize, Option<(Vec<f32>, f64)>, Option<Vec<f32>>);
+
+/// The size of the images, and the decoded init image (with `strength`) and mask of an
+/// upload (decoded on a blocking thread), each size checked against the model's limits.
+async fn canvas(
+    limits: &ImageLimits,
+    requested: Option<(usize, usize)>,
+    upload: Option<Upload>,
+    strength: f64,
+) -> Result<Canvas> {
+    Ok(match upload {
+        None => {
+            let (w, h) = requested.unwrap_or((limits.default_size, limits.default_size));
+            limits.check_size(w, h)?;
+            (w, h, None, None)
+        }
+        Some(upload) => {
+            if let Some((w, h)) = requested {
+                limits.check_size(w, h)?;
+            }
+            let multiple = limits.size_multiple;
+            let (pixels, w, h, mask) = tokio::task::spawn_blocking(move || {
+                let (pixels, w, h) = codec::decode(&upload.image, requested, multiple)?;
+                let mask = match &upload.mask {
+                    None => None,
+                    Some(mask) => {
+                        codec::check_same_size(&upload.image, mask)?;
+                        Some(codec::decode_mask(mask, w, h)?)
+                    }
+                };
+                Ok::<_, Error>((pixels, w, h, mask))
+            })
+            .await
+            .map_err(|e| Error::internal(format!("decoding the image failed: {e}")))??;
+            limits.check_size(w, h)?;
+            (w, h, Some((pixels, strength)), mask)
+        }
+    })
+}
+
+/// Whether a model with `abilities` serves an upload (image to image, or inpainting with a
+/// mask). Inpainting runs on any model that can do image to image (the masked-latent method
+/// needs nothing more), or that the registry says inpaints.
+fn check_abilities(model: &str, abilities: &[String], upload: Option<&Upload>) -> Result<()> {
+    let able = |a: &str| abilities.iter().any(|x| x == a);
+    match upload {
+        Some(u) if u.mask.is_some() && !able("image2image") && !able("inpainting") => {
+            Err(Error::bad_request(format!(
+                "Model {model} does not support inpainting (abilities: {})",
+                abilities.join(", ")
+            )))
+        }
+        Some(u) if u.mask.is_none() && !able("image2image") => Err(Error::bad_request(format!(
+            "Model {model} does not support image to image (abilities: {})",
+            abilities.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// One generated image as the request asked for it: encoded, then base64 or written under
+/// `dir` (its path the `url`). Runs on the model's worker.
+fn deliver(
+    pixels: &[f32],
+    width: usize,
+    height: usize,
+    delivery: &Delivery,
+    dir: &std::path::Path,
+) -> Result<ImageData> {
+    let bytes = codec::encode(pixels, width, height, delivery.format)?;
+    if !delivery.as_url {
+        return Ok(ImageData {
+            url: None,
+            b64_json: Some(base64::engine::general_purpose::STANDARD.encode(&bytes)),
+        });
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join(format!(
+        "{}.{}",
+        uuid::Uuid::new_v4().simple(),
+        delivery.format.extension()
+    ));
+    std::fs::write(&path, &bytes)
+        .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
+    Ok(ImageData {
+        url: Some(path.to_string_lossy().into_owned()),
+        b64_json: None,
+    })
 }
 
 /// The uploaded files of an image to image or inpainting request.

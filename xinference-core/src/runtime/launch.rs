@@ -246,63 +246,7 @@ impl Runtime {
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Loaded::Embedding(workers))
             }
-            ModelType::Llm => {
-                let family = &instance.family;
-                let template = family.json.get("chat_template").and_then(Value::as_str);
-                let list = |key: &str| family.json.get(key).cloned().unwrap_or(Value::Null);
-                let stop: Vec<String> = serde_json::from_value(list("stop")).unwrap_or_default();
-                let stop_ids: Vec<u32> =
-                    serde_json::from_value(list("stop_token_ids")).unwrap_or_default();
-                // What the path holds decides (a folder with config.json is safetensors, a
-                // .gguf file GGUF); the spec's format settles a folder that holds both.
-                let safetensors =
-                    crate::llm::is_safetensors_model(&files, &instance.spec.model_format);
-                let mut workers = Vec::new();
-                for r in 0..instance.replicas {
-                    let mut engine = if safetensors {
-                        LlmEngine::load_safetensors(&files, template, &stop, &stop_ids)?
-                    } else {
-                        LlmEngine::load_gguf(&files, template, &stop, &stop_ids)?
-                    };
-                    engine.set_prefix_cache_budget(instance.prefix_cache_bytes);
-                    if let Some(cache) = engine.prefix_cache() {
-                        instance
-                            .prefix_caches
-                            .lock()
-                            .expect("instance lock")
-                            .push(cache);
-                    }
-                    if let Some(batcher) = engine.batcher() {
-                        instance
-                            .batchers
-                            .lock()
-                            .expect("instance lock")
-                            .push(batcher);
-                    }
-                    // Sequence slots: forks share the weights, each with its own KV cache, so
-                    // concurrent requests are served side by side instead of queueing behind a
-                    // long generation; their decode steps meet in one batched pass where the
-                    // family supports it (llm/step_batcher.rs), else take turns.
-                    let forks: Vec<LlmEngine> = (1..instance.parallel)
-                        .map_while(|_| engine.fork())
-                        .collect();
-                    let replica = instance.replica_uid(r);
-                    for (slot, engine) in std::iter::once(engine).chain(forks).enumerate() {
-                        instance
-                            .kv_slots
-                            .lock()
-                            .expect("instance lock")
-                            .push((engine.kv_usage(), engine.context_length()));
-                        workers.push(Worker::spawn(
-                            &format!("{replica}-slot{slot}"),
-                            engine,
-                            self.config.queue_capacity,
-                            instance.request_limit,
-                        )?);
-                    }
-                }
-                Ok(Loaded::Llm(workers))
-            }
+            ModelType::Llm => self.load_llm(instance, &files),
             ModelType::Rerank => {
                 let workers = (0..instance.replicas)
                     .map(|r| {
@@ -352,6 +296,64 @@ impl Runtime {
                 "{other} models cannot be run by this build yet"
             ))),
         }
+    }
+
+    /// An LLM's replicas, each with `parallel` sequence slots (forks sharing the weights), one
+    /// worker per slot.
+    fn load_llm(&self, instance: &Instance, files: &std::path::Path) -> Result<Loaded> {
+        let family = &instance.family;
+        let template = family.json.get("chat_template").and_then(Value::as_str);
+        let list = |key: &str| family.json.get(key).cloned().unwrap_or(Value::Null);
+        let stop: Vec<String> = serde_json::from_value(list("stop")).unwrap_or_default();
+        let stop_ids: Vec<u32> = serde_json::from_value(list("stop_token_ids")).unwrap_or_default();
+        // What the path holds decides (a folder with config.json is safetensors, a
+        // .gguf file GGUF); the spec's format settles a folder that holds both.
+        let safetensors = crate::llm::is_safetensors_model(files, &instance.spec.model_format);
+        let mut workers = Vec::new();
+        for r in 0..instance.replicas {
+            let mut engine = if safetensors {
+                LlmEngine::load_safetensors(files, template, &stop, &stop_ids)?
+            } else {
+                LlmEngine::load_gguf(files, template, &stop, &stop_ids)?
+            };
+            engine.set_prefix_cache_budget(instance.prefix_cache_bytes);
+            if let Some(cache) = engine.prefix_cache() {
+                instance
+                    .prefix_caches
+                    .lock()
+                    .expect("instance lock")
+                    .push(cache);
+            }
+            if let Some(batcher) = engine.batcher() {
+                instance
+                    .batchers
+                    .lock()
+                    .expect("instance lock")
+                    .push(batcher);
+            }
+            // Sequence slots: forks share the weights, each with its own KV cache, so
+            // concurrent requests are served side by side instead of queueing behind a
+            // long generation; their decode steps meet in one batched pass where the
+            // family supports it (llm/step_batcher.rs), else take turns.
+            let forks: Vec<LlmEngine> = (1..instance.parallel)
+                .map_while(|_| engine.fork())
+                .collect();
+            let replica = instance.replica_uid(r);
+            for (slot, engine) in std::iter::once(engine).chain(forks).enumerate() {
+                instance
+                    .kv_slots
+                    .lock()
+                    .expect("instance lock")
+                    .push((engine.kv_usage(), engine.context_length()));
+                workers.push(Worker::spawn(
+                    &format!("{replica}-slot{slot}"),
+                    engine,
+                    self.config.queue_capacity,
+                    instance.request_limit,
+                )?);
+            }
+        }
+        Ok(Loaded::Llm(workers))
     }
 }
 

@@ -7,6 +7,7 @@ mod audio;
 mod batcher;
 mod chat;
 mod chat_input;
+mod chat_output;
 mod describe;
 mod embed;
 #[doc(hidden)]

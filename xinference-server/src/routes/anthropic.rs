@@ -4,7 +4,7 @@
 //! server-sent events named by their type (`event: message_start`, ...).
 
 use super::AppState;
-use crate::shaped::{ErrorShape, ShapedError, ShapedJson};
+use crate::error::{Anthropic, ApiError, ApiJson};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
@@ -14,33 +14,17 @@ use futures::stream::StreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;
-use xinference_core::anthropic::{error_response, error_status, MessagesOutput};
+use xinference_core::anthropic::{error_response, MessagesOutput};
 use xinference_core::protocol::anthropic::{
     MessagesRequest, ModelInfo, ModelList, ANTHROPIC_VERSION, ANTHROPIC_VERSIONS,
 };
-use xinference_core::{Error, ErrorKind};
+use xinference_core::Error;
 
-/// Anthropic's error shape: `{"type": "error", "error": {"type", "message"}}`.
-pub struct Anthropic;
-
-impl ErrorShape for Anthropic {
-    fn status(kind: ErrorKind) -> u16 {
-        error_status(kind).0
-    }
-
-    fn body(error: &Error) -> Value {
-        serde_json::to_value(error_response(error)).unwrap_or(Value::Null)
-    }
-}
-
-/// An error answered in Anthropic's shape.
-pub type AnthropicError = ShapedError<Anthropic>;
-
-type AnthropicResult<T> = Result<T, AnthropicError>;
+type AnthropicResult<T> = Result<T, ApiError<Anthropic>>;
 
 /// A JSON body whose every rejection is an Anthropic error (`invalid_request_error` or
 /// `request_too_large`).
-pub type AnthropicJson<T> = ShapedJson<T, Anthropic>;
+type AnthropicJson<T> = ApiJson<T, Anthropic>;
 
 /// Checks `anthropic-version` against [`ANTHROPIC_VERSIONS`]: `required` on the standard
 /// path (as Anthropic and Xinference do), optional on `/anthropic/...`.

@@ -33,7 +33,7 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     } else {
         ErrorKind::BadRequest
     };
-    ApiError(Error::new(
+    ApiError::from(Error::new(
         kind,
         format!("invalid multipart form: {}", e.body_text()),
     ))
@@ -123,7 +123,7 @@ fn apply_search_kwargs(kwargs: &Value, o: &mut TranscriptionOptions) -> ApiResul
         match kwargs.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
-                ApiError(Error::bad_request(format!(
+                ApiError::from(Error::bad_request(format!(
                     "kwargs.{name} must be a positive integer, not {v}"
                 )))
             }),
@@ -133,7 +133,7 @@ fn apply_search_kwargs(kwargs: &Value, o: &mut TranscriptionOptions) -> ApiResul
         match kwargs.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => v.as_f64().map(|n| Some(n as f32)).ok_or_else(|| {
-                ApiError(Error::bad_request(format!(
+                ApiError::from(Error::bad_request(format!(
                     "kwargs.{name} must be a number, not {v}"
                 )))
             }),

@@ -2,12 +2,9 @@
 //! auth is on, `POST /token`, and the API-key admin routes. The decisions themselves (who a
 //! credential is, which scope a route needs) are `xinference_core::auth`'s.
 
-use super::anthropic::AnthropicError;
-use super::responses::OpenAiError;
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
-use axum::extract::{FromRequest, Path, Request, State};
+use crate::error::{Anthropic, ApiError, ApiJson, ApiResult, OpenAi, Xinference};
+use axum::extract::{FromRequest, MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,7 +12,7 @@ use axum::{Extension, Form, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use xinference_core::auth::scopes::{self, Requirement};
+use xinference_core::auth::scopes::Requirement;
 use xinference_core::auth::{unauthorized, Auth, Principal, Tokens};
 use xinference_core::{Error, ErrorKind};
 
@@ -43,11 +40,11 @@ fn credential(headers: &HeaderMap) -> Option<String> {
 pub(crate) fn refuse(path: &str, error: Error) -> Response {
     let unauthorized = error.kind() == ErrorKind::Unauthorized;
     let mut response = if path.starts_with("/v1/messages") || path.starts_with("/anthropic/") {
-        AnthropicError::from(error).into_response()
+        ApiError::<Anthropic>::from(error).into_response()
     } else if path.starts_with("/v1/responses") {
-        OpenAiError::from(error).into_response()
+        ApiError::<OpenAi>::from(error).into_response()
     } else {
-        ApiError(error).into_response()
+        ApiError::<Xinference>::from(error).into_response()
     };
     if unauthorized {
         response
@@ -84,7 +81,18 @@ pub async fn require_credential(
     let Some(auth) = rt.auth().cloned() else {
         return next.run(request).await;
     };
-    let requirement = scopes::required(request.method().as_str(), request.uri().path());
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    // The web UI's page and files are public (the API calls the page makes need credentials);
+    // they are served by the fallback, so no route matched them.
+    let requirement =
+        if matched.is_none() && crate::ui::is_ui_request(request.method(), request.uri().path()) {
+            Requirement::Public
+        } else {
+            super::requirement(request.method().as_str(), matched)
+        };
     if requirement == Requirement::Public {
         return next.run(request).await;
     }
@@ -111,7 +119,7 @@ pub struct LoginRequest {
 
 fn auth_of(rt: &AppState) -> ApiResult<Arc<Auth>> {
     rt.auth().cloned().ok_or_else(|| {
-        ApiError(Error::bad_request(
+        ApiError::from(Error::bad_request(
             "Auth is not enabled on this server (start it with --auth-config)",
         ))
     })
@@ -129,14 +137,14 @@ pub async fn token(State(rt): State<AppState>, request: Request) -> ApiResult<Js
     let login = if form {
         Form::<LoginRequest>::from_request(request, &())
             .await
-            .map_err(|e| ApiError(Error::new(ErrorKind::Unprocessable, e.body_text())))?
+            .map_err(|e| ApiError::from(Error::new(ErrorKind::Unprocessable, e.body_text())))?
             .0
     } else {
         let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
             .await
-            .map_err(|e| ApiError(Error::bad_request(e.to_string())))?;
+            .map_err(|e| ApiError::from(Error::bad_request(e.to_string())))?;
         serde_json::from_slice::<LoginRequest>(&bytes).map_err(|e| {
-            ApiError(Error::new(
+            ApiError::from(Error::new(
                 ErrorKind::Unprocessable,
                 format!("expected {{\"username\", \"password\"}}: {e}"),
             ))
@@ -171,11 +179,11 @@ pub struct RefreshRequest {
 /// refresh token is used up); 400 without one, 401 when it is invalid, expired or logged out.
 pub async fn refresh(
     State(rt): State<AppState>,
-    ApiJson(body): ApiJson<RefreshRequest>,
+    ApiJson(body, _): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<Value>> {
     let auth = auth_of(&rt)?;
     if body.refresh_token.trim().is_empty() {
-        return Err(ApiError(Error::bad_request("refresh_token required")));
+        return Err(ApiError::from(Error::bad_request("refresh_token required")));
     }
     let minutes = auth.expire_minutes();
     let tokens = tokio::task::spawn_blocking(move || auth.refresh(&body.refresh_token))
@@ -187,7 +195,7 @@ pub async fn refresh(
 /// `POST /v1/auth/logout`: `{refresh_token}` can no longer be refreshed; `{"ok": true}`.
 pub async fn logout(
     State(rt): State<AppState>,
-    ApiJson(body): ApiJson<RefreshRequest>,
+    ApiJson(body, _): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<Value>> {
     let auth = auth_of(&rt)?;
     tokio::task::spawn_blocking(move || auth.logout(&body.refresh_token))

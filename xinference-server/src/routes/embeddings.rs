@@ -1,8 +1,8 @@
 //! `POST /v1/embeddings`.
 
 use super::AppState;
+use crate::error::ApiJson;
 use crate::error::ApiResult;
-use crate::extract::ApiJson;
 use axum::extract::State;
 use axum::Json;
 use xinference_core::{EmbeddingRequest, EmbeddingResponse};
@@ -10,7 +10,7 @@ use xinference_core::{EmbeddingRequest, EmbeddingResponse};
 /// Embeds the input with the named model, in Xinference's response shape.
 pub async fn create(
     State(rt): State<AppState>,
-    ApiJson(request): ApiJson<EmbeddingRequest>,
+    ApiJson(request, _): ApiJson<EmbeddingRequest>,
 ) -> ApiResult<Json<EmbeddingResponse>> {
     Ok(Json(rt.create_embedding(request).await?))
 }

@@ -5,8 +5,8 @@
 //! under `$XINFERENCE_HOME/image/` (nothing outside that folder).
 
 use super::AppState;
+use crate::error::ApiJson;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
@@ -41,14 +41,14 @@ fn served_urls(rt: &Runtime, headers: &HeaderMap, mut response: ImageResponse) -
 pub async fn generations(
     State(rt): State<AppState>,
     headers: HeaderMap,
-    ApiJson(request): ApiJson<ImageGenerationRequest>,
+    ApiJson(request, _): ApiJson<ImageGenerationRequest>,
 ) -> ApiResult<Json<ImageResponse>> {
     let response = rt.text_to_image(request).await?;
     Ok(Json(served_urls(&rt, &headers, response)))
 }
 
 fn field_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError(Error::bad_request(format!("invalid multipart body: {e}")))
+    ApiError::from(Error::bad_request(format!("invalid multipart body: {e}")))
 }
 
 /// Image to image: multipart `model`, `image` (or `image[]`), `prompt`, `negative_prompt`,
@@ -110,7 +110,7 @@ async fn image_form(mut multipart: Multipart) -> ApiResult<(ImageToImageRequest,
                     "prompt" => request.prompt = text,
                     "n" => {
                         request.n = Some(text.trim().parse().map_err(|_| {
-                            ApiError(Error::bad_request(format!(
+                            ApiError::from(Error::bad_request(format!(
                                 "n must be an integer, not {text:?}"
                             )))
                         })?)
@@ -130,7 +130,7 @@ async fn image_form(mut multipart: Multipart) -> ApiResult<(ImageToImageRequest,
         }
     }
     if request.model.is_empty() {
-        return Err(ApiError(Error::bad_request("model is required")));
+        return Err(ApiError::from(Error::bad_request("model is required")));
     }
     let mut kwargs = match kwargs_text {
         Some(text) => match serde_json::from_str::<Value>(&text) {
@@ -138,7 +138,7 @@ async fn image_form(mut multipart: Multipart) -> ApiResult<(ImageToImageRequest,
             Ok(Value::Null) => Map::new(),
             _ if text.trim().is_empty() => Map::new(),
             _ => {
-                return Err(ApiError(Error::bad_request(
+                return Err(ApiError::from(Error::bad_request(
                     "kwargs must be a JSON object encoded as a string",
                 )))
             }

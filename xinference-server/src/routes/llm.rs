@@ -3,8 +3,8 @@
 //! sent as `data: {"error": ...}`.
 
 use super::AppState;
+use crate::error::ApiJson;
 use crate::error::ApiResult;
-use crate::extract::ApiJson;
 use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -44,7 +44,7 @@ fn sse<T: Serialize + Send + 'static>(
 /// Chat completion, whole or streamed.
 pub async fn chat(
     State(rt): State<AppState>,
-    ApiJson(request): ApiJson<ChatCompletionRequest>,
+    ApiJson(request, _): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
     Ok(match rt.chat(request).await? {
         ChatOutput::Whole(c) => Json(c).into_response(),
@@ -55,7 +55,7 @@ pub async fn chat(
 /// Legacy completion, whole or streamed.
 pub async fn completion(
     State(rt): State<AppState>,
-    ApiJson(request): ApiJson<CompletionRequest>,
+    ApiJson(request, _): ApiJson<CompletionRequest>,
 ) -> ApiResult<Response> {
     Ok(match rt.completion(request).await? {
         CompletionOutput::Whole(c) => Json(c).into_response(),

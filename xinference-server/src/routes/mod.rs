@@ -15,13 +15,18 @@ mod responses;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use xinference_core::auth::scopes::Requirement::{self, Public, Scope};
+use xinference_core::auth::scopes::{
+    ADMIN, CACHE_LIST, KEYS_CREATE, KEYS_MANAGE, MODELS_LIST, MODELS_READ, MODELS_REGISTER,
+    MODELS_WRITE,
+};
 use xinference_core::{Error, Runtime};
 
 /// `error` in the shape the route `path`'s clients read (Anthropic's, OpenAI's or `{"detail"}`).
@@ -35,59 +40,228 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Shared state of every handler.
 pub type AppState = Arc<Runtime>;
 
-/// Every (method, path) served, as the OpenAPI description lists them.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/health"),
-    ("get", "/metrics"),
-    ("get", "/status"),
-    ("get", "/v1/cluster/auth"),
-    ("get", "/v1/cluster/info"),
-    ("get", "/v1/cluster/version"),
-    ("get", "/v1/models"),
-    ("post", "/v1/models"),
-    ("get", "/v1/models/instances"),
-    ("get", "/v1/models/{model_uid}"),
-    ("delete", "/v1/models/{model_uid}"),
-    ("get", "/v1/models/{model_uid}/progress"),
-    ("get", "/v1/model_registrations/{model_type}"),
-    ("post", "/v1/model_registrations/{model_type}"),
-    ("get", "/v1/model_registrations/{model_type}/{model_name}"),
-    (
+/// One served route: its method (lower case, as OpenAPI writes it), its path (axum's
+/// `{param}` syntax), the credential it needs when auth is on, and its handler.
+pub struct Route {
+    /// `get`, `post` or `delete`.
+    pub method: &'static str,
+    /// The path pattern.
+    pub path: &'static str,
+    /// What a request needs before the handler runs (when auth is on).
+    pub requirement: Requirement,
+    handler: fn() -> MethodRouter<AppState>,
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    requirement: Requirement,
+    handler: fn() -> MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        requirement,
+        handler,
+    }
+}
+
+/// Every route served, listed once: the router, the auth middleware's scopes and the OpenAPI
+/// check all read this table. Scopes follow Xinference's route table.
+pub const ROUTES: &[Route] = &[
+    route("get", "/health", Public, || get(health)),
+    route("get", "/status", Public, || get(admin::status)),
+    route("get", "/v1/cluster/auth", Public, || {
+        get(auth::cluster_auth)
+    }),
+    route("get", "/metrics", Public, || get(metrics)),
+    route("get", "/v1/cluster/info", Scope(ADMIN), || {
+        get(admin::cluster_info)
+    }),
+    route("get", "/v1/cluster/version", Scope(ADMIN), || {
+        get(admin::version)
+    }),
+    // The refresh token in the body is the credential of these two.
+    route("post", "/token", Public, || post(auth::token)),
+    route("post", "/v1/auth/refresh", Public, || post(auth::refresh)),
+    route("post", "/v1/auth/logout", Public, || post(auth::logout)),
+    route("get", "/v1/admin/keys", Scope(KEYS_MANAGE), || {
+        get(auth::list_keys)
+    }),
+    route("post", "/v1/admin/keys", Scope(KEYS_CREATE), || {
+        post(auth::create_key)
+    }),
+    route(
+        "delete",
+        "/v1/admin/keys/{key_id}",
+        Scope(KEYS_MANAGE),
+        || delete(auth::revoke_key),
+    ),
+    route("get", "/v1/cache/models", Scope(CACHE_LIST), || {
+        get(admin::cached_models)
+    }),
+    route("get", "/openapi.json", Scope(MODELS_LIST), || {
+        get(crate::openapi::openapi)
+    }),
+    route("get", "/v1/models", Scope(MODELS_LIST), || {
+        get(models::list)
+    }),
+    route("post", "/v1/models", Scope(MODELS_WRITE), || {
+        post(models::launch)
+    }),
+    route("get", "/v1/models/instances", Scope(MODELS_LIST), || {
+        get(models::instances)
+    }),
+    route("get", "/v1/models/{model_uid}", Scope(MODELS_LIST), || {
+        get(models::describe)
+    }),
+    route(
+        "delete",
+        "/v1/models/{model_uid}",
+        Scope(MODELS_WRITE),
+        || delete(models::terminate),
+    ),
+    route(
+        "get",
+        "/v1/models/{model_uid}/progress",
+        Scope(MODELS_READ),
+        || get(models::progress),
+    ),
+    route(
+        "get",
+        "/v1/model_registrations/{model_type}",
+        Scope(MODELS_LIST),
+        || get(registrations::list),
+    ),
+    route(
+        "post",
+        "/v1/model_registrations/{model_type}",
+        Scope(MODELS_REGISTER),
+        || post(registrations::register),
+    ),
+    route(
+        "get",
+        "/v1/model_registrations/{model_type}/{model_name}",
+        Scope(MODELS_LIST),
+        || get(registrations::get_one),
+    ),
+    route(
         "delete",
         "/v1/model_registrations/{model_type}/{model_name}",
+        Scope(MODELS_REGISTER),
+        || delete(registrations::unregister),
     ),
-    ("get", "/v1/engines/{model_name}"),
-    ("get", "/v1/engines/{model_type}/{model_name}"),
-    ("get", "/v1/cache/models"),
-    ("post", "/v1/embeddings"),
-    ("post", "/v1/chat/completions"),
-    ("post", "/v1/completions"),
-    ("post", "/v1/responses"),
-    ("get", "/v1/responses/{response_id}"),
-    ("delete", "/v1/responses/{response_id}"),
-    ("get", "/v1/responses/{response_id}/input_items"),
-    ("post", "/v1/messages"),
-    ("post", "/anthropic/v1/messages"),
-    ("get", "/anthropic/v1/models"),
-    ("get", "/anthropic/v1/models/{model_id}"),
-    ("post", "/v1/rerank"),
-    ("post", "/rerank"),
-    ("post", "/v2/rerank"),
-    ("post", "/v1/audio/transcriptions"),
-    ("post", "/v1/audio/translations"),
-    ("post", "/v1/images/generations"),
-    ("post", "/v1/images/variations"),
-    ("post", "/v1/images/inpainting"),
-    ("get", "/v1/images/files/{name}"),
-    ("get", "/v1/requests/{request_id}/progress"),
-    ("get", "/openapi.json"),
-    ("post", "/token"),
-    ("post", "/v1/auth/refresh"),
-    ("post", "/v1/auth/logout"),
-    ("get", "/v1/admin/keys"),
-    ("post", "/v1/admin/keys"),
-    ("delete", "/v1/admin/keys/{key_id}"),
+    route(
+        "get",
+        "/v1/engines/{model_name}",
+        Scope(MODELS_LIST),
+        || get(registrations::engines),
+    ),
+    route(
+        "get",
+        "/v1/engines/{model_type}/{model_name}",
+        Scope(MODELS_LIST),
+        || get(registrations::engines_of_type),
+    ),
+    route("post", "/v1/embeddings", Scope(MODELS_READ), || {
+        post(embeddings::create)
+    }),
+    route("post", "/v1/chat/completions", Scope(MODELS_READ), || {
+        post(llm::chat)
+    }),
+    route("post", "/v1/completions", Scope(MODELS_READ), || {
+        post(llm::completion)
+    }),
+    route("post", "/v1/responses", Scope(MODELS_READ), || {
+        post(responses::create)
+    }),
+    route(
+        "get",
+        "/v1/responses/{response_id}",
+        Scope(MODELS_READ),
+        || get(responses::retrieve),
+    ),
+    route(
+        "delete",
+        "/v1/responses/{response_id}",
+        Scope(MODELS_READ),
+        || delete(responses::delete),
+    ),
+    route(
+        "get",
+        "/v1/responses/{response_id}/input_items",
+        Scope(MODELS_READ),
+        || get(responses::input_items),
+    ),
+    route("post", "/v1/messages", Scope(MODELS_READ), || {
+        post(anthropic::messages)
+    }),
+    route("post", "/anthropic/v1/messages", Scope(MODELS_READ), || {
+        post(anthropic::messages_prefixed)
+    }),
+    route("get", "/anthropic/v1/models", Scope(MODELS_LIST), || {
+        get(anthropic::list_models)
+    }),
+    route(
+        "get",
+        "/anthropic/v1/models/{model_id}",
+        Scope(MODELS_LIST),
+        || get(anthropic::get_model),
+    ),
+    route("post", "/v1/rerank", Scope(MODELS_READ), || {
+        post(rerank::xinference)
+    }),
+    route("post", "/rerank", Scope(MODELS_READ), || {
+        post(rerank::cohere_v1)
+    }),
+    route("post", "/v2/rerank", Scope(MODELS_READ), || {
+        post(rerank::cohere_v2)
+    }),
+    route(
+        "post",
+        "/v1/audio/transcriptions",
+        Scope(MODELS_READ),
+        || post(audio::transcriptions).layer(DefaultBodyLimit::max(audio::MAX_AUDIO_BYTES)),
+    ),
+    route("post", "/v1/audio/translations", Scope(MODELS_READ), || {
+        post(audio::translations).layer(DefaultBodyLimit::max(audio::MAX_AUDIO_BYTES))
+    }),
+    route("post", "/v1/images/generations", Scope(MODELS_READ), || {
+        post(images::generations)
+    }),
+    route("post", "/v1/images/variations", Scope(MODELS_READ), || {
+        post(images::variations)
+    }),
+    route("post", "/v1/images/inpainting", Scope(MODELS_READ), || {
+        post(images::inpainting)
+    }),
+    route("get", "/v1/images/files/{name}", Scope(MODELS_READ), || {
+        get(images::file)
+    }),
+    route(
+        "get",
+        "/v1/requests/{request_id}/progress",
+        Scope(MODELS_READ),
+        || get(images::progress),
+    ),
 ];
+
+/// The requirement of a request whose method is `method` and whose matched route pattern is
+/// `path` (`HEAD` as `GET`). A request that matched no route (or no method of its route) needs
+/// a valid credential of any scope, so that it learns nothing of what exists.
+pub fn requirement(method: &str, path: Option<&str>) -> Requirement {
+    let method = if method.eq_ignore_ascii_case("head") {
+        "get"
+    } else {
+        method
+    };
+    path.and_then(|path| {
+        ROUTES
+            .iter()
+            .find(|r| r.path == path && r.method.eq_ignore_ascii_case(method))
+    })
+    .map_or(Requirement::Authenticated, |r| r.requirement)
+}
 
 /// The whole application: routes, the web UI (the fallback: [`crate::ui`]), CORS (only for
 /// allowed origins), credentials (when auth is on), concurrent requests per key (when limited),
@@ -104,78 +278,11 @@ pub fn router_with_ui(runtime: Arc<Runtime>, ui: crate::ui::Source) -> Router {
         .config()
         .max_concurrent_per_key
         .map(crate::key_limit::KeyLimiter::new);
-    Router::new()
-        .route("/status", get(admin::status))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/v1/cluster/auth", get(auth::cluster_auth))
-        .route("/v1/cluster/info", get(admin::cluster_info))
-        .route("/v1/cluster/version", get(admin::version))
-        .route("/token", post(auth::token))
-        .route("/v1/auth/refresh", post(auth::refresh))
-        .route("/v1/auth/logout", post(auth::logout))
-        .route(
-            "/v1/admin/keys",
-            get(auth::list_keys).post(auth::create_key),
-        )
-        .route(
-            "/v1/admin/keys/{key_id}",
-            axum::routing::delete(auth::revoke_key),
-        )
-        .route("/v1/cache/models", get(admin::cached_models))
-        .route("/openapi.json", get(crate::openapi::openapi))
-        .route("/v1/models", get(models::list).post(models::launch))
-        .route("/v1/models/instances", get(models::instances))
-        .route(
-            "/v1/models/{model_uid}",
-            get(models::describe).delete(models::terminate),
-        )
-        .route("/v1/models/{model_uid}/progress", get(models::progress))
-        .route(
-            "/v1/model_registrations/{model_type}",
-            get(registrations::list).post(registrations::register),
-        )
-        .route(
-            "/v1/model_registrations/{model_type}/{model_name}",
-            get(registrations::get_one).delete(registrations::unregister),
-        )
-        .route("/v1/engines/{model_name}", get(registrations::engines))
-        .route(
-            "/v1/engines/{model_type}/{model_name}",
-            get(registrations::engines_of_type),
-        )
-        .route("/v1/embeddings", post(embeddings::create))
-        .route("/v1/chat/completions", post(llm::chat))
-        .route("/v1/completions", post(llm::completion))
-        .route("/v1/responses", post(responses::create))
-        .route(
-            "/v1/responses/{response_id}",
-            get(responses::retrieve).delete(responses::delete),
-        )
-        .route(
-            "/v1/responses/{response_id}/input_items",
-            get(responses::input_items),
-        )
-        .route("/v1/messages", post(anthropic::messages))
-        .route("/anthropic/v1/messages", post(anthropic::messages_prefixed))
-        .route("/anthropic/v1/models", get(anthropic::list_models))
-        .route("/anthropic/v1/models/{model_id}", get(anthropic::get_model))
-        .route("/v1/rerank", post(rerank::xinference))
-        .route("/rerank", post(rerank::cohere_v1))
-        .route("/v2/rerank", post(rerank::cohere_v2))
-        .route(
-            "/v1/audio/transcriptions",
-            post(audio::transcriptions).layer(DefaultBodyLimit::max(audio::MAX_AUDIO_BYTES)),
-        )
-        .route(
-            "/v1/audio/translations",
-            post(audio::translations).layer(DefaultBodyLimit::max(audio::MAX_AUDIO_BYTES)),
-        )
-        .route("/v1/images/generations", post(images::generations))
-        .route("/v1/images/variations", post(images::variations))
-        .route("/v1/images/inpainting", post(images::inpainting))
-        .route("/v1/images/files/{name}", get(images::file))
-        .route("/v1/requests/{request_id}/progress", get(images::progress))
+    ROUTES
+        .iter()
+        .fold(Router::new(), |router, r| {
+            router.route(r.path, (r.handler)())
+        })
         // Paths no route serves: the web UI's files, else a JSON 404.
         .fallback(move |request| crate::ui::fallback(ui.clone(), request))
         .method_not_allowed_fallback(method_not_allowed)
@@ -233,7 +340,8 @@ async fn metrics(
     axum::extract::State(rt): axum::extract::State<AppState>,
 ) -> axum::response::Response {
     if std::env::var("XINFERENCE_DISABLE_METRICS").is_ok_and(|v| v == "1") {
-        return crate::ApiError(Error::not_found("Not Found")).into_response();
+        return crate::ApiError::<crate::Xinference>::from(Error::not_found("Not Found"))
+            .into_response();
     }
     (
         [(
@@ -250,4 +358,58 @@ async fn method_not_allowed() -> impl IntoResponse {
         StatusCode::METHOD_NOT_ALLOWED,
         Json(json!({"detail": "Method Not Allowed"})),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_is_listed_once_and_needs_xinference_scopes() {
+        let mut seen = std::collections::HashSet::new();
+        for r in ROUTES {
+            assert!(
+                seen.insert((r.method, r.path)),
+                "{} {} twice",
+                r.method,
+                r.path
+            );
+        }
+        let needs = |method, path| requirement(method, Some(path));
+        assert_eq!(needs("GET", "/health"), Public);
+        assert_eq!(needs("HEAD", "/health"), Public);
+        assert_eq!(needs("POST", "/token"), Public);
+        assert_eq!(needs("GET", "/v1/models"), Scope(MODELS_LIST));
+        assert_eq!(needs("POST", "/v1/models"), Scope(MODELS_WRITE));
+        assert_eq!(
+            needs("DELETE", "/v1/models/{model_uid}"),
+            Scope(MODELS_WRITE)
+        );
+        assert_eq!(
+            needs("GET", "/v1/models/{model_uid}/progress"),
+            Scope(MODELS_READ)
+        );
+        assert_eq!(needs("POST", "/v1/embeddings"), Scope(MODELS_READ));
+        assert_eq!(
+            needs("GET", "/v1/responses/{response_id}"),
+            Scope(MODELS_READ)
+        );
+        assert_eq!(needs("GET", "/v1/images/files/{name}"), Scope(MODELS_READ));
+        assert_eq!(
+            needs("POST", "/v1/model_registrations/{model_type}"),
+            Scope(MODELS_REGISTER)
+        );
+        assert_eq!(needs("GET", "/v1/cache/models"), Scope(CACHE_LIST));
+        assert_eq!(needs("POST", "/v1/admin/keys"), Scope(KEYS_CREATE));
+        assert_eq!(
+            needs("DELETE", "/v1/admin/keys/{key_id}"),
+            Scope(KEYS_MANAGE)
+        );
+        assert_eq!(needs("GET", "/metrics"), Public);
+        assert_eq!(needs("POST", "/v1/auth/refresh"), Public);
+        assert_eq!(needs("GET", "/v1/cluster/info"), Scope(ADMIN));
+        // No route, or no such method on a route: any valid credential.
+        assert_eq!(requirement("GET", None), Requirement::Authenticated);
+        assert_eq!(needs("PUT", "/v1/models"), Requirement::Authenticated);
+    }
 }

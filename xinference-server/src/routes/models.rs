@@ -1,8 +1,8 @@
 //! Model lifecycle routes: launch, list, describe, terminate, instances, progress.
 
 use super::AppState;
+use crate::error::ApiJson;
 use crate::error::ApiResult;
-use crate::extract::ApiJson;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -24,7 +24,7 @@ fn yes() -> bool {
 pub async fn launch(
     State(rt): State<AppState>,
     Query(q): Query<LaunchQuery>,
-    ApiJson(mut request): ApiJson<LaunchRequest>,
+    ApiJson(mut request, _): ApiJson<LaunchRequest>,
 ) -> ApiResult<Json<Value>> {
     // The Python client sends `wait_ready` in the body too.
     let wait_ready = match request.extra.remove("wait_ready") {

@@ -1,8 +1,8 @@
 //! Registry routes: list, get, register, unregister, engines.
 
 use super::AppState;
+use crate::error::ApiJson;
 use crate::error::ApiResult;
-use crate::extract::ApiJson;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -63,7 +63,7 @@ pub struct RegisterBody {
 pub async fn register(
     State(rt): State<AppState>,
     Path(model_type): Path<String>,
-    ApiJson(body): ApiJson<RegisterBody>,
+    ApiJson(body, _): ApiJson<RegisterBody>,
 ) -> ApiResult<Json<Value>> {
     let t: ModelType = model_type.parse()?;
     // Xinference sends the family as a string; accept an object as well.

@@ -2,8 +2,8 @@
 //! `POST /v2/rerank`, which Cohere-speaking clients call.
 
 use super::AppState;
+use crate::error::ApiJson;
 use crate::error::ApiResult;
-use crate::extract::ApiJson;
 use axum::extract::State;
 use axum::Json;
 use xinference_core::protocol::rerank::{
@@ -13,7 +13,7 @@ use xinference_core::protocol::rerank::{
 /// Ranks the documents with the named model, in Xinference's response shape.
 pub async fn xinference(
     State(rt): State<AppState>,
-    ApiJson(request): ApiJson<RerankRequest>,
+    ApiJson(request, _): ApiJson<RerankRequest>,
 ) -> ApiResult<Json<RerankResponse>> {
     Ok(Json(rt.rerank(request).await?))
 }
@@ -21,7 +21,7 @@ pub async fn xinference(
 /// Cohere's v1 rerank.
 pub async fn cohere_v1(
     State(rt): State<AppState>,
-    ApiJson(request): ApiJson<CohereRerankRequest>,
+    ApiJson(request, _): ApiJson<CohereRerankRequest>,
 ) -> ApiResult<Json<CohereRerankResponse>> {
     Ok(Json(rt.rerank_cohere(request, "1").await?))
 }
@@ -29,7 +29,7 @@ pub async fn cohere_v1(
 /// Cohere's v2 rerank.
 pub async fn cohere_v2(
     State(rt): State<AppState>,
-    ApiJson(request): ApiJson<CohereRerankRequest>,
+    ApiJson(request, _): ApiJson<CohereRerankRequest>,
 ) -> ApiResult<Json<CohereRerankResponse>> {
     Ok(Json(rt.rerank_cohere(request, "2").await?))
 }

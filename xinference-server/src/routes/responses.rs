@@ -4,41 +4,24 @@
 //! events named by their type (`event: response.created`, ...), with no `[DONE]`.
 
 use super::AppState;
-use crate::shaped::{ErrorShape, ShapedError, ShapedJson};
+use crate::error::{ApiError, ApiJson, OpenAi};
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::stream::StreamExt;
 use serde::Deserialize;
-use serde_json::Value;
 use std::convert::Infallible;
 use xinference_core::protocol::responses::{
     DeletedResponse, InputItemList, Response as ResponseObject, ResponsesRequest,
 };
-use xinference_core::responses::{error_body, error_type, ResponsesOutput};
-use xinference_core::{Error, ErrorKind};
+use xinference_core::responses::{error_body, ResponsesOutput};
+use xinference_core::Error;
 
-/// OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`.
-pub struct OpenAi;
-
-impl ErrorShape for OpenAi {
-    fn status(kind: ErrorKind) -> u16 {
-        error_type(kind).0
-    }
-
-    fn body(error: &Error) -> Value {
-        serde_json::to_value(error_body(error)).unwrap_or(Value::Null)
-    }
-}
-
-/// An error answered in OpenAI's shape.
-pub type OpenAiError = ShapedError<OpenAi>;
-
-type OpenAiResult<T> = Result<T, OpenAiError>;
+type OpenAiResult<T> = Result<T, ApiError<OpenAi>>;
 
 /// A JSON body whose every rejection is an OpenAI error.
-pub type OpenAiJson<T> = ShapedJson<T, OpenAi>;
+type OpenAiJson<T> = ApiJson<T, OpenAi>;
 
 /// `POST /v1/responses`, whole or streamed.
 pub async fn create(

@@ -534,13 +534,7 @@ impl LlmEngine {
             kv_held.set(position);
         }
         self.remember(&fed, prompt_logits);
-        if !pending.is_empty() || !pending_logprobs.is_empty() {
-            emitted.push_str(&pending);
-            on_step(StepOutput {
-                text: pending,
-                logprobs: pending_logprobs,
-            });
-        }
+        release_held_back(pending, pending_logprobs, &mut emitted, on_step);
         Ok(Generated {
             text: emitted,
             prompt_tokens: prompt.len(),
@@ -597,6 +591,23 @@ fn held_back(text: &str, stops: &[&str]) -> usize {
         .map(|stop| partial_suffix(text, stop))
         .max()
         .unwrap_or(0)
+}
+
+/// Sends (and adds to `emitted`) the text and log-probabilities held back while a stop string
+/// might have been forming, once generation has ended without one.
+fn release_held_back(
+    pending: String,
+    logprobs: Vec<TokenLogprob>,
+    emitted: &mut String,
+    on_step: &mut dyn FnMut(StepOutput) -> bool,
+) {
+    if !pending.is_empty() || !logprobs.is_empty() {
+        emitted.push_str(&pending);
+        on_step(StepOutput {
+            text: pending,
+            logprobs,
+        });
+    }
 }
 
 #[cfg(test)]
