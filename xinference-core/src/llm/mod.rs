@@ -1,7 +1,7 @@
 //! Text generation, in four parts that depend one way (generation -> loading -> architectures,
-//! and generation -> output; everything -> [`model`], the contract between them):
+//! and generation -> output; everything -> `model`, the contract between them):
 //!
-//! - [`model`]: the [`CausalLm`] trait every architecture implements, its KV cache hand-over
+//! - `model`: the [`CausalLm`] trait every architecture implements, its KV cache hand-over
 //!   types, and [`LlmParts`], what a loader hands to the engine.
 //! - `architectures/`: our GGUF decoder, the shared layers and forward with one file per
 //!   architecture family for its configuration and weights.

@@ -1,6 +1,6 @@
 //! Activation rows rounded to 8-bit blocks before the dot products, as llama.cpp's reference
-//! quantizers define it and candle rounds it (see [`round_q8_0`] for llama.cpp's x86 variant). Plain scalar code on every CPU, so the rounding never
-//! depends on the tier.
+//! quantizers define it and candle rounds it (see `round_q8_0` for llama.cpp's x86 variant).
+//! Plain scalar code on every CPU, so the rounding never depends on the tier.
 
 use super::format::{ActFormat, QK, QK_K};
 use half::f16;
