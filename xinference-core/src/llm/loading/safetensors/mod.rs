@@ -25,6 +25,7 @@ use candle_transformers::models::{llama, qwen2, qwen3};
 use config::{check_tensors, llama_config, qwen2_config, qwen3_config, Cfg, Dims};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use tokenizers::Tokenizer;
 use tokens::{chat_template, special_tokens};
 
 /// The `model_type`s this build loads from safetensors.
@@ -129,6 +130,19 @@ pub fn is_safetensors_model(path: &Path, model_format: &str) -> bool {
 /// `model_type` or configuration, missing weight or tokenizer files, weights that do not match
 /// the configuration.
 pub fn load_safetensors(dir: &Path) -> Result<LlmParts> {
+    let (config, model_type) = read_config(dir)?;
+    // The tokenizer first: a folder without one fails before its weights are read.
+    let tokenizer = load_tokenizer(dir)?;
+    let st = open_weights(dir)?;
+    let cfg = Cfg(&config);
+    let context_length = context_length(&cfg)?;
+    let model = load_model(dir, &model_type, &cfg, st)?;
+    assemble_parts(dir, model, model_type, tokenizer, &config, context_length)
+}
+
+/// Reads `config.json` of the folder `dir` and checks what can be checked before anything else
+/// is read: the family (returned beside the config), the stored dtype, and no quantization.
+fn read_config(dir: &Path) -> Result<(Value, String)> {
     if !dir.is_dir() {
         return Err(Error::bad_request(format!(
             "{} is not a folder: a safetensors model is a folder with config.json, \
@@ -154,7 +168,11 @@ pub fn load_safetensors(dir: &Path) -> Result<LlmParts> {
             dir.display()
         )));
     }
-    // The tokenizer first: a folder without one fails before its weights are read.
+    Ok((config, model_type))
+}
+
+/// Loads `tokenizer.json` of the folder `dir` (only fast tokenizers can be loaded).
+fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
     let tokenizer_path = dir.join("tokenizer.json");
     if !tokenizer_path.is_file() {
         return Err(Error::bad_request(format!(
@@ -162,116 +180,176 @@ pub fn load_safetensors(dir: &Path) -> Result<LlmParts> {
             dir.display()
         )));
     }
-    let tokenizer = crate::tokenizer_file::load(&tokenizer_path).map_err(|e| {
-        Error::bad_request(format!("cannot load {}: {e}", tokenizer_path.display()))
-    })?;
+    crate::tokenizer_file::load(&tokenizer_path)
+        .map_err(|e| Error::bad_request(format!("cannot load {}: {e}", tokenizer_path.display())))
+}
+
+/// Memory-maps the safetensors weight files of the folder `dir` (one file or the shards of an
+/// index).
+fn open_weights(dir: &Path) -> Result<MmapedSafetensors> {
     let files = weight_files(dir)?;
     // SAFETY: the files are memory-mapped read-only and copied into f32 tensors while loading;
     // model files are not modified while they are being loaded.
-    let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| {
+    unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| {
         Error::bad_request(format!(
             "cannot read the safetensors weights in {}: {e}",
             dir.display()
         ))
-    })?;
-    let has_lm_head = st.get("lm_head.weight").is_ok();
-    let cfg = Cfg(&config);
+    })
+}
+
+/// The context length: `max_position_embeddings`, at least 1.
+fn context_length(cfg: &Cfg) -> Result<usize> {
     let max_position = cfg.usize("max_position_embeddings")?;
     if max_position == 0 {
         return Err(cfg.invalid("max_position_embeddings", "at least 1"));
     }
-    let bad_weights = |e: candle_core::Error| {
+    Ok(max_position)
+}
+
+/// The 400 for weights in `dir` that do not match its `config.json` (family `model_type`).
+fn weights_error(dir: &Path, model_type: &str) -> impl Fn(candle_core::Error) -> Error {
+    let dir = dir.display().to_string();
+    let model_type = model_type.to_owned();
+    move |e| {
         Error::bad_request(format!(
-            "the weights in {} do not match its config.json ({model_type}): {e}",
-            dir.display()
+            "the weights in {dir} do not match its config.json ({model_type}): {e}"
         ))
-    };
-    let model = match model_type.as_str() {
-        "llama" => {
-            let c = llama_config(&cfg, has_lm_head)?;
-            let head_dim = c.hidden_size / c.num_attention_heads;
-            check_tensors(
-                &st,
-                &Dims {
-                    vocab: c.vocab_size,
-                    hidden: c.hidden_size,
-                    intermediate: c.intermediate_size,
-                    layers: c.num_hidden_layers,
-                    q: c.num_attention_heads * head_dim,
-                    kv: c.num_key_value_heads * head_dim,
-                    qkv_bias: false,
-                    o_bias: false,
-                    qk_norm: None,
-                    lm_head: !c.tie_word_embeddings,
-                },
-            )?;
-            let vb = VarBuilder::from_backend(Box::new(st), DType::F32, Device::Cpu);
-            // candle's Llama::load unwraps per-layer errors; the shapes were checked above,
-            // and anything else it panics on is still a 400 rather than a dead loader.
-            let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                llama::Llama::load(vb, &c)
-            }))
+    }
+}
+
+/// Checks the tensor shapes against the configuration and loads the weights (as f32) on
+/// candle's model of the family `model_type`.
+fn load_model(
+    dir: &Path,
+    model_type: &str,
+    cfg: &Cfg,
+    st: MmapedSafetensors,
+) -> Result<SafetensorsModel> {
+    let has_lm_head = st.get("lm_head.weight").is_ok();
+    let bad_weights = weights_error(dir, model_type);
+    match model_type {
+        "llama" => load_llama(cfg, st, has_lm_head, &bad_weights),
+        "qwen2" => load_qwen2(cfg, st, has_lm_head, &bad_weights),
+        "qwen3" => load_qwen3(cfg, st, has_lm_head, &bad_weights),
+        other => Err(Error::bad_request(format!(
+            "model_type {other} cannot be run as safetensors"
+        ))),
+    }
+}
+
+/// Loads a Llama model (with an empty cache to start sequences from).
+fn load_llama(
+    cfg: &Cfg,
+    st: MmapedSafetensors,
+    has_lm_head: bool,
+    bad_weights: &impl Fn(candle_core::Error) -> Error,
+) -> Result<SafetensorsModel> {
+    let c = llama_config(cfg, has_lm_head)?;
+    let head_dim = c.hidden_size / c.num_attention_heads;
+    check_tensors(
+        &st,
+        &Dims {
+            vocab: c.vocab_size,
+            hidden: c.hidden_size,
+            intermediate: c.intermediate_size,
+            layers: c.num_hidden_layers,
+            q: c.num_attention_heads * head_dim,
+            kv: c.num_key_value_heads * head_dim,
+            qkv_bias: false,
+            o_bias: false,
+            qk_norm: None,
+            lm_head: !c.tie_word_embeddings,
+        },
+    )?;
+    let vb = VarBuilder::from_backend(Box::new(st), DType::F32, Device::Cpu);
+    // candle's Llama::load unwraps per-layer errors; the shapes were checked above,
+    // and anything else it panics on is still a 400 rather than a dead loader.
+    let loaded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| llama::Llama::load(vb, &c)))
             .map_err(|p| bad_weights(candle_core::Error::Msg(crate::error::panic_text(&p))))?
             .map_err(bad_weights)?;
-            let empty = llama::Cache::new(true, DType::F32, &c, &Device::Cpu)?;
-            SafetensorsModel::Llama {
-                model: loaded,
-                cache: empty.clone(),
-                empty,
-            }
-        }
-        "qwen2" => {
-            let c = qwen2_config(&cfg)?;
-            let head_dim = c.hidden_size / c.num_attention_heads;
-            check_tensors(
-                &st,
-                &Dims {
-                    vocab: c.vocab_size,
-                    hidden: c.hidden_size,
-                    intermediate: c.intermediate_size,
-                    layers: c.num_hidden_layers,
-                    q: c.num_attention_heads * head_dim,
-                    kv: c.num_key_value_heads * head_dim,
-                    qkv_bias: true,
-                    o_bias: false,
-                    qk_norm: None,
-                    // candle ties the embeddings exactly when lm_head.weight is absent.
-                    lm_head: has_lm_head,
-                },
-            )?;
-            let vb = VarBuilder::from_backend(Box::new(st), DType::F32, Device::Cpu);
-            SafetensorsModel::Qwen2(qwen2::ModelForCausalLM::new(&c, vb).map_err(bad_weights)?)
-        }
-        "qwen3" => {
-            let c = qwen3_config(&cfg, has_lm_head)?;
-            check_tensors(
-                &st,
-                &Dims {
-                    vocab: c.vocab_size,
-                    hidden: c.hidden_size,
-                    intermediate: c.intermediate_size,
-                    layers: c.num_hidden_layers,
-                    q: c.num_attention_heads * c.head_dim,
-                    kv: c.num_key_value_heads * c.head_dim,
-                    qkv_bias: c.attention_bias,
-                    o_bias: c.attention_bias,
-                    qk_norm: Some(c.head_dim),
-                    lm_head: !c.tie_word_embeddings,
-                },
-            )?;
-            let vb = VarBuilder::from_backend(Box::new(st), DType::F32, Device::Cpu);
-            SafetensorsModel::Qwen3(qwen3::ModelForCausalLM::new(&c, vb).map_err(bad_weights)?)
-        }
-        other => {
-            return Err(Error::bad_request(format!(
-                "model_type {other} cannot be run as safetensors"
-            )))
-        }
-    };
+    let empty = llama::Cache::new(true, DType::F32, &c, &Device::Cpu)?;
+    Ok(SafetensorsModel::Llama {
+        model: loaded,
+        cache: empty.clone(),
+        empty,
+    })
+}
 
+/// Loads a Qwen2 / Qwen2.5 model.
+fn load_qwen2(
+    cfg: &Cfg,
+    st: MmapedSafetensors,
+    has_lm_head: bool,
+    bad_weights: &impl Fn(candle_core::Error) -> Error,
+) -> Result<SafetensorsModel> {
+    let c = qwen2_config(cfg)?;
+    let head_dim = c.hidden_size / c.num_attention_heads;
+    check_tensors(
+        &st,
+        &Dims {
+            vocab: c.vocab_size,
+            hidden: c.hidden_size,
+            intermediate: c.intermediate_size,
+            layers: c.num_hidden_layers,
+            q: c.num_attention_heads * head_dim,
+            kv: c.num_key_value_heads * head_dim,
+            qkv_bias: true,
+            o_bias: false,
+            qk_norm: None,
+            // candle ties the embeddings exactly when lm_head.weight is absent.
+            lm_head: has_lm_head,
+        },
+    )?;
+    let vb = VarBuilder::from_backend(Box::new(st), DType::F32, Device::Cpu);
+    Ok(SafetensorsModel::Qwen2(
+        qwen2::ModelForCausalLM::new(&c, vb).map_err(bad_weights)?,
+    ))
+}
+
+/// Loads a Qwen3 model.
+fn load_qwen3(
+    cfg: &Cfg,
+    st: MmapedSafetensors,
+    has_lm_head: bool,
+    bad_weights: &impl Fn(candle_core::Error) -> Error,
+) -> Result<SafetensorsModel> {
+    let c = qwen3_config(cfg, has_lm_head)?;
+    check_tensors(
+        &st,
+        &Dims {
+            vocab: c.vocab_size,
+            hidden: c.hidden_size,
+            intermediate: c.intermediate_size,
+            layers: c.num_hidden_layers,
+            q: c.num_attention_heads * c.head_dim,
+            kv: c.num_key_value_heads * c.head_dim,
+            qkv_bias: c.attention_bias,
+            o_bias: c.attention_bias,
+            qk_norm: Some(c.head_dim),
+            lm_head: !c.tie_word_embeddings,
+        },
+    )?;
+    let vb = VarBuilder::from_backend(Box::new(st), DType::F32, Device::Cpu);
+    Ok(SafetensorsModel::Qwen3(
+        qwen3::ModelForCausalLM::new(&c, vb).map_err(bad_weights)?,
+    ))
+}
+
+/// Assembles the loaded model and tokenizer with what `tokenizer_config.json` and
+/// `generation_config.json` (both optional) add: the chat template and the BOS/EOS tokens.
+fn assemble_parts(
+    dir: &Path,
+    model: SafetensorsModel,
+    model_type: String,
+    tokenizer: Tokenizer,
+    config: &Value,
+    context_length: usize,
+) -> Result<LlmParts> {
     let tok_config = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
     let gen_config = read_json(&dir.join("generation_config.json"))?.unwrap_or(Value::Null);
-    let special = special_tokens(&tokenizer, &config, &tok_config, &gen_config, &model_type);
+    let special = special_tokens(&tokenizer, config, &tok_config, &gen_config, &model_type);
     Ok(LlmParts {
         model: Box::new(model),
         architecture: model_type,
@@ -280,7 +358,7 @@ pub fn load_safetensors(dir: &Path) -> Result<LlmParts> {
         bos_token_id: special.bos,
         eos_token_ids: special.eos,
         add_bos: special.add_bos,
-        context_length: max_position,
+        context_length,
     })
 }
 
