@@ -28,7 +28,6 @@ ALLOWED_LONG_FUNCTIONS = {
     "xinference-core/src/llm/loading/safetensors/mod.rs::load_safetensors": 155,
     "xinference-server/src/metrics.rs::render": 278,
     "xinference-core/src/image/config.rs::from_json": 145,
-    "xinference-core/src/audio/ct2.rs::whisper_tensors": 136,
 }
 
 # Import rules: (folder or file under xinference-core/src, forbidden module paths, files exempt).
