@@ -207,133 +207,148 @@ impl Ct2Model {
             )));
         }
         let mut out = HashMap::new();
-        let mut put = |name: String, t: Tensor| {
-            out.insert(name, t);
-        };
-        let layer_norm = |src: &str, dst: &str, put: &mut dyn FnMut(String, Tensor)| {
-            put(
-                format!("{dst}.weight"),
-                self.get(&format!("{src}/gamma"))?.clone(),
-            );
-            put(
-                format!("{dst}.bias"),
-                self.get(&format!("{src}/beta"))?.clone(),
-            );
-            Ok::<(), Error>(())
-        };
-        let linear = |src: &str, dst: &str, put: &mut dyn FnMut(String, Tensor)| {
-            put(
-                format!("{dst}.weight"),
-                self.get(&format!("{src}/weight"))?.clone(),
-            );
-            if let Some(b) = self.variables.get(&format!("{src}/bias")) {
-                put(format!("{dst}.bias"), b.clone());
-            }
-            Ok::<(), Error>(())
-        };
-        // Splits a fused projection (rows stacked) into named parts; keys carry no bias.
-        let split = |src: &str, dsts: &[&str], put: &mut dyn FnMut(String, Tensor)| {
-            let w = self.get(&format!("{src}/weight"))?;
-            let b = self.get(&format!("{src}/bias"))?;
-            let n = w.dim(0)? / dsts.len();
-            for (i, dst) in dsts.iter().enumerate() {
-                put(format!("{dst}.weight"), w.narrow(0, i * n, n)?);
-                if !dst.ends_with("k_proj") {
-                    put(format!("{dst}.bias"), b.narrow(0, i * n, n)?);
-                }
-            }
-            Ok::<(), Error>(())
-        };
         for side in ["encoder", "decoder"] {
             let hf = format!("model.{side}");
             for i in 0..self.layers(side) {
-                let src = format!("{side}/layer_{i}");
-                let dst = format!("{hf}.layers.{i}");
-                layer_norm(
-                    &format!("{src}/self_attention/layer_norm"),
-                    &format!("{dst}.self_attn_layer_norm"),
-                    &mut put,
-                )?;
-                split(
-                    &format!("{src}/self_attention/linear_0"),
-                    &[
-                        &format!("{dst}.self_attn.q_proj"),
-                        &format!("{dst}.self_attn.k_proj"),
-                        &format!("{dst}.self_attn.v_proj"),
-                    ],
-                    &mut put,
-                )?;
-                linear(
-                    &format!("{src}/self_attention/linear_1"),
-                    &format!("{dst}.self_attn.out_proj"),
-                    &mut put,
-                )?;
-                if side == "decoder" {
-                    layer_norm(
-                        &format!("{src}/attention/layer_norm"),
-                        &format!("{dst}.encoder_attn_layer_norm"),
-                        &mut put,
-                    )?;
-                    linear(
-                        &format!("{src}/attention/linear_0"),
-                        &format!("{dst}.encoder_attn.q_proj"),
-                        &mut put,
-                    )?;
-                    split(
-                        &format!("{src}/attention/linear_1"),
-                        &[
-                            &format!("{dst}.encoder_attn.k_proj"),
-                            &format!("{dst}.encoder_attn.v_proj"),
-                        ],
-                        &mut put,
-                    )?;
-                    linear(
-                        &format!("{src}/attention/linear_2"),
-                        &format!("{dst}.encoder_attn.out_proj"),
-                        &mut put,
-                    )?;
-                }
-                layer_norm(
-                    &format!("{src}/ffn/layer_norm"),
-                    &format!("{dst}.final_layer_norm"),
-                    &mut put,
-                )?;
-                linear(
-                    &format!("{src}/ffn/linear_0"),
-                    &format!("{dst}.fc1"),
-                    &mut put,
-                )?;
-                linear(
-                    &format!("{src}/ffn/linear_1"),
-                    &format!("{dst}.fc2"),
-                    &mut put,
-                )?;
+                self.put_whisper_layer(side, i, &mut out)?;
             }
-            layer_norm(
+            self.put_layer_norm(
                 &format!("{side}/layer_norm"),
                 &format!("{hf}.layer_norm"),
-                &mut put,
+                &mut out,
             )?;
         }
         for (src, dst) in [
             ("encoder/conv1", "model.encoder.conv1"),
             ("encoder/conv2", "model.encoder.conv2"),
         ] {
-            linear(src, dst, &mut put)?;
+            self.put_linear(src, dst, &mut out)?;
         }
-        put(
-            "model.decoder.embed_tokens.weight".into(),
-            self.get("decoder/embeddings/weight")?.clone(),
-        );
-        put(
-            "model.encoder.embed_positions.weight".into(),
-            self.get("encoder/position_encodings/encodings")?.clone(),
-        );
-        put(
-            "model.decoder.embed_positions.weight".into(),
-            self.get("decoder/position_encodings/encodings")?.clone(),
-        );
+        for (src, dst) in [
+            (
+                "decoder/embeddings/weight",
+                "model.decoder.embed_tokens.weight",
+            ),
+            (
+                "encoder/position_encodings/encodings",
+                "model.encoder.embed_positions.weight",
+            ),
+            (
+                "decoder/position_encodings/encodings",
+                "model.decoder.embed_positions.weight",
+            ),
+        ] {
+            out.insert(dst.to_owned(), self.get(src)?.clone());
+        }
         Ok(out)
+    }
+
+    /// Puts layer `i` of `side` (`encoder` or `decoder`) into `out` under the Hugging Face
+    /// names: self-attention, cross-attention (decoder only) and feed-forward block.
+    fn put_whisper_layer(
+        &self,
+        side: &str,
+        i: usize,
+        out: &mut HashMap<String, Tensor>,
+    ) -> Result<()> {
+        let src = format!("{side}/layer_{i}");
+        let dst = format!("model.{side}.layers.{i}");
+        self.put_layer_norm(
+            &format!("{src}/self_attention/layer_norm"),
+            &format!("{dst}.self_attn_layer_norm"),
+            out,
+        )?;
+        self.put_split(
+            &format!("{src}/self_attention/linear_0"),
+            &[
+                &format!("{dst}.self_attn.q_proj"),
+                &format!("{dst}.self_attn.k_proj"),
+                &format!("{dst}.self_attn.v_proj"),
+            ],
+            out,
+        )?;
+        self.put_linear(
+            &format!("{src}/self_attention/linear_1"),
+            &format!("{dst}.self_attn.out_proj"),
+            out,
+        )?;
+        if side == "decoder" {
+            self.put_layer_norm(
+                &format!("{src}/attention/layer_norm"),
+                &format!("{dst}.encoder_attn_layer_norm"),
+                out,
+            )?;
+            self.put_linear(
+                &format!("{src}/attention/linear_0"),
+                &format!("{dst}.encoder_attn.q_proj"),
+                out,
+            )?;
+            self.put_split(
+                &format!("{src}/attention/linear_1"),
+                &[
+                    &format!("{dst}.encoder_attn.k_proj"),
+                    &format!("{dst}.encoder_attn.v_proj"),
+                ],
+                out,
+            )?;
+            self.put_linear(
+                &format!("{src}/attention/linear_2"),
+                &format!("{dst}.encoder_attn.out_proj"),
+                out,
+            )?;
+        }
+        self.put_layer_norm(
+            &format!("{src}/ffn/layer_norm"),
+            &format!("{dst}.final_layer_norm"),
+            out,
+        )?;
+        self.put_linear(&format!("{src}/ffn/linear_0"), &format!("{dst}.fc1"), out)?;
+        self.put_linear(&format!("{src}/ffn/linear_1"), &format!("{dst}.fc2"), out)
+    }
+
+    /// Puts the layer norm `src` (`gamma`, `beta`) into `out` as `dst.weight`, `dst.bias`.
+    fn put_layer_norm(
+        &self,
+        src: &str,
+        dst: &str,
+        out: &mut HashMap<String, Tensor>,
+    ) -> Result<()> {
+        out.insert(
+            format!("{dst}.weight"),
+            self.get(&format!("{src}/gamma"))?.clone(),
+        );
+        out.insert(
+            format!("{dst}.bias"),
+            self.get(&format!("{src}/beta"))?.clone(),
+        );
+        Ok(())
+    }
+
+    /// Puts the linear layer `src` into `out` as `dst.weight` and, when it has one, `dst.bias`.
+    fn put_linear(&self, src: &str, dst: &str, out: &mut HashMap<String, Tensor>) -> Result<()> {
+        out.insert(
+            format!("{dst}.weight"),
+            self.get(&format!("{src}/weight"))?.clone(),
+        );
+        if let Some(b) = self.variables.get(&format!("{src}/bias")) {
+            out.insert(format!("{dst}.bias"), b.clone());
+        }
+        Ok(())
+    }
+
+    /// Splits the fused projection `src` (rows stacked) into the named parts `dsts` of `out`;
+    /// keys (`*k_proj`) carry no bias.
+    fn put_split(&self, src: &str, dsts: &[&str], out: &mut HashMap<String, Tensor>) -> Result<()> {
+        let w = self.get(&format!("{src}/weight"))?;
+        let b = self.get(&format!("{src}/bias"))?;
+        let n = w.dim(0)? / dsts.len();
+        for (i, dst) in dsts.iter().enumerate() {
+            out.insert(format!("{dst}.weight"), w.narrow(0, i * n, n)?);
+            if !dst.ends_with("k_proj") {
+                out.insert(format!("{dst}.bias"), b.narrow(0, i * n, n)?);
+            }
+        }
+        Ok(())
     }
 }
 

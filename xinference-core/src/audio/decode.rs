@@ -48,6 +48,123 @@ pub fn transcribe_with(
     options: &TranscriptionOptions,
     on_progress: &mut dyn FnMut(Progress) -> Result<()>,
 ) -> Result<Transcription> {
+    let (temperatures, search) = check_request(model, options)?;
+    on_progress(Progress::Started)?;
+    let (features, frames) = log_mel(samples, model.n_mels, 160);
+    let content_frames = frames - 1;
+    let duration = samples.len() as f64 / 16_000.0;
+    let mut language = requested_language(model, options)?;
+    let mut all_tokens = initial_prompt_tokens(model, options)?;
+    let condition = options.condition_on_previous_text.unwrap_or(true);
+    let mut prompt_reset_since = 0;
+    let mut segments = Vec::new();
+    let words_wanted = options.wants_words();
+    let mut words = Vec::new();
+    let mut last_speech = 0.0;
+    let mut seek = 0usize;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    while seek < content_frames {
+        let time_offset = seek as f64 * FRAME_SECONDS;
+        let segment_size = N_FRAMES.min(content_frames - seek);
+        let mel = window_mel(&features, frames, model.n_mels, seek, segment_size);
+        let audio = model.encode(&mel)?;
+        if model.multilingual && language.is_none() {
+            language = Some(detect_language(model, &audio)?);
+        }
+        let (prompt, sot_index) = window_prompt(
+            model,
+            &all_tokens[prompt_reset_since..],
+            language,
+            options.task,
+        );
+        let result = decode_with_fallback(
+            model,
+            &audio,
+            &prompt,
+            sot_index,
+            &temperatures,
+            &search,
+            &mut rng,
+        )?;
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD && result.avg_logprob <= LOG_PROB_THRESHOLD {
+            seek += segment_size;
+            continue;
+        }
+        let previous_seek = seek;
+        let (mut pieces, next_seek, single_timestamp_ending) = split_by_timestamps(
+            &result.tokens,
+            model.special.timestamp_begin,
+            seek,
+            segment_size,
+        );
+        seek = next_seek;
+        if words_wanted {
+            let code = language
+                .map(|l| model.language_code_of(l))
+                .unwrap_or_else(|| "en".to_owned());
+            add_word_timestamps(
+                model,
+                &audio,
+                &prompt[sot_index..],
+                &mut pieces,
+                previous_seek,
+                segment_size,
+                &code,
+                last_speech,
+            )?;
+            let last_word_end = last_word_end(&pieces);
+            if !single_timestamp_ending {
+                if let Some(end) = last_word_end.filter(|&e| e > time_offset) {
+                    seek = (end * 100.0).round() as usize;
+                }
+            }
+            if let Some(end) = last_word_end {
+                last_speech = end;
+            }
+        }
+        let window = WindowResult {
+            seek: previous_seek,
+            duration,
+            decoded: &result,
+        };
+        for piece in pieces {
+            let Some(segment) = piece_segment(model, &piece, segments.len(), &window) else {
+                continue;
+            };
+            all_tokens.extend(&piece.tokens);
+            on_progress(Progress::Segment(&segment))?;
+            segments.push(segment);
+            words.extend(piece.words.into_iter().map(|w| TranscriptionWord {
+                word: w.word.trim().to_owned(),
+                start: w.start,
+                end: w.end,
+                probability: w.probability,
+            }));
+        }
+        if !condition || result.temperature > PROMPT_RESET_ON_TEMPERATURE {
+            prompt_reset_since = all_tokens.len();
+        }
+    }
+    let text: String = segments.iter().map(|s| s.text.as_str()).collect();
+    Ok(Transcription {
+        task: options.task.as_str().to_owned(),
+        language: language
+            .map(|l| model.language_code_of(l))
+            .unwrap_or_else(|| "en".to_owned()),
+        duration: round3(duration),
+        text: text.trim().to_owned(),
+        segments,
+        words: words_wanted.then_some(words),
+    })
+}
+
+/// Checks a request against the model before any work: translation needs a multilingual
+/// model, granularities are `segment`/`word`, the temperature is in 0..=1 and the language is
+/// known. Returns the fallback temperatures to try and the search options.
+fn check_request(
+    model: &WhisperModel,
+    options: &TranscriptionOptions,
+) -> Result<(Vec<f32>, SearchOptions)> {
     if options.task == AudioTask::Translate && !model.multilingual {
         return Err(Error::bad_request(
             "this model is English-only (.en) and cannot translate; use a multilingual Whisper model",
@@ -73,149 +190,121 @@ pub fn transcribe_with(
     if let Some(code) = options.language.as_deref().filter(|_| model.multilingual) {
         model.language_token(code)?;
     }
-    on_progress(Progress::Started)?;
-    let (features, frames) = log_mel(samples, model.n_mels, 160);
-    let content_frames = frames - 1;
-    let duration = samples.len() as f64 / 16_000.0;
-    let n_mels = model.n_mels;
-    let window = |seek: usize, size: usize| -> Vec<f32> {
-        let mut mel = vec![0f32; n_mels * N_FRAMES];
-        for m in 0..n_mels {
-            let row = &features[m * frames + seek..m * frames + seek + size];
-            mel[m * N_FRAMES..m * N_FRAMES + size].copy_from_slice(row);
-        }
-        mel
-    };
-    let sp = model.special.clone();
+    Ok((temperatures, search))
+}
+
+/// The language token the request asks for, on multilingual models (`None`: detect it).
+fn requested_language(model: &WhisperModel, options: &TranscriptionOptions) -> Result<Option<u32>> {
     let mut language = None;
     if model.multilingual {
         if let Some(code) = &options.language {
             language = Some(model.language_token(code)?);
         }
     }
+    Ok(language)
+}
+
+/// The tokens of the request's initial prompt (a leading space, trimmed), conditioning the
+/// first window; empty without one.
+fn initial_prompt_tokens(model: &WhisperModel, options: &TranscriptionOptions) -> Result<Vec<u32>> {
     let mut all_tokens: Vec<u32> = Vec::new();
     if let Some(prompt) = options.prompt.as_deref().filter(|p| !p.trim().is_empty()) {
         all_tokens.extend(model.encode_text(&format!(" {}", prompt.trim()))?);
     }
-    let condition = options.condition_on_previous_text.unwrap_or(true);
-    let mut prompt_reset_since = 0;
-    let mut segments = Vec::new();
-    let words_wanted = options.wants_words();
-    let mut words = Vec::new();
-    let mut last_speech = 0.0;
-    let mut seek = 0usize;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    while seek < content_frames {
-        let time_offset = seek as f64 * FRAME_SECONDS;
-        let segment_size = N_FRAMES.min(content_frames - seek);
-        let audio = model.encode(&window(seek, segment_size))?;
-        if model.multilingual && language.is_none() {
-            language = Some(detect_language(model, &audio)?);
-        }
-        let mut prompt = Vec::new();
-        let previous = &all_tokens[prompt_reset_since..];
-        if !previous.is_empty() {
-            prompt.push(sp.sot_prev);
-            let keep = model.max_length / 2 - 1;
-            prompt.extend(&previous[previous.len().saturating_sub(keep)..]);
-        }
-        let sot_index = prompt.len();
-        prompt.push(sp.sot);
-        if model.multilingual {
-            prompt.push(language.unwrap_or(sp.sot + 1));
-            prompt.push(match options.task {
-                AudioTask::Transcribe => sp.transcribe,
-                AudioTask::Translate => sp.translate,
-            });
-        }
-        let result = decode_with_fallback(
-            model,
-            &audio,
-            &prompt,
-            sot_index,
-            &temperatures,
-            &search,
-            &mut rng,
-        )?;
-        if result.no_speech_prob > NO_SPEECH_THRESHOLD && result.avg_logprob <= LOG_PROB_THRESHOLD {
-            seek += segment_size;
-            continue;
-        }
-        let previous_seek = seek;
-        let (mut pieces, next_seek, single_timestamp_ending) =
-            split_by_timestamps(&result.tokens, sp.timestamp_begin, seek, segment_size);
-        seek = next_seek;
-        if words_wanted {
-            let code = language
-                .map(|l| model.language_code_of(l))
-                .unwrap_or_else(|| "en".to_owned());
-            add_word_timestamps(
-                model,
-                &audio,
-                &prompt[sot_index..],
-                &mut pieces,
-                previous_seek,
-                segment_size,
-                &code,
-                last_speech,
-            )?;
-            let last_word_end = pieces
-                .iter()
-                .rev()
-                .flat_map(|p| p.words.iter().rev())
-                .map(|w| w.end)
-                .next()
-                .or(pieces.last().map(|p| p.end));
-            if !single_timestamp_ending {
-                if let Some(end) = last_word_end.filter(|&e| e > time_offset) {
-                    seek = (end * 100.0).round() as usize;
-                }
-            }
-            if let Some(end) = last_word_end {
-                last_speech = end;
-            }
-        }
-        for piece in pieces {
-            let text = model.decode_text(&piece.tokens);
-            if piece.start == piece.end || text.trim().is_empty() {
-                continue;
-            }
-            all_tokens.extend(&piece.tokens);
-            let segment = TranscriptionSegment {
-                id: segments.len(),
-                seek: previous_seek,
-                start: round3(piece.start),
-                end: round3(piece.end.min(duration.max(piece.start))),
-                text,
-                tokens: piece.tokens,
-                temperature: result.temperature,
-                avg_logprob: result.avg_logprob,
-                compression_ratio: result.compression_ratio,
-                no_speech_prob: result.no_speech_prob,
-            };
-            on_progress(Progress::Segment(&segment))?;
-            segments.push(segment);
-            words.extend(piece.words.into_iter().map(|w| TranscriptionWord {
-                word: w.word.trim().to_owned(),
-                start: w.start,
-                end: w.end,
-                probability: w.probability,
-            }));
-        }
-        if !condition || result.temperature > PROMPT_RESET_ON_TEMPERATURE {
-            prompt_reset_since = all_tokens.len();
-        }
+    Ok(all_tokens)
+}
+
+/// The `n_mels x N_FRAMES` encoder input for the `size` frames at `seek` of the whole log-mel
+/// `features` (`n_mels` rows of `frames`), zero-padded on the right.
+fn window_mel(
+    features: &[f32],
+    frames: usize,
+    n_mels: usize,
+    seek: usize,
+    size: usize,
+) -> Vec<f32> {
+    let mut mel = vec![0f32; n_mels * N_FRAMES];
+    for m in 0..n_mels {
+        let row = &features[m * frames + seek..m * frames + seek + size];
+        mel[m * N_FRAMES..m * N_FRAMES + size].copy_from_slice(row);
     }
-    let text: String = segments.iter().map(|s| s.text.as_str()).collect();
-    Ok(Transcription {
-        task: options.task.as_str().to_owned(),
-        language: language
-            .map(|l| model.language_code_of(l))
-            .unwrap_or_else(|| "en".to_owned()),
-        duration: round3(duration),
-        text: text.trim().to_owned(),
-        segments,
-        words: words_wanted.then_some(words),
+    mel
+}
+
+/// The decoder prompt of a window: the tail of the `previous` text tokens (after
+/// `<|startofprev|>`, at most half the context), then `<|startoftranscript|>` and, on
+/// multilingual models, the language and task tokens. Returns it and the index of
+/// `<|startoftranscript|>`.
+fn window_prompt(
+    model: &WhisperModel,
+    previous: &[u32],
+    language: Option<u32>,
+    task: AudioTask,
+) -> (Vec<u32>, usize) {
+    let sp = &model.special;
+    let mut prompt = Vec::new();
+    if !previous.is_empty() {
+        prompt.push(sp.sot_prev);
+        let keep = model.max_length / 2 - 1;
+        prompt.extend(&previous[previous.len().saturating_sub(keep)..]);
+    }
+    let sot_index = prompt.len();
+    prompt.push(sp.sot);
+    if model.multilingual {
+        prompt.push(language.unwrap_or(sp.sot + 1));
+        prompt.push(match task {
+            AudioTask::Transcribe => sp.transcribe,
+            AudioTask::Translate => sp.translate,
+        });
+    }
+    (prompt, sot_index)
+}
+
+/// The end of the last word of `pieces`, or of the last piece when none has words.
+fn last_word_end(pieces: &[Piece]) -> Option<f64> {
+    pieces
+        .iter()
+        .rev()
+        .flat_map(|p| p.words.iter().rev())
+        .map(|w| w.end)
+        .next()
+        .or(pieces.last().map(|p| p.end))
+}
+
+/// What the segments of one decoded window share.
+struct WindowResult<'a> {
+    /// The frame the window started at.
+    seek: usize,
+    /// Seconds of audio in the whole request (segments end no later).
+    duration: f64,
+    /// The decode the segments come from.
+    decoded: &'a Decoded,
+}
+
+/// The segment `id` of one piece of a window, or `None` for an empty piece (no time span or
+/// blank text).
+fn piece_segment(
+    model: &WhisperModel,
+    piece: &Piece,
+    id: usize,
+    window: &WindowResult,
+) -> Option<TranscriptionSegment> {
+    let text = model.decode_text(&piece.tokens);
+    if piece.start == piece.end || text.trim().is_empty() {
+        return None;
+    }
+    let result = window.decoded;
+    Some(TranscriptionSegment {
+        id,
+        seek: window.seek,
+        start: round3(piece.start),
+        end: round3(piece.end.min(window.duration.max(piece.start))),
+        text,
+        tokens: piece.tokens.clone(),
+        temperature: result.temperature,
+        avg_logprob: result.avg_logprob,
+        compression_ratio: result.compression_ratio,
+        no_speech_prob: result.no_speech_prob,
     })
 }
 

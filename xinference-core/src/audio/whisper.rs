@@ -77,6 +77,111 @@ pub fn is_whisper_folder(dir: &Path) -> bool {
     dir.join("model.bin").is_file() || dir.join("model.safetensors").is_file()
 }
 
+/// The `u32` ids of a JSON array (empty when absent).
+fn ids_of(v: Option<&Value>) -> Vec<u32> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64().map(|x| x as u32))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The weights and token lists of a Whisper folder, as its format stores them (lists may be
+/// empty: [`WhisperModel::load`] fills in the defaults).
+struct Weights {
+    /// Model dimensions.
+    config: Config,
+    /// The weights under Hugging Face names.
+    vb: VarBuilder<'static>,
+    /// Tokens never sampled.
+    suppress: Vec<u32>,
+    /// Tokens not sampled first.
+    suppress_begin: Vec<u32>,
+    /// Language tokens.
+    lang_ids: Vec<u32>,
+    /// `(layer, head)` alignment heads.
+    heads: Vec<(usize, usize)>,
+}
+
+impl Weights {
+    /// A CTranslate2 folder: `model.bin` (dimensions read from the tensor shapes) and the
+    /// token lists of its `config.json`.
+    fn ct2(dir: &Path) -> Result<Self> {
+        let ct2 = Ct2Model::read(&dir.join("model.bin"))?;
+        let tensors = ct2.whisper_tensors()?;
+        let dim = |name: &str, i: usize| -> Result<usize> {
+            ct2.variables
+                .get(name)
+                .and_then(|t| t.dims().get(i).copied())
+                .ok_or_else(|| Error::bad_request(format!("model.bin has no {name}")))
+        };
+        let config = Config {
+            num_mel_bins: dim("encoder/conv1/weight", 1)?,
+            max_source_positions: dim("encoder/position_encodings/encodings", 0)?,
+            d_model: dim("encoder/conv1/weight", 0)?,
+            encoder_attention_heads: ct2.scalar("encoder/num_heads").unwrap_or(6),
+            encoder_layers: ct2.layers("encoder"),
+            vocab_size: dim("decoder/embeddings/weight", 0)?,
+            max_target_positions: dim("decoder/position_encodings/encodings", 0)?,
+            decoder_attention_heads: ct2.scalar("decoder/num_heads").unwrap_or(6),
+            decoder_layers: ct2.layers("decoder"),
+            suppress_tokens: vec![],
+        };
+        let cfg = crate::files::read_json(&dir.join("config.json")).unwrap_or(Value::Null);
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        Ok(Weights {
+            config,
+            vb,
+            suppress: ids_of(cfg.get("suppress_ids")),
+            suppress_begin: ids_of(cfg.get("suppress_ids_begin")),
+            lang_ids: ids_of(cfg.get("lang_ids")),
+            heads: heads_of(cfg.get("alignment_heads")),
+        })
+    }
+
+    /// A Hugging Face folder: `model.safetensors` (memory-mapped), `config.json` and the token
+    /// lists of `generation_config.json`.
+    fn safetensors(dir: &Path) -> Result<Self> {
+        let read_json = |name: &str| crate::files::read_json(&dir.join(name));
+        let config: Config = serde_json::from_value(read_json("config.json")?)
+            .map_err(|e| Error::bad_request(format!("Whisper config.json: {e}")))?;
+        let generation = read_json("generation_config.json").unwrap_or(Value::Null);
+        // SAFETY: the weights file is not modified while it is mapped.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(
+                &[dir.join("model.safetensors")],
+                DType::F32,
+                &Device::Cpu,
+            )?
+        };
+        let mut lang_ids: Vec<u32> = generation
+            .get("lang_to_id")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.values()
+                    .filter_map(|v| v.as_u64().map(|v| v as u32))
+                    .collect()
+            })
+            .unwrap_or_default();
+        lang_ids.sort_unstable();
+        let suppress = if config.suppress_tokens.is_empty() {
+            ids_of(generation.get("suppress_tokens"))
+        } else {
+            config.suppress_tokens.clone()
+        };
+        Ok(Weights {
+            config,
+            vb,
+            suppress,
+            suppress_begin: ids_of(generation.get("begin_suppress_tokens")),
+            lang_ids,
+            heads: heads_of(generation.get("alignment_heads")),
+        })
+    }
+}
+
 impl WhisperModel {
     /// Loads the model in `dir`, recognised by its content: CTranslate2 (`model.bin`,
     /// `config.json`, `tokenizer.json`) or Hugging Face (`model.safetensors`, `config.json`,
@@ -89,89 +194,23 @@ impl WhisperModel {
             ))
         })?;
         let special = special_tokens(&tokenizer)?;
-        let read_json = |name: &str| crate::files::read_json(&dir.join(name));
-        let ids = |v: Option<&Value>| -> Vec<u32> {
-            v.and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_u64().map(|x| x as u32))
-                        .collect()
-                })
-                .unwrap_or_default()
+        let Weights {
+            config,
+            vb,
+            suppress,
+            suppress_begin,
+            lang_ids,
+            heads,
+        } = if dir.join("model.bin").is_file() {
+            Weights::ct2(dir)?
+        } else if dir.join("model.safetensors").is_file() {
+            Weights::safetensors(dir)?
+        } else {
+            return Err(Error::bad_request(format!(
+                "{} holds no Whisper weights (model.bin of CTranslate2 or model.safetensors)",
+                dir.display()
+            )));
         };
-        let (config, vb, suppress, suppress_begin, lang_ids, heads) =
-            if dir.join("model.bin").is_file() {
-                let ct2 = Ct2Model::read(&dir.join("model.bin"))?;
-                let tensors = ct2.whisper_tensors()?;
-                let dim = |name: &str, i: usize| -> Result<usize> {
-                    ct2.variables
-                        .get(name)
-                        .and_then(|t| t.dims().get(i).copied())
-                        .ok_or_else(|| Error::bad_request(format!("model.bin has no {name}")))
-                };
-                let config = Config {
-                    num_mel_bins: dim("encoder/conv1/weight", 1)?,
-                    max_source_positions: dim("encoder/position_encodings/encodings", 0)?,
-                    d_model: dim("encoder/conv1/weight", 0)?,
-                    encoder_attention_heads: ct2.scalar("encoder/num_heads").unwrap_or(6),
-                    encoder_layers: ct2.layers("encoder"),
-                    vocab_size: dim("decoder/embeddings/weight", 0)?,
-                    max_target_positions: dim("decoder/position_encodings/encodings", 0)?,
-                    decoder_attention_heads: ct2.scalar("decoder/num_heads").unwrap_or(6),
-                    decoder_layers: ct2.layers("decoder"),
-                    suppress_tokens: vec![],
-                };
-                let cfg = read_json("config.json").unwrap_or(Value::Null);
-                let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-                (
-                    config,
-                    vb,
-                    ids(cfg.get("suppress_ids")),
-                    ids(cfg.get("suppress_ids_begin")),
-                    ids(cfg.get("lang_ids")),
-                    heads_of(cfg.get("alignment_heads")),
-                )
-            } else if dir.join("model.safetensors").is_file() {
-                let config: Config = serde_json::from_value(read_json("config.json")?)
-                    .map_err(|e| Error::bad_request(format!("Whisper config.json: {e}")))?;
-                let generation = read_json("generation_config.json").unwrap_or(Value::Null);
-                // SAFETY: the weights file is not modified while it is mapped.
-                let vb = unsafe {
-                    VarBuilder::from_mmaped_safetensors(
-                        &[dir.join("model.safetensors")],
-                        DType::F32,
-                        &Device::Cpu,
-                    )?
-                };
-                let mut lang_ids: Vec<u32> = generation
-                    .get("lang_to_id")
-                    .and_then(Value::as_object)
-                    .map(|m| {
-                        m.values()
-                            .filter_map(|v| v.as_u64().map(|v| v as u32))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                lang_ids.sort_unstable();
-                let suppress = if config.suppress_tokens.is_empty() {
-                    ids(generation.get("suppress_tokens"))
-                } else {
-                    config.suppress_tokens.clone()
-                };
-                (
-                    config,
-                    vb,
-                    suppress,
-                    ids(generation.get("begin_suppress_tokens")),
-                    lang_ids,
-                    heads_of(generation.get("alignment_heads")),
-                )
-            } else {
-                return Err(Error::bad_request(format!(
-                    "{} holds no Whisper weights (model.bin of CTranslate2 or model.safetensors)",
-                    dir.display()
-                )));
-            };
         let n_mels = config.num_mel_bins;
         let multilingual = config.vocab_size >= 51865;
         let max_length = config.max_target_positions;
