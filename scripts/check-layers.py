@@ -27,7 +27,6 @@ ALLOWED_LONG_FUNCTIONS = {
     "xinference-core/src/audio/decode.rs::transcribe_with": 176,
     "xinference-core/src/llm/loading/safetensors/mod.rs::load_safetensors": 155,
     "xinference-core/src/audio/whisper.rs::load": 152,
-    "xinference-core/src/image/config.rs::from_json": 145,
     "xinference-core/src/audio/ct2.rs::whisper_tensors": 136,
 }
 
