@@ -21,13 +21,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CRATES = ["xinference-core/src", "xinference-server/src", "xinference-cli/src", "src"]
 MAX_FN_LINES = 120
 
-# Functions longer than MAX_FN_LINES today, with their length: to be split by purpose.
-# An entry may only shrink; a new long function is a breach.
-ALLOWED_LONG_FUNCTIONS = {
-    "xinference-core/src/image/scheduler.rs::new": 220,
-    "xinference-server/src/metrics.rs::render": 278,
-    "xinference-core/src/image/config.rs::from_json": 145,
-}
+# Functions longer than MAX_FN_LINES, with their length, while they wait to be split by purpose
+# (none today). An entry may only shrink; a new long function is a breach.
+ALLOWED_LONG_FUNCTIONS: dict[str, int] = {}
 
 # Import rules: (folder or file under xinference-core/src, forbidden module paths, files exempt).
 IMPORT_RULES = [

@@ -125,10 +125,47 @@ fn status_text(s: InstanceStatus) -> String {
         .unwrap_or_default()
 }
 
+/// Whether `m` is a large language model (the token counters and first-token times are its).
+fn is_llm(m: &ModelSnapshot) -> bool {
+    m.model_type == "LLM"
+}
+
+/// Whether `m` is ready (a loading model takes no requests).
+fn is_ready(m: &ModelSnapshot) -> bool {
+    m.status == InstanceStatus::Ready
+}
+
+/// Whether `m` is ready and has an LLM engine (and so a KV cache).
+fn is_ready_llm(m: &ModelSnapshot) -> bool {
+    is_ready(m) && m.llm.is_some()
+}
+
+/// The share of `m`'s KV-cache blocks in use (0..1), for models with an LLM engine.
+fn kv_cache_usage(m: &ModelSnapshot) -> Option<f64> {
+    m.llm.as_ref().map(|l| {
+        if l.num_blocks == 0 {
+            0.0
+        } else {
+            (l.used_blocks as f64 / l.num_blocks as f64).min(1.0)
+        }
+    })
+}
+
 /// The whole exposition of `runtime` now.
 pub fn render(runtime: &Runtime) -> String {
     let models = runtime.metrics_snapshot();
     let mut e = Exposition { out: String::new() };
+    write_server_info(&mut e, runtime);
+    write_xinference_requests(&mut e, &models);
+    write_xinference_latency(&mut e, &models);
+    write_xinference_prefix_cache(&mut e, &models);
+    write_vllm_load(&mut e, &models);
+    write_vllm_tokens(&mut e, &models);
+    e.out
+}
+
+/// The server-wide families: build information and uptime.
+fn write_server_info(e: &mut Exposition, runtime: &Runtime) {
     let version = env!("CARGO_PKG_VERSION");
     e.family(
         "xinference:build_info",
@@ -146,14 +183,15 @@ pub fn render(runtime: &Runtime) -> String {
         &[],
         runtime.uptime_secs() as f64,
     );
+}
 
-    // Xinference's names.
+/// Xinference's per-model status, request, request-limit and token families.
+fn write_xinference_requests(e: &mut Exposition, x: &[ModelSnapshot]) {
     let with_status = |m: &ModelSnapshot| {
         let mut l = xinference_labels(m);
         l.push(("status", status_text(m.status)));
         l
     };
-    let x = &models;
     if !x.is_empty() {
         e.family(
             "xinference:model_status",
@@ -166,7 +204,6 @@ pub fn render(runtime: &Runtime) -> String {
             e.sample("xinference:model_status", &l, 1.0);
         }
     }
-    let ready = |m: &ModelSnapshot| m.status == InstanceStatus::Ready;
     e.per_model(
         x,
         (
@@ -207,7 +244,6 @@ pub fn render(runtime: &Runtime) -> String {
         xinference_labels,
         |m| m.request_limit.map(|l| l as f64),
     );
-    let llm = |m: &ModelSnapshot| m.model_type == "LLM";
     e.per_model(
         x,
         (
@@ -216,7 +252,7 @@ pub fn render(runtime: &Runtime) -> String {
             "Prompt tokens (LLM only).",
         ),
         xinference_labels,
-        |m| llm(m).then_some(m.input_tokens as f64),
+        |m| is_llm(m).then_some(m.input_tokens as f64),
     );
     e.per_model(
         x,
@@ -226,8 +262,12 @@ pub fn render(runtime: &Runtime) -> String {
             "Generated tokens (LLM only).",
         ),
         xinference_labels,
-        |m| llm(m).then_some(m.output_tokens as f64),
+        |m| is_llm(m).then_some(m.output_tokens as f64),
     );
+}
+
+/// Xinference's latency histograms: request duration and time to first token.
+fn write_xinference_latency(e: &mut Exposition, x: &[ModelSnapshot]) {
     if !x.is_empty() {
         let name = "xinference:model_request_duration_seconds";
         e.family(name, "histogram", "Model request duration in seconds.");
@@ -237,19 +277,23 @@ pub fn render(runtime: &Runtime) -> String {
             e.histogram(name, &l, &m.duration);
         }
     }
-    if x.iter().any(llm) {
+    if x.iter().any(is_llm) {
         let name = "xinference:time_to_first_token_seconds";
         e.family(
             name,
             "histogram",
             "Time to the first generated token in seconds (LLM only).",
         );
-        for m in x.iter().filter(|m| llm(m)) {
+        for m in x.iter().filter(|m| is_llm(m)) {
             let l = xinference_labels(m);
             let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
             e.histogram(name, &l, &m.ttft);
         }
     }
+}
+
+/// Xinference's prompt-prefix cache families: hit rate, bytes held, budget.
+fn write_xinference_prefix_cache(e: &mut Exposition, x: &[ModelSnapshot]) {
     let prefix = |m: &ModelSnapshot| m.llm.as_ref().map(|l| l.prefix_cache);
     e.per_model(
         x,
@@ -281,10 +325,12 @@ pub fn render(runtime: &Runtime) -> String {
         xinference_labels,
         |m| prefix(m).map(|p| p.budget_bytes as f64),
     );
+}
 
-    // vLLM's names, for the endpoint pickers that read them (ready models only: a loading
-    // model takes no requests).
-    let ready_llm = |m: &ModelSnapshot| ready(m) && m.llm.is_some();
+/// vLLM's load families, for the endpoint pickers that read them (ready models only: a
+/// loading model takes no requests): running and waiting requests, KV-cache usage and
+/// configuration.
+fn write_vllm_load(e: &mut Exposition, x: &[ModelSnapshot]) {
     e.per_model(
         x,
         (
@@ -293,7 +339,7 @@ pub fn render(runtime: &Runtime) -> String {
             "Requests being computed now.",
         ),
         vllm_labels,
-        |m| ready(m).then_some(m.running as f64),
+        |m| is_ready(m).then_some(m.running as f64),
     );
     e.per_model(
         x,
@@ -303,17 +349,8 @@ pub fn render(runtime: &Runtime) -> String {
             "Requests queued, not started.",
         ),
         vllm_labels,
-        |m| ready(m).then_some(m.waiting as f64),
+        |m| is_ready(m).then_some(m.waiting as f64),
     );
-    let usage = |m: &ModelSnapshot| {
-        m.llm.as_ref().map(|l| {
-            if l.num_blocks == 0 {
-                0.0
-            } else {
-                (l.used_blocks as f64 / l.num_blocks as f64).min(1.0)
-            }
-        })
-    };
     e.per_model(
         x,
         (
@@ -322,7 +359,7 @@ pub fn render(runtime: &Runtime) -> String {
             "KV-cache usage of the sequence slots (1 means 100 percent).",
         ),
         vllm_labels,
-        |m| ready_llm(m).then(|| usage(m)).flatten(),
+        |m| is_ready_llm(m).then(|| kv_cache_usage(m)).flatten(),
     );
     e.per_model(
         x,
@@ -332,16 +369,16 @@ pub fn render(runtime: &Runtime) -> String {
             "Same as vllm:kv_cache_usage_perc (vLLM's older name).",
         ),
         vllm_labels,
-        |m| ready_llm(m).then(|| usage(m)).flatten(),
+        |m| is_ready_llm(m).then(|| kv_cache_usage(m)).flatten(),
     );
-    if x.iter().any(ready_llm) {
+    if x.iter().any(is_ready_llm) {
         let name = "vllm:cache_config_info";
         e.family(
             name,
             "gauge",
             "KV-cache configuration (value 1): tokens per block, blocks of all slots.",
         );
-        for m in x.iter().filter(|m| ready_llm(m)) {
+        for m in x.iter().filter(|m| is_ready_llm(m)) {
             let l = m.llm.as_ref().expect("filtered");
             let (block, blocks) = (l.block_size.to_string(), l.num_blocks.to_string());
             e.sample(
@@ -355,6 +392,12 @@ pub fn render(runtime: &Runtime) -> String {
             );
         }
     }
+}
+
+/// vLLM's token families: prefix-cache queries and hits, prompt and generated tokens, time to
+/// first token.
+fn write_vllm_tokens(e: &mut Exposition, x: &[ModelSnapshot]) {
+    let prefix = |m: &ModelSnapshot| m.llm.as_ref().map(|l| l.prefix_cache);
     e.per_model(
         x,
         (
@@ -383,7 +426,7 @@ pub fn render(runtime: &Runtime) -> String {
             "Prompt tokens processed.",
         ),
         vllm_labels,
-        |m| llm(m).then_some(m.input_tokens as f64),
+        |m| is_llm(m).then_some(m.input_tokens as f64),
     );
     e.per_model(
         x,
@@ -393,16 +436,15 @@ pub fn render(runtime: &Runtime) -> String {
             "Tokens generated.",
         ),
         vllm_labels,
-        |m| llm(m).then_some(m.output_tokens as f64),
+        |m| is_llm(m).then_some(m.output_tokens as f64),
     );
-    if x.iter().any(llm) {
+    if x.iter().any(is_llm) {
         let name = "vllm:time_to_first_token_seconds";
         e.family(name, "histogram", "Time to first token in seconds.");
-        for m in x.iter().filter(|m| llm(m)) {
+        for m in x.iter().filter(|m| is_llm(m)) {
             e.histogram(name, &[("model_name", &m.uid)], &m.ttft);
         }
     }
-    e.out
 }
 
 #[cfg(test)]

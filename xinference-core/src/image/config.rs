@@ -89,113 +89,11 @@ pub struct TextTimeSettings {
 impl UNetSettings {
     /// From `unet/config.json`.
     pub fn from_json(v: &Value) -> Result<Self> {
-        let unsupported = |what: &str| {
-            Err(Error::bad_request(format!(
-                "this UNet uses {what}, which this build does not support yet"
-            )))
-        };
-        let text_time = match v.get("addition_embed_type") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(t)) if t == "text_time" => Some(TextTimeSettings {
-                time_embed_dim: usize_of(v, "addition_time_embed_dim", 256)?,
-                input_dim: usize_of(v, "projection_class_embeddings_input_dim", 0)?,
-            }),
-            Some(other) => {
-                return unsupported(&format!(
-                    "added conditioning {other} (only SDXL's text_time is supported)"
-                ))
-            }
-        };
-        for key in [
-            "class_embed_type",
-            "time_cond_proj_dim",
-            "encoder_hid_dim",
-            "time_embedding_act_fn",
-            "timestep_post_act",
-            "time_embedding_dim",
-            "mid_block_only_cross_attention",
-        ] {
-            if !v.get(key).is_none_or(Value::is_null) {
-                return unsupported(key);
-            }
-        }
-        if v.get("time_embedding_type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t != "positional")
-        {
-            return unsupported("a non-positional time embedding");
-        }
-        if v.get("resnet_time_scale_shift")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t != "default")
-        {
-            return unsupported("resnet_time_scale_shift other than default");
-        }
-        if v.get("act_fn")
-            .and_then(Value::as_str)
-            .is_some_and(|a| a != "silu")
-        {
-            return unsupported("an activation other than silu");
-        }
-        if bool_of(v, "only_cross_attention", false) || bool_of(v, "dual_cross_attention", false) {
-            return unsupported("only/dual cross attention");
-        }
+        let text_time = text_time_settings(v)?;
+        reject_unsupported_features(v)?;
         let channels = block_out_channels(v, "unet")?;
-        let n = channels.len();
-        let down = strings(v, "down_block_types")?;
-        let up = strings(v, "up_block_types")?;
-        if down.len() != n || up.len() != n {
-            return Err(Error::bad_request(
-                "unet config: down_block_types, up_block_types and block_out_channels differ in length",
-            ));
-        }
-        let mid = v
-            .get("mid_block_type")
-            .and_then(Value::as_str)
-            .unwrap_or("UNetMidBlock2DCrossAttn");
-        if mid != "UNetMidBlock2DCrossAttn" {
-            return unsupported(&format!("mid block {mid}"));
-        }
-        // diffusers' naming quirk: attention_head_dim holds the number of heads unless
-        // num_attention_heads is given.
-        let heads_key = if v.get("num_attention_heads").is_some_and(|h| !h.is_null()) {
-            "num_attention_heads"
-        } else {
-            "attention_head_dim"
-        };
-        let heads = per_block(v, heads_key, n, 8)?;
-        let depth = per_block(v, "transformer_layers_per_block", n, 1)?;
-        let mut blocks = Vec::with_capacity(n);
-        for i in 0..n {
-            let cross = match down[i].as_str() {
-                "CrossAttnDownBlock2D" => true,
-                "DownBlock2D" => false,
-                other => return unsupported(&format!("down block {other}")),
-            };
-            let mirrored = &up[n - 1 - i];
-            let expected = if cross {
-                "CrossAttnUpBlock2D"
-            } else {
-                "UpBlock2D"
-            };
-            if mirrored != expected {
-                return unsupported(&format!(
-                    "up block {mirrored} where {expected} mirrors the down path"
-                ));
-            }
-            blocks.push(BlockConfig {
-                out_channels: channels[i],
-                use_cross_attn: cross.then_some(depth[i]),
-                attention_head_dim: heads[i],
-            });
-        }
-        let cross_attention_dim = match v.get("cross_attention_dim") {
-            Some(Value::Number(x)) => x.as_u64().unwrap_or(768) as usize,
-            None | Some(Value::Null) => 1280,
-            Some(other) => {
-                return unsupported(&format!("cross_attention_dim {other} (per-block values)"))
-            }
-        };
+        let blocks = unet_blocks(v, &channels)?;
+        let cross_attention_dim = cross_attention_dim(v)?;
         let groups = usize_of(v, "norm_num_groups", 32)?;
         if groups == 0 || channels.iter().any(|c| c % groups != 0) {
             return Err(Error::bad_request(format!(
@@ -218,11 +116,13 @@ impl UNetSettings {
         };
         if bool_of(v, "class_embeddings_concat", false) || bool_of(v, "resnet_skip_time_act", false)
         {
-            return unsupported("class_embeddings_concat or resnet_skip_time_act");
+            return Err(unsupported(
+                "class_embeddings_concat or resnet_skip_time_act",
+            ));
         }
         for key in ["conv_in_kernel", "conv_out_kernel"] {
             if usize_of(v, key, 3)? != 3 {
-                return unsupported(&format!("{key} other than 3"));
+                return Err(unsupported(&format!("{key} other than 3")));
             }
         }
         Ok(UNetSettings {
@@ -232,6 +132,132 @@ impl UNetSettings {
             out_channels: usize_of(v, "out_channels", 4)?,
             sample_size: usize_of(v, "sample_size", 64)?,
         })
+    }
+}
+
+/// The 400 for a UNet feature the candle blocks cannot run.
+fn unsupported(what: &str) -> Error {
+    Error::bad_request(format!(
+        "this UNet uses {what}, which this build does not support yet"
+    ))
+}
+
+/// SDXL's `text_time` added conditioning, when `addition_embed_type` asks for it (any other
+/// added conditioning is a 400).
+fn text_time_settings(v: &Value) -> Result<Option<TextTimeSettings>> {
+    match v.get("addition_embed_type") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) if t == "text_time" => Ok(Some(TextTimeSettings {
+            time_embed_dim: usize_of(v, "addition_time_embed_dim", 256)?,
+            input_dim: usize_of(v, "projection_class_embeddings_input_dim", 0)?,
+        })),
+        Some(other) => Err(unsupported(&format!(
+            "added conditioning {other} (only SDXL's text_time is supported)"
+        ))),
+    }
+}
+
+/// A 400 for the time-embedding, activation and attention options the candle UNet lacks.
+fn reject_unsupported_features(v: &Value) -> Result<()> {
+    for key in [
+        "class_embed_type",
+        "time_cond_proj_dim",
+        "encoder_hid_dim",
+        "time_embedding_act_fn",
+        "timestep_post_act",
+        "time_embedding_dim",
+        "mid_block_only_cross_attention",
+    ] {
+        if !v.get(key).is_none_or(Value::is_null) {
+            return Err(unsupported(key));
+        }
+    }
+    if v.get("time_embedding_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "positional")
+    {
+        return Err(unsupported("a non-positional time embedding"));
+    }
+    if v.get("resnet_time_scale_shift")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "default")
+    {
+        return Err(unsupported("resnet_time_scale_shift other than default"));
+    }
+    if v.get("act_fn")
+        .and_then(Value::as_str)
+        .is_some_and(|a| a != "silu")
+    {
+        return Err(unsupported("an activation other than silu"));
+    }
+    if bool_of(v, "only_cross_attention", false) || bool_of(v, "dual_cross_attention", false) {
+        return Err(unsupported("only/dual cross attention"));
+    }
+    Ok(())
+}
+
+/// candle's block configs from the down, mid and up block types, heads and transformer depth
+/// (the up path must mirror the down path).
+fn unet_blocks(v: &Value, channels: &[usize]) -> Result<Vec<BlockConfig>> {
+    let n = channels.len();
+    let down = strings(v, "down_block_types")?;
+    let up = strings(v, "up_block_types")?;
+    if down.len() != n || up.len() != n {
+        return Err(Error::bad_request(
+            "unet config: down_block_types, up_block_types and block_out_channels differ in length",
+        ));
+    }
+    let mid = v
+        .get("mid_block_type")
+        .and_then(Value::as_str)
+        .unwrap_or("UNetMidBlock2DCrossAttn");
+    if mid != "UNetMidBlock2DCrossAttn" {
+        return Err(unsupported(&format!("mid block {mid}")));
+    }
+    // diffusers' naming quirk: attention_head_dim holds the number of heads unless
+    // num_attention_heads is given.
+    let heads_key = if v.get("num_attention_heads").is_some_and(|h| !h.is_null()) {
+        "num_attention_heads"
+    } else {
+        "attention_head_dim"
+    };
+    let heads = per_block(v, heads_key, n, 8)?;
+    let depth = per_block(v, "transformer_layers_per_block", n, 1)?;
+    let mut blocks = Vec::with_capacity(n);
+    for i in 0..n {
+        let cross = match down[i].as_str() {
+            "CrossAttnDownBlock2D" => true,
+            "DownBlock2D" => false,
+            other => return Err(unsupported(&format!("down block {other}"))),
+        };
+        let mirrored = &up[n - 1 - i];
+        let expected = if cross {
+            "CrossAttnUpBlock2D"
+        } else {
+            "UpBlock2D"
+        };
+        if mirrored != expected {
+            return Err(unsupported(&format!(
+                "up block {mirrored} where {expected} mirrors the down path"
+            )));
+        }
+        blocks.push(BlockConfig {
+            out_channels: channels[i],
+            use_cross_attn: cross.then_some(depth[i]),
+            attention_head_dim: heads[i],
+        });
+    }
+    Ok(blocks)
+}
+
+/// The config's `cross_attention_dim` (1280 when absent; per-block values are a 400).
+fn cross_attention_dim(v: &Value) -> Result<usize> {
+    match v.get("cross_attention_dim") {
+        Some(Value::Number(x)) => Ok(x.as_u64().unwrap_or(768) as usize),
+        None | Some(Value::Null) => Ok(1280),
+        Some(other) => Err(unsupported(&format!(
+            "cross_attention_dim {other} (per-block values)"
+        ))),
     }
 }
 
