@@ -14,6 +14,15 @@ pub(crate) fn read_json(path: &Path) -> Result<Value> {
         .map_err(|e| Error::bad_request(format!("{} is not valid JSON: {e}", path.display())))
 }
 
+/// [`read_json`] for a file a model folder may lack (`tokenizer_config.json`,
+/// `generation_config.json`, ...): `None` when it is not there.
+pub(crate) fn read_optional_json(path: &Path) -> Result<Option<Value>> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        _ => read_json(path).map(Some),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +41,11 @@ mod tests {
         );
         std::fs::write(dir.path().join("ok.json"), r#"{"a": 1}"#).unwrap();
         assert_eq!(read_json(&dir.path().join("ok.json")).unwrap()["a"], 1);
+        // A file the folder may lack: None when missing, the same errors otherwise.
+        assert_eq!(
+            read_optional_json(&dir.path().join("none.json")).unwrap(),
+            None
+        );
+        assert!(read_optional_json(&dir.path().join("bad.json")).is_err());
     }
 }

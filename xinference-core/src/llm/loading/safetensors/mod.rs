@@ -362,21 +362,8 @@ fn assemble_parts(
     })
 }
 
-pub(super) fn read_json(path: &Path) -> Result<Option<Value>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::bad_request(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )))
-        }
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::bad_request(format!("{} is not valid JSON: {e}", path.display())))
-}
+// A model folder's JSON file, `None` when the folder lacks it (the crate's one reader).
+pub(super) use crate::files::read_optional_json as read_json;
 
 /// The family: `model_type`, else the first of `architectures`.
 fn model_type(config: &Value) -> Result<String> {
