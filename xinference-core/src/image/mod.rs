@@ -18,6 +18,7 @@ pub mod clip;
 pub mod codec;
 pub mod config;
 pub mod pipeline;
+mod schedule;
 pub mod scheduler;
 mod sigmas;
 pub mod text;

@@ -1,8 +1,11 @@
 //! The products' rounding, checked against the formats' definitions.
 
+use super::qlinear::{prefill_rounding, PREFILL_ROWS};
 use super::*;
 use candle_core::quantized::k_quants::QK_K;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use half::f16;
+use std::sync::Arc;
 
 /// llama.cpp's `quantize_row_q8_0_ref`, read back: blocks of 32 with an f16 scale
 /// `max|x| / 127` and values rounded half away from zero.
