@@ -5,7 +5,8 @@
 //! (F16 and Q8_0; Q4_0, Q4_K_M and Q6_K where the script had llama-quantize):
 //! - the last-position logits of each prompt are within [`tolerance`] of llama.cpp's;
 //! - greedy tokens are identical up to the first near-tie (a step whose top-2 gap in llama.cpp
-//!   is under [`NEAR_TIE`], where rounding may decide).
+//!   is under [`NEAR_TIE`], where rounding may decide); for Q4_0, Q4_K_M and Q6_K, before the
+//!   first step whose gap is under twice their tolerance (see [`low_bit_tolerance`]).
 //!
 //! Each family also launches by its registry name with `model_path` and chats over HTTP with
 //! the official `openai` client.
@@ -23,11 +24,12 @@ const NEAR_TIE: f32 = 0.05;
 
 /// Largest tolerated |logit - llama.cpp's| for a weight type, on logits that span about ±23.
 /// F16: llama.cpp multiplies in f16 after rounding the activations to f16 and keeps its KV cache
-/// in f16; measured worst 0.021 (mistral). Quantized types: what the goal is once the Q8_0 gap
+/// in f16; measured worst 0.027 (phi3; 0.021 mistral). Quantized types: what the goal is once the Q8_0 gap
 /// (see the ignored test) is found.
 fn tolerance(file: &str) -> f32 {
     match file {
         f if f.contains("F16") => 3e-2,
+        f if LOW_BIT.iter().any(|q| f.contains(q)) => low_bit_tolerance(f),
         _ => 5e-2,
     }
 }
@@ -99,11 +101,20 @@ fn check_file(arch: &str, record: &Value) -> f32 {
         let margins = floats(&case["greedy_margins"]);
         let (logits, tokens) = greedy(&mut engine, &prompt, expected.len());
         let diff = max_abs_diff(&logits, &floats(&case["last_logits"]));
-        // Identical up to and including the first near-tie step.
+        // Identical up to and including the first near-tie step (a top-2 gap under
+        // NEAR_TIE). For the types below 8 bits, whose logits stand further from llama.cpp's,
+        // identical before the first step whose gap is under twice their tolerance (where a
+        // difference the tolerance allows may decide).
+        let low_bit = LOW_BIT.iter().any(|q| file.contains(q));
+        let tie = if low_bit {
+            NEAR_TIE.max(2.0 * tol)
+        } else {
+            NEAR_TIE
+        };
         let upto = margins
             .iter()
-            .position(|&m| m < NEAR_TIE)
-            .map_or(expected.len(), |i| i + 1);
+            .position(|&m| m < tie)
+            .map_or(expected.len(), |i| if low_bit { i } else { i + 1 });
         println!(
             "{arch:8} {file:18} {name:12} max |logit diff| {diff:.2e} (tolerance {tol:.0e}); \
              greedy {}/{} compared, identical: {}",
@@ -157,10 +168,35 @@ fn f16_logits_and_greedy_tokens_match_llama_cpp() {
 /// models by 0.47 to 0.84 from its F16 ones, so the gap is about half the quantization's own
 /// effect, as if one product rounded its activations differently. Run with `--ignored` while
 /// finding the cause.
+/// The quantizations below 8 bits the fixtures carry (made by llama-quantize from the F16 file).
+const LOW_BIT: [&str; 3] = ["Q4_0", "Q4_K_M", "Q6_K"];
+
+/// Largest tolerated |logit - llama.cpp's| for Q4_0, Q4_K_M and Q6_K files, on logits that span
+/// about ±23; measured worst over the seven tiny families (the same with our kernels,
+/// `XINFERENCE_QUANT_KERNELS=1`, as with candle's): Q4_0 0.502 (phi3), Q4_K_M 0.698 (qwen3),
+/// Q6_K 0.596 (llama). Why so far from F16's 0.03: both sides round every product's
+/// activations to 8 bits (Q8_0 or Q8_K blocks), and on these tiny random models one rounding
+/// step of an activation moves the logits by tenths; the last-bit differences of the float
+/// steps between products (norms, rotary, softmax, llama.cpp's f16 KV cache) decide a few of
+/// those roundings differently. For scale: llama.cpp's own logits move by 0.29 to 0.58 when it
+/// runs the same Q4_0 or Q8_0 weights dequantized to F32 (no activation rounding at all).
+fn low_bit_tolerance(file: &str) -> f32 {
+    match file {
+        f if f.contains("Q4_0") => 0.6,
+        f if f.contains("Q4_K_M") => 0.8,
+        _ => 0.7,
+    }
+}
+
+#[test]
+fn low_bit_logits_and_greedy_tokens_match_llama_cpp() {
+    check_files(|file| LOW_BIT.iter().any(|q| file.contains(q)));
+}
+
 #[test]
 #[ignore = "Q8_0 differs from llama.cpp on the tiny fixtures (issue #13, open)"]
 fn quantized_logits_and_greedy_tokens_match_llama_cpp() {
-    check_files(|file| !file.contains("F16"));
+    check_files(|file| file.contains("Q8_0"));
 }
 
 /// The registry family each fixture launches as, and the spec's size.
@@ -170,10 +206,22 @@ fn family(arch: &str) -> (&'static str, Value) {
         "llama" => ("llama-3.2-instruct", json!(1)),
         "mistral" => ("mistral-instruct-v0.3", json!(7)),
         "phi3" => ("phi-3-mini-4k-instruct", json!(4)),
-        "glm4" => ("glm4-chat", json!(9)),
+        "glm4" => ("glm4-0414", json!(9)),
+        "smollm3" => ("smollm3", json!(3)),
+        "qwen2" => ("qwen2.5-instruct", json!("0_5")),
         "gemma3" => ("gemma-3-1b-it", json!(1)),
         "qwen3moe" => ("qwen3", json!(30)),
         other => panic!("no registry family for the fixture {other}"),
+    }
+}
+
+/// The quantization of the family's GGUF spec the Q8_0 fixture launches as (`model_path` names
+/// the file; the spec only has to exist).
+fn spec_quantization(name: &str) -> &'static str {
+    match name {
+        // Microsoft's own GGUF repository has `fp16` and `q4`.
+        "phi-3-mini-4k-instruct" => "q4",
+        _ => "Q8_0",
     }
 }
 
@@ -193,7 +241,7 @@ async fn each_family_launches_by_name_and_chats_with_the_openai_client() {
                 "model_engine": "llama.cpp",
                 "model_format": "ggufv2",
                 "model_size_in_billions": size,
-                "quantization": "Q8_0",
+                "quantization": spec_quantization(name),
                 "model_path": path,
             }))
             .send()
@@ -320,6 +368,8 @@ async fn families_this_build_cannot_run_are_listed_and_answer_400() {
         "deepseek-r1-distill-llama",
         "deepseek-r1-0528-qwen3",
         "QwQ-32B",
+        "smollm3",
+        "phi-3-mini-4k-instruct",
     ] {
         assert!(names.contains(&name), "{name} is not listed: {names:?}");
     }

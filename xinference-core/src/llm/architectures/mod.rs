@@ -1,7 +1,9 @@
 //! Our own quantized decoder for GGUF files: one file per family for its configuration and
-//! weights (`llama.rs`: `llama`, `mistral`, `qwen2`; `gemma3.rs`: `gemma3`), and here what
-//! they share: quantized linear layers, RMS norms, rotary attention with grouped KV heads,
-//! optional sliding windows and a per-sequence KV cache, a gated feed-forward.
+//! weights (`llama.rs`: `llama`, `mistral`, `qwen2`; `qwen3.rs`; `gemma3.rs`; `smollm3.rs`;
+//! `phi3.rs`; `glm4.rs`), and here what they share: quantized linear layers (fused ones split
+//! on loading, `fused.rs`), RMS norms, rotary attention (whole or partial heads, or none) with
+//! grouped KV heads, optional sliding windows and a per-sequence KV cache, a gated
+//! feed-forward.
 //!
 //! Why not candle's `quantized_llama` / `quantized_qwen2`: their matrix products always go
 //! through candle's quantized dot-product kernels, which for a prompt (many rows at once) reach
@@ -21,10 +23,14 @@ use candle_core::{Device, IndexOp, Tensor};
 use std::io::{Read, Seek};
 
 mod batch;
+mod fused;
 mod gemma3;
+mod glm4;
 mod llama;
+mod phi3;
 mod qlinear;
 mod qwen3;
+mod smollm3;
 
 use qlinear::{Products, QLinear};
 
@@ -99,6 +105,16 @@ impl Rope {
             sin: angles.sin()?,
         })
     }
+
+    /// No rotation at all (cos 1, sin 0: each value passes through exactly), for the layers
+    /// without positional encoding (SmolLM3's NoPE layers).
+    fn identity(head_dim: usize, positions: usize) -> Result<Self> {
+        let device = Device::Cpu;
+        Ok(Rope {
+            cos: Tensor::ones((positions, head_dim / 2), candle_core::DType::F32, &device)?,
+            sin: Tensor::zeros((positions, head_dim / 2), candle_core::DType::F32, &device)?,
+        })
+    }
 }
 
 /// One decoder block. The optional norms are Gemma's (and `None` for the Llama layout).
@@ -127,21 +143,25 @@ struct Layer {
 }
 
 impl Layer {
-    /// The weights of block `i` common to every family (`bias`: q/k/v have biases).
+    /// The weights of block `i` common to every family (`bias`: q/k/v have biases). A fused
+    /// `attn_qkv` (Phi-3) is split into q, k and v; an `ffn_up` without `ffn_gate` holds the
+    /// gate's rows, then the up rows (Phi-3, GLM-4), and is split in two.
     fn load<R: Read + Seek>(ct: &Content, reader: &mut R, i: usize, bias: bool) -> Result<Self> {
         let p = format!("blk.{i}");
+        let [q, k, v] = fused::attention(ct, reader, &p, bias)?;
+        let [gate, up] = fused::feed_forward(ct, reader, &p)?;
         Ok(Layer {
             attn_norm: f32_tensor(ct, reader, &format!("{p}.attn_norm.weight"))?,
-            q: QLinear::load(ct, reader, &format!("{p}.attn_q"), bias)?,
-            k: QLinear::load(ct, reader, &format!("{p}.attn_k"), bias)?,
-            v: QLinear::load(ct, reader, &format!("{p}.attn_v"), bias)?,
+            q,
+            k,
+            v,
             o: QLinear::load(ct, reader, &format!("{p}.attn_output"), false)?,
             q_norm: None,
             k_norm: None,
             post_attn_norm: None,
             ffn_norm: f32_tensor(ct, reader, &format!("{p}.ffn_norm.weight"))?,
-            gate: QLinear::load(ct, reader, &format!("{p}.ffn_gate"), false)?,
-            up: QLinear::load(ct, reader, &format!("{p}.ffn_up"), false)?,
+            gate,
+            up,
             down: QLinear::load(ct, reader, &format!("{p}.ffn_down"), false)?,
             post_ffn_norm: None,
             window: None,
@@ -324,6 +344,9 @@ impl GgufDecoder {
         match architecture {
             "gemma3" => gemma3::supports(ct),
             "qwen3" => qwen3::supports(ct),
+            "smollm3" => smollm3::supports(ct),
+            "phi3" => phi3::supports(ct),
+            "glm4" => glm4::supports(ct),
             _ => llama::supports(ct, architecture),
         }
     }
@@ -333,6 +356,9 @@ impl GgufDecoder {
         match architecture {
             "gemma3" => gemma3::load(ct, reader),
             "qwen3" => qwen3::load(ct, reader),
+            "smollm3" => smollm3::load(ct, reader),
+            "phi3" => phi3::load(ct, reader),
+            "glm4" => glm4::load(ct, reader),
             _ => llama::load(ct, reader, architecture),
         }
     }
@@ -342,7 +368,16 @@ impl GgufDecoder {
         self.cache.clear();
     }
 
+    /// Rotates each head of `x` (`[1, heads, s, head_dim]`) by the angles `cos`/`sin`
+    /// (`[s, rotated / 2]`): the whole head, or only its first `rotated` values when the
+    /// tables are narrower (partial rotary: GLM-4, Phi-2 style), the rest passing unchanged.
     fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+        let (rotated, head_dim) = (2 * cos.dim(1)?, x.dim(3)?);
+        if rotated < head_dim {
+            let turned = self.rotate(&x.narrow(3, 0, rotated)?.contiguous()?, cos, sin)?;
+            let kept = x.narrow(3, rotated, head_dim - rotated)?;
+            return Tensor::cat(&[&turned, &kept], 3);
+        }
         if self.family.neox {
             candle_nn::rotary_emb::rope(x, cos, sin)
         } else {

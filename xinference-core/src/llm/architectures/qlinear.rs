@@ -43,6 +43,48 @@ impl QLinear {
         })
     }
 
+    /// The layer `name` whose output rows are several layers' outputs side by side (Phi-3's
+    /// `attn_qkv`, the `ffn_up` of Phi-3 and GLM-4 holding gate and up), split into one
+    /// layer per part of `rows[i]` output rows. A row's quantized blocks are its own, so each
+    /// part computes exactly what its rows of the whole would.
+    pub(super) fn load_split<R: Read + Seek>(
+        ct: &Content,
+        reader: &mut R,
+        name: &str,
+        rows: &[usize],
+    ) -> Result<Vec<Self>> {
+        let device = Device::Cpu;
+        let whole = ct.tensor(reader, &format!("{name}.weight"), &device)?;
+        let (n, k) = whole.shape().dims2()?;
+        if rows.iter().sum::<usize>() != n {
+            return Err(crate::Error::bad_request(format!(
+                "{name}.weight has {n} rows, not the {} of its parts {rows:?}",
+                rows.iter().sum::<usize>()
+            )));
+        }
+        let dtype = whole.dtype();
+        let row_bytes = k / dtype.block_size() * dtype.type_size();
+        let data = whole.data()?;
+        let mut start = 0;
+        let mut parts = Vec::with_capacity(rows.len());
+        for &r in rows {
+            let bytes = &data[start * row_bytes..(start + r) * row_bytes];
+            let weight = Arc::new(candle_core::quantized::ggml_file::qtensor_from_ggml(
+                dtype,
+                bytes,
+                vec![r, k],
+                &device,
+            )?);
+            parts.push(QLinear {
+                matmul: QMatMul::from_arc(weight.clone())?,
+                weight,
+                bias: None,
+            });
+            start += r;
+        }
+        Ok(parts)
+    }
+
     /// `x · wᵀ (+ bias)`, by the path `products` picks.
     pub(super) fn forward_rows(
         &self,

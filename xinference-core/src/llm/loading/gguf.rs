@@ -1,6 +1,7 @@
 //! GGUF models: the architecture is read from `general.architecture`, never guessed from file
-//! names. Llama-layout families (llama, mistral, qwen2) and Gemma 3 load into our own decoder
-//! (`architectures/`, fast prompts); the others through candle's quantized model of the family.
+//! names. Llama-layout families (llama, mistral, qwen2), Qwen3, Gemma 3, SmolLM3, Phi-3 and
+//! GLM-4 load into our own decoder (`architectures/`, fast prompts); a variant it does not run
+//! falls back to candle's quantized model of the family where candle has one.
 //! The tokenizer and chat
 //! template come from the GGUF metadata unless a `tokenizer.json` / `tokenizer_config.json`
 //! sits beside the file.
@@ -11,9 +12,7 @@ use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::{Device, Tensor};
-use candle_transformers::models::{
-    quantized_glm4, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
-};
+use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
@@ -25,10 +24,6 @@ pub enum QuantizedModel {
     Qwen2(quantized_qwen2::ModelWeights),
     /// Qwen3.
     Qwen3(quantized_qwen3::ModelWeights),
-    /// Phi-3.
-    Phi3(quantized_phi3::ModelWeights),
-    /// GLM-4.
-    Glm4(quantized_glm4::ModelWeights),
 }
 
 impl CausalLm for QuantizedModel {
@@ -41,8 +36,6 @@ impl CausalLm for QuantizedModel {
             QuantizedModel::Llama(m) => m.forward(&input, position)?,
             QuantizedModel::Qwen2(m) => m.forward(&input, position)?,
             QuantizedModel::Qwen3(m) => m.forward(&input, position)?,
-            QuantizedModel::Phi3(m) => m.forward(&input, position)?,
-            QuantizedModel::Glm4(m) => m.forward(&input, position)?,
         };
         let logits = logits.squeeze(0)?;
         // Some families return every position; keep the last.
@@ -59,8 +52,6 @@ impl CausalLm for QuantizedModel {
         let mut copy = match self {
             QuantizedModel::Llama(m) => QuantizedModel::Llama(m.clone()),
             QuantizedModel::Qwen3(m) => QuantizedModel::Qwen3(m.clone()),
-            QuantizedModel::Phi3(m) => QuantizedModel::Phi3(m.clone()),
-            QuantizedModel::Glm4(m) => QuantizedModel::Glm4(m.clone()),
             // candle's quantized Qwen2 cannot be cloned.
             QuantizedModel::Qwen2(_) => return None,
         };
@@ -75,8 +66,6 @@ impl QuantizedModel {
             QuantizedModel::Llama(m) => m.clear_kv_cache(),
             QuantizedModel::Qwen2(m) => m.clear_kv_cache(),
             QuantizedModel::Qwen3(m) => m.clear_kv_cache(),
-            // These reset their cache when a forward starts at position 0.
-            QuantizedModel::Phi3(_) | QuantizedModel::Glm4(_) => {}
         }
     }
 }
@@ -104,15 +93,24 @@ fn candle_model<R: std::io::Read + std::io::Seek>(
                 "this gemma3 GGUF lacks the q/k norms or post norms of Gemma 3",
             ))
         }
-        "phi3" => QuantizedModel::Phi3(quantized_phi3::ModelWeights::from_gguf(
-            false, ct, file, &device,
-        )?),
-        "glm4" => QuantizedModel::Glm4(quantized_glm4::ModelWeights::from_gguf(
-            ct,
-            file,
-            &device,
-            candle_core::DType::F32,
-        )?),
+        // Only ours (see architectures/phi3.rs, glm4.rs and smollm3.rs for what they run).
+        "phi3" => {
+            return Err(Error::bad_request(
+                "this phi3 GGUF is not one this build runs (LongRoPE 128k models and mixtures of \
+                 experts are not supported yet)",
+            ))
+        }
+        "glm4" => {
+            return Err(Error::bad_request(
+                "this glm4 GGUF is not one this build runs (the vision variants' multi-section \
+                 rotary is not supported)",
+            ))
+        }
+        "smollm3" => {
+            return Err(Error::bad_request(
+                "this smollm3 GGUF lacks the separate q/k/v or gated feed-forward of SmolLM3",
+            ))
+        }
         other => {
             return Err(Error::bad_request(format!(
                 "GGUF architecture `{other}` cannot be run by this build yet (supported: {})",
@@ -124,7 +122,7 @@ fn candle_model<R: std::io::Read + std::io::Seek>(
 
 /// Architectures this build loads from GGUF.
 pub const GGUF_ARCHITECTURES: &[&str] = &[
-    "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4",
+    "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4", "smollm3",
 ];
 
 /// Finds the `.gguf` file at `path` (the file itself, or the only/first one in a folder: the
