@@ -532,10 +532,10 @@ async fn sdxl_images_match_diffusers() {
 
 /// Inpainting matches diffusers for fixed seeds and samplers through
 /// `POST /v1/images/inpainting`: the masked-latent method (StableDiffusionInpaintPipeline over
-/// the 4-channel SD 1.5-shape UNet, StableDiffusionXLInpaintPipeline over the SDXL one) and a
-/// 9-channel inpainting UNet (runwayml/stable-diffusion-inpainting's layout: latents, mask,
-/// masked-image latents), which serves nothing but inpainting; bad masks are 4xx with a JSON
-/// body.
+/// the 4-channel SD 1.5-shape UNet, StableDiffusionXLInpaintPipeline over the SDXL one) and
+/// 9-channel inpainting UNets (runwayml/stable-diffusion-inpainting's and SDXL inpainting 0.1's
+/// layouts: latents, mask, masked-image latents), which serve nothing but inpainting; bad masks
+/// are 4xx with a JSON body.
 #[tokio::test]
 async fn inpainting_matches_diffusers_and_bad_masks_are_4xx() {
     let home = tempfile::tempdir().unwrap();
@@ -557,6 +557,14 @@ async fn inpainting_matches_diffusers_and_bad_masks_are_4xx() {
         "stable-diffusion-xl-base-1.0",
         "sdxl",
         "../tiny-sdxl/sdxl",
+    )
+    .await;
+    launch(
+        &http,
+        &server,
+        "stable-diffusion-xl-base-1.0",
+        "sdxl-inpainting",
+        "../tiny-inpaint/sdxl-inpainting",
     )
     .await;
     let reference = read_reference(&folder);
@@ -582,7 +590,9 @@ async fn inpainting_matches_diffusers_and_bad_masks_are_4xx() {
             "sd15-inpainting",
             "sd15-inpainting",
             "sdxl",
-            "sdxl"
+            "sdxl",
+            "sdxl-inpainting",
+            "sdxl-inpainting"
         ],
         "every inpainting reference case was checked"
     );
