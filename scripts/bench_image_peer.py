@@ -20,6 +20,10 @@
         seconds per guided UNet step as (time of a K-step image - time of a 1-step image) /
         (K - 1) with its Euler sampler, seconds for one S x S image with K steps (guidance 7.5,
         seed 0), peak RSS. Prints one JSON object.
+        NOT WORKING YET: stable-diffusion-cpp-python 0.4.7 (built from its sdist) finds the
+        folder's unet/, vae/ and text_encoder/ files ("load ... using diffusers format") but then
+        stops at "get sd version from file failed", and generate_image returns NULL. A
+        single-file checkpoint (original SD key names) may be what its version detection needs.
 """
 import argparse
 import json
