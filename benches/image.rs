@@ -11,6 +11,12 @@
 //!     $P scripts/bench_image_peer.py prepare --out ~/.cache/xinference-rs/bench/sd15-random
 //!     CANDLE_NUM_THREADS=2 XINFERENCE_BENCH_PEER_PYTHON=$P cargo bench --bench image
 //!
+//! stable-diffusion.cpp's side runs when `XINFERENCE_BENCH_SDCPP_PYTHON` names a Python with
+//! stable-diffusion-cpp-python (built from its sdist; see the script's `run-sdcpp`), on the
+//! same folder:
+//!
+//!     XINFERENCE_BENCH_SDCPP_PYTHON=~/.cache/xinference-rs/sdcpp/venv/bin/python
+//!
 //! `XINFERENCE_BENCH_IMAGE_SIZE` (default 512) and `XINFERENCE_BENCH_IMAGE_STEPS` (default 4)
 //! choose the image. Not a test: it asserts nothing about speed.
 
@@ -88,40 +94,54 @@ async fn main() {
     println!("ours: {ours}");
     // Free our model before the peer loads its copy.
     runtime.terminate_all().await;
-    let peer = std::env::var_os("XINFERENCE_BENCH_PEER_PYTHON").map(|python| {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_image_peer.py");
-        let out = std::process::Command::new(python)
-            .arg(script)
-            .args(["run", "--dir"])
-            .arg(&dir)
-            .args(["--threads", &THREADS.to_string()])
-            .args(["--size", &size.to_string(), "--steps", &steps.to_string()])
-            .output()
-            .expect("peer runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str::<Value>(text.lines().last().unwrap_or("{}")).expect("peer JSON")
-    });
+    let run_peer = |env: &str, command: &str| {
+        std::env::var_os(env).map(|python| {
+            let script =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_image_peer.py");
+            let out = std::process::Command::new(python)
+                .arg(script)
+                .args([command, "--dir"])
+                .arg(&dir)
+                .args(["--threads", &THREADS.to_string()])
+                .args(["--size", &size.to_string(), "--steps", &steps.to_string()])
+                .output()
+                .expect("peer runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            let peer: Value =
+                serde_json::from_str(text.lines().last().unwrap_or("{}")).expect("peer JSON");
+            println!("{command}: {peer}");
+            peer
+        })
+    };
+    let diffusers = run_peer("XINFERENCE_BENCH_PEER_PYTHON", "run");
+    let sdcpp = run_peer("XINFERENCE_BENCH_SDCPP_PYTHON", "run-sdcpp");
     println!(
-        "\n| measure ({size}x{size}, {THREADS} threads) | xinference-rs | diffusers | ratio |"
+        "\n| measure ({size}x{size}, {THREADS} threads) | xinference-rs | diffusers | ratio | \
+         stable-diffusion.cpp | ratio |"
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for (label, key) in [
         ("seconds per UNet step (CFG, batch 2)", "unet_step_s"),
         ("seconds per image", "image_s"),
         ("peak RSS, MB", "peak_rss_mb"),
     ] {
         let a = ours[key].as_f64().unwrap_or(0.0);
-        match &peer {
+        let cell = |peer: &Option<Value>| match peer {
             Some(p) => {
                 let b = p[key].as_f64().unwrap_or(0.0);
-                println!("| {label} | {a:.2} | {b:.2} | {:.2}x |", a / b);
+                format!("{b:.2} | {:.2}x", a / b)
             }
-            None => println!("| {label} | {a:.2} | - | - |"),
-        }
+            None => "- | -".to_owned(),
+        };
+        println!(
+            "| {label} | {a:.2} | {} | {} |",
+            cell(&diffusers),
+            cell(&sdcpp)
+        );
     }
 }

@@ -11,6 +11,19 @@
         diffusers' StableDiffusionPipeline (torch, float32, N threads): seconds per UNet step
         (one classifier-free-guided UNet call: batch 2), seconds for one S x S image with K
         PNDM steps (guidance 7.5, seed 0), and the process's peak RSS. Prints one JSON object.
+
+    run-sdcpp --dir DIR --threads N --size S --steps K [--wtype f32]
+        stable-diffusion.cpp (through stable-diffusion-cpp-python, which builds it from its sdist:
+        `pip install --no-binary stable-diffusion-cpp-python stable-diffusion-cpp-python` into
+        its own venv, e.g. ~/.cache/xinference-rs/sdcpp/venv) on the same diffusers folder, which
+        it loads directly, N threads, weights as float32 (--wtype; the files are float16):
+        seconds per guided UNet step as (time of a K-step image - time of a 1-step image) /
+        (K - 1) with its Euler sampler, seconds for one S x S image with K steps (guidance 7.5,
+        seed 0), peak RSS. Prints one JSON object.
+        NOT WORKING YET: stable-diffusion-cpp-python 0.4.7 (built from its sdist) finds the
+        folder's unet/, vae/ and text_encoder/ files ("load ... using diffusers format") but then
+        stops at "get sd version from file failed", and generate_image returns NULL. A
+        single-file checkpoint (original SD key names) may be what its version detection needs.
 """
 import argparse
 import json
@@ -93,6 +106,29 @@ def run(folder: Path, threads: int, size: int, steps: int):
                       "peak_rss_mb": rss_mb, "torch": torch.__version__}))
 
 
+def run_sdcpp(folder: Path, threads: int, size: int, steps: int, wtype: str):
+    from stable_diffusion_cpp import StableDiffusion
+
+    sd = StableDiffusion(model_path=str(folder), n_threads=threads, wtype=wtype, verbose=False)
+
+    def image(k):
+        start = time.perf_counter()
+        sd.generate_image(prompt="an apple", width=size, height=size, sample_steps=k, cfg_scale=7.5,
+                          sample_method="euler", seed=0)
+        return time.perf_counter() - start
+
+    image(1)  # warm-up
+    short = image(1)
+    full = image(steps)
+    rss_mb = next(
+        int(line.split()[1]) / 1024
+        for line in open("/proc/self/status")
+        if line.startswith("VmHWM:")
+    )
+    print(json.dumps({"unet_step_s": (full - short) / max(steps - 1, 1), "image_s": full, "steps": steps,
+                      "peak_rss_mb": rss_mb, "wtype": wtype}))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -103,9 +139,17 @@ def main():
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--size", type=int, default=512)
     b.add_argument("--steps", type=int, default=4)
+    c = sub.add_parser("run-sdcpp")
+    c.add_argument("--dir", type=Path, required=True)
+    c.add_argument("--threads", type=int, default=2)
+    c.add_argument("--size", type=int, default=512)
+    c.add_argument("--steps", type=int, default=4)
+    c.add_argument("--wtype", default="f32")
     args = p.parse_args()
     if args.cmd == "prepare":
         prepare(args.out)
+    elif args.cmd == "run-sdcpp":
+        run_sdcpp(args.dir, args.threads, args.size, args.steps, args.wtype)
     else:
         run(args.dir, args.threads, args.size, args.steps)
 

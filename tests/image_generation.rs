@@ -442,7 +442,53 @@ fn assert_matches_reference(folder: &Path, case: &Value, pngs: &[Vec<u8>]) {
 }
 
 fn read_reference(folder: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(folder.join("reference.json")).unwrap()).unwrap()
+    read_reference_file(&folder.join("reference.json"))
+}
+
+fn read_reference_file(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The SDXL refiner's layout (only text_encoder_2, aesthetic-score time ids,
+/// `requires_aesthetics_score`) from tests/fixtures/tiny-sdxl/refiner: image to image through
+/// `POST /v1/images/variations` matches StableDiffusionXLImg2ImgPipeline; text to image is a 400
+/// that says why.
+#[tokio::test]
+async fn sdxl_refiner_image_to_image_matches_diffusers() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let http = reqwest::Client::new();
+    let folder = fixture_dir().join("../tiny-sdxl");
+    launch(
+        &http,
+        &server,
+        "stable-diffusion-xl-base-1.0",
+        "refiner",
+        "../tiny-sdxl/refiner",
+    )
+    .await;
+    let reference = read_reference_file(&folder.join("reference-refiner.json"));
+    let cases = reference["cases"].as_array().unwrap();
+    for case in cases {
+        let mut k = kwargs(case);
+        k["strength"] = case["strength"].clone();
+        let pngs = serve_case(&http, &server, &folder, case, "refiner", k).await;
+        assert_matches_reference(&folder, case, &pngs);
+    }
+    assert_eq!(cases.len(), 3, "every refiner reference case was checked");
+    let r = http
+        .post(format!("{}/v1/images/generations", server.url))
+        .json(&json!({"model": "refiner", "prompt": "x", "size": "64x64"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("refiner"),
+        "{body}"
+    );
+    server.stop().await;
 }
 
 /// SDXL (two text encoders, pooled text embeds and time ids through the UNet's text_time
@@ -484,9 +530,12 @@ async fn sdxl_images_match_diffusers() {
     server.stop().await;
 }
 
-/// Inpainting with the masked-latent method (StableDiffusionInpaintPipeline over the 4-channel
-/// SD 1.5-shape UNet) matches diffusers for fixed seeds and samplers through
-/// `POST /v1/images/inpainting`; bad masks are 4xx with a JSON body.
+/// Inpainting matches diffusers for fixed seeds and samplers through
+/// `POST /v1/images/inpainting`: the masked-latent method (StableDiffusionInpaintPipeline over
+/// the 4-channel SD 1.5-shape UNet, StableDiffusionXLInpaintPipeline over the SDXL one) and
+/// 9-channel inpainting UNets (runwayml/stable-diffusion-inpainting's and SDXL inpainting 0.1's
+/// layouts: latents, mask, masked-image latents), which serve nothing but inpainting; bad masks
+/// are 4xx with a JSON body.
 #[tokio::test]
 async fn inpainting_matches_diffusers_and_bad_masks_are_4xx() {
     let home = tempfile::tempdir().unwrap();
@@ -494,6 +543,30 @@ async fn inpainting_matches_diffusers_and_bad_masks_are_4xx() {
     let http = reqwest::Client::new();
     let folder = fixture_dir().join("../tiny-inpaint");
     launch(&http, &server, "stable-diffusion-v1.5", "sd15", "sd15").await;
+    launch(
+        &http,
+        &server,
+        "stable-diffusion-v1.5",
+        "sd15-inpainting",
+        "../tiny-inpaint/sd15-inpainting",
+    )
+    .await;
+    launch(
+        &http,
+        &server,
+        "stable-diffusion-xl-base-1.0",
+        "sdxl",
+        "../tiny-sdxl/sdxl",
+    )
+    .await;
+    launch(
+        &http,
+        &server,
+        "stable-diffusion-xl-base-1.0",
+        "sdxl-inpainting",
+        "../tiny-inpaint/sdxl-inpainting",
+    )
+    .await;
     let reference = read_reference(&folder);
     let cases = reference["cases"].as_array().unwrap();
     for (i, case) in cases.iter().enumerate() {
@@ -502,13 +575,39 @@ async fn inpainting_matches_diffusers_and_bad_masks_are_4xx() {
         if i > 0 {
             k["strength"] = case["strength"].clone();
         }
-        let pngs = serve_case(&http, &server, &folder, case, "sd15", k).await;
+        let uid = case["model"].as_str().unwrap();
+        let pngs = serve_case(&http, &server, &folder, case, uid, k).await;
         assert_matches_reference(&folder, case, &pngs);
     }
+    let models: Vec<&str> = cases.iter().map(|c| c["model"].as_str().unwrap()).collect();
     assert_eq!(
-        cases.len(),
-        3,
+        models,
+        [
+            "sd15",
+            "sd15",
+            "sd15",
+            "sd15-inpainting",
+            "sd15-inpainting",
+            "sd15-inpainting",
+            "sdxl",
+            "sdxl",
+            "sdxl-inpainting",
+            "sdxl-inpainting"
+        ],
         "every inpainting reference case was checked"
+    );
+    // A 9-channel UNet needs a mask: text to image and image to image are 400s with a reason.
+    let r = http
+        .post(format!("{}/v1/images/generations", server.url))
+        .json(&json!({"model": "sd15-inpainting", "prompt": "x", "size": "64x64"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("inpainting"),
+        "{body}"
     );
 
     // The Rust ImageModel::inpainting, in process and over HTTP, gives the same image as the

@@ -2,8 +2,9 @@
 //! (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`).
 //!
 //! - [`pipeline`]: loading and the denoising loop (text to image, image to image, inpainting
-//!   with the masked-latent method).
-//! - [`text`]: the prompt encoders (one CLIP, or SDXL's two with the pooled projection);
+//!   with the masked-latent method or a 9-channel inpainting UNet, SDXL refiners).
+//! - [`text`]: the prompt encoders (one CLIP, SDXL's two, or a refiner's second alone, with the
+//!   pooled projection);
 //!   [`clip`]: our CLIP text encoder and tokenizer.
 //! - [`unet`]: our UNet (time embedding, SDXL's text_time added conditioning), [`blocks`]:
 //!   its down/up blocks over candle's resnet and transformer layers; [`config`]: UNet/VAE settings from the configs; [`vae_encoder`]:

@@ -1,7 +1,10 @@
 //! A Stable Diffusion pipeline loaded from a diffusers folder: CLIP text encoder, UNet, VAE
 //! and scheduler, every size read from the folder's configs. It runs text to image (and image
-//! to image from an initial image) as `StableDiffusionPipeline` / `StableDiffusionImg2ImgPipeline`
-//! do on CPU in float32, with the request's seed drawn through [`TorchGenerator`].
+//! to image from an initial image, inpainting with a mask) as `StableDiffusionPipeline` /
+//! `StableDiffusionImg2ImgPipeline` / `StableDiffusionInpaintPipeline` (and their SDXL
+//! counterparts, the refiner's aesthetic-score time ids included) do on CPU in float32, with
+//! the request's seed drawn through [`TorchGenerator`]. A 9-channel UNet (an inpainting
+//! model) takes the mask and the masked image's latents beside the noisy latents.
 
 use super::config::{read_json, UNetSettings, VaeSettings};
 use super::scheduler::{Scheduler, SchedulerConfig};
@@ -44,7 +47,8 @@ pub struct GenerateParams {
     /// strength (0..=1) of the noise added to it.
     pub init_image: Option<(Vec<f32>, f64)>,
     /// Inpainting: the mask over the initial image (`height x width` values in [0, 1]; from 0.5
-    /// up the pixel is repainted, below it is kept), as diffusers' masked-latent method.
+    /// up the pixel is repainted, below it is kept), as diffusers' masked-latent method (or,
+    /// for a 9-channel UNet, as its extra input).
     pub mask: Option<Vec<f32>>,
 }
 
@@ -67,6 +71,12 @@ pub struct ImageLimits {
     pub size_multiple: usize,
     /// The folder's scheduler settings.
     pub scheduler: SchedulerConfig,
+    /// An inpainting UNet (9 input channels: latents, mask, masked-image latents): every
+    /// request needs an image and a mask.
+    pub needs_mask: bool,
+    /// An SDXL refiner (`requires_aesthetics_score`): it refines images, every request needs
+    /// an image.
+    pub needs_image: bool,
 }
 
 impl ImageLimits {
@@ -118,6 +128,18 @@ impl ImageLimits {
                 ))
             }
             (Some(_), None) => return Err(Error::bad_request("a mask needs an image")),
+            (None, None) if self.needs_image => {
+                return Err(Error::bad_request(
+                    "this is an SDXL refiner: it refines an image (use /v1/images/variations \
+                     with an image), it does not generate from text alone",
+                ))
+            }
+            (None, _) if self.needs_mask => {
+                return Err(Error::bad_request(
+                    "this is an inpainting model (its UNet takes a mask and the masked image): \
+                     use /v1/images/inpainting with an image and a mask_image",
+                ))
+            }
             _ => {}
         }
         Ok(())
@@ -139,6 +161,11 @@ pub struct DiffusionPipeline {
     /// The size the model was trained at (`unet.sample_size * vae_scale`).
     default_size: usize,
     latent_channels: usize,
+    /// A 9-channel inpainting UNet: the mask and the masked image's latents join its input.
+    inpainting_unet: bool,
+    /// SDXL refiner time ids (`requires_aesthetics_score`): original size, crop top-left and an
+    /// aesthetic score (6.0, 2.5 on the unconditional side) instead of the target size.
+    aesthetics: bool,
     device: Device,
 }
 
@@ -210,28 +237,19 @@ impl DiffusionPipeline {
             .get("_class_name")
             .and_then(Value::as_str)
             .unwrap_or("");
-        // An SDXL refiner has no first text encoder (`"text_encoder": [null, null]`).
-        let has_text_encoder = index
-            .get("text_encoder")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|v| !v.is_null()));
-        if !has_text_encoder && !root.join("text_encoder").is_dir() {
+        if !root.join("text_encoder").is_dir() && !root.join("text_encoder_2").is_dir() {
             return Err(Error::bad_request(format!(
-                "{class}: this pipeline has no text_encoder (an SDXL refiner?); pipelines with \
-                 a CLIP text_encoder are supported"
+                "{class}: this pipeline has neither text_encoder/ nor text_encoder_2/"
             )));
         }
+        let aesthetics = index
+            .get("requires_aesthetics_score")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let device = Device::Cpu;
         let text = TextEncoders::load(root, &index, &device)?;
         let unet_dir = root.join("unet");
         let unet_settings = UNetSettings::from_json(&read_json(&unet_dir.join("config.json"))?)?;
-        if unet_settings.in_channels != 4 {
-            return Err(Error::bad_request(format!(
-                "a UNet with {} input channels (an inpainting or other conditioned UNet) is not \
-                 supported yet; 4-channel UNets are",
-                unet_settings.in_channels
-            )));
-        }
         let unet = UNet::new(
             var_builder(
                 &weight_files(&unet_dir, "diffusion_pytorch_model")?,
@@ -239,7 +257,8 @@ impl DiffusionPipeline {
             )?,
             &unet_settings,
         )?;
-        match (unet.pooled_width(), text.pooled_width()) {
+        let time_ids = if aesthetics { 5 } else { 6 };
+        match (unet.pooled_width(time_ids), text.pooled_width()) {
             (None, _) => {}
             (Some(_), None) => {
                 return Err(Error::bad_request(
@@ -265,6 +284,18 @@ impl DiffusionPipeline {
             vae_settings.config.clone(),
         )?;
         let vae_encoder = VaeEncoder::new(vae_vb, &vae_settings)?;
+        let latent_channels = vae_settings.config.latent_channels;
+        // Latents alone, or (inpainting UNets) latents + mask + masked-image latents.
+        let inpainting_unet = unet_settings.in_channels == 2 * latent_channels + 1;
+        if unet_settings.in_channels != latent_channels && !inpainting_unet {
+            return Err(Error::bad_request(format!(
+                "a UNet with {} input channels over {latent_channels}-channel latents is not \
+                 supported: {latent_channels} (latents) or {} (inpainting: latents, mask, \
+                 masked-image latents) are",
+                unet_settings.in_channels,
+                2 * latent_channels + 1
+            )));
+        }
         let scheduler = SchedulerConfig::from_json(&read_json(
             &root.join("scheduler").join("scheduler_config.json"),
         )?)?;
@@ -279,7 +310,9 @@ impl DiffusionPipeline {
             vae_scale,
             size_multiple: (vae_scale * unet_down).max(8),
             default_size: unet_settings.sample_size * vae_scale,
-            latent_channels: vae_settings.config.latent_channels,
+            latent_channels,
+            inpainting_unet,
+            aesthetics,
             vae_settings,
             device,
         })
@@ -291,6 +324,8 @@ impl DiffusionPipeline {
             default_size: self.default_size,
             size_multiple: self.size_multiple,
             scheduler: self.scheduler.clone(),
+            needs_mask: self.inpainting_unet,
+            needs_image: self.aesthetics,
         }
     }
 
@@ -332,6 +367,7 @@ impl DiffusionPipeline {
                 latents,
                 start: 0,
                 inpaint: None,
+                unet_extra: None,
             });
         };
         // diffusers' get_timesteps: skip the first steps - int(steps * strength) entries of
@@ -345,29 +381,33 @@ impl DiffusionPipeline {
             ));
         }
         scheduler.set_begin_index(start);
-        let clean: Vec<f32> = self
-            .encode_image(pixels, p, generator)?
-            .broadcast_as(shape)?
-            .flatten_all()?
-            .to_vec1()?;
+        // diffusers' inpainting pipelines with a 9-channel UNet encode the image only when
+        // they noise it (strength below 1); every other path encodes it first.
+        let full = p.mask.is_some() && *strength == 1.0;
+        let clean: Vec<f32> = if full && self.inpainting_unet {
+            Vec::new()
+        } else {
+            self.encode_image(pixels, p, generator)?
+                .broadcast_as(shape)?
+                .flatten_all()?
+                .to_vec1()?
+        };
         let noise = generator.randn(len);
         let Some(mask) = &p.mask else {
             return Ok(Start {
                 latents: scheduler.add_noise(&clean, &noise, start),
                 start,
                 inpaint: None,
+                unet_extra: None,
             });
         };
-        // StableDiffusionInpaintPipeline with a 4-channel UNet: pure noise at full strength.
-        let latents = if *strength == 1.0 {
+        // StableDiffusion(XL)InpaintPipeline: pure noise at full strength.
+        let latents = if full {
             let sigma = scheduler.init_noise_sigma() as f32;
             noise.iter().map(|v| v * sigma).collect()
         } else {
             scheduler.add_noise(&clean, &noise, start)
         };
-        // diffusers then encodes the masked image with the same generator (only 9-channel
-        // UNets use it); the draw is made so that later draws (ancestral noise) match.
-        generator.randn(shape.1 * shape.2 * shape.3);
         let (_, channels, lh, lw) = shape;
         // The mask at latent size: torch's nearest interpolation, binarised at 0.5.
         let small: Vec<f32> = (0..lh)
@@ -381,14 +421,66 @@ impl DiffusionPipeline {
                 }
             })
             .collect();
-        let mask = (0..shape.0 * channels)
-            .flat_map(|_| small.iter().copied())
+        // diffusers then encodes the masked image (the mask's pixels at 0 in [-1, 1]) with the
+        // same generator; 4-channel UNets do not use it, but the draw is made so that later
+        // draws (ancestral noise) match.
+        if !self.inpainting_unet {
+            generator.randn(channels * lh * lw);
+            let mask = (0..shape.0 * channels)
+                .flat_map(|_| small.iter().copied())
+                .collect();
+            return Ok(Start {
+                latents,
+                start,
+                inpaint: Some(Inpaint { clean, noise, mask }),
+                unet_extra: None,
+            });
+        }
+        let masked: Vec<f32> = pixels
+            .chunks_exact(3)
+            .zip(mask)
+            .flat_map(|(rgb, m)| {
+                if *m >= 0.5 {
+                    [0.5; 3]
+                } else {
+                    [rgb[0], rgb[1], rgb[2]]
+                }
+            })
             .collect();
+        let masked = self.encode_image(&masked, p, generator)?;
+        let mask = Tensor::from_vec(small, (1, 1, lh, lw), &self.device)?;
+        let rows = if p.guidance_scale > 1.0 {
+            2 * shape.0
+        } else {
+            shape.0
+        };
+        let extra = Tensor::cat(&[&mask, &masked], 1)?
+            .broadcast_as((rows, channels + 1, lh, lw))?
+            .contiguous()?;
         Ok(Start {
             latents,
             start,
-            inpaint: Some(Inpaint { clean, noise, mask }),
+            inpaint: None,
+            unet_extra: Some(extra),
         })
+    }
+
+    /// SDXL's time ids per UNet batch row (unconditional rows first): original size, crop
+    /// top-left (0, 0) and target size, or for a refiner the aesthetic score (diffusers'
+    /// defaults: 6.0, and 2.5 for the unconditional rows) instead of the target size.
+    fn time_ids(&self, p: &GenerateParams, guided: bool) -> Result<Tensor> {
+        let (h, w) = (p.height as f32, p.width as f32);
+        let row = |uncond: bool| -> Vec<f32> {
+            if self.aesthetics {
+                vec![h, w, 0.0, 0.0, if uncond { 2.5 } else { 6.0 }]
+            } else {
+                vec![h, w, 0.0, 0.0, h, w]
+            }
+        };
+        let uncond = if guided { p.n } else { 0 };
+        let ids: Vec<f32> = (0..uncond + p.n).flat_map(|i| row(i < uncond)).collect();
+        let width = if self.aesthetics { 5 } else { 6 };
+        Ok(Tensor::from_vec(ids, (uncond + p.n, width), &self.device)?)
     }
 
     /// Runs the pipeline. `on_step(done, total)` is called after each denoising step; when it
@@ -408,11 +500,7 @@ impl DiffusionPipeline {
             guided,
             &self.device,
         )?;
-        // SDXL's time ids per row: original size, crop top-left (0, 0), target size.
-        let rows = if guided { 2 * p.n } else { p.n };
-        let (h, w) = (p.height as f32, p.width as f32);
-        let ids: Vec<f32> = (0..rows).flat_map(|_| [h, w, 0.0, 0.0, h, w]).collect();
-        let time_ids = Tensor::from_vec(ids, (rows, 6), &self.device)?;
+        let time_ids = self.time_ids(p, guided)?;
         let added = cond.pooled.as_ref().map(|pooled| AddedConditions {
             text_embeds: pooled,
             time_ids: &time_ids,
@@ -424,6 +512,7 @@ impl DiffusionPipeline {
             mut latents,
             start,
             inpaint,
+            unet_extra,
         } = self.initial_latents(p, &mut scheduler, &mut generator, shape)?;
         let all_timesteps = scheduler.timesteps().to_vec();
         let total = all_timesteps.len() - start;
@@ -436,6 +525,10 @@ impl DiffusionPipeline {
                 Tensor::cat(&[&x, &x], 0)?
             } else {
                 x
+            };
+            let input = match &unet_extra {
+                Some(extra) => Tensor::cat(&[&input, extra], 1)?,
+                None => input,
             };
             let out = self
                 .unet
@@ -495,6 +588,9 @@ struct Start {
     /// Index of the first timestep run.
     start: usize,
     inpaint: Option<Inpaint>,
+    /// A 9-channel UNet's extra input channels, one row per UNet batch row: the latent-size
+    /// mask and the masked image's latents.
+    unet_extra: Option<Tensor>,
 }
 
 /// Inpainting's per-step blend: the clean image latents, the noise they are re-noised with,

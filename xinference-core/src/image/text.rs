@@ -1,6 +1,7 @@
-//! The prompt side of a pipeline: one CLIP text encoder (SD 1.x / 2.x: the last hidden state)
-//! or SDXL's two (`text_encoder` + `text_encoder_2`: their penultimate hidden states
-//! concatenated, and the second one's pooled projection), with SDXL's
+//! The prompt side of a pipeline: one CLIP text encoder (SD 1.x / 2.x: the last hidden state),
+//! SDXL's two (`text_encoder` + `text_encoder_2`: their penultimate hidden states
+//! concatenated, and the second one's pooled projection) or the SDXL refiner's
+//! `text_encoder_2` alone (its penultimate hidden states and pooled projection), with SDXL's
 //! `force_zeros_for_empty_prompt` for the unconditional side, as diffusers' `encode_prompt`.
 
 use super::clip::{ids_tensor, ClipTextConfig, ClipTextModel, ClipTokenizer};
@@ -47,16 +48,27 @@ pub struct Conditioning {
 
 /// The text encoders of a pipeline folder.
 pub struct TextEncoders {
-    first: Encoder,
+    /// `text_encoder/` (absent in an SDXL refiner).
+    first: Option<Encoder>,
     second: Option<Encoder>,
     force_zeros_for_empty_prompt: bool,
 }
 
 impl TextEncoders {
-    /// Loads `tokenizer/` + `text_encoder/`, and `tokenizer_2/` + `text_encoder_2/` when the
-    /// folder has them (SDXL). `index` is the parsed `model_index.json`.
+    /// Loads `tokenizer/` + `text_encoder/` (unless `model_index.json` says the pipeline has
+    /// none, as an SDXL refiner), and `tokenizer_2/` + `text_encoder_2/` when the folder has
+    /// them (SDXL). `index` is the parsed `model_index.json`.
     pub fn load(root: &Path, index: &Value, device: &Device) -> Result<Self> {
-        let first = Encoder::load(root, "tokenizer", "text_encoder", device)?;
+        // `"text_encoder": [null, null]` in a refiner's model_index.json.
+        let listed = index
+            .get("text_encoder")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.iter().any(|v| !v.is_null()));
+        let first = if listed || !root.join("text_encoder_2").exists() {
+            Some(Encoder::load(root, "tokenizer", "text_encoder", device)?)
+        } else {
+            None
+        };
         let second = if root.join("text_encoder_2").exists() {
             let e = Encoder::load(root, "tokenizer_2", "text_encoder_2", device)?;
             if e.model.projection_width().is_none() {
@@ -88,18 +100,23 @@ impl TextEncoders {
 
     /// One prompt: (hidden states (1, 77, width), pooled (1, width) for SDXL).
     fn encode_one(&self, text: &str, device: &Device) -> Result<(Tensor, Option<Tensor>)> {
-        let ids = vec![self.first.tokenizer.encode(text)?];
-        let Some(second) = &self.second else {
-            let hidden = self.first.model.forward(&ids_tensor(&ids, device)?)?;
-            return Ok((hidden, None));
+        let (first, second) = match (&self.first, &self.second) {
+            (Some(first), None) => {
+                let ids = vec![first.tokenizer.encode(text)?];
+                let hidden = first.model.forward(&ids_tensor(&ids, device)?)?;
+                return Ok((hidden, None));
+            }
+            (first, Some(second)) => (first, second),
+            (None, None) => return Err(Error::internal("a pipeline without text encoders")),
         };
-        let h1 = self
-            .first
-            .model
-            .forward_hidden(&ids_tensor(&ids, device)?)?;
         let ids2 = vec![second.tokenizer.encode(text)?];
         let h2 = second.model.forward_hidden(&ids_tensor(&ids2, device)?)?;
         let pooled = second.model.pooled(&h2, &ids2)?;
+        let Some(first) = first else {
+            return Ok((h2.penultimate, Some(pooled)));
+        };
+        let ids = vec![first.tokenizer.encode(text)?];
+        let h1 = first.model.forward_hidden(&ids_tensor(&ids, device)?)?;
         let context = Tensor::cat(&[&h1.penultimate, &h2.penultimate], 2)?;
         Ok((context, Some(pooled)))
     }

@@ -27,7 +27,7 @@ struct TextTime {
 pub struct AddedConditions<'a> {
     /// (batch, pooled width).
     pub text_embeds: &'a Tensor,
-    /// (batch, 6).
+    /// (batch, 6), or (batch, 5) for an SDXL refiner.
     pub time_ids: &'a Tensor,
 }
 
@@ -155,12 +155,13 @@ impl UNet {
         })
     }
 
-    /// Whether the UNet needs [`AddedConditions`] (SDXL), and their pooled text width.
-    pub fn pooled_width(&self) -> Option<usize> {
+    /// Whether the UNet needs [`AddedConditions`] (SDXL), and their pooled text width given
+    /// `time_ids` ids per row (6: SDXL base; 5: the refiner's, with an aesthetic score).
+    pub fn pooled_width(&self, time_ids: usize) -> Option<usize> {
         self.text_time.as_ref().map(|t| {
             t.settings
                 .input_dim
-                .saturating_sub(6 * t.settings.time_embed_dim)
+                .saturating_sub(time_ids * t.settings.time_embed_dim)
         })
     }
 
