@@ -23,8 +23,10 @@ use std::io::{Read, Seek};
 mod batch;
 mod gemma3;
 mod llama;
+mod moe;
 mod qlinear;
 mod qwen3;
+mod qwen3moe;
 
 use qlinear::{Products, QLinear};
 
@@ -115,9 +117,7 @@ struct Layer {
     /// RMS norm of the attention output before the residual sum.
     post_attn_norm: Option<Tensor>,
     ffn_norm: Tensor,
-    gate: QLinear,
-    up: QLinear,
-    down: QLinear,
+    ffn: FeedForward,
     /// RMS norm of the feed-forward output before the residual sum.
     post_ffn_norm: Option<Tensor>,
     /// A query sees only the last `window` positions (itself included); `None`: all.
@@ -126,9 +126,39 @@ struct Layer {
     rope: usize,
 }
 
+/// A block's feed-forward.
+#[derive(Clone)]
+enum FeedForward {
+    /// `down(act(gate(x)) * up(x))`.
+    Gated {
+        gate: QLinear,
+        up: QLinear,
+        down: QLinear,
+    },
+    /// A mixture of experts (`moe.rs`).
+    Experts(moe::Experts),
+}
+
 impl Layer {
     /// The weights of block `i` common to every family (`bias`: q/k/v have biases).
     fn load<R: Read + Seek>(ct: &Content, reader: &mut R, i: usize, bias: bool) -> Result<Self> {
+        let p = format!("blk.{i}");
+        let ffn = FeedForward::Gated {
+            gate: QLinear::load(ct, reader, &format!("{p}.ffn_gate"), false)?,
+            up: QLinear::load(ct, reader, &format!("{p}.ffn_up"), false)?,
+            down: QLinear::load(ct, reader, &format!("{p}.ffn_down"), false)?,
+        };
+        Self::load_with(ct, reader, i, bias, ffn)
+    }
+
+    /// Block `i`'s attention and norms around the feed-forward `ffn`.
+    fn load_with<R: Read + Seek>(
+        ct: &Content,
+        reader: &mut R,
+        i: usize,
+        bias: bool,
+        ffn: FeedForward,
+    ) -> Result<Self> {
         let p = format!("blk.{i}");
         Ok(Layer {
             attn_norm: f32_tensor(ct, reader, &format!("{p}.attn_norm.weight"))?,
@@ -140,9 +170,7 @@ impl Layer {
             k_norm: None,
             post_attn_norm: None,
             ffn_norm: f32_tensor(ct, reader, &format!("{p}.ffn_norm.weight"))?,
-            gate: QLinear::load(ct, reader, &format!("{p}.ffn_gate"), false)?,
-            up: QLinear::load(ct, reader, &format!("{p}.ffn_up"), false)?,
-            down: QLinear::load(ct, reader, &format!("{p}.ffn_down"), false)?,
+            ffn,
             post_ffn_norm: None,
             window: None,
             rope: 0,
@@ -324,6 +352,7 @@ impl GgufDecoder {
         match architecture {
             "gemma3" => gemma3::supports(ct),
             "qwen3" => qwen3::supports(ct),
+            "qwen3moe" => qwen3moe::supports(ct),
             _ => llama::supports(ct, architecture),
         }
     }
@@ -333,6 +362,7 @@ impl GgufDecoder {
         match architecture {
             "gemma3" => gemma3::load(ct, reader),
             "qwen3" => qwen3::load(ct, reader),
+            "qwen3moe" => qwen3moe::load(ct, reader),
             _ => llama::load(ct, reader, architecture),
         }
     }
@@ -445,16 +475,18 @@ impl GgufDecoder {
                 &layer.post_attn_norm,
             )? + &h)?;
             let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, self.eps)?;
-            let gate = layer.gate.forward_rows(&x, products)?;
-            let gate = match self.family.activation {
-                Activation::Silu => gate.silu()?,
-                Activation::GeluTanh => gelu_f16_table(&gate)?,
+            let y = match &layer.ffn {
+                FeedForward::Gated { gate, up, down } => {
+                    let gate = gate.forward_rows(&x, products)?;
+                    let gate = match self.family.activation {
+                        Activation::Silu => gate.silu()?,
+                        Activation::GeluTanh => gelu_f16_table(&gate)?,
+                    };
+                    down.forward_rows(&(gate * up.forward_rows(&x, products)?)?, products)?
+                }
+                FeedForward::Experts(experts) => experts.forward(&x, products)?,
             };
-            let gated = (gate * layer.up.forward_rows(&x, products)?)?;
-            h = (norm(
-                &layer.down.forward_rows(&gated, products)?,
-                &layer.post_ffn_norm,
-            )? + &h)?;
+            h = (norm(&y, &layer.post_ffn_norm)? + &h)?;
         }
         // The last row of each sequence.
         let mut last_rows = Vec::with_capacity(seqs.len());
