@@ -173,6 +173,7 @@ fn family(arch: &str) -> (&'static str, Value) {
         "glm4" => ("glm4-chat", json!(9)),
         "gemma3" => ("gemma-3-1b-it", json!(1)),
         "qwen3moe" => ("qwen3", json!(30)),
+        "gpt-oss" => ("gpt-oss", json!(20)),
         other => panic!("no registry family for the fixture {other}"),
     }
 }

@@ -96,22 +96,25 @@ mod tests {
         assert_batched_equals_single(&super::super::tests::tiny_decoder(), 32);
     }
 
-    /// The same for a mixture of experts (the tiny Qwen3 MoE fixture, Q8_0): rows of different
-    /// sequences routed to the same expert share its products, each row still as alone.
+    /// The same for the mixtures of experts (the tiny Qwen3 MoE and gpt-oss fixtures, Q8_0;
+    /// gpt-oss with its sinks and sliding window of 8 positions): rows of different sequences
+    /// routed to the same expert share its products, each row still as alone.
     #[test]
     fn batched_moe_steps_equal_single_steps() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/tiny-gguf/qwen3moe/tiny-Q8_0.gguf");
-        let mut file = std::fs::File::open(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (scripts/fixtures/make_tiny_ggufs.py)",
-                path.display()
-            )
-        });
-        let ct = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
-        assert!(GgufDecoder::supports(&ct, "qwen3moe"));
-        let decoder = GgufDecoder::load(&ct, &mut file, "qwen3moe").unwrap();
-        assert_batched_equals_single(&decoder, 512);
+        for arch in ["qwen3moe", "gpt-oss"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../tests/fixtures/tiny-gguf/{arch}/tiny-Q8_0.gguf"));
+            let mut file = std::fs::File::open(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (scripts/fixtures/make_tiny_ggufs.py)",
+                    path.display()
+                )
+            });
+            let ct = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+            assert!(GgufDecoder::supports(&ct, arch), "{arch}");
+            let decoder = GgufDecoder::load(&ct, &mut file, arch).unwrap();
+            assert_batched_equals_single(&decoder, 512);
+        }
     }
 
     /// Steps of nine sequences of different lengths, batched and alone, over four rounds.

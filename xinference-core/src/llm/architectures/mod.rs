@@ -22,6 +22,7 @@ use std::io::{Read, Seek};
 
 mod batch;
 mod gemma3;
+mod gpt_oss;
 mod llama;
 mod moe;
 mod qlinear;
@@ -122,6 +123,9 @@ struct Layer {
     post_ffn_norm: Option<Tensor>,
     /// A query sees only the last `window` positions (itself included); `None`: all.
     window: Option<usize>,
+    /// Per head, a learned logit that joins each query's softmax without a value (gpt-oss's
+    /// attention sinks): the attention weights then sum to less than one.
+    sinks: Option<Tensor>,
     /// Index into [`GgufDecoder::ropes`].
     rope: usize,
 }
@@ -173,6 +177,7 @@ impl Layer {
             ffn,
             post_ffn_norm: None,
             window: None,
+            sinks: None,
             rope: 0,
         })
     }
@@ -351,6 +356,7 @@ impl GgufDecoder {
     pub fn supports(ct: &Content, architecture: &str) -> bool {
         match architecture {
             "gemma3" => gemma3::supports(ct),
+            "gpt-oss" => gpt_oss::supports(ct),
             "qwen3" => qwen3::supports(ct),
             "qwen3moe" => qwen3moe::supports(ct),
             _ => llama::supports(ct, architecture),
@@ -361,6 +367,7 @@ impl GgufDecoder {
     pub fn load<R: Read + Seek>(ct: &Content, reader: &mut R, architecture: &str) -> Result<Self> {
         match architecture {
             "gemma3" => gemma3::load(ct, reader),
+            "gpt-oss" => gpt_oss::load(ct, reader),
             "qwen3" => qwen3::load(ct, reader),
             "qwen3moe" => qwen3moe::load(ct, reader),
             _ => llama::load(ct, reader, architecture),
@@ -557,7 +564,19 @@ impl GgufDecoder {
         if let Some(mask) = &mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = match &layer.sinks {
+            None => candle_nn::ops::softmax_last_dim(&scores)?,
+            Some(sinks) => {
+                // The sink is one more column of the softmax, dropped afterwards.
+                let (b, h, rows, keys) = scores.dims4()?;
+                let sink = sinks
+                    .reshape((1, h, 1, 1))?
+                    .broadcast_as((b, h, rows, 1))?
+                    .contiguous()?;
+                let all = candle_nn::ops::softmax_last_dim(&Tensor::cat(&[&scores, &sink], 3)?)?;
+                all.narrow(3, 0, keys)?.contiguous()?
+            }
+        };
         let attended =
             probs
                 .matmul(&vr.contiguous()?)?

@@ -35,7 +35,6 @@ pub(super) enum Gating {
 
 /// The experts' gated activation.
 #[derive(Clone, Copy, Debug, PartialEq)]
-#[allow(dead_code)] // SwigluOai: gpt-oss, next
 pub(super) enum ExpertActivation {
     /// `silu(gate) * up`.
     Silu,

@@ -169,6 +169,7 @@ pub(super) fn tiny_decoder() -> GgufDecoder {
             },
             post_ffn_norm: None,
             window: None,
+            sinks: None,
             rope: 0,
         })
         .collect();

@@ -124,7 +124,7 @@ fn candle_model<R: std::io::Read + std::io::Seek>(
 
 /// Architectures this build loads from GGUF.
 pub const GGUF_ARCHITECTURES: &[&str] = &[
-    "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4", "qwen3moe",
+    "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4", "qwen3moe", "gpt-oss",
 ];
 
 /// Finds the `.gguf` file at `path` (the file itself, or the only/first one in a folder: the
