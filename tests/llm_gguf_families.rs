@@ -211,6 +211,7 @@ fn family(arch: &str) -> (&'static str, Value) {
         "qwen2" => ("qwen2.5-instruct", json!("0_5")),
         "gemma3" => ("gemma-3-1b-it", json!(1)),
         "qwen3moe" => ("qwen3", json!(30)),
+        "gpt-oss" => ("gpt-oss", json!(20)),
         other => panic!("no registry family for the fixture {other}"),
     }
 }

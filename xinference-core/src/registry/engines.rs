@@ -97,6 +97,8 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
     (ModelType::Llm, "ggufv2", "MistralForCausalLM"),
     (ModelType::Llm, "ggufv2", "Qwen2ForCausalLM"),
     (ModelType::Llm, "ggufv2", "Qwen3ForCausalLM"),
+    (ModelType::Llm, "ggufv2", "Qwen3MoeForCausalLM"),
+    (ModelType::Llm, "ggufv2", "GptOssForCausalLM"),
     (ModelType::Llm, "ggufv2", "Gemma3ForCausalLM"),
     (ModelType::Llm, "ggufv2", "Gemma3ForConditionalGeneration"),
     (ModelType::Llm, "ggufv2", "Phi3ForCausalLM"),

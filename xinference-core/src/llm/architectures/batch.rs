@@ -93,11 +93,36 @@ mod tests {
     /// to each sequence stepped alone, on a small random Llama-layout decoder.
     #[test]
     fn batched_steps_equal_single_steps() {
-        let decoder = super::super::tests::tiny_decoder();
+        assert_batched_equals_single(&super::super::tests::tiny_decoder(), 32);
+    }
+
+    /// The same for the mixtures of experts (the tiny Qwen3 MoE and gpt-oss fixtures, Q8_0;
+    /// gpt-oss with its sinks and sliding window of 8 positions): rows of different sequences
+    /// routed to the same expert share its products, each row still as alone.
+    #[test]
+    fn batched_moe_steps_equal_single_steps() {
+        for arch in ["qwen3moe", "gpt-oss"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../tests/fixtures/tiny-gguf/{arch}/tiny-Q8_0.gguf"));
+            let mut file = std::fs::File::open(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (scripts/fixtures/make_tiny_ggufs.py)",
+                    path.display()
+                )
+            });
+            let ct = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+            assert!(GgufDecoder::supports(&ct, arch), "{arch}");
+            let decoder = GgufDecoder::load(&ct, &mut file, arch).unwrap();
+            assert_batched_equals_single(&decoder, 512);
+        }
+    }
+
+    /// Steps of nine sequences of different lengths, batched and alone, over four rounds.
+    fn assert_batched_equals_single(decoder: &GgufDecoder, vocab: u32) {
         // Nine sequences: more rows than the products' GEMM threshold, which a batch must
         // never take (its rows would round otherwise than alone).
         let prompts: Vec<Vec<u32>> = (0..9u32)
-            .map(|i| (0..(2 + 3 * i)).map(|t| (t * 7 + i) % 32).collect())
+            .map(|i| (0..(2 + 3 * i)).map(|t| (t * 7 + i) % vocab).collect())
             .collect();
         let mut alone: Vec<GgufDecoder> = Vec::new();
         let mut steps: Vec<DecodeStep> = Vec::new();
@@ -113,7 +138,7 @@ mod tests {
         }
         for round in 0..4u32 {
             for (i, s) in steps.iter_mut().enumerate() {
-                s.token = (3 + round + i as u32) % 32;
+                s.token = (3 + round + 5 * i as u32) % vocab;
             }
             let batched = decoder.decode_batch(&mut steps).unwrap().unwrap();
             for (i, d) in alone.iter_mut().enumerate() {

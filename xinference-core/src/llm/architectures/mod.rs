@@ -26,10 +26,13 @@ mod batch;
 mod fused;
 mod gemma3;
 mod glm4;
+mod gpt_oss;
 mod llama;
+mod moe;
 mod phi3;
 mod qlinear;
 mod qwen3;
+mod qwen3moe;
 mod smollm3;
 
 use qlinear::{Products, QLinear};
@@ -131,15 +134,29 @@ struct Layer {
     /// RMS norm of the attention output before the residual sum.
     post_attn_norm: Option<Tensor>,
     ffn_norm: Tensor,
-    gate: QLinear,
-    up: QLinear,
-    down: QLinear,
+    ffn: FeedForward,
     /// RMS norm of the feed-forward output before the residual sum.
     post_ffn_norm: Option<Tensor>,
     /// A query sees only the last `window` positions (itself included); `None`: all.
     window: Option<usize>,
+    /// Per head, a learned logit that joins each query's softmax without a value (gpt-oss's
+    /// attention sinks): the attention weights then sum to less than one.
+    sinks: Option<Tensor>,
     /// Index into [`GgufDecoder::ropes`].
     rope: usize,
+}
+
+/// A block's feed-forward.
+#[derive(Clone)]
+enum FeedForward {
+    /// `down(act(gate(x)) * up(x))`.
+    Gated {
+        gate: QLinear,
+        up: QLinear,
+        down: QLinear,
+    },
+    /// A mixture of experts (`moe.rs`).
+    Experts(moe::Experts),
 }
 
 impl Layer {
@@ -148,8 +165,25 @@ impl Layer {
     /// gate's rows, then the up rows (Phi-3, GLM-4), and is split in two.
     fn load<R: Read + Seek>(ct: &Content, reader: &mut R, i: usize, bias: bool) -> Result<Self> {
         let p = format!("blk.{i}");
-        let [q, k, v] = fused::attention(ct, reader, &p, bias)?;
         let [gate, up] = fused::feed_forward(ct, reader, &p)?;
+        let ffn = FeedForward::Gated {
+            gate,
+            up,
+            down: QLinear::load(ct, reader, &format!("{p}.ffn_down"), false)?,
+        };
+        Self::load_with(ct, reader, i, bias, ffn)
+    }
+
+    /// Block `i`'s attention and norms around the feed-forward `ffn`.
+    fn load_with<R: Read + Seek>(
+        ct: &Content,
+        reader: &mut R,
+        i: usize,
+        bias: bool,
+        ffn: FeedForward,
+    ) -> Result<Self> {
+        let p = format!("blk.{i}");
+        let [q, k, v] = fused::attention(ct, reader, &p, bias)?;
         Ok(Layer {
             attn_norm: f32_tensor(ct, reader, &format!("{p}.attn_norm.weight"))?,
             q,
@@ -160,11 +194,10 @@ impl Layer {
             k_norm: None,
             post_attn_norm: None,
             ffn_norm: f32_tensor(ct, reader, &format!("{p}.ffn_norm.weight"))?,
-            gate,
-            up,
-            down: QLinear::load(ct, reader, &format!("{p}.ffn_down"), false)?,
+            ffn,
             post_ffn_norm: None,
             window: None,
+            sinks: None,
             rope: 0,
         })
     }
@@ -343,10 +376,12 @@ impl GgufDecoder {
     pub fn supports(ct: &Content, architecture: &str) -> bool {
         match architecture {
             "gemma3" => gemma3::supports(ct),
+            "gpt-oss" => gpt_oss::supports(ct),
             "qwen3" => qwen3::supports(ct),
             "smollm3" => smollm3::supports(ct),
             "phi3" => phi3::supports(ct),
             "glm4" => glm4::supports(ct),
+            "qwen3moe" => qwen3moe::supports(ct),
             _ => llama::supports(ct, architecture),
         }
     }
@@ -355,10 +390,12 @@ impl GgufDecoder {
     pub fn load<R: Read + Seek>(ct: &Content, reader: &mut R, architecture: &str) -> Result<Self> {
         match architecture {
             "gemma3" => gemma3::load(ct, reader),
+            "gpt-oss" => gpt_oss::load(ct, reader),
             "qwen3" => qwen3::load(ct, reader),
             "smollm3" => smollm3::load(ct, reader),
             "phi3" => phi3::load(ct, reader),
             "glm4" => glm4::load(ct, reader),
+            "qwen3moe" => qwen3moe::load(ct, reader),
             _ => llama::load(ct, reader, architecture),
         }
     }
@@ -480,16 +517,18 @@ impl GgufDecoder {
                 &layer.post_attn_norm,
             )? + &h)?;
             let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, self.eps)?;
-            let gate = layer.gate.forward_rows(&x, products)?;
-            let gate = match self.family.activation {
-                Activation::Silu => gate.silu()?,
-                Activation::GeluTanh => gelu_f16_table(&gate)?,
+            let y = match &layer.ffn {
+                FeedForward::Gated { gate, up, down } => {
+                    let gate = gate.forward_rows(&x, products)?;
+                    let gate = match self.family.activation {
+                        Activation::Silu => gate.silu()?,
+                        Activation::GeluTanh => gelu_f16_table(&gate)?,
+                    };
+                    down.forward_rows(&(gate * up.forward_rows(&x, products)?)?, products)?
+                }
+                FeedForward::Experts(experts) => experts.forward(&x, products)?,
             };
-            let gated = (gate * layer.up.forward_rows(&x, products)?)?;
-            h = (norm(
-                &layer.down.forward_rows(&gated, products)?,
-                &layer.post_ffn_norm,
-            )? + &h)?;
+            h = (norm(&y, &layer.post_ffn_norm)? + &h)?;
         }
         // The last row of each sequence.
         let mut last_rows = Vec::with_capacity(seqs.len());
@@ -560,7 +599,19 @@ impl GgufDecoder {
         if let Some(mask) = &mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = match &layer.sinks {
+            None => candle_nn::ops::softmax_last_dim(&scores)?,
+            Some(sinks) => {
+                // The sink is one more column of the softmax, dropped afterwards.
+                let (b, h, rows, keys) = scores.dims4()?;
+                let sink = sinks
+                    .reshape((1, h, 1, 1))?
+                    .broadcast_as((b, h, rows, 1))?
+                    .contiguous()?;
+                let all = candle_nn::ops::softmax_last_dim(&Tensor::cat(&[&scores, &sink], 3)?)?;
+                all.narrow(3, 0, keys)?.contiguous()?
+            }
+        };
         let attended =
             probs
                 .matmul(&vr.contiguous()?)?

@@ -162,11 +162,14 @@ pub(super) fn tiny_decoder() -> GgufDecoder {
             k_norm: None,
             post_attn_norm: None,
             ffn_norm: ones.clone(),
-            gate: linear(ffn, hidden, GgmlDType::Q4_0),
-            up: linear(ffn, hidden, GgmlDType::Q4_0),
-            down: linear(hidden, ffn, GgmlDType::Q4_0),
+            ffn: FeedForward::Gated {
+                gate: linear(ffn, hidden, GgmlDType::Q4_0),
+                up: linear(ffn, hidden, GgmlDType::Q4_0),
+                down: linear(hidden, ffn, GgmlDType::Q4_0),
+            },
             post_ffn_norm: None,
             window: None,
+            sinks: None,
             rope: 0,
         })
         .collect();

@@ -122,7 +122,8 @@ fn candle_model<R: std::io::Read + std::io::Seek>(
 
 /// Architectures this build loads from GGUF.
 pub const GGUF_ARCHITECTURES: &[&str] = &[
-    "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4", "smollm3",
+    "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4", "smollm3", "qwen3moe",
+    "gpt-oss",
 ];
 
 /// Finds the `.gguf` file at `path` (the file itself, or the only/first one in a folder: the
@@ -238,8 +239,10 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
     .filter_map(|k| meta_u32(&ct, k))
     .collect();
     eos_token_ids.dedup();
-    let add_bos = meta_bool(&ct, "tokenizer.ggml.add_bos_token")
-        .unwrap_or(architecture != "qwen2" && architecture != "qwen3");
+    let add_bos = meta_bool(&ct, "tokenizer.ggml.add_bos_token").unwrap_or(!matches!(
+        architecture.as_str(),
+        "qwen2" | "qwen3" | "qwen3moe"
+    ));
     let chat_template = ct
         .metadata
         .get("tokenizer.chat_template")

@@ -1,0 +1,224 @@
+//! Mixture-of-experts GGUF LLMs compute what llama.cpp computes: for tiny random models of each
+//! MoE family (tests/fixtures/tiny-gguf/<arch>/ for `qwen3moe` and `gpt-oss`, made from transformers models
+//! with llama.cpp's own convert_hf_to_gguf.py and llama-quantize by
+//! scripts/fixtures/make_tiny_ggufs.py, which also recorded llama.cpp's logits and greedy tokens
+//! into reference.json), in every quantization the script made (F16, Q8_0, Q4_0, Q4_K_M, Q6_K):
+//! - the last-position logits of each prompt are within [`tolerance`] of llama.cpp's;
+//! - greedy tokens are identical up to the first near-tie (a step whose top-2 gap in llama.cpp
+//!   is under [`near_tie`], where rounding may decide; routing to other experts is such a
+//!   rounding too).
+//!
+//! Each fixture also launches by the registry names it serves with `model_path` and chats over
+//! HTTP with the official `openai` client.
+
+mod common;
+
+use common::{run_python, token_ids as ids, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use xinference::llm::{argmax, LlmEngine};
+
+/// The MoE architectures with fixtures.
+const ARCHITECTURES: &[&str] = &["qwen3moe", "gpt-oss"];
+
+/// Greedy steps whose top-2 logit gap (in llama.cpp) is below this may go either way (F16).
+const NEAR_TIE: f32 = 0.05;
+
+/// Largest tolerated |logit - llama.cpp's| per architecture and weight type, on logits that
+/// span about ±20. F16: llama.cpp rounds activations to f16 before its f16 products and keeps
+/// its KV cache in f16; measured worst 0.019 (qwen3moe), 0.029 (gpt-oss). Quantized types,
+/// measured worst: qwen3moe 0.34 (Q8_0), 0.38 (Q4_0), 0.40 (Q4_K_M), 0.36 (Q6_K); gpt-oss 0.62
+/// (Q8_0), 0.61 (Q4_0), 0.54 (Q4_K_M), 0.50 (Q6_K). That gap is not the experts' and the dense
+/// tiny fixtures of tests/llm_gguf_families.rs show it too (llama Q8_0: 0.30, the open Q8_0
+/// question of issue #13). Found while making these: it is llama.cpp's f16 attention. With
+/// keys, values and queries rounded to f16 and the attention weights rounded to f16 before
+/// their product with the values (as llama.cpp's f16 KV cache and its f16 products do), every
+/// quantization of both fixtures (qwen3moe's first version, its experts twice as wide) agrees
+/// to 1e-5 on the one-token and 6-token prompts (and on most 29-32-token ones); numpy replays of the tiny qwen3's one-token forward confirm it
+/// (llama.cpp's logits to 7e-6 with the f16 cache, 0.31 off without). That change is not made
+/// here: it moved tests/llm_greedy_parity.rs's real SmolLM2 and Qwen2.5 greedy answers off
+/// llama.cpp's. Tighten these once the decoder's attention settles it.
+fn tolerance(arch: &str, file: &str) -> f32 {
+    match (arch, file) {
+        (_, f) if f.contains("F16") => 3e-2,
+        ("qwen3moe", _) => 0.5,
+        _ => 0.75,
+    }
+}
+
+/// The top-2 gap under which a greedy step may go either way: [`NEAR_TIE`] for F16; half the
+/// logit tolerance for quantized files (gpt-oss's quantized greedy runs leave llama.cpp's at
+/// steps whose gaps were 0.12 to 0.16, under that gap of 0.375).
+fn near_tie(tolerance: f32) -> f32 {
+    NEAR_TIE.max(tolerance / 2.0)
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-gguf")
+}
+
+fn reference(arch: &str) -> Value {
+    let path = fixtures().join(arch).join("reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (make it with scripts/fixtures/make_tiny_ggufs.py {arch})",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Greedy decoding with the KV cache: the prompt in one pass, then one token a step.
+fn greedy(engine: &mut LlmEngine, prompt: &[u32], n: usize) -> (Vec<f32>, Vec<u32>) {
+    let first = engine.forward_for_bench(prompt, 0);
+    let mut logits = first.clone();
+    let mut out = Vec::new();
+    for step in 0..n {
+        let next = argmax(&logits);
+        out.push(next);
+        if step + 1 < n {
+            logits = engine.forward_for_bench(&[next], prompt.len() + step);
+        }
+    }
+    (first, out)
+}
+
+/// Checks one GGUF file against llama.cpp's record; returns the worst logit difference.
+fn check_file(arch: &str, record: &Value) -> f32 {
+    let file = record["file"].as_str().unwrap();
+    let path = fixtures().join(arch).join(file);
+    let mut engine = LlmEngine::load_gguf(&path, None, &[], &[])
+        .unwrap_or_else(|e| panic!("{arch}/{file}: {e}"));
+    assert_eq!(engine.architecture(), arch);
+    let tol = tolerance(arch, file);
+    let mut worst = 0.0f32;
+    for case in record["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let prompt = ids(&case["prompt_ids"]);
+        let expected = ids(&case["greedy_ids"]);
+        let margins = floats(&case["greedy_margins"]);
+        let (logits, tokens) = greedy(&mut engine, &prompt, expected.len());
+        let diff = max_abs_diff(&logits, &floats(&case["last_logits"]));
+        // Identical before the first near-tie step (whose own choice may go either way).
+        let upto = margins
+            .iter()
+            .position(|&m| m < near_tie(tol))
+            .unwrap_or(expected.len());
+        println!(
+            "{arch:8} {file:18} {name:12} ({:3} tokens) max |logit diff| {diff:.2e} \
+             (tolerance {tol:.2}); greedy {upto}/{} compared, identical: {}",
+            prompt.len(),
+            expected.len(),
+            tokens[..upto] == expected[..upto]
+        );
+        worst = worst.max(diff);
+        assert!(
+            diff < tol,
+            "{arch}/{file} {name}: logits differ from llama.cpp's by {diff}"
+        );
+        assert_eq!(
+            tokens[..upto],
+            expected[..upto],
+            "{arch}/{file} {name}: greedy tokens differ from llama.cpp's"
+        );
+    }
+    worst
+}
+
+/// Every quantization of every MoE fixture against llama.cpp.
+#[test]
+fn moe_logits_and_greedy_tokens_match_llama_cpp_in_every_quantization() {
+    for arch in ARCHITECTURES {
+        let reference = reference(arch);
+        let files = reference["files"].as_array().unwrap();
+        let names: Vec<&str> = files.iter().filter_map(|f| f["file"].as_str()).collect();
+        for quant in ["F16", "Q8_0", "Q4_0", "Q4_K_M", "Q6_K"] {
+            assert!(
+                names.contains(&format!("tiny-{quant}.gguf").as_str()),
+                "{arch}: no {quant} record in {names:?} (rerun scripts/fixtures/make_tiny_ggufs.py \
+                 {arch} after scripts/fixtures/build_llama_cpp.sh)"
+            );
+        }
+        for record in files {
+            let worst = check_file(arch, record);
+            println!(
+                "{arch} {}: worst max |logit diff| {worst:.2e}",
+                record["file"]
+            );
+        }
+    }
+}
+
+/// The registry families each fixture serves, with a spec size that has a GGUF of it.
+fn families(arch: &str) -> &'static [(&'static str, u32)] {
+    match arch {
+        "qwen3moe" => &[
+            ("qwen3", 30),
+            ("Qwen3-Instruct", 30),
+            ("Qwen3-Thinking", 30),
+            ("Qwen3-Coder", 30),
+        ],
+        "gpt-oss" => &[("gpt-oss", 20)],
+        other => panic!("no registry family for the fixture {other}"),
+    }
+}
+
+#[tokio::test]
+async fn each_moe_family_launches_by_name_and_chats_with_the_openai_client() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let client = reqwest::Client::new();
+    for arch in ARCHITECTURES {
+        for (name, size) in families(arch) {
+            let uid = format!("tiny-{arch}-{}", name.to_lowercase());
+            let path = fixtures().join(arch).join("tiny-Q8_0.gguf");
+            let r = client
+                .post(format!("{}/v1/models", server.url))
+                .json(&json!({
+                    "model_uid": uid,
+                    "model_name": name,
+                    "model_engine": "llama.cpp",
+                    "model_format": "ggufv2",
+                    "model_size_in_billions": size,
+                    "quantization": "Q8_0",
+                    "model_path": path,
+                }))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{arch} as {name}: {v}");
+            let out = run_python("openai_tiny_chat.py", &[&server.url, &uid]).await;
+            assert!(
+                out.contains("openai tiny chat: ok"),
+                "{arch} as {name}: {out}"
+            );
+            println!("{arch} as {name}: {}", out.trim());
+            let r = client
+                .delete(format!("{}/v1/models/{uid}", server.url))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{arch} as {name}: terminate");
+        }
+    }
+    server.stop().await;
+}
