@@ -133,9 +133,10 @@ impl Attention {
             .contiguous()?)
     }
 
-    /// Attention of queries `x` over keys/values `k`, `v` (already split), with an additive mask.
-    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        Ok(self.attend_scores(x, k, v, mask, false)?.0)
+    /// Attention of queries `x` over keys (split and transposed: `[b, heads, head_dim, s]`)
+    /// and values (split), with an additive mask.
+    fn attend(&self, x: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.attend_scores(x, kt, v, mask, false)?.0)
     }
 
     /// [`Attention::attend`], also returning the scaled scores `[b, heads, t, s]` before the
@@ -143,34 +144,43 @@ impl Attention {
     fn attend_scores(
         &self,
         x: &Tensor,
-        k: &Tensor,
+        kt: &Tensor,
         v: &Tensor,
         mask: Option<&Tensor>,
         keep_scores: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let (y, scores) = self.mix(&self.q.forward(x)?, k, v, mask, keep_scores)?;
+        let (y, scores) = self.mix(
+            &self.q.forward(x)?,
+            kt,
+            v,
+            mask,
+            keep_scores,
+            candle_softmax,
+        )?;
         Ok((self.out.forward(&y)?, scores))
     }
 
-    /// The attention of projected queries `q` (`[b, t, d]`) over split keys/values, before the
-    /// output projection: `[b, t, d]`, and the scaled scores when `keep_scores` is set.
+    /// The attention of projected queries `q` (`[b, t, d]`) over keys (split and transposed,
+    /// contiguous) and values (split), before the output projection: `[b, t, d]`, and the
+    /// scaled scores when `keep_scores` is set.
     fn mix(
         &self,
         q: &Tensor,
-        k: &Tensor,
+        kt: &Tensor,
         v: &Tensor,
         mask: Option<&Tensor>,
         keep_scores: bool,
+        softmax: fn(&Tensor) -> Result<Tensor>,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, t, d) = q.dims3()?;
         let hd = d / self.heads;
         let q = (self.split(q)? * (1.0 / (hd as f64).sqrt()))?;
-        let mut w = q.matmul(&k.transpose(2, 3)?.contiguous()?)?;
+        let mut w = q.matmul(kt)?;
         if let Some(m) = mask {
             w = w.broadcast_add(m)?;
         }
         let scores = keep_scores.then(|| w.clone());
-        let w = candle_nn::ops::softmax_last_dim(&w)?;
+        let w = softmax(&w)?;
         Ok((w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?, scores))
     }
 }
@@ -246,7 +256,8 @@ pub struct WhisperNet {
 
 /// The decoder's state over one window: per layer, the cached self-attention keys/values of
 /// each sequence of the batch (`[batch, heads, len, head_dim]`: beams, or best-of samples) and
-/// the window's cross-attention keys/values, which every sequence shares. Clones are cheap
+/// the window's cross-attention keys (transposed once: `[1, heads, head_dim, 1500]`) and
+/// values, which every sequence shares. Clones are cheap
 /// (tensors are shared until written).
 #[derive(Clone)]
 pub struct DecoderState {
@@ -297,6 +308,33 @@ impl DecoderState {
         self.batch = origins.len();
         Ok(())
     }
+}
+
+/// candle's softmax over the last dimension.
+fn candle_softmax(x: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::softmax_last_dim(x)?)
+}
+
+/// Softmax over the last dimension through [`kernels::softmax_rows`], rows spread over the
+/// pool.
+fn fast_softmax(x: &Tensor) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let shape = x.dims().to_vec();
+    let width = shape.last().copied().unwrap_or(1).max(1);
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    let rows = (1 << 16) / width + 1;
+    values
+        .par_chunks_mut(rows * width)
+        .for_each(|c| kernels::softmax_rows(c, width));
+    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
+}
+
+/// Exact (erf) GELU through the vectorised kernel ([`kernels::Activation::Gelu`]).
+fn gelu(x: &Tensor) -> Result<Tensor> {
+    let shape = x.dims().to_vec();
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    kernels::Activation::Gelu.apply(&mut values);
+    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
 }
 
 /// The additive causal mask of `n` new positions after `offset` cached ones (`None` for one).
@@ -378,18 +416,23 @@ impl WhisperNet {
         })
     }
 
-    /// Encoder states `[1, 1500, d]` of features `[1, n_mels, 3000]`.
+    /// Encoder states `[b, 1500, d]` of features `[b, n_mels, 3000]` (each window of the
+    /// batch computed as alone). GELU and the attention softmax go through our vectorised
+    /// kernels (candle's call libm per value: a tenth of the encoder's time).
     pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
-        let x = self.conv1.forward(mel)?.gelu_erf()?;
-        let x = self.conv2.forward(&x)?.gelu_erf()?.transpose(1, 2)?;
+        let x = gelu(&self.conv1.forward(mel)?)?;
+        let x = gelu(&self.conv2.forward(&x)?)?.transpose(1, 2)?;
         let t = x.dim(1)?;
         let mut x = x.broadcast_add(&self.audio_pos.narrow(0, 0, t)?)?;
         for block in &self.encoder {
+            let a = &block.attn;
             let h = block.attn_ln.forward(&x)?;
-            let k = block.attn.split(&block.attn.k.forward(&h)?)?;
-            let v = block.attn.split(&block.attn.v.forward(&h)?)?;
-            x = (&x + block.attn.attend(&h, &k, &v, None)?)?;
-            x = block.mlp(&x)?;
+            let (k, v) = (a.split(&a.k.forward(&h)?)?, a.split(&a.v.forward(&h)?)?);
+            let kt = k.transpose(2, 3)?.contiguous()?;
+            let (y, _) = a.mix(&a.q.forward(&h)?, &kt, &v, None, false, fast_softmax)?;
+            x = (&x + a.out.forward(&y)?)?;
+            let m = gelu(&block.fc1.forward(&block.mlp_ln.forward(&x)?)?)?;
+            x = (&x + block.fc2.forward(&m)?)?;
         }
         Ok(self.encoder_ln.forward(&x)?)
     }
@@ -405,7 +448,9 @@ impl WhisperNet {
                     .as_ref()
                     .expect("decoder blocks have cross-attention");
                 Ok((
-                    a.split(&a.k.forward(audio)?)?,
+                    a.split(&a.k.forward(audio)?)?
+                        .transpose(2, 3)?
+                        .contiguous()?,
                     a.split(&a.v.forward(audio)?)?,
                 ))
             })
@@ -471,7 +516,8 @@ impl WhisperNet {
                     Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
                     None => (k, v),
                 };
-                let (y, _) = a.mix(&part(&q)?, &k, &v, mask.as_ref(), false)?;
+                let kt = k.transpose(2, 3)?.contiguous()?;
+                let (y, _) = a.mix(&part(&q)?, &kt, &v, mask.as_ref(), false, candle_softmax)?;
                 step.state.self_kv[l] = Some((k, v));
                 ys.push(y.reshape((b * n, d))?);
                 start += b * n;
@@ -487,7 +533,8 @@ impl WhisperNet {
             for (step, &(b, n, _)) in steps.iter().zip(&shapes) {
                 let (ck, cv) = &step.state.cross_kv[l];
                 let q = q.narrow(0, start, b * n)?.reshape((1, b * n, d))?;
-                ys.push(cross.mix(&q, ck, cv, None, false)?.0.reshape((b * n, d))?);
+                let (y, _) = cross.mix(&q, ck, cv, None, false, candle_softmax)?;
+                ys.push(y.reshape((b * n, d))?);
                 start += b * n;
             }
             x = (&x + cross.out.forward_streamed(&Tensor::cat(&ys, 0)?)?)?;
@@ -534,7 +581,8 @@ impl WhisperNet {
                 Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
                 None => (k, v),
             };
-            x = (&x + block.attn.attend(&h, &k, &v, mask.as_ref())?)?;
+            let kt = k.transpose(2, 3)?.contiguous()?;
+            x = (&x + block.attn.attend(&h, &kt, &v, mask.as_ref())?)?;
             state.self_kv[l] = Some((k, v));
             let (ln, cross) = block
                 .cross
