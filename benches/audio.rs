@@ -1,14 +1,19 @@
 //! Whisper speed beside faster-whisper, on the same CTranslate2 model folders (tiny.en and base),
-//! the same clips (tests/fixtures/audio: 5 s and 57 s of espeak-ng speech), the same threads, in
-//! the same run: greedy decoding and beam 5, best of 3 after a warm-up, then 4 requests of the
-//! 57 s clip one after another and at once. faster-whisper runs fp32 and int8
-//! through `scripts/bench_whisper.py` when `XINFERENCE_BENCH_PEER_PYTHON` names a Python with
+//! the same clips (built from tests/fixtures/audio's espeak-ng speech: 5 s, the first 30 s of
+//! the 57 s clip, and 5 minutes of the clips between silences, written as 16 kHz WAV files),
+//! the same threads, in the same run: greedy decoding and beam 5, best of 3 after a warm-up
+//! (one run for the 5-minute clip), then 4 requests of the 30 s clip one after another and at
+//! once (greedy and beam 5). faster-whisper runs fp32 and int8 through
+//! `scripts/bench_whisper.py` when `XINFERENCE_BENCH_PEER_PYTHON` names a Python with
 //! faster-whisper and soundfile.
 //!
 //!     CANDLE_NUM_THREADS=2 XINFERENCE_BENCH_PEER_PYTHON=~/.cache/xinference-rs/refvenv-whisper/bin/python \
 //!         cargo bench --bench audio
 //!
 //! Not a test: it asserts nothing about speed.
+
+#[path = "../tests/common/clips.rs"]
+mod clips;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +22,8 @@ use xinference::protocol::audio::TranscriptionOptions;
 use xinference::{Client, LaunchRequest, ModelType, Runtime, RuntimeConfig};
 
 const THREADS: usize = 2;
-const CLIPS: [&str; 2] = ["short_en.flac", "long_en.flac"];
+/// The clips, by the names the table shows.
+const CLIPS: [&str; 3] = ["5s.wav", "30s.wav", "5min.wav"];
 /// Greedy and faster-whisper's default beam search.
 const BEAMS: [usize; 2] = [1, 5];
 
@@ -30,15 +36,40 @@ fn models_dir() -> PathBuf {
         })
 }
 
-fn clip(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/audio")
-        .join(name)
+/// Writes the clips into `dir`.
+fn write_clips(dir: &Path) {
+    let short = clips::fixture_samples("short_en.flac");
+    let (five_minutes, _) = clips::five_minutes();
+    for (name, samples) in [
+        (CLIPS[0], short),
+        (CLIPS[1], clips::cut("long_en.flac", 0, 30)),
+        (CLIPS[2], five_minutes),
+    ] {
+        std::fs::write(dir.join(name), clips::wav_16k(&samples)).expect("clip written");
+    }
+}
+
+/// Runs `options` on `audio` `n` times concurrently; the seconds it took.
+async fn concurrent(
+    model: &xinference::AudioModel,
+    audio: &[u8],
+    options: &TranscriptionOptions,
+    n: usize,
+) -> f64 {
+    let start = Instant::now();
+    let runs = (0..n).map(|_| model.transcriptions_with(audio.to_vec(), options.clone()));
+    for r in futures::future::join_all(runs).await {
+        r.expect("transcribes");
+    }
+    start.elapsed().as_secs_f64()
 }
 
 #[tokio::main]
 async fn main() {
     let home = tempfile::tempdir().expect("temp dir");
+    let clip_dir = tempfile::tempdir().expect("temp dir");
+    write_clips(clip_dir.path());
+    let clip = |name: &str| clip_dir.path().join(name);
     let mut config = RuntimeConfig::new(home.path());
     config.compute_threads = Some(THREADS);
     let client = Client::local(Arc::new(Runtime::new(config).expect("runtime")));
@@ -84,7 +115,8 @@ async fn main() {
                     .await
                     .expect("warm-up");
                 let mut best = f64::MAX;
-                for _ in 0..3 {
+                let runs = if c == CLIPS[2] { 1 } else { 3 };
+                for _ in 0..runs {
                     let start = Instant::now();
                     model
                         .transcriptions_with(audio.clone(), options.clone())
@@ -113,31 +145,28 @@ async fn main() {
                 );
             }
         }
-        // 4 requests of the long clip at once against one after another (greedy).
+        // 4 requests of the 30 s clip at once against one after another.
         let audio = std::fs::read(clip(CLIPS[1])).expect("clip");
-        let greedy = TranscriptionOptions {
-            beam_size: Some(1),
-            ..Default::default()
-        };
-        let start = Instant::now();
-        for _ in 0..4 {
-            model
-                .transcriptions_with(audio.clone(), greedy.clone())
-                .await
-                .expect("transcribes");
+        for beam in BEAMS {
+            let options = TranscriptionOptions {
+                beam_size: Some(beam),
+                ..Default::default()
+            };
+            let start = Instant::now();
+            for _ in 0..4 {
+                model
+                    .transcriptions_with(audio.clone(), options.clone())
+                    .await
+                    .expect("transcribes");
+            }
+            let sequential = start.elapsed().as_secs_f64();
+            let together = concurrent(&model, &audio, &options, 4).await;
+            println!(
+                "| {name} | 4 x {} | beam {beam}: 4 sequential {sequential:.2} s, 4 concurrent {together:.2} s | {:.2}x | | |",
+                CLIPS[1],
+                sequential / together
+            );
         }
-        let sequential = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let runs = (0..4).map(|_| model.transcriptions_with(audio.clone(), greedy.clone()));
-        for r in futures::future::join_all(runs).await {
-            r.expect("transcribes");
-        }
-        let concurrent = start.elapsed().as_secs_f64();
-        println!(
-            "| {name} | 4 x {} | 4 sequential {sequential:.2} s, 4 concurrent {concurrent:.2} s | {:.2}x | |",
-            CLIPS[1],
-            sequential / concurrent
-        );
         client.terminate_model(&uid).await.expect("terminate");
     }
 }

@@ -7,9 +7,11 @@
 mod common;
 
 use common::{run_python, whisper_dir, TestServer};
+use futures::StreamExt;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use xinference::runtime::TranscriptionEvent;
 use xinference::Client;
 
 fn fixture_path(name: &str) -> PathBuf {
@@ -61,6 +63,19 @@ fn cues(text: &str) -> Vec<(f64, f64)> {
             let (a, b) = l.split_once(" --> ").unwrap();
             (secs(a), secs(b))
         })
+        .collect()
+}
+
+/// The JSON events of an SSE body, checking that `data: [DONE]` ends it (and only it).
+fn sse_data(body: &str) -> Vec<Value> {
+    let data: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{body}");
+    data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
         .collect()
 }
 
@@ -249,11 +264,7 @@ async fn transcriptions_over_http() {
     )
     .await;
     assert_eq!((s, ct.as_str()), (200, "text/event-stream"), "{body}");
-    let events: Vec<Value> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
+    let events = sse_data(&body);
     let done = events.last().unwrap();
     assert_eq!(done["type"], "transcript.text.done", "{body}");
     assert_eq!(done["text"], text);
@@ -265,6 +276,46 @@ async fn transcriptions_over_http() {
         })
         .collect();
     assert_eq!(deltas, text);
+    // verbose_json: each segment whole too, and the whole transcription at the end.
+    let (s, _, body) = post_form(
+        url,
+        route,
+        form(&uid, clip.clone(), "verbose_json").text("stream", "true"),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let events = sse_data(&body);
+    let segments: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "transcript.text.segment")
+        .collect();
+    assert_eq!(
+        segments.len(),
+        v["segments"].as_array().unwrap().len(),
+        "{body}"
+    );
+    for (got, want) in segments.iter().zip(v["segments"].as_array().unwrap()) {
+        assert_eq!(got["text"], want["text"]);
+        assert_eq!(got["tokens"], want["tokens"]);
+        assert_eq!(
+            (got["start"].as_f64(), got["end"].as_f64()),
+            (want["start"].as_f64(), want["end"].as_f64())
+        );
+    }
+    let done = events.last().unwrap();
+    assert_eq!(done["type"], "transcript.text.done", "{body}");
+    assert_eq!(done["text"], text);
+    assert_eq!(done["segments"], v["segments"]);
+    assert_eq!(done["duration"], v["duration"]);
+    // Subtitles do not stream: a 400 that says so.
+    let (s, _, body) = post_form(
+        url,
+        route,
+        form(&uid, clip.clone(), "srt").text("stream", "true"),
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("srt and vtt"), "{body}");
     // A bad stream request is an ordinary error answer, not a stream.
     let (s, ct, body) = post_form(
         url,
@@ -313,6 +364,29 @@ async fn transcriptions_over_http() {
     assert_eq!(t.text, text);
     assert!(!t.segments.is_empty());
     let e = model.translations(clip.clone()).await.unwrap_err();
+    assert_eq!(e.kind().http_status(), 400);
+    // Its stream: the segments as they are decoded, then the whole transcription.
+    let mut events = model
+        .transcriptions_stream(clip.clone(), Default::default())
+        .await
+        .unwrap();
+    let (mut segments, mut done) = (Vec::new(), None);
+    while let Some(event) = events.next().await {
+        match event {
+            TranscriptionEvent::Segment(s) => segments.push(s),
+            TranscriptionEvent::Done(t) => done = Some(t),
+            TranscriptionEvent::Failed(e) => panic!("the stream failed: {e}"),
+        }
+    }
+    let done = done.expect("a done event");
+    assert_eq!(done.text, text);
+    assert_eq!(segments, done.segments);
+    assert_eq!(segments, t.segments);
+    let e = model
+        .transcriptions_stream(b"not audio".to_vec(), Default::default())
+        .await
+        .err()
+        .expect("not audio is refused");
     assert_eq!(e.kind().http_status(), 400);
 
     // The official SDKs.

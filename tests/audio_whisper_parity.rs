@@ -398,3 +398,53 @@ async fn word_timestamps_match_faster_whisper() {
         }
     }
 }
+
+#[tokio::test]
+async fn five_minute_clip_is_covered_by_ordered_segments() {
+    let home = tempfile::tempdir().unwrap();
+    let client = Client::local(std::sync::Arc::new(
+        xinference::Runtime::new(xinference::RuntimeConfig::new(home.path())).unwrap(),
+    ));
+    let model = launch(&client, "whisper-tiny.en", "whisper-tiny.en-ct2").await;
+    let (samples, short_starts) = common::clips::five_minutes();
+    let seconds = samples.len() as f64 / 16_000.0;
+    assert!(seconds > 295.0, "{seconds}");
+    let t = model
+        .transcriptions_with(common::clips::wav_16k(&samples), greedy())
+        .await
+        .unwrap();
+    assert!((t.duration - seconds).abs() < 0.01, "{}", t.duration);
+    check_timeline(&t);
+    // Ten and more sequential windows, each seeking past the last timestamp of the one before.
+    let seeks: Vec<usize> = t.segments.iter().map(|s| s.seek).collect();
+    assert!(seeks.windows(2).all(|w| w[0] <= w[1]), "{seeks:?}");
+    let windows = seeks
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert!(windows >= 10, "{windows} windows: {seeks:?}");
+    // The segments cover the speech from start to end: no gap longer than the silences
+    // (3 s) and a little more, the first near 0 and the last at the end.
+    assert!(t.segments[0].start < 2.0, "{:?}", t.segments[0]);
+    assert!(
+        t.segments.last().unwrap().end > seconds - 3.0,
+        "{:?}",
+        t.segments.last()
+    );
+    for w in t.segments.windows(2) {
+        assert!(w[1].start - w[0].end < 5.0, "a gap: {:?} {:?}", w[0], w[1]);
+    }
+    // Timestamps are absolute: each copy of the 5 s clip is found where it was put.
+    for start in short_starts {
+        assert!(
+            t.segments
+                .iter()
+                .any(|s| (s.start - start).abs() < 2.0 && s.text.to_lowercase().contains("quick")),
+            "no segment starts the 5 s clip at {start:.1} s: {:?}",
+            t.segments
+                .iter()
+                .map(|s| (s.start, s.end, s.text.as_str()))
+                .collect::<Vec<_>>()
+        );
+    }
+}

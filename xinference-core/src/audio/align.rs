@@ -5,9 +5,9 @@
 //! merged into its neighbours, and over-long words at sentence and segment boundaries are
 //! clipped by faster-whisper's heuristics.
 
+use super::model::DecoderState;
 use super::whisper::WhisperModel;
 use crate::Result;
-use candle_core::Tensor;
 
 /// Encoder positions per second.
 const TOKENS_PER_SECOND: f64 = 50.0;
@@ -131,7 +131,7 @@ fn median_filter(row: &mut [f32], width: usize) {
 /// probability of each text token.
 fn attention_matrix(
     model: &WhisperModel,
-    audio: &Tensor,
+    audio: &DecoderState,
     sot_sequence: &[u32],
     text: &[u32],
     frames: usize,
@@ -142,11 +142,12 @@ fn attention_matrix(
     input.extend_from_slice(text);
     input.push(sp.eot);
     let n = input.len();
-    let mut state = model.net.start(audio)?;
-    let (hidden, scores) =
+    let mut state = audio.clone();
+    let (hidden, scores) = crate::compute::with_budget(|| {
         model
             .net
-            .decode_with_scores(&input, &mut state, &model.alignment_heads)?;
+            .decode_with_scores(&input, &mut state, &model.alignment_heads)
+    })?;
     let offset = sot_sequence.len();
     let logits = model
         .net
@@ -252,7 +253,7 @@ fn split_words(
 /// faster-whisper's `find_alignment`: the words of `text` with times relative to the window.
 fn find_alignment(
     model: &WhisperModel,
-    audio: &Tensor,
+    audio: &DecoderState,
     sot_sequence: &[u32],
     text: &[u32],
     num_frames: usize,
@@ -363,7 +364,7 @@ fn median_duration(words: &[Word]) -> (f64, bool) {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn add_word_timestamps(
     model: &WhisperModel,
-    audio: &Tensor,
+    audio: &DecoderState,
     sot_sequence: &[u32],
     pieces: &mut [Piece],
     seek: usize,

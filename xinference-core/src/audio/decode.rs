@@ -6,6 +6,7 @@
 
 use super::align::{add_word_timestamps, Piece};
 use super::mel::{log_mel, N_FRAMES};
+use super::model::DecoderState;
 use super::search::{generate, Decoded, SearchOptions};
 use super::whisper::WhisperModel;
 use super::Progress;
@@ -13,7 +14,6 @@ use crate::protocol::audio::{
     AudioTask, Transcription, TranscriptionOptions, TranscriptionSegment, TranscriptionWord,
 };
 use crate::{Error, Result};
-use candle_core::Tensor;
 use rand::SeedableRng;
 use std::io::Write;
 
@@ -33,7 +33,7 @@ const PROMPT_RESET_ON_TEMPERATURE: f32 = 0.5;
 
 /// Transcribes (or translates) 16 kHz mono `samples`.
 pub fn transcribe(
-    model: &mut WhisperModel,
+    model: &WhisperModel,
     samples: &[f32],
     options: &TranscriptionOptions,
 ) -> Result<Transcription> {
@@ -43,7 +43,7 @@ pub fn transcribe(
 /// [`transcribe`], reporting to `on_progress` once the request is checked and then each
 /// segment as soon as it is decoded (an error from it, such as a gone client, stops the work).
 pub fn transcribe_with(
-    model: &mut WhisperModel,
+    model: &WhisperModel,
     samples: &[f32],
     options: &TranscriptionOptions,
     on_progress: &mut dyn FnMut(Progress) -> Result<()>,
@@ -67,7 +67,7 @@ pub fn transcribe_with(
         let time_offset = seek as f64 * FRAME_SECONDS;
         let segment_size = N_FRAMES.min(content_frames - seek);
         let mel = window_mel(&features, frames, model.n_mels, seek, segment_size);
-        let audio = model.encode(&mel)?;
+        let audio = model.encode(mel)?;
         if model.multilingual && language.is_none() {
             language = Some(detect_language(model, &audio)?);
         }
@@ -216,7 +216,7 @@ fn initial_prompt_tokens(model: &WhisperModel, options: &TranscriptionOptions) -
 
 /// The `n_mels x N_FRAMES` encoder input for the `size` frames at `seek` of the whole log-mel
 /// `features` (`n_mels` rows of `frames`), zero-padded on the right.
-fn window_mel(
+pub(crate) fn window_mel(
     features: &[f32],
     frames: usize,
     n_mels: usize,
@@ -394,8 +394,8 @@ fn round3(x: f64) -> f64 {
 }
 
 /// The most probable language token after `<|startoftranscript|>`.
-fn detect_language(model: &mut WhisperModel, audio: &Tensor) -> Result<u32> {
-    let mut state = model.net.start(audio)?;
+fn detect_language(model: &WhisperModel, audio: &DecoderState) -> Result<u32> {
+    let mut state = audio.clone();
     let logits = model.step(&[model.special.sot], &mut state, &[0])?;
     let logits = &logits[0];
     model
@@ -420,8 +420,8 @@ fn compression_ratio(text: &str) -> f64 {
 }
 
 fn decode_with_fallback(
-    model: &mut WhisperModel,
-    audio: &Tensor,
+    model: &WhisperModel,
+    audio: &DecoderState,
     prompt: &[u32],
     sot_index: usize,
     temperatures: &[f32],

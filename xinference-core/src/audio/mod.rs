@@ -1,8 +1,9 @@
 //! Speech to text. [`SpeechToText`] is the capability: audio file bytes in, a
 //! [`Transcription`] out. Whisper is its one architecture: `ct2.rs` reads CTranslate2's
 //! `model.bin`, `whisper.rs` loads either format, `model.rs` is the forward pass, `mel.rs` computes the features,
-//! `input.rs` decodes and resamples the audio, `decode.rs` runs OpenAI's window loop and
-//! `search.rs` the token search of one window (greedy, best-of sampling, beam search).
+//! `input.rs` decodes and resamples the audio, `decode.rs` runs OpenAI's window loop,
+//! `search.rs` the token search of one window (greedy, best-of sampling, beam search) and
+//! `passes.rs` lets concurrent requests share encoder and decoder passes.
 
 pub mod align;
 pub mod ct2;
@@ -10,6 +11,7 @@ pub mod decode;
 pub mod input;
 pub mod mel;
 pub mod model;
+pub mod passes;
 pub mod search;
 pub mod whisper;
 
@@ -26,36 +28,43 @@ pub enum Progress<'a> {
     Segment(&'a TranscriptionSegment),
 }
 
-/// A speech-to-text model: decodes an audio file and transcribes or translates it.
-pub trait SpeechToText: Send {
+/// A speech-to-text model: decodes an audio file and transcribes or translates it. One loaded
+/// model serves several requests at once (from several threads), which share its passes.
+pub trait SpeechToText: Send + Sync {
     /// Transcribes (or translates, per `options.task`) the audio file in `audio`, reporting
     /// to `on_progress` as it goes; an error from `on_progress` (a gone client) stops it.
     fn transcribe_each(
-        &mut self,
+        &self,
         audio: &[u8],
         options: &TranscriptionOptions,
         on_progress: &mut dyn FnMut(Progress) -> Result<()>,
     ) -> Result<Transcription>;
 
+    /// Counters of the passes this model's concurrent requests shared.
+    fn pass_stats(&self) -> passes::PassStats {
+        passes::PassStats::default()
+    }
+
     /// Transcribes (or translates, per `options.task`) the audio file in `audio`.
-    fn transcribe(
-        &mut self,
-        audio: &[u8],
-        options: &TranscriptionOptions,
-    ) -> Result<Transcription> {
+    fn transcribe(&self, audio: &[u8], options: &TranscriptionOptions) -> Result<Transcription> {
         self.transcribe_each(audio, options, &mut |_| Ok(()))
     }
 }
 
 impl SpeechToText for WhisperModel {
     fn transcribe_each(
-        &mut self,
+        &self,
         audio: &[u8],
         options: &TranscriptionOptions,
         on_progress: &mut dyn FnMut(Progress) -> Result<()>,
     ) -> Result<Transcription> {
         let samples = input::decode_audio(audio)?;
+        let _transcribing = self.passes.enter();
         decode::transcribe_with(self, &samples, options, on_progress)
+    }
+
+    fn pass_stats(&self) -> passes::PassStats {
+        self.passes.stats()
     }
 }
 

@@ -38,8 +38,9 @@ struct Lin {
     b: Option<Tensor>,
 }
 
-/// Rows up to which [`Lin`] uses the small-product kernel.
-const SMALL_ROWS: usize = 16;
+/// Rows up to which [`Lin`] uses the small-product kernel (a request with more rows in one
+/// decoder step, a long prompt, is not batched with others: it goes through `gemm` alone).
+pub(crate) const SMALL_ROWS: usize = 16;
 
 impl Lin {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -48,6 +49,12 @@ impl Lin {
             return few_rows_product(x, &self.w, self.b.as_ref());
         }
         Ok(Linear::new(self.w.clone(), self.b.clone()).forward(x)?)
+    }
+
+    /// [`Lin::forward`] through the few-rows kernel whatever the number of rows, so that each
+    /// row is rounded as it is alone (the rows of several requests' decoder steps).
+    fn forward_streamed(&self, x: &Tensor) -> Result<Tensor> {
+        few_rows_product(x, &self.w, self.b.as_ref())
     }
 }
 
@@ -73,7 +80,7 @@ fn few_rows_product(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor
     let bias = b.map(|b| b.to_vec1::<f32>()).transpose()?;
     let mut out = Vec::new();
     with_values(w, |w| {
-        kernels::linear(&xs, w, bias.as_deref(), None, &mut out, (rows, k, n))
+        kernels::linear_streamed(&xs, w, bias.as_deref(), &mut out, (rows, k, n))
     })?;
     if let Some(last) = shape.last_mut() {
         *last = n;
@@ -126,9 +133,10 @@ impl Attention {
             .contiguous()?)
     }
 
-    /// Attention of queries `x` over keys/values `k`, `v` (already split), with an additive mask.
-    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        Ok(self.attend_scores(x, k, v, mask, false)?.0)
+    /// Attention of queries `x` over keys (split and transposed: `[b, heads, head_dim, s]`)
+    /// and values (split), with an additive mask.
+    fn attend(&self, x: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.attend_scores(x, kt, v, mask, false)?.0)
     }
 
     /// [`Attention::attend`], also returning the scaled scores `[b, heads, t, s]` before the
@@ -136,22 +144,44 @@ impl Attention {
     fn attend_scores(
         &self,
         x: &Tensor,
-        k: &Tensor,
+        kt: &Tensor,
         v: &Tensor,
         mask: Option<&Tensor>,
         keep_scores: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let (b, t, d) = x.dims3()?;
+        let (y, scores) = self.mix(
+            &self.q.forward(x)?,
+            kt,
+            v,
+            mask,
+            keep_scores,
+            candle_softmax,
+        )?;
+        Ok((self.out.forward(&y)?, scores))
+    }
+
+    /// The attention of projected queries `q` (`[b, t, d]`) over keys (split and transposed,
+    /// contiguous) and values (split), before the output projection: `[b, t, d]`, and the
+    /// scaled scores when `keep_scores` is set.
+    fn mix(
+        &self,
+        q: &Tensor,
+        kt: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        keep_scores: bool,
+        softmax: fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (b, t, d) = q.dims3()?;
         let hd = d / self.heads;
-        let q = (self.split(&self.q.forward(x)?)? * (1.0 / (hd as f64).sqrt()))?;
-        let mut w = q.matmul(&k.transpose(2, 3)?.contiguous()?)?;
+        let q = (self.split(q)? * (1.0 / (hd as f64).sqrt()))?;
+        let mut w = q.matmul(kt)?;
         if let Some(m) = mask {
             w = w.broadcast_add(m)?;
         }
         let scores = keep_scores.then(|| w.clone());
-        let w = candle_nn::ops::softmax_last_dim(&w)?;
-        let y = w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        Ok((self.out.forward(&y)?, scores))
+        let w = softmax(&w)?;
+        Ok((w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?, scores))
     }
 }
 
@@ -188,6 +218,25 @@ impl Block {
         let h = self.fc1.forward(&self.mlp_ln.forward(x)?)?.gelu_erf()?;
         Ok((x + self.fc2.forward(&h)?)?)
     }
+
+    /// [`Block::mlp`] with [`Lin::forward_streamed`] products.
+    fn mlp_streamed(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self
+            .fc1
+            .forward_streamed(&self.mlp_ln.forward(x)?)?
+            .gelu_erf()?;
+        Ok((x + self.fc2.forward_streamed(&h)?)?)
+    }
+}
+
+/// One request's part of a shared decoder pass ([`WhisperNet::decode_many`]): `tokens` fed
+/// after what `state` holds (`state.batch()` sequences of `tokens.len() / batch` tokens, row
+/// after row).
+pub struct Step<'a> {
+    /// The tokens, sequence after sequence.
+    pub tokens: &'a [u32],
+    /// The request's decoder state (its caches and its window's audio keys/values).
+    pub state: &'a mut DecoderState,
 }
 
 /// The encoder and decoder weights.
@@ -207,7 +256,10 @@ pub struct WhisperNet {
 
 /// The decoder's state over one window: per layer, the cached self-attention keys/values of
 /// each sequence of the batch (`[batch, heads, len, head_dim]`: beams, or best-of samples) and
-/// the window's cross-attention keys/values, which every sequence shares.
+/// the window's cross-attention keys (transposed once: `[1, heads, head_dim, 1500]`) and
+/// values, which every sequence shares. Clones are cheap
+/// (tensors are shared until written).
+#[derive(Clone)]
 pub struct DecoderState {
     self_kv: Vec<Option<(Tensor, Tensor)>>,
     cross_kv: Vec<(Tensor, Tensor)>,
@@ -216,6 +268,16 @@ pub struct DecoderState {
 }
 
 impl DecoderState {
+    /// A placeholder left behind while the state is away in a shared pass.
+    pub(crate) fn placeholder() -> Self {
+        DecoderState {
+            self_kv: Vec::new(),
+            cross_kv: Vec::new(),
+            len: 0,
+            batch: 1,
+        }
+    }
+
     /// Positions decoded so far (per sequence).
     pub fn len(&self) -> usize {
         self.len
@@ -246,6 +308,53 @@ impl DecoderState {
         self.batch = origins.len();
         Ok(())
     }
+}
+
+/// candle's softmax over the last dimension.
+fn candle_softmax(x: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::softmax_last_dim(x)?)
+}
+
+/// Softmax over the last dimension through [`kernels::softmax_rows`], rows spread over the
+/// pool.
+fn fast_softmax(x: &Tensor) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let shape = x.dims().to_vec();
+    let width = shape.last().copied().unwrap_or(1).max(1);
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    let rows = (1 << 16) / width + 1;
+    values
+        .par_chunks_mut(rows * width)
+        .for_each(|c| kernels::softmax_rows(c, width));
+    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
+}
+
+/// Exact (erf) GELU through the vectorised kernel ([`kernels::Activation::Gelu`]).
+fn gelu(x: &Tensor) -> Result<Tensor> {
+    let shape = x.dims().to_vec();
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    kernels::Activation::Gelu.apply(&mut values);
+    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
+}
+
+/// The additive causal mask of `n` new positions after `offset` cached ones (`None` for one).
+fn causal_mask(n: usize, offset: usize) -> Result<Option<Tensor>> {
+    if n <= 1 {
+        return Ok(None);
+    }
+    let total = offset + n;
+    let m: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > offset + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Ok(Some(Tensor::from_vec(m, (n, total), &Device::Cpu)?))
 }
 
 /// Sinusoidal positions of the encoder (as openai-whisper computes them).
@@ -307,18 +416,23 @@ impl WhisperNet {
         })
     }
 
-    /// Encoder states `[1, 1500, d]` of features `[1, n_mels, 3000]`.
+    /// Encoder states `[b, 1500, d]` of features `[b, n_mels, 3000]` (each window of the
+    /// batch computed as alone). GELU and the attention softmax go through our vectorised
+    /// kernels (candle's call libm per value: a tenth of the encoder's time).
     pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
-        let x = self.conv1.forward(mel)?.gelu_erf()?;
-        let x = self.conv2.forward(&x)?.gelu_erf()?.transpose(1, 2)?;
+        let x = gelu(&self.conv1.forward(mel)?)?;
+        let x = gelu(&self.conv2.forward(&x)?)?.transpose(1, 2)?;
         let t = x.dim(1)?;
         let mut x = x.broadcast_add(&self.audio_pos.narrow(0, 0, t)?)?;
         for block in &self.encoder {
+            let a = &block.attn;
             let h = block.attn_ln.forward(&x)?;
-            let k = block.attn.split(&block.attn.k.forward(&h)?)?;
-            let v = block.attn.split(&block.attn.v.forward(&h)?)?;
-            x = (&x + block.attn.attend(&h, &k, &v, None)?)?;
-            x = block.mlp(&x)?;
+            let (k, v) = (a.split(&a.k.forward(&h)?)?, a.split(&a.v.forward(&h)?)?);
+            let kt = k.transpose(2, 3)?.contiguous()?;
+            let (y, _) = a.mix(&a.q.forward(&h)?, &kt, &v, None, false, fast_softmax)?;
+            x = (&x + a.out.forward(&y)?)?;
+            let m = gelu(&block.fc1.forward(&block.mlp_ln.forward(&x)?)?)?;
+            x = (&x + block.fc2.forward(&m)?)?;
         }
         Ok(self.encoder_ln.forward(&x)?)
     }
@@ -334,7 +448,9 @@ impl WhisperNet {
                     .as_ref()
                     .expect("decoder blocks have cross-attention");
                 Ok((
-                    a.split(&a.k.forward(audio)?)?,
+                    a.split(&a.k.forward(audio)?)?
+                        .transpose(2, 3)?
+                        .contiguous()?,
                     a.split(&a.v.forward(audio)?)?,
                 ))
             })
@@ -345,6 +461,94 @@ impl WhisperNet {
             len: 0,
             batch: 1,
         })
+    }
+
+    /// Token embeddings plus positions `offset..offset + n`: `[b, n, d]`.
+    fn embed_tokens(&self, tokens: &[u32], b: usize, n: usize, offset: usize) -> Result<Tensor> {
+        let ids = Tensor::new(tokens, &Device::Cpu)?;
+        let x = self
+            .embed
+            .index_select(&ids, 0)?
+            .reshape((b, n, self.dims.d_model))?;
+        Ok(x.broadcast_add(&self.text_pos.narrow(0, offset, n)?)?)
+    }
+
+    /// Feeds the steps of several requests in one pass: layer norms, projections and MLPs see
+    /// the rows of all of them at once (each weight matrix streams through once per layer),
+    /// attention stays per request (its own self-attention cache and its own window's audio).
+    /// Every row is rounded as [`WhisperNet::decode`] rounds it for a request of at most 16
+    /// rows alone (`tests::shared_pass_matches_one_at_a_time`). Returns each request's final
+    /// hidden states `[rows, d]`.
+    pub fn decode_many(&self, steps: &mut [Step]) -> Result<Vec<Tensor>> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let d = self.dims.d_model;
+        // (sequences, tokens per sequence, positions already cached) of each request.
+        let shapes: Vec<(usize, usize, usize)> = steps
+            .iter()
+            .map(|s| (s.state.batch, s.tokens.len() / s.state.batch, s.state.len))
+            .collect();
+        let mut parts = Vec::with_capacity(steps.len());
+        let mut masks = Vec::with_capacity(steps.len());
+        for (s, &(b, n, offset)) in steps.iter().zip(&shapes) {
+            parts.push(
+                self.embed_tokens(s.tokens, b, n, offset)?
+                    .reshape((b * n, d))?,
+            );
+            masks.push(causal_mask(n, offset)?);
+        }
+        let mut x = Tensor::cat(&parts, 0)?;
+        for (l, block) in self.decoder.iter().enumerate() {
+            let a = &block.attn;
+            let h = block.attn_ln.forward(&x)?;
+            let (q, k, v) = (
+                a.q.forward_streamed(&h)?,
+                a.k.forward_streamed(&h)?,
+                a.v.forward_streamed(&h)?,
+            );
+            let mut ys = Vec::with_capacity(steps.len());
+            let mut start = 0;
+            for ((step, &(b, n, _)), mask) in steps.iter_mut().zip(&shapes).zip(&masks) {
+                let part = |t: &Tensor| t.narrow(0, start, b * n)?.reshape((b, n, d));
+                let (k, v) = (a.split(&part(&k)?)?, a.split(&part(&v)?)?);
+                let (k, v) = match step.state.self_kv[l].take() {
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                    None => (k, v),
+                };
+                let kt = k.transpose(2, 3)?.contiguous()?;
+                let (y, _) = a.mix(&part(&q)?, &kt, &v, mask.as_ref(), false, candle_softmax)?;
+                step.state.self_kv[l] = Some((k, v));
+                ys.push(y.reshape((b * n, d))?);
+                start += b * n;
+            }
+            x = (&x + a.out.forward_streamed(&Tensor::cat(&ys, 0)?)?)?;
+            let (ln, cross) = block
+                .cross
+                .as_ref()
+                .expect("decoder blocks have cross-attention");
+            let q = cross.q.forward_streamed(&ln.forward(&x)?)?;
+            ys.clear();
+            start = 0;
+            for (step, &(b, n, _)) in steps.iter().zip(&shapes) {
+                let (ck, cv) = &step.state.cross_kv[l];
+                let q = q.narrow(0, start, b * n)?.reshape((1, b * n, d))?;
+                let (y, _) = cross.mix(&q, ck, cv, None, false, candle_softmax)?;
+                ys.push(y.reshape((b * n, d))?);
+                start += b * n;
+            }
+            x = (&x + cross.out.forward_streamed(&Tensor::cat(&ys, 0)?)?)?;
+            x = block.mlp_streamed(&x)?;
+        }
+        let hidden = self.decoder_ln.forward(&x)?;
+        let mut out = Vec::with_capacity(steps.len());
+        let mut start = 0;
+        for (step, &(b, n, _)) in steps.iter_mut().zip(&shapes) {
+            step.state.len += n;
+            out.push(hidden.narrow(0, start, b * n)?);
+            start += b * n;
+        }
+        Ok(out)
     }
 
     /// Feeds `tokens` after what `state` holds: `state.batch()` sequences of
@@ -366,26 +570,8 @@ impl WhisperNet {
         let n = tokens.len() / b;
         let d = self.dims.d_model;
         let offset = state.len;
-        let ids = Tensor::new(tokens, &Device::Cpu)?;
-        let x = self.embed.index_select(&ids, 0)?.reshape((b, n, d))?;
-        let mut x = x.broadcast_add(&self.text_pos.narrow(0, offset, n)?)?;
-        let mask = if n > 1 {
-            let total = offset + n;
-            let m: Vec<f32> = (0..n)
-                .flat_map(|i| {
-                    (0..total).map(move |j| {
-                        if j > offset + i {
-                            f32::NEG_INFINITY
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-                .collect();
-            Some(Tensor::from_vec(m, (n, total), &Device::Cpu)?)
-        } else {
-            None
-        };
+        let mut x = self.embed_tokens(tokens, b, n, offset)?;
+        let mask = causal_mask(n, offset)?;
         let mut scores = Vec::new();
         for (l, block) in self.decoder.iter().enumerate() {
             let h = block.attn_ln.forward(&x)?;
@@ -395,7 +581,8 @@ impl WhisperNet {
                 Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
                 None => (k, v),
             };
-            x = (&x + block.attn.attend(&h, &k, &v, mask.as_ref())?)?;
+            let kt = k.transpose(2, 3)?.contiguous()?;
+            x = (&x + block.attn.attend(&h, &kt, &v, mask.as_ref())?)?;
             state.self_kv[l] = Some((k, v));
             let (ln, cross) = block
                 .cross
@@ -429,21 +616,16 @@ impl WhisperNet {
             .to_vec1::<f32>()?)
     }
 
-    /// Logits of every row of `hidden` (`[n, d]`): the embedding matrix streams through once.
+    /// Logits of every row of `hidden` (`[n, d]`): the embedding matrix streams through once,
+    /// and each row is rounded as [`WhisperNet::logits`] rounds it alone.
     pub fn logits_rows(&self, hidden: &Tensor) -> Result<Vec<Vec<f32>>> {
         let (n, d) = hidden.dims2()?;
         let vocab = self.dims.vocab;
         let xs = hidden.flatten_all()?.to_vec1::<f32>()?;
         let mut out = Vec::new();
-        for chunk in xs.chunks(SMALL_ROWS * d) {
-            let rows = chunk.len() / d;
-            let mut part = Vec::new();
-            with_values(&self.embed, |w| {
-                kernels::linear(chunk, w, None, None, &mut part, (rows, d, vocab))
-            })?;
-            out.extend(part.chunks(vocab).map(<[f32]>::to_vec));
-        }
-        debug_assert_eq!(out.len(), n);
-        Ok(out)
+        with_values(&self.embed, |w| {
+            kernels::linear_streamed(&xs, w, None, &mut out, (n, d, vocab))
+        })?;
+        Ok(out.chunks(vocab).map(<[f32]>::to_vec).collect())
     }
 }

@@ -8,7 +8,6 @@
 use super::model::DecoderState;
 use super::whisper::WhisperModel;
 use crate::{Error, Result};
-use candle_core::Tensor;
 use rand::distr::{weighted::WeightedIndex, Distribution};
 
 /// Latest first timestamp (1 s), in timestamp steps.
@@ -147,14 +146,14 @@ fn argmax(values: &[f32]) -> usize {
 /// `best_of` samples.
 pub(crate) fn generate(
     model: &WhisperModel,
-    audio: &Tensor,
+    audio: &DecoderState,
     prompt: &[u32],
     sot_index: usize,
     temperature: f32,
     options: &SearchOptions,
     rng: &mut rand::rngs::StdRng,
 ) -> Result<Decoded> {
-    let mut state = model.net.start(audio)?;
+    let mut state = audio.clone();
     let mut rows = model.step(prompt, &mut state, &[sot_index, prompt.len() - 1])?;
     let last = rows.pop().unwrap_or_default();
     let mut at_sot = rows.pop().unwrap_or_default();

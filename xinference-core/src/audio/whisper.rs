@@ -4,8 +4,9 @@
 
 use super::ct2::Ct2Model;
 use super::model::{DecoderState, Dims, WhisperNet};
+use super::passes::{Answer, Call, PassBatcher};
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use candle_transformers::models::whisper::Config;
 use serde_json::Value;
@@ -55,6 +56,8 @@ pub struct WhisperModel {
     /// The `(layer, head)` cross-attention heads that follow the speech in time (word
     /// timestamps).
     pub(crate) alignment_heads: Vec<(usize, usize)>,
+    /// Where the model calls of concurrent requests meet to share passes.
+    pub(crate) passes: PassBatcher,
 }
 
 /// `[[layer, head], ...]` of a config's `alignment_heads`.
@@ -270,6 +273,7 @@ impl WhisperModel {
             suppress_begin,
             lang_ids,
             max_length,
+            passes: PassBatcher::default(),
         })
     }
 
@@ -315,11 +319,36 @@ impl WhisperModel {
             .to_vec())
     }
 
-    /// Encoder states of one window of features `[n_mels][3000]`.
-    pub(crate) fn encode(&mut self, mel: &[f32]) -> Result<Tensor> {
-        let frames = mel.len() / self.n_mels;
-        let x = Tensor::from_slice(mel, (1, self.n_mels, frames), &Device::Cpu)?;
-        self.net.encode(&x)
+    /// Encodes one window of features `[n_mels][3000]` (in a pass shared with concurrent
+    /// requests) and returns a fresh decoder state over it: clone it for each decode of the
+    /// window.
+    pub(crate) fn encode(&self, mel: Vec<f32>) -> Result<DecoderState> {
+        match self.passes.call(&self.net, Call::Encode(mel))? {
+            Answer::Encoded(state) => Ok(state),
+            Answer::Stepped(..) => Err(Error::internal("an encode got a decoder answer")),
+        }
+    }
+
+    /// Feeds `tokens` to a decoder state (every sequence of it, in a pass shared with
+    /// concurrent requests) and returns the logits of the rows `at`, or of all rows.
+    fn call_step(
+        &self,
+        tokens: &[u32],
+        state: &mut DecoderState,
+        at: Option<Vec<usize>>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let call = Call::Step {
+            tokens: tokens.to_vec(),
+            state: std::mem::replace(state, DecoderState::placeholder()),
+            at,
+        };
+        match self.passes.call(&self.net, call)? {
+            Answer::Stepped(back, logits) => {
+                *state = back;
+                Ok(logits)
+            }
+            Answer::Encoded(_) => Err(Error::internal("a decoder step got an encoder answer")),
+        }
     }
 
     /// Feeds `tokens` to a decoder state and returns the logits at the positions `at` of them.
@@ -329,8 +358,7 @@ impl WhisperModel {
         state: &mut DecoderState,
         at: &[usize],
     ) -> Result<Vec<Vec<f32>>> {
-        let hidden = self.net.decode(tokens, state)?;
-        at.iter().map(|&i| self.net.logits(&hidden, i)).collect()
+        self.call_step(tokens, state, Some(at.to_vec()))
     }
 
     /// Feeds one token to each sequence of a batched decoder state (`tokens[i]` to row `i`)
@@ -340,8 +368,7 @@ impl WhisperModel {
         tokens: &[u32],
         state: &mut DecoderState,
     ) -> Result<Vec<Vec<f32>>> {
-        let hidden = self.net.decode(tokens, state)?;
-        self.net.logits_rows(&hidden)
+        self.call_step(tokens, state, None)
     }
 }
 

@@ -134,8 +134,27 @@ impl RemoteClient {
         path: &str,
         body: &B,
     ) -> Result<crate::runtime::ChunkStream<T>> {
+        self.events(self.http.post(self.url(path)).json(body)).await
+    }
+
+    /// POST a multipart `form` to `path` and read the answer as server-sent events, as
+    /// [`RemoteClient::post_stream`] does.
+    pub async fn post_multipart_stream<T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> Result<crate::runtime::ChunkStream<T>> {
+        self.events(self.http.post(self.url(path)).multipart(form))
+            .await
+    }
+
+    /// Sends `request` and reads its answer as server-sent events.
+    async fn events<T: DeserializeOwned + Send + 'static>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<crate::runtime::ChunkStream<T>> {
         use futures::StreamExt;
-        let response = self.open(self.http.post(self.url(path)).json(body)).await?;
+        let response = self.open(request).await?;
         let bytes = response.bytes_stream();
         let lines = futures::stream::unfold(
             (bytes, Vec::<u8>::new(), false),

@@ -235,6 +235,26 @@ pub fn linear(
     );
 }
 
+/// [`linear`] through the few-rows kernel whatever the number of rows (no bias, residual or
+/// `gemm`): every output is one dot product of an input row with a weight row, so each row
+/// comes out rounded exactly as it would alone, and the weights stream through once for all
+/// rows. For decoder steps of several sequences batched together.
+pub fn linear_streamed(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut Vec<f32>,
+    (t, k, n): (usize, usize, usize),
+) {
+    out.clear();
+    out.resize(t * n, 0.0);
+    if let Some(bias) = bias {
+        out.chunks_exact_mut(n)
+            .for_each(|row| row.copy_from_slice(bias));
+    }
+    small_m_product(out, x, w, (t, k, n));
+}
+
 /// Up to this many rows, [`linear`] uses [`small_m_product`] instead of `gemm`: for a
 /// few tokens `gemm` spends its time packing the weights and runs half-empty micro-kernels.
 const SMALL_M: usize = 16;

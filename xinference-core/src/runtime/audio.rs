@@ -1,5 +1,7 @@
-//! The speech-to-text capability of the runtime: checks the request and runs it on a replica's
-//! worker thread, where the audio file is decoded, resampled and transcribed.
+//! The speech-to-text capability of the runtime: checks the request and runs it on one of a
+//! replica's slot threads, where the audio file is decoded, resampled and transcribed. The
+//! slots share the one loaded model, and the requests running on them share its encoder and
+//! decoder passes (`audio/passes.rs`); more requests wait in the bounded queue.
 
 use super::{Loaded, Runtime, Worker};
 use crate::audio::{Progress, SpeechToText};
@@ -33,8 +35,11 @@ enum Sent {
     Event(TranscriptionEvent),
 }
 
-/// The worker of one replica of a speech-to-text model.
-pub(crate) type AudioWorker = Worker<Box<dyn SpeechToText>>;
+/// The worker of one replica of a speech-to-text model: [`AUDIO_SLOTS`] threads over one model.
+pub(crate) type AudioWorker = Worker<Arc<dyn SpeechToText>>;
+
+/// Requests one replica transcribes at once (their passes are shared).
+pub(crate) const AUDIO_SLOTS: usize = 4;
 
 impl Runtime {
     /// Transcribes the audio file `audio` with the model `model` (`options.task` picks
@@ -64,7 +69,7 @@ impl Runtime {
         // disconnected HTTP client drops this future) and stops at its next segment.
         let mut rx = workers[replica].stream(
             1,
-            move |m: &mut Box<dyn SpeechToText>, tx: &mpsc::Sender<Result<Transcription>>| {
+            move |m: &mut Arc<dyn SpeechToText>, tx: &mpsc::Sender<Result<Transcription>>| {
                 let result = m.transcribe_each(&audio, &options, &mut |_| {
                     if tx.is_closed() {
                         Err(Error::internal("the client went away"))
@@ -111,7 +116,7 @@ impl Runtime {
         };
         let mut rx = workers[replica].stream(
             8,
-            move |m: &mut Box<dyn SpeechToText>, tx: &mpsc::Sender<Sent>| {
+            move |m: &mut Arc<dyn SpeechToText>, tx: &mpsc::Sender<Sent>| {
                 let mut on_progress = |p: Progress| -> Result<()> {
                     let sent = match p {
                         Progress::Started => Sent::Started,

@@ -96,6 +96,12 @@ pub fn describe(instance: &Instance) -> DescriptionMap {
             map.insert("batching".into(), batching_json(&batchers));
         }
     }
+    if f.model_type == ModelType::Audio {
+        let models = instance.audio_models.lock().expect("instance lock");
+        if !models.is_empty() {
+            map.insert("batching".into(), audio_batching_json(&models));
+        }
+    }
     map.insert("n_worker".into(), json!(1));
     map.insert("replica".into(), json!(instance.replicas));
     map
@@ -119,6 +125,26 @@ fn prefix_cache_json(caches: &[std::sync::Arc<crate::llm::PrefixCache>]) -> Valu
         total.hit_rate = total.hits as f64 / total.lookups as f64;
     }
     serde_json::to_value(total).unwrap_or(Value::Null)
+}
+
+/// The shared passes of a speech-to-text model's replicas, summed: passes, the calls (window
+/// encodes and decoder steps of all requests) they served, windows encoded, the mean and the
+/// largest batch.
+fn audio_batching_json(models: &[std::sync::Arc<dyn crate::audio::SpeechToText>]) -> Value {
+    let mut total = crate::audio::passes::PassStats::default();
+    for s in models.iter().map(|m| m.pass_stats()) {
+        total.passes += s.passes;
+        total.calls += s.calls;
+        total.windows += s.windows;
+        total.largest = total.largest.max(s.largest);
+    }
+    let mean = if total.passes > 0 {
+        total.calls as f64 / total.passes as f64
+    } else {
+        0.0
+    };
+    json!({"passes": total.passes, "calls": total.calls, "windows": total.windows,
+           "mean_batch": mean, "largest_batch": total.largest})
 }
 
 /// The decode passes of an LLM's replicas, summed: passes, sequence steps, the mean and the

@@ -154,6 +154,7 @@ impl Runtime {
             prefix_cache_bytes,
             prefix_caches: Mutex::new(Vec::new()),
             batchers: Mutex::new(Vec::new()),
+            audio_models: Mutex::new(Vec::new()),
             kv_slots: Mutex::new(Vec::new()),
             counters: Default::default(),
             created_ts: std::time::SystemTime::now()
@@ -265,10 +266,17 @@ impl Runtime {
             ModelType::Audio => {
                 let workers = (0..instance.replicas)
                     .map(|r| {
-                        let model = crate::audio::load_audio_model(&files)?;
-                        Worker::spawn(
+                        let model: Arc<dyn crate::audio::SpeechToText> =
+                            Arc::from(crate::audio::load_audio_model(&files)?);
+                        instance
+                            .audio_models
+                            .lock()
+                            .expect("instance lock")
+                            .push(model.clone());
+                        Worker::spawn_pool(
                             &instance.replica_uid(r),
-                            model,
+                            super::audio::AUDIO_SLOTS,
+                            || model.clone(),
                             self.config.queue_capacity,
                             instance.request_limit,
                         )

@@ -160,6 +160,8 @@ pub struct Instance {
     pub(crate) prefix_caches: Mutex<Vec<Arc<crate::llm::PrefixCache>>>,
     /// The decode-step batchers of the loaded LLM replicas (for the description).
     pub(crate) batchers: Mutex<Vec<Arc<crate::llm::StepBatcher>>>,
+    /// The loaded speech-to-text replicas' models (for the description: their shared passes).
+    pub(crate) audio_models: Mutex<Vec<Arc<dyn crate::audio::SpeechToText>>>,
     /// Every LLM sequence slot's KV fill and its capacity (the context length), for metrics.
     pub(crate) kv_slots: Mutex<Vec<(crate::llm::KvUsage, usize)>>,
     /// Requests, errors, tokens and latencies, for metrics.
@@ -349,6 +351,8 @@ impl Runtime {
                 Error::bad_request(format!("Model not found in the model list, uid: {uid}"))
             })?;
         instance.set_status(InstanceStatus::Terminating, None);
+        // The workers' threads hold the last references to the audio models.
+        instance.audio_models.lock().expect("instance lock").clear();
         let loaded = instance.state.lock().expect("instance lock").loaded.take();
         if let Some(loaded) = loaded {
             tokio::task::spawn_blocking(move || loaded.shutdown())

@@ -1,4 +1,6 @@
-//! A model worker: one OS thread that owns a loaded model and serves jobs from a bounded queue.
+//! A model worker: one OS thread that owns a loaded model and serves jobs from a bounded queue
+//! (or a pool of threads sharing one model and one queue, for models that serve several
+//! requests at once).
 //! Async callers get their answer through a oneshot channel; a caller that went away before its
 //! job started (an HTTP client that disconnected) is skipped, so its work is freed.
 
@@ -15,9 +17,9 @@ type Job<M> = Box<dyn FnOnce(&mut M) + Send>;
 pub struct Worker<M: Send + 'static> {
     name: String,
     sender: Mutex<Option<SyncSender<Job<M>>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     in_flight: Arc<AtomicUsize>,
-    /// Jobs the thread is running now (0 or 1).
+    /// Jobs the threads are running now (at most one per thread).
     running: Arc<AtomicUsize>,
     request_limit: Option<usize>,
 }
@@ -40,25 +42,54 @@ impl<M: Send + 'static> Worker<M> {
         queue_capacity: usize,
         request_limit: Option<usize>,
     ) -> Result<Self> {
+        let mut model = Some(model);
+        Self::spawn_pool(
+            name,
+            1,
+            move || model.take().expect("one thread"),
+            queue_capacity,
+            request_limit,
+        )
+    }
+
+    /// Starts `threads` threads named `name` that take jobs from one queue, each owning the
+    /// model `model()` gives it (clones of one shared model: several jobs run at once). At
+    /// most `queue_capacity` jobs wait behind the running ones; with `request_limit`, at most
+    /// that many requests are queued or running at once.
+    pub fn spawn_pool(
+        name: &str,
+        threads: usize,
+        mut model: impl FnMut() -> M,
+        queue_capacity: usize,
+        request_limit: Option<usize>,
+    ) -> Result<Self> {
         let (sender, receiver) = sync_channel::<Job<M>>(queue_capacity.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
         let running = Arc::new(AtomicUsize::new(0));
-        let running_in_thread = running.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("model-{name}"))
-            .spawn(move || {
-                let mut model = model;
-                while let Ok(job) = receiver.recv() {
-                    running_in_thread.fetch_add(1, Ordering::SeqCst);
-                    job(&mut model);
-                    running_in_thread.fetch_sub(1, Ordering::SeqCst);
-                }
-                // The model is dropped here, on its own thread, freeing its memory.
-            })
-            .map_err(|e| Error::internal(format!("cannot start a worker thread: {e}")))?;
+        let mut handles = Vec::new();
+        for _ in 0..threads.max(1) {
+            let running_in_thread = running.clone();
+            let receiver = receiver.clone();
+            let mut model = model();
+            let thread = std::thread::Builder::new()
+                .name(format!("model-{name}"))
+                .spawn(move || {
+                    loop {
+                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(job) = job else { break };
+                        running_in_thread.fetch_add(1, Ordering::SeqCst);
+                        job(&mut model);
+                        running_in_thread.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    // The model is dropped here, on its own thread, freeing its memory.
+                })
+                .map_err(|e| Error::internal(format!("cannot start a worker thread: {e}")))?;
+            handles.push(thread);
+        }
         Ok(Worker {
             name: name.to_owned(),
             sender: Mutex::new(Some(sender)),
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(handles),
             in_flight: Arc::new(AtomicUsize::new(0)),
             running,
             request_limit,
@@ -168,11 +199,12 @@ impl<M: Send + 'static> Worker<M> {
         Ok(rx)
     }
 
-    /// Closes the queue, lets queued jobs finish, and waits for the thread to exit, so that
+    /// Closes the queue, lets queued jobs finish, and waits for the threads to exit, so that
     /// the model's memory is freed when this returns. Blocking: call off the async executor.
     pub fn shutdown(&self) {
         self.sender.lock().expect("worker lock").take();
-        if let Some(thread) = self.thread.lock().expect("worker lock").take() {
+        let threads = std::mem::take(&mut *self.threads.lock().expect("worker lock"));
+        for thread in threads {
             let _ = thread.join();
         }
     }

@@ -92,9 +92,16 @@ async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
 
 /// OpenAI's transcription stream: a `transcript.text.delta` event per decoded segment (the
 /// deltas add up to the final text), then `transcript.text.done` with the whole text; a failure
-/// after the start is an `error` event.
-fn sse(events: TranscriptionStream) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let events = events.scan(true, |first, event| {
+/// after the start is an `error` event; `data: [DONE]` ends it. With `verbose_json`, each
+/// segment also comes whole as a `transcript.text.segment` event (OpenAI's `id`, `start`, `end`,
+/// `text`, and the fields of a `verbose_json` segment), and the done event carries the whole
+/// `verbose_json` transcription as well.
+fn sse(
+    events: TranscriptionStream,
+    format: ResponseFormat,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let verbose = format == ResponseFormat::VerboseJson;
+    let events = events.scan(true, move |first, event| {
         let data = match event {
             TranscriptionEvent::Segment(s) => {
                 let delta = if *first {
@@ -103,17 +110,36 @@ fn sse(events: TranscriptionStream) -> Sse<impl Stream<Item = Result<Event, Infa
                     s.text.as_str()
                 };
                 *first = false;
-                json!({"type": "transcript.text.delta", "delta": delta})
+                let delta = json!({"type": "transcript.text.delta", "delta": delta});
+                if verbose {
+                    let mut segment = serde_json::to_value(&s).unwrap_or_default();
+                    segment["type"] = json!("transcript.text.segment");
+                    vec![delta, segment]
+                } else {
+                    vec![delta]
+                }
             }
-            TranscriptionEvent::Done(t) => json!({"type": "transcript.text.done", "text": t.text}),
-            TranscriptionEvent::Failed(e) => json!({
+            TranscriptionEvent::Done(t) if verbose => {
+                let mut done = serde_json::to_value(&t).unwrap_or_default();
+                done["type"] = json!("transcript.text.done");
+                vec![done]
+            }
+            TranscriptionEvent::Done(t) => {
+                vec![json!({"type": "transcript.text.done", "text": t.text})]
+            }
+            TranscriptionEvent::Failed(e) => vec![json!({
                 "type": "error",
                 "error": {"message": e.message(), "code": e.kind().http_status()}
-            }),
+            })],
         };
-        futures::future::ready(Some(Ok(Event::default().data(data.to_string()))))
+        let events: Vec<Result<Event, Infallible>> = data
+            .into_iter()
+            .map(|d| Ok(Event::default().data(d.to_string())))
+            .collect();
+        futures::future::ready(Some(futures::stream::iter(events)))
     });
-    Sse::new(events)
+    let done = futures::stream::once(async { Ok(Event::default().data("[DONE]")) });
+    Sse::new(events.flatten().chain(done))
 }
 
 /// faster-whisper's search options in Xinference's `kwargs`: `beam_size`, `best_of`,
@@ -162,8 +188,15 @@ async fn run(rt: AppState, multipart: Multipart, task: AudioTask) -> ApiResult<R
         .ok_or_else(|| Error::bad_request("the form has no `file` field (the audio file)"))?;
     form.options.task = task;
     if form.stream {
+        if matches!(form.format, ResponseFormat::Srt | ResponseFormat::Vtt) {
+            return Err(Error::bad_request(
+                "stream=true answers in json, text or verbose_json; srt and vtt subtitles come \
+                 whole (send stream=false)",
+            )
+            .into());
+        }
         let events = rt.transcriptions_stream(&model, file, form.options).await?;
-        return Ok(sse(events).into_response());
+        return Ok(sse(events, form.format).into_response());
     }
     let result = rt.transcriptions(&model, file, form.options).await?;
     let (body, content_type) = result.render(form.format);
