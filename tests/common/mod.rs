@@ -2,6 +2,7 @@
 //! and the Python interpreter that has the official client SDKs.
 #![allow(dead_code)]
 
+pub mod llama_logits;
 pub mod mock_hub;
 
 use std::net::SocketAddr;
