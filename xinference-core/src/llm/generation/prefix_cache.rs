@@ -256,7 +256,10 @@ mod tests {
         assert_eq!(cache.lookup(&[1, 2, 3]).map(|h| h.len), Some(2));
         assert!(cache.lookup(&[7, 1, 2]).is_none());
         // A shared start of any length is reused.
-        assert_eq!(cache.lookup(&[1, 2, 3, 4, 5, 6, 7, 8]).map(|h| h.len), Some(6));
+        assert_eq!(
+            cache.lookup(&[1, 2, 3, 4, 5, 6, 7, 8]).map(|h| h.len),
+            Some(6)
+        );
         let s = cache.stats();
         assert_eq!((s.lookups, s.hits), (4, 3));
         assert_eq!(s.bytes, 2 * 6 * 4 * 4);
