@@ -1,16 +1,21 @@
-//! Greedy decoding of the real SmolLM2-135M and Qwen2.5-coder-0.5B GGUFs matches llama.cpp:
-//! the same rendered chat prompt, the same prompt token ids, and the same first 32 generated
-//! tokens. Fixture: tests/fixtures/llama_cpp_greedy.json, recorded with llama-cpp-python by
-//! scripts/fixtures/record_llama_cpp_greedy.py.
+//! Our decoder against llama.cpp on the real SmolLM2-135M (Q4_1) and Qwen2.5-coder-0.5B (Q4_K_M)
+//! GGUFs: the same rendered chat prompt and prompt token ids; teacher-forced over the prompt and
+//! llama.cpp's greedy continuation, every logit of llama.cpp's top 8 at every position within a
+//! per-model tolerance of llama.cpp's own; and our greedy tokens identical to llama.cpp's up to
+//! the first step where llama.cpp's own top two logits are within [`NEAR_TIE`]. Fixtures:
+//! tests/fixtures/llama_cpp_greedy.json (scripts/fixtures/record_llama_cpp_greedy.py) and
+//! tests/fixtures/llama_cpp_logits.json (scripts/fixtures/record_llama_cpp_logits.py).
 
 mod common;
 
+use common::llama_logits;
 use common::token_ids as ids;
 
 use serde_json::Value;
 use xinference::llm::{GenerateOptions, LlmEngine, SamplingParams};
 
-fn check_model(model: &Value) {
+fn check_model(model: &Value, tolerance: f32) {
+    let logits = llama_logits::fixture();
     let file = model["file"].as_str().unwrap();
     let path = common::test_models_dir().join(file);
     assert!(
@@ -23,8 +28,9 @@ fn check_model(model: &Value) {
         engine.architecture(),
         model["architecture"].as_str().unwrap()
     );
-    let mut report = Vec::new();
+    let mut failures = Vec::new();
     let (mut compared, mut agreed) = (0, 0);
+    let mut worst_all = 0f32;
     for case in model["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let messages: Vec<Value> = case["messages"].as_array().unwrap().clone();
@@ -54,45 +60,54 @@ fn check_model(model: &Value) {
             .generate(&prompt_ids, &options, &mut |_| true)
             .unwrap();
         let expected = ids(&case["generated_ids"]);
-        // Where llama.cpp's top two logits are within NEAR_TIE of each other, the choice depends
-        // on rounding (llama.cpp quantizes activations to 8 bits in its dot products; candle
-        // does not), and the continuations may legitimately part. Up to the first such step the
-        // tokens must be identical.
-        let margins: Vec<f64> = case["logit_margins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m.as_f64().unwrap())
-            .collect();
-        let decisive = margins
-            .iter()
-            .position(|&m| m < NEAR_TIE)
-            .map_or(expected.len(), |i| i + 1);
+        let comparison =
+            llama_logits::compare(&mut engine, llama_logits::case(&logits, file, &prompt_ids));
+        let (worst, at) = comparison.worst();
+        let decisive = comparison.decisive(NEAR_TIE);
         let same = generated
             .tokens
             .iter()
             .zip(&expected)
             .take_while(|(a, b)| a == b)
             .count();
-        report.push(format!(
-            "{file} {name}: {same}/{} tokens agree ({decisive} before the first near-tie); ours {:?}",
+        println!(
+            "{file} {name}: logits within {worst:.4} of llama.cpp's (at position {at} of {}; {:.4} from the last prompt token on, prompt {}); {same}/{} tokens agree ({decisive} before the first near-tie; teacher-forced, our argmax is llama.cpp's for {}); ours {:?}",
+            comparison.gaps.len(),
+            comparison.worst_step(),
+            prompt_ids.len(),
             expected.len(),
+            comparison.forced_agree,
             generated.text
-        ));
-        assert!(
-            same >= decisive.min(expected.len()),
-            "{file} {name}: greedy tokens differ at {same}, before llama.cpp's first near-tie at {decisive}\nours   {:?}\ntheirs {expected:?}",
-            generated.tokens
         );
-        compared += decisive.min(expected.len());
+        worst_all = worst_all.max(worst);
+        failures.extend((worst > tolerance).then(|| {
+            format!("{file} {name}: a logit is {worst} from llama.cpp's at position {at} (tolerance {tolerance})")
+        }));
+        failures.extend((same < decisive).then(|| {
+            format!(
+                "{file} {name}: greedy tokens differ at {same}, before llama.cpp's first near-tie at {decisive}\nours   {:?}\ntheirs {expected:?}",
+                generated.tokens
+            )
+        }));
+        compared += decisive;
         agreed += same;
     }
-    println!("{}", report.join("\n"));
-    println!("{file}: {agreed} tokens agree in all; {compared} had to");
+    println!("{file}: {agreed} tokens agree in all; {compared} had to; largest logit difference {worst_all:.4} (tolerance {tolerance})");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Logit gap under which llama.cpp's greedy choice is a near-tie.
-const NEAR_TIE: f64 = 0.1;
+const NEAR_TIE: f32 = 0.1;
+
+/// Largest allowed |our logit - llama.cpp's| over llama.cpp's top 8 at any position,
+/// teacher-forced: SmolLM2-135M Q4_1 (Q8_0 tied output). Measured with our kernels (every tier
+/// gives the same bits): 1.343 at worst, in a prompt (d_multi_turn, position 34); 0.916 from the
+/// last prompt token on. Candle's `QMatMul` (`XINFERENCE_QUANT_KERNELS=0`): see the commit.
+/// llama.cpp keeps its KV cache in f16 and multiplies attention in f16, we keep f32.
+const TOLERANCE_Q4_1: f32 = 1.5;
+/// As [`TOLERANCE_Q4_1`], for Qwen2.5-coder-0.5B Q4_K_M (Q5_0, Q4_K, Q6_K and Q8_0 tensors):
+/// measured 0.595 at worst (e_non_ascii, position 25), 0.42 from the last prompt token on.
+const TOLERANCE_Q4_K_M: f32 = 0.65;
 
 fn fixture() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -109,7 +124,7 @@ fn smollm2_greedy_matches_llama_cpp() {
         .iter()
         .find(|m| m["architecture"] == "llama")
         .unwrap();
-    check_model(model);
+    check_model(model, TOLERANCE_Q4_1);
 }
 
 #[test]
@@ -121,5 +136,5 @@ fn qwen25_coder_greedy_matches_llama_cpp() {
         .iter()
         .find(|m| m["architecture"] == "qwen2")
         .unwrap();
-    check_model(model);
+    check_model(model, TOLERANCE_Q4_K_M);
 }

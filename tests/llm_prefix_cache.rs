@@ -133,6 +133,41 @@ fn qwen_reuses_shared_prefixes_with_the_same_tokens() {
     check_reuse(&qwen_gguf());
 }
 
+/// A short shared prefix (a few tokens, far under a system prompt) is reused too, and the
+/// answer is bit for bit the cache-less one: the same tokens and the same log-probabilities.
+fn check_short_reuse(path: &std::path::Path) {
+    let mut cached = LlmEngine::load_gguf(path, None, &[], &[]).unwrap();
+    let mut plain = LlmEngine::load_gguf(path, None, &[], &[]).unwrap();
+    plain.set_prefix_cache_budget(0);
+    let p1 = cached.tokenize("The capital of France is").unwrap();
+    let p2 = cached.tokenize("The capital of Italy is").unwrap();
+    let shared = shared_start(&p1, &p2);
+    assert!((2..8).contains(&shared), "{shared} tokens shared");
+    let options = GenerateOptions {
+        logprobs: Some(0),
+        ..greedy(12)
+    };
+    cached.generate(&p1, &options, &mut |_| true).unwrap();
+    let g2 = cached.generate(&p2, &options, &mut |_| true).unwrap();
+    assert_eq!(g2.cached_tokens, shared, "the short prefix is reused");
+    let r2 = plain.generate(&p2, &options, &mut |_| true).unwrap();
+    assert_eq!(g2.tokens, r2.tokens, "the cache changes no token");
+    let logprobs = |g: &xinference::llm::Generated| -> Vec<f32> {
+        g.logprobs.iter().map(|l| l.logprob).collect()
+    };
+    assert_eq!(logprobs(&g2), logprobs(&r2), "the cache changes no bit");
+}
+
+#[test]
+fn smollm2_reuses_a_short_shared_prefix_with_the_same_bits() {
+    check_short_reuse(&smollm2_gguf());
+}
+
+#[test]
+fn qwen_reuses_a_short_shared_prefix_with_the_same_bits() {
+    check_short_reuse(&qwen_gguf());
+}
+
 /// Gemma 3's sliding-window layers drop keys older than their window: a prefix is reused only
 /// where every key a later query sees is still held, and answers stay the same.
 #[test]

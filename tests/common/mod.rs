@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod clips;
+pub mod llama_logits;
 pub mod mock_hub;
 
 use std::net::SocketAddr;

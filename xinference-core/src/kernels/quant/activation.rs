@@ -1,5 +1,5 @@
-//! Activation rows rounded to 8-bit blocks before the dot products, as llama.cpp's reference
-//! quantizers define it and candle rounds it (see `round_q8_0` for llama.cpp's x86 variant).
+//! Activation rows rounded to 8-bit blocks before the dot products, exactly as llama.cpp's
+//! x86 CPU backend rounds them (`ggml-cpu/arch/x86/quants.c`).
 //! Plain scalar code on every CPU, so the rounding never depends on the tier.
 
 use super::format::{ActFormat, QK, QK_K};
@@ -75,11 +75,8 @@ impl Acts {
                     let (d, sum) = round_q8_0(xs, qs);
                     acts.d[b] = f16::from_f32(d).to_f32();
                     if format == ActFormat::Q8_1 {
-                        // candle's rounding (llama.cpp's is `f16(d * sum)`): its Q4_1 / Q5_1
-                        // products are what greedy parity with llama.cpp was established on,
-                        // and SmolLM2-135M Q4_1's answers move with this last bit.
-                        acts.s[b] =
-                            f16::from_f32(f16::from_f32(sum as f32).to_f32() * acts.d[b]).to_f32();
+                        // llama.cpp's `f16(d · Σ q)`, with the unrounded `d`.
+                        acts.s[b] = f16::from_f32(d * sum as f32).to_f32();
                     }
                 }
                 ActFormat::Q8K => {
@@ -123,25 +120,23 @@ impl Acts {
     }
 }
 
-/// llama.cpp's `quantize_row_q8_0_ref` for one block, as candle rounds it: `d = max|x| / 127`,
-/// `q = round(x · (1 / d))`, half away from zero. (llama.cpp's x86 code scales by
-/// `127 / max|x|` and rounds ties to even: the same but for one value in about 10^5, and
-/// enough to move the tiny test models' greedy answers, whose parity with llama.cpp was
-/// established on candle's rounding.) Returns the unrounded `d` and `Σ q`.
+/// llama.cpp's x86 `quantize_row_q8_0` / `quantize_row_q8_1` for one block:
+/// `d = max|x| / 127`, `q = round(x · (127 / max|x|))`, ties to even. Returns the unrounded
+/// `d` and `Σ q`.
 fn round_q8_0(xs: &[f32], qs: &mut [i8]) -> (f32, i32) {
     let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mut sum = 0i32;
     for (q, x) in qs.iter_mut().zip(xs) {
-        *q = (x * id).round() as i8;
+        *q = (x * id).round_ties_even() as i8;
         sum += *q as i32;
     }
     (d, sum)
 }
 
-/// llama.cpp's `quantize_row_q8_K_ref` for one block of 256, as candle rounds it (an exact tie
-/// goes away from zero, where llama.cpp's `nearest_int` goes to even). Returns the scale.
+/// llama.cpp's `quantize_row_q8_K_ref` for one block of 256 (`nearest_int`: ties to even).
+/// Returns the scale.
 fn round_q8k(xs: &[f32], qs: &mut [i8]) -> f32 {
     let (mut max, mut amax) = (0f32, 0f32);
     for &x in xs {
@@ -156,7 +151,7 @@ fn round_q8k(xs: &[f32], qs: &mut [i8]) -> f32 {
     }
     let iscale = -127.0 / max;
     for (q, x) in qs.iter_mut().zip(xs) {
-        *q = (iscale * x).round().clamp(-128.0, 127.0) as i8;
+        *q = (iscale * x).round_ties_even().min(127.0) as i8;
     }
     1.0 / iscale
 }

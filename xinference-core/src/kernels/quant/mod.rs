@@ -216,19 +216,20 @@ impl<'a> QuantMatrix<'a> {
     }
 }
 
-/// Whether the GGUF decoder's products run on these kernels: `XINFERENCE_QUANT_KERNELS=1`
-/// (read once), or [`set_enabled`]. Off by default: see the decoder's `QLinear::forward_rows`.
+/// Whether the GGUF decoder's quantized products run on these kernels: yes unless
+/// `XINFERENCE_QUANT_KERNELS=0` (read once; candle's `QMatMul` then computes them, for A/B
+/// benchmarks) or [`set_enabled`] turned them off.
 pub fn enabled() -> bool {
     static FROM_ENV: OnceLock<()> = OnceLock::new();
     FROM_ENV.get_or_init(|| {
-        if std::env::var("XINFERENCE_QUANT_KERNELS").is_ok_and(|v| v == "1") {
-            ENABLED.store(true, Ordering::Relaxed);
+        if std::env::var("XINFERENCE_QUANT_KERNELS").is_ok_and(|v| v == "0") {
+            ENABLED.store(false, Ordering::Relaxed);
         }
     });
     ENABLED.load(Ordering::Relaxed)
 }
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
+static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Turns [`enabled`] on or off (A/B benchmarks in one process).
 #[doc(hidden)]

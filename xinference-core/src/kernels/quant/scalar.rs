@@ -5,10 +5,8 @@
 //! Small blocks (32 values): each block's integer products are summed in eight lanes of four
 //! consecutive values (lane `j`: values `4j..4j + 4`), each lane accumulates
 //! `fma(d_w * d_x, lane, acc_j)` over the blocks, and the lanes are summed as
-//! `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`. Q4_1 / Q5_0 / Q5_1 follow candle's
-//! portable kernels instead (on which greedy parity with llama.cpp was established, and which
-//! these tiny models' answers are sensitive to): `sum += sumi · d_w · d_x (+ m_w · s_x)` per
-//! block, the block's integer sum whole.
+//! `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`. Q4_1 / Q5_1 also sum their minimums
+//! `m_w · s_x` block after block in one float, added to the lanes' sum last.
 //!
 //! Q4_K / Q5_K / Q6_K: the same eight lanes, value `e` of a super-block in lane `(e % 32) / 4`,
 //! each product times its scale; Q6_K takes `32 · (bsum_2l · sc_2l + bsum_2l+1 · sc_2l+1)` off
@@ -95,19 +93,14 @@ fn dot_small<const R: usize>(
     unpack: fn(&[u8]) -> Unpacked32,
     with_min: bool,
 ) -> [f32; R] {
-    // Q4_1 / Q5_0 / Q5_1 sum whole blocks, in candle's order (see the module's doc).
-    let whole = with_min || bytes == 22;
     let mut acc = [[0f32; 8]; R];
-    let mut sums = [0f32; R];
+    let mut mins = [0f32; R];
     for (b, block) in w.chunks_exact(bytes).enumerate() {
         let (q, d, m) = unpack(block);
         for r in 0..R {
             let x = &a[r].qs[b * QK..(b + 1) * QK];
-            if whole {
-                let sumi: i32 = (0..QK).map(|e| q[e] as i32 * x[e] as i32).sum();
-                let s = if with_min { a[r].s[b] } else { 0.0 };
-                sums[r] += whole_block(sumi, d, a[r].d[b], with_min.then_some((m, s)));
-                continue;
+            if with_min {
+                mins[r] = add_min(mins[r], m, a[r].s[b]);
             }
             let dd = d * a[r].d[b];
             for (j, lane) in acc[r].iter_mut().enumerate() {
@@ -116,17 +109,14 @@ fn dot_small<const R: usize>(
             }
         }
     }
-    std::array::from_fn(|r| if whole { sums[r] } else { hsum8(acc[r]) })
+    std::array::from_fn(|r| hsum8(acc[r]) + mins[r])
 }
 
-/// One Q4_1 / Q5_0 / Q5_1 block's term as candle's kernels add it: `sumi · d_w · d_x`, plus
-/// `m_w · s_x` for the formats with a minimum.
+/// Q4_1 / Q5_1: a block's minimum term `m_w · s_x` added to the running sum of minimums, as
+/// llama.cpp's `summs += m * s` compiles with FMA contraction.
 #[inline(always)]
-pub fn whole_block(sumi: i32, dw: f32, dx: f32, min: Option<(f32, f32)>) -> f32 {
-    match min {
-        Some((m, s)) => sumi as f32 * dw * dx + m * s,
-        None => sumi as f32 * dw * dx,
-    }
+pub fn add_min(sum: f32, m: f32, s: f32) -> f32 {
+    m.mul_add(s, sum)
 }
 
 /// A k-quant super-block as integers: values, a scale and a minimum per 16 values, and the

@@ -133,10 +133,11 @@ fn every_format_matches_its_definition_on_random_bytes() {
     }
 }
 
-/// Our Q8_0 and Q8_K rounding is candle's (llama.cpp's reference quantizers, ties away from
-/// zero), and Q8_1's block sums are rounded as candle rounds them.
+/// Our Q8_0 and Q8_K rounding is llama.cpp's x86 rounding: candle's (its reference quantizers)
+/// but for exact ties, which go to even (candle's go away from zero), and Q8_1's block sums are
+/// llama.cpp's `f16(d · Σ q)` with the unrounded `d`.
 #[test]
-fn activations_round_as_candle_rounds_them() {
+fn activations_round_as_llama_cpp_rounds_them() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(13);
     let k = 1024;
     let x = random(&mut rng, 3 * k, 5.0);
@@ -151,10 +152,20 @@ fn activations_round_as_candle_rounds_them() {
         )
         .unwrap();
         let theirs = dequantized(&theirs);
+        // Random data hits an exact tie about once in 10^5 values: at most one differs here.
+        let mut differ = 0;
         for r in 0..3 {
             let mine: Vec<f32> = act_values(&ours, r).iter().map(|v| *v as f32).collect();
-            assert_eq!(&mine[..], &theirs[r * k..(r + 1) * k], "{format:?} row {r}");
+            differ += mine
+                .iter()
+                .zip(&theirs[r * k..(r + 1) * k])
+                .filter(|(a, b)| a != b)
+                .count();
         }
+        assert!(
+            differ <= 1,
+            "{format:?}: {differ} values differ from candle's"
+        );
         if format == ActFormat::Q8K {
             for (b, sums) in ours.bsums.chunks(16).enumerate() {
                 let qs = &ours.qs[b * QK_K..(b + 1) * QK_K];
@@ -165,16 +176,29 @@ fn activations_round_as_candle_rounds_them() {
             }
         }
     }
+    // Exact ties: with max|x| = 127 the scale is 1, and 2.5 / -3.5 / 4.5 round to even.
+    let mut tie = vec![0f32; QK_K];
+    tie[0] = 127.0;
+    tie[1] = 2.5;
+    tie[2] = -3.5;
+    tie[3] = 4.5;
+    let q8_0 = Acts::quantize(ActFormat::Q8_0, &tie, QK_K);
+    assert_eq!(&q8_0.qs[..4], &[127, 2, -4, 4]);
+    // Q8K scales by -127 / max: the same ties, negated.
+    let q8k = Acts::quantize(ActFormat::Q8K, &tie, QK_K);
+    assert_eq!(&q8k.qs[..4], &[-127, -2, 4, -4]);
     let q8_0 = Acts::quantize(ActFormat::Q8_0, &x, k);
     let q8_1 = Acts::quantize(ActFormat::Q8_1, &x, k);
     assert_eq!(q8_0.qs, q8_1.qs);
     assert_eq!(q8_0.d, q8_1.d);
     for (b, s) in q8_1.s.iter().enumerate() {
+        let block = &x[b * 32..(b + 1) * 32];
+        let d = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
         let sum: i32 = q8_1.qs[b * 32..(b + 1) * 32]
             .iter()
             .map(|&q| q as i32)
             .sum();
-        let want = half::f16::from_f32(half::f16::from_f32(sum as f32).to_f32() * q8_1.d[b]);
+        let want = half::f16::from_f32(d * sum as f32);
         assert_eq!(*s, want.to_f32(), "block {b}");
     }
 }

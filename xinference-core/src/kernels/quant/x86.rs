@@ -5,7 +5,7 @@
 
 use super::activation::ActRow;
 use super::format::{scale_min_k4, Format, QK, QK_K};
-use super::scalar::{self, hsum4, whole_block, DotFn};
+use super::scalar::{self, add_min, hsum4, DotFn};
 use std::arch::x86_64::*;
 
 /// The exact sums of four byte products per 32-bit lane: unsigned `w` times signed `x`.
@@ -43,14 +43,6 @@ unsafe fn dot_scaled<const V: bool>(w: __m256i, x: __m256i, s: __m256i) -> __m25
     } else {
         _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), s)
     }
-}
-
-#[inline(always)]
-unsafe fn hsum_i32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01));
-    _mm_cvtsi128_si32(s)
 }
 
 /// The sum of eight lanes in [`scalar::hsum8`]'s order.
@@ -163,8 +155,7 @@ unsafe fn small<const R: usize, const V: bool, const F: u8>(
     };
     let nb = w.len() / bytes;
     let mut acc = [_mm256_setzero_ps(); R];
-    let whole = with_min || F == Q5_0;
-    let mut sums = [0f32; R];
+    let mut mins = [0f32; R];
     for b in 0..nb {
         let (q, d, m) = unpack_small::<F>(w.as_ptr().add(b * bytes));
         for r in 0..R {
@@ -174,15 +165,8 @@ unsafe fn small<const R: usize, const V: bool, const F: u8>(
             } else {
                 dot_u8::<V>(q, x)
             };
-            if whole {
-                let dx = *a[r].d.get_unchecked(b);
-                let min = if with_min {
-                    Some((m, *a[r].s.get_unchecked(b)))
-                } else {
-                    None
-                };
-                sums[r] += whole_block(hsum_i32(dot), d, dx, min);
-                continue;
+            if with_min {
+                mins[r] = add_min(mins[r], m, *a[r].s.get_unchecked(b));
             }
             let dd = _mm256_set1_ps(d * *a[r].d.get_unchecked(b));
             acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot), acc[r]);
@@ -190,7 +174,7 @@ unsafe fn small<const R: usize, const V: bool, const F: u8>(
     }
     let mut out = [0f32; R];
     for r in 0..R {
-        out[r] = if whole { sums[r] } else { hsum_f32(acc[r]) };
+        out[r] = hsum_f32(acc[r]) + mins[r];
     }
     out
 }

@@ -2,22 +2,13 @@
 //! out and taking one back (prompt-prefix reuse), and decode steps of several sequences in one
 //! pass over the weights (continuous batching).
 
-use super::{GgufDecoder, Products, Rows};
+use super::{GgufDecoder, Rows};
 use crate::llm::model::{CausalLm, DecodeStep, KvState};
 use crate::Result;
 
 impl CausalLm for GgufDecoder {
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
         GgufDecoder::forward(self, tokens, position)
-    }
-
-    fn forward_prompt(
-        &mut self,
-        tokens: &[u32],
-        position: usize,
-        prompt_len: usize,
-    ) -> Result<Vec<f32>> {
-        self.forward_part(tokens, position, prompt_len)
     }
 
     fn fork(&self) -> Option<Box<dyn CausalLm>> {
@@ -66,7 +57,7 @@ impl CausalLm for GgufDecoder {
                 cache: &mut s.kv.layers,
             })
             .collect();
-        let logits = self.forward_rows(&tokens, &mut rows, Products::PerRow)?;
+        let logits = self.forward_rows(&tokens, &mut rows)?;
         for step in steps.iter_mut() {
             step.kv.len += 1;
         }
@@ -150,6 +141,42 @@ mod tests {
                     &format!("round {round}, sequence {i}"),
                 );
             }
+        }
+    }
+
+    /// A prompt fed in parts (chunks, or the rest after a cached prefix of any length, taken
+    /// from a longer sequence's keys and values) gives bit for bit the logits of the whole
+    /// prompt, and so does the next decode step: the prefix cache may resume anywhere.
+    #[test]
+    fn prompt_parts_equal_whole_prompt() {
+        let decoder = super::super::tests::tiny_decoder();
+        let prompt: Vec<u32> = (0..40u32).map(|t| (t * 5 + 1) % 32).collect();
+        let mut whole = decoder.clone();
+        whole.clear_cache();
+        let expected = whole.forward(&prompt, 0).unwrap();
+        let longer = whole.kv_state(prompt.len()).unwrap();
+        let next = whole.forward(&[7], prompt.len()).unwrap();
+        for cuts in [vec![1], vec![3], vec![5, 17], vec![31, 39]] {
+            let mut d = decoder.clone();
+            d.clear_cache();
+            let (mut start, mut logits) = (0, Vec::new());
+            for end in cuts.iter().copied().chain([prompt.len()]) {
+                logits = d.forward(&prompt[start..end], start).unwrap();
+                start = end;
+            }
+            assert_same(&logits, &expected, &format!("prompt cut at {cuts:?}"));
+            let step = d.forward(&[7], prompt.len()).unwrap();
+            assert_same(
+                &step,
+                &next,
+                &format!("step after a prompt cut at {cuts:?}"),
+            );
+        }
+        for reused in [1, 2, 8, 33] {
+            let mut d = decoder.clone();
+            assert!(d.load_kv(&longer, reused).unwrap());
+            let logits = d.forward(&prompt[reused..], reused).unwrap();
+            assert_same(&logits, &expected, &format!("{reused} tokens reused"));
         }
     }
 }

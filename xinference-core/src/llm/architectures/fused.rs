@@ -86,7 +86,6 @@ pub(super) fn feed_forward<R: Read + Seek>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::architectures::qlinear::Products;
     use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
@@ -105,7 +104,7 @@ mod tests {
         let whole = QLinear::load(&ct, &mut file, "blk.0.ffn_up", false).unwrap();
         let x = Tensor::randn(0f32, 1.0, (1, 3, 64), &device).unwrap();
         let all: Vec<f32> = whole
-            .forward_rows(&x, Products::PerRow)
+            .forward_rows(&x)
             .unwrap()
             .flatten_all()
             .unwrap()
@@ -113,8 +112,8 @@ mod tests {
             .unwrap();
         let parts = Tensor::cat(
             &[
-                gate.forward_rows(&x, Products::PerRow).unwrap(),
-                up.forward_rows(&x, Products::PerRow).unwrap(),
+                gate.forward_rows(&x).unwrap(),
+                up.forward_rows(&x).unwrap(),
             ],
             2,
         )

@@ -1,20 +1,19 @@
 //! Our own quantized decoder for GGUF files: one file per family for its configuration and
 //! weights (`llama.rs`: `llama`, `mistral`, `qwen2`; `qwen3.rs`; `gemma3.rs`; `smollm3.rs`;
-//! `phi3.rs`; `glm4.rs`), and here what they share: quantized linear layers (fused ones split
-//! on loading, `fused.rs`), RMS norms, rotary attention (whole or partial heads, or none) with
+//! `phi3.rs`; `glm4.rs`; `qwen3moe.rs`; `gpt_oss.rs`), and here what they share: quantized
+//! linear layers (fused ones split on loading, `fused.rs`), mixtures of experts (`moe.rs`), RMS
+//! norms, rotary attention (whole or partial heads, or none) with
 //! grouped KV heads, optional sliding windows and a per-sequence KV cache, a gated
 //! feed-forward.
 //!
-//! Why not candle's `quantized_llama` / `quantized_qwen2`: their matrix products always go
-//! through candle's quantized dot-product kernels, which for a prompt (many rows at once) reach
-//! a quarter of llama.cpp's prefill speed. Here a product of [`PREFILL_ROWS`] rows or more
-//! dequantizes its weight matrix (about 1 ns a value) and runs an f32 GEMM on activations
-//! rounded exactly as the quantized kernels round them: 2.9x the prefill speed on
-//! Qwen2.5-0.5B Q4_K_M, with the same greedy answers. Decode (one row) keeps the quantized
-//! kernels, which read four to eight times less memory. Owning the model also gives Qwen2
-//! shareable weights (`Clone` copies only the cache), which candle's lacks, so Qwen2 GGUFs
-//! now serve several sequences at once like the other families. candle's `quantized_gemma3`
-//! gates its feed-forward with SiLU where Gemma uses GELU(tanh), which is why its greedy
+//! Why not candle's `quantized_llama` / `quantized_qwen2`: their matrix products go through
+//! candle's quantized kernels, which round activations otherwise than llama.cpp on some CPUs,
+//! reach a quarter of llama.cpp's prefill speed, and sum batched rows otherwise than single
+//! ones. Here every quantized product runs on our kernels (`kernels::quant`, see `qlinear.rs`):
+//! llama.cpp's rounding on every CPU, and each row independent of the rows beside it. Owning
+//! the model also gives Qwen2 shareable weights (`Clone` copies only the cache), which
+//! candle's lacks, so Qwen2 GGUFs serve several sequences at once like the other families.
+//! candle's `quantized_gemma3` gates its feed-forward with SiLU where Gemma uses GELU(tanh), which is why its greedy
 //! answers left llama.cpp's; `gemma3.rs` follows llama.cpp's graph.
 
 use crate::{Error, Result};
@@ -35,7 +34,7 @@ mod qwen3;
 mod qwen3moe;
 mod smollm3;
 
-use qlinear::{Products, QLinear};
+use qlinear::QLinear;
 
 /// A GGUF tensor read as f32 (norm weights, biases, the token table).
 fn f32_tensor<R: Read + Seek>(ct: &Content, reader: &mut R, name: &str) -> Result<Tensor> {
@@ -422,18 +421,9 @@ impl GgufDecoder {
         }
     }
 
-    /// Logits of the last of `tokens`, fed at `position` (0 starts a new sequence).
+    /// Logits of the last of `tokens`, fed at `position` (0 starts a new sequence). A prompt
+    /// fed in parts gives the bits it gives whole: every product row is computed on its own.
     pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
-        self.forward_part(tokens, position, tokens.len())
-    }
-
-    /// [`GgufDecoder::forward`] for `tokens`, part of a prompt of `prompt_len` tokens.
-    fn forward_part(
-        &mut self,
-        tokens: &[u32],
-        position: usize,
-        prompt_len: usize,
-    ) -> Result<Vec<f32>> {
         if position == 0 {
             self.clear_cache();
         }
@@ -445,7 +435,6 @@ impl GgufDecoder {
                 position,
                 cache: &mut cache,
             }],
-            Products::Prompt(prompt_len.max(tokens.len())),
         );
         self.cache = cache;
         Ok(result?.pop().unwrap_or_default())
@@ -454,14 +443,8 @@ impl GgufDecoder {
     /// One pass over the rows of several sequences at once (`tokens` holds each sequence's
     /// rows in turn, `seqs` their lengths, positions and caches): the linear layers run over
     /// all rows together (one read of the weights), attention per sequence over its own
-    /// cache. Returns each sequence's last-row logits. `products`: per row (decode steps,
-    /// which give the same numbers alone or beside others) or as for a prompt.
-    fn forward_rows(
-        &self,
-        tokens: &[u32],
-        seqs: &mut [Rows<'_>],
-        products: Products,
-    ) -> Result<Vec<Vec<f32>>> {
+    /// cache. Returns each sequence's last-row logits, each as the sequence would have alone.
+    fn forward_rows(&self, tokens: &[u32], seqs: &mut [Rows<'_>]) -> Result<Vec<Vec<f32>>> {
         let device = Device::Cpu;
         let positions = self.ropes[0].cos.dim(0)?;
         for seq in seqs.iter_mut() {
@@ -489,9 +472,9 @@ impl GgufDecoder {
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let x = candle_nn::ops::rms_norm(&h, &layer.attn_norm, self.eps)?;
-            let q = layer.q.forward_rows(&x, products)?;
-            let k = layer.k.forward_rows(&x, products)?;
-            let v = layer.v.forward_rows(&x, products)?;
+            let q = layer.q.forward_rows(&x)?;
+            let k = layer.k.forward_rows(&x)?;
+            let v = layer.v.forward_rows(&x)?;
             let mut attended = Vec::with_capacity(seqs.len());
             let mut offset = 0;
             for seq in seqs.iter_mut() {
@@ -512,21 +495,18 @@ impl GgufDecoder {
             } else {
                 Tensor::cat(&attended, 1)?
             };
-            h = (norm(
-                &layer.o.forward_rows(&attended, products)?,
-                &layer.post_attn_norm,
-            )? + &h)?;
+            h = (norm(&layer.o.forward_rows(&attended)?, &layer.post_attn_norm)? + &h)?;
             let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, self.eps)?;
             let y = match &layer.ffn {
                 FeedForward::Gated { gate, up, down } => {
-                    let gate = gate.forward_rows(&x, products)?;
+                    let gate = gate.forward_rows(&x)?;
                     let gate = match self.family.activation {
                         Activation::Silu => gate.silu()?,
                         Activation::GeluTanh => gelu_f16_table(&gate)?,
                     };
-                    down.forward_rows(&(gate * up.forward_rows(&x, products)?)?, products)?
+                    down.forward_rows(&(gate * up.forward_rows(&x)?)?)?
                 }
-                FeedForward::Experts(experts) => experts.forward(&x, products)?,
+                FeedForward::Experts(experts) => experts.forward(&x)?,
             };
             h = (norm(&y, &layer.post_ffn_norm)? + &h)?;
         }
@@ -544,7 +524,7 @@ impl GgufDecoder {
         };
         let last = candle_nn::ops::rms_norm(&last, &self.norm, self.eps)?;
         // One row per sequence, each as alone (a prompt's last row too, as it always was).
-        let mut logits = self.output.forward_rows(&last, Products::PerRow)?; // [seqs, vocab]
+        let mut logits = self.output.forward_rows(&last)?; // [seqs, vocab]
         if let Some(cap) = self.family.logit_softcap {
             logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
         }

@@ -9,7 +9,7 @@
 //! number of rows (prompt or batched decode steps); each row's arithmetic is the same as alone.
 
 use super::f32_tensor;
-use super::qlinear::{Products, QLinear};
+use super::qlinear::QLinear;
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{QMatMul, QStorage, QTensor};
@@ -208,14 +208,14 @@ impl Experts {
         order.into_iter().zip(weights).collect()
     }
 
-    /// The block's output for `x` (`[1, rows, hidden]`), products taken as `products` says
-    /// (a prompt's expert products run as prompts of the rows routed to that expert).
-    pub(super) fn forward(&self, x: &Tensor, products: Products) -> Result<Tensor> {
+    /// The block's output for `x` (`[1, rows, hidden]`): each expert's products run over the
+    /// rows routed to it (every row's result is the one it has alone).
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, rows, hidden) = x.dims3()?;
         let x2 = x.reshape((rows, hidden))?;
         let scores = self
             .router
-            .forward_rows(&x2, Products::PerRow)?
+            .forward_rows(&x2)?
             .to_vec2::<f32>()?;
         // Per expert: the rows routed to it and their weights.
         let mut routed: Vec<(Vec<u32>, Vec<f32>)> =
@@ -234,24 +234,20 @@ impl Experts {
             let n = ids.len();
             let ids = Tensor::from_vec(ids, n, x.device())?;
             let xs = x2.index_select(&ids, 0)?;
-            let part = match products {
-                Products::PerRow => Products::PerRow,
-                Products::Prompt(_) => Products::Prompt(n),
-            };
-            let y = self.expert_forward(expert, &xs, part)?;
+            let y = self.expert_forward(expert, &xs)?;
             let weights = Tensor::from_vec(weights, (n, 1), x.device())?;
             out = out.index_add(&ids, &y.broadcast_mul(&weights)?, 0)?;
         }
         if let Some(shared) = &self.shared {
-            out = (out + self.expert_forward(shared, &x2, products)?)?;
+            out = (out + self.expert_forward(shared, &x2)?)?;
         }
         Ok(out.reshape((1, rows, hidden))?)
     }
 
     /// One expert's gated feed-forward of `x` (`[rows, hidden]`).
-    fn expert_forward(&self, expert: &Expert, x: &Tensor, products: Products) -> Result<Tensor> {
-        let gate = expert.gate.forward_rows(x, products)?;
-        let up = expert.up.forward_rows(x, products)?;
+    fn expert_forward(&self, expert: &Expert, x: &Tensor) -> Result<Tensor> {
+        let gate = expert.gate.forward_rows(x)?;
+        let up = expert.up.forward_rows(x)?;
         let gated = match self.settings.activation {
             ExpertActivation::Silu => (gate.silu()? * up)?,
             ExpertActivation::SwigluOai { alpha, limit } => {
@@ -261,7 +257,7 @@ impl Experts {
                 ((g * sig)? * (u + 1.0)?)?
             }
         };
-        Ok(expert.down.forward_rows(&gated, products)?)
+        Ok(expert.down.forward_rows(&gated)?)
     }
 }
 

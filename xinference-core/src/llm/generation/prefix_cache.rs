@@ -10,14 +10,6 @@ use std::sync::{Arc, Mutex};
 /// Default memory budget of a model's prefix cache (bytes of K/V tensors held).
 pub const DEFAULT_PREFIX_CACHE_BYTES: usize = 256 << 20;
 
-/// Fewest cached tokens worth reusing for a prompt that goes on past them. A reused prefix
-/// changes the shape of the products that compute the rest of the prompt, and with it their
-/// summation order: logits move by rounding, which Gemma 3's f16 GELU table can amplify into
-/// a different greedy choice. Below this, nothing is saved that is worth that (a shared BOS
-/// token alone is no reason). A prompt found whole (`n` > 1 choices, a repeated request)
-/// always reuses all but its last token.
-pub const MIN_REUSE: usize = 32;
-
 /// One stored state: the tokens it was computed from and its K/V.
 struct Entry {
     tokens: Vec<u32>,
@@ -130,7 +122,9 @@ impl PrefixCache {
             .filter_map(|(i, e)| {
                 let shared = common_prefix(&e.tokens, prompt).min(limit);
                 let usable = e.state.usable_prefix(shared);
-                (usable > 0 && (usable >= MIN_REUSE || usable == limit)).then_some((i, usable))
+                // Any shared prefix: the decoder computes each product row on its own, so the
+                // rest of a prompt after a cached prefix gives the bits the whole prompt gives.
+                (usable > 0).then_some((i, usable))
             })
             .max_by_key(|&(_, len)| len);
         let hit = best.map(|(i, len)| {
@@ -261,10 +255,13 @@ mod tests {
         assert_eq!(cache.lookup(&[1, 2, 3, 4, 9]).map(|h| h.len), Some(4));
         assert_eq!(cache.lookup(&[1, 2, 3]).map(|h| h.len), Some(2));
         assert!(cache.lookup(&[7, 1, 2]).is_none());
-        // A short shared start of a longer prompt is not worth reusing.
-        assert!(cache.lookup(&[1, 2, 3, 4, 5, 6, 7, 8]).is_none());
+        // A shared start of any length is reused.
+        assert_eq!(
+            cache.lookup(&[1, 2, 3, 4, 5, 6, 7, 8]).map(|h| h.len),
+            Some(6)
+        );
         let s = cache.stats();
-        assert_eq!((s.lookups, s.hits), (4, 2));
+        assert_eq!((s.lookups, s.hits), (4, 3));
         assert_eq!(s.bytes, 2 * 6 * 4 * 4);
     }
 
