@@ -177,8 +177,15 @@ impl Runtime {
                 )));
             }
         }
-        instances.insert(uid, instance.clone());
+        let replaced = instances.insert(uid, instance.clone());
         drop(instances);
+        // A failed model launched again under its uid: free the old one's workers (a model
+        // whose compute panicked still holds them) off the caller's thread.
+        if let Some(loaded) =
+            replaced.and_then(|old| old.state.lock().expect("instance lock").loaded.take())
+        {
+            std::thread::spawn(move || loaded.shutdown());
+        }
         Ok(instance)
     }
 
