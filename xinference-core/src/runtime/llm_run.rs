@@ -224,7 +224,7 @@ fn start_choice(
         move |engine: &mut LlmEngine, tx: &mpsc::Sender<Event>| {
             let prepared = build(engine).and_then(|p| {
                 super::health::panic_if_marked(|| engine.tokenizer().decode(&p.prompt, false).ok());
-                engine.check_prompt(&p.prompt)?;
+                engine.check_request(&p.prompt, &options)?;
                 if let Some(g) = &p.grammar {
                     engine.check_grammar(g)?;
                 }
