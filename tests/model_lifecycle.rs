@@ -569,10 +569,19 @@ async fn a_model_whose_compute_panics_is_reported_as_error_and_the_server_lives(
     // Terminate works, and the model launched again under the same uid serves.
     let (s, v) = http.delete("/v1/models/boom").await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = http.post("/v1/models", llm).await;
+    let (s, v) = http.post("/v1/models", llm.clone()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, v) = http.post("/v1/chat/completions", chat("Hi")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(http.get("/v1/models/boom").await.1.get("status").is_none());
+
+    // A failed model may also be launched again under its uid without a terminate first:
+    // the failed instance is replaced (and its workers freed).
+    let (s, _) = http.post("/v1/chat/completions", chat(PANIC_MARKER)).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    let (s, v) = http.post("/v1/models", llm).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = http.post("/v1/chat/completions", chat("Hi")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     server.stop().await;
 }
