@@ -498,6 +498,18 @@ async fn a_key_limited_to_some_models_may_use_only_those() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    let (status, body, _) = call(
+        &server,
+        "post",
+        "/v1/models",
+        &admin,
+        Some(
+            json!({"model_name": "all-MiniLM-L6-v2", "model_type": "embedding",
+            "model_uid": "other", "model_path": minilm_dir()}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let (status, created, _) = call(
         &server,
         "post",
@@ -510,6 +522,22 @@ async fn a_key_limited_to_some_models_may_use_only_those() {
     assert_eq!(created["model_permissions"], json!(["allowed"]));
     let key = bearer(created["key"].as_str().unwrap());
     let key = [("authorization", key.as_str())];
+    // The key's listings show only its models; the admin's show both.
+    let uids = |list: &Value, field: &str| -> Vec<String> {
+        let rows = list.get("data").unwrap_or(list).as_array().unwrap().clone();
+        rows.iter()
+            .map(|m| m[field].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, list, _) = call(&server, "get", "/v1/models", &key, None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(uids(&list, "id"), ["allowed"], "{list}");
+    let (_, list, _) = call(&server, "get", "/v1/models/instances", &key, None).await;
+    assert_eq!(uids(&list, "model_uid"), ["allowed"], "{list}");
+    let (_, list, _) = call(&server, "get", "/v1/models", &admin, None).await;
+    assert_eq!(uids(&list, "id"), ["allowed", "other"], "{list}");
+    let (_, list, _) = call(&server, "get", "/v1/models/instances", &admin, None).await;
+    assert_eq!(uids(&list, "model_uid"), ["allowed", "other"], "{list}");
     let (status, body, _) = call(
         &server,
         "post",

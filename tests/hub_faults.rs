@@ -2,7 +2,7 @@
 //! trusted half file: 5xx answers, a `Range` answered with the whole body (the file restarts
 //! instead of growing by an appended copy), a body longer than announced, corrupted bytes
 //! (caught by the SHA-256 the hub announces) and an oversized `.part` left by an earlier run
-//! (discarded, not blocking). Every case launches the built-in MiniLM over real HTTP against a
+//! (discarded, not blocking); and `NO_PROXY` / `no_proxy` around a proxy that is down. Every case launches the built-in MiniLM over real HTTP against a
 //! local mock hub behind `HF_ENDPOINT`, in a fresh `XINFERENCE_HOME`.
 //!
 //! Environment variables are process-global, so everything runs in one test function.
@@ -119,6 +119,31 @@ async fn every_hub_fault_ends_in_a_verified_file_or_a_clear_error() {
     assert_eq!(status, 200, "after the hub healed: {body}");
     check_verified(home.path());
     server.stop().await;
+
+    // Behind a proxy that is down, NO_PROXY / no_proxy decide: the hub's host (or `*`)
+    // listed goes direct and the launch works; another host listed leaves the hub behind
+    // the dead proxy: a clear error, and the hub never hears of it.
+    let dead_proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_proxy_url = format!("http://{}", dead_proxy.local_addr().unwrap());
+    drop(dead_proxy);
+    std::env::set_var("HTTP_PROXY", &dead_proxy_url);
+    std::env::set_var("NO_PROXY", "huggingface.co, 127.0.0.1");
+    launch_ok(&hub, "the hub's host in NO_PROXY").await;
+    std::env::remove_var("NO_PROXY");
+    std::env::set_var("no_proxy", "*");
+    launch_ok(&hub, "no_proxy=*").await;
+    std::env::set_var("no_proxy", ".huggingface.co,localhost:1");
+    hub.clear_requests();
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let (status, body) = launch(&server.url).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains(REPO), "{body}");
+    assert!(hub.requests().is_empty(), "{:#?}", hub.requests());
+    server.stop().await;
+    for var in ["HTTP_PROXY", "no_proxy"] {
+        std::env::remove_var(var);
+    }
     hub.shutdown().await;
 }
 
@@ -135,7 +160,7 @@ async fn launch_ok_in(hub: &MockHub, home: &Path, case: &str) -> Vec<HubRequest>
     let (status, body) = launch(&server.url).await;
     assert_eq!(status, 200, "{case}: {body}");
     check_verified(home);
-    let response = reqwest::Client::new()
+    let response = http()
         .post(format!("{}/v1/embeddings", server.url))
         .json(&json!({"model": MODEL, "input": "a fox"}))
         .send()
@@ -165,12 +190,17 @@ fn check_verified(home: &Path) {
     );
 }
 
+/// A client of the test's server that ignores the proxy variables the test sets.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
 fn statuses(requests: &[HubRequest]) -> Vec<u16> {
     requests.iter().map(|r| r.status).collect()
 }
 
 async fn launch(url: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = http()
         .post(format!("{url}/v1/models?wait_ready=true"))
         .json(&json!({"model_name": MODEL, "model_type": "embedding"}))
         .send()

@@ -1,7 +1,9 @@
 //! Limits answer with clear 4xx over real HTTP: a body over the server's limit is a 413, a
 //! prompt longer than the context a 400, a negative max_tokens a 422, audio over four hours a
-//! 413; with `max_concurrent_per_key`, a key past its concurrent requests gets a 429 with
-//! `Retry-After` while other keys go on; and with auth on, `model_path` (and a registration's
+//! 413; a max_tokens that does not fit the context after the prompt a 400 with OpenAI's message;
+//! with `max_concurrent_per_key`, a key past its concurrent requests gets a 429 with
+//! `Retry-After` while other keys go on (without auth: per client address); a flooded model's
+//! queue answers 429 with `Retry-After`, never 500; and with auth on, `model_path` (and a registration's
 //! `model_uri`) must lie under the allowed roots, refused alike whether or not a file exists
 //! outside them.
 
@@ -122,6 +124,150 @@ async fn a_key_past_its_concurrent_requests_gets_429_with_retry_after() {
         assert!(Instant::now() < deadline, "key A's place was never freed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auth_the_limit_applies_per_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RuntimeConfig::new(dir.path().join("home"));
+    config.max_concurrent_per_key = Some(1);
+    let server = TestServer::start_with(config).await;
+    let r = post(&server, "/v1/models", None, smollm2_launch()).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // Two clients on two loopback addresses.
+    let client = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (client([127, 0, 0, 1]), client([127, 0, 0, 2]));
+    let chat = |client: &reqwest::Client, body: Value| {
+        client
+            .post(format!("{}/v1/chat/completions", server.url))
+            .json(&body)
+            .send()
+    };
+    let long = chat(
+        &a,
+        json!({"model": "llm", "stream": true, "max_tokens": 1500, "stop_token_ids": [],
+            "messages": [{"role": "user", "content": "Tell me a long story."}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(long.status(), 200);
+    let mut stream = long.bytes_stream();
+    stream.next().await.expect("a first chunk").unwrap();
+    // While A streams, A's next request is refused at once; B's is served; public routes
+    // are not limited.
+    let short =
+        json!({"model": "llm", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]});
+    let refused = chat(&a, short.clone()).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("concurrent requests"),
+        "{body}"
+    );
+    let other = chat(&b, short.clone()).await.unwrap();
+    assert_eq!(other.status(), 200, "{}", other.text().await.unwrap());
+    for path in ["/health", "/metrics"] {
+        let r = a.get(format!("{}{path}", server.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    // A's stream ends (its client goes away): A's place is free again.
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = chat(&a, short.clone()).await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 429);
+        assert!(Instant::now() < deadline, "A's place was never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_model_answers_429_with_retry_after_never_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RuntimeConfig::new(dir.path().join("home"));
+    config.queue_capacity = 1;
+    let server = TestServer::start_with(config).await;
+    let mut launch = smollm2_launch();
+    launch["n_parallel"] = json!(1);
+    let r = post(&server, "/v1/models", None, launch).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // One slot, one place in its queue: of eight requests at once, one runs, one waits and
+    // the others are refused at once with 429 + Retry-After, in each route's shape.
+    let flood = |path: &'static str, body: Value| {
+        let url = format!("{}{path}", server.url);
+        futures::future::join_all((0..8).map(move |_| {
+            let request = reqwest::Client::new()
+                .post(url.clone())
+                .header("anthropic-version", "2023-06-01")
+                .json(&body);
+            async move {
+                let r = request.send().await.unwrap();
+                let retry_after = r.headers().get("retry-after").cloned();
+                let status = r.status().as_u16();
+                (status, retry_after, r.json::<Value>().await.unwrap())
+            }
+        }))
+    };
+    let chat = json!({"model": "llm", "max_tokens": 24,
+        "messages": [{"role": "user", "content": "Tell me a long story."}]});
+    for (path, body) in [
+        ("/v1/chat/completions", chat.clone()),
+        ("/v1/messages", chat.clone()),
+        (
+            "/v1/completions",
+            json!({"model": "llm", "max_tokens": 24, "prompt": "Once upon a time"}),
+        ),
+    ] {
+        let answers = flood(path, body).await;
+        let refused: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
+        for (status, _, body) in &answers {
+            assert!(matches!(status, 200 | 429), "{path}: {status} {body}");
+        }
+        assert!(!refused.is_empty(), "{path}: nothing was refused");
+        for (_, retry_after, body) in refused {
+            assert_eq!(retry_after.as_ref().unwrap(), "1", "{path}: {body}");
+            let message = body["detail"]
+                .as_str()
+                .or(body["error"]["message"].as_str())
+                .unwrap();
+            assert!(message.contains("queue"), "{path}: {body}");
+        }
+    }
+
+    // Other capabilities' 429s (here a reached request_limits) carry Retry-After too.
+    let r = post(
+        &server,
+        "/v1/models",
+        None,
+        json!({"model_name": "all-MiniLM-L6-v2", "model_type": "embedding",
+            "model_uid": "emb", "model_path": minilm_dir(), "request_limits": 0}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = post(
+        &server,
+        "/v1/embeddings",
+        None,
+        json!({"model": "emb", "input": "x"}),
+    )
+    .await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
     server.stop().await;
 }
 
@@ -264,6 +410,86 @@ fn long_wav(seconds: usize) -> Vec<u8> {
     out.extend_from_slice(&(samples as u32).to_le_bytes());
     out.resize(44 + samples, 128);
     out
+}
+
+/// The tiny random llama GGUF fixture (context 512 tokens, vocabulary 512).
+fn tiny_llama_launch() -> Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-gguf/llama/tiny-Q8_0.gguf");
+    json!({"model_name": "llama-3.2-instruct", "model_uid": "tiny", "model_engine": "llama.cpp",
+        "model_format": "ggufv2", "model_size_in_billions": 1, "quantization": "Q8_0",
+        "model_path": path})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tokens_past_the_context_is_openais_400_and_absent_runs_to_the_end() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let r = post(&server, "/v1/models", None, tiny_llama_launch()).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let detail = |v: &Value| v["detail"].as_str().unwrap_or_default().to_owned();
+    let context = 512;
+    // A prompt that fits, with a max_tokens that does not: OpenAI's (vLLM's) 400, on every
+    // route that takes max_tokens, instead of an answer silently cut at the context's end.
+    let ids = vec![28u32; context - 3];
+    let r = post(
+        &server,
+        "/v1/completions",
+        None,
+        json!({"model": "tiny", "max_tokens": 4, "prompt": ids}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let d = detail(&r.json().await.unwrap());
+    let expected = format!(
+        "This model's maximum context length is {context} tokens. However, you requested {} \
+         tokens ({} in the messages, 4 in the completion).",
+        context + 1,
+        context - 3
+    );
+    assert!(d.starts_with(&expected), "{d}");
+    let chat = json!({"model": "tiny", "max_completion_tokens": 1_000_000,
+        "messages": [{"role": "user", "content": "Hi"}]});
+    let r = post(&server, "/v1/chat/completions", None, chat).await;
+    assert_eq!(r.status(), 400);
+    let d = detail(&r.json().await.unwrap());
+    assert!(d.contains("1000000 in the completion"), "{d}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/messages", server.url))
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "tiny", "max_tokens": 1_000_000,
+            "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("maximum context length"), "{body}");
+    let r = post(
+        &server,
+        "/v1/responses",
+        None,
+        json!({"model": "tiny", "max_output_tokens": 1_000_000, "input": "Hi"}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("maximum context length"), "{body}");
+    // Exactly filling the context is served; without max_tokens the same prompt is answered
+    // up to the end of the context.
+    for body in [
+        json!({"model": "tiny", "prompt": ids, "max_tokens": 3, "temperature": 0}),
+        json!({"model": "tiny", "prompt": ids, "temperature": 0}),
+    ] {
+        let r = post(&server, "/v1/completions", None, body.clone()).await;
+        assert_eq!(r.status(), 200, "{body}");
+        let answer: Value = r.json().await.unwrap();
+        let used = answer["usage"]["completion_tokens"].as_u64().unwrap();
+        assert!(used <= 3, "{answer}");
+    }
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -497,3 +497,91 @@ async fn a_launch_in_progress_answers_503_with_retry_after() {
     );
     server.stop().await;
 }
+
+/// The text that makes an LLM's compute panic, through the `XINFERENCE_DEBUG_PANIC_ON` debugging
+/// hook (ARCHITECTURE.md): only prompts that contain it panic, so other tests are not affected.
+const PANIC_MARKER: &str = "zq-debug-panic-marker-7f3a";
+
+#[tokio::test]
+async fn a_model_whose_compute_panics_is_reported_as_error_and_the_server_lives() {
+    std::env::set_var("XINFERENCE_DEBUG_PANIC_ON", PANIC_MARKER);
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let http = Http::new(&server);
+    let llm = json!({"model_name": "smollm2-instruct", "model_uid": "boom",
+        "model_engine": "llama.cpp", "model_format": "ggufv2", "model_size_in_billions": "0_135",
+        "quantization": "Q4_1", "model_path": common::smollm2_gguf()});
+    let (s, v) = http.post("/v1/models", llm.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = http.post("/v1/models", launch_body("emb")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let chat = |content: &str| {
+        json!({"model": "boom", "max_tokens": 3,
+            "messages": [{"role": "user", "content": content}]})
+    };
+    let (s, v) = http.post("/v1/chat/completions", chat("Hi")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // The request that hits the panic gets a 500 whose JSON says the model failed.
+    let (s, v) = http
+        .post("/v1/chat/completions", chat(&format!("say {PANIC_MARKER}")))
+        .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert!(detail(&v).contains("failed"), "{v}");
+    assert!(detail(&v).contains("launch it again"), "{v}");
+
+    // The model is reported as ERROR: in its description, in the instances, and it leaves
+    // the ready list.
+    let (s, d) = http.get("/v1/models/boom").await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["status"], "ERROR", "{d}");
+    assert!(d["error"].as_str().unwrap().contains("panicked"), "{d}");
+    let (_, rows) = http.get("/v1/models/instances?model_uid=boom").await;
+    assert_eq!(rows[0]["status"], "ERROR", "{rows}");
+    let (_, list) = http.get("/v1/models").await;
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["emb"], "{list}");
+
+    // Later requests, whole and streamed, are 503s that say what to do; no compute runs.
+    let (s, v) = http.post("/v1/chat/completions", chat("Hi")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(detail(&v).contains("Terminate it"), "{v}");
+    let mut streamed = chat("Hi");
+    streamed["stream"] = json!(true);
+    let (s, v) = http.post("/v1/chat/completions", streamed).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+
+    // The server lives and the other model serves.
+    let (s, v) = http
+        .post(
+            "/v1/embeddings",
+            json!({"model": "emb", "input": "still here"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(http.get("/health").await.0, StatusCode::OK);
+
+    // Terminate works, and the model launched again under the same uid serves.
+    let (s, v) = http.delete("/v1/models/boom").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = http.post("/v1/models", llm.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = http.post("/v1/chat/completions", chat("Hi")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(http.get("/v1/models/boom").await.1.get("status").is_none());
+
+    // A failed model may also be launched again under its uid without a terminate first:
+    // the failed instance is replaced (and its workers freed).
+    let (s, _) = http.post("/v1/chat/completions", chat(PANIC_MARKER)).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    let (s, v) = http.post("/v1/models", llm).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = http.post("/v1/chat/completions", chat("Hi")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    server.stop().await;
+}

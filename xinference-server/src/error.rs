@@ -77,7 +77,7 @@ impl ErrorShape for OpenAi {
 }
 
 /// An error answered in the shape `S` (Xinference's unless named). Built from any core
-/// [`Error`]; a `NotReady` answer carries `Retry-After`.
+/// [`Error`]; a `NotReady` (503) or `Overloaded` (429) answer carries `Retry-After`.
 pub struct ApiError<S = Xinference>(pub Error, pub PhantomData<S>);
 
 impl<S> From<Error> for ApiError<S> {
@@ -100,10 +100,15 @@ impl<S: ErrorShape> IntoResponse for ApiError<S> {
             tracing::error!("internal error: {}", self.0);
         }
         let mut response = (status, Json(S::body(&self.0))).into_response();
-        if self.0.kind() == ErrorKind::NotReady {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        let retry_after = match self.0.kind() {
+            ErrorKind::NotReady => Some(HeaderValue::from_static("30")),
+            // A full queue, a reached request_limits or a key's concurrency limit: every 429
+            // says when to come back.
+            ErrorKind::Overloaded => Some(HeaderValue::from(crate::key_limit::RETRY_AFTER_SECS)),
+            _ => None,
+        };
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }

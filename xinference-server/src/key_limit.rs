@@ -1,18 +1,23 @@
-//! Concurrent requests per credential (`--max-concurrent-requests-per-key`): with auth on,
-//! each API key (or logged-in user) may have at most so many requests in flight; one more is
-//! a 429 with `Retry-After` at once. A request counts until its answer's body is finished or
-//! dropped, so a stream counts while it streams and a client that goes away frees its place.
+//! Concurrent requests per credential (`--max-concurrent-requests-per-key`): each API key (or
+//! logged-in user) may have at most so many requests in flight; one more is a 429 with
+//! `Retry-After` at once. A request without a credential (auth off) counts for its client's
+//! address (the TCP peer's IP: behind a reverse proxy, all its clients share one place list);
+//! public routes (`/health`, `/metrics`, ...) and the web UI's files are not limited. A
+//! request counts until its answer's body is finished or dropped, so a stream counts while it
+//! streams and a client that goes away frees its place.
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use xinference_core::auth::scopes::Requirement;
 use xinference_core::auth::Principal;
 use xinference_core::Error;
 
@@ -105,19 +110,34 @@ impl http_body::Body for Guarded {
     }
 }
 
+/// Who a request without a credential counts as: its client's address, unless its route
+/// is public (or it matched no route: the web UI's files), when it is not limited.
+fn anonymous_key(request: &Request) -> Option<String> {
+    let matched = request.extensions().get::<MatchedPath>()?.as_str();
+    if crate::routes::requirement(request.method().as_str(), Some(matched)) == Requirement::Public {
+        return None;
+    }
+    let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    Some(format!("client:{}", peer.ip()))
+}
+
 /// Middleware (inside the credential check, which leaves the [`Principal`]): refuses a
-/// request past the limit of its credential with 429 and `Retry-After`, in the error shape
-/// of its route; requests without a principal (auth off, public routes) are not limited.
+/// request past the limit of its credential (or, without one, of its client address) with
+/// 429 and `Retry-After`, in the error shape of its route.
 pub async fn limit(limiter: Arc<KeyLimiter>, request: Request, next: Next) -> Response {
-    let Some(key) = request.extensions().get::<Principal>().map(key_of) else {
-        return next.run(request).await;
+    let key = match request.extensions().get::<Principal>() {
+        Some(principal) => key_of(principal),
+        None => match anonymous_key(&request) {
+            Some(key) => key,
+            None => return next.run(request).await,
+        },
     };
     let Some(permit) = limiter.try_acquire(&key) else {
         let path = request.uri().path().to_owned();
         let mut response = crate::routes::shaped_error(
             &path,
             Error::overloaded(format!(
-                "Too many concurrent requests for this API key (at most {}); retry later",
+                "Too many concurrent requests for this API key or client (at most {}); retry later",
                 limiter.limit
             )),
         );

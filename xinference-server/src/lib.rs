@@ -57,7 +57,9 @@ pub async fn serve_with_grace(
         tracing::info!("shutting down: finishing the requests in flight (up to {grace:?})");
         let _ = signalled.send(());
     };
-    let server = axum::serve(listener, router(runtime.clone()))
+    // The peer address of each connection is kept, for the per-client request limit.
+    let app = router(runtime.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .into_future();
     let deadline = async move {

@@ -43,7 +43,9 @@ pub struct ServerArgs {
     #[arg(long, env = "XINFERENCE_MODEL_ROOTS", value_delimiter = ',')]
     model_roots: Vec<std::path::PathBuf>,
     /// Requests one API key (or logged-in user) may have in flight at once; more are answered
-    /// 429 with Retry-After. Default: no limit. Applies when auth is on.
+    /// 429 with Retry-After. Without auth (or a request without a key), the limit applies per
+    /// client IP address instead. Public routes (/health, /metrics) are not limited. Default:
+    /// no limit.
     #[arg(long, env = "XINFERENCE_MAX_CONCURRENT_REQUESTS_PER_KEY", value_parser = clap::value_parser!(u32).range(1..))]
     max_concurrent_requests_per_key: Option<u32>,
 }

@@ -38,13 +38,21 @@ impl Principal {
         scopes::allows(&self.scopes, scope)
     }
 
+    /// Whether this principal may use (and see) model `uid`.
+    pub fn may_use(&self, uid: &str) -> bool {
+        self.models
+            .as_ref()
+            .is_none_or(|models| models.iter().any(|m| m == uid))
+    }
+
     /// `Ok` when this principal may use model `uid`, else a 403 naming it.
     pub fn require_model(&self, uid: &str) -> Result<()> {
-        match &self.models {
-            Some(models) if !models.iter().any(|m| m == uid) => Err(Error::forbidden(format!(
+        if self.may_use(uid) {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
                 "Permission denied: this API key may not use the model {uid}"
-            ))),
-            _ => Ok(()),
+            )))
         }
     }
 

@@ -1,8 +1,10 @@
 //! The Hugging Face hub's HTTP API as a download needs it: the repository's file list and one
 //! file's metadata (commit, ETag, size), through `ureq` (blocking: downloads run on the
 //! loader thread). Honours `HF_ENDPOINT` (a trailing slash is tolerated, as by
-//! huggingface_hub), `HF_TOKEN` and the `*_PROXY` variables.
+//! huggingface_hub), `HF_TOKEN`, the `*_PROXY` variables and `NO_PROXY` (`no_proxy.rs`: a
+//! request whose URL's host it names goes direct, and so do the redirects it is answered with).
 
+use super::no_proxy::NoProxy;
 use crate::{Error, Result};
 use std::time::Duration;
 
@@ -21,6 +23,10 @@ pub struct HubClient {
     agent: ureq::Agent,
     /// Follows none: the metadata probe reads the hub's own headers on the redirect.
     probe: ureq::Agent,
+    /// The same two without a proxy, for the hosts `NO_PROXY` names.
+    direct_agent: ureq::Agent,
+    direct_probe: ureq::Agent,
+    no_proxy: NoProxy,
 }
 
 /// What the hub says about one file of one revision.
@@ -60,24 +66,36 @@ impl HubClient {
         HubClient::new(&endpoint, token)
     }
 
-    /// A client for `endpoint`, sending `token` as a bearer token when given.
+    /// A client for `endpoint`, sending `token` as a bearer token when given, through the
+    /// proxy the environment names but for the hosts in `NO_PROXY`.
     pub fn new(endpoint: &str, token: Option<String>) -> HubClient {
-        let builder = || {
+        let builder = |proxy: bool| {
             ureq::AgentBuilder::new()
                 .timeout_connect(CONNECT_TIMEOUT)
                 .timeout_read(READ_TIMEOUT)
-                .try_proxy_from_env(true)
+                .try_proxy_from_env(proxy)
                 .user_agent(concat!("xinference-rs/", env!("CARGO_PKG_VERSION")))
         };
         HubClient {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             token,
-            agent: builder().redirects(10).build(),
-            probe: builder().redirects(0).build(),
+            agent: builder(true).redirects(10).build(),
+            probe: builder(true).redirects(0).build(),
+            direct_agent: builder(false).redirects(10).build(),
+            direct_probe: builder(false).redirects(0).build(),
+            no_proxy: NoProxy::from_env(),
         }
     }
 
-    fn get(&self, agent: &ureq::Agent, url: &str) -> ureq::Request {
+    /// A GET of `url`, direct when `NO_PROXY` names its host; `probe`: without following
+    /// redirects.
+    fn get(&self, probe: bool, url: &str) -> ureq::Request {
+        let agent = match (probe, self.no_proxy.bypasses(url)) {
+            (false, false) => &self.agent,
+            (true, false) => &self.probe,
+            (false, true) => &self.direct_agent,
+            (true, true) => &self.direct_probe,
+        };
         let request = agent.get(url);
         match &self.token {
             Some(token) => request.set("Authorization", &format!("Bearer {token}")),
@@ -92,7 +110,7 @@ impl HubClient {
             self.endpoint,
             encode(revision)
         );
-        let response = self.get(&self.agent, &url).call().map_err(|e| {
+        let response = self.get(false, &url).call().map_err(|e| {
             match classify(e, &format!("listing the files of {repo_id}")) {
                 Failure::Permanent(e) => e,
                 Failure::Transient(text) | Failure::BadRange(text) => Error::internal(text),
@@ -133,11 +151,7 @@ impl HubClient {
         let url = self.file_url(repo_id, revision, name);
         let mut target = url.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let response = match self
-                .get(&self.probe, &target)
-                .set("Range", "bytes=0-0")
-                .call()
-            {
+            let response = match self.get(true, &target).set("Range", "bytes=0-0").call() {
                 Ok(r) => r,
                 Err(e) => return Err(classify(e, &format!("asking the hub about {name}"))),
             };
@@ -164,7 +178,7 @@ impl HubClient {
     ) -> std::result::Result<ureq::Response, Failure> {
         // Compressed transfer would make byte offsets meaningless for a resume.
         let request = self
-            .get(&self.agent, &file.url)
+            .get(false, &file.url)
             .set("Accept-Encoding", "identity")
             .set("Range", &format!("bytes={from}-"));
         match request.call() {

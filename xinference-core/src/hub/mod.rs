@@ -10,6 +10,7 @@
 mod cache;
 mod client;
 mod download;
+mod no_proxy;
 mod progress;
 mod transfer;
 

@@ -79,7 +79,7 @@ impl Runtime {
                 });
                 let _ = tx.blocking_send(result);
             },
-            |panic| Err(Error::internal(format!("model panicked: {panic}"))),
+            Err,
         )?;
         rx.recv().await.unwrap_or_else(|| {
             Err(Error::internal(format!(
@@ -131,11 +131,7 @@ impl Runtime {
                 };
                 let _ = tx.blocking_send(Sent::Event(last));
             },
-            |panic| {
-                Sent::Event(TranscriptionEvent::Failed(Error::internal(format!(
-                    "model panicked: {panic}"
-                ))))
-            },
+            |error| Sent::Event(TranscriptionEvent::Failed(error)),
         )?;
         match rx.recv().await {
             Some(Sent::Started) => {}

@@ -9,7 +9,8 @@
 //! padded, which packing models beat) allows,
 //! so concurrent single-sentence requests share passes instead of queueing one by one.
 
-use super::worker::panic_text;
+use super::health::ModelHealth;
+use super::worker::{failed_message, panic_text};
 use crate::embedding::{EmbedInput, EmbedTokenizer, Embedding, EmbeddingModel, Truncation};
 use crate::{Error, Result};
 use std::collections::VecDeque;
@@ -50,6 +51,8 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// Set when a forward pass panicked: the replica then refuses requests with a 503.
+    health: ModelHealth,
 }
 
 impl Shared {
@@ -94,13 +97,17 @@ impl EmbedBatcher {
                 open: true,
             }),
             ready: Condvar::new(),
+            health: ModelHealth::default(),
         });
         let dimensions = model.network.dimensions();
         let tokenizer = model.tokenizer.clone();
         let worker_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("embed-{name}"))
-            .spawn(move || serve(model, &worker_shared))
+            .spawn({
+                let name = name.to_owned();
+                move || serve(model, &worker_shared, &name)
+            })
             .map_err(|e| Error::internal(format!("cannot start a worker thread: {e}")))?;
         Ok(EmbedBatcher {
             name: name.to_owned(),
@@ -112,6 +119,11 @@ impl EmbedBatcher {
             request_limit,
             capacity: queue_capacity.max(1),
         })
+    }
+
+    /// Whether this replica's compute has panicked (then it serves no more requests).
+    pub fn health(&self) -> &ModelHealth {
+        &self.shared.health
     }
 
     /// Length of the vectors the model produces.
@@ -191,6 +203,9 @@ impl EmbedBatcher {
     }
 
     fn enqueue(&self, job: Job) -> Result<()> {
+        if let Some(panic) = self.shared.health.failure() {
+            return Err(Error::not_ready(failed_message(&self.name, panic)));
+        }
         let mut queue = self.shared.lock();
         if !queue.open {
             return Err(Error::not_ready(format!(
@@ -233,11 +248,18 @@ impl Drop for EmbedBatcher {
 }
 
 /// The compute thread: take what is queued, run it, answer, repeat until closed and empty.
-fn serve(mut model: EmbeddingModel, shared: &Shared) {
+fn serve(mut model: EmbeddingModel, shared: &Shared, name: &str) {
     let mut last = 0;
     while let Some(jobs) = next_jobs(shared, last) {
         last = jobs.len();
-        run_jobs(&mut model, jobs);
+        if let Some(panic) = shared.health.failure() {
+            let error = Error::not_ready(failed_message(name, panic));
+            for job in jobs {
+                let _ = job.reply.send(Err(error.clone()));
+            }
+            continue;
+        }
+        run_jobs(&mut model, jobs, &shared.health, name);
     }
     // The model is dropped here, on its own thread, freeing its memory.
 }
@@ -299,7 +321,7 @@ struct Pending {
 
 /// Runs every sequence of `jobs` in length-sorted forward passes and answers each request as
 /// soon as its last sequence is done.
-fn run_jobs(model: &mut EmbeddingModel, jobs: Vec<Job>) {
+fn run_jobs(model: &mut EmbeddingModel, jobs: Vec<Job>, health: &ModelHealth, name: &str) {
     let mut items: Vec<(usize, usize)> = Vec::new(); // (job, sequence)
     let mut pending = Vec::with_capacity(jobs.len());
     let mut sequences = Vec::with_capacity(jobs.len());
@@ -337,15 +359,14 @@ fn run_jobs(model: &mut EmbeddingModel, jobs: Vec<Job>) {
             .iter()
             .map(|&(j, s)| sequences[j][s].as_slice())
             .collect();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::compute::with_budget(|| model.network.forward(&batch))
-        }))
-        .unwrap_or_else(|p| {
-            Err(Error::internal(format!(
-                "model panicked: {}",
-                panic_text(&p)
-            )))
-        });
+        let outcome = match health.failure() {
+            // An earlier pass of these jobs panicked: the model is not trusted any more.
+            Some(panic) => Err(Error::not_ready(failed_message(name, panic))),
+            None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::compute::with_budget(|| model.network.forward(&batch))
+            }))
+            .unwrap_or_else(|p| Err(Error::internal(health.fail(name, &panic_text(&p))))),
+        };
         match outcome {
             Ok(vectors) => {
                 for (&(j, s), vector) in pass.iter().zip(vectors) {
@@ -502,6 +523,39 @@ mod tests {
         // C, D and E ran together in one pass; B was never computed.
         assert_eq!(passes[1], vec![vec![12; 4], vec![13; 4], vec![14; 4]]);
         assert_eq!(batcher.load(), 0);
+        batcher.shutdown();
+    }
+
+    /// A network that panics on a sequence starting with token 9.
+    struct Fragile;
+
+    impl Embed for Fragile {
+        fn forward(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+            assert!(batch.iter().all(|s| s[0] != 9), "poisoned input");
+            Ok(batch.iter().map(|s| vec![s[0] as f32]).collect())
+        }
+        fn dimensions(&self) -> usize {
+            1
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_pass_fails_the_replica_which_then_refuses_with_503() {
+        let model = EmbeddingModel {
+            tokenizer: tokenizer(),
+            network: Box::new(Fragile),
+        };
+        let batcher = EmbedBatcher::spawn("t", model, 3, None).unwrap();
+        let embed =
+            |id: u32| batcher.embed(vec![EmbedInput::Tokens(vec![id; 2])], Truncation::default());
+        assert_eq!(embed(7).await.unwrap()[0].vector, vec![7.0]);
+        let e = embed(9).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Internal);
+        assert!(e.message().contains("poisoned input"), "{e}");
+        assert!(batcher.health().failure().is_some());
+        let e = embed(7).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::NotReady, "{e}");
+        assert!(e.message().contains("launch it again"), "{e}");
         batcher.shutdown();
     }
 

@@ -83,6 +83,7 @@ pub(super) fn plan(
     Ok(Plan {
         options: GenerateOptions {
             max_tokens: max_tokens.map(|m| m as usize).or(default_max_tokens),
+            max_tokens_requested: max_tokens.is_some(),
             sampling: SamplingParams {
                 temperature,
                 top_p,

@@ -104,6 +104,12 @@ pub fn describe(instance: &Instance) -> DescriptionMap {
     }
     map.insert("n_worker".into(), json!(1));
     map.insert("replica".into(), json!(instance.replicas));
+    if instance.status() == crate::protocol::xinference::InstanceStatus::Error {
+        // A model whose compute panicked (or whose launch failed) says so, in the status
+        // words of `/v1/models/instances`.
+        map.insert("status".into(), json!("ERROR"));
+        map.insert("error".into(), json!(instance.error()));
+    }
     map
 }
 

@@ -170,17 +170,30 @@ impl Runtime {
             status_tx,
             next_replica: AtomicUsize::new(0),
         });
+        self.insert_instance(&uid, &instance)?;
+        Ok(instance)
+    }
+
+    /// Puts `instance` in the table under `uid`: refused while a model that has not failed
+    /// holds the uid; a failed one is replaced, and its workers (a model whose compute
+    /// panicked still holds them) are freed off the caller's thread.
+    fn insert_instance(&self, uid: &str, instance: &Arc<Instance>) -> Result<()> {
         let mut instances = self.instances.lock().expect("instances lock");
-        if let Some(existing) = instances.get(&uid) {
+        if let Some(existing) = instances.get(uid) {
             if existing.status() != InstanceStatus::Error {
                 return Err(Error::bad_request(format!(
                     "Model is already in the model list, uid: {uid}"
                 )));
             }
         }
-        instances.insert(uid, instance.clone());
+        let replaced = instances.insert(uid.to_owned(), instance.clone());
         drop(instances);
-        Ok(instance)
+        let old_loaded =
+            replaced.and_then(|old| old.state.lock().expect("instance lock").loaded.take());
+        if let Some(loaded) = old_loaded {
+            std::thread::spawn(move || loaded.shutdown());
+        }
+        Ok(())
     }
 
     /// Loader thread body: resolve files, load one model per replica, start the workers.

@@ -223,7 +223,8 @@ fn start_choice(
         32,
         move |engine: &mut LlmEngine, tx: &mpsc::Sender<Event>| {
             let prepared = build(engine).and_then(|p| {
-                engine.check_prompt(&p.prompt)?;
+                super::health::panic_if_marked(|| engine.tokenizer().decode(&p.prompt, false).ok());
+                engine.check_request(&p.prompt, &options)?;
                 if let Some(g) = &p.grammar {
                     engine.check_grammar(g)?;
                 }
@@ -281,9 +282,9 @@ fn start_choice(
                 Err(e) => Event::Failed(e),
             });
         },
-        move |panic| {
+        move |error| {
             panicked.fail();
-            Event::Failed(Error::internal(format!("model panicked: {panic}")))
+            Event::Failed(error)
         },
     )
 }

@@ -293,7 +293,7 @@ impl Runtime {
             .map(|i| {
                 let (status, loaded) = {
                     let state = i.state.lock().expect("instance lock");
-                    (state.status, state.loaded.clone())
+                    (state.status(), state.loaded.clone())
                 };
                 let (running, waiting) = loaded.as_deref().map(load_of).unwrap_or((0, 0));
                 let c = &i.counters;

@@ -12,6 +12,7 @@ mod describe;
 mod embed;
 #[doc(hidden)]
 pub mod fuzzing;
+mod health;
 mod image;
 mod launch;
 mod llm_run;
@@ -24,6 +25,7 @@ mod worker;
 pub use audio::{TranscriptionEvent, TranscriptionStream};
 pub use batcher::EmbedBatcher;
 pub use chat::{ChatOutput, ChunkStream, CompletionOutput};
+pub use health::ModelHealth;
 pub use image::parse_size;
 pub(crate) use worker::panic_text;
 pub use worker::Worker;
@@ -135,6 +137,20 @@ impl Loaded {
             Loaded::Image(replicas) => replicas.iter().for_each(|r| r.worker.shutdown()),
         }
     }
+
+    /// What the first replica whose compute panicked said; `None` while all are sound.
+    fn failure(&self) -> Option<String> {
+        let first = |mut healths: Box<dyn Iterator<Item = &ModelHealth> + '_>| {
+            healths.find_map(|h| h.failure().map(str::to_owned))
+        };
+        match self {
+            Loaded::Embedding(replicas) => first(Box::new(replicas.iter().map(|r| r.health()))),
+            Loaded::Llm(workers) => first(Box::new(workers.iter().map(|w| w.health()))),
+            Loaded::Rerank(replicas) => first(Box::new(replicas.iter().map(|r| r.worker.health()))),
+            Loaded::Audio(workers) => first(Box::new(workers.iter().map(|w| w.health()))),
+            Loaded::Image(replicas) => first(Box::new(replicas.iter().map(|r| r.worker.health()))),
+        }
+    }
 }
 
 /// Mutable state of an instance.
@@ -173,9 +189,40 @@ pub struct Instance {
     next_replica: AtomicUsize,
 }
 
+impl InstanceState {
+    /// The status, ERROR once a loaded replica's compute has panicked.
+    fn status(&self) -> InstanceStatus {
+        match self.failure() {
+            Some(_) => InstanceStatus::Error,
+            None => self.status,
+        }
+    }
+
+    /// Why a ready model failed: its compute panicked.
+    fn failure(&self) -> Option<String> {
+        match (&self.loaded, self.status) {
+            (Some(loaded), InstanceStatus::Ready) => loaded.failure(),
+            _ => None,
+        }
+    }
+
+    /// The error reported with the status: why the launch failed, or the compute's panic.
+    fn error(&self) -> Option<String> {
+        self.failure()
+            .map(|panic| format!("the model's computation panicked: {panic}"))
+            .or_else(|| self.error.clone())
+    }
+}
+
 impl Instance {
+    /// The status: as loading set it, or ERROR once a replica's compute has panicked.
     pub(crate) fn status(&self) -> InstanceStatus {
-        self.state.lock().expect("instance lock").status
+        self.state.lock().expect("instance lock").status()
+    }
+
+    /// The error reported with an ERROR status.
+    pub(crate) fn error(&self) -> Option<String> {
+        self.state.lock().expect("instance lock").error()
     }
 
     fn set_status(&self, status: InstanceStatus, error: Option<String>) {
@@ -191,6 +238,13 @@ impl Instance {
     /// The loaded workers, or why there are none (503 while loading).
     pub(crate) fn loaded(&self) -> Result<Arc<Loaded>> {
         let state = self.state.lock().expect("instance lock");
+        if let Some(panic) = state.failure() {
+            return Err(Error::not_ready(format!(
+                "Model {uid} has failed: its computation panicked ({panic}) and it serves no \
+                 more requests. Terminate it (DELETE /v1/models/{uid}) and launch it again.",
+                uid = self.uid
+            )));
+        }
         match (&state.loaded, state.status) {
             (Some(l), InstanceStatus::Ready) => Ok(l.clone()),
             (_, InstanceStatus::Error) => Err(Error::bad_request(format!(
@@ -325,10 +379,10 @@ impl Runtime {
                     model_version: crate::hub::cache_name(&i.family, &i.spec),
                     model_ability: i.family.abilities.clone(),
                     replica: i.replicas,
-                    status: state.status,
+                    status: state.status(),
                     instance_created_ts: i.created_ts,
                     n_worker: 1,
-                    error: state.error.clone(),
+                    error: state.error(),
                 }
             })
             .collect()

@@ -2,8 +2,11 @@
 //! (or a pool of threads sharing one model and one queue, for models that serve several
 //! requests at once).
 //! Async callers get their answer through a oneshot channel; a caller that went away before its
-//! job started (an HTTP client that disconnected) is skipped, so its work is freed.
+//! job started (an HTTP client that disconnected) is skipped, so its work is freed. A panic in a
+//! job is caught: its caller gets an error, and the worker is marked failed ([`ModelHealth`]),
+//! refusing later jobs with a 503 until the model is launched again.
 
+use super::health::ModelHealth;
 use crate::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -22,6 +25,7 @@ pub struct Worker<M: Send + 'static> {
     /// Jobs the threads are running now (at most one per thread).
     running: Arc<AtomicUsize>,
     request_limit: Option<usize>,
+    health: Arc<ModelHealth>,
 }
 
 /// Counts a request as in flight until dropped.
@@ -93,7 +97,13 @@ impl<M: Send + 'static> Worker<M> {
             in_flight: Arc::new(AtomicUsize::new(0)),
             running,
             request_limit,
+            health: Arc::default(),
         })
+    }
+
+    /// Whether this worker's compute has panicked (then it serves no more jobs).
+    pub fn health(&self) -> &ModelHealth {
+        &self.health
     }
 
     /// Requests queued or running on this worker now.
@@ -125,8 +135,12 @@ impl<M: Send + 'static> Worker<M> {
         }
     }
 
-    /// Puts a job on the queue without waiting: a full queue is a 429, a stopped worker a 503.
+    /// Puts a job on the queue without waiting: a full queue is a 429, a stopped or failed
+    /// worker a 503.
     fn enqueue(&self, job: Job<M>) -> Result<()> {
+        if let Some(panic) = self.health.failure() {
+            return Err(Error::not_ready(failed_message(&self.name, panic)));
+        }
         let sender = self.sender.lock().expect("worker lock");
         let sender = sender
             .as_ref()
@@ -152,17 +166,19 @@ impl<M: Send + 'static> Worker<M> {
     {
         let guard = self.admit()?;
         let (tx, rx) = oneshot::channel::<Result<R>>();
+        let (health, name) = (self.health.clone(), self.name.clone());
         self.enqueue(Box::new(move |model: &mut M| {
             let _guard = guard;
             if tx.is_closed() {
                 return; // The caller is gone: do not spend compute on it.
             }
+            if let Some(panic) = health.failure() {
+                let _ = tx.send(Err(Error::not_ready(failed_message(&name, panic))));
+                return;
+            }
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(model)))
                 .unwrap_or_else(|panic| {
-                    Err(Error::internal(format!(
-                        "model panicked: {}",
-                        panic_text(&panic)
-                    )))
+                    Err(Error::internal(health.fail(&name, &panic_text(&panic))))
                 });
             let _ = tx.send(result);
         }))?;
@@ -177,23 +193,31 @@ impl<M: Send + 'static> Worker<M> {
     /// Runs `f` on the worker thread, which sends items into the returned channel as it goes
     /// (a token stream). When the receiver is dropped, `Sender::blocking_send` fails and `f`
     /// should stop; a job whose receiver is gone before it starts is skipped. A panic in `f`
-    /// ends the stream with `on_panic(message)`.
+    /// marks the worker failed and ends the stream with `on_panic(error)`; so does a job that
+    /// finds the worker already failed.
     pub fn stream<T, F, P>(&self, capacity: usize, f: F, on_panic: P) -> Result<mpsc::Receiver<T>>
     where
         T: Send + 'static,
         F: FnOnce(&mut M, &mpsc::Sender<T>) + Send + 'static,
-        P: FnOnce(String) -> T + Send + 'static,
+        P: FnOnce(Error) -> T + Send + 'static,
     {
         let guard = self.admit()?;
         let (tx, rx) = mpsc::channel::<T>(capacity.max(1));
+        let (health, name) = (self.health.clone(), self.name.clone());
         self.enqueue(Box::new(move |model: &mut M| {
             let _guard = guard;
             if tx.is_closed() {
                 return;
             }
+            if let Some(panic) = health.failure() {
+                let error = Error::not_ready(failed_message(&name, panic));
+                let _ = tx.blocking_send(on_panic(error));
+                return;
+            }
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(model, &tx)));
             if let Err(panic) = outcome {
-                let _ = tx.blocking_send(on_panic(panic_text(&panic)));
+                let error = Error::internal(health.fail(&name, &panic_text(&panic)));
+                let _ = tx.blocking_send(on_panic(error));
             }
         }))?;
         Ok(rx)
@@ -217,6 +241,14 @@ impl<M: Send + 'static> Drop for Worker<M> {
 }
 
 pub(crate) use crate::error::panic_text;
+
+/// What a request to a failed model is told (503).
+pub(crate) fn failed_message(name: &str, panic: &str) -> String {
+    format!(
+        "Model {name} has failed (its computation panicked: {panic}) and serves no more \
+         requests. Terminate the model and launch it again."
+    )
+}
 
 #[cfg(test)]
 mod tests {
@@ -277,8 +309,14 @@ mod tests {
             .call(|_m: &mut ()| -> Result<()> { panic!("boom") })
             .await
             .unwrap_err();
-        assert!(e.message().contains("boom"));
-        // The worker survives a panicking job.
-        w.call(|_m: &mut ()| Ok(())).await.unwrap();
+        assert_eq!(e.kind(), crate::ErrorKind::Internal);
+        assert!(e.message().contains("boom"), "{e}");
+        assert!(e.message().contains("launch it again"), "{e}");
+        assert_eq!(w.health().failure(), Some("boom"));
+        // The thread lives, but the failed worker refuses later jobs with a 503.
+        let e = w.call(|_m: &mut ()| Ok(())).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::NotReady);
+        assert!(e.message().contains("Terminate the model"), "{e}");
+        w.shutdown();
     }
 }

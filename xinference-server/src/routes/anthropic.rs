@@ -9,12 +9,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::stream::StreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use xinference_core::anthropic::{error_response, MessagesOutput};
+use xinference_core::auth::Principal;
 use xinference_core::protocol::anthropic::{
     MessagesRequest, ModelInfo, ModelList, ANTHROPIC_VERSION, ANTHROPIC_VERSIONS,
 };
@@ -113,9 +114,11 @@ fn model_info(uid: String, description: &Map<String, Value>) -> ModelInfo {
     }
 }
 
-fn running_llms(rt: &AppState) -> Vec<ModelInfo> {
+/// The running LLMs the caller may use.
+fn running_llms(rt: &AppState, principal: &Option<Extension<Principal>>) -> Vec<ModelInfo> {
     rt.list_models()
         .into_iter()
+        .filter(|(uid, _)| super::models::visible(principal, uid))
         .filter(|(_, d)| d.get("model_type").and_then(Value::as_str) == Some("LLM"))
         .map(|(uid, d)| model_info(uid, &d))
         .collect()
@@ -125,6 +128,7 @@ fn running_llms(rt: &AppState) -> Vec<ModelInfo> {
 /// `after_id` and `before_id` as Anthropic pages.
 pub async fn list_models(
     State(rt): State<AppState>,
+    principal: Option<Extension<Principal>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> AnthropicResult<Json<ModelList>> {
     let limit = match query.get("limit") {
@@ -135,7 +139,7 @@ pub async fn list_models(
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| Error::bad_request("limit: must be an integer from 1 to 1000"))?,
     };
-    let mut models = running_llms(&rt);
+    let mut models = running_llms(&rt, &principal);
     if let Some(after) = query.get("after_id") {
         let pos = models.iter().position(|m| &m.id == after);
         models.drain(..pos.map_or(models.len(), |p| p + 1));
@@ -148,7 +152,7 @@ pub async fn list_models(
     }
     let has_more = if query.contains_key("before_id") {
         // Paging backwards: more models come before this page.
-        running_llms(&rt).first().map(|m| &m.id) != models.first().map(|m| &m.id)
+        running_llms(&rt, &principal).first().map(|m| &m.id) != models.first().map(|m| &m.id)
             && !models.is_empty()
     } else {
         models.len() > limit
@@ -165,9 +169,10 @@ pub async fn list_models(
 /// `GET /anthropic/v1/models/{model_id}`.
 pub async fn get_model(
     State(rt): State<AppState>,
+    principal: Option<Extension<Principal>>,
     Path(model_id): Path<String>,
 ) -> AnthropicResult<Json<ModelInfo>> {
-    running_llms(&rt)
+    running_llms(&rt, &principal)
         .into_iter()
         .find(|m| m.id == model_id)
         .map(Json)

@@ -4,10 +4,17 @@ use super::AppState;
 use crate::error::ApiJson;
 use crate::error::ApiResult;
 use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use xinference_core::auth::Principal;
 use xinference_core::LaunchRequest;
+
+/// Whether the caller may see model `uid`: a key limited to some models (its
+/// `model_permissions`) sees only those; without auth every model is visible.
+pub(crate) fn visible(principal: &Option<Extension<Principal>>, uid: &str) -> bool {
+    principal.as_ref().is_none_or(|p| p.may_use(uid))
+}
 
 /// Query of `POST /v1/models`.
 #[derive(Deserialize)]
@@ -35,11 +42,15 @@ pub async fn launch(
     Ok(Json(json!({"model_uid": uid})))
 }
 
-/// `GET /v1/models`: launched models, OpenAI-style.
-pub async fn list(State(rt): State<AppState>) -> Json<Value> {
+/// `GET /v1/models`: launched models, OpenAI-style (those the caller may use).
+pub async fn list(
+    State(rt): State<AppState>,
+    principal: Option<Extension<Principal>>,
+) -> Json<Value> {
     let data: Vec<Value> = rt
         .list_models()
         .into_iter()
+        .filter(|(uid, _)| visible(&principal, uid))
         .map(|(uid, mut description)| {
             description.insert("id".into(), json!(uid));
             description.insert("object".into(), json!("model"));
@@ -75,12 +86,18 @@ pub struct InstancesQuery {
     model_uid: Option<String>,
 }
 
-/// `GET /v1/models/instances`.
-pub async fn instances(State(rt): State<AppState>, Query(q): Query<InstancesQuery>) -> Json<Value> {
-    Json(json!(rt.instance_info(
-        q.model_name.as_deref(),
-        q.model_uid.as_deref()
-    )))
+/// `GET /v1/models/instances` (those the caller may use).
+pub async fn instances(
+    State(rt): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    Query(q): Query<InstancesQuery>,
+) -> Json<Value> {
+    let rows: Vec<_> = rt
+        .instance_info(q.model_name.as_deref(), q.model_uid.as_deref())
+        .into_iter()
+        .filter(|row| visible(&principal, &row.model_uid))
+        .collect();
+    Json(json!(rows))
 }
 
 /// `GET /v1/models/{uid}/progress`.

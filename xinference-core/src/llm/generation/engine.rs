@@ -53,6 +53,10 @@ pub struct TokenLogprob {
 pub struct GenerateOptions {
     /// Most tokens to generate (default: the rest of the context).
     pub max_tokens: Option<usize>,
+    /// Whether `max_tokens` is the caller's own (then a prompt plus `max_tokens` past the
+    /// context is refused, as vLLM and OpenAI refuse it) rather than a server default (then
+    /// generation stops at the end of the context).
+    pub max_tokens_requested: bool,
     /// Sampling settings.
     pub sampling: SamplingParams,
     /// Strings that end generation; they are never emitted.
@@ -428,6 +432,28 @@ impl LlmEngine {
             )));
         }
         Ok(())
+    }
+
+    /// [`check_prompt`](Self::check_prompt), and, when the caller set `max_tokens`, that the
+    /// prompt plus `max_tokens` fit in the context: a 400 with OpenAI's (vLLM's) message
+    /// otherwise, instead of an answer silently cut at the end of the context.
+    pub fn check_request(&self, prompt: &[u32], options: &GenerateOptions) -> Result<()> {
+        self.check_prompt(prompt)?;
+        let context = self.context_length();
+        match options.max_tokens {
+            Some(max)
+                if options.max_tokens_requested && prompt.len().saturating_add(max) > context =>
+            {
+                Err(Error::bad_request(format!(
+                    "This model's maximum context length is {context} tokens. However, you \
+                     requested {} tokens ({} in the messages, {max} in the completion). Please \
+                     reduce the length of the messages or completion.",
+                    prompt.len().saturating_add(max),
+                    prompt.len()
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Generates from `prompt` token ids. `on_step` receives released text as it forms and
