@@ -111,10 +111,7 @@ mod tests {
             .to_vec1()
             .unwrap();
         let parts = Tensor::cat(
-            &[
-                gate.forward_rows(&x).unwrap(),
-                up.forward_rows(&x).unwrap(),
-            ],
+            &[gate.forward_rows(&x).unwrap(), up.forward_rows(&x).unwrap()],
             2,
         )
         .unwrap();

@@ -1,20 +1,19 @@
-//! Our own quantized decoder for GGUF files: one file per family for its configuration and
-//! weights (`llama.rs`: `llama`, `mistral`, `qwen2`; `qwen3.rs`; `gemma3.rs`; `smollm3.rs`;
-//! `phi3.rs`; `glm4.rs`; `qwen3moe.rs`; `gpt_oss.rs`), and here what they share: quantized
-//! linear layers (fused ones split on loading, `fused.rs`), mixtures of experts (`moe.rs`), RMS
-//! norms, rotary attention (whole or partial heads, or none) with
-//! grouped KV heads, optional sliding windows and a per-sequence KV cache, a gated
-//! feed-forward.
+//! Our own quantized decoder for GGUF files: one file per family for its configuration and weights
+//! (`llama.rs`: `llama`, `mistral`, `qwen2`; `qwen3.rs`; `gemma3.rs`; `smollm3.rs`; `phi3.rs`;
+//! `glm4.rs`; `qwen3moe.rs`; `gpt_oss.rs`), and here what they share: quantized linear layers
+//! (fused ones split on loading, `fused.rs`), mixtures of experts (`moe.rs`), RMS norms, rotary
+//! attention (whole or partial heads, or none) with grouped KV heads, optional sliding windows and
+//! a per-sequence KV cache, a gated feed-forward.
 //!
 //! Why not candle's `quantized_llama` / `quantized_qwen2`: their matrix products go through
-//! candle's quantized kernels, which round activations otherwise than llama.cpp on some CPUs,
-//! reach a quarter of llama.cpp's prefill speed, and sum batched rows otherwise than single
-//! ones. Here every quantized product runs on our kernels (`kernels::quant`, see `qlinear.rs`):
-//! llama.cpp's rounding on every CPU, and each row independent of the rows beside it. Owning
-//! the model also gives Qwen2 shareable weights (`Clone` copies only the cache), which
-//! candle's lacks, so Qwen2 GGUFs serve several sequences at once like the other families.
-//! candle's `quantized_gemma3` gates its feed-forward with SiLU where Gemma uses GELU(tanh), which is why its greedy
-//! answers left llama.cpp's; `gemma3.rs` follows llama.cpp's graph.
+//! candle's quantized kernels, which round activations otherwise than llama.cpp on some CPUs, reach
+//! a quarter of llama.cpp's prefill speed, and sum batched rows otherwise than single ones. Here
+//! every quantized product runs on our kernels (`kernels::quant`, see `qlinear.rs`): llama.cpp's
+//! rounding on every CPU, and each row independent of the rows beside it. Owning the model also
+//! gives Qwen2 shareable weights (`Clone` copies only the cache), which candle's lacks, so Qwen2
+//! GGUFs serve several sequences at once like the other families. candle's `quantized_gemma3` gates
+//! its feed-forward with SiLU where Gemma uses GELU(tanh), which is why its greedy answers left
+//! llama.cpp's; `gemma3.rs` follows llama.cpp's graph.
 
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::Content;

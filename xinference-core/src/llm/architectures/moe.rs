@@ -213,10 +213,7 @@ impl Experts {
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, rows, hidden) = x.dims3()?;
         let x2 = x.reshape((rows, hidden))?;
-        let scores = self
-            .router
-            .forward_rows(&x2)?
-            .to_vec2::<f32>()?;
+        let scores = self.router.forward_rows(&x2)?.to_vec2::<f32>()?;
         // Per expert: the rows routed to it and their weights.
         let mut routed: Vec<(Vec<u32>, Vec<f32>)> =
             vec![(Vec::new(), Vec::new()); self.experts.len()];
