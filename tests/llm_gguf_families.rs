@@ -138,12 +138,17 @@ fn check_file(arch: &str, record: &Value) -> f32 {
 
 /// Checks the files of every architecture whose name `pick` accepts.
 fn check_files(pick: impl Fn(&str) -> bool) {
+    check_families(|_| true, pick)
+}
+
+/// [`check_files`] over the architectures `arch` picks.
+fn check_families(arch_pick: impl Fn(&str) -> bool, pick: impl Fn(&str) -> bool) {
     let archs = architectures();
     assert!(
         archs.iter().any(|a| a == "qwen3"),
         "fixtures missing: {archs:?}"
     );
-    for arch in &archs {
+    for arch in archs.iter().filter(|a| arch_pick(a)) {
         let reference = reference(arch);
         let files = reference["files"].as_array().unwrap();
         // F16 and Q8_0 always; Q4_0, Q4_K_M and Q6_K where the script had llama-quantize.
@@ -162,12 +167,6 @@ fn f16_logits_and_greedy_tokens_match_llama_cpp() {
     check_files(|file| file.contains("F16"));
 }
 
-/// Known open (issue #13): on these tiny models our Q8_0 logits are up to 0.42 from llama.cpp's
-/// (F16: 0.016), and the tiny llama's chat continuation leaves llama.cpp's; the real Q8_0 models
-/// of tests/llm_greedy_parity.rs agree. For scale: Q8_0 itself moves llama.cpp's logits on these
-/// models by 0.47 to 0.84 from its F16 ones, so the gap is about half the quantization's own
-/// effect, as if one product rounded its activations differently. Run with `--ignored` while
-/// finding the cause.
 /// The quantizations below 8 bits the fixtures carry (made by llama-quantize from the F16 file).
 const LOW_BIT: [&str; 3] = ["Q4_0", "Q4_K_M", "Q6_K"];
 
@@ -190,9 +189,22 @@ fn low_bit_tolerance(file: &str) -> f32 {
 
 #[test]
 fn low_bit_logits_and_greedy_tokens_match_llama_cpp() {
-    check_files(|file| LOW_BIT.iter().any(|q| file.contains(q)));
+    check_families(
+        |arch| !MOE.contains(&arch),
+        |file| LOW_BIT.iter().any(|q| file.contains(q)),
+    );
 }
 
+/// The mixture-of-experts fixtures: tests/llm_gguf_moe.rs checks their quantized files with
+/// tolerances of their own (gpt-oss's quantized logits are up to 0.62 from llama.cpp's).
+const MOE: [&str; 2] = ["gpt-oss", "qwen3moe"];
+
+/// Known open (issue #13): on these tiny models our Q8_0 logits are up to 0.42 from llama.cpp's
+/// (F16: 0.016), and the tiny llama's chat continuation leaves llama.cpp's; the real Q8_0 models
+/// of tests/llm_greedy_parity.rs agree. For scale: Q8_0 itself moves llama.cpp's logits on these
+/// models by 0.47 to 0.84 from its F16 ones, so the gap is about half the quantization's own
+/// effect, as if one product rounded its activations differently. Run with `--ignored` while
+/// finding the cause.
 #[test]
 #[ignore = "Q8_0 differs from llama.cpp on the tiny fixtures (issue #13, open)"]
 fn quantized_logits_and_greedy_tokens_match_llama_cpp() {
