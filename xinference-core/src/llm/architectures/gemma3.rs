@@ -12,8 +12,7 @@
 //! part from llama.cpp's at margins of 0.05.
 
 use super::{
-    f32_tensor, load_output, meta_f32, meta_usize, Activation, Family, GgufDecoder, Layer, Rope,
-    Shape,
+    f32_tensor, meta_f32, meta_usize, Activation, Family, GgufDecoder, Layer, Rope, Shape,
 };
 use crate::Result;
 use candle_core::quantized::gguf_file::Content;
@@ -57,8 +56,6 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
     } else {
         1.0 / (shape.head_dim as f64).sqrt()
     };
-    let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
-    let norm = f32_tensor(ct, reader, "output_norm.weight")?;
     let mut layers = Vec::with_capacity(shape.layers);
     for i in 0..shape.layers {
         let p = format!("blk.{i}");
@@ -81,13 +78,11 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         layer.rope = usize::from(sliding);
         layers.push(layer);
     }
-    let output = load_output(ct, reader)?;
-    Ok(GgufDecoder::assemble(
+    GgufDecoder::with_common_tensors(
+        ct,
+        reader,
         &shape,
-        embeddings,
         layers,
-        norm,
-        output,
         Family {
             embed_scale: Some((shape.hidden as f64).sqrt()),
             attn_scale,
@@ -99,7 +94,7 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
             Rope::new(shape.head_dim, global_base, global_scale, shape.positions)?,
             Rope::new(shape.head_dim, local_base, 1.0, shape.positions)?,
         ],
-    ))
+    )
 }
 
 #[cfg(test)]

@@ -6,10 +6,7 @@
 //! rows, then up rows) with SwiGLU; a separate output layer. The vision variants' multi-section
 //! rotary (`glm4.rope.dimension_sections`) is not run.
 
-use super::{
-    f32_tensor, load_output, meta_f32, meta_usize, Activation, Family, GgufDecoder, Layer, Rope,
-    Shape,
-};
+use super::{f32_tensor, meta_f32, meta_usize, Family, GgufDecoder, Layer, Rope, Shape};
 use crate::Result;
 use candle_core::quantized::gguf_file::Content;
 use std::io::{Read, Seek};
@@ -34,8 +31,6 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
     let rope_base = meta_f32(ct, ARCH, "rope.freq_base").unwrap_or(10_000.0);
     let rotated = meta_usize(ct, ARCH, "rope.dimension_count").unwrap_or(shape.head_dim / 2);
     let bias = ct.tensor_infos.contains_key("blk.0.attn_q.bias");
-    let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
-    let norm = f32_tensor(ct, reader, "output_norm.weight")?;
     let mut layers = Vec::with_capacity(shape.layers);
     for i in 0..shape.layers {
         let p = format!("blk.{i}");
@@ -52,20 +47,12 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         )?);
         layers.push(layer);
     }
-    let output = load_output(ct, reader)?;
-    Ok(GgufDecoder::assemble(
+    GgufDecoder::with_common_tensors(
+        ct,
+        reader,
         &shape,
-        embeddings,
         layers,
-        norm,
-        output,
-        Family {
-            embed_scale: None,
-            attn_scale: 1.0 / (shape.head_dim as f64).sqrt(),
-            activation: Activation::Silu,
-            neox: false,
-            logit_softcap: None,
-        },
+        Family::standard(shape.head_dim, false),
         vec![Rope::new(rotated, rope_base, 1.0, shape.positions)?],
-    ))
+    )
 }

@@ -11,8 +11,7 @@
 use super::moe::{ExpertActivation, Experts, Gating, MoeSettings};
 use super::qlinear::QLinear;
 use super::{
-    f32_tensor, load_output, meta, meta_f32, meta_usize, Activation, Family, FeedForward,
-    GgufDecoder, Layer, Rope, Shape,
+    f32_tensor, meta, meta_f32, meta_usize, Family, FeedForward, GgufDecoder, Layer, Rope, Shape,
 };
 use crate::Result;
 use candle_core::quantized::gguf_file::Content;
@@ -125,25 +124,15 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         },
         biases: true,
     };
-    let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
-    let norm = f32_tensor(ct, reader, "output_norm.weight")?;
     let layers = (0..shape.layers)
         .map(|i| load_layer(ct, reader, i, settings, window))
         .collect::<Result<Vec<_>>>()?;
-    let output = load_output(ct, reader)?;
-    Ok(GgufDecoder::assemble(
+    GgufDecoder::with_common_tensors(
+        ct,
+        reader,
         &shape,
-        embeddings,
         layers,
-        norm,
-        output,
-        Family {
-            embed_scale: None,
-            attn_scale: 1.0 / (shape.head_dim as f64).sqrt(),
-            activation: Activation::Silu,
-            neox: true,
-            logit_softcap: None,
-        },
+        Family::standard(shape.head_dim, true),
         vec![yarn_rope(ct, shape.head_dim, shape.positions)?],
-    ))
+    )
 }

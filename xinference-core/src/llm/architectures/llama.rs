@@ -2,9 +2,7 @@
 //! grouped KV heads (Qwen2: q/k/v biases and NEOX rotary; Llama 3.1+: the frequency factors of
 //! `rope_freqs.weight`), SwiGLU feed-forward.
 
-use super::{
-    f32_tensor, load_output, meta_f32, Activation, Family, GgufDecoder, Layer, Rope, Shape,
-};
+use super::{f32_tensor, meta_f32, Family, GgufDecoder, Layer, Rope, Shape};
 use crate::Result;
 use candle_core::quantized::gguf_file::Content;
 use std::io::{Read, Seek};
@@ -42,25 +40,15 @@ pub(super) fn load<R: Read + Seek>(
     } else {
         None
     };
-    let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
-    let norm = f32_tensor(ct, reader, "output_norm.weight")?;
     let layers = (0..shape.layers)
         .map(|i| Layer::load(ct, reader, i, qwen2))
         .collect::<Result<Vec<_>>>()?;
-    let output = load_output(ct, reader)?;
-    Ok(GgufDecoder::assemble(
+    GgufDecoder::with_common_tensors(
+        ct,
+        reader,
         &shape,
-        embeddings,
         layers,
-        norm,
-        output,
-        Family {
-            embed_scale: None,
-            attn_scale: 1.0 / (shape.head_dim as f64).sqrt(),
-            activation: Activation::Silu,
-            neox: qwen2,
-            logit_softcap: None,
-        },
+        Family::standard(shape.head_dim, qwen2),
         vec![Rope::with_freq_factors(
             shape.head_dim,
             rope_base,
@@ -68,5 +56,5 @@ pub(super) fn load<R: Read + Seek>(
             shape.positions,
             freq_factors.as_deref(),
         )?],
-    ))
+    )
 }

@@ -65,6 +65,20 @@ struct Family {
     logit_softcap: Option<f32>,
 }
 
+impl Family {
+    /// The common settings: no embedding scale, `1/sqrt(head_dim)` attention scale, SwiGLU, no
+    /// logit soft-capping; `neox` says which rotary pairing the family uses.
+    fn standard(head_dim: usize, neox: bool) -> Self {
+        Family {
+            embed_scale: None,
+            attn_scale: 1.0 / (head_dim as f64).sqrt(),
+            activation: Activation::Silu,
+            neox,
+            logit_softcap: None,
+        }
+    }
+}
+
 /// Rotary angles for every position: `cos` and `sin`, `[positions, head_dim / 2]`.
 #[derive(Clone)]
 struct Rope {
@@ -368,6 +382,24 @@ impl GgufDecoder {
             ropes,
             cache: Vec::new(),
         }
+    }
+
+    /// [`GgufDecoder::assemble`] with the tensors every family has read from the file: the
+    /// token table (`token_embd`), the final norm (`output_norm`) and the output layer.
+    fn with_common_tensors<R: Read + Seek>(
+        ct: &Content,
+        reader: &mut R,
+        shape: &Shape,
+        layers: Vec<Layer>,
+        family: Family,
+        ropes: Vec<Rope>,
+    ) -> Result<Self> {
+        let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
+        let norm = f32_tensor(ct, reader, "output_norm.weight")?;
+        let output = load_output(ct, reader)?;
+        Ok(Self::assemble(
+            shape, embeddings, layers, norm, output, family, ropes,
+        ))
     }
 
     /// Whether this decoder runs the GGUF's architecture.

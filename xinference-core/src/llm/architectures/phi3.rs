@@ -4,10 +4,7 @@
 //! output layer. llama.cpp turns Phi-3's sliding window off, and so does this. The LongRoPE
 //! models (128k context: `rope_factors_long` / `rope_factors_short`) are not run yet.
 
-use super::{
-    f32_tensor, load_output, meta_f32, meta_usize, Activation, Family, GgufDecoder, Layer, Rope,
-    Shape,
-};
+use super::{meta_f32, meta_usize, Family, GgufDecoder, Layer, Rope, Shape};
 use crate::Result;
 use candle_core::quantized::gguf_file::Content;
 use std::io::{Read, Seek};
@@ -28,25 +25,15 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
     let shape = Shape::read(ct, ARCH)?;
     let rope_base = meta_f32(ct, ARCH, "rope.freq_base").unwrap_or(10_000.0);
     let rotated = meta_usize(ct, ARCH, "rope.dimension_count").unwrap_or(shape.head_dim);
-    let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
-    let norm = f32_tensor(ct, reader, "output_norm.weight")?;
     let layers = (0..shape.layers)
         .map(|i| Layer::load(ct, reader, i, false))
         .collect::<Result<Vec<_>>>()?;
-    let output = load_output(ct, reader)?;
-    Ok(GgufDecoder::assemble(
+    GgufDecoder::with_common_tensors(
+        ct,
+        reader,
         &shape,
-        embeddings,
         layers,
-        norm,
-        output,
-        Family {
-            embed_scale: None,
-            attn_scale: 1.0 / (shape.head_dim as f64).sqrt(),
-            activation: Activation::Silu,
-            neox: true,
-            logit_softcap: None,
-        },
+        Family::standard(shape.head_dim, true),
         vec![Rope::new(rotated, rope_base, 1.0, shape.positions)?],
-    ))
+    )
 }

@@ -2,9 +2,7 @@
 //! RMS norm over each query and key head (`attn_q_norm`, `attn_k_norm`) before NEOX rotary,
 //! SwiGLU feed-forward, and the output tied to the token table unless `output.weight` exists.
 
-use super::{
-    f32_tensor, load_output, meta_f32, Activation, Family, GgufDecoder, Layer, Rope, Shape,
-};
+use super::{f32_tensor, meta_f32, Family, GgufDecoder, Layer, Rope, Shape};
 use crate::Result;
 use candle_core::quantized::gguf_file::Content;
 use std::io::{Read, Seek};
@@ -26,8 +24,6 @@ pub(super) fn supports(ct: &Content) -> bool {
 pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufDecoder> {
     let shape = Shape::read(ct, ARCH)?;
     let rope_base = meta_f32(ct, ARCH, "rope.freq_base").unwrap_or(1_000_000.0);
-    let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
-    let norm = f32_tensor(ct, reader, "output_norm.weight")?;
     let mut layers = Vec::with_capacity(shape.layers);
     for i in 0..shape.layers {
         let p = format!("blk.{i}");
@@ -36,20 +32,12 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         layer.k_norm = Some(f32_tensor(ct, reader, &format!("{p}.attn_k_norm.weight"))?);
         layers.push(layer);
     }
-    let output = load_output(ct, reader)?;
-    Ok(GgufDecoder::assemble(
+    GgufDecoder::with_common_tensors(
+        ct,
+        reader,
         &shape,
-        embeddings,
         layers,
-        norm,
-        output,
-        Family {
-            embed_scale: None,
-            attn_scale: 1.0 / (shape.head_dim as f64).sqrt(),
-            activation: Activation::Silu,
-            neox: true,
-            logit_softcap: None,
-        },
+        Family::standard(shape.head_dim, true),
         vec![Rope::new(shape.head_dim, rope_base, 1.0, shape.positions)?],
-    ))
+    )
 }

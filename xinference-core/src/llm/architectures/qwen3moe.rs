@@ -6,8 +6,7 @@
 
 use super::moe::{ExpertActivation, Experts, Gating, MoeSettings};
 use super::{
-    f32_tensor, load_output, meta_f32, meta_usize, Activation, Family, FeedForward, GgufDecoder,
-    Layer, Rope, Shape,
+    f32_tensor, meta_f32, meta_usize, Family, FeedForward, GgufDecoder, Layer, Rope, Shape,
 };
 use crate::Result;
 use candle_core::quantized::gguf_file::Content;
@@ -37,8 +36,6 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         activation: ExpertActivation::Silu,
         biases: false,
     };
-    let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
-    let norm = f32_tensor(ct, reader, "output_norm.weight")?;
     let mut layers = Vec::with_capacity(shape.layers);
     for i in 0..shape.layers {
         let p = format!("blk.{i}");
@@ -48,20 +45,12 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         layer.k_norm = Some(f32_tensor(ct, reader, &format!("{p}.attn_k_norm.weight"))?);
         layers.push(layer);
     }
-    let output = load_output(ct, reader)?;
-    Ok(GgufDecoder::assemble(
+    GgufDecoder::with_common_tensors(
+        ct,
+        reader,
         &shape,
-        embeddings,
         layers,
-        norm,
-        output,
-        Family {
-            embed_scale: None,
-            attn_scale: 1.0 / (shape.head_dim as f64).sqrt(),
-            activation: Activation::Silu,
-            neox: true,
-            logit_softcap: None,
-        },
+        Family::standard(shape.head_dim, true),
         vec![Rope::new(shape.head_dim, rope_base, 1.0, shape.positions)?],
-    ))
+    )
 }

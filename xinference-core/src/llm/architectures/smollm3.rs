@@ -3,9 +3,7 @@
 //! that every fourth block (`(i + 1) % 4 == 0`, llama.cpp's fixed `n_no_rope_layer_step`; the
 //! GGUF does not store it) attends without any positional encoding (NoPE).
 
-use super::{
-    f32_tensor, load_output, meta_f32, Activation, Family, GgufDecoder, Layer, Rope, Shape,
-};
+use super::{meta_f32, Family, GgufDecoder, Layer, Rope, Shape};
 use crate::Result;
 use candle_core::quantized::gguf_file::Content;
 use std::io::{Read, Seek};
@@ -25,8 +23,6 @@ pub(super) fn supports(ct: &Content) -> bool {
 pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufDecoder> {
     let shape = Shape::read(ct, ARCH)?;
     let rope_base = meta_f32(ct, ARCH, "rope.freq_base").unwrap_or(5_000_000.0);
-    let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
-    let norm = f32_tensor(ct, reader, "output_norm.weight")?;
     let mut layers = Vec::with_capacity(shape.layers);
     for i in 0..shape.layers {
         let mut layer = Layer::load(ct, reader, i, false)?;
@@ -34,23 +30,15 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         layer.rope = usize::from((i + 1) % NO_ROPE_LAYER_STEP == 0);
         layers.push(layer);
     }
-    let output = load_output(ct, reader)?;
-    Ok(GgufDecoder::assemble(
+    GgufDecoder::with_common_tensors(
+        ct,
+        reader,
         &shape,
-        embeddings,
         layers,
-        norm,
-        output,
-        Family {
-            embed_scale: None,
-            attn_scale: 1.0 / (shape.head_dim as f64).sqrt(),
-            activation: Activation::Silu,
-            neox: false,
-            logit_softcap: None,
-        },
+        Family::standard(shape.head_dim, false),
         vec![
             Rope::new(shape.head_dim, rope_base, 1.0, shape.positions)?,
             Rope::identity(shape.head_dim, shape.positions)?,
         ],
-    ))
+    )
 }
