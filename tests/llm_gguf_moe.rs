@@ -13,11 +13,14 @@
 
 mod common;
 
+use common::logit_checks::{
+    floats, greedy, max_abs_diff, tiny_gguf_dir as fixtures, tiny_gguf_reference as reference,
+};
 use common::{run_python, token_ids as ids, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use xinference::llm::{argmax, LlmEngine};
+
+use xinference::llm::LlmEngine;
 
 /// The MoE architectures with fixtures.
 const ARCHITECTURES: &[&str] = &["qwen3moe", "gpt-oss"];
@@ -52,52 +55,6 @@ fn tolerance(arch: &str, file: &str) -> f32 {
 /// steps whose gaps were 0.12 to 0.16, under that gap of 0.375).
 fn near_tie(tolerance: f32) -> f32 {
     NEAR_TIE.max(tolerance / 2.0)
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-gguf")
-}
-
-fn reference(arch: &str) -> Value {
-    let path = fixtures().join(arch).join("reference.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (make it with scripts/fixtures/make_tiny_ggufs.py {arch})",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-/// Greedy decoding with the KV cache: the prompt in one pass, then one token a step.
-fn greedy(engine: &mut LlmEngine, prompt: &[u32], n: usize) -> (Vec<f32>, Vec<u32>) {
-    let first = engine.forward_for_bench(prompt, 0);
-    let mut logits = first.clone();
-    let mut out = Vec::new();
-    for step in 0..n {
-        let next = argmax(&logits);
-        out.push(next);
-        if step + 1 < n {
-            logits = engine.forward_for_bench(&[next], prompt.len() + step);
-        }
-    }
-    (first, out)
 }
 
 /// Checks one GGUF file against llama.cpp's record; returns the worst logit difference.

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::logit_checks::{floats, greedy, max_abs_diff};
 use common::token_ids as ids;
 
 use common::TestServer;
@@ -28,22 +29,6 @@ fn reference() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 fn greedy_options(max_tokens: usize) -> GenerateOptions {
     GenerateOptions {
         max_tokens: Some(max_tokens),
@@ -53,21 +38,6 @@ fn greedy_options(max_tokens: usize) -> GenerateOptions {
         },
         ..Default::default()
     }
-}
-
-/// Greedy decoding with the KV cache: the prompt in one forward pass, then one token a step.
-fn greedy(engine: &mut LlmEngine, prompt: &[u32], n: usize) -> (Vec<f32>, Vec<u32>) {
-    let first = engine.forward_for_bench(prompt, 0);
-    let mut logits = first.clone();
-    let mut out = Vec::new();
-    for step in 0..n {
-        let next = argmax(&logits);
-        out.push(next);
-        if step + 1 < n {
-            logits = engine.forward_for_bench(&[next], prompt.len() + step);
-        }
-    }
-    (first, out)
 }
 
 /// Every end-of-generation id the folder names (config.json and generation_config.json).

@@ -4,6 +4,7 @@
 
 pub mod clips;
 pub mod llama_logits;
+pub mod logit_checks;
 pub mod mock_hub;
 
 use std::net::SocketAddr;
