@@ -160,7 +160,7 @@ fn low_bit_logits_and_greedy_tokens_match_llama_cpp() {
 
 /// The mixture-of-experts fixtures: tests/llm_gguf_moe.rs checks their quantized files with
 /// tolerances of their own (gpt-oss's quantized logits are up to 0.62 from llama.cpp's).
-const MOE: [&str; 2] = ["gpt-oss", "qwen3moe"];
+const MOE: [&str; 3] = ["glm4moe", "gpt-oss", "qwen3moe"];
 
 /// Known open (issue #13): on these tiny models our Q8_0 logits are up to 0.42 from llama.cpp's
 /// (F16: 0.016), and the tiny llama's chat continuation leaves llama.cpp's; the real Q8_0 models
@@ -189,6 +189,7 @@ fn family(arch: &str) -> (&'static str, Value) {
         "gemma3" => ("gemma-3-1b-it", json!(1)),
         "qwen3moe" => ("qwen3", json!(30)),
         "gpt-oss" => ("gpt-oss", json!(20)),
+        "glm4moe" => ("glm-4.5", json!(106)),
         other => panic!("no registry family for the fixture {other}"),
     }
 }
@@ -199,6 +200,8 @@ fn spec_quantization(name: &str) -> &'static str {
     match name {
         // Microsoft's own GGUF repository has `fp16` and `q4`.
         "phi-3-mini-4k-instruct" => "q4",
+        // unsloth's GLM-4.5-Air GGUFs.
+        "glm-4.5" => "Q4_K_M",
         _ => "Q8_0",
     }
 }
@@ -340,6 +343,8 @@ async fn families_this_build_cannot_run_are_listed_and_answer_400() {
         "gemma-4",
         "gpt-oss",
         "glm4-0414",
+        "glm-4.5",
+        "GLM-4.6",
         "llama-3.3-instruct",
         "mistral-nemo-instruct",
         "deepseek-r1-distill-qwen",

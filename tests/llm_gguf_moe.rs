@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use xinference::llm::LlmEngine;
 
 /// The MoE architectures with fixtures.
-const ARCHITECTURES: &[&str] = &["qwen3moe", "gpt-oss"];
+const ARCHITECTURES: &[&str] = &["qwen3moe", "glm4moe", "gpt-oss"];
 
 /// Greedy steps whose top-2 logit gap (in llama.cpp) is below this may go either way (F16).
 const NEAR_TIE: f32 = 0.05;
@@ -123,16 +123,18 @@ fn moe_logits_and_greedy_tokens_match_llama_cpp_in_every_quantization() {
     }
 }
 
-/// The registry families each fixture serves, with a spec size that has a GGUF of it.
-fn families(arch: &str) -> &'static [(&'static str, u32)] {
+/// The registry families each fixture serves, with a spec size that has a GGUF of it and one of
+/// that spec's quantizations (`model_path` names the file; the spec only has to exist).
+fn families(arch: &str) -> &'static [(&'static str, u32, &'static str)] {
     match arch {
         "qwen3moe" => &[
-            ("qwen3", 30),
-            ("Qwen3-Instruct", 30),
-            ("Qwen3-Thinking", 30),
-            ("Qwen3-Coder", 30),
+            ("qwen3", 30, "Q8_0"),
+            ("Qwen3-Instruct", 30, "Q8_0"),
+            ("Qwen3-Thinking", 30, "Q8_0"),
+            ("Qwen3-Coder", 30, "Q8_0"),
         ],
-        "gpt-oss" => &[("gpt-oss", 20)],
+        "glm4moe" => &[("glm-4.5", 106, "Q4_K_M"), ("GLM-4.6", 355, "UD-Q2_K_XL")],
+        "gpt-oss" => &[("gpt-oss", 20, "Q8_0")],
         other => panic!("no registry family for the fixture {other}"),
     }
 }
@@ -143,7 +145,7 @@ async fn each_moe_family_launches_by_name_and_chats_with_the_openai_client() {
     let server = TestServer::start(home.path()).await;
     let client = reqwest::Client::new();
     for arch in ARCHITECTURES {
-        for (name, size) in families(arch) {
+        for (name, size, quantization) in families(arch) {
             let uid = format!("tiny-{arch}-{}", name.to_lowercase());
             let path = fixtures().join(arch).join("tiny-Q8_0.gguf");
             let r = client
@@ -154,7 +156,7 @@ async fn each_moe_family_launches_by_name_and_chats_with_the_openai_client() {
                     "model_engine": "llama.cpp",
                     "model_format": "ggufv2",
                     "model_size_in_billions": size,
-                    "quantization": "Q8_0",
+                    "quantization": quantization,
                     "model_path": path,
                 }))
                 .send()

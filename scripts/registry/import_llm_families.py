@@ -19,7 +19,7 @@ FAMILIES = [
     "Qwen3-Instruct", "Qwen3-Thinking", "Qwen3-Coder",
     "qwen3.5", "qwen3.6", "qwen3.8",
     "gemma-4", "gpt-oss",
-    "glm4-0414",
+    "glm4-0414", "glm-4.5", "GLM-4.6",
     "llama-3.3-instruct",
     "mistral-nemo-instruct",
     "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama", "deepseek-r1-0528-qwen3",
@@ -27,6 +27,37 @@ FAMILIES = [
 ]
 FORMATS = {"ggufv2", "pytorch"}
 DROP = {"featured", "updated_at", "virtualenv"}
+# GGUF specs Xinference's registry lacks, added after its specs (unsloth's repositories, their
+# files in one folder per quantization; only quantizations whose file names are known).
+GGUF_SPECS = {
+    "glm-4.5": [{
+        "model_format": "ggufv2",
+        "model_size_in_billions": 106,
+        "activated_size_in_billions": 12,
+        "model_src": {"huggingface": {
+            "quantizations": ["Q4_K_M"],
+            "quantization_parts": {"Q4_K_M": ["00001-of-00002", "00002-of-00002"]},
+            "model_id": "unsloth/GLM-4.5-Air-GGUF",
+            "model_file_name_template": "GLM-4.5-Air-{quantization}.gguf",
+            "model_file_name_split_template":
+                "{quantization}/GLM-4.5-Air-{quantization}-{part}.gguf",
+        }},
+    }],
+    "GLM-4.6": [{
+        "model_format": "ggufv2",
+        "model_size_in_billions": 355,
+        "activated_size_in_billions": 32,
+        "model_src": {"huggingface": {
+            "quantizations": ["UD-Q2_K_XL"],
+            "quantization_parts": {
+                "UD-Q2_K_XL": ["00001-of-00003", "00002-of-00003", "00003-of-00003"]},
+            "model_id": "unsloth/GLM-4.6-GGUF",
+            "model_file_name_template": "GLM-4.6-{quantization}.gguf",
+            "model_file_name_split_template":
+                "{quantization}/GLM-4.6-{quantization}-{part}.gguf",
+        }},
+    }],
+}
 
 
 def main():
@@ -39,6 +70,7 @@ def main():
             continue
         family = {k: v for k, v in theirs[name].items() if k not in DROP}
         family["model_specs"] = [s for s in family["model_specs"] if s["model_format"] in FORMATS]
+        family["model_specs"] += GGUF_SPECS.get(name, [])
         added.append(family)
         print(f"added {name}: {len(family['model_specs'])} specs, {family['architectures']}")
     if not added:

@@ -104,6 +104,7 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
     (ModelType::Llm, "ggufv2", "Phi3ForCausalLM"),
     (ModelType::Llm, "ggufv2", "GlmForCausalLM"),
     (ModelType::Llm, "ggufv2", "Glm4ForCausalLM"),
+    (ModelType::Llm, "ggufv2", "Glm4MoeForCausalLM"),
     (ModelType::Llm, "ggufv2", "SmolLM3ForCausalLM"),
     (ModelType::Llm, "pytorch", "LlamaForCausalLM"),
     (ModelType::Llm, "pytorch", "Qwen2ForCausalLM"),

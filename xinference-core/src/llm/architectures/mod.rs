@@ -1,6 +1,6 @@
 //! Our own quantized decoder for GGUF files: one file per family for its configuration and weights
 //! (`llama.rs`: `llama`, `mistral`, `qwen2`; `qwen3.rs`; `gemma3.rs`; `smollm3.rs`; `phi3.rs`;
-//! `glm4.rs`; `qwen3moe.rs`; `gpt_oss.rs`), and here what they share: quantized linear layers
+//! `glm4.rs`; `qwen3moe.rs`; `glm4moe.rs`; `gpt_oss.rs`), and here what they share: quantized linear layers
 //! (fused ones split on loading, `fused.rs`), mixtures of experts (`moe.rs`), RMS norms, rotary
 //! attention (whole or partial heads, or none) with grouped KV heads, optional sliding windows and
 //! a per-sequence KV cache, a gated feed-forward.
@@ -24,6 +24,7 @@ mod batch;
 mod fused;
 mod gemma3;
 mod glm4;
+mod glm4moe;
 mod gpt_oss;
 mod llama;
 mod moe;
@@ -411,6 +412,7 @@ impl GgufDecoder {
             "smollm3" => smollm3::supports(ct),
             "phi3" => phi3::supports(ct),
             "glm4" => glm4::supports(ct),
+            "glm4moe" => glm4moe::supports(ct),
             "qwen3moe" => qwen3moe::supports(ct),
             _ => llama::supports(ct, architecture),
         }
@@ -425,6 +427,7 @@ impl GgufDecoder {
             "smollm3" => smollm3::load(ct, reader),
             "phi3" => phi3::load(ct, reader),
             "glm4" => glm4::load(ct, reader),
+            "glm4moe" => glm4moe::load(ct, reader),
             "qwen3moe" => qwen3moe::load(ct, reader),
             _ => llama::load(ct, reader, architecture),
         }

@@ -21,7 +21,6 @@ use std::sync::Arc;
 /// How router scores become expert choices and weights (llama.cpp's
 /// `llama_expert_gating_func_type`).
 #[derive(Clone, Copy, Debug, PartialEq)]
-#[allow(dead_code)] // Sigmoid: GLM-4.5, not loaded yet
 pub(super) enum Gating {
     /// Softmax over all experts, the `used` most probable kept with their probabilities
     /// (Qwen3 MoE).

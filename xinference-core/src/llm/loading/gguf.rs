@@ -1,7 +1,8 @@
 //! GGUF models: the architecture is read from `general.architecture`, never guessed from file
-//! names. Llama-layout families (llama, mistral, qwen2), Qwen3, Gemma 3, SmolLM3, Phi-3 and
-//! GLM-4 load into our own decoder (`architectures/`, fast prompts); a variant it does not run
-//! falls back to candle's quantized model of the family where candle has one.
+//! names. Llama-layout families (llama, mistral, qwen2), Qwen3, Gemma 3, SmolLM3, Phi-3, GLM-4
+//! and the mixtures of experts (Qwen3 MoE, GLM-4.5, gpt-oss) load into our own decoder
+//! (`architectures/`, fast prompts); a variant it does not run falls back to candle's quantized
+//! model of the family where candle has one.
 //! The tokenizer and chat
 //! template come from the GGUF metadata unless a `tokenizer.json` / `tokenizer_config.json`
 //! sits beside the file.
@@ -106,6 +107,12 @@ fn candle_model<R: std::io::Read + std::io::Seek>(
                  rotary is not supported)",
             ))
         }
+        "glm4moe" => {
+            return Err(Error::bad_request(
+                "this glm4moe GGUF is not one this build runs (the vision variants' multi-section \
+                 rotary is not supported)",
+            ))
+        }
         "smollm3" => {
             return Err(Error::bad_request(
                 "this smollm3 GGUF lacks the separate q/k/v or gated feed-forward of SmolLM3",
@@ -123,7 +130,7 @@ fn candle_model<R: std::io::Read + std::io::Seek>(
 /// Architectures this build loads from GGUF.
 pub const GGUF_ARCHITECTURES: &[&str] = &[
     "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4", "smollm3", "qwen3moe",
-    "gpt-oss",
+    "glm4moe", "gpt-oss",
 ];
 
 /// Finds the `.gguf` file at `path` (the file itself, or the only/first one in a folder: the
