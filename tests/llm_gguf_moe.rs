@@ -2,7 +2,8 @@
 //! MoE family (tests/fixtures/tiny-gguf/<arch>/ for `qwen3moe` and `gpt-oss`, made from transformers models
 //! with llama.cpp's own convert_hf_to_gguf.py and llama-quantize by
 //! scripts/fixtures/make_tiny_ggufs.py, which also recorded llama.cpp's logits and greedy tokens
-//! into reference.json), in every quantization the script made (F16, Q8_0, Q4_0, Q4_K_M, Q6_K):
+//! into reference.json), in every quantization the script made (F16, Q8_0, Q4_0, Q4_K_M, Q6_K;
+//! for gpt-oss also MXFP4_MOE, its experts in MXFP4 as the released GGUFs have them):
 //! - the last-position logits of each prompt are within [`tolerance`] of llama.cpp's;
 //! - greedy tokens are identical up to the first near-tie (a step whose top-2 gap in llama.cpp
 //!   is under [`near_tie`], where rounding may decide; routing to other experts is such a
@@ -106,7 +107,16 @@ fn moe_logits_and_greedy_tokens_match_llama_cpp_in_every_quantization() {
         let reference = reference(arch);
         let files = reference["files"].as_array().unwrap();
         let names: Vec<&str> = files.iter().filter_map(|f| f["file"].as_str()).collect();
-        for quant in ["F16", "Q8_0", "Q4_0", "Q4_K_M", "Q6_K"] {
+        // gpt-oss as released: experts in MXFP4 (GGUF type 39), the rest Q8_0.
+        let extra: &[&str] = if *arch == "gpt-oss" {
+            &["MXFP4_MOE"]
+        } else {
+            &[]
+        };
+        for quant in ["F16", "Q8_0", "Q4_0", "Q4_K_M", "Q6_K"]
+            .iter()
+            .chain(extra)
+        {
             assert!(
                 names.contains(&format!("tiny-{quant}.gguf").as_str()),
                 "{arch}: no {quant} record in {names:?} (rerun scripts/fixtures/make_tiny_ggufs.py \

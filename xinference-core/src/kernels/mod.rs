@@ -9,6 +9,7 @@
 
 use rayon::prelude::*;
 
+pub mod mxfp4;
 pub mod quant;
 
 /// Below this many multiply-adds a product (or an attention) runs on the calling thread:

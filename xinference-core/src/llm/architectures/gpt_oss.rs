@@ -6,7 +6,7 @@
 //! odd ones; then `post_attention_norm` and a mixture of experts with biases, routed by a softmax
 //! over the `expert_used_count` highest router scores, gated by the clamped SwiGLU
 //! (`alpha` 1.702, `limit` 7); output not tied. Experts stored as MXFP4 (the released weights)
-//! are not read yet: candle's GGUF reader does not know that type.
+//! are read by `mxfp4.rs`.
 
 use super::moe::{ExpertActivation, Experts, Gating, MoeSettings};
 use super::qlinear::QLinear;
@@ -25,7 +25,8 @@ const SLIDING_WINDOW_PATTERN: usize = 2;
 
 /// Whether the GGUF has gpt-oss's attention sinks and a router with 3-D expert tensors.
 pub(super) fn supports(ct: &Content) -> bool {
-    let has = |name: &str| ct.tensor_infos.contains_key(name);
+    // The experts may be MXFP4, which only `loading/gguf_header.rs` notes.
+    let has = |name: &str| crate::llm::loading::has_tensor(ct, name);
     has("blk.0.attn_sinks.weight")
         && has("blk.0.ffn_gate_inp.weight")
         && has("blk.0.ffn_gate_exps.weight")

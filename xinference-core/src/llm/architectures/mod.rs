@@ -1,7 +1,8 @@
 //! Our own quantized decoder for GGUF files: one file per family for its configuration and weights
 //! (`llama.rs`: `llama`, `mistral`, `qwen2`; `qwen3.rs`; `gemma3.rs`; `smollm3.rs`; `phi3.rs`;
 //! `glm4.rs`; `qwen3moe.rs`; `glm4moe.rs`; `gpt_oss.rs`), and here what they share: quantized linear layers
-//! (fused ones split on loading, `fused.rs`), mixtures of experts (`moe.rs`), RMS norms, rotary
+//! (fused ones split on loading, `fused.rs`), mixtures of experts (`moe.rs`, MXFP4 experts in
+//! `mxfp4.rs`), RMS norms, rotary
 //! attention (whole or partial heads, or none) with grouped KV heads, optional sliding windows and
 //! a per-sequence KV cache, a gated feed-forward.
 //!
@@ -28,6 +29,7 @@ mod glm4moe;
 mod gpt_oss;
 mod llama;
 mod moe;
+mod mxfp4;
 mod phi3;
 mod qlinear;
 mod qwen3;

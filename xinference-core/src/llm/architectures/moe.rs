@@ -9,6 +9,7 @@
 //! number of rows (prompt or batched decode steps); each row's arithmetic is the same as alone.
 
 use super::f32_tensor;
+use super::mxfp4::ExpertLinear;
 use super::qlinear::QLinear;
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::Content;
@@ -45,9 +46,9 @@ pub(super) enum ExpertActivation {
 /// One expert's gated feed-forward.
 #[derive(Clone)]
 struct Expert {
-    gate: QLinear,
-    up: QLinear,
-    down: QLinear,
+    gate: ExpertLinear,
+    up: ExpertLinear,
+    down: ExpertLinear,
 }
 
 /// What a family sets about its experts.
@@ -80,13 +81,16 @@ pub(super) struct Experts {
 }
 
 /// The matrices of one 3-D GGUF tensor `[experts, rows, cols]` as one quantized linear layer
-/// each, with the matching row of a `[experts, rows]` bias.
+/// each (MXFP4 ones read by `mxfp4.rs`), with the matching row of a `[experts, rows]` bias.
 fn split_experts<R: Read + Seek>(
     ct: &Content,
     reader: &mut R,
     name: &str,
     bias: bool,
-) -> Result<Vec<QLinear>> {
+) -> Result<Vec<ExpertLinear>> {
+    if let Some(experts) = super::mxfp4::load_experts(ct, reader, name, bias)? {
+        return Ok(experts);
+    }
     let device = Device::Cpu;
     let whole = ct.tensor(reader, &format!("{name}.weight"), &device)?;
     let (count, rows, cols) = whole.shape().dims3()?;
@@ -111,11 +115,11 @@ fn split_experts<R: Read + Seek>(
                 Some(b) => Some(b.get(e)?),
                 None => None,
             };
-            Ok(QLinear {
+            Ok(ExpertLinear::Quant(QLinear {
                 matmul: QMatMul::from_arc(weight.clone())?,
                 weight,
                 bias,
-            })
+            }))
         })
         .collect()
 }
@@ -156,8 +160,14 @@ impl Experts {
             None
         };
         let shared = if shared {
-            let load =
-                |reader: &mut R, n: &str| QLinear::load(ct, reader, &format!("{p}.{n}"), false);
+            let load = |reader: &mut R, n: &str| -> Result<ExpertLinear> {
+                Ok(ExpertLinear::Quant(QLinear::load(
+                    ct,
+                    reader,
+                    &format!("{p}.{n}"),
+                    false,
+                )?))
+            };
             Some(Arc::new(Expert {
                 gate: load(reader, "ffn_gate_shexp")?,
                 up: load(reader, "ffn_up_shexp")?,

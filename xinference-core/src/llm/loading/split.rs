@@ -3,7 +3,7 @@
 //! the parts laid end to end, and one [`Content`] whose tensor offsets point into it.
 
 use crate::{Error, Result};
-use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::gguf_file::{Content, Value};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -94,7 +94,7 @@ pub(super) fn open(path: &Path) -> Result<(Content, Parts)> {
     for part in &paths {
         let mut file = File::open(part)
             .map_err(|e| Error::bad_request(format!("cannot open {}: {e}", part.display())))?;
-        let ct = Content::read(&mut file).map_err(|e| {
+        let ct = super::gguf_header::read(&mut file).map_err(|e| {
             Error::bad_request(format!("{} is not a valid GGUF file: {e}", part.display()))
         })?;
         let size = file
@@ -108,6 +108,17 @@ pub(super) fn open(path: &Path) -> Result<(Content, Parts)> {
                 for (name, mut info) in ct.tensor_infos {
                     info.offset += shift;
                     first.tensor_infos.insert(name, info);
+                }
+                // MXFP4 tensors' notes (`gguf_header.rs`): `[offset, dims...]`.
+                for (key, value) in ct.metadata {
+                    if let (true, Value::Array(mut note)) =
+                        (key.starts_with(super::gguf_header::MXFP4_KEY), value)
+                    {
+                        if let Some(Value::U64(offset)) = note.first_mut() {
+                            *offset += shift;
+                        }
+                        first.metadata.insert(key, Value::Array(note));
+                    }
                 }
             }
         }

@@ -1,0 +1,108 @@
+//! Expert matrices stored as MXFP4 (GGUF type 39: the released gpt-oss GGUFs), which candle
+//! cannot hold: the bytes are read as they are (`loading/gguf_header.rs` notes where) and the
+//! products run on `kernels::mxfp4` (llama.cpp's MXFP4 x Q8_0 arithmetic).
+
+use super::f32_tensor;
+use super::qlinear::QLinear;
+use crate::kernels::mxfp4::{Mxfp4Matrix, BLOCK_BYTES};
+use crate::llm::loading::{mxfp4_bytes, mxfp4_tensor};
+use crate::{Error, Result};
+use candle_core::quantized::gguf_file::Content;
+use candle_core::Tensor;
+use std::io::{Read, Seek};
+use std::sync::Arc;
+
+/// One expert's matrix `[n, k]` inside the bytes of the 3-D tensor of all experts.
+#[derive(Clone)]
+pub(super) struct Mxfp4Linear {
+    bytes: Arc<Vec<u8>>,
+    /// Where this expert's rows start in `bytes`.
+    start: usize,
+    n: usize,
+    k: usize,
+    bias: Option<Tensor>,
+}
+
+impl Mxfp4Linear {
+    /// `x · wᵀ (+ bias)` for `x` `[.., k]`.
+    fn forward_rows(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let len = self.n * self.k / 32 * BLOCK_BYTES;
+        let matrix = Mxfp4Matrix::new(&self.bytes[self.start..self.start + len], self.n, self.k)
+            .ok_or_else(|| candle_core::Error::Msg("MXFP4 matrix of the wrong size".into()))?;
+        let x = x.contiguous()?;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let rows = xs.len() / self.k;
+        let mut out = vec![0f32; rows * self.n];
+        matrix.matmul(&xs, &mut out);
+        let mut dims = x.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = self.n;
+        }
+        let y = Tensor::from_vec(out, dims, x.device())?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// An expert's linear layer: a candle quantized tensor, or MXFP4.
+#[derive(Clone)]
+pub(super) enum ExpertLinear {
+    /// Any type candle reads (`qlinear.rs`).
+    Quant(QLinear),
+    /// MXFP4.
+    Mxfp4(Mxfp4Linear),
+}
+
+impl ExpertLinear {
+    /// `x · wᵀ (+ bias)`.
+    pub(super) fn forward_rows(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            ExpertLinear::Quant(l) => l.forward_rows(x),
+            ExpertLinear::Mxfp4(l) => l.forward_rows(x),
+        }
+    }
+}
+
+/// The experts of the 3-D MXFP4 tensor `{name}.weight` (`[experts, rows, cols]`), with the
+/// matching rows of `{name}.bias` when `bias`; `None` when that tensor is not MXFP4.
+pub(super) fn load_experts<R: Read + Seek>(
+    ct: &Content,
+    reader: &mut R,
+    name: &str,
+    bias: bool,
+) -> Result<Option<Vec<ExpertLinear>>> {
+    let weight = format!("{name}.weight");
+    let Some(info) = mxfp4_tensor(ct, &weight) else {
+        return Ok(None);
+    };
+    let [count, n, k] = info.dims[..] else {
+        return Err(Error::bad_request(format!(
+            "the GGUF's MXFP4 tensor {weight} has dimensions {:?}, not [experts, rows, cols]",
+            info.dims
+        )));
+    };
+    let bytes = Arc::new(mxfp4_bytes(ct, reader, &weight, &info)?);
+    let biases = if bias {
+        Some(f32_tensor(ct, reader, &format!("{name}.bias"))?)
+    } else {
+        None
+    };
+    let per = n * k / 32 * BLOCK_BYTES;
+    (0..count)
+        .map(|e| {
+            Ok(ExpertLinear::Mxfp4(Mxfp4Linear {
+                bytes: bytes.clone(),
+                start: e * per,
+                n,
+                k,
+                bias: match &biases {
+                    Some(b) => Some(b.get(e)?),
+                    None => None,
+                },
+            }))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
