@@ -31,9 +31,10 @@ const NEAR_TIE: f32 = 0.05;
 
 /// Largest tolerated |logit - llama.cpp's| per architecture and weight type, on logits that
 /// span about ±20. F16: llama.cpp rounds activations to f16 before its f16 products and keeps
-/// its KV cache in f16; measured worst 0.019 (qwen3moe), 0.029 (gpt-oss). Quantized types,
-/// measured worst: qwen3moe 0.34 (Q8_0), 0.38 (Q4_0), 0.40 (Q4_K_M), 0.36 (Q6_K); gpt-oss 0.62
-/// (Q8_0), 0.61 (Q4_0), 0.54 (Q4_K_M), 0.50 (Q6_K). That gap is not the experts' and the dense
+/// its KV cache in f16; measured worst 0.019 (qwen3moe, glm4moe), 0.029 (gpt-oss). Quantized
+/// types, measured worst: qwen3moe 0.34 (Q8_0), 0.38 (Q4_0), 0.40 (Q4_K_M), 0.36 (Q6_K); glm4moe
+/// 0.56 (Q8_0), 0.61 (Q4_0), 0.61 (Q4_K_M), 0.59 (Q6_K); gpt-oss 0.62 (Q8_0), 0.61 (Q4_0), 0.54
+/// (Q4_K_M), 0.50 (Q6_K), 0.56 (MXFP4_MOE: MXFP4 experts, Q8_0 elsewhere). That gap is not the experts' and the dense
 /// tiny fixtures of tests/llm_gguf_families.rs show it too (llama Q8_0: 0.30, the open Q8_0
 /// question of issue #13). Found while making these: it is llama.cpp's f16 attention. With
 /// keys, values and queries rounded to f16 and the attention weights rounded to f16 before
