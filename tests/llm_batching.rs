@@ -1,6 +1,8 @@
 //! Continuous batching on real GGUFs: sequences of different lengths, generated at the same
 //! time on forks of one engine and joining at different steps, have their decode steps run in
-//! shared passes over the weights, and each gets exactly the greedy tokens it gets alone.
+//! shared passes over the weights, the prompts of those joining fed in chunks within the
+//! others' decode passes (one prompt is long enough for several chunks), and each gets exactly
+//! the greedy tokens it gets alone.
 
 mod common;
 
@@ -13,7 +15,12 @@ const PROMPTS: [&str; 4] = [
     "Write a short poem about the sea.",
     "List three uses of copper, with one sentence on each of them, and say which is oldest.",
     "Hi",
-    "Explain in two sentences why the sky looks blue on a clear afternoon.",
+    "Explain in two sentences why the sky looks blue on a clear afternoon. Before you answer, \
+     remember that the reader is a curious child who has never heard of molecules, light \
+     waves, wavelengths or the atmosphere, who likes stories about sailors, mountains, \
+     kites and birds, and who will ask why again after every sentence, so keep each \
+     sentence short, concrete and friendly, use one comparison with something found in a \
+     kitchen, and do not use any numbers, lists, headings or technical words at all.",
 ];
 
 fn greedy(max_tokens: usize) -> GenerateOptions {
@@ -115,6 +122,10 @@ fn check(path: &std::path::Path) {
     assert!(
         stats.passes < stats.steps,
         "fewer passes than steps: {stats:?}"
+    );
+    assert!(
+        stats.shared_prompt_chunks >= 2,
+        "the prompts of sequences joining mid-flight rode in decode passes: {stats:?}"
     );
     eprintln!("{}: {stats:?}", path.display());
 }

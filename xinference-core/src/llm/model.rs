@@ -40,9 +40,10 @@ pub trait CausalLm: Send {
         Ok(false)
     }
 
-    /// One decode step of each of several sequences in one pass over the weights, each with
-    /// its own cache (`steps[i].kv`, extended by the step): the logits of each, exactly as the
-    /// sequence's own single-token [`CausalLm::forward`] would give them. `None` when the
+    /// One step of each of several sequences in one pass over the weights, each with its own
+    /// cache (`steps[i].kv`, extended by the step's tokens: one for a decode step, several for
+    /// a prompt chunk): the last-token logits of each, exactly as the sequence's own
+    /// [`CausalLm::forward`] of those tokens would give them. `None` when the
     /// family cannot batch (callers then step each sequence on its own).
     fn decode_batch(&self, _steps: &mut [DecodeStep]) -> Result<Option<Vec<Vec<f32>>>> {
         Ok(None)
@@ -54,11 +55,12 @@ pub trait CausalLm: Send {
     }
 }
 
-/// One sequence's share of a [`CausalLm::decode_batch`]: the token it feeds and its cache
-/// (`kv.len` is the token's position).
+/// One sequence's share of a [`CausalLm::decode_batch`]: the tokens it feeds (one for a decode
+/// step, several for a chunk of its prompt) and its cache (`kv.len` is the first token's
+/// position).
 pub struct DecodeStep {
-    /// The token fed.
-    pub token: u32,
+    /// The tokens fed (at least one); the step's logits are those of the last.
+    pub tokens: Vec<u32>,
     /// The sequence's cache, extended by the step.
     pub kv: KvState,
 }

@@ -154,18 +154,23 @@ fn audio_batching_json(models: &[std::sync::Arc<dyn crate::audio::SpeechToText>]
 }
 
 /// The decode passes of an LLM's replicas, summed: passes, sequence steps, the mean and the
-/// largest batch.
+/// largest batch, and the prompt chunks fed in passes (those that shared a pass with decode
+/// steps apart).
 fn batching_json(batchers: &[std::sync::Arc<crate::llm::StepBatcher>]) -> Value {
     let (mut passes, mut steps, mut largest) = (0u64, 0u64, 0usize);
+    let (mut chunks, mut shared) = (0u64, 0u64);
     for s in batchers.iter().map(|b| b.stats()) {
         passes += s.passes;
         steps += s.steps;
         largest = largest.max(s.largest);
+        chunks += s.prompt_chunks;
+        shared += s.shared_prompt_chunks;
     }
     let mean = if passes > 0 {
         steps as f64 / passes as f64
     } else {
         0.0
     };
-    json!({"passes": passes, "steps": steps, "mean_batch": mean, "largest_batch": largest})
+    json!({"passes": passes, "steps": steps, "mean_batch": mean, "largest_batch": largest,
+           "prompt_chunks": chunks, "shared_prompt_chunks": shared})
 }

@@ -512,19 +512,37 @@ impl GgufDecoder {
             let k = layer.k.forward_rows(&x)?;
             let v = layer.v.forward_rows(&x)?;
             let mut attended = Vec::with_capacity(seqs.len());
+            // Each sequence's rows start at `offset`.
             let mut offset = 0;
+            let mut work = Vec::with_capacity(seqs.len());
             for seq in seqs.iter_mut() {
-                let rows = |t: &Tensor| t.narrow(1, offset, seq.len);
+                work.push((offset, seq));
+                offset += work.last().map_or(0, |(_, s)| s.len);
+            }
+            let one = |(offset, seq): &mut (usize, &mut Rows<'_>)| -> Result<Tensor> {
+                let rows = |t: &Tensor| t.narrow(1, *offset, seq.len);
                 let cache = &mut seq.cache[i];
-                attended.push(self.attend(
+                self.attend(
                     layer,
                     &rows(&q)?,
                     &rows(&k)?,
                     &rows(&v)?,
                     seq.position,
                     cache,
-                )?);
-                offset += seq.len;
+                )
+            };
+            if work.len() > 1 {
+                // Each sequence's attention on its own compute thread (the same operations
+                // as alone, so the same bits).
+                use rayon::prelude::*;
+                let done: Vec<Result<Tensor>> = work.par_iter_mut().map(one).collect();
+                for a in done {
+                    attended.push(a?);
+                }
+            } else {
+                for w in work.iter_mut() {
+                    attended.push(one(w)?);
+                }
             }
             let attended = if attended.len() == 1 {
                 attended.remove(0)

@@ -128,6 +128,10 @@ pub struct LlmEngine {
 /// the other sequences take their turns between them instead of waiting for the whole prompt.
 const PREFILL_CHUNK: usize = 256;
 
+/// Prompt tokens fed in one pass while other sequences are decoding (families that batch):
+/// the chunk rides in their decode pass, which it slows by this many rows only.
+const SHARED_PREFILL_CHUNK: usize = super::step_batcher::SHARED_PROMPT_ROWS;
+
 /// What a chat template knows about tools.
 #[derive(Debug, Clone, Copy, Default)]
 struct TemplateTools {
@@ -308,11 +312,30 @@ impl LlmEngine {
             }
         }
         let mut logits = Vec::new();
-        for chunk_start in (start..prompt.len()).step_by(PREFILL_CHUNK) {
-            let chunk = &prompt[chunk_start..prompt.len().min(chunk_start + PREFILL_CHUNK)];
-            logits = crate::compute::with_budget(|| {
-                self.model.forward_prompt(chunk, chunk_start, prompt.len())
-            })?;
+        let mut at = start;
+        while at < prompt.len() {
+            match self.batcher.clone() {
+                // In the passes of the other sequences' decode steps, in smaller chunks while
+                // there are any (this sequence counts itself).
+                Some(batcher) => {
+                    let size = if batcher.sequences() > 1 {
+                        SHARED_PREFILL_CHUNK
+                    } else {
+                        PREFILL_CHUNK
+                    };
+                    let end = prompt.len().min(at + size);
+                    logits = batcher.feed_prompt(&mut *self.model, &prompt[at..end], at)?;
+                    at = end;
+                }
+                None => {
+                    let end = prompt.len().min(at + PREFILL_CHUNK);
+                    logits = crate::compute::with_budget(|| {
+                        self.model
+                            .forward_prompt(&prompt[at..end], at, prompt.len())
+                    })?;
+                    at = end;
+                }
+            }
         }
         if let Some(cache) = &self.prefix_cache {
             cache.record_prompt(start, prompt.len() - start);
@@ -325,6 +348,7 @@ impl LlmEngine {
     pub fn share_prompt(&mut self, prompt: &[u32]) -> Result<()> {
         self.check_prompt(prompt)?;
         if self.prefix_cache.is_some() {
+            let _decoding = self.batcher.as_ref().map(|b| b.enter());
             let (logits, _) = self.prefill(prompt)?;
             self.remember(prompt, Some((prompt.len(), logits)));
         }
@@ -496,12 +520,13 @@ impl LlmEngine {
         let mut stop_sequence = None;
         // The prompt's keys and values fill the slot's cache from the prefill on.
         let kv_held = self.kv_usage.hold(prompt.len());
+        // Counted by the passes from the first prompt chunk on (they wait briefly for it).
+        let _decoding = self.batcher.as_ref().map(|b| b.enter());
         let (mut logits, cached_tokens) = self.prefill(prompt)?;
         let prompt_logits = self
             .prefix_cache
             .as_ref()
             .map(|_| (prompt.len(), logits.clone()));
-        let _decoding = self.batcher.as_ref().map(|b| b.enter());
         // Tokens whose keys and values the model now holds.
         let mut fed = prompt.to_vec();
         let mut position = prompt.len();

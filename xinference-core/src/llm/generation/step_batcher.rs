@@ -1,9 +1,12 @@
-//! Continuous batching of decode steps. Each sequence keeps its own generation loop on its own
-//! slot thread (sampling, grammar, stop strings, logprobs, streaming and cancellation stay per
-//! sequence), but its decode steps meet here: whichever waiting sequence finds no pass running
-//! leads one, gathering every step already waiting (and, for a moment, those of the other
-//! sequences still decoding), and runs them as one [`CausalLm::decode_batch`] over the shared
-//! weights. Sequences join when their prompt is in and leave when they end, between passes.
+//! Continuous batching of decode steps and prompt chunks. Each sequence keeps its own
+//! generation loop on its own slot thread (sampling, grammar, stop strings, logprobs, streaming
+//! and cancellation stay per sequence), but its forward passes meet here: whichever waiting
+//! sequence finds no pass running leads one, gathering every step already waiting (and, for a
+//! moment, those of the other sequences still decoding), and runs them as one
+//! [`CausalLm::decode_batch`] over the shared weights. A prompt is fed in chunks that ride in
+//! the same passes as the others' decode steps, so a new long prompt does not stall them for
+//! its whole prefill. Sequences join when their first chunk comes and leave when they end,
+//! between passes.
 
 use crate::llm::model::{CausalLm, DecodeStep, KvState};
 use crate::{Error, Result};
@@ -16,29 +19,81 @@ use std::time::{Duration, Instant};
 /// streaming between two steps takes well under this).
 const GATHER: Duration = Duration::from_millis(3);
 
+/// Most prompt rows one pass takes beside decode steps (more chunks wait for the next pass;
+/// one chunk always goes, whatever its size). A decode step then waits for at most this
+/// many prompt rows, not for a whole prompt.
+pub(crate) const SHARED_PROMPT_ROWS: usize = 64;
+
+/// Most prompt rows one pass takes when no decode step is in it.
+pub(crate) const ALONE_PROMPT_ROWS: usize = 512;
+
 /// Counters of the passes run, as the model's description shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct BatchStats {
-    /// Batched decode passes run.
+    /// Passes run with decode steps in them (with or without prompt chunks).
     pub passes: u64,
-    /// Sequence steps they computed (`steps / passes` is the mean batch size).
+    /// Decode steps they computed (`steps / passes` is the mean batch size).
     pub steps: u64,
-    /// The largest batch so far.
+    /// The most decode steps in one pass so far.
     pub largest: usize,
+    /// Prompt chunks fed in passes.
+    pub prompt_chunks: u64,
+    /// Of those, chunks that shared their pass with decode steps of other sequences.
+    pub shared_prompt_chunks: u64,
+}
+
+/// A step waiting for a pass.
+struct Pending {
+    ticket: u64,
+    step: DecodeStep,
+    /// A prompt chunk (else a decode step).
+    prompt: bool,
 }
 
 #[derive(Default)]
 struct State {
-    /// Sequences between their prompt and their end (their steps come here).
+    /// Sequences between their first prompt chunk and their end (their steps come here).
     decoding: usize,
-    /// Steps waiting for a pass, by ticket.
-    pending: Vec<(u64, DecodeStep)>,
+    /// Steps waiting for a pass.
+    pending: Vec<Pending>,
     /// Finished steps, by ticket: logits and the extended cache, or why the pass failed.
     done: HashMap<u64, std::result::Result<(Vec<f32>, KvState), String>>,
     /// A pass is being gathered or run.
     leading: bool,
     next_ticket: u64,
     stats: BatchStats,
+}
+
+impl State {
+    /// Takes what the next pass runs: every waiting decode step, and prompt chunks in their
+    /// order of arrival up to the pass's prompt rows (at least one chunk).
+    fn take_pass(&mut self) -> Vec<Pending> {
+        let decode = self.pending.iter().filter(|p| !p.prompt).count();
+        let budget = if decode > 0 {
+            SHARED_PROMPT_ROWS
+        } else {
+            ALONE_PROMPT_ROWS
+        };
+        let mut rows = 0;
+        let mut chunks = 0;
+        let (taken, left): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| {
+                if !p.prompt {
+                    return true;
+                }
+                let len = p.step.tokens.len();
+                if chunks == 0 || rows + len <= budget {
+                    chunks += 1;
+                    rows += len;
+                    true
+                } else {
+                    false
+                }
+            });
+        self.pending = left;
+        taken
+    }
 }
 
 /// The meeting point of one replica's sequences (shared by its slot engines).
@@ -67,7 +122,8 @@ impl StepBatcher {
         self.changed.wait(guard).unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a sequence as decoding (leaders wait briefly for its steps) until the guard drops.
+    /// Counts a sequence as decoding (leaders wait briefly for its steps and prompt chunks)
+    /// until the guard drops.
     pub fn enter(self: &Arc<Self>) -> Decoding {
         self.lock().decoding += 1;
         Decoding(self.clone())
@@ -78,17 +134,60 @@ impl StepBatcher {
         self.lock().stats
     }
 
+    /// Sequences counted by [`StepBatcher::enter`] now (the caller's own included, when it
+    /// entered): a prompt is fed in smaller chunks when others are among them.
+    pub fn sequences(&self) -> usize {
+        self.lock().decoding
+    }
+
     /// Feeds `token` at `position` to the sequence whose cache `model` holds, in a pass shared
     /// with whatever other sequences step now, and returns its logits. `model` keeps the
     /// extended cache. Runs within the shared compute budget.
     pub fn step(&self, model: &mut dyn CausalLm, token: u32, position: usize) -> Result<Vec<f32>> {
-        let kv = model
-            .kv_state(position)
-            .ok_or_else(|| Error::internal("this model cannot hand out its cache"))?;
+        self.run(model, vec![token], position, false)
+    }
+
+    /// Feeds a chunk of a prompt, `tokens` at `position` (0 starts the sequence), in a pass
+    /// shared with the decode steps of the other sequences, and returns the logits of its last
+    /// token, exactly as feeding the chunk alone would. `model` keeps the extended cache.
+    pub fn feed_prompt(
+        &self,
+        model: &mut dyn CausalLm,
+        tokens: &[u32],
+        position: usize,
+    ) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::internal("an empty prompt chunk"));
+        }
+        self.run(model, tokens.to_vec(), position, true)
+    }
+
+    fn run(
+        &self,
+        model: &mut dyn CausalLm,
+        tokens: Vec<u32>,
+        position: usize,
+        prompt: bool,
+    ) -> Result<Vec<f32>> {
+        let kv = if position == 0 {
+            // A new sequence: whatever the model held before is not its.
+            KvState {
+                layers: Vec::new(),
+                len: 0,
+            }
+        } else {
+            model
+                .kv_state(position)
+                .ok_or_else(|| Error::internal("this model cannot hand out its cache"))?
+        };
         let mut state = self.lock();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        state.pending.push((ticket, DecodeStep { token, kv }));
+        state.pending.push(Pending {
+            ticket,
+            step: DecodeStep { tokens, kv },
+            prompt,
+        });
         self.changed.notify_all();
         loop {
             if let Some(result) = state.done.remove(&ticket) {
@@ -100,7 +199,7 @@ impl StepBatcher {
                 }
                 return Ok(logits);
             }
-            if state.leading {
+            if state.leading || !state.pending.iter().any(|p| p.ticket == ticket) {
                 state = self.wait(state);
                 continue;
             }
@@ -118,9 +217,16 @@ impl StepBatcher {
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
-            let (tickets, mut steps): (Vec<u64>, Vec<DecodeStep>) =
-                std::mem::take(&mut state.pending).into_iter().unzip();
+            let pass = state.take_pass();
             drop(state);
+            let decode = pass.iter().filter(|p| !p.prompt).count();
+            let chunks = pass.len() - decode;
+            let mut tickets = Vec::with_capacity(pass.len());
+            let mut steps = Vec::with_capacity(pass.len());
+            for p in pass {
+                tickets.push(p.ticket);
+                steps.push(p.step);
+            }
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 crate::compute::with_budget(|| model.decode_batch(&mut steps))
             }));
@@ -134,9 +240,13 @@ impl StepBatcher {
                 )),
             };
             state = self.lock();
-            state.stats.passes += 1;
-            state.stats.steps += steps.len() as u64;
-            state.stats.largest = state.stats.largest.max(steps.len());
+            state.stats.passes += u64::from(decode > 0);
+            state.stats.steps += decode as u64;
+            state.stats.largest = state.stats.largest.max(decode);
+            state.stats.prompt_chunks += chunks as u64;
+            if decode > 0 {
+                state.stats.shared_prompt_chunks += chunks as u64;
+            }
             match outcome {
                 Ok(logits) => {
                     for ((t, step), l) in tickets.into_iter().zip(steps).zip(logits) {
