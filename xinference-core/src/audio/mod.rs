@@ -6,6 +6,7 @@
 //! `passes.rs` lets concurrent requests share encoder and decoder passes.
 
 pub mod align;
+mod attention;
 pub mod ct2;
 pub mod decode;
 pub mod input;
