@@ -80,8 +80,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| x * y)
         .sum();
     for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            acc[i] = x[i].mul_add(y[i], acc[i]);
+        for ((s, a), b) in acc.iter_mut().zip(x).zip(y) {
+            *s = a.mul_add(*b, *s);
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -278,7 +278,7 @@ mod tests {
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
-            .map(|i| ((i as u32 * 2_654_435_761 ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
             .collect()
     }
 

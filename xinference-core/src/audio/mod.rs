@@ -27,6 +27,8 @@ pub enum Progress<'a> {
     Started,
     /// One more segment is decoded.
     Segment(&'a TranscriptionSegment),
+    /// One more decoder step is about to run (a chance to stop: an error ends the work).
+    Step,
 }
 
 /// A speech-to-text model: decodes an audio file and transcribes or translates it. One loaded
