@@ -40,8 +40,9 @@ pub fn transcribe(
     transcribe_with(model, samples, options, &mut |_| Ok(()))
 }
 
-/// [`transcribe`], reporting to `on_progress` once the request is checked and then each
-/// segment as soon as it is decoded (an error from it, such as a gone client, stops the work).
+/// [`transcribe`], reporting to `on_progress` once the request is checked, before each decoder
+/// step, and each segment as soon as it is decoded (an error from it, such as a gone client,
+/// stops the work within a step).
 pub fn transcribe_with(
     model: &WhisperModel,
     samples: &[f32],
@@ -80,11 +81,11 @@ pub fn transcribe_with(
         let result = decode_with_fallback(
             model,
             &audio,
-            &prompt,
-            sot_index,
+            (&prompt, sot_index),
             &temperatures,
             &search,
             &mut rng,
+            &mut || on_progress(Progress::Step),
         )?;
         if result.no_speech_prob > NO_SPEECH_THRESHOLD && result.avg_logprob <= LOG_PROB_THRESHOLD {
             seek += segment_size;
@@ -419,19 +420,30 @@ fn compression_ratio(text: &str) -> f64 {
     bytes.len() as f64 / compressed.max(1) as f64
 }
 
+/// Decodes one window at each temperature in turn until one passes the thresholds
+/// (`prompt`: its tokens and where `<|startoftranscript|>` is); `stop` runs before each
+/// decoder step.
 fn decode_with_fallback(
     model: &WhisperModel,
     audio: &DecoderState,
-    prompt: &[u32],
-    sot_index: usize,
+    (prompt, sot_index): (&[u32], usize),
     temperatures: &[f32],
     search: &SearchOptions,
     rng: &mut rand::rngs::StdRng,
+    stop: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Decoded> {
     let mut tries: Vec<Decoded> = Vec::new();
     let mut below_cr: Vec<usize> = Vec::new();
     for &temperature in temperatures {
-        let mut d = generate(model, audio, prompt, sot_index, temperature, search, rng)?;
+        let mut d = generate(
+            model,
+            audio,
+            (prompt, sot_index),
+            temperature,
+            search,
+            rng,
+            stop,
+        )?;
         d.compression_ratio = compression_ratio(model.decode_text(&d.tokens).trim());
         let mut fallback = false;
         if d.compression_ratio > COMPRESSION_RATIO_THRESHOLD {
@@ -468,6 +480,50 @@ fn decode_with_fallback(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gone_client_stops_the_decoding_within_a_step() {
+        let model = crate::audio::passes::tests::tiny_en();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/audio/short_en.flac");
+        let samples = crate::audio::input::decode_audio(&std::fs::read(path).unwrap()).unwrap();
+        for beam_size in [1, 5] {
+            let options = TranscriptionOptions {
+                beam_size: Some(beam_size),
+                ..Default::default()
+            };
+            // Undisturbed, the clip takes many decoder steps before its first segment.
+            let (mut steps, mut segments) = (0, 0);
+            transcribe_with(&model, &samples, &options, &mut |p| {
+                match p {
+                    Progress::Step => steps += 1,
+                    Progress::Segment(_) => segments += 1,
+                    Progress::Started => {}
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert!(
+                segments >= 1 && steps > 10,
+                "{steps} steps, {segments} segments"
+            );
+            // A client gone at the fourth step: no step and no segment after it.
+            let (mut seen, mut segments) = (0, 0);
+            let result = transcribe_with(&model, &samples, &options, &mut |p| {
+                match p {
+                    Progress::Step => seen += 1,
+                    Progress::Segment(_) => segments += 1,
+                    Progress::Started => {}
+                }
+                if seen >= 4 {
+                    return Err(crate::Error::internal("the client went away"));
+                }
+                Ok(())
+            });
+            assert!(result.is_err());
+            assert_eq!((seen, segments), (4, 0));
+        }
+    }
 
     #[test]
     fn compression_ratio_flags_repetition() {

@@ -6,6 +6,7 @@
 //! `passes.rs` lets concurrent requests share encoder and decoder passes.
 
 pub mod align;
+mod attention;
 pub mod ct2;
 pub mod decode;
 pub mod input;
@@ -26,6 +27,8 @@ pub enum Progress<'a> {
     Started,
     /// One more segment is decoded.
     Segment(&'a TranscriptionSegment),
+    /// One more decoder step is about to run (a chance to stop: an error ends the work).
+    Step,
 }
 
 /// A speech-to-text model: decodes an audio file and transcribes or translates it. One loaded

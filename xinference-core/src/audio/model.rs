@@ -1,8 +1,12 @@
-//! Our Whisper forward pass on candle tensors: the encoder, and a decoder that keeps a
-//! self-attention KV cache and the cross-attention keys/values of its window, so each new token
-//! costs one position instead of the whole sequence. Exact (erf) GELU as openai-whisper and
-//! CTranslate2 use. Weights are read under the Hugging Face names.
+//! Our Whisper forward pass: candle tensors for the projections and norms, our own attention
+//! ([`super::attention`]) for the rest. The encoder attends by blocks of queries on the
+//! projected matrices; the decoder projects query, key and value in one product, writes
+//! keys/values into a cache it keeps in place, and keeps the cross-attention keys/values of
+//! its window, so each new token costs one position instead of the whole sequence. Exact
+//! (erf) GELU as openai-whisper and CTranslate2 use. Weights are read under the Hugging Face
+//! names.
 
+use super::attention::{self, KvCache};
 use crate::{kernels, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, Module, VarBuilder};
@@ -133,33 +137,6 @@ impl Attention {
             .contiguous()?)
     }
 
-    /// Attention of queries `x` over keys (split and transposed: `[b, heads, head_dim, s]`)
-    /// and values (split), with an additive mask.
-    fn attend(&self, x: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        Ok(self.attend_scores(x, kt, v, mask, false)?.0)
-    }
-
-    /// [`Attention::attend`], also returning the scaled scores `[b, heads, t, s]` before the
-    /// softmax when `keep_scores` is set.
-    fn attend_scores(
-        &self,
-        x: &Tensor,
-        kt: &Tensor,
-        v: &Tensor,
-        mask: Option<&Tensor>,
-        keep_scores: bool,
-    ) -> Result<(Tensor, Option<Tensor>)> {
-        let (y, scores) = self.mix(
-            &self.q.forward(x)?,
-            kt,
-            v,
-            mask,
-            keep_scores,
-            candle_softmax,
-        )?;
-        Ok((self.out.forward(&y)?, scores))
-    }
-
     /// The attention of projected queries `q` (`[b, t, d]`) over keys (split and transposed,
     /// contiguous) and values (split), before the output projection: `[b, t, d]`, and the
     /// scaled scores when `keep_scores` is set.
@@ -185,47 +162,89 @@ impl Attention {
     }
 }
 
-struct Block {
-    attn_ln: LayerNorm,
-    attn: Attention,
-    cross: Option<(LayerNorm, Attention)>,
-    mlp_ln: LayerNorm,
+/// The feed-forward half of a layer, with its norm and residual.
+struct Mlp {
+    ln: LayerNorm,
     fc1: Lin,
     fc2: Lin,
 }
 
-impl Block {
-    fn load(vb: &VarBuilder, d: usize, heads: usize, cross: bool) -> Result<Self> {
-        let cross = if cross {
-            Some((
-                layer_norm(&vb.pp("encoder_attn_layer_norm"), d)?,
-                Attention::load(&vb.pp("encoder_attn"), d, heads)?,
-            ))
-        } else {
-            None
-        };
-        Ok(Block {
-            attn_ln: layer_norm(&vb.pp("self_attn_layer_norm"), d)?,
-            attn: Attention::load(&vb.pp("self_attn"), d, heads)?,
-            cross,
-            mlp_ln: layer_norm(&vb.pp("final_layer_norm"), d)?,
+impl Mlp {
+    fn load(vb: &VarBuilder, d: usize) -> Result<Self> {
+        Ok(Mlp {
+            ln: layer_norm(&vb.pp("final_layer_norm"), d)?,
             fc1: linear(&vb.pp("fc1"), d, 4 * d, true)?,
             fc2: linear(&vb.pp("fc2"), 4 * d, d, true)?,
         })
     }
 
-    fn mlp(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.fc1.forward(&self.mlp_ln.forward(x)?)?.gelu_erf()?;
-        Ok((x + self.fc2.forward(&h)?)?)
+    /// `x + fc2(gelu(fc1(ln(x))))`, the products through [`Lin::forward_streamed`] when
+    /// `streamed`, GELU through `gelu`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        streamed: bool,
+        gelu: fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let lin = |l: &Lin, x: &Tensor| {
+            if streamed {
+                l.forward_streamed(x)
+            } else {
+                l.forward(x)
+            }
+        };
+        let h = gelu(&lin(&self.fc1, &self.ln.forward(x)?)?)?;
+        Ok((x + lin(&self.fc2, &h)?)?)
     }
+}
 
-    /// [`Block::mlp`] with [`Lin::forward_streamed`] products.
-    fn mlp_streamed(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self
-            .fc1
-            .forward_streamed(&self.mlp_ln.forward(x)?)?
-            .gelu_erf()?;
-        Ok((x + self.fc2.forward_streamed(&h)?)?)
+/// An encoder layer.
+struct Block {
+    attn_ln: LayerNorm,
+    attn: Attention,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn load(vb: &VarBuilder, d: usize, heads: usize) -> Result<Self> {
+        Ok(Block {
+            attn_ln: layer_norm(&vb.pp("self_attn_layer_norm"), d)?,
+            attn: Attention::load(&vb.pp("self_attn"), d, heads)?,
+            mlp: Mlp::load(vb, d)?,
+        })
+    }
+}
+
+/// A decoder layer: self-attention with its query, key and value projections fused into one
+/// `[3d, d]` product, cross-attention over the window's audio, and the MLP.
+struct DecoderBlock {
+    attn_ln: LayerNorm,
+    qkv: Lin,
+    attn_out: Lin,
+    cross_ln: LayerNorm,
+    cross: Attention,
+    mlp: Mlp,
+}
+
+impl DecoderBlock {
+    fn load(vb: &VarBuilder, d: usize, heads: usize) -> Result<Self> {
+        let a = Attention::load(&vb.pp("self_attn"), d, heads)?;
+        let bias = |l: &Lin| match &l.b {
+            Some(b) => Ok(b.clone()),
+            None => Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu),
+        };
+        let qkv = Lin {
+            w: Tensor::cat(&[&a.q.w, &a.k.w, &a.v.w], 0)?.contiguous()?,
+            b: Some(Tensor::cat(&[bias(&a.q)?, bias(&a.k)?, bias(&a.v)?], 0)?),
+        };
+        Ok(DecoderBlock {
+            attn_ln: layer_norm(&vb.pp("self_attn_layer_norm"), d)?,
+            qkv,
+            attn_out: a.out,
+            cross_ln: layer_norm(&vb.pp("encoder_attn_layer_norm"), d)?,
+            cross: Attention::load(&vb.pp("encoder_attn"), d, heads)?,
+            mlp: Mlp::load(vb, d)?,
+        })
     }
 }
 
@@ -250,21 +269,22 @@ pub struct WhisperNet {
     encoder_ln: LayerNorm,
     embed: Tensor,
     text_pos: Tensor,
-    decoder: Vec<Block>,
+    decoder: Vec<DecoderBlock>,
     decoder_ln: LayerNorm,
 }
 
 /// The decoder's state over one window: per layer, the cached self-attention keys/values of
-/// each sequence of the batch (`[batch, heads, len, head_dim]`: beams, or best-of samples) and
-/// the window's cross-attention keys (transposed once: `[1, heads, head_dim, 1500]`) and
-/// values, which every sequence shares. Clones are cheap
-/// (tensors are shared until written).
+/// each sequence of the batch (beams, or best-of samples; written in place) and the window's
+/// cross-attention keys (transposed once: `[1, heads, head_dim, 1500]`) and values, which every
+/// sequence shares. Clones copy the self-attention caches (empty in a fresh state) and share
+/// the audio's keys/values.
 #[derive(Clone)]
 pub struct DecoderState {
-    self_kv: Vec<Option<(Tensor, Tensor)>>,
+    self_kv: Vec<KvCache>,
     cross_kv: Vec<(Tensor, Tensor)>,
     len: usize,
     batch: usize,
+    width: usize,
 }
 
 impl DecoderState {
@@ -275,6 +295,7 @@ impl DecoderState {
             cross_kv: Vec::new(),
             len: 0,
             batch: 1,
+            width: 0,
         }
     }
 
@@ -299,10 +320,8 @@ impl DecoderState {
         let identity = origins.len() == self.batch
             && origins.iter().enumerate().all(|(i, &o)| o as usize == i);
         if !identity {
-            let idx = Tensor::new(origins, &Device::Cpu)?;
-            for (k, v) in self.self_kv.iter_mut().flatten() {
-                *k = k.index_select(&idx, 0)?;
-                *v = v.index_select(&idx, 0)?;
+            for cache in &mut self.self_kv {
+                cache.reorder(origins, self.len, self.width);
             }
         }
         self.batch = origins.len();
@@ -315,18 +334,9 @@ fn candle_softmax(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::softmax_last_dim(x)?)
 }
 
-/// Softmax over the last dimension through [`kernels::softmax_rows`], rows spread over the
-/// pool.
-fn fast_softmax(x: &Tensor) -> Result<Tensor> {
-    use rayon::prelude::*;
-    let shape = x.dims().to_vec();
-    let width = shape.last().copied().unwrap_or(1).max(1);
-    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
-    let rows = (1 << 16) / width + 1;
-    values
-        .par_chunks_mut(rows * width)
-        .for_each(|c| kernels::softmax_rows(c, width));
-    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
+/// candle's exact (erf) GELU (libm per value: the decoder's few rows).
+fn candle_gelu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.gelu_erf()?)
 }
 
 /// Exact (erf) GELU through the vectorised kernel ([`kernels::Activation::Gelu`]).
@@ -335,26 +345,6 @@ fn gelu(x: &Tensor) -> Result<Tensor> {
     let mut values = x.flatten_all()?.to_vec1::<f32>()?;
     kernels::Activation::Gelu.apply(&mut values);
     Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
-}
-
-/// The additive causal mask of `n` new positions after `offset` cached ones (`None` for one).
-fn causal_mask(n: usize, offset: usize) -> Result<Option<Tensor>> {
-    if n <= 1 {
-        return Ok(None);
-    }
-    let total = offset + n;
-    let m: Vec<f32> = (0..n)
-        .flat_map(|i| {
-            (0..total).map(move |j| {
-                if j > offset + i {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-        })
-        .collect();
-    Ok(Some(Tensor::from_vec(m, (n, total), &Device::Cpu)?))
 }
 
 /// Sinusoidal positions of the encoder (as openai-whisper computes them).
@@ -401,7 +391,7 @@ impl WhisperNet {
             conv2: conv("model.encoder.conv2", d, 2)?,
             audio_pos,
             encoder: (0..dims.encoder_layers)
-                .map(|i| Block::load(&enc.pp(format!("layers.{i}")), d, dims.encoder_heads, false))
+                .map(|i| Block::load(&enc.pp(format!("layers.{i}")), d, dims.encoder_heads))
                 .collect::<Result<_>>()?,
             encoder_ln: layer_norm(&enc.pp("layer_norm"), d)?,
             embed: dec
@@ -409,7 +399,7 @@ impl WhisperNet {
                 .contiguous()?,
             text_pos: dec.get((dims.text_ctx, d), "embed_positions.weight")?,
             decoder: (0..dims.decoder_layers)
-                .map(|i| Block::load(&dec.pp(format!("layers.{i}")), d, dims.decoder_heads, true))
+                .map(|i| DecoderBlock::load(&dec.pp(format!("layers.{i}")), d, dims.decoder_heads))
                 .collect::<Result<_>>()?,
             decoder_ln: layer_norm(&dec.pp("layer_norm"), d)?,
             dims,
@@ -417,8 +407,8 @@ impl WhisperNet {
     }
 
     /// Encoder states `[b, 1500, d]` of features `[b, n_mels, 3000]` (each window of the
-    /// batch computed as alone). GELU and the attention softmax go through our vectorised
-    /// kernels (candle's call libm per value: a tenth of the encoder's time).
+    /// batch computed as alone). GELU goes through our vectorised kernel (candle's calls libm
+    /// per value), the attention through [`attention::encoder_attention`].
     pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
         let x = gelu(&self.conv1.forward(mel)?)?;
         let x = gelu(&self.conv2.forward(&x)?)?.transpose(1, 2)?;
@@ -427,12 +417,20 @@ impl WhisperNet {
         for block in &self.encoder {
             let a = &block.attn;
             let h = block.attn_ln.forward(&x)?;
-            let (k, v) = (a.split(&a.k.forward(&h)?)?, a.split(&a.v.forward(&h)?)?);
-            let kt = k.transpose(2, 3)?.contiguous()?;
-            let (y, _) = a.mix(&a.q.forward(&h)?, &kt, &v, None, false, fast_softmax)?;
-            x = (&x + a.out.forward(&y)?)?;
-            let m = gelu(&block.fc1.forward(&block.mlp_ln.forward(&x)?)?)?;
-            x = (&x + block.fc2.forward(&m)?)?;
+            let (q, k, v) = (a.q.forward(&h)?, a.k.forward(&h)?, a.v.forward(&h)?);
+            let (b, t, d) = q.dims3()?;
+            let mut y = vec![0f32; b * t * d];
+            with_values(&q, |q| {
+                with_values(&k, |k| {
+                    with_values(&v, |v| {
+                        attention::encoder_attention(q, k, v, &mut y, (b, t, d, a.heads))
+                    })
+                })
+            })???;
+            x = (&x
+                + a.out
+                    .forward(&Tensor::from_vec(y, (b, t, d), &Device::Cpu)?)?)?;
+            x = block.mlp.forward(&x, false, gelu)?;
         }
         Ok(self.encoder_ln.forward(&x)?)
     }
@@ -443,10 +441,7 @@ impl WhisperNet {
             .decoder
             .iter()
             .map(|b| {
-                let (_, a) = b
-                    .cross
-                    .as_ref()
-                    .expect("decoder blocks have cross-attention");
+                let a = &b.cross;
                 Ok((
                     a.split(&a.k.forward(audio)?)?
                         .transpose(2, 3)?
@@ -456,10 +451,11 @@ impl WhisperNet {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(DecoderState {
-            self_kv: vec![None; self.decoder.len()],
+            self_kv: vec![KvCache::default(); self.decoder.len()],
             cross_kv,
             len: 0,
             batch: 1,
+            width: self.dims.d_model,
         })
     }
 
@@ -480,75 +476,7 @@ impl WhisperNet {
     /// rows alone (`tests::shared_pass_matches_one_at_a_time`). Returns each request's final
     /// hidden states `[rows, d]`.
     pub fn decode_many(&self, steps: &mut [Step]) -> Result<Vec<Tensor>> {
-        if steps.is_empty() {
-            return Ok(Vec::new());
-        }
-        let d = self.dims.d_model;
-        // (sequences, tokens per sequence, positions already cached) of each request.
-        let shapes: Vec<(usize, usize, usize)> = steps
-            .iter()
-            .map(|s| (s.state.batch, s.tokens.len() / s.state.batch, s.state.len))
-            .collect();
-        let mut parts = Vec::with_capacity(steps.len());
-        let mut masks = Vec::with_capacity(steps.len());
-        for (s, &(b, n, offset)) in steps.iter().zip(&shapes) {
-            parts.push(
-                self.embed_tokens(s.tokens, b, n, offset)?
-                    .reshape((b * n, d))?,
-            );
-            masks.push(causal_mask(n, offset)?);
-        }
-        let mut x = Tensor::cat(&parts, 0)?;
-        for (l, block) in self.decoder.iter().enumerate() {
-            let a = &block.attn;
-            let h = block.attn_ln.forward(&x)?;
-            let (q, k, v) = (
-                a.q.forward_streamed(&h)?,
-                a.k.forward_streamed(&h)?,
-                a.v.forward_streamed(&h)?,
-            );
-            let mut ys = Vec::with_capacity(steps.len());
-            let mut start = 0;
-            for ((step, &(b, n, _)), mask) in steps.iter_mut().zip(&shapes).zip(&masks) {
-                let part = |t: &Tensor| t.narrow(0, start, b * n)?.reshape((b, n, d));
-                let (k, v) = (a.split(&part(&k)?)?, a.split(&part(&v)?)?);
-                let (k, v) = match step.state.self_kv[l].take() {
-                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                    None => (k, v),
-                };
-                let kt = k.transpose(2, 3)?.contiguous()?;
-                let (y, _) = a.mix(&part(&q)?, &kt, &v, mask.as_ref(), false, candle_softmax)?;
-                step.state.self_kv[l] = Some((k, v));
-                ys.push(y.reshape((b * n, d))?);
-                start += b * n;
-            }
-            x = (&x + a.out.forward_streamed(&Tensor::cat(&ys, 0)?)?)?;
-            let (ln, cross) = block
-                .cross
-                .as_ref()
-                .expect("decoder blocks have cross-attention");
-            let q = cross.q.forward_streamed(&ln.forward(&x)?)?;
-            ys.clear();
-            start = 0;
-            for (step, &(b, n, _)) in steps.iter().zip(&shapes) {
-                let (ck, cv) = &step.state.cross_kv[l];
-                let q = q.narrow(0, start, b * n)?.reshape((1, b * n, d))?;
-                let (y, _) = cross.mix(&q, ck, cv, None, false, candle_softmax)?;
-                ys.push(y.reshape((b * n, d))?);
-                start += b * n;
-            }
-            x = (&x + cross.out.forward_streamed(&Tensor::cat(&ys, 0)?)?)?;
-            x = block.mlp_streamed(&x)?;
-        }
-        let hidden = self.decoder_ln.forward(&x)?;
-        let mut out = Vec::with_capacity(steps.len());
-        let mut start = 0;
-        for (step, &(b, n, _)) in steps.iter_mut().zip(&shapes) {
-            step.state.len += n;
-            out.push(hidden.narrow(0, start, b * n)?);
-            start += b * n;
-        }
-        Ok(out)
+        Ok(self.decoder_pass(steps, true, &[])?.0)
     }
 
     /// Feeds `tokens` after what `state` holds: `state.batch()` sequences of
@@ -566,46 +494,136 @@ impl WhisperNet {
         state: &mut DecoderState,
         heads: &[(usize, usize)],
     ) -> Result<(Tensor, Vec<Tensor>)> {
-        let b = state.batch;
-        let n = tokens.len() / b;
-        let d = self.dims.d_model;
-        let offset = state.len;
-        let mut x = self.embed_tokens(tokens, b, n, offset)?;
-        let mask = causal_mask(n, offset)?;
-        let mut scores = Vec::new();
-        for (l, block) in self.decoder.iter().enumerate() {
-            let h = block.attn_ln.forward(&x)?;
-            let k = block.attn.split(&block.attn.k.forward(&h)?)?;
-            let v = block.attn.split(&block.attn.v.forward(&h)?)?;
-            let (k, v) = match state.self_kv[l].take() {
-                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                None => (k, v),
-            };
-            let kt = k.transpose(2, 3)?.contiguous()?;
-            x = (&x + block.attn.attend(&h, &kt, &v, mask.as_ref())?)?;
-            state.self_kv[l] = Some((k, v));
-            let (ln, cross) = block
-                .cross
-                .as_ref()
-                .expect("decoder blocks have cross-attention");
-            let (ck, cv) = &state.cross_kv[l];
-            // Every sequence attends to the same audio, so the batch rows are queries of one
-            // sequence here: one matrix product instead of one per row.
-            let q = ln.forward(&x)?.reshape((1, b * n, d))?;
-            let keep = heads.iter().any(|&(hl, _)| hl == l);
-            let (y, s) = cross.attend_scores(&q, ck, cv, None, keep)?;
-            if let Some(s) = s {
-                for &(_, head) in heads.iter().filter(|&&(hl, _)| hl == l) {
-                    let t = s.dim(3)?;
-                    scores.push(s.narrow(1, head, 1)?.reshape((b, n, t))?);
-                }
-            }
-            x = (&x + y.reshape((b, n, d))?)?;
-            x = block.mlp(&x)?;
-        }
-        state.len += n;
-        let hidden = self.decoder_ln.forward(&x)?.reshape((b * n, d))?;
+        let mut steps = [Step { tokens, state }];
+        let (mut hidden, scores) = self.decoder_pass(&mut steps, false, heads)?;
+        let hidden = hidden
+            .pop()
+            .ok_or_else(|| crate::Error::internal("a decoder pass returned nothing"))?;
         Ok((hidden, scores))
+    }
+
+    /// The decoder over the steps of one or more requests. Products go through
+    /// [`Lin::forward_streamed`] when `streamed` (each row rounded as alone), else through
+    /// [`Lin::forward`]. A request's cross-attention of at most [`SMALL_ROWS`] rows runs on
+    /// slices ([`attention::cross_attention`]), a longer one (a prompt) through `gemm`.
+    /// Returns each request's hidden states `[rows, d]`, and the cross-attention scores of
+    /// `heads` (meant for one request; by layer, then in the order given).
+    fn decoder_pass(
+        &self,
+        steps: &mut [Step],
+        streamed: bool,
+        heads: &[(usize, usize)],
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        if steps.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let d = self.dims.d_model;
+        let nh = self.dims.decoder_heads;
+        // (sequences, tokens per sequence, positions already cached) of each request.
+        let shapes: Vec<(usize, usize, usize)> = steps
+            .iter()
+            .map(|s| (s.state.batch, s.tokens.len() / s.state.batch, s.state.len))
+            .collect();
+        let total: usize = shapes.iter().map(|&(b, n, _)| b * n).sum();
+        let mut parts = Vec::with_capacity(steps.len());
+        for (s, &(b, n, offset)) in steps.iter().zip(&shapes) {
+            parts.push(
+                self.embed_tokens(s.tokens, b, n, offset)?
+                    .reshape((b * n, d))?,
+            );
+        }
+        let mut x = if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Tensor::cat(&parts, 0)?
+        };
+        let lin = |l: &Lin, x: &Tensor| {
+            if streamed {
+                l.forward_streamed(x)
+            } else {
+                l.forward(x)
+            }
+        };
+        let mut scores = Vec::new();
+        let mut y = vec![0f32; total * d];
+        for (l, block) in self.decoder.iter().enumerate() {
+            let qkv = lin(&block.qkv, &block.attn_ln.forward(&x)?)?;
+            with_values(&qkv, |qkv| {
+                let mut start = 0;
+                for (step, &(b, n, offset)) in steps.iter_mut().zip(&shapes) {
+                    let rows = start..start + b * n;
+                    attention::self_attention(
+                        &mut step.state.self_kv[l],
+                        &qkv[rows.start * 3 * d..rows.end * 3 * d],
+                        &mut y[rows.start * d..rows.end * d],
+                        (b, n, offset),
+                        (d, nh),
+                    );
+                    start = rows.end;
+                }
+            })?;
+            let mixed = Tensor::from_slice(&y, (total, d), &Device::Cpu)?;
+            x = (&x + lin(&block.attn_out, &mixed)?)?;
+            let q = lin(&block.cross.q, &block.cross_ln.forward(&x)?)?;
+            let layer_heads: Vec<usize> = heads
+                .iter()
+                .filter(|&&(hl, _)| hl == l)
+                .map(|&(_, h)| h)
+                .collect();
+            let mut start = 0;
+            for (step, &(b, n, _)) in steps.iter().zip(&shapes) {
+                let rows = b * n;
+                let (kt, v) = &step.state.cross_kv[l];
+                let frames = kt.dim(3)?;
+                let out = &mut y[start * d..(start + rows) * d];
+                if rows <= SMALL_ROWS {
+                    let mut kept: Vec<(usize, Vec<f32>)> = Vec::new();
+                    with_values(&q, |q| {
+                        with_values(kt, |kt| {
+                            with_values(v, |v| {
+                                attention::cross_attention(
+                                    &q[start * d..(start + rows) * d],
+                                    kt,
+                                    v,
+                                    out,
+                                    (rows, d, nh, frames),
+                                    &|h| layer_heads.contains(&h),
+                                    &mut |h, s| kept.push((h, s.to_vec())),
+                                )
+                            })
+                        })
+                    })???;
+                    for &h in &layer_heads {
+                        if let Some((_, s)) = kept.iter().find(|(kh, _)| *kh == h) {
+                            scores.push(Tensor::from_slice(s, (b, n, frames), &Device::Cpu)?);
+                        }
+                    }
+                } else {
+                    let qp = q.narrow(0, start, rows)?.reshape((1, rows, d))?;
+                    let keep = !layer_heads.is_empty();
+                    let (o, s) = block.cross.mix(&qp, kt, v, None, keep, candle_softmax)?;
+                    out.copy_from_slice(&o.flatten_all()?.to_vec1::<f32>()?);
+                    if let Some(s) = s {
+                        for &h in &layer_heads {
+                            scores.push(s.narrow(1, h, 1)?.reshape((b, n, frames))?);
+                        }
+                    }
+                }
+                start += rows;
+            }
+            let mixed = Tensor::from_slice(&y, (total, d), &Device::Cpu)?;
+            x = (&x + lin(&block.cross.out, &mixed)?)?;
+            x = block.mlp.forward(&x, streamed, candle_gelu)?;
+        }
+        let hidden = self.decoder_ln.forward(&x)?;
+        let mut out = Vec::with_capacity(steps.len());
+        let mut start = 0;
+        for (step, &(b, n, _)) in steps.iter_mut().zip(&shapes) {
+            step.state.len += n;
+            out.push(hidden.narrow(0, start, b * n)?);
+            start += b * n;
+        }
+        Ok((out, scores))
     }
 
     /// Logits `[vocab]` of hidden state row `i` of `hidden` (`[n, d]`).

@@ -258,13 +258,14 @@ fn encode_windows(net: &WhisperNet, windows: &[(usize, Vec<f32>)]) -> Result<Vec
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::audio::mel::{log_mel, N_FRAMES};
     use crate::audio::whisper::WhisperModel;
     use std::path::{Path, PathBuf};
 
-    fn tiny_en() -> WhisperModel {
+    /// The whisper-tiny.en test model (fails with the fix when it is missing).
+    pub(crate) fn tiny_en() -> WhisperModel {
         let dir = std::env::var_os("XINFERENCE_TEST_MODELS")
             .map(PathBuf::from)
             .unwrap_or_else(|| {

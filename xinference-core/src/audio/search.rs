@@ -41,11 +41,16 @@ pub(crate) struct Decoded {
     pub compression_ratio: f64,
 }
 
-/// Log-softmax of `logits` in place.
-pub(crate) fn log_softmax(logits: &mut [f32]) {
+/// `log Σ e^l` over `logits`: what [`log_softmax`] subtracts.
+fn log_sum_exp(logits: &[f32]) -> f32 {
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
-    let log_sum = max + sum.ln();
+    max + sum.ln()
+}
+
+/// Log-softmax of `logits` in place.
+pub(crate) fn log_softmax(logits: &mut [f32]) {
+    let log_sum = log_sum_exp(logits);
     logits.iter_mut().for_each(|l| *l -= log_sum);
 }
 
@@ -107,24 +112,25 @@ pub(crate) fn apply_timestamp_rules(logits: &mut [f32], sampled: &[u32], ts: usi
                 .for_each(|l| *l = f32::NEG_INFINITY);
         }
     }
-    let mut logprobs = logits.to_vec();
-    log_softmax(&mut logprobs);
-    let max_ts = logprobs[ts..]
+    // The timestamps' total probability against the likeliest text token's: both
+    // log-probabilities share the softmax's normaliser, so the logits compare as well (no
+    // log-softmax over the whole vocabulary).
+    let max_ts = logits[ts..]
         .iter()
         .cloned()
         .fold(f32::NEG_INFINITY, f32::max);
     if max_ts > f32::NEG_INFINITY {
-        let ts_logprob = max_ts
-            + logprobs[ts..]
+        let ts_logit = max_ts
+            + logits[ts..]
                 .iter()
                 .map(|&l| (l - max_ts).exp())
                 .sum::<f32>()
                 .ln();
-        let max_text = logprobs[..ts]
+        let max_text = logits[..ts]
             .iter()
             .cloned()
             .fold(f32::NEG_INFINITY, f32::max);
-        if ts_logprob > max_text {
+        if ts_logit > max_text {
             logits[..ts].iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
         }
     }
@@ -143,16 +149,17 @@ fn argmax(values: &[f32]) -> usize {
 
 /// Decodes one window from `prompt` (`sot_index` is where `<|startoftranscript|>` is): beam
 /// search at temperature 0 when `beam_size > 1`, otherwise greedy (temperature 0) or the best of
-/// `best_of` samples.
+/// `best_of` samples. `stop` runs before each decoder step (an error from it ends the search).
 pub(crate) fn generate(
     model: &WhisperModel,
     audio: &DecoderState,
-    prompt: &[u32],
-    sot_index: usize,
+    (prompt, sot_index): (&[u32], usize),
     temperature: f32,
     options: &SearchOptions,
     rng: &mut rand::rngs::StdRng,
+    stop: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Decoded> {
+    stop()?;
     let mut state = audio.clone();
     let mut rows = model.step(prompt, &mut state, &[sot_index, prompt.len() - 1])?;
     let last = rows.pop().unwrap_or_default();
@@ -173,9 +180,10 @@ pub(crate) fn generate(
             options.length_penalty,
             max_length,
             rng,
+            stop,
         )?
     } else if options.beam_size > 1 {
-        beam_search(model, &mut state, last, options, max_length)?
+        beam_search(model, &mut state, last, options, max_length, stop)?
     } else {
         sample(
             model,
@@ -185,6 +193,7 @@ pub(crate) fn generate(
             options.length_penalty,
             max_length,
             rng,
+            stop,
         )?
     };
     let length = tokens.len() as f64;
@@ -200,6 +209,7 @@ pub(crate) fn generate(
 
 /// Greedy decoding (`temperature == 0`), or `samples` sequences sampled independently at
 /// `temperature` as one batch. Returns the best sequence and its score (sum of log-probabilities / length^penalty).
+#[allow(clippy::too_many_arguments)]
 fn sample(
     model: &WhisperModel,
     state: &mut DecoderState,
@@ -208,6 +218,7 @@ fn sample(
     length_penalty: f32,
     max_length: usize,
     rng: &mut rand::rngs::StdRng,
+    stop: &mut dyn FnMut() -> Result<()>,
 ) -> Result<(Vec<u32>, f32)> {
     let eot = model.special.eot;
     // Live rows: (sequence index, logits of its next token).
@@ -223,8 +234,7 @@ fn sample(
         let mut keep = Vec::new();
         for (row, (seq, logits)) in live.iter_mut().enumerate() {
             filter(model, logits, &sequences[*seq]);
-            let mut logprobs = logits.clone();
-            log_softmax(&mut logprobs);
+            let log_sum = log_sum_exp(logits);
             let next = if temperature > 0.0 {
                 let max = logits.iter().cloned().fold(f32::MIN, f32::max);
                 let weights: Vec<f32> = logits
@@ -237,7 +247,7 @@ fn sample(
             } else {
                 argmax(logits)
             };
-            sums[*seq] += logprobs[next];
+            sums[*seq] += logits[next] - log_sum;
             if next as u32 == eot {
                 continue;
             }
@@ -253,6 +263,7 @@ fn sample(
         }
         state.reorder(&keep)?;
         let seqs: Vec<usize> = keep.iter().map(|&r| live[r as usize].0).collect();
+        stop()?;
         let logits = model.step_rows(&next_tokens, state)?;
         live = seqs.into_iter().zip(logits).collect();
     }
@@ -264,6 +275,24 @@ fn sample(
         }
     }
     Ok(best.unwrap_or_default())
+}
+
+/// Indices of the `k` largest values (ties: the lower index first), largest first: one scan
+/// that keeps the best `k` so far.
+fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut best: Vec<usize> = Vec::with_capacity(k + 1);
+    if k == 0 {
+        return best;
+    }
+    for (i, &v) in values.iter().enumerate() {
+        if best.len() == k && values[best[k - 1]].total_cmp(&v).is_ge() {
+            continue;
+        }
+        let at = best.partition_point(|&b| values[b].total_cmp(&v).is_ge());
+        best.insert(at, i);
+        best.truncate(k);
+    }
+    best
 }
 
 /// One candidate of a beam step.
@@ -282,6 +311,7 @@ fn beam_search(
     first_logits: Vec<f32>,
     options: &SearchOptions,
     max_length: usize,
+    stop: &mut dyn FnMut() -> Result<()>,
 ) -> Result<(Vec<u32>, f32)> {
     let eot = model.special.eot;
     let beam = options.beam_size;
@@ -300,12 +330,7 @@ fn beam_search(
             filter(model, logits, &alive[r]);
             log_softmax(logits);
             // The best `num_candidates` of this row are all a flattened top-k can take from it.
-            let mut idx: Vec<usize> = (0..logits.len()).collect();
-            let k = num_candidates.min(idx.len());
-            idx.select_nth_unstable_by(k - 1, |&a, &b| {
-                logits[b].total_cmp(&logits[a]).then(a.cmp(&b))
-            });
-            for &t in &idx[..k] {
+            for t in top_k(logits, num_candidates) {
                 candidates.push(Candidate {
                     origin: r,
                     token: t as u32,
@@ -363,6 +388,7 @@ fn beam_search(
             .collect();
         scores = next.iter().map(|c| c.score).collect();
         let tokens: Vec<u32> = next.iter().map(|c| c.token).collect();
+        stop()?;
         rows = model.step_rows(&tokens, state)?;
     }
     let penalty = options.length_penalty;
@@ -396,6 +422,14 @@ mod tests {
         let mut l = vec![0f32; 100];
         apply_timestamp_rules(&mut l, &[], ts, eot);
         assert!(l[..ts].iter().all(|x| x.is_infinite()) && l[ts].is_finite());
+    }
+
+    #[test]
+    fn top_k_keeps_the_largest_lower_index_first() {
+        let values = [1.0, 5.0, 3.0, 5.0, f32::NEG_INFINITY, 4.0, 3.0];
+        assert_eq!(top_k(&values, 4), vec![1, 3, 5, 2]);
+        assert_eq!(top_k(&values, 10).len(), values.len());
+        assert!(top_k(&values, 0).is_empty());
     }
 
     #[test]

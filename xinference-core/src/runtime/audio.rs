@@ -66,7 +66,7 @@ impl Runtime {
             unreachable!("checked by audio_replica")
         };
         // A stream of one result, so that the decoding sees a caller that went away (a
-        // disconnected HTTP client drops this future) and stops at its next segment.
+        // disconnected HTTP client drops this future) and stops at its next decoder step.
         let mut rx = workers[replica].stream(
             1,
             move |m: &mut Arc<dyn SpeechToText>, tx: &mpsc::Sender<Result<Transcription>>| {
@@ -90,7 +90,7 @@ impl Runtime {
 
     /// Transcribes (or translates) `audio` as a stream of segments. Returns once the audio is
     /// decoded and the options are checked, so that request errors are ordinary errors; a
-    /// dropped stream stops the decoding at its next segment.
+    /// dropped stream stops the decoding at its next decoder step.
     pub async fn transcriptions_stream(
         &self,
         model: &str,
@@ -119,6 +119,10 @@ impl Runtime {
             move |m: &mut Arc<dyn SpeechToText>, tx: &mpsc::Sender<Sent>| {
                 let mut on_progress = |p: Progress| -> Result<()> {
                     let sent = match p {
+                        Progress::Step if tx.is_closed() => {
+                            return Err(Error::internal("the client went away"))
+                        }
+                        Progress::Step => return Ok(()),
                         Progress::Started => Sent::Started,
                         Progress::Segment(s) => Sent::Event(TranscriptionEvent::Segment(s.clone())),
                     };
