@@ -43,9 +43,12 @@ macro_rules! multiversioned {
     };
 }
 
-/// Threads the kernels use: candle's count (`RAYON_NUM_THREADS`, else the machine's cores).
+/// Threads the kernels use: candle's count (`RAYON_NUM_THREADS`, else the machine's physical
+/// cores), read once. Without `RAYON_NUM_THREADS` candle reads `/proc/cpuinfo` on every call:
+/// asked per product, that was a sixth of a SmolLM2 decode step.
 pub fn threads() -> usize {
-    candle_core::utils::get_num_threads().max(1)
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
 }
 
 /// A strided view of a row-major matrix inside a slice: element `(r, c)` is at
