@@ -51,6 +51,17 @@ pub fn threads() -> usize {
     *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
 }
 
+/// Runs `f` on one of the compute pool's threads (at once when already on one). The products
+/// inside then split their work from a pool thread that takes a share itself; called from
+/// another thread, each product would put that thread to sleep and wake it afterwards (two
+/// context switches per product, hundreds per decode step).
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
+}
+
 /// A strided view of a row-major matrix inside a slice: element `(r, c)` is at
 /// `offset + r * row_stride + c * col_stride`.
 #[derive(Debug, Clone, Copy)]

@@ -525,7 +525,13 @@ impl GgufDecoder {
     /// rows in turn, `seqs` their lengths, positions and caches): the linear layers run over
     /// all rows together (one read of the weights), attention per sequence over its own
     /// cache. Returns each sequence's last-row logits, each as the sequence would have alone.
+    /// The pass runs on a compute thread ([`crate::kernels::on_pool`]).
     fn forward_rows(&self, tokens: &[u32], seqs: &mut [Rows<'_>]) -> Result<Vec<Vec<f32>>> {
+        crate::kernels::on_pool(|| self.forward_rows_here(tokens, seqs))
+    }
+
+    /// [`GgufDecoder::forward_rows`] on the calling thread.
+    fn forward_rows_here(&self, tokens: &[u32], seqs: &mut [Rows<'_>]) -> Result<Vec<Vec<f32>>> {
         let positions = self.ropes[0].cos.dim(0)?;
         for seq in seqs.iter_mut() {
             let (s, position) = (seq.len, seq.position);
