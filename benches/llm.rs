@@ -229,9 +229,8 @@ fn peer(path: &Path) -> Option<serde_json::Value> {
 }
 
 fn main() {
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", THREADS.to_string());
-    }
+    // As the server does at start: the thread count where candle and rayon read it.
+    xinference::compute::configure_threads(Some(THREADS));
     let models = std::env::var_os("XINFERENCE_TEST_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

@@ -44,9 +44,23 @@ macro_rules! multiversioned {
     };
 }
 
-/// Threads the kernels use: candle's count (`RAYON_NUM_THREADS`, else the machine's cores).
+/// Threads the kernels use: candle's count (`RAYON_NUM_THREADS`, else the machine's physical
+/// cores), read once. Without `RAYON_NUM_THREADS` candle reads `/proc/cpuinfo` on every call:
+/// asked per product, that was a sixth of a SmolLM2 decode step.
 pub fn threads() -> usize {
-    candle_core::utils::get_num_threads().max(1)
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
+}
+
+/// Runs `f` on one of the compute pool's threads (at once when already on one). The products
+/// inside then split their work from a pool thread that takes a share itself; called from
+/// another thread, each product would put that thread to sleep and wake it afterwards (two
+/// context switches per product, hundreds per decode step).
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
 }
 
 /// A strided view of a row-major matrix inside a slice: element `(r, c)` is at

@@ -141,6 +141,11 @@ impl<'a> QuantMatrix<'a> {
         self.format
     }
 
+    /// Output values per row (the weight rows).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
     /// `out[rows × n] = x[rows × k] · wᵀ` on the current [`Tier`].
     pub fn matmul(&self, x: &[f32], out: &mut [f32]) {
         self.matmul_on(Tier::current(), x, out)
@@ -154,65 +159,116 @@ impl<'a> QuantMatrix<'a> {
 
     /// `out = acts · wᵀ` for activations already rounded to this format's [`Format::act_format`].
     pub fn matmul_acts(&self, tier: Tier, acts: &Acts, out: &mut [f32]) {
+        matmul_many(
+            tier,
+            &mut [Product {
+                matrix: *self,
+                acts,
+                out,
+            }],
+        );
+    }
+
+    /// Output columns `first..last` of `out = acts · wᵀ` (`out` holds `acts.rows() × n`
+    /// values; the caller gives each worker its own columns).
+    fn columns(&self, tier: Tier, acts: &Acts, out: SharedMut, first: usize, last: usize) {
         let (n, rows) = (self.n, acts.rows());
-        assert!(acts.k == self.k && acts.format == self.format.act_format());
-        assert_eq!(out.len(), rows * n);
-        if rows == 0 || n == 0 {
-            return;
-        }
         let one = kernel::<1>(self.format, tier);
         let group = kernel::<GROUP>(self.format, tier);
         let row_bytes = self.bytes.len() / n;
         let tile = (TILE_BYTES / row_bytes.max(1)).clamp(1, 64);
-        let shared = SharedMut::new(out);
-        let columns = |first: usize, last: usize| {
-            // The whole `SharedMut` is captured (it is `Sync`), not its pointer field.
-            let whole = shared;
-            let SharedMut(out, len) = whole;
-            let put = |r: usize, c: usize, v: f32| {
-                debug_assert!(r * n + c < len);
-                // SAFETY: `out` holds rows × n values and each part writes only its own
-                // columns `first..last`.
-                unsafe { *out.add(r * n + c) = v };
-            };
-            for t0 in (first..last).step_by(tile) {
-                let t1 = (t0 + tile).min(last);
-                let mut r = 0;
-                while r + GROUP <= rows {
-                    let a: [ActRow<'_>; GROUP] = std::array::from_fn(|i| acts.row(r + i));
-                    for c in t0..t1 {
-                        let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
-                        for (i, v) in group(w, &a).into_iter().enumerate() {
-                            put(r + i, c, v);
-                        }
+        let SharedMut(out, len) = out;
+        let put = |r: usize, c: usize, v: f32| {
+            debug_assert!(r * n + c < len);
+            // SAFETY: `out` holds rows × n values and each worker writes only its own
+            // columns `first..last`.
+            unsafe { *out.add(r * n + c) = v };
+        };
+        for t0 in (first..last).step_by(tile) {
+            let t1 = (t0 + tile).min(last);
+            let mut r = 0;
+            while r + GROUP <= rows {
+                let a: [ActRow<'_>; GROUP] = std::array::from_fn(|i| acts.row(r + i));
+                for c in t0..t1 {
+                    let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
+                    for (i, v) in group(w, &a).into_iter().enumerate() {
+                        put(r + i, c, v);
                     }
-                    r += GROUP;
                 }
-                for r in r..rows {
-                    let a = [acts.row(r)];
-                    for c in t0..t1 {
-                        let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
-                        put(r, c, one(w, &a)[0]);
-                    }
+                r += GROUP;
+            }
+            for r in r..rows {
+                let a = [acts.row(r)];
+                for c in t0..t1 {
+                    let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
+                    put(r, c, one(w, &a)[0]);
                 }
             }
-        };
-        let threads = super::threads();
-        let parts = if self.bytes.len() * rows >= PARALLEL_BYTES && threads > 1 {
-            // A few parts per thread, so a thread slowed by another process does not hold up
-            // the product.
+        }
+    }
+}
+
+/// One product of [`matmul_many`]: `out = acts · wᵀ`, with `acts` already rounded to the
+/// matrix's [`Format::act_format`] and `out` holding `acts.rows() × n` values.
+pub struct Product<'a, 'b> {
+    /// The weights.
+    pub matrix: QuantMatrix<'a>,
+    /// The rounded activations.
+    pub acts: &'b Acts,
+    /// The result, row-major.
+    pub out: &'b mut [f32],
+}
+
+/// Several products in one pass over the compute threads (the q, k and v projections of one
+/// input, a feed-forward's gate and up): the threads are woken once, and small products that
+/// would not be worth a pass of their own share one. Each value is computed by the same
+/// kernel as alone, so the results are the bits of separate products.
+pub fn matmul_many(tier: Tier, products: &mut [Product<'_, '_>]) {
+    let mut work = 0;
+    for p in products.iter() {
+        let (n, rows) = (p.matrix.n, p.acts.rows());
+        assert!(p.acts.k == p.matrix.k && p.acts.format == p.matrix.format.act_format());
+        assert_eq!(p.out.len(), rows * n);
+        work += p.matrix.bytes.len() * rows;
+    }
+    let threads = super::threads();
+    let parallel = work >= PARALLEL_BYTES && threads > 1;
+    // (product, first column, last column) per task.
+    let mut tasks = Vec::new();
+    let outs: Vec<SharedMut> = products
+        .iter_mut()
+        .map(|p| SharedMut::new(&mut *p.out))
+        .collect();
+    for (i, p) in products.iter().enumerate() {
+        let n = p.matrix.n;
+        if n == 0 || p.acts.rows() == 0 {
+            continue;
+        }
+        // A few parts per thread, so a thread slowed by another process does not hold up
+        // the pass.
+        let parts = if parallel {
             (threads * 4).min(n.div_ceil(8)).max(1)
         } else {
             1
         };
-        if parts == 1 {
-            columns(0, n);
-        } else {
-            let per = n.div_ceil(parts);
-            (0..parts)
-                .into_par_iter()
-                .for_each(|p| columns((p * per).min(n), ((p + 1) * per).min(n)));
+        let per = n.div_ceil(parts);
+        for part in 0..parts {
+            let (first, last) = ((part * per).min(n), ((part + 1) * per).min(n));
+            if first < last {
+                tasks.push((i, first, last));
+            }
         }
+    }
+    let inputs: Vec<(QuantMatrix<'_>, &Acts)> =
+        products.iter().map(|p| (p.matrix, p.acts)).collect();
+    let run = |&(i, first, last): &(usize, usize, usize)| {
+        let (matrix, acts) = inputs[i];
+        matrix.columns(tier, acts, outs[i], first, last);
+    };
+    if parallel && tasks.len() > 1 {
+        tasks.par_iter().for_each(run);
+    } else {
+        tasks.iter().for_each(run);
     }
 }
 
@@ -245,28 +301,82 @@ pub fn qtensor_matmul(
     w: &candle_core::quantized::QTensor,
     x: &candle_core::Tensor,
 ) -> candle_core::Result<Option<candle_core::Tensor>> {
-    let Some(format) = Format::of(w.dtype()) else {
-        return Ok(None);
-    };
+    Ok(qtensor_matmuls(&[w], x)?.map(|mut ys| ys.remove(0)))
+}
+
+/// `x · wᵀ` for each of `ws` (candle quantized tensors `[n_i, k]`) and the same `x`
+/// `[.., k]`: the activations are rounded once per format they need and the products share
+/// one pass over the threads ([`matmul_many`]). `None` unless every format has a kernel here
+/// and they are [`enabled`].
+pub fn qtensor_matmuls(
+    ws: &[&candle_core::quantized::QTensor],
+    x: &candle_core::Tensor,
+) -> candle_core::Result<Option<Vec<candle_core::Tensor>>> {
     if !enabled() {
         return Ok(None);
     }
-    let (n, k) = w.shape().dims2()?;
-    let data = w.data()?;
-    let Some(matrix) = QuantMatrix::new(format, &data, n, k) else {
-        return Ok(None);
-    };
+    let k = x.dim(candle_core::D::Minus1)?;
+    let mut data = Vec::with_capacity(ws.len());
+    for w in ws {
+        let Some(format) = Format::of(w.dtype()) else {
+            return Ok(None);
+        };
+        let (n, wk) = w.shape().dims2()?;
+        if wk != k {
+            candle_core::bail!("a product of {wk}-wide weights with {:?}", x.shape());
+        }
+        data.push((format, w.data()?, n));
+    }
+    let mut matrices = Vec::with_capacity(ws.len());
+    for (format, bytes, n) in &data {
+        let Some(matrix) = QuantMatrix::new(*format, bytes, *n, k) else {
+            return Ok(None);
+        };
+        matrices.push(matrix);
+    }
     let x = x.contiguous()?;
-    if x.dim(candle_core::D::Minus1)? != k {
-        candle_core::bail!("a product of {k}-wide weights with {:?}", x.shape());
-    }
-    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let (storage, layout) = x.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("quantized products run on the CPU");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("a product with a non-contiguous input");
+    };
+    let xs = &cpu.as_slice::<f32>()?[start..end];
     let rows = xs.len() / k.max(1);
-    let mut out = vec![0f32; rows * n];
-    matrix.matmul(&xs, &mut out);
-    let mut dims = x.dims().to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = n;
+    // The activations rounded once per format the products take.
+    let mut acts: Vec<Acts> = Vec::new();
+    for m in &matrices {
+        let format = m.format.act_format();
+        if !acts.iter().any(|a| a.format == format) {
+            acts.push(Acts::quantize(format, xs, k));
+        }
     }
-    Ok(Some(candle_core::Tensor::from_vec(out, dims, x.device())?))
+    let mut outs: Vec<Vec<f32>> = matrices.iter().map(|m| vec![0f32; rows * m.n]).collect();
+    let mut products: Vec<Product<'_, '_>> = matrices
+        .iter()
+        .zip(outs.iter_mut())
+        .map(|(m, out)| Product {
+            matrix: *m,
+            acts: acts
+                .iter()
+                .find(|a| a.format == m.format.act_format())
+                .expect("rounded above"),
+            out,
+        })
+        .collect();
+    matmul_many(Tier::current(), &mut products);
+    drop(products);
+    drop(storage);
+    outs.into_iter()
+        .zip(&matrices)
+        .map(|(out, m)| {
+            let mut dims = x.dims().to_vec();
+            if let Some(last) = dims.last_mut() {
+                *last = m.n;
+            }
+            candle_core::Tensor::from_vec(out, dims, x.device())
+        })
+        .collect::<candle_core::Result<Vec<_>>>()
+        .map(Some)
 }

@@ -343,3 +343,47 @@ fn kernels_take_rows_of_separate_activation_sets() {
         ]
     );
 }
+
+/// Products run together ([`matmul_many`] / [`qtensor_matmuls`]: q, k and v of one input, of
+/// different formats and sizes, large enough to be split over the threads) give each product
+/// bit for bit as alone.
+#[test]
+fn products_together_are_the_products_alone() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let device = Device::Cpu;
+    let k = 512;
+    for rows in [1, 5] {
+        let x = random(&mut rng, rows * k, 3.0);
+        let xt = Tensor::from_vec(x.clone(), (1, rows, k), &device).unwrap();
+        let ws: Vec<QTensor> = [
+            (GgmlDType::Q4_1, 384),
+            (GgmlDType::Q5_0, 64),
+            (GgmlDType::Q6K, 200),
+            (GgmlDType::Q4_1, 1000),
+        ]
+        .into_iter()
+        .map(|(dtype, n)| {
+            let w = Tensor::from_vec(random(&mut rng, n * k, 1.0), (n, k), &device).unwrap();
+            QTensor::quantize(&w, dtype).unwrap()
+        })
+        .collect();
+        let refs: Vec<&QTensor> = ws.iter().collect();
+        let together = qtensor_matmuls(&refs, &xt)
+            .unwrap()
+            .expect("kernels cover these");
+        for (w, got) in ws.iter().zip(&together) {
+            let format = Format::of(w.dtype()).unwrap();
+            let (n, _) = w.shape().dims2().unwrap();
+            let data = w.data().unwrap();
+            let matrix = QuantMatrix::new(format, &data, n, k).unwrap();
+            let mut alone = vec![0f32; rows * n];
+            matrix.matmul(&x, &mut alone);
+            assert_eq!(got.dims(), &[1, rows, n]);
+            let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+            assert!(
+                got == alone,
+                "{format:?} ({rows} rows) differs when run with others"
+            );
+        }
+    }
+}

@@ -60,10 +60,11 @@ impl CausalLm for GgufDecoder {
                 cache: &mut s.kv.layers,
             })
             .collect();
-        // The whole pass on a compute thread: its products' parallel parts then start by work
-        // stealing instead of waking this thread's sleeping caller at every product (210
-        // products a pass for SmolLM2; 14-25% of a pass's time on a loaded 2-core machine).
-        let logits = rayon::scope(|_| self.forward_rows(&tokens, &mut rows))?;
+        // `forward_rows` runs the whole pass on a compute thread: its products' parallel parts
+        // then start by work stealing instead of waking this thread's sleeping caller at every
+        // product (210 products a pass for SmolLM2; 14-25% of a pass's time on a loaded 2-core
+        // machine).
+        let logits = self.forward_rows(&tokens, &mut rows)?;
         for step in steps.iter_mut() {
             step.kv.len += step.tokens.len();
         }

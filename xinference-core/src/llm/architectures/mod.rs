@@ -35,8 +35,10 @@ mod qlinear;
 mod qwen3;
 mod qwen3moe;
 mod smollm3;
+mod token_table;
 
 use qlinear::QLinear;
+use token_table::TokenTable;
 
 /// A GGUF tensor read as f32 (norm weights, biases, the token table).
 fn f32_tensor<R: Read + Seek>(ct: &Content, reader: &mut R, name: &str) -> Result<Tensor> {
@@ -279,15 +281,18 @@ fn meta_f32(ct: &Content, architecture: &str, key: &str) -> Option<f32> {
     meta(ct, architecture, key).ok()?.to_f32().ok()
 }
 
-/// The output layer: `output.weight`, or the token table itself when the embeddings are tied
-/// (still quantized).
-fn load_output<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<QLinear> {
-    let name = if ct.tensor_infos.contains_key("output.weight") {
-        "output"
+/// The output layer: `output.weight`, or the token table's own bytes when the embeddings are
+/// tied (one copy in memory).
+fn load_output<R: Read + Seek>(
+    ct: &Content,
+    reader: &mut R,
+    table: &TokenTable,
+) -> Result<QLinear> {
+    if ct.tensor_infos.contains_key("output.weight") {
+        QLinear::load(ct, reader, "output", false)
     } else {
-        "token_embd"
-    };
-    QLinear::load(ct, reader, name, false)
+        QLinear::from_weight(table.weight().clone())
+    }
 }
 
 /// Additive attention mask for `s` queries at `position..position + s` over keys at
@@ -338,11 +343,52 @@ fn gelu_f16_table(x: &Tensor) -> candle_core::Result<Tensor> {
     x.le(-10f32)?.where_cond(&x.zeros_like()?, &y)
 }
 
+/// `f` of `x`'s values (contiguous f32 on the CPU), read in place.
+fn with_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let x = x.contiguous()?;
+    let (storage, layout) = x.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("the decoder runs on the CPU");
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("a non-contiguous tensor".into()))?;
+    Ok(f(&cpu.as_slice::<f32>()?[start..end]))
+}
+
+/// `a` with `g(a_i, b_i)` in place of each value, for `b` of `a`'s shape, on the calling
+/// thread. candle's element-wise ops of a prompt's size wake its spinning pool, whose waits
+/// took a tenth of a SmolLM2 prompt's time; one pass here costs less, and a decode step's
+/// few values need no pool at all.
+fn zip_map(a: &Tensor, b: &Tensor, g: impl Fn(f32, f32) -> f32) -> candle_core::Result<Tensor> {
+    if a.dims() != b.dims() {
+        candle_core::bail!("element-wise op of {:?} and {:?}", a.dims(), b.dims());
+    }
+    let mut out = a.flatten_all()?.to_vec1::<f32>()?;
+    with_values(b, |b| {
+        for (o, b) in out.iter_mut().zip(b) {
+            *o = g(*o, *b);
+        }
+    })?;
+    Tensor::from_vec(out, a.dims(), &Device::Cpu)
+}
+
+/// `silu(gate) * up` in one pass over the values (candle's `silu` then `mul`: the same float
+/// operations, the same bits, without the tensor between them).
+fn silu_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    zip_map(gate, up, |g, u| g / (1.0 + (-g).exp()) * u)
+}
+
+/// The residual sum `y + h` (candle's `add`: the same bits).
+fn residual(y: &Tensor, h: &Tensor) -> candle_core::Result<Tensor> {
+    zip_map(y, h, |y, h| y + h)
+}
+
 /// A decoder loaded from GGUF: the Llama layout (`llama.rs`) or Gemma 3 (`gemma3.rs`).
 /// Cloning shares the weights and copies the cache.
 #[derive(Clone)]
 pub struct GgufDecoder {
-    embeddings: Tensor,
+    embeddings: TokenTable,
     layers: Vec<Layer>,
     norm: Tensor,
     output: QLinear,
@@ -365,7 +411,7 @@ impl GgufDecoder {
     /// rotary tables.
     fn assemble(
         shape: &Shape,
-        embeddings: Tensor,
+        embeddings: TokenTable,
         layers: Vec<Layer>,
         norm: Tensor,
         output: QLinear,
@@ -397,9 +443,13 @@ impl GgufDecoder {
         family: Family,
         ropes: Vec<Rope>,
     ) -> Result<Self> {
-        let embeddings = f32_tensor(ct, reader, "token_embd.weight")?;
+        let embeddings = TokenTable::new(std::sync::Arc::new(ct.tensor(
+            reader,
+            "token_embd.weight",
+            &Device::Cpu,
+        )?))?;
         let norm = f32_tensor(ct, reader, "output_norm.weight")?;
-        let output = load_output(ct, reader)?;
+        let output = load_output(ct, reader, &embeddings)?;
         Ok(Self::assemble(
             shape, embeddings, layers, norm, output, family, ropes,
         ))
@@ -480,8 +530,13 @@ impl GgufDecoder {
     /// rows in turn, `seqs` their lengths, positions and caches): the linear layers run over
     /// all rows together (one read of the weights), attention per sequence over its own
     /// cache. Returns each sequence's last-row logits, each as the sequence would have alone.
+    /// The pass runs on a compute thread ([`crate::kernels::on_pool`]).
     fn forward_rows(&self, tokens: &[u32], seqs: &mut [Rows<'_>]) -> Result<Vec<Vec<f32>>> {
-        let device = Device::Cpu;
+        crate::kernels::on_pool(|| self.forward_rows_here(tokens, seqs))
+    }
+
+    /// [`GgufDecoder::forward_rows`] on the calling thread.
+    fn forward_rows_here(&self, tokens: &[u32], seqs: &mut [Rows<'_>]) -> Result<Vec<Vec<f32>>> {
         let positions = self.ropes[0].cos.dim(0)?;
         for seq in seqs.iter_mut() {
             let (s, position) = (seq.len, seq.position);
@@ -494,8 +549,7 @@ impl GgufDecoder {
                 seq.cache.resize(self.layers.len(), None);
             }
         }
-        let ids = Tensor::new(tokens, &device)?;
-        let mut h = self.embeddings.index_select(&ids, 0)?.unsqueeze(0)?; // [1, rows, hidden]
+        let mut h = self.embeddings.rows(tokens)?.unsqueeze(0)?; // [1, rows, hidden]
         if let Some(scale) = self.family.embed_scale {
             h = (h * scale)?;
         }
@@ -508,9 +562,10 @@ impl GgufDecoder {
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let x = candle_nn::ops::rms_norm(&h, &layer.attn_norm, self.eps)?;
-            let q = layer.q.forward_rows(&x)?;
-            let k = layer.k.forward_rows(&x)?;
-            let v = layer.v.forward_rows(&x)?;
+            let [q, k, v]: [Tensor; 3] =
+                QLinear::forward_together(&[&layer.q, &layer.k, &layer.v], &x)?
+                    .try_into()
+                    .map_err(|_| Error::internal("three projections gave another count"))?;
             let mut attended = Vec::with_capacity(seqs.len());
             // Each sequence's rows start at `offset`.
             let mut offset = 0;
@@ -549,20 +604,25 @@ impl GgufDecoder {
             } else {
                 Tensor::cat(&attended, 1)?
             };
-            h = (norm(&layer.o.forward_rows(&attended)?, &layer.post_attn_norm)? + &h)?;
+            h = residual(
+                &norm(&layer.o.forward_rows(&attended)?, &layer.post_attn_norm)?,
+                &h,
+            )?;
             let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, self.eps)?;
             let y = match &layer.ffn {
                 FeedForward::Gated { gate, up, down } => {
-                    let gate = gate.forward_rows(&x)?;
-                    let gate = match self.family.activation {
-                        Activation::Silu => gate.silu()?,
-                        Activation::GeluTanh => gelu_f16_table(&gate)?,
+                    let [gate, up]: [Tensor; 2] = QLinear::forward_together(&[gate, up], &x)?
+                        .try_into()
+                        .map_err(|_| Error::internal("two projections gave another count"))?;
+                    let gated = match self.family.activation {
+                        Activation::Silu => silu_mul(&gate, &up)?,
+                        Activation::GeluTanh => (gelu_f16_table(&gate)? * up)?,
                     };
-                    down.forward_rows(&(gate * up.forward_rows(&x)?)?)?
+                    down.forward_rows(&gated)?
                 }
                 FeedForward::Experts(experts) => experts.forward(&x)?,
             };
-            h = (norm(&y, &layer.post_ffn_norm)? + &h)?;
+            h = residual(&norm(&y, &layer.post_ffn_norm)?, &h)?;
         }
         // The last row of each sequence.
         let mut last_rows = Vec::with_capacity(seqs.len());

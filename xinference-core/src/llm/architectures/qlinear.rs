@@ -43,6 +43,15 @@ impl QLinear {
         })
     }
 
+    /// A layer of the weights `weight`, without bias (a tied output layer: the token table).
+    pub(super) fn from_weight(weight: Arc<QTensor>) -> Result<Self> {
+        Ok(QLinear {
+            matmul: QMatMul::from_arc(weight.clone())?,
+            weight,
+            bias: None,
+        })
+    }
+
     /// The layer `name` whose output rows are several layers' outputs side by side (Phi-3's
     /// `attn_qkv`, the `ffn_up` of Phi-3 and GLM-4 holding gate and up), split into one
     /// layer per part of `rows[i]` output rows. A row's quantized blocks are its own, so each
@@ -87,13 +96,47 @@ impl QLinear {
 
     /// `x · wᵀ (+ bias)`: our kernels where they cover the weights' format, else candle's.
     pub(super) fn forward_rows(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = match crate::kernels::quant::qtensor_matmul(&self.weight, x)? {
-            Some(y) => y,
-            None => self.matmul.forward(x)?,
+        Ok(Self::forward_together(&[self], x)?.remove(0))
+    }
+
+    /// [`QLinear::forward_rows`] of each of `layers` over the same `x` (q, k and v; gate and
+    /// up): the input is rounded once per activation format and the products share one pass
+    /// over the threads. Each result is the bits the layer gives alone.
+    pub(super) fn forward_together(
+        layers: &[&QLinear],
+        x: &Tensor,
+    ) -> candle_core::Result<Vec<Tensor>> {
+        let weights: Vec<&QTensor> = layers.iter().map(|l| &*l.weight).collect();
+        let ys = match crate::kernels::quant::qtensor_matmuls(&weights, x)? {
+            Some(ys) => ys,
+            None => layers
+                .iter()
+                .map(|l| l.matmul.forward(x))
+                .collect::<candle_core::Result<_>>()?,
         };
-        match &self.bias {
-            Some(bias) => y.broadcast_add(bias),
-            None => Ok(y),
+        ys.into_iter()
+            .zip(layers)
+            .map(|(y, l)| match &l.bias {
+                Some(bias) => add_bias(&y, bias),
+                None => Ok(y),
+            })
+            .collect()
+    }
+}
+
+/// `y + bias` broadcast over `y`'s rows (candle's `broadcast_add`: the same bits), on the
+/// calling thread rather than candle's spinning pool.
+fn add_bias(y: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    let bias = bias.to_vec1::<f32>()?;
+    let n = bias.len();
+    if y.dims().last() != Some(&n) {
+        candle_core::bail!("a bias of {n} values for outputs {:?}", y.dims());
+    }
+    let mut out = y.flatten_all()?.to_vec1::<f32>()?;
+    for row in out.chunks_exact_mut(n) {
+        for (o, b) in row.iter_mut().zip(&bias) {
+            *o += b;
         }
     }
+    Tensor::from_vec(out, y.dims(), y.device())
 }

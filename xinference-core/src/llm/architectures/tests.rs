@@ -171,8 +171,14 @@ pub(super) fn tiny_decoder() -> GgufDecoder {
         })
         .collect();
     let output = linear(vocab, hidden, GgmlDType::Q8_0);
-    let embeddings =
-        Tensor::from_vec(random(vocab * hidden, 1.0), (vocab, hidden), &device).unwrap();
+    let embeddings = TokenTable::new(Arc::new(
+        QTensor::quantize(
+            &Tensor::from_vec(random(vocab * hidden, 1.0), (vocab, hidden), &device).unwrap(),
+            GgmlDType::F32,
+        )
+        .unwrap(),
+    ))
+    .unwrap();
     let shape = Shape {
         heads,
         kv_heads,

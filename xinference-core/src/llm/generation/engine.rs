@@ -151,7 +151,9 @@ impl LlmEngine {
         spec_stop_token_ids: &[u32],
     ) -> Result<Self> {
         let parts = load_gguf(path)?;
-        Self::new(parts, spec_template, spec_stop, spec_stop_token_ids)
+        let engine = Self::new(parts, spec_template, spec_stop, spec_stop_token_ids);
+        crate::compute::release_freed_memory();
+        engine
     }
 
     /// Loads a Hugging Face safetensors model folder (`config.json`, `model.safetensors` or
