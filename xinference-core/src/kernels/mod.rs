@@ -9,6 +9,7 @@
 
 use rayon::prelude::*;
 
+pub mod attention;
 pub mod quant;
 
 /// Below this many multiply-adds a product (or an attention) runs on the calling thread:

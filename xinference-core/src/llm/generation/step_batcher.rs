@@ -83,7 +83,7 @@ impl StepBatcher {
     /// extended cache. Runs within the shared compute budget.
     pub fn step(&self, model: &mut dyn CausalLm, token: u32, position: usize) -> Result<Vec<f32>> {
         let kv = model
-            .kv_state(position)
+            .take_kv(position)
             .ok_or_else(|| Error::internal("this model cannot hand out its cache"))?;
         let mut state = self.lock();
         let ticket = state.next_ticket;
