@@ -89,6 +89,12 @@ impl QLinear {
     pub(super) fn forward_rows(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = match crate::kernels::quant::qtensor_matmul(&self.weight, x)? {
             Some(y) => y,
+            // f16 weights: llama.cpp rounds the activations to f16 too (its `vec_dot_type`),
+            // then sums exact f16 products in f32.
+            None if self.weight.dtype() == candle_core::quantized::GgmlDType::F16 => {
+                let x = x.to_dtype(candle_core::DType::F16)?.to_dtype(x.dtype())?;
+                self.matmul.forward(&x)?
+            }
             None => self.matmul.forward(x)?,
         };
         match &self.bias {
