@@ -78,9 +78,9 @@ fn scores_portable(
         for (j, q) in queries.chunks_exact(dim).enumerate() {
             let mut acc = [0f32; LANES];
             for (c, k) in key.chunks_exact(LANES).enumerate() {
-                for l in 0..LANES {
+                for (l, (a, k)) in acc.iter_mut().zip(k).enumerate() {
                     let qv = q.get(c * LANES + l).copied().unwrap_or(0.0);
-                    acc[l] += qv * k[l];
+                    *a += qv * k;
                 }
             }
             out[j * n + t] = hsum8(acc);
@@ -155,8 +155,8 @@ mod x86 {
             for c in 0..full {
                 _mm256_storeu_ps(key.as_mut_ptr().add(c * LANES), load8(src.add(c * LANES)));
             }
-            for d in full * LANES..dim {
-                key[d] = (*src.add(d)).to_f32();
+            for (d, k) in key.iter_mut().enumerate().take(dim).skip(full * LANES) {
+                *k = (*src.add(d)).to_f32();
             }
             for j in 0..rows {
                 let qj = q.as_ptr().add(j * padded);
@@ -203,12 +203,12 @@ mod x86 {
                 c += take;
             }
             // The values past the last full chunk, one at a time (the same sums).
-            for d in full * LANES..dim {
-                let mut acc = o[d];
+            for (d, o) in o.iter_mut().enumerate().skip(full * LANES) {
+                let mut acc = *o;
                 for (t, &wt) in w.iter().enumerate() {
                     acc += wt * (*values.as_ptr().add(t * stride + d)).to_f32();
                 }
-                o[d] = acc;
+                *o = acc;
             }
         }
     }

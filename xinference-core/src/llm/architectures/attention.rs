@@ -167,7 +167,7 @@ fn attend_group(
             sum += *x as f64;
         }
         if let Some(sink) = sink {
-            sum += ((sink - max).exp()) as f64;
+            sum += (sink - max).exp() as f64;
         }
         let inv = (1.0 / sum) as f32;
         for x in w.iter_mut() {
