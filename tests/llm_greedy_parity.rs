@@ -101,13 +101,16 @@ const NEAR_TIE: f32 = 0.1;
 
 /// Largest allowed |our logit - llama.cpp's| over llama.cpp's top 8 at any position,
 /// teacher-forced: SmolLM2-135M Q4_1 (Q8_0 tied output). Measured with our kernels (every tier
-/// gives the same bits): 1.343 at worst, in a prompt (d_multi_turn, position 34); 0.916 from the
-/// last prompt token on. Candle's `QMatMul` (`XINFERENCE_QUANT_KERNELS=0`): see the commit.
-/// llama.cpp keeps its KV cache in f16 and multiplies attention in f16, we keep f32.
+/// gives the same bits) and llama.cpp's f16 attention rounding: 1.403 at worst, in a prompt
+/// (d_multi_turn, position 26); 1.03 from the last prompt token on (1.343 and 0.916 with an f32
+/// KV cache: on the real models that rounding is not what is left of the gap, unlike on the
+/// tiny fixtures of tests/llm_gguf_families.rs, which it brought to 1e-5). Candle's `QMatMul`
+/// (`XINFERENCE_QUANT_KERNELS=0`): see the commit.
 const TOLERANCE_Q4_1: f32 = 1.5;
 /// As [`TOLERANCE_Q4_1`], for Qwen2.5-coder-0.5B Q4_K_M (Q5_0, Q4_K, Q6_K and Q8_0 tensors):
-/// measured 0.595 at worst (e_non_ascii, position 25), 0.42 from the last prompt token on.
-const TOLERANCE_Q4_K_M: f32 = 0.65;
+/// measured 0.557 at worst (position 5 of several cases), 0.45 from the last prompt token on
+/// (0.595 and 0.42 with an f32 KV cache).
+const TOLERANCE_Q4_K_M: f32 = 0.6;
 
 fn fixture() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

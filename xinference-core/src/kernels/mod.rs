@@ -9,6 +9,7 @@
 
 use rayon::prelude::*;
 
+pub mod attention;
 pub mod mxfp4;
 pub mod quant;
 

@@ -2,7 +2,8 @@
 //! and generation -> output; everything -> `model`, the contract between them):
 //!
 //! - `model`: the [`CausalLm`] trait every architecture implements, its KV cache hand-over
-//!   types, and [`LlmParts`], what a loader hands to the engine.
+//!   types, and [`LlmParts`], what a loader hands to the engine; `kv_cache`: the f16 per-layer
+//!   keys and values those types hold ([`LayerKv`]).
 //! - `architectures/`: our GGUF decoder, the shared layers and forward with one file per
 //!   architecture family for its configuration and weights.
 //! - `loading/`: one loader per weights format (GGUF, safetensors) that reads the tokenizer,
@@ -14,6 +15,7 @@
 
 mod architectures;
 mod generation;
+mod kv_cache;
 mod loading;
 mod model;
 mod output;
@@ -32,5 +34,5 @@ pub use loading::{
     find_gguf, is_safetensors_model, load_gguf, load_safetensors, QuantizedModel, SafetensorsModel,
     GGUF_ARCHITECTURES, SAFETENSORS_MODEL_TYPES,
 };
-pub use model::{CausalLm, DecodeStep, KvState, LlmParts};
+pub use model::{CausalLm, DecodeStep, KvState, LayerKv, LlmParts};
 pub use output::{ChatTemplate, TemplateInput};

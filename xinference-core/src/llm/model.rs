@@ -1,8 +1,8 @@
 //! The one trait every causal-LM architecture implements, so that the engine never matches on
 //! families: GGUF (quantized) and safetensors models alike.
 
+pub use super::kv_cache::LayerKv;
 use crate::Result;
-use candle_core::Tensor;
 use tokenizers::Tokenizer;
 
 /// A causal language model that keeps the KV cache of one sequence.
@@ -31,6 +31,13 @@ pub trait CausalLm: Send {
     /// [`CausalLm::load_kv`]; `None` when the family cannot hand out its cache.
     fn kv_state(&self, _len: usize) -> Option<KvState> {
         None
+    }
+
+    /// [`CausalLm::kv_state`], leaving the model without a cache until [`CausalLm::load_kv`]
+    /// gives one back (a batched step extends the state in place instead of copying a cache
+    /// the model still shares).
+    fn take_kv(&mut self, len: usize) -> Option<KvState> {
+        self.kv_state(len)
     }
 
     /// Makes the cache the first `len` positions of `state` (one [`KvState::usable_prefix`]
@@ -65,39 +72,35 @@ pub struct DecodeStep {
     pub kv: KvState,
 }
 
-/// A sequence's KV cache: per layer the keys and values it still holds,
-/// `[1, kv_heads, kept, head_dim]`, after `len` positions. A sliding-window layer holds only
-/// its last `window` positions (`kept < len` once the sequence is longer than the window).
-/// Cloning shares the tensors.
+/// A sequence's KV cache: per layer the keys and values it still holds (f16, see
+/// [`LayerKv`]), the last ones of `len` positions. A sliding-window layer may hold only its last
+/// positions (`held < len` once the sequence is longer than the window). Cloning shares the
+/// buffers (copy-on-write).
 #[derive(Clone)]
 pub struct KvState {
     /// Keys and values per layer (`None`: the layer holds nothing yet).
-    pub layers: Vec<Option<(Tensor, Tensor)>>,
+    pub layers: Vec<Option<LayerKv>>,
     /// Positions fed.
     pub len: usize,
 }
 
 impl KvState {
-    /// Bytes of the tensors held.
+    /// Bytes the layers' buffers hold.
     pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
-            .sum()
+        self.layers.iter().flatten().map(LayerKv::bytes).sum()
     }
 
-    /// The position of the first key layer `i` holds (`len - kept`).
+    /// The position of the first key layer `i` holds (`len - held`).
     pub fn first_held(&self, i: usize) -> usize {
         match &self.layers[i] {
-            Some((k, _)) => self.len - k.dim(2).unwrap_or(self.len).min(self.len),
+            Some(layer) => self.len - layer.held().min(self.len),
             None => self.len,
         }
     }
 
     /// `len` when the state can continue a sequence after its first `len` positions (a
-    /// sliding-window layer that dropped keys, keeping its last `window`, still holds every key
-    /// a query at `len` sees), else 0.
+    /// sliding-window layer that dropped keys, keeping at least its last `window`, still holds
+    /// every key a query at `len` sees), else 0.
     pub fn usable_prefix(&self, len: usize) -> usize {
         let len = len.min(self.len);
         let ok = (0..self.layers.len()).all(|i| {

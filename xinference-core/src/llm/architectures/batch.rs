@@ -23,6 +23,12 @@ impl CausalLm for GgufDecoder {
         Some(KvState { layers, len })
     }
 
+    fn take_kv(&mut self, len: usize) -> Option<KvState> {
+        let mut layers = std::mem::take(&mut self.cache);
+        layers.resize(self.layers.len(), None);
+        Some(KvState { layers, len })
+    }
+
     fn load_kv(&mut self, state: &KvState, len: usize) -> Result<bool> {
         if len == 0 || state.layers.len() != self.layers.len() || state.usable_prefix(len) != len {
             return Ok(false);
@@ -31,11 +37,13 @@ impl CausalLm for GgufDecoder {
         for (i, layer) in state.layers.iter().enumerate() {
             let first = state.first_held(i);
             match layer {
-                // Keys first..len; any a query no longer sees are masked by the next forward.
-                Some((k, v)) => cache.push(Some((
-                    k.narrow(2, 0, len - first)?,
-                    v.narrow(2, 0, len - first)?,
-                ))),
+                // Keys first..len (the buffers are shared until either side writes); any a
+                // query no longer sees are skipped by the next forward.
+                Some(kv) => {
+                    let mut kv = kv.clone();
+                    kv.truncate(len - first);
+                    cache.push(Some(kv));
+                }
                 None => return Ok(false),
             }
         }

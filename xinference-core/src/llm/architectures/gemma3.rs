@@ -86,6 +86,7 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         Family {
             embed_scale: Some((shape.hidden as f64).sqrt()),
             attn_scale,
+            scale_queries: true,
             activation: Activation::GeluTanh,
             neox: true,
             logit_softcap: meta_f32(ct, ARCH, "final_logit_softcapping").filter(|&c| c > 0.0),
@@ -95,59 +96,4 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
             Rope::new(shape.head_dim, local_base, 1.0, shape.positions)?,
         ],
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::attention_mask;
-
-    /// The visible keys of each query, from a mask over keys `first_key..`.
-    fn visible(
-        s: usize,
-        position: usize,
-        first_key: usize,
-        window: Option<usize>,
-    ) -> Vec<Vec<usize>> {
-        let Some(mask) = attention_mask(s, position, first_key, window).unwrap() else {
-            let keys: Vec<usize> = (first_key..position + s).collect();
-            return vec![keys; s];
-        };
-        let rows: Vec<Vec<f32>> = mask
-            .squeeze(0)
-            .unwrap()
-            .squeeze(0)
-            .unwrap()
-            .to_vec2()
-            .unwrap();
-        rows.iter()
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .filter(|(_, v)| v.is_finite())
-                    .map(|(j, _)| first_key + j)
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// A sliding-window query sees itself and the `window - 1` positions before it (llama.cpp's
-    /// standard window, Hugging Face's `q - k < sliding_window`); a global one sees all before it.
-    #[test]
-    fn sliding_windows_hide_what_is_too_far_back() {
-        assert_eq!(
-            visible(4, 0, 0, Some(2)),
-            [vec![0], vec![0, 1], vec![1, 2], vec![2, 3]]
-        );
-        assert_eq!(visible(3, 0, 0, None), [vec![0], vec![0, 1], vec![0, 1, 2]]);
-        // A decode step over a cache trimmed to the window: the oldest key kept is one too far.
-        assert_eq!(visible(1, 10, 7, Some(3)), [vec![8, 9, 10]]);
-        // A prompt chunk after a trimmed cache.
-        assert_eq!(
-            visible(2, 10, 7, Some(3)),
-            [vec![8, 9, 10], vec![9, 10, 11]]
-        );
-        // Nothing hidden: no mask at all.
-        assert!(attention_mask(1, 5, 0, None).unwrap().is_none());
-        assert!(attention_mask(1, 5, 3, Some(3)).unwrap().is_none());
-    }
 }

@@ -21,6 +21,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, IndexOp, Tensor};
 use std::io::{Read, Seek};
 
+mod attention;
 mod batch;
 mod fused;
 mod gemma3;
@@ -37,6 +38,7 @@ mod qwen3moe;
 mod smollm3;
 mod token_table;
 
+use crate::llm::model::LayerKv;
 use qlinear::QLinear;
 use token_table::TokenTable;
 
@@ -62,6 +64,9 @@ struct Family {
     embed_scale: Option<f64>,
     /// Multiplies the query-key products.
     attn_scale: f64,
+    /// The scale multiplies the queries before they are rounded for the product (Gemma, as
+    /// llama.cpp's graph does), not the products.
+    scale_queries: bool,
     /// The gated feed-forward's activation.
     activation: Activation,
     /// NEOX rotary (pairs `i`, `i + d/2`: Qwen2, Gemma) rather than interleaved (Llama, Mistral).
@@ -77,6 +82,7 @@ impl Family {
         Family {
             embed_scale: None,
             attn_scale: 1.0 / (head_dim as f64).sqrt(),
+            scale_queries: false,
             activation: Activation::Silu,
             neox,
             logit_softcap: None,
@@ -295,39 +301,6 @@ fn load_output<R: Read + Seek>(
     }
 }
 
-/// Additive attention mask for `s` queries at `position..position + s` over keys at
-/// `first_key..position + s`: a query sees keys at or before it, and with a `window` only the
-/// last `window` positions. `None` when nothing is masked.
-fn attention_mask(
-    s: usize,
-    position: usize,
-    first_key: usize,
-    window: Option<usize>,
-) -> Result<Option<Tensor>> {
-    let total = position + s;
-    let hidden = |q: usize, k: usize| k > q || window.is_some_and(|w| q - k >= w);
-    let masked = (0..s).any(|i| (first_key..total).any(|k| hidden(position + i, k)));
-    if !masked {
-        return Ok(None);
-    }
-    let values: Vec<f32> = (0..s)
-        .flat_map(|i| {
-            (first_key..total).map(move |k| {
-                if hidden(position + i, k) {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-        })
-        .collect();
-    Ok(Some(Tensor::from_vec(
-        values,
-        (1, 1, s, total - first_key),
-        &Device::Cpu,
-    )?))
-}
-
 /// GELU(tanh) as llama.cpp's CPU backend computes it: from a table indexed by the f16 value of
 /// `x`, holding f16 results (`x` itself from 10 up, 0 from -10 down). The rounding moves
 /// Gemma's logits by a few hundredths, the size of its closest greedy choices.
@@ -399,10 +372,9 @@ pub struct GgufDecoder {
     family: Family,
     /// Rotary tables; each layer names its own (Gemma's local and global layers differ).
     ropes: Vec<Rope>,
-    /// Per layer, the keys and values of the positions it still needs,
-    /// `[1, kv_heads, kept, head_dim]` (all of them, or the last `window` for a
-    /// sliding-window layer).
-    cache: Vec<Option<(Tensor, Tensor)>>,
+    /// Per layer, the keys and values (f16) of the positions it still needs (all of them, or
+    /// at least the last `window` for a sliding-window layer).
+    cache: Vec<Option<LayerKv>>,
 }
 
 impl GgufDecoder {
@@ -644,84 +616,6 @@ impl GgufDecoder {
         }
         Ok(logits.to_vec2()?)
     }
-
-    /// Attention of one sequence's `s` rows at `position` in block `layer`: `q`, `k`, `v` are
-    /// `[1, s, heads * head_dim]` projections; `cache` (its keys and values before `position`)
-    /// is extended, then trimmed to a sliding window. Returns `[1, s, heads * head_dim]`.
-    fn attend(
-        &self,
-        layer: &Layer,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        position: usize,
-        cache: &mut Option<(Tensor, Tensor)>,
-    ) -> Result<Tensor> {
-        let (heads, kv_heads, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let s = q.dim(1)?;
-        let eps = self.eps;
-        let norm = |x: &Tensor, w: &Option<Tensor>| -> candle_core::Result<Tensor> {
-            match w {
-                Some(w) => candle_nn::ops::rms_norm(x, w, eps),
-                None => Ok(x.clone()),
-            }
-        };
-        let rope = &self.ropes[layer.rope];
-        let cos = rope.cos.narrow(0, position, s)?;
-        let sin = rope.sin.narrow(0, position, s)?;
-        let split = |t: &Tensor, n: usize| -> candle_core::Result<Tensor> {
-            t.reshape((1, s, n, hd))?.transpose(1, 2)?.contiguous()
-        };
-        let q = norm(&split(q, heads)?, &layer.q_norm)?;
-        let k = norm(&split(k, kv_heads)?, &layer.k_norm)?;
-        let q = self.rotate(&q, &cos, &sin)?;
-        let k = self.rotate(&k, &cos, &sin)?;
-        let v = split(v, kv_heads)?;
-        let (k, v) = match cache.take() {
-            Some((ck, cv)) if position > 0 => {
-                (Tensor::cat(&[&ck, &k], 2)?, Tensor::cat(&[&cv, &v], 2)?)
-            }
-            _ => (k, v),
-        };
-        // Keys held: positions first_key..position + s.
-        let first_key = position + s - k.dim(2)?;
-        let mask = attention_mask(s, position, first_key, layer.window)?;
-        let group = heads / kv_heads;
-        let kr = candle_transformers::utils::repeat_kv(k.clone(), group)?;
-        let vr = candle_transformers::utils::repeat_kv(v.clone(), group)?;
-        let mut scores = (q.matmul(&kr.t()?)? * self.family.attn_scale)?;
-        if let Some(mask) = &mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let probs = match &layer.sinks {
-            None => candle_nn::ops::softmax_last_dim(&scores)?,
-            Some(sinks) => {
-                // The sink is one more column of the softmax, dropped afterwards.
-                let (b, h, rows, keys) = scores.dims4()?;
-                let sink = sinks
-                    .reshape((1, h, 1, 1))?
-                    .broadcast_as((b, h, rows, 1))?
-                    .contiguous()?;
-                let all = candle_nn::ops::softmax_last_dim(&Tensor::cat(&[&scores, &sink], 3)?)?;
-                all.narrow(3, 0, keys)?.contiguous()?
-            }
-        };
-        let attended =
-            probs
-                .matmul(&vr.contiguous()?)?
-                .transpose(1, 2)?
-                .reshape((1, s, heads * hd))?;
-        // A sliding-window layer keeps only the keys a later query can still see.
-        let kept = k.dim(2)?;
-        *cache = Some(match layer.window {
-            Some(w) if kept > w => (
-                k.narrow(2, kept - w, w)?.contiguous()?,
-                v.narrow(2, kept - w, w)?.contiguous()?,
-            ),
-            _ => (k, v),
-        });
-        Ok(attended)
-    }
 }
 
 /// One sequence's share of a [`GgufDecoder::forward_rows`] pass.
@@ -731,7 +625,7 @@ struct Rows<'a> {
     /// The position of its first row.
     position: usize,
     /// Its keys and values per layer.
-    cache: &'a mut Vec<Option<(Tensor, Tensor)>>,
+    cache: &'a mut Vec<Option<LayerKv>>,
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ impl QLinear {
             Some(ys) => ys,
             None => layers
                 .iter()
-                .map(|l| l.matmul.forward(x))
+                .map(|l| l.forward_with_candle(x))
                 .collect::<candle_core::Result<_>>()?,
         };
         ys.into_iter()
@@ -121,6 +121,20 @@ impl QLinear {
                 None => Ok(y),
             })
             .collect()
+    }
+}
+
+impl QLinear {
+    /// candle's product, for the weight formats our kernels do not cover. f16 weights:
+    /// llama.cpp rounds the activations to f16 too (its `vec_dot_type`), then sums exact f16
+    /// products in f32, so the input is rounded the same way first.
+    fn forward_with_candle(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.weight.dtype() == candle_core::quantized::GgmlDType::F16 {
+            let x = x.to_dtype(candle_core::DType::F16)?.to_dtype(x.dtype())?;
+            self.matmul.forward(&x)
+        } else {
+            self.matmul.forward(x)
+        }
     }
 }
 

@@ -197,6 +197,7 @@ pub(super) fn tiny_decoder() -> GgufDecoder {
         Family {
             embed_scale: None,
             attn_scale: 1.0 / (hd as f64).sqrt(),
+            scale_queries: false,
             activation: Activation::Silu,
             neox: false,
             logit_softcap: None,

@@ -177,7 +177,7 @@ impl StepBatcher {
             }
         } else {
             model
-                .kv_state(position)
+                .take_kv(position)
                 .ok_or_else(|| Error::internal("this model cannot hand out its cache"))?
         };
         let mut state = self.lock();

@@ -1,0 +1,76 @@
+//! Decode speed by context length, in process (no peer): tokens/s of 64 greedy decode steps
+//! after a prompt of 16 tokens and after one of 1,000 tokens, where attention over the KV
+//! cache is a visible share of a step. Two threads, like `benches/llm.rs`.
+//!
+//!     cargo bench --workspace --bench llm_context
+//!
+//! `XINFERENCE_BENCH_LLM_FILES` (comma-separated file names in the test-models folder) picks
+//! the models; by default SmolLM2 and Qwen2.5-coder. `XINFERENCE_BENCH_ROUNDS` repeats each
+//! measure (the median is printed; default 3).
+//!
+//! Not a test: it asserts nothing about speed.
+
+use std::path::PathBuf;
+use std::time::Instant;
+use xinference::llm::{argmax, LlmEngine};
+
+const THREADS: usize = 2;
+const STEPS: usize = 64;
+
+/// Decode tokens/s of [`STEPS`] steps after a prompt of `context` tokens.
+fn decode_tps(engine: &mut LlmEngine, context: usize) -> f64 {
+    let text = "The quick brown fox jumps over the lazy dog while the sun sets behind the hills. "
+        .repeat(context);
+    let mut ids = engine.tokenize(&text).expect("tokenize");
+    ids.truncate(context);
+    let mut logits = engine.forward_for_bench(&ids, 0);
+    let t = Instant::now();
+    for i in 0..STEPS {
+        let next = argmax(&logits);
+        logits = engine.forward_for_bench(&[next], ids.len() + i);
+    }
+    STEPS as f64 / t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", THREADS.to_string());
+    }
+    let models = std::env::var_os("XINFERENCE_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/xinference-rs/test-models")
+        });
+    let files: Vec<String> = match std::env::var("XINFERENCE_BENCH_LLM_FILES") {
+        Ok(list) => list.split(',').map(|f| f.trim().to_string()).collect(),
+        Err(_) => [
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    let rounds: usize = std::env::var("XINFERENCE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    println!("| model | context tokens | decode tok/s (median of {rounds}) |");
+    println!("|---|---|---|");
+    for file in &files {
+        let path = models.join(file);
+        assert!(
+            path.exists(),
+            "{} is missing. Fix: run `python3 scripts/fetch-test-models.py`",
+            path.display()
+        );
+        let mut engine = LlmEngine::load_gguf(&path, None, &[], &[]).expect("load");
+        for context in [16, 1000] {
+            let mut runs: Vec<f64> = (0..rounds)
+                .map(|_| decode_tps(&mut engine, context))
+                .collect();
+            runs.sort_by(f64::total_cmp);
+            println!("| {file} | {context} | {:.1} |", runs[runs.len() / 2]);
+        }
+    }
+}

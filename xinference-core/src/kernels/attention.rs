@@ -1,0 +1,303 @@
+//! The two products of attention over an f16 KV cache, as llama.cpp's CPU backend computes them
+//! (without flash attention): query · key over f16 values (the query rounded to f16, as ggml
+//! rounds the `kq` product's f32 operand to its f16 `vec_dot_type`), and the f16-rounded
+//! attention weights times the f16 values. Both multiply two f16 numbers, whose product is
+//! exact in f32, and add in f32 in a fixed order: the AVX2/F16C kernels (chosen at run time, the
+//! tier of [`Tier::current`]) and the portable ones give the same bits.
+//!
+//! Rows are read in place from a cache laid out `[position][kv_head][head_dim]`: no copies for
+//! grouped-query attention, each key and value row converted once for every query head of its
+//! group.
+
+use super::quant::scalar::hsum8;
+use super::quant::Tier;
+use half::f16;
+
+/// Lanes of the fixed summation order of a dot product.
+const LANES: usize = 8;
+
+/// `out[j * n + t] = queries[j] · keys[t]` for the `queries.len() / dim` query rows and `n`
+/// key rows, key row `t` being `keys[t * stride..][..dim]`. Each product sums the lanes of
+/// eight-value chunks (the last one zero-padded), then the lanes ([`hsum8`]'s order). The
+/// queries must hold f16 values (for the products to be exact, and the tiers to agree).
+pub fn scores(queries: &[f32], dim: usize, keys: &[f16], stride: usize, out: &mut [f32]) {
+    let rows = queries.len() / dim;
+    let n = out.len() / rows.max(1);
+    assert!(rows * dim == queries.len() && rows * n == out.len());
+    if n == 0 {
+        return;
+    }
+    assert!((n - 1) * stride + dim <= keys.len(), "keys out of bounds");
+    #[cfg(target_arch = "x86_64")]
+    if Tier::current() >= Tier::Avx2 {
+        // SAFETY: the tier's features (AVX2, FMA, F16C) are on this CPU (`Tier::current` never
+        // exceeds `Tier::best`); the bounds were checked above.
+        unsafe { x86::scores(queries, dim, keys, stride, n, out) };
+        return;
+    }
+    scores_portable(queries, dim, keys, stride, n, out);
+}
+
+/// `out[j][d] += Σ_t weights[j * n + t] · values[t][d]` (summed over `t` in order) for the
+/// `out.len() / dim` weight rows of `n` values each, value row `t` being
+/// `values[t * stride..][..dim]`. The weights must hold f16 values.
+pub fn weighted_sum(weights: &[f32], values: &[f16], stride: usize, dim: usize, out: &mut [f32]) {
+    let rows = out.len() / dim;
+    let n = weights.len() / rows.max(1);
+    assert!(rows * dim == out.len() && rows * n == weights.len());
+    if n == 0 {
+        return;
+    }
+    assert!(
+        (n - 1) * stride + dim <= values.len(),
+        "values out of bounds"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if Tier::current() >= Tier::Avx2 {
+        // SAFETY: as in `scores`.
+        unsafe { x86::weighted_sum(weights, values, stride, dim, n, out) };
+        return;
+    }
+    weighted_sum_portable(weights, values, stride, dim, n, out);
+}
+
+/// [`scores`] in plain Rust (the definition of the numbers).
+fn scores_portable(
+    queries: &[f32],
+    dim: usize,
+    keys: &[f16],
+    stride: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    let mut key = vec![0f32; dim.div_ceil(LANES) * LANES];
+    for t in 0..n {
+        for (k, v) in key.iter_mut().zip(&keys[t * stride..t * stride + dim]) {
+            *k = v.to_f32();
+        }
+        for (j, q) in queries.chunks_exact(dim).enumerate() {
+            let mut acc = [0f32; LANES];
+            for (c, k) in key.chunks_exact(LANES).enumerate() {
+                for (l, (a, k)) in acc.iter_mut().zip(k).enumerate() {
+                    let qv = q.get(c * LANES + l).copied().unwrap_or(0.0);
+                    *a += qv * k;
+                }
+            }
+            out[j * n + t] = hsum8(acc);
+        }
+    }
+}
+
+/// [`weighted_sum`] in plain Rust (the definition of the numbers).
+fn weighted_sum_portable(
+    weights: &[f32],
+    values: &[f16],
+    stride: usize,
+    dim: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    let mut row = vec![0f32; dim];
+    for t in 0..n {
+        for (r, v) in row.iter_mut().zip(&values[t * stride..t * stride + dim]) {
+            *r = v.to_f32();
+        }
+        for (j, o) in out.chunks_exact_mut(dim).enumerate() {
+            let w = weights[j * n + t];
+            for (o, r) in o.iter_mut().zip(&row) {
+                *o += w * r;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{f16, LANES};
+    use std::arch::x86_64::*;
+
+    /// Eight f16 values at `p` as f32.
+    #[inline(always)]
+    unsafe fn load8(p: *const f16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+    }
+
+    /// The lanes' sum in [`super::hsum8`]'s order.
+    #[inline(always)]
+    unsafe fn hsum(a: __m256) -> f32 {
+        let t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        let u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+        _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)))
+    }
+
+    /// [`super::scores`] with AVX2, FMA and F16C (bounds checked by the caller).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn scores(
+        queries: &[f32],
+        dim: usize,
+        keys: &[f16],
+        stride: usize,
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let chunks = dim.div_ceil(LANES);
+        let padded = chunks * LANES;
+        // Zero-padded copies: the query rows, then each key row as f32.
+        let rows = queries.len() / dim;
+        let mut q = vec![0f32; rows * padded];
+        for (j, src) in queries.chunks_exact(dim).enumerate() {
+            q[j * padded..j * padded + dim].copy_from_slice(src);
+        }
+        let mut key = vec![0f32; padded];
+        let full = dim / LANES;
+        for t in 0..n {
+            let src = keys.as_ptr().add(t * stride);
+            for c in 0..full {
+                _mm256_storeu_ps(key.as_mut_ptr().add(c * LANES), load8(src.add(c * LANES)));
+            }
+            for (d, k) in key.iter_mut().enumerate().take(dim).skip(full * LANES) {
+                *k = (*src.add(d)).to_f32();
+            }
+            for j in 0..rows {
+                let qj = q.as_ptr().add(j * padded);
+                let mut acc = _mm256_setzero_ps();
+                for c in 0..chunks {
+                    acc = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(qj.add(c * LANES)),
+                        _mm256_loadu_ps(key.as_ptr().add(c * LANES)),
+                        acc,
+                    );
+                }
+                *out.get_unchecked_mut(j * n + t) = hsum(acc);
+            }
+        }
+    }
+
+    /// [`super::weighted_sum`] with AVX2, FMA and F16C (bounds checked by the caller): per
+    /// weight row, up to 64 output values at a time in registers.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn weighted_sum(
+        weights: &[f32],
+        values: &[f16],
+        stride: usize,
+        dim: usize,
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let full = dim / LANES;
+        for (j, o) in out.chunks_exact_mut(dim).enumerate() {
+            let w = &weights[j * n..(j + 1) * n];
+            let mut c = 0;
+            while c < full {
+                let take = (full - c).min(8);
+                match take {
+                    8 => block::<8>(w, values, stride, c, o),
+                    7 => block::<7>(w, values, stride, c, o),
+                    6 => block::<6>(w, values, stride, c, o),
+                    5 => block::<5>(w, values, stride, c, o),
+                    4 => block::<4>(w, values, stride, c, o),
+                    3 => block::<3>(w, values, stride, c, o),
+                    2 => block::<2>(w, values, stride, c, o),
+                    _ => block::<1>(w, values, stride, c, o),
+                }
+                c += take;
+            }
+            // The values past the last full chunk, one at a time (the same sums).
+            for (d, o) in o.iter_mut().enumerate().skip(full * LANES) {
+                let mut acc = *o;
+                for (t, &wt) in w.iter().enumerate() {
+                    acc += wt * (*values.as_ptr().add(t * stride + d)).to_f32();
+                }
+                *o = acc;
+            }
+        }
+    }
+
+    /// `C` chunks of eight output values from chunk `first` on, accumulated in registers.
+    #[inline(always)]
+    unsafe fn block<const C: usize>(
+        w: &[f32],
+        values: &[f16],
+        stride: usize,
+        first: usize,
+        o: &mut [f32],
+    ) {
+        let mut acc = [_mm256_setzero_ps(); C];
+        for (c, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_loadu_ps(o.as_ptr().add((first + c) * LANES));
+        }
+        let base = values.as_ptr().add(first * LANES);
+        for (t, &wt) in w.iter().enumerate() {
+            let wt = _mm256_set1_ps(wt);
+            let row = base.add(t * stride);
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(wt, load8(row.add(c * LANES)), *a);
+            }
+        }
+        for (c, a) in acc.iter().enumerate() {
+            _mm256_storeu_ps(o.as_mut_ptr().add((first + c) * LANES), *a);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pseudo-random f16 values in about ±2.
+    fn values(n: usize, seed: u32) -> Vec<f16> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                f16::from_f32((s % 4001) as f32 / 1000.0 - 2.0)
+            })
+            .collect()
+    }
+
+    /// Every tier gives the bits of the portable kernels, for head sizes with and without a
+    /// partial chunk, and the products are the exact sums up to f32 rounding.
+    #[test]
+    fn tiers_agree_with_the_portable_kernels() {
+        for dim in [4, 8, 20, 64, 72, 128, 256] {
+            let (rows, n, stride) = (3, 37, dim * 2 + 8);
+            let keys = values(n * stride, dim as u32);
+            let queries: Vec<f32> = values(rows * dim, 7).iter().map(|v| v.to_f32()).collect();
+            let mut fast = vec![0f32; rows * n];
+            scores(&queries, dim, &keys[dim..], stride, &mut fast);
+            let mut slow = vec![0f32; rows * n];
+            scores_portable(&queries, dim, &keys[dim..], stride, n, &mut slow);
+            assert_eq!(fast, slow, "scores, dim {dim}");
+            for j in 0..rows {
+                for t in 0..n {
+                    let exact: f64 = (0..dim)
+                        .map(|d| {
+                            queries[j * dim + d] as f64 * keys[dim + t * stride + d].to_f32() as f64
+                        })
+                        .sum();
+                    assert!((fast[j * n + t] as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs()));
+                }
+            }
+            let weights: Vec<f32> = values(rows * n, 3).iter().map(|v| v.to_f32()).collect();
+            let start: Vec<f32> = values(rows * dim, 5).iter().map(|v| v.to_f32()).collect();
+            let (mut fast, mut slow) = (start.clone(), start.clone());
+            weighted_sum(&weights, &keys[dim..], stride, dim, &mut fast);
+            weighted_sum_portable(&weights, &keys[dim..], stride, dim, n, &mut slow);
+            assert_eq!(fast, slow, "weighted sums, dim {dim}");
+            for j in 0..rows {
+                for d in 0..dim {
+                    let exact: f64 = start[j * dim + d] as f64
+                        + (0..n)
+                            .map(|t| {
+                                weights[j * n + t] as f64
+                                    * keys[dim + t * stride + d].to_f32() as f64
+                            })
+                            .sum::<f64>();
+                    assert!((fast[j * dim + d] as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Attention of one sequence's rows over its own KV cache, with llama.cpp's CPU rounding
+//! (its default, without flash attention): keys (after rotary) and values stored in f16
+//! ([`LayerKv`]); each query rounded to f16 for `q · k` (ggml converts the product's f32
+//! operand to f16) with f32 sums; the scale, the causal and sliding-window masks, the
+//! attention sink and the softmax in f32; the attention weights rounded to f16 for
+//! `weights · v`. Grouped-query heads read their key/value head in place (no `repeat_kv`
+//! copies). Every query row is computed on its own, over exactly the keys it sees, so a
+//! prompt fed in parts, a prompt after a cached prefix and a batched decode step give the bits
+//! of the sequence run alone.
+
+use super::{GgufDecoder, Layer};
+use crate::kernels::attention::{scores, weighted_sum};
+use crate::llm::model::LayerKv;
+use crate::Result;
+use candle_core::{Device, Tensor};
+use half::f16;
+use rayon::prelude::*;
+
+/// From this many multiply-adds (query rows × keys × head size × heads) a pass's attention
+/// is spread over the compute threads.
+const PARALLEL_WORK: usize = 1 << 17;
+
+/// The positions a query at `query` sees among keys held from `first` on: itself and those
+/// before it, and with a `window` only the last `window` positions (llama.cpp's standard
+/// window, Hugging Face's `q - k < sliding_window`).
+pub(super) fn visible(query: usize, first: usize, window: Option<usize>) -> std::ops::Range<usize> {
+    let start = match window {
+        Some(w) => (query + 1).saturating_sub(w).max(first),
+        None => first,
+    };
+    start..query + 1
+}
+
+/// `values` rounded to f16 and back.
+fn round_f16(values: &mut [f32]) {
+    for v in values {
+        *v = f16::from_f32(*v).to_f32();
+    }
+}
+
+impl GgufDecoder {
+    /// Attention of one sequence's `s` rows at `position` in block `layer`: `q`, `k`, `v` are
+    /// `[1, s, heads * head_dim]` projections; `cache` (its keys and values before `position`)
+    /// is extended, then trimmed to a sliding window. Returns `[1, s, heads * head_dim]`.
+    pub(super) fn attend(
+        &self,
+        layer: &Layer,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        position: usize,
+        cache: &mut Option<LayerKv>,
+    ) -> Result<Tensor> {
+        let (heads, kv_heads, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let s = q.dim(1)?;
+        let eps = self.eps;
+        let norm = |x: &Tensor, w: &Option<Tensor>| -> candle_core::Result<Tensor> {
+            match w {
+                Some(w) => candle_nn::ops::rms_norm(x, w, eps),
+                None => Ok(x.clone()),
+            }
+        };
+        let rope = &self.ropes[layer.rope];
+        let cos = rope.cos.narrow(0, position, s)?;
+        let sin = rope.sin.narrow(0, position, s)?;
+        let split = |t: &Tensor, n: usize| -> candle_core::Result<Tensor> {
+            t.reshape((1, s, n, hd))?.transpose(1, 2)?.contiguous()
+        };
+        // Back to `[s][n][hd]` rows.
+        let rows = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
+            t.transpose(1, 2)?.flatten_all()?.to_vec1::<f32>()
+        };
+        let q = norm(&split(q, heads)?, &layer.q_norm)?;
+        let k = norm(&split(k, kv_heads)?, &layer.k_norm)?;
+        let mut q = rows(&self.rotate(&q, &cos, &sin)?)?;
+        let k = rows(&self.rotate(&k, &cos, &sin)?)?;
+        let v = v.flatten_all()?.to_vec1::<f32>()?;
+        // Gemma scales the queries before the product (llama.cpp's graph), the others the
+        // products in the softmax.
+        let scale = self.family.attn_scale as f32;
+        let scale = if self.family.scale_queries {
+            q.iter_mut().for_each(|x| *x *= scale);
+            1.0
+        } else {
+            scale
+        };
+        round_f16(&mut q);
+        // A new sequence (or a cache that does not end where this continues) starts empty.
+        if !matches!(cache, Some(kv) if position > 0 && kv.held() <= position) {
+            *cache = Some(LayerKv::new(kv_heads * hd));
+        }
+        let Some(kv) = cache.as_mut() else {
+            unreachable!("set above")
+        };
+        kv.append(&k, &v);
+        // Keys held: positions first..position + s.
+        let first = position + s - kv.held();
+        let sinks = layer
+            .sinks
+            .as_ref()
+            .map(|t| t.to_vec1::<f32>())
+            .transpose()?;
+        let group = heads / kv_heads;
+        let window = layer.window;
+        let held: &LayerKv = kv;
+        let mut out = vec![0f32; s * heads * hd];
+        let item = |(index, out): (usize, &mut [f32])| {
+            let (row, g) = (index / kv_heads, index % kv_heads);
+            let query = position + row;
+            let keys = visible(query, first, window);
+            let queries = &q[(row * heads + g * group) * hd..][..group * hd];
+            let sinks = sinks.as_ref().map(|s| &s[g * group..(g + 1) * group]);
+            attend_group(
+                held,
+                (g * hd, hd),
+                keys.start - first..keys.end - first,
+                queries,
+                scale,
+                sinks,
+                out,
+            );
+        };
+        let work = s * heads * hd * (position + s - first);
+        if work >= PARALLEL_WORK && crate::kernels::threads() > 1 {
+            out.par_chunks_mut(group * hd).enumerate().for_each(item);
+        } else {
+            out.chunks_mut(group * hd).enumerate().for_each(item);
+        }
+        // A sliding-window layer drops the keys no later query sees (now and then).
+        if let Some(w) = layer.window {
+            kv.trim_to(w);
+        }
+        Ok(Tensor::from_vec(out, (1, s, heads * hd), &Device::Cpu)?)
+    }
+}
+
+/// One query row's heads of one key/value group: `queries` (`group` rows of `hd`, f16 values)
+/// over the held positions `keys` of `kv` (the group's head at `offset` in each row), with
+/// per-head `sinks` logits, into `out` (`group` rows of `hd`).
+fn attend_group(
+    kv: &LayerKv,
+    (offset, hd): (usize, usize),
+    keys: std::ops::Range<usize>,
+    queries: &[f32],
+    scale: f32,
+    sinks: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let (row, n) = (kv.row(), keys.len());
+    let group = queries.len() / hd;
+    let at = keys.start * row + offset;
+    let mut w = vec![0f32; group * n];
+    scores(queries, hd, &kv.keys()[at..], row, &mut w);
+    for (j, w) in w.chunks_exact_mut(n).enumerate() {
+        let sink = sinks.map(|s| s[j]);
+        let mut max = f32::NEG_INFINITY;
+        for x in w.iter_mut() {
+            *x *= scale;
+            max = max.max(*x);
+        }
+        if let Some(sink) = sink {
+            max = max.max(sink);
+        }
+        let mut sum = 0f64;
+        for x in w.iter_mut() {
+            *x = (*x - max).exp();
+            sum += *x as f64;
+        }
+        if let Some(sink) = sink {
+            sum += (sink - max).exp() as f64;
+        }
+        let inv = (1.0 / sum) as f32;
+        for x in w.iter_mut() {
+            *x = f16::from_f32(*x * inv).to_f32();
+        }
+    }
+    weighted_sum(&w, &kv.values()[at..], row, hd, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible;
+
+    /// A sliding-window query sees itself and the `window - 1` positions before it; a global
+    /// one sees all before it that are held.
+    #[test]
+    fn sliding_windows_hide_what_is_too_far_back() {
+        assert_eq!(visible(3, 0, Some(2)), 2..4);
+        assert_eq!(visible(0, 0, Some(2)), 0..1);
+        assert_eq!(visible(2, 0, None), 0..3);
+        // A decode step over a cache that kept an older key than the window needs.
+        assert_eq!(visible(10, 7, Some(3)), 8..11);
+        assert_eq!(visible(11, 7, Some(3)), 9..12);
+        assert_eq!(visible(10, 7, None), 7..11);
+    }
+}
