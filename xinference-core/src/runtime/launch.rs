@@ -71,6 +71,19 @@ impl Runtime {
                 "Invalid input. Please specify the model name",
             ));
         }
+        // Strings that name cache folders and files are plain names (registry::paths), checked
+        // before anything else; only a registered spec's own strings ever become paths.
+        let plain = crate::registry::check_plain_name;
+        plain("model_name", &request.model_name)?;
+        for (field, value) in [
+            ("model_uid", &request.model_uid),
+            ("model_format", &request.model_format),
+            ("quantization", &request.quantization),
+        ] {
+            if let Some(value) = value {
+                plain(field, value)?;
+            }
+        }
         let model_type: ModelType = request.model_type.as_deref().unwrap_or("LLM").parse()?;
         let size = request
             .model_size_in_billions
