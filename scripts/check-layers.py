@@ -39,6 +39,8 @@ ALLOWED_STATUS = {
     ("xinference-server/src/routes/mod.rs", "StatusCode::METHOD_NOT_ALLOWED"),
     # 304 is a cache answer to If-None-Match, not an error: the web UI's files (ETag).
     ("xinference-server/src/ui.rs", "StatusCode::NOT_MODIFIED"),
+    # 201 is a success, Xinference's answer to POST /v1/admin/users, not an error.
+    ("xinference-server/src/routes/users.rs", "StatusCode::CREATED"),
 }
 
 

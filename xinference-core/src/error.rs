@@ -17,6 +17,8 @@ pub enum ErrorKind {
     Forbidden,
     /// The named model, uid, registration or file does not exist (HTTP 404).
     NotFound,
+    /// The request conflicts with what exists: e.g. a user name already taken (HTTP 409).
+    Conflict,
     /// The request body is larger than the server accepts (HTTP 413).
     PayloadTooLarge,
     /// The body parsed but a field has the wrong type or value (HTTP 422).
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => 401,
             ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Unprocessable => 422,
             ErrorKind::Overloaded => 429,
@@ -58,6 +61,7 @@ impl ErrorKind {
             401 => ErrorKind::Unauthorized,
             403 => ErrorKind::Forbidden,
             404 => ErrorKind::NotFound,
+            409 => ErrorKind::Conflict,
             413 => ErrorKind::PayloadTooLarge,
             422 => ErrorKind::Unprocessable,
             429 => ErrorKind::Overloaded,

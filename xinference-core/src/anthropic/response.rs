@@ -95,6 +95,7 @@ pub fn error_status(kind: ErrorKind) -> (u16, &'static str) {
         ErrorKind::Unauthorized => "authentication_error",
         ErrorKind::Forbidden => "permission_error",
         ErrorKind::NotFound => "not_found_error",
+        ErrorKind::Conflict => "invalid_request_error",
         ErrorKind::PayloadTooLarge => "request_too_large",
         ErrorKind::Overloaded => "rate_limit_error",
         ErrorKind::NotReady => "overloaded_error",

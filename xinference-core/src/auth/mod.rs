@@ -6,18 +6,21 @@
 //! - [`secret`]: password hashes (argon2), API keys and their digests;
 //! - [`token`]: JWT access tokens (HS256);
 //! - [`config`]: the auth config file;
-//! - [`store`]: the database.
+//! - [`store`]: the database;
+//! - `users.rs`: user management (Xinference's `/v1/admin/users` routes).
 
 pub mod config;
 pub mod scopes;
 pub mod secret;
 pub mod store;
 pub mod token;
+mod users;
 
 use crate::{Error, ErrorKind, Result};
 pub use config::AuthConfigFile;
 use std::path::Path;
-pub use store::{AuthStore, KeyInfo};
+pub use store::{AuthStore, KeyInfo, UserInfo};
+pub use users::{UserUpdate, MIN_PASSWORD_CHARS};
 
 /// Who a request comes from, once its credential checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +185,7 @@ impl Auth {
         let row = self
             .store
             .user(&claims.sub)?
+            .filter(|row| row.info.enabled && claims.iat >= row.tokens_after)
             .ok_or_else(|| unauthorized("Invalid or expired refresh token"))?;
         self.store
             .revoke_refresh(&claims.jti, claims.exp, token::now_secs())?;
@@ -189,7 +193,7 @@ impl Auth {
             access_token: token::issue(
                 &self.secret,
                 &claims.sub,
-                &row.scopes,
+                &row.info.permissions,
                 self.expire_minutes,
             )?,
             refresh_token: token::issue_refresh(&self.secret, &claims.sub, REFRESH_TOKEN_DAYS)?,
@@ -216,15 +220,23 @@ impl Auth {
             .map_or(self.dummy_hash.as_str(), |r| r.password_hash.as_str());
         let matches = secret::verify_password(password, hash);
         match row {
-            Some(row) if matches => {
-                token::issue(&self.secret, user, &row.scopes, self.expire_minutes)
+            Some(row) if matches && !row.info.enabled => {
+                Err(Error::forbidden(format!("The user {user} is disabled")))
             }
+            Some(row) if matches => token::issue(
+                &self.secret,
+                user,
+                &row.info.permissions,
+                self.expire_minutes,
+            ),
             _ => Err(unauthorized("Incorrect username or password")),
         }
     }
 
     /// Who `credential` (an access token or an API key) is; a 401 when it is none of ours,
-    /// expired or revoked. Blocks (a database lookup for keys).
+    /// expired or revoked, or its user has been deleted or disabled (or, for a token, has
+    /// changed password since). Its scopes are those it was given that its user still holds.
+    /// Blocks (a database lookup).
     pub fn authenticate(&self, credential: &str) -> Result<Principal> {
         let credential = credential.trim();
         if credential.is_empty() {
@@ -232,20 +244,32 @@ impl Auth {
         }
         if credential.matches('.').count() == 2 && !credential.starts_with("xf-") {
             let claims = token::verify(&self.secret, credential)?;
+            let owner = self
+                .store
+                .user(&claims.sub)?
+                .filter(|row| row.info.enabled && claims.iat >= row.tokens_after)
+                .ok_or_else(|| unauthorized("Token no longer valid: log in again"))?;
             return Ok(Principal {
                 user: claims.sub,
-                scopes: claims.scopes,
+                scopes: held(claims.scopes, &owner.info.permissions),
                 key_id: None,
                 models: None,
             });
         }
         match self.store.find_key(credential)? {
-            Some(k) if !k.revoked => Ok(Principal {
-                user: k.owner,
-                scopes: k.scopes,
-                key_id: Some(k.id),
-                models: k.model_permissions,
-            }),
+            Some(k) if !k.revoked => {
+                let owner = self
+                    .store
+                    .user(&k.owner)?
+                    .filter(|row| row.info.enabled)
+                    .ok_or_else(|| unauthorized("API key of a deleted or disabled user"))?;
+                Ok(Principal {
+                    user: k.owner,
+                    scopes: held(k.scopes, &owner.info.permissions),
+                    key_id: Some(k.id),
+                    models: k.model_permissions,
+                })
+            }
             Some(_) => Err(unauthorized("API key has been revoked")),
             None => Err(unauthorized("Invalid API key")),
         }
@@ -319,6 +343,15 @@ impl Auth {
             ..key
         })
     }
+}
+
+/// The scopes of `given` that `owner`'s scopes still allow (a token or key never holds more
+/// than its user does now).
+fn held(given: Vec<String>, owner: &[String]) -> Vec<String> {
+    given
+        .into_iter()
+        .filter(|s| scopes::normalize(s).is_some_and(|n| scopes::allows(owner, n)))
+        .collect()
 }
 
 #[cfg(test)]

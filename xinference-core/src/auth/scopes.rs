@@ -15,6 +15,8 @@ pub const MODELS_REGISTER: &str = "models:register";
 pub const KEYS_CREATE: &str = "keys:create";
 /// List and revoke API keys.
 pub const KEYS_MANAGE: &str = "keys:manage";
+/// Create, list, change and delete users.
+pub const USERS_MANAGE: &str = "users:manage";
 /// List the model cache.
 pub const CACHE_LIST: &str = "cache:list";
 /// Delete from the model cache.
@@ -29,7 +31,7 @@ pub const ALL: &[&str] = &[
     MODELS_REGISTER,
     KEYS_CREATE,
     KEYS_MANAGE,
-    "users:manage",
+    USERS_MANAGE,
     CACHE_LIST,
     CACHE_DELETE,
     "virtualenv:list",

@@ -43,8 +43,32 @@ pub(crate) struct ConfigUser {
 
 /// A user row.
 pub(crate) struct UserRow {
+    pub info: UserInfo,
     pub password_hash: String,
-    pub scopes: Vec<String>,
+    /// Tokens issued before this time (seconds since the Unix epoch) are refused: set when the
+    /// password changes.
+    pub tokens_after: u64,
+}
+
+/// A user as listed (never the password hash), in the shape of Xinference's
+/// `GET /v1/admin/users`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UserInfo {
+    /// The user's id (for the `/v1/admin/users/{id}` routes).
+    pub id: i64,
+    /// The login name.
+    pub username: String,
+    /// `config` (from the auth config file, which replaces them at each start) or `api`
+    /// (created through `POST /v1/admin/users`).
+    pub source: String,
+    /// Disabled users can neither log in nor use their tokens and keys.
+    pub enabled: bool,
+    /// Always false (Xinference's field; passwords are set by whoever creates the user).
+    pub must_change_password: bool,
+    /// The user's scopes.
+    pub permissions: Vec<String>,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_at: u64,
 }
 
 /// The open database.
@@ -71,7 +95,10 @@ impl AuthStore {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              CREATE TABLE IF NOT EXISTS users (
-                 username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, scopes TEXT NOT NULL);
+                 username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, scopes TEXT NOT NULL,
+                 id INTEGER, source TEXT NOT NULL DEFAULT 'config',
+                 enabled INTEGER NOT NULL DEFAULT 1, created INTEGER NOT NULL DEFAULT 0,
+                 tokens_after INTEGER NOT NULL DEFAULT 0);
              CREATE TABLE IF NOT EXISTS api_keys (
                  id TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
                  name TEXT, owner TEXT NOT NULL, scopes TEXT NOT NULL, created INTEGER NOT NULL,
@@ -83,6 +110,18 @@ impl AuthStore {
         // Databases from before per-model permissions get the column (an error says it is
         // already there).
         let _ = conn.execute("ALTER TABLE api_keys ADD COLUMN models TEXT", []);
+        // Databases from before user management get its columns, and their users ids.
+        for column in [
+            "id INTEGER",
+            "source TEXT NOT NULL DEFAULT 'config'",
+            "enabled INTEGER NOT NULL DEFAULT 1",
+            "created INTEGER NOT NULL DEFAULT 0",
+            "tokens_after INTEGER NOT NULL DEFAULT 0",
+        ] {
+            let _ = conn.execute(&format!("ALTER TABLE users ADD COLUMN {column}"), []);
+        }
+        conn.execute("UPDATE users SET id = rowid WHERE id IS NULL", [])
+            .map_err(db_err)?;
         Ok(AuthStore {
             conn: Mutex::new(conn),
         })
@@ -140,12 +179,30 @@ impl AuthStore {
         Ok(value)
     }
 
-    /// Replaces the users and the config file's keys with `users`. Keys created through the
-    /// API stay.
+    /// Replaces the config file's users and keys with `users` (a user of the file keeps its
+    /// id; one created through the API with the same name becomes the file's). Users and keys
+    /// created through the API stay.
     pub(crate) fn replace_config_users(&self, users: &[ConfigUser], now: u64) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db_err)?;
-        tx.execute("DELETE FROM users", []).map_err(db_err)?;
+        let stale: Vec<String> = {
+            let mut stmt = tx
+                .prepare("SELECT username FROM users WHERE source = 'config'")
+                .map_err(db_err)?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            names
+                .into_iter()
+                .filter(|n| !users.iter().any(|u| &u.name == n))
+                .collect()
+        };
+        for name in stale {
+            tx.execute("DELETE FROM users WHERE username = ?1", [name])
+                .map_err(db_err)?;
+        }
         tx.execute("DELETE FROM api_keys WHERE source = 'config'", [])
             .map_err(db_err)?;
         for ConfigUser {
@@ -156,8 +213,11 @@ impl AuthStore {
         } in users
         {
             tx.execute(
-                "INSERT INTO users (username, password_hash, scopes) VALUES (?1, ?2, ?3)",
-                params![name, hash, scopes_json(scopes)],
+                "INSERT INTO users (username, password_hash, scopes, id, source, enabled, created)
+                 VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(id), 0) + 1 FROM users), 'config', 1, ?4)
+                 ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash,
+                     scopes = excluded.scopes, source = 'config', enabled = 1",
+                params![name, hash, scopes_json(scopes), now as i64],
             )
             .map_err(db_err)?;
             for (digest, prefix) in keys {
@@ -176,17 +236,108 @@ impl AuthStore {
     pub(crate) fn user(&self, name: &str) -> Result<Option<UserRow>> {
         self.conn()
             .query_row(
-                "SELECT password_hash, scopes FROM users WHERE username = ?1",
+                &format!("{SELECT_USERS} WHERE username = ?1"),
                 [name],
-                |r| {
-                    Ok(UserRow {
-                        password_hash: r.get(0)?,
-                        scopes: scopes_of(r.get(1)?),
-                    })
-                },
+                user_row,
             )
             .optional()
             .map_err(db_err)
+    }
+
+    /// The user with id `id`, if any.
+    pub(crate) fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
+        self.conn()
+            .query_row(&format!("{SELECT_USERS} WHERE id = ?1"), [id], user_row)
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Every user, by id.
+    pub fn list_users(&self) -> Result<Vec<UserInfo>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!("{SELECT_USERS} ORDER BY id"))
+            .map_err(db_err)?;
+        let rows = stmt.query_map([], user_row).map_err(db_err)?;
+        rows.map(|r| r.map(|row| row.info))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err)
+    }
+
+    /// Stores a new user created through the API; a 409 when the name is taken.
+    pub(crate) fn insert_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        scopes: &[String],
+        now: u64,
+    ) -> Result<UserInfo> {
+        let conn = self.conn();
+        let inserted = conn
+            .execute(
+                "INSERT OR IGNORE INTO users (username, password_hash, scopes, id, source, enabled, created)
+                 VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(id), 0) + 1 FROM users), 'api', 1, ?4)",
+                params![name, password_hash, scopes_json(scopes), now as i64],
+            )
+            .map_err(db_err)?;
+        if inserted == 0 {
+            return Err(Error::new(
+                crate::ErrorKind::Conflict,
+                format!("User {name} already exists"),
+            ));
+        }
+        conn.query_row(
+            &format!("{SELECT_USERS} WHERE username = ?1"),
+            [name],
+            user_row,
+        )
+        .map(|row| row.info)
+        .map_err(db_err)
+    }
+
+    /// Changes what is given of user `id`: enabled, scopes, password hash (with the time
+    /// before which its tokens are refused).
+    pub(crate) fn update_user(
+        &self,
+        id: i64,
+        enabled: Option<bool>,
+        scopes: Option<&[String]>,
+        password: Option<(&str, u64)>,
+    ) -> Result<()> {
+        let conn = self.conn();
+        if let Some(enabled) = enabled {
+            conn.execute(
+                "UPDATE users SET enabled = ?2 WHERE id = ?1",
+                params![id, enabled as i64],
+            )
+            .map_err(db_err)?;
+        }
+        if let Some(scopes) = scopes {
+            conn.execute(
+                "UPDATE users SET scopes = ?2 WHERE id = ?1",
+                params![id, scopes_json(scopes)],
+            )
+            .map_err(db_err)?;
+        }
+        if let Some((hash, tokens_after)) = password {
+            conn.execute(
+                "UPDATE users SET password_hash = ?2, tokens_after = ?3 WHERE id = ?1",
+                params![id, hash, tokens_after as i64],
+            )
+            .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes user `name` and revokes its keys.
+    pub(crate) fn delete_user(&self, name: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_err)?;
+        tx.execute("DELETE FROM users WHERE username = ?1", [name])
+            .map_err(db_err)?;
+        tx.execute("UPDATE api_keys SET revoked = 1 WHERE owner = ?1", [name])
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)
     }
 
     /// Stores a new key (by its digest), limited to `models` when given, and returns its
@@ -262,6 +413,25 @@ impl AuthStore {
             .map_err(db_err)?;
         Ok(n > 0)
     }
+}
+
+const SELECT_USERS: &str =
+    "SELECT id, username, source, enabled, scopes, created, password_hash, tokens_after FROM users";
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        info: UserInfo {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            source: r.get(2)?,
+            enabled: r.get::<_, i64>(3)? != 0,
+            must_change_password: false,
+            permissions: scopes_of(r.get(4)?),
+            created_at: r.get::<_, i64>(5)?.max(0) as u64,
+        },
+        password_hash: r.get(6)?,
+        tokens_after: r.get::<_, i64>(7)?.max(0) as u64,
+    })
 }
 
 const SELECT_KEYS: &str =

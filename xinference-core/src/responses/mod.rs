@@ -273,6 +273,7 @@ pub fn error_type(kind: ErrorKind) -> (u16, &'static str, Option<&'static str>) 
         ErrorKind::Unauthorized => ("invalid_request_error", Some("invalid_api_key")),
         ErrorKind::Forbidden => ("invalid_request_error", None),
         ErrorKind::NotFound => ("invalid_request_error", Some("not_found")),
+        ErrorKind::Conflict => ("invalid_request_error", Some("conflict")),
         ErrorKind::PayloadTooLarge => ("invalid_request_error", Some("request_too_large")),
         ErrorKind::Overloaded => ("rate_limit_error", Some("rate_limit_exceeded")),
         ErrorKind::NotImplemented => ("invalid_request_error", Some("not_implemented")),

@@ -71,6 +71,7 @@ impl Runtime {
                 "Invalid input. Please specify the model name",
             ));
         }
+        check_names(request)?;
         let model_type: ModelType = request.model_type.as_deref().unwrap_or("LLM").parse()?;
         let size = request
             .model_size_in_billions
@@ -448,4 +449,22 @@ fn check_n_gpu(v: Option<&Value>) -> Result<()> {
             "n_gpu {other} cannot be served: this build runs models on the CPU (use \"auto\" or null)"
         ))),
     }
+}
+
+/// The request's strings that name cache folders and files are plain names
+/// (`registry::paths`), checked before anything else: a 400 naming the field. Only a
+/// registered spec's own (validated) strings ever become paths.
+fn check_names(request: &LaunchRequest) -> Result<()> {
+    let plain = crate::registry::check_plain_name;
+    plain("model_name", &request.model_name)?;
+    for (field, value) in [
+        ("model_uid", &request.model_uid),
+        ("model_format", &request.model_format),
+        ("quantization", &request.quantization),
+    ] {
+        if let Some(value) = value {
+            plain(field, value)?;
+        }
+    }
+    Ok(())
 }

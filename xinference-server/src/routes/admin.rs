@@ -3,9 +3,10 @@
 use super::AppState;
 use crate::error::ApiResult;
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use xinference_core::auth::Principal;
 use xinference_core::hub::list_cached;
 
 /// `GET /status`: uptime and the (single, in-process) worker.
@@ -58,8 +59,17 @@ fn memory() -> (Option<u64>, Option<u64>) {
 }
 
 /// `GET /v1/cluster/info`: the nodes (here one, serving everything) as Xinference lists them,
-/// with this build's version, SIMD features and compute threads, CPUs, memory and models.
-pub async fn cluster_info(State(rt): State<AppState>) -> ApiResult<Json<Value>> {
+/// with this build's version, SIMD features and compute threads, CPUs, memory and models (as
+/// many as the caller may see: a key limited to some models counts only those).
+pub async fn cluster_info(
+    State(rt): State<AppState>,
+    principal: Option<Extension<Principal>>,
+) -> ApiResult<Json<Value>> {
+    let models = rt
+        .list_models()
+        .keys()
+        .filter(|uid| super::models::visible(&principal, uid))
+        .count();
     let (mem_total, mem_available) = tokio::task::spawn_blocking(memory)
         .await
         .map_err(|e| xinference_core::Error::internal(e.to_string()))?;
@@ -75,7 +85,7 @@ pub async fn cluster_info(State(rt): State<AppState>) -> ApiResult<Json<Value>> 
         "mem_used": mem_total.zip(mem_available).map(|(t, a)| t.saturating_sub(a)),
         "gpu_count": 0,
         "gpu_vram_total": 0,
-        "models": rt.list_models().len(),
+        "models": models,
         "uptime": rt.uptime_secs(),
     }])))
 }

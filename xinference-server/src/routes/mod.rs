@@ -11,11 +11,12 @@ mod models;
 mod registrations;
 mod rerank;
 mod responses;
+mod users;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use tracing::Level;
 use xinference_core::auth::scopes::Requirement::{self, Public, Scope};
 use xinference_core::auth::scopes::{
     ADMIN, CACHE_LIST, KEYS_CREATE, KEYS_MANAGE, MODELS_LIST, MODELS_READ, MODELS_REGISTER,
-    MODELS_WRITE,
+    MODELS_WRITE, USERS_MANAGE,
 };
 use xinference_core::{Error, Runtime};
 
@@ -43,7 +44,7 @@ pub type AppState = Arc<Runtime>;
 /// One served route: its method (lower case, as OpenAPI writes it), its path (axum's
 /// `{param}` syntax), the credential it needs when auth is on, and its handler.
 pub struct Route {
-    /// `get`, `post` or `delete`.
+    /// `get`, `post`, `put` or `delete`.
     pub method: &'static str,
     /// The path pattern.
     pub path: &'static str,
@@ -96,6 +97,48 @@ pub const ROUTES: &[Route] = &[
         "/v1/admin/keys/{key_id}",
         Scope(KEYS_MANAGE),
         || delete(auth::revoke_key),
+    ),
+    route("get", "/v1/admin/users", Scope(USERS_MANAGE), || {
+        get(users::list)
+    }),
+    route("post", "/v1/admin/users", Scope(USERS_MANAGE), || {
+        post(users::create)
+    }),
+    route(
+        "get",
+        "/v1/admin/users/{user_id}",
+        Scope(USERS_MANAGE),
+        || get(users::get_one),
+    ),
+    route(
+        "put",
+        "/v1/admin/users/{user_id}",
+        Scope(USERS_MANAGE),
+        || put(users::update),
+    ),
+    route(
+        "delete",
+        "/v1/admin/users/{user_id}",
+        Scope(USERS_MANAGE),
+        || delete(users::delete),
+    ),
+    route(
+        "put",
+        "/v1/admin/users/{user_id}/password",
+        Scope(USERS_MANAGE),
+        || put(users::password),
+    ),
+    route(
+        "get",
+        "/v1/admin/users/{user_id}/permissions",
+        Scope(USERS_MANAGE),
+        || get(users::permissions),
+    ),
+    route(
+        "put",
+        "/v1/admin/users/{user_id}/permissions",
+        Scope(USERS_MANAGE),
+        || put(users::set_permissions),
     ),
     route("get", "/v1/cache/models", Scope(CACHE_LIST), || {
         get(admin::cached_models)
@@ -404,6 +447,11 @@ mod tests {
         assert_eq!(
             needs("DELETE", "/v1/admin/keys/{key_id}"),
             Scope(KEYS_MANAGE)
+        );
+        assert_eq!(needs("GET", "/v1/admin/users"), Scope(USERS_MANAGE));
+        assert_eq!(
+            needs("PUT", "/v1/admin/users/{user_id}/password"),
+            Scope(USERS_MANAGE)
         );
         assert_eq!(needs("GET", "/metrics"), Public);
         assert_eq!(needs("POST", "/v1/auth/refresh"), Public);
