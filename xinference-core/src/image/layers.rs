@@ -310,3 +310,79 @@ impl SpatialTransformer {
         tensor(out, &[n, c, h, w])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::ops::tests::{builder, values};
+
+    /// Attention over more queries than one block holds matches softmax(q kᵀ / √d) v per
+    /// head, computed directly.
+    #[test]
+    fn blocked_attention_matches_the_direct_formula() {
+        let (n, t, tk, dim, cdim, heads) = (2, QUERY_BLOCK + 45, 7, 8, 6, 2);
+        let vb = builder(&[
+            ("to_q.weight", vec![dim, dim], 1),
+            ("to_k.weight", vec![dim, cdim], 2),
+            ("to_v.weight", vec![dim, cdim], 3),
+            ("to_out.0.weight", vec![dim, dim], 4),
+            ("to_out.0.bias", vec![dim], 5),
+        ]);
+        let attention = Attention::new(vb, dim, cdim, heads).unwrap();
+        let x = values(n * t * dim, 6);
+        let context = values(n * tk * cdim, 7);
+        let residual = values(n * t * dim, 8);
+        let got = attention.forward(&x, &context, n, &residual);
+        let project = |w: &[f32], rows: &[f32], k: usize| -> Vec<f32> {
+            rows.chunks(k)
+                .flat_map(|r| {
+                    w.chunks(k)
+                        .map(|wr| wr.iter().zip(r).map(|(a, b)| a * b).sum::<f32>())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let q = project(&values(dim * dim, 1), &x, dim);
+        let k = project(&values(dim * cdim, 2), &context, cdim);
+        let v = project(&values(dim * cdim, 3), &context, cdim);
+        let d = dim / heads;
+        let mut ctx = vec![0f32; n * t * dim];
+        for b in 0..n {
+            for h in 0..heads {
+                for i in 0..t {
+                    let qi = &q[(b * t + i) * dim + h * d..][..d];
+                    let scores: Vec<f32> = (0..tk)
+                        .map(|j| {
+                            let kj = &k[(b * tk + j) * dim + h * d..][..d];
+                            qi.iter().zip(kj).map(|(a, c)| a * c).sum::<f32>() / (d as f32).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let e: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let total: f32 = e.iter().sum();
+                    for (j, p) in e.iter().enumerate() {
+                        for c in 0..d {
+                            ctx[(b * t + i) * dim + h * d + c] +=
+                                p / total * v[(b * tk + j) * dim + h * d + c];
+                        }
+                    }
+                }
+            }
+        }
+        let out_w = values(dim * dim, 4);
+        let out_b = values(dim, 5);
+        for (row, (c, r)) in ctx.chunks(dim).zip(residual.chunks(dim)).enumerate() {
+            for o in 0..dim {
+                let want = out_b[o]
+                    + r[o]
+                    + out_w[o * dim..][..dim]
+                        .iter()
+                        .zip(c)
+                        .map(|(a, b)| a * b)
+                        .sum::<f32>();
+                let got = got[row * dim + o];
+                assert!((got - want).abs() < 1e-4, "row {row}: {got} vs {want}");
+            }
+        }
+    }
+}

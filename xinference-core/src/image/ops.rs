@@ -460,3 +460,109 @@ impl Linear {
         out
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use candle_core::DType;
+    use std::collections::HashMap;
+
+    /// Deterministic values in [-1, 1).
+    pub(crate) fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// A VarBuilder over `tensors` (name, shape, seed).
+    pub(crate) fn builder(tensors: &[(&str, Vec<usize>, u64)]) -> VarBuilder<'static> {
+        let map: HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(name, shape, seed)| {
+                let n = shape.iter().product();
+                let t = Tensor::from_vec(values(n, *seed), shape.as_slice(), &Device::Cpu);
+                (name.to_string(), t.unwrap())
+            })
+            .collect();
+        VarBuilder::from_tensors(map, DType::F32, &Device::Cpu)
+    }
+
+    #[test]
+    fn convolutions_match_the_direct_sum() {
+        let (n, cin, cout, h, w) = (2, 3, 5, 7, 6);
+        for (k, stride, padding) in [(3, 1, 1), (3, 2, 1), (3, 2, 0), (1, 1, 0), (3, 1, 0)] {
+            let vb = builder(&[
+                ("weight", vec![cout, cin, k, k], 1),
+                ("bias", vec![cout], 2),
+            ]);
+            let conv = Conv::new(vb, cin, cout, k, stride, padding).unwrap();
+            let weight = values(cout * cin * k * k, 1);
+            let bias = values(cout, 2);
+            let x = values(n * cin * h * w, 3);
+            let extra = values(n * cout, 4);
+            let (ho, wo) = conv.out_size(h, w);
+            let residual = values(n * cout * ho * wo, 5);
+            let got = conv.forward_values(&x, (n, h, w), Some(&extra), Some(&residual));
+            for b in 0..n {
+                for o in 0..cout {
+                    for oy in 0..ho {
+                        for ox in 0..wo {
+                            let at = ((b * cout + o) * ho + oy) * wo + ox;
+                            let mut want = bias[o] + extra[b * cout + o] + residual[at];
+                            for c in 0..cin {
+                                for ky in 0..k {
+                                    for kx in 0..k {
+                                        let iy = (oy * stride + ky) as isize - padding as isize;
+                                        let ix = (ox * stride + kx) as isize - padding as isize;
+                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize
+                                        {
+                                            continue;
+                                        }
+                                        let xv =
+                                            x[((b * cin + c) * h + iy as usize) * w + ix as usize];
+                                        want += weight[((o * cin + c) * k + ky) * k + kx] * xv;
+                                    }
+                                }
+                            }
+                            assert!(
+                                (got[at] - want).abs() < 1e-4,
+                                "k{k} s{stride} p{padding} at {at}: {} vs {want}",
+                                got[at]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn group_norm_with_silu_matches_the_definition() {
+        let (n, c, groups, plane) = (2, 6, 3, 5);
+        let vb = builder(&[("weight", vec![c], 1), ("bias", vec![c], 2)]);
+        let norm = GroupNorm::new(vb, groups, c, 1e-5).unwrap();
+        let (gamma, beta) = (values(c, 1), values(c, 2));
+        let x = values(n * c * plane, 3);
+        let got = norm.forward_values(&x, n, plane, true);
+        let per = c / groups * plane;
+        for (g, xs) in x.chunks(per).enumerate() {
+            let mean = xs.iter().sum::<f32>() / per as f32;
+            let var = xs.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / per as f32;
+            for (i, v) in xs.iter().enumerate() {
+                let ch = (g % groups) * (c / groups) + i / plane;
+                let y = (v - mean) / (var + 1e-5).sqrt() * gamma[ch] + beta[ch];
+                let want = y / (1.0 + (-y).exp());
+                let got = got[g * per + i];
+                assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+            }
+        }
+    }
+}
