@@ -13,7 +13,8 @@
 //!
 //! stable-diffusion.cpp's side runs when `XINFERENCE_BENCH_SDCPP_PYTHON` names a Python with
 //! stable-diffusion-cpp-python (built from its sdist; see the script's `run-sdcpp`), on the
-//! same folder:
+//! same weights as one original-layout checkpoint that `prepare` writes beside the folder
+//! (`sd15-random.safetensors`, by `scripts/sd15_to_single_file.py`):
 //!
 //!     XINFERENCE_BENCH_SDCPP_PYTHON=~/.cache/xinference-rs/sdcpp/venv/bin/python
 //!

@@ -15,15 +15,14 @@
     run-sdcpp --dir DIR --threads N --size S --steps K [--wtype f32]
         stable-diffusion.cpp (through stable-diffusion-cpp-python, which builds it from its sdist:
         `pip install --no-binary stable-diffusion-cpp-python stable-diffusion-cpp-python` into
-        its own venv, e.g. ~/.cache/xinference-rs/sdcpp/venv) on the same diffusers folder, which
-        it loads directly, N threads, weights as float32 (--wtype; the files are float16):
-        seconds per guided UNet step as (time of a K-step image - time of a 1-step image) /
-        (K - 1) with its Euler sampler, seconds for one S x S image with K steps (guidance 7.5,
-        seed 0), peak RSS. Prints one JSON object.
-        NOT WORKING YET: stable-diffusion-cpp-python 0.4.7 (built from its sdist) finds the
-        folder's unet/, vae/ and text_encoder/ files ("load ... using diffusers format") but then
-        stops at "get sd version from file failed", and generate_image returns NULL. A
-        single-file checkpoint (original SD key names) may be what its version detection needs.
+        its own venv, e.g. ~/.cache/xinference-rs/sdcpp/venv), N threads, weights as float32
+        (--wtype; the files are float16): seconds per guided UNet step as (time of a K-step image
+        - time of a 1-step image) / (K - 1) with its Euler sampler (one step: the UNet on the
+        prompt and on the empty prompt), seconds for one S x S image with K steps (guidance 7.5,
+        seed 0), peak RSS. Prints one JSON object. stable-diffusion.cpp does not recognise a
+        diffusers folder ("get sd version from file failed"), so it reads the same weights as
+        one checkpoint in the original layout, DIR.safetensors beside the folder, which
+        `prepare` writes with scripts/sd15_to_single_file.py (key renaming only).
 """
 import argparse
 import json
@@ -71,7 +70,19 @@ def prepare(out: Path):
     if out.exists():
         shutil.rmtree(out)
     pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
-    print(json.dumps({"prepared": str(out)}))
+    # The same weights as one original-layout checkpoint, for stable-diffusion.cpp.
+    import subprocess
+    import sys
+
+    single = single_file(out)
+    subprocess.run([sys.executable, str(ROOT / "scripts/sd15_to_single_file.py"), "--dir", str(out),
+                    "--out", str(single)], check=True)
+    print(json.dumps({"prepared": str(out), "single_file": str(single)}))
+
+
+def single_file(folder: Path) -> Path:
+    """Where `prepare` writes the folder's weights as one original-layout checkpoint."""
+    return folder.parent / (folder.name + ".safetensors")
 
 
 def run(folder: Path, threads: int, size: int, steps: int):
@@ -109,7 +120,11 @@ def run(folder: Path, threads: int, size: int, steps: int):
 def run_sdcpp(folder: Path, threads: int, size: int, steps: int, wtype: str):
     from stable_diffusion_cpp import StableDiffusion
 
-    sd = StableDiffusion(model_path=str(folder), n_threads=threads, wtype=wtype, verbose=False)
+    checkpoint = single_file(folder)
+    if not checkpoint.exists():
+        raise SystemExit(f"{checkpoint} is missing: python scripts/sd15_to_single_file.py --dir {folder} "
+                         f"--out {checkpoint}")
+    sd = StableDiffusion(model_path=str(checkpoint), n_threads=threads, wtype=wtype, verbose=False)
 
     def image(k):
         start = time.perf_counter()

@@ -1,16 +1,13 @@
-//! The UNet's down and up blocks (`DownBlock2D`, `CrossAttnDownBlock2D`, `UpBlock2D`,
-//! `CrossAttnUpBlock2D`), wired as diffusers builds them, over candle's resnet and
-//! spatial-transformer layers. candle's own blocks build their resnets with 32 normalisation
-//! groups whatever the config says; these take every size from the config (`norm_num_groups`,
-//! `norm_eps`, heads, transformer depth per block).
+//! The UNet's down, mid and up blocks (`DownBlock2D`, `CrossAttnDownBlock2D`,
+//! `UNetMidBlock2DCrossAttn`, `UpBlock2D`, `CrossAttnUpBlock2D`), wired as diffusers builds
+//! them, over our resnet and spatial-transformer layers ([`super::layers`]). Every size comes
+//! from the config (`norm_num_groups`, `norm_eps`, heads, transformer depth per block).
 
+use super::layers::{ResnetBlock, SpatialTransformer};
+use super::ops::Conv;
 use crate::Result;
-use candle_core::{Module, Tensor};
-use candle_nn::{conv2d, Conv2d, Conv2dConfig, VarBuilder};
-use candle_transformers::models::stable_diffusion::attention::{
-    SpatialTransformer, SpatialTransformerConfig,
-};
-use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 
 /// What one block is built from.
 #[derive(Debug, Clone, Copy)]
@@ -34,51 +31,50 @@ pub struct BlockShape {
 }
 
 impl BlockShape {
-    fn resnet(&self, vb: VarBuilder, in_channels: usize) -> Result<ResnetBlock2D> {
-        let config = ResnetBlock2DConfig {
-            out_channels: Some(self.out_channels),
-            temb_channels: Some(self.temb_channels),
-            groups: self.groups,
-            groups_out: None,
-            eps: self.eps,
-            use_in_shortcut: None,
-            output_scale_factor: 1.0,
-        };
-        Ok(ResnetBlock2D::new(vb, in_channels, config)?)
+    fn resnet(&self, vb: VarBuilder, in_channels: usize) -> Result<ResnetBlock> {
+        self.resnet_scaled(vb, in_channels, 1.0)
+    }
+
+    fn resnet_scaled(&self, vb: VarBuilder, cin: usize, scale: f64) -> Result<ResnetBlock> {
+        ResnetBlock::new(
+            vb,
+            (cin, self.out_channels, self.temb_channels),
+            self.groups,
+            self.eps,
+            scale,
+        )
+    }
+
+    fn transformer(
+        &self,
+        vb: VarBuilder,
+        (heads, depth): (usize, usize),
+    ) -> Result<SpatialTransformer> {
+        SpatialTransformer::new(
+            vb,
+            self.out_channels,
+            (heads, depth),
+            self.cross_attention_dim,
+            self.groups,
+            self.use_linear_projection,
+        )
     }
 
     fn transformers(&self, vb: VarBuilder) -> Result<Vec<SpatialTransformer>> {
-        let Some((heads, depth)) = self.attention else {
+        let Some(attention) = self.attention else {
             return Ok(Vec::new());
         };
-        let config = SpatialTransformerConfig {
-            depth,
-            num_groups: self.groups,
-            context_dim: Some(self.cross_attention_dim),
-            sliced_attention_size: None,
-            use_linear_projection: self.use_linear_projection,
-        };
-        let c = self.out_channels;
         (0..self.layers)
-            .map(|i| {
-                Ok(SpatialTransformer::new(
-                    vb.pp(i.to_string()),
-                    c,
-                    heads,
-                    c / heads,
-                    false,
-                    config,
-                )?)
-            })
+            .map(|i| self.transformer(vb.pp(i.to_string()), attention))
             .collect()
     }
 }
 
 /// One block of the down path.
 pub struct DownBlock {
-    resnets: Vec<ResnetBlock2D>,
+    resnets: Vec<ResnetBlock>,
     attentions: Vec<SpatialTransformer>,
-    downsample: Option<(Conv2d, usize)>,
+    downsample: Option<(Conv, usize)>,
 }
 
 impl DownBlock {
@@ -103,13 +99,8 @@ impl DownBlock {
         let downsample = match downsample_padding {
             None => None,
             Some(padding) => {
-                let config = Conv2dConfig {
-                    stride: 2,
-                    padding,
-                    ..Default::default()
-                };
                 let c = shape.out_channels;
-                let conv = conv2d(c, c, 3, config, vb.pp("downsamplers.0.conv"))?;
+                let conv = Conv::new(vb.pp("downsamplers.0.conv"), c, c, 3, 2, padding)?;
                 Some((conv, padding))
             }
         };
@@ -130,9 +121,9 @@ impl DownBlock {
         let mut xs = xs.clone();
         let mut states = Vec::with_capacity(self.resnets.len() + 1);
         for (i, resnet) in self.resnets.iter().enumerate() {
-            xs = resnet.forward(&xs, Some(temb))?;
+            xs = resnet.forward(&xs, temb)?;
             if let Some(attention) = self.attentions.get(i) {
-                xs = attention.forward(&xs, Some(context))?;
+                xs = attention.forward(&xs, context)?;
             }
             states.push(xs.clone());
         }
@@ -152,9 +143,9 @@ impl DownBlock {
 
 /// One block of the up path.
 pub struct UpBlock {
-    resnets: Vec<ResnetBlock2D>,
+    resnets: Vec<ResnetBlock>,
     attentions: Vec<SpatialTransformer>,
-    upsample: Option<Conv2d>,
+    upsample: Option<Conv>,
 }
 
 impl UpBlock {
@@ -181,11 +172,7 @@ impl UpBlock {
             .collect::<Result<Vec<_>>>()?;
         let attentions = shape.transformers(vb.pp("attentions"))?;
         let upsample = if upsample {
-            let config = Conv2dConfig {
-                padding: 1,
-                ..Default::default()
-            };
-            Some(conv2d(c, c, 3, config, vb.pp("upsamplers.0.conv"))?)
+            Some(Conv::new(vb.pp("upsamplers.0.conv"), c, c, 3, 1, 1)?)
         } else {
             None
         };
@@ -215,9 +202,9 @@ impl UpBlock {
         for (i, resnet) in self.resnets.iter().enumerate() {
             let skip = &skips[skips.len() - 1 - i];
             xs = Tensor::cat(&[&xs, skip], 1)?;
-            xs = resnet.forward(&xs, Some(temb))?;
+            xs = resnet.forward(&xs, temb)?;
             if let Some(attention) = self.attentions.get(i) {
-                xs = attention.forward(&xs, Some(context))?;
+                xs = attention.forward(&xs, context)?;
             }
         }
         match &self.upsample {
@@ -228,5 +215,37 @@ impl UpBlock {
                 Ok(conv.forward(&xs.upsample_nearest2d(h, w)?)?)
             }
         }
+    }
+}
+
+/// diffusers' `UNetMidBlock2DCrossAttn`: a resnet, then (transformer, resnet) pairs.
+pub struct MidBlock {
+    first: ResnetBlock,
+    rest: Vec<(SpatialTransformer, ResnetBlock)>,
+}
+
+impl MidBlock {
+    /// Builds the block: `shape.out_channels` in and out, `shape.attention` (heads, depth)
+    /// for its one transformer, resnets scaled by `output_scale_factor`.
+    pub fn new(vb: VarBuilder, shape: BlockShape, output_scale_factor: f64) -> Result<Self> {
+        let c = shape.out_channels;
+        let resnets = vb.pp("resnets");
+        let first = shape.resnet_scaled(resnets.pp("0"), c, output_scale_factor)?;
+        let attention = shape.attention.unwrap_or((1, 1));
+        let rest = vec![(
+            shape.transformer(vb.pp("attentions").pp("0"), attention)?,
+            shape.resnet_scaled(resnets.pp("1"), c, output_scale_factor)?,
+        )];
+        Ok(MidBlock { first, rest })
+    }
+
+    /// The block's output.
+    pub fn forward(&self, xs: &Tensor, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let mut xs = self.first.forward(xs, temb)?;
+        for (attention, resnet) in &self.rest {
+            xs = attention.forward(&xs, context)?;
+            xs = resnet.forward(&xs, temb)?;
+        }
+        Ok(xs)
     }
 }

@@ -7,8 +7,9 @@
 //!   pooled projection);
 //!   [`clip`]: our CLIP text encoder and tokenizer.
 //! - [`unet`]: our UNet (time embedding, SDXL's text_time added conditioning), [`blocks`]:
-//!   its down/up blocks over candle's resnet and transformer layers; [`config`]: UNet/VAE settings from the configs; [`vae_encoder`]:
-//!   the VAE encoder whose latent distribution we sample ourselves.
+//!   its down/mid/up blocks, [`layers`]: their resnet and spatial-transformer layers, [`ops`]:
+//!   the convolutions and group norms under them; [`config`]: UNet/VAE settings from the
+//!   configs; [`vae_encoder`]: the VAE encoder whose latent distribution we sample ourselves.
 //! - [`scheduler`]: PNDM, DDIM, Euler, Euler ancestral, DPM-Solver++ 2M (Karras).
 //! - [`torch_rng`]: `torch.Generator("cpu")` + `torch.randn`, so a seed means what it means in
 //!   diffusers.
@@ -18,6 +19,8 @@ pub mod blocks;
 pub mod clip;
 pub mod codec;
 pub mod config;
+pub mod layers;
+pub mod ops;
 pub mod pipeline;
 mod schedule;
 pub mod scheduler;

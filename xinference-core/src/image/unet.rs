@@ -1,18 +1,16 @@
 //! Our UNet2DConditionModel: the input convolution, the time embedding (plus SDXL's `text_time`
 //! added conditioning, which candle's UNet lacks), the down / mid / up blocks, and the output
-//! head, wired as diffusers' `UNet2DConditionModel.forward`. The down and up blocks are ours
-//! ([`super::blocks`], every size from the config); the mid block is candle's.
+//! head, wired as diffusers' `UNet2DConditionModel.forward`. The blocks are ours
+//! ([`super::blocks`], every size from the config), over our layers ([`super::layers`]).
 
-use super::blocks::{BlockShape, DownBlock, UpBlock};
+use super::blocks::{BlockShape, DownBlock, MidBlock, UpBlock};
 use super::config::{TextTimeSettings, UNetSettings};
+use super::ops::{tensor, with_values, Conv, GroupNorm};
 use crate::{Error, Result};
 use candle_core::{Module, Tensor};
-use candle_nn::{conv2d, group_norm, Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
 use candle_transformers::models::stable_diffusion::unet_2d::BlockConfig;
-use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
-    UNetMidBlock2DCrossAttn, UNetMidBlock2DCrossAttnConfig,
-};
 
 /// SDXL's added conditioning: `add_time_proj` (sinusoidal, per time id) and `add_embedding`.
 struct TextTime {
@@ -33,15 +31,15 @@ pub struct AddedConditions<'a> {
 
 /// The UNet of a diffusers folder.
 pub struct UNet {
-    conv_in: Conv2d,
+    conv_in: Conv,
     time_proj: Timesteps,
     time_embedding: TimestepEmbedding,
     text_time: Option<TextTime>,
     down: Vec<DownBlock>,
-    mid: UNetMidBlock2DCrossAttn,
+    mid: MidBlock,
     up: Vec<UpBlock>,
     conv_norm_out: GroupNorm,
-    conv_out: Conv2d,
+    conv_out: Conv,
     center_input_sample: bool,
 }
 
@@ -54,11 +52,7 @@ impl UNet {
         let first = blocks[0].out_channels;
         let last = blocks[n - 1];
         let time_dim = first * 4;
-        let pad1 = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
-        let conv_in = conv2d(s.in_channels, first, 3, pad1, vb.pp("conv_in"))?;
+        let conv_in = Conv::new(vb.pp("conv_in"), s.in_channels, first, 3, 1, 1)?;
         let time_proj = Timesteps::new(first, c.flip_sin_to_cos, c.freq_shift);
         let time_embedding = TimestepEmbedding::new(vb.pp("time_embedding"), first, time_dim)?;
         let text_time = match s.text_time {
@@ -103,22 +97,11 @@ impl UNet {
             })
             .collect::<Result<Vec<_>>>()?;
         // diffusers: the mid block takes the last block's heads and transformer depth.
-        let mid = UNetMidBlock2DCrossAttn::new(
-            vb.pp("mid_block"),
-            last.out_channels,
-            Some(time_dim),
-            false,
-            UNetMidBlock2DCrossAttnConfig {
-                resnet_eps: c.norm_eps,
-                output_scale_factor: c.mid_block_scale_factor,
-                cross_attn_dim: c.cross_attention_dim,
-                attn_num_head_channels: last.attention_head_dim,
-                resnet_groups: Some(c.norm_num_groups),
-                use_linear_projection: c.use_linear_projection,
-                transformer_layers_per_block: last.use_cross_attn.unwrap_or(1),
-                ..Default::default()
-            },
-        )?;
+        let mid_shape = BlockShape {
+            attention: Some((last.attention_head_dim, last.use_cross_attn.unwrap_or(1))),
+            ..shape(&last, 1)
+        };
+        let mid = MidBlock::new(vb.pp("mid_block"), mid_shape, c.mid_block_scale_factor)?;
         // Up block i mirrors down block n-1-i.
         let up = (0..n)
             .map(|i| {
@@ -139,8 +122,8 @@ impl UNet {
             })
             .collect::<Result<Vec<_>>>()?;
         let conv_norm_out =
-            group_norm(c.norm_num_groups, first, c.norm_eps, vb.pp("conv_norm_out"))?;
-        let conv_out = conv2d(first, s.out_channels, 3, pad1, vb.pp("conv_out"))?;
+            GroupNorm::new(vb.pp("conv_norm_out"), c.norm_num_groups, first, c.norm_eps)?;
+        let conv_out = Conv::new(vb.pp("conv_out"), first, s.out_channels, 3, 1, 1)?;
         Ok(UNet {
             conv_in,
             time_proj,
@@ -222,7 +205,7 @@ impl UNet {
             skips.extend(states);
             xs = out;
         }
-        xs = self.mid.forward(&xs, Some(&emb), Some(context))?;
+        xs = self.mid.forward(&xs, &emb, context)?;
         let n = self.up.len();
         for (i, block) in self.up.iter().enumerate() {
             let res = skips.split_off(skips.len() - block.skips());
@@ -236,7 +219,10 @@ impl UNet {
             };
             xs = block.forward(&xs, &res, &emb, context, upsample_size)?;
         }
-        let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
-        Ok(self.conv_out.forward(&xs)?)
+        let (n, c, h, w) = xs.dims4()?;
+        let xs = with_values(&xs, |v| {
+            self.conv_norm_out.forward_values(v, n, h * w, true)
+        })?;
+        self.conv_out.forward(&tensor(xs, &[n, c, h, w])?)
     }
 }

@@ -557,6 +557,119 @@ multiversioned! {
     }
 }
 
+/// Group normalisation of one batch row in NCHW layout: `xs` holds `gamma.len()` channels of
+/// `plane` values each, split into `groups` groups of consecutive channels; each group is
+/// normalised over all its values, then scaled and shifted per channel, then (`silu`) passed
+/// through SiLU, into `out`. Groups are spread over the pool.
+pub fn group_norm(
+    xs: &[f32],
+    out: &mut [f32],
+    (gamma, beta): (&[f32], &[f32]),
+    groups: usize,
+    plane: usize,
+    eps: f32,
+    silu: bool,
+) {
+    let per_group = gamma.len() / groups * plane;
+    let job = |(g, (x, o)): (usize, (&[f32], &mut [f32]))| {
+        let channels = g * (gamma.len() / groups)..(g + 1) * (gamma.len() / groups);
+        group_norm_one(
+            x,
+            o,
+            (&gamma[channels.clone()], &beta[channels]),
+            plane,
+            eps,
+            silu,
+        )
+    };
+    if xs.len() <= PARALLEL_CHUNK || threads() == 1 {
+        xs.chunks(per_group)
+            .zip(out.chunks_mut(per_group))
+            .enumerate()
+            .for_each(job);
+    } else {
+        xs.par_chunks(per_group)
+            .zip(out.par_chunks_mut(per_group))
+            .enumerate()
+            .for_each(job);
+    }
+}
+
+multiversioned! {
+    fn group_norm_one(
+        x: &[f32],
+        out: &mut [f32],
+        affine: (&[f32], &[f32]),
+        plane: usize,
+        eps: f32,
+        silu: bool
+    ) {
+        let n = x.len() as f32;
+        let mean = sum(x) / n;
+        let var = sum_sq_dev(x, mean) / n;
+        let inv = 1.0 / (var + eps).sqrt();
+        let (gamma, beta) = affine;
+        for ((xc, oc), (g, b)) in x
+            .chunks_exact(plane)
+            .zip(out.chunks_exact_mut(plane))
+            .zip(gamma.iter().zip(beta))
+        {
+            let scale = inv * g;
+            let shift = b - mean * scale;
+            if silu {
+                for (o, v) in oc.iter_mut().zip(xc) {
+                    let y = v * scale + shift;
+                    *o = y / (1.0 + exp(-y));
+                }
+            } else {
+                for (o, v) in oc.iter_mut().zip(xc) {
+                    *o = v * scale + shift;
+                }
+            }
+        }
+    }
+}
+
+/// SiLU (`x · sigmoid(x)`) of every value, in place.
+pub fn silu(xs: &mut [f32]) {
+    for_rows(xs, 1, silu_slice);
+}
+
+multiversioned! {
+    fn silu_slice(xs: &mut [f32]) {
+        for x in xs.iter_mut() {
+            *x /= 1.0 + exp(-*x);
+        }
+    }
+}
+
+/// GEGLU: each row of `xs` (rows of `2 · width`) is a value half and a gate half; `out` rows
+/// (of `width`) get `value · gelu(gate)`, GELU exact (erf), as diffusers' `GEGLU`.
+pub fn geglu(xs: &[f32], out: &mut [f32], width: usize) {
+    let rows_per_piece = (PARALLEL_CHUNK / width.max(1)).max(1);
+    let job = |(x, o): (&[f32], &mut [f32])| geglu_rows(x, o, width);
+    if out.len() <= PARALLEL_CHUNK || threads() == 1 {
+        xs.chunks(rows_per_piece * 2 * width)
+            .zip(out.chunks_mut(rows_per_piece * width))
+            .for_each(job);
+    } else {
+        xs.par_chunks(rows_per_piece * 2 * width)
+            .zip(out.par_chunks_mut(rows_per_piece * width))
+            .for_each(job);
+    }
+}
+
+multiversioned! {
+    fn geglu_rows(xs: &[f32], out: &mut [f32], width: usize) {
+        for (x, o) in xs.chunks_exact(2 * width).zip(out.chunks_exact_mut(width)) {
+            let (value, gate) = x.split_at(width);
+            for ((o, v), g) in o.iter_mut().zip(value).zip(gate) {
+                *o = v * 0.5 * g * (1.0 + erf(g * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        }
+    }
+}
+
 /// Softmax of each row of `xs` (rows of `width`), in place. Single-threaded: callers run it
 /// inside their own parallel work.
 pub fn softmax_rows(xs: &mut [f32], width: usize) {

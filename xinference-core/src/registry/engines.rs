@@ -128,6 +128,17 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
     ),
     (ModelType::Image, "pytorch", "StableDiffusionPipeline"),
     (ModelType::Image, "pytorch", "StableDiffusionXLPipeline"),
+    // Inpainting checkpoints (9-channel UNets) load through the same pipeline.
+    (
+        ModelType::Image,
+        "pytorch",
+        "StableDiffusionInpaintPipeline",
+    ),
+    (
+        ModelType::Image,
+        "pytorch",
+        "StableDiffusionXLInpaintPipeline",
+    ),
 ];
 
 /// Whether this build can run `spec` of `family`.

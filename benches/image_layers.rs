@@ -1,0 +1,119 @@
+//! Our UNet layers beside candle's, same weights, same input, same run (A/B): a 3x3
+//! convolution, a resnet block and a spatial transformer of Stable Diffusion 1.5's first level
+//! (320 channels, 8 heads, context 77 x 768), batch 2 (one classifier-free-guided step), on
+//! latents of `XINFERENCE_BENCH_LATENT` pixels a side (default 64: a 512x512 image). Prints
+//! each layer's median time both ways, the ratio, and the largest difference between the two
+//! outputs. The weights are candle's random initialisation. Not a test: it asserts nothing.
+//!
+//!     RAYON_NUM_THREADS=2 CANDLE_NUM_THREADS=2 cargo bench --bench image_layers
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use candle_transformers::models::stable_diffusion::attention::{
+    SpatialTransformer, SpatialTransformerConfig,
+};
+use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+use std::time::Instant;
+use xinference_core::image::layers;
+use xinference_core::image::ops::Conv;
+
+fn median_s(reps: usize, mut f: impl FnMut() -> Tensor) -> (f64, Tensor) {
+    let mut out = f();
+    let mut times = Vec::new();
+    for _ in 0..reps {
+        let start = Instant::now();
+        out = f();
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], out)
+}
+
+fn report(name: &str, (candle_s, a): (f64, Tensor), (ours_s, b): (f64, Tensor)) {
+    let diff = (a - b)
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .expect("diff");
+    println!(
+        "| {name} | {candle_s:.3} | {ours_s:.3} | {:.2}x | {diff:.2e} |",
+        candle_s / ours_s
+    );
+}
+
+fn main() {
+    let side: usize = std::env::var("XINFERENCE_BENCH_LATENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let reps: usize = std::env::var("XINFERENCE_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let (c, groups, eps) = (320, 32, 1e-5);
+    let x = Tensor::randn(0f32, 1.0, (2, c, side, side), &dev).expect("x");
+    let temb = Tensor::randn(0f32, 1.0, (2, 1280), &dev).expect("temb");
+    let context = Tensor::randn(0f32, 1.0, (2, 77, 768), &dev).expect("context");
+    println!(
+        "{side}x{side} latents, batch 2, {} threads",
+        candle_core::utils::get_num_threads()
+    );
+    println!("| layer | candle s | ours s | candle / ours | max abs diff |");
+    println!("|---|---|---|---|---|");
+
+    let pad1 = candle_nn::Conv2dConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    let theirs = candle_nn::conv2d(c, c, 3, pad1, vb.pp("conv")).expect("conv");
+    let ours = Conv::new(vb.pp("conv"), c, c, 3, 1, 1).expect("conv");
+    report(
+        "conv 3x3 320->320",
+        median_s(reps, || theirs.forward(&x).expect("candle conv")),
+        median_s(reps, || ours.forward(&x).expect("our conv")),
+    );
+
+    let config = ResnetBlock2DConfig {
+        out_channels: Some(c),
+        temb_channels: Some(1280),
+        groups,
+        groups_out: None,
+        eps,
+        use_in_shortcut: None,
+        output_scale_factor: 1.0,
+    };
+    let theirs = ResnetBlock2D::new(vb.pp("resnet"), c, config).expect("resnet");
+    let ours =
+        layers::ResnetBlock::new(vb.pp("resnet"), (c, c, 1280), groups, eps, 1.0).expect("resnet");
+    report(
+        "resnet 320",
+        median_s(reps, || {
+            theirs.forward(&x, Some(&temb)).expect("candle resnet")
+        }),
+        median_s(reps, || ours.forward(&x, &temb).expect("our resnet")),
+    );
+
+    let config = SpatialTransformerConfig {
+        depth: 1,
+        num_groups: groups,
+        context_dim: Some(768),
+        sliced_attention_size: None,
+        use_linear_projection: false,
+    };
+    let theirs =
+        SpatialTransformer::new(vb.pp("attn"), c, 8, c / 8, false, config).expect("transformer");
+    let ours = layers::SpatialTransformer::new(vb.pp("attn"), c, (8, 1), 768, groups, false)
+        .expect("transformer");
+    report(
+        "transformer 320, 8 heads",
+        median_s(reps, || {
+            theirs
+                .forward(&x, Some(&context))
+                .expect("candle transformer")
+        }),
+        median_s(reps, || {
+            ours.forward(&x, &context).expect("our transformer")
+        }),
+    );
+}

@@ -1,0 +1,568 @@
+//! The UNet's convolutions and group norms over plain `f32` buffers (NCHW), on the shared
+//! [`crate::kernels`]. candle's CPU conv2d copies its input into an im2col matrix, multiplies,
+//! transposes the product back to NCHW and adds the bias in two more passes, each a fresh
+//! tensor; here a 3x3 convolution is nine matrix products over one zero-padded copy of the input
+//! (an implicit GEMM: no im2col matrix), written straight into NCHW with the bias, the time
+//! embedding and the residual already in place, and scratch buffers are reused between calls.
+
+use crate::kernels::{self, View};
+use crate::{Error, Result};
+use candle_core::{CpuStorage, Device, Storage, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+thread_local! {
+    /// Zero-padded input (3x3 convolutions) or im2col matrix (strided ones).
+    static INPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Product on the padded grid, before its border columns are dropped.
+    static PRODUCT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a reused scratch buffer of `len` values (contents unspecified).
+fn with_scratch<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let mut buf = key.with(|b| b.take());
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let r = f(&mut buf[..len]);
+    key.with(|b| b.replace(buf));
+    r
+}
+
+/// Runs `f` over the values of a CPU `f32` tensor, in row-major order.
+pub fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = if t.is_contiguous() {
+        t.clone()
+    } else {
+        t.contiguous()?
+    };
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+        return Err(Error::internal("the UNet runs on CPU f32 tensors"));
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| Error::internal("a contiguous tensor without contiguous offsets"))?;
+    Ok(f(&data[start..end]))
+}
+
+/// A CPU tensor of `shape` owning `values`.
+pub fn tensor(values: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
+}
+
+/// The values of weight `name` under `vb`, checked against `shape`.
+pub fn weight(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Vec<f32>> {
+    Ok(vb.get(shape, name)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// A 2-D convolution (square kernel, same stride and padding on both axes), with bias.
+pub struct Conv {
+    /// 3x3 stride-1 padding-1 kernels are stored tap by tap: `[9, out, in]`; others as
+    /// PyTorch stores them: `[out, in, k, k]`.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv {
+    /// Reads `weight` and `bias` under `vb`.
+    pub fn new(
+        vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        let mut weight = weight(&vb, &[cout, cin, k, k], "weight")?;
+        if (k, stride, padding) == (3, 1, 1) {
+            let mut taps = vec![0f32; weight.len()];
+            for o in 0..cout {
+                for c in 0..cin {
+                    for tap in 0..9 {
+                        taps[(tap * cout + o) * cin + c] = weight[(o * cin + c) * 9 + tap];
+                    }
+                }
+            }
+            weight = taps;
+        }
+        Ok(Conv {
+            weight,
+            bias: weight_or_zeros(&vb, cout)?,
+            cin,
+            cout,
+            k,
+            stride,
+            padding,
+        })
+    }
+
+    /// A 1x1 convolution from a linear layer's `[out, in]` weight and bias: the same product.
+    pub fn from_linear(vb: VarBuilder, cin: usize, cout: usize) -> Result<Self> {
+        Ok(Conv {
+            weight: weight(&vb, &[cout, cin], "weight")?,
+            bias: weight_or_zeros(&vb, cout)?,
+            cin,
+            cout,
+            k: 1,
+            stride: 1,
+            padding: 0,
+        })
+    }
+
+    /// A 1x1 convolution of `x` (`n` x `cin` x `t` pixels) written as tokens: `n · t` rows of
+    /// `cout` values, pixel by pixel (the transpose of the NCHW output, with no copy).
+    pub fn tokens_from_planes(&self, x: &[f32], n: usize, t: usize) -> Vec<f32> {
+        debug_assert_eq!(self.k, 1);
+        let mut out = Vec::with_capacity(n * t * self.cout);
+        for _ in 0..n * t {
+            out.extend_from_slice(&self.bias);
+        }
+        for b in 0..n {
+            kernels::matmul(
+                (t, self.cin, self.cout),
+                &mut out,
+                View::rows(b * t * self.cout, self.cout),
+                x,
+                View {
+                    offset: b * self.cin * t,
+                    row_stride: 1,
+                    col_stride: t,
+                },
+                &self.weight,
+                View::transposed(0, self.cin),
+                1.0,
+                true,
+                true,
+            );
+        }
+        out
+    }
+
+    /// A 1x1 convolution of tokens (`n · t` rows of `cin`) back to NCHW planes (`n` x `cout`
+    /// x `t`), plus `residual` (shaped like the output).
+    pub fn planes_from_tokens(
+        &self,
+        tokens: &[f32],
+        n: usize,
+        t: usize,
+        residual: &[f32],
+    ) -> Vec<f32> {
+        debug_assert_eq!(self.k, 1);
+        let mut out = residual[..n * self.cout * t].to_vec();
+        for (o, row) in out.chunks_exact_mut(t).enumerate() {
+            let add = self.bias[o % self.cout];
+            row.iter_mut().for_each(|v| *v += add);
+        }
+        for b in 0..n {
+            kernels::matmul(
+                (self.cout, self.cin, t),
+                &mut out,
+                View::rows(b * self.cout * t, t),
+                &self.weight,
+                View::rows(0, self.cin),
+                tokens,
+                View {
+                    offset: b * t * self.cin,
+                    row_stride: 1,
+                    col_stride: self.cin,
+                },
+                1.0,
+                true,
+                true,
+            );
+        }
+        out
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.cout
+    }
+
+    /// Output height and width for an input of `h` x `w`.
+    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let o = |x: usize| (x + 2 * self.padding - self.k) / self.stride + 1;
+        (o(h), o(w))
+    }
+
+    /// The convolution of `x` (`n` x `cin` x `h` x `w`) plus the bias, plus `channel_bias`
+    /// (`n` x `cout`: one more bias per batch row, e.g. the time embedding) and `residual`
+    /// (shaped like the output) when given.
+    pub fn forward_values(
+        &self,
+        x: &[f32],
+        (n, h, w): (usize, usize, usize),
+        channel_bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+    ) -> Vec<f32> {
+        let (ho, wo) = self.out_size(h, w);
+        let plane = ho * wo;
+        let mut out = match residual {
+            Some(r) => r[..n * self.cout * plane].to_vec(),
+            None => vec![0f32; n * self.cout * plane],
+        };
+        for b in 0..n {
+            let xb = &x[b * self.cin * h * w..][..self.cin * h * w];
+            let ob = &mut out[b * self.cout * plane..][..self.cout * plane];
+            for (o, row) in ob.chunks_exact_mut(plane).enumerate() {
+                let extra = channel_bias.map_or(0.0, |c| c[b * self.cout + o]);
+                let add = self.bias[o] + extra;
+                row.iter_mut().for_each(|v| *v += add);
+            }
+            if (self.k, self.stride, self.padding) == (1, 1, 0) {
+                kernels::matmul(
+                    (self.cout, self.cin, plane),
+                    ob,
+                    View::rows(0, plane),
+                    &self.weight,
+                    View::rows(0, self.cin),
+                    xb,
+                    View::rows(0, plane),
+                    1.0,
+                    true,
+                    true,
+                );
+            } else if (self.k, self.stride, self.padding) == (3, 1, 1) {
+                self.conv3x3(xb, ob, h, w);
+            } else {
+                self.im2col_conv(xb, ob, (h, w), (ho, wo));
+            }
+        }
+        out
+    }
+
+    /// 3x3, stride 1, padding 1: the input is copied once with a one-pixel zero border
+    /// (rows of `w + 2`); output pixel `(y, x)` of tap `(ky, kx)` then reads padded pixel
+    /// `(y + ky, x + kx)`, so each tap is one product over the padded plane shifted by
+    /// `ky · (w + 2) + kx`, computed on a `h` x `(w + 2)` grid whose two extra columns are
+    /// dropped when it is added into `out`.
+    fn conv3x3(&self, x: &[f32], out: &mut [f32], h: usize, w: usize) {
+        let (pw, ph) = (w + 2, h + 2);
+        let pplane = ph * pw;
+        let grid = h * pw;
+        // Two spare values: the last tap of the last channel reads up to 2 past the plane.
+        with_scratch(&INPUT, self.cin * pplane + 2, |padded| {
+            padded
+                .par_chunks_mut(pplane)
+                .zip(x.par_chunks(h * w))
+                .for_each(|(p, xc)| {
+                    p[..pw].fill(0.0);
+                    p[(ph - 1) * pw..].fill(0.0);
+                    for (y, row) in xc.chunks_exact(w).enumerate() {
+                        let prow = &mut p[(y + 1) * pw..][..pw];
+                        prow[0] = 0.0;
+                        prow[pw - 1] = 0.0;
+                        prow[1..=w].copy_from_slice(row);
+                    }
+                });
+            let tail = padded.len();
+            padded[tail - 2..].fill(0.0);
+            with_scratch(&PRODUCT, self.cout * grid, |product| {
+                for tap in 0..9 {
+                    let (ky, kx) = (tap / 3, tap % 3);
+                    kernels::matmul(
+                        (self.cout, self.cin, grid),
+                        product,
+                        View::rows(0, grid),
+                        &self.weight,
+                        View::rows(tap * self.cout * self.cin, self.cin),
+                        padded,
+                        View {
+                            offset: ky * pw + kx,
+                            row_stride: pplane,
+                            col_stride: 1,
+                        },
+                        1.0,
+                        tap > 0,
+                        true,
+                    );
+                }
+                out.par_chunks_mut(h * w)
+                    .zip(product.par_chunks(grid))
+                    .for_each(|(o, p)| {
+                        for (orow, prow) in o.chunks_exact_mut(w).zip(p.chunks_exact(pw)) {
+                            orow.iter_mut().zip(prow).for_each(|(a, b)| *a += b);
+                        }
+                    });
+            });
+        });
+    }
+
+    /// Any other kernel, stride or padding: an im2col matrix (`cin · k · k` x output pixels)
+    /// and one product.
+    fn im2col_conv(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        (h, w): (usize, usize),
+        (ho, wo): (usize, usize),
+    ) {
+        let (k, s, p) = (self.k, self.stride, self.padding);
+        let rows = self.cin * k * k;
+        let plane = ho * wo;
+        with_scratch(&INPUT, rows * plane, |col| {
+            col.par_chunks_mut(plane).enumerate().for_each(|(r, dst)| {
+                let (c, ky, kx) = (r / (k * k), r / k % k, r % k);
+                let xc = &x[c * h * w..][..h * w];
+                for oy in 0..ho {
+                    let iy = (oy * s + ky) as isize - p as isize;
+                    let drow = &mut dst[oy * wo..][..wo];
+                    if iy < 0 || iy >= h as isize {
+                        drow.fill(0.0);
+                        continue;
+                    }
+                    let xrow = &xc[iy as usize * w..][..w];
+                    for (ox, d) in drow.iter_mut().enumerate() {
+                        let ix = (ox * s + kx) as isize - p as isize;
+                        *d = if ix < 0 || ix >= w as isize {
+                            0.0
+                        } else {
+                            xrow[ix as usize]
+                        };
+                    }
+                }
+            });
+            kernels::matmul(
+                (self.cout, rows, plane),
+                out,
+                View::rows(0, plane),
+                &self.weight,
+                View::rows(0, rows),
+                col,
+                View::rows(0, plane),
+                1.0,
+                true,
+                true,
+            );
+        });
+    }
+
+    /// [`Conv::forward_values`] on a tensor.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, _, h, w) = x.dims4()?;
+        let (ho, wo) = self.out_size(h, w);
+        let out = with_values(x, |v| self.forward_values(v, (n, h, w), None, None))?;
+        tensor(out, &[n, self.cout, ho, wo])
+    }
+}
+
+/// A bias vector, or zeros when the layer has none.
+fn weight_or_zeros(vb: &VarBuilder, n: usize) -> Result<Vec<f32>> {
+    if vb.contains_tensor("bias") {
+        weight(vb, &[n], "bias")
+    } else {
+        Ok(vec![0.0; n])
+    }
+}
+
+/// Group normalisation with a per-channel affine transform, optionally followed by SiLU.
+pub struct GroupNorm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    groups: usize,
+    eps: f32,
+}
+
+impl GroupNorm {
+    /// Reads `weight` and `bias` (`channels` each) under `vb`.
+    pub fn new(vb: VarBuilder, groups: usize, channels: usize, eps: f64) -> Result<Self> {
+        if groups == 0 || !channels.is_multiple_of(groups) {
+            return Err(Error::bad_request(format!(
+                "{channels} channels do not split into {groups} normalisation groups"
+            )));
+        }
+        Ok(GroupNorm {
+            gamma: weight(&vb, &[channels], "weight")?,
+            beta: weight(&vb, &[channels], "bias")?,
+            groups,
+            eps: eps as f32,
+        })
+    }
+
+    /// The normalised `x` (`n` batch rows of channels x `plane` values), SiLU'd if `silu`.
+    pub fn forward_values(&self, x: &[f32], n: usize, plane: usize, silu: bool) -> Vec<f32> {
+        let c = self.gamma.len();
+        let mut out = vec![0f32; n * c * plane];
+        for (xb, ob) in x
+            .chunks_exact(c * plane)
+            .zip(out.chunks_exact_mut(c * plane))
+        {
+            kernels::group_norm(
+                xb,
+                ob,
+                (&self.gamma, &self.beta),
+                self.groups,
+                plane,
+                self.eps,
+                silu,
+            );
+        }
+        out
+    }
+}
+
+/// A linear layer, weight `[out, in]` as PyTorch stores it.
+pub struct Linear {
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    cin: usize,
+    cout: usize,
+}
+
+impl Linear {
+    /// Reads `weight` (and `bias` when `bias`) under `vb`.
+    pub fn new(vb: VarBuilder, cin: usize, cout: usize, bias: bool) -> Result<Self> {
+        Ok(Linear {
+            weight: weight(&vb, &[cout, cin], "weight")?,
+            bias: if bias {
+                Some(weight(&vb, &[cout], "bias")?)
+            } else {
+                None
+            },
+            cin,
+            cout,
+        })
+    }
+
+    /// Output width.
+    pub fn out_features(&self) -> usize {
+        self.cout
+    }
+
+    /// Input width.
+    pub fn in_features(&self) -> usize {
+        self.cin
+    }
+
+    /// `x` (rows of `cin`) times the transposed weight, plus the bias and `residual`.
+    pub fn forward_values(&self, x: &[f32], residual: Option<&[f32]>) -> Vec<f32> {
+        let rows = x.len() / self.cin;
+        let mut out = Vec::new();
+        kernels::linear(
+            x,
+            &self.weight,
+            self.bias.as_deref(),
+            residual,
+            &mut out,
+            (rows, self.cin, self.cout),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use candle_core::DType;
+    use std::collections::HashMap;
+
+    /// Deterministic values in [-1, 1).
+    pub(crate) fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// A VarBuilder over `tensors` (name, shape, seed).
+    pub(crate) fn builder(tensors: &[(&str, Vec<usize>, u64)]) -> VarBuilder<'static> {
+        let map: HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(name, shape, seed)| {
+                let n = shape.iter().product();
+                let t = Tensor::from_vec(values(n, *seed), shape.as_slice(), &Device::Cpu);
+                (name.to_string(), t.unwrap())
+            })
+            .collect();
+        VarBuilder::from_tensors(map, DType::F32, &Device::Cpu)
+    }
+
+    #[test]
+    fn convolutions_match_the_direct_sum() {
+        let (n, cin, cout, h, w) = (2, 3, 5, 7, 6);
+        for (k, stride, padding) in [(3, 1, 1), (3, 2, 1), (3, 2, 0), (1, 1, 0), (3, 1, 0)] {
+            let vb = builder(&[
+                ("weight", vec![cout, cin, k, k], 1),
+                ("bias", vec![cout], 2),
+            ]);
+            let conv = Conv::new(vb, cin, cout, k, stride, padding).unwrap();
+            let weight = values(cout * cin * k * k, 1);
+            let bias = values(cout, 2);
+            let x = values(n * cin * h * w, 3);
+            let extra = values(n * cout, 4);
+            let (ho, wo) = conv.out_size(h, w);
+            let residual = values(n * cout * ho * wo, 5);
+            let got = conv.forward_values(&x, (n, h, w), Some(&extra), Some(&residual));
+            for b in 0..n {
+                for o in 0..cout {
+                    for oy in 0..ho {
+                        for ox in 0..wo {
+                            let at = ((b * cout + o) * ho + oy) * wo + ox;
+                            let mut want = bias[o] + extra[b * cout + o] + residual[at];
+                            for c in 0..cin {
+                                for ky in 0..k {
+                                    for kx in 0..k {
+                                        let iy = (oy * stride + ky) as isize - padding as isize;
+                                        let ix = (ox * stride + kx) as isize - padding as isize;
+                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize
+                                        {
+                                            continue;
+                                        }
+                                        let xv =
+                                            x[((b * cin + c) * h + iy as usize) * w + ix as usize];
+                                        want += weight[((o * cin + c) * k + ky) * k + kx] * xv;
+                                    }
+                                }
+                            }
+                            assert!(
+                                (got[at] - want).abs() < 1e-4,
+                                "k{k} s{stride} p{padding} at {at}: {} vs {want}",
+                                got[at]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn group_norm_with_silu_matches_the_definition() {
+        let (n, c, groups, plane) = (2, 6, 3, 5);
+        let vb = builder(&[("weight", vec![c], 1), ("bias", vec![c], 2)]);
+        let norm = GroupNorm::new(vb, groups, c, 1e-5).unwrap();
+        let (gamma, beta) = (values(c, 1), values(c, 2));
+        let x = values(n * c * plane, 3);
+        let got = norm.forward_values(&x, n, plane, true);
+        let per = c / groups * plane;
+        for (g, xs) in x.chunks(per).enumerate() {
+            let mean = xs.iter().sum::<f32>() / per as f32;
+            let var = xs.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / per as f32;
+            for (i, v) in xs.iter().enumerate() {
+                let ch = (g % groups) * (c / groups) + i / plane;
+                let y = (v - mean) / (var + 1e-5).sqrt() * gamma[ch] + beta[ch];
+                let want = y / (1.0 + (-y).exp());
+                let got = got[g * per + i];
+                assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+            }
+        }
+    }
+}
