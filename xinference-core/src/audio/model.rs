@@ -1,5 +1,5 @@
 //! Our Whisper forward pass: candle tensors for the projections and norms, our own attention
-//! ([`super::attention`]) for the rest. The encoder attends by blocks of queries on the
+//! (`audio::attention`) for the rest. The encoder attends by blocks of queries on the
 //! projected matrices; the decoder projects query, key and value in one product, writes
 //! keys/values into a cache it keeps in place, and keeps the cross-attention keys/values of
 //! its window, so each new token costs one position instead of the whole sequence. Exact
@@ -408,7 +408,7 @@ impl WhisperNet {
 
     /// Encoder states `[b, 1500, d]` of features `[b, n_mels, 3000]` (each window of the
     /// batch computed as alone). GELU goes through our vectorised kernel (candle's calls libm
-    /// per value), the attention through [`attention::encoder_attention`].
+    /// per value), the attention through `attention::encoder_attention`.
     pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
         let x = gelu(&self.conv1.forward(mel)?)?;
         let x = gelu(&self.conv2.forward(&x)?)?.transpose(1, 2)?;
