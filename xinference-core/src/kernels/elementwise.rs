@@ -1,0 +1,282 @@
+//! Element-wise kernels over row-major `f32` slices: activations, `exp`/`erf`, layer and group
+//! normalisation, SiLU, GEGLU and row softmax, on the pool when the slice is large and on
+//! AVX2/FMA code chosen at run time (see [`super`]).
+
+use super::{threads, PARALLEL_CHUNK};
+use rayon::prelude::*;
+
+/// Runs `f` over pieces of `xs` of whole rows of `width`, on the pool when `xs` is large.
+fn for_rows(xs: &mut [f32], width: usize, f: impl Fn(&mut [f32]) + Sync + Send) {
+    let rows_per_piece = (PARALLEL_CHUNK / width.max(1)).max(1);
+    if xs.len() <= PARALLEL_CHUNK || threads() == 1 {
+        f(xs);
+    } else {
+        xs.par_chunks_mut(rows_per_piece * width).for_each(f);
+    }
+}
+
+/// The activations encoders use, by their transformers names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu`: the exact (erf) GELU.
+    Gelu,
+    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`: the tanh approximation.
+    GeluTanh,
+    /// `relu`.
+    Relu,
+}
+
+impl Activation {
+    /// The activation a config's `hidden_act` names, if we have it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Activation::GeluTanh),
+            "relu" => Some(Activation::Relu),
+            _ => None,
+        }
+    }
+
+    /// Applies the activation to every value, in place.
+    pub fn apply(self, xs: &mut [f32]) {
+        for_rows(xs, 1, |piece| match self {
+            Activation::Gelu => gelu_erf_slice(piece),
+            Activation::GeluTanh => gelu_tanh_slice(piece),
+            Activation::Relu => piece.iter_mut().for_each(|x| *x = x.max(0.0)),
+        });
+    }
+}
+
+/// `e^x` to about 1 ulp, branch-free so that loops over it vectorise (Cephes' `expf`).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// `erf(x)` to within 1.5e-7 (Abramowitz & Stegun 7.1.26), branch-free.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = ((((1.061_405_4 * t - 1.453_152) * t + 1.421_413_8) * t - 0.284_496_74) * t
+        + 0.254_829_6)
+        * t;
+    (1.0 - poly * exp(-a * a)).copysign(x)
+}
+
+multiversioned! {
+    fn gelu_erf_slice(xs: &mut [f32]) {
+        for x in xs.iter_mut() {
+            let v = *x;
+            *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+multiversioned! {
+    fn gelu_tanh_slice(xs: &mut [f32]) {
+        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+        for x in xs.iter_mut() {
+            let v = *x;
+            let u = SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v);
+            // tanh(u) = 1 - 2 / (e^{2u} + 1)
+            let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+            *x = 0.5 * v * (1.0 + tanh);
+        }
+    }
+}
+
+/// Sum of `xs` with eight running sums, so that it vectorises.
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Sum of `(x - mean)²` over `xs`, vectorised like [`sum`].
+#[inline(always)]
+fn sum_sq_dev(xs: &[f32], mean: f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|x| (x - mean) * (x - mean))
+        .sum();
+    for c in chunks {
+        for i in 0..8 {
+            let d = c[i] - mean;
+            acc[i] += d * d;
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Layer normalisation of each row of `xs` (rows of `gamma.len()`), in place.
+pub fn layer_norm(xs: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let width = gamma.len();
+    for_rows(xs, width, |piece| layer_norm_rows(piece, gamma, beta, eps));
+}
+
+multiversioned! {
+    fn layer_norm_rows(xs: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        let width = gamma.len();
+        for row in xs.chunks_exact_mut(width) {
+            let mean = sum(row) / width as f32;
+            let var = sum_sq_dev(row, mean) / width as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            for ((x, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+                *x = (*x - mean) * inv * g + b;
+            }
+        }
+    }
+}
+
+/// Group normalisation of one batch row in NCHW layout: `xs` holds `gamma.len()` channels of
+/// `plane` values each, split into `groups` groups of consecutive channels; each group is
+/// normalised over all its values, then scaled and shifted per channel, then (`silu`) passed
+/// through SiLU, into `out`. Groups are spread over the pool.
+pub fn group_norm(
+    xs: &[f32],
+    out: &mut [f32],
+    (gamma, beta): (&[f32], &[f32]),
+    groups: usize,
+    plane: usize,
+    eps: f32,
+    silu: bool,
+) {
+    let per_group = gamma.len() / groups * plane;
+    let job = |(g, (x, o)): (usize, (&[f32], &mut [f32]))| {
+        let channels = g * (gamma.len() / groups)..(g + 1) * (gamma.len() / groups);
+        group_norm_one(
+            x,
+            o,
+            (&gamma[channels.clone()], &beta[channels]),
+            plane,
+            eps,
+            silu,
+        )
+    };
+    if xs.len() <= PARALLEL_CHUNK || threads() == 1 {
+        xs.chunks(per_group)
+            .zip(out.chunks_mut(per_group))
+            .enumerate()
+            .for_each(job);
+    } else {
+        xs.par_chunks(per_group)
+            .zip(out.par_chunks_mut(per_group))
+            .enumerate()
+            .for_each(job);
+    }
+}
+
+multiversioned! {
+    fn group_norm_one(
+        x: &[f32],
+        out: &mut [f32],
+        affine: (&[f32], &[f32]),
+        plane: usize,
+        eps: f32,
+        silu: bool
+    ) {
+        let n = x.len() as f32;
+        let mean = sum(x) / n;
+        let var = sum_sq_dev(x, mean) / n;
+        let inv = 1.0 / (var + eps).sqrt();
+        let (gamma, beta) = affine;
+        for ((xc, oc), (g, b)) in x
+            .chunks_exact(plane)
+            .zip(out.chunks_exact_mut(plane))
+            .zip(gamma.iter().zip(beta))
+        {
+            let scale = inv * g;
+            let shift = b - mean * scale;
+            if silu {
+                for (o, v) in oc.iter_mut().zip(xc) {
+                    let y = v * scale + shift;
+                    *o = y / (1.0 + exp(-y));
+                }
+            } else {
+                for (o, v) in oc.iter_mut().zip(xc) {
+                    *o = v * scale + shift;
+                }
+            }
+        }
+    }
+}
+
+/// SiLU (`x · sigmoid(x)`) of every value, in place.
+pub fn silu(xs: &mut [f32]) {
+    for_rows(xs, 1, silu_slice);
+}
+
+multiversioned! {
+    fn silu_slice(xs: &mut [f32]) {
+        for x in xs.iter_mut() {
+            *x /= 1.0 + exp(-*x);
+        }
+    }
+}
+
+/// GEGLU: each row of `xs` (rows of `2 · width`) is a value half and a gate half; `out` rows
+/// (of `width`) get `value · gelu(gate)`, GELU exact (erf), as diffusers' `GEGLU`.
+pub fn geglu(xs: &[f32], out: &mut [f32], width: usize) {
+    let rows_per_piece = (PARALLEL_CHUNK / width.max(1)).max(1);
+    let job = |(x, o): (&[f32], &mut [f32])| geglu_rows(x, o, width);
+    if out.len() <= PARALLEL_CHUNK || threads() == 1 {
+        xs.chunks(rows_per_piece * 2 * width)
+            .zip(out.chunks_mut(rows_per_piece * width))
+            .for_each(job);
+    } else {
+        xs.par_chunks(rows_per_piece * 2 * width)
+            .zip(out.par_chunks_mut(rows_per_piece * width))
+            .for_each(job);
+    }
+}
+
+multiversioned! {
+    fn geglu_rows(xs: &[f32], out: &mut [f32], width: usize) {
+        for (x, o) in xs.chunks_exact(2 * width).zip(out.chunks_exact_mut(width)) {
+            let (value, gate) = x.split_at(width);
+            for ((o, v), g) in o.iter_mut().zip(value).zip(gate) {
+                *o = v * 0.5 * g * (1.0 + erf(g * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        }
+    }
+}
+
+/// Softmax of each row of `xs` (rows of `width`), in place. Single-threaded: callers run it
+/// inside their own parallel work.
+pub fn softmax_rows(xs: &mut [f32], width: usize) {
+    softmax_rows_inner(xs, width)
+}
+
+multiversioned! {
+    fn softmax_rows_inner(xs: &mut [f32], width: usize) {
+        for row in xs.chunks_exact_mut(width) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for x in row.iter_mut() {
+                *x = exp(*x - max);
+            }
+            let inv = 1.0 / sum(row);
+            row.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+}
