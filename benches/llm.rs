@@ -16,11 +16,14 @@
 //!
 //! Not a test: it asserts nothing about speed.
 
+#[path = "common/llm_setup.rs"]
+mod setup;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use xinference::llm::{argmax, GenerateOptions, LlmEngine, SamplingParams};
 
-const THREADS: usize = 2;
+use setup::THREADS;
 
 fn rss_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -230,24 +233,15 @@ fn peer(path: &Path) -> Option<serde_json::Value> {
 
 fn main() {
     // As the server does at start: the thread count where candle and rayon read it.
-    xinference::compute::configure_threads(Some(THREADS));
-    let models = std::env::var_os("XINFERENCE_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/xinference-rs/test-models")
-        });
+    setup::configure_threads();
+    let models = setup::models_dir();
     println!("| model | measure | xinference-rs | llama.cpp | ratio |");
     println!("|---|---|---|---|---|");
-    let files: Vec<String> = match std::env::var("XINFERENCE_BENCH_LLM_FILES") {
-        Ok(list) => list.split(',').map(|f| f.trim().to_string()).collect(),
-        Err(_) => [
-            "SmolLM2-135M-Instruct.Q4_1.gguf",
-            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-            "gemma-3-270m-q4_k_m.gguf",
-        ]
-        .map(String::from)
-        .to_vec(),
-    };
+    let files = setup::llm_files(&[
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+    ]);
     let serving_only = std::env::var("XINFERENCE_BENCH_LLM_SERVING").is_ok_and(|v| v == "only");
     for file in &files {
         if serving_only {

@@ -12,7 +12,9 @@
 //! variant, alternating, with `XINFERENCE_EXP` set to the variant's name (for A/B of an
 //! experimental switch in one run). Not a test: it asserts nothing.
 
-use std::path::PathBuf;
+#[path = "common/llm_setup.rs"]
+mod setup;
+
 use std::time::Instant;
 use xinference::llm::{argmax, load_gguf, CausalLm, DecodeStep};
 
@@ -39,23 +41,12 @@ fn sequences(model: &dyn CausalLm, n: usize, len: usize) -> Vec<DecodeStep> {
 }
 
 fn main() {
-    for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, "2");
-        }
-    }
-    let models = std::env::var_os("XINFERENCE_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/xinference-rs/test-models")
-        });
-    let files: Vec<String> = match std::env::var("XINFERENCE_BENCH_LLM_FILES") {
-        Ok(list) => list.split(',').map(|f| f.trim().to_string()).collect(),
-        Err(_) => vec![
-            "SmolLM2-135M-Instruct.Q4_1.gguf".into(),
-            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf".into(),
-        ],
-    };
+    setup::configure_threads();
+    let models = setup::models_dir();
+    let files = setup::llm_files(&[
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    ]);
     let steps: usize = std::env::var("XINFERENCE_BENCH_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())

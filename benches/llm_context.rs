@@ -10,11 +10,12 @@
 //!
 //! Not a test: it asserts nothing about speed.
 
-use std::path::PathBuf;
+#[path = "common/llm_setup.rs"]
+mod setup;
+
 use std::time::Instant;
 use xinference::llm::{argmax, LlmEngine};
 
-const THREADS: usize = 2;
 const STEPS: usize = 64;
 
 /// Decode tokens/s of [`STEPS`] steps after a prompt of `context` tokens.
@@ -33,23 +34,12 @@ fn decode_tps(engine: &mut LlmEngine, context: usize) -> f64 {
 }
 
 fn main() {
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", THREADS.to_string());
-    }
-    let models = std::env::var_os("XINFERENCE_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/xinference-rs/test-models")
-        });
-    let files: Vec<String> = match std::env::var("XINFERENCE_BENCH_LLM_FILES") {
-        Ok(list) => list.split(',').map(|f| f.trim().to_string()).collect(),
-        Err(_) => [
-            "SmolLM2-135M-Instruct.Q4_1.gguf",
-            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        ]
-        .map(String::from)
-        .to_vec(),
-    };
+    setup::configure_threads();
+    let models = setup::models_dir();
+    let files = setup::llm_files(&[
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    ]);
     let rounds: usize = std::env::var("XINFERENCE_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
