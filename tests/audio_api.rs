@@ -159,11 +159,12 @@ async fn transcriptions_over_http() {
     check_cues(&cues(&vtt), duration);
     assert_eq!(cues(&srt), cues(&vtt));
 
-    // The same speech as a 22.05 kHz wav, an ogg/vorbis and a 44.1 kHz stereo mp3.
+    // The same speech as a 22.05 kHz wav, an ogg/vorbis, a 44.1 kHz stereo mp3 and raw AAC.
     for file in [
         "short_en_22k.wav",
         "short_en.ogg",
         "short_en_44k_stereo.mp3",
+        "short_en.aac",
     ] {
         let (s, _, body) = post_form(url, route, form(&uid, fixture(file), "json")).await;
         assert_eq!(s, 200, "{file}: {body}");

@@ -17,12 +17,28 @@ use symphonia::core::probe::Hint;
 /// Longest audio accepted, seconds (beyond it a request is refused before decoding more).
 pub const MAX_SECONDS: usize = 4 * 3600;
 
+/// Sample rates accepted, Hz: telephone-grade audio and up. Below, a few bytes would stand for
+/// minutes of audio that resampling to 16 kHz must produce (a 1 Hz WAV of 3 KB is 27 minutes).
+const SAMPLE_RATES: std::ops::RangeInclusive<usize> = 1_000..=768_000;
+
 /// Decodes an audio file's bytes to 16 kHz mono f32 samples. Bytes that are not audio, hold no
 /// samples, or are corrupt are a 400 that says so.
 pub fn decode_audio(bytes: &[u8]) -> Result<Vec<f32>> {
     if bytes.is_empty() {
         return Err(Error::bad_request("the audio file is empty"));
     }
+    // Any panic inside a third-party demuxer or decoder is this file's fault, not the
+    // server's: a 400 like other corrupt files, and the model stays up.
+    std::panic::catch_unwind(|| decode_unguarded(bytes)).unwrap_or_else(|_| {
+        Err(Error::bad_request(
+            "the audio file is corrupt: its decoder failed on it",
+        ))
+    })
+}
+
+/// [`decode_audio`] without its guard against decoder panics: what the `audio_file` fuzz
+/// target and the corpus replay run, so that a panic is seen there rather than caught.
+pub(crate) fn decode_unguarded(bytes: &[u8]) -> Result<Vec<f32>> {
     let not_audio = |e: SymphoniaError| {
         Error::bad_request(format!(
             "the file is not audio this server can decode (wav, mp3, flac, ogg/vorbis, m4a/aac): {e}"
@@ -32,7 +48,7 @@ pub fn decode_audio(bytes: &[u8]) -> Result<Vec<f32>> {
         Box::new(std::io::Cursor::new(bytes.to_vec())),
         Default::default(),
     );
-    let probed = symphonia::default::get_probe()
+    let probed = super::formats::probe()
         .format(
             &Hint::new(),
             source,
@@ -83,6 +99,13 @@ pub fn decode_audio(bytes: &[u8]) -> Result<Vec<f32>> {
         };
         let spec = *decoded.spec();
         rate = spec.rate as usize;
+        if !SAMPLE_RATES.contains(&rate) {
+            return Err(Error::bad_request(format!(
+                "the audio's sample rate {rate} Hz is outside {}..={} Hz",
+                SAMPLE_RATES.start(),
+                SAMPLE_RATES.end()
+            )));
+        }
         let channels = spec.channels.count().max(1);
         let mut buf = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
         buf.copy_interleaved_ref(decoded);
@@ -201,5 +224,61 @@ mod tests {
         let header_only = wav(16_000, 1, &[]);
         let e = decode_audio(&header_only).unwrap_err();
         assert_eq!(e.kind().http_status(), 400);
+    }
+
+    /// Files with an ADTS sync word in their second half (found by the `audio_file` fuzz
+    /// target, kept in its corpus): symphonia's ADTS reader, on a seekable source, divided a
+    /// length of 0 into sampling steps and panicked (`audio::formats`). They are refused with
+    /// a 400, without reaching the panic guard.
+    #[test]
+    fn adts_sync_word_late_in_the_file_is_a_400() {
+        for bytes in [
+            &include_bytes!(
+                "../../../fuzz/regressions/audio_file/crash-22f2f86312a09a25559a94a2641392a27c2056ed"
+            )[..],
+            &include_bytes!(
+                "../../../fuzz/regressions/audio_file/crash-f19286f36c46649ace2a02b0ad2b85ac4ada35de"
+            )[..],
+        ] {
+            let e = decode_unguarded(bytes).unwrap_err();
+            assert_eq!(e.kind().http_status(), 400);
+        }
+    }
+
+    /// Raw AAC (ADTS), which `audio::formats` reads as a stream: the same speech as the
+    /// 22.05 kHz WAV fixture, as long and as loud.
+    #[test]
+    fn adts_files_decode_as_a_stream() {
+        let fixture = |name: &str| {
+            let dir =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/audio");
+            decode_audio(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+        };
+        let (aac, wav) = (fixture("short_en.aac"), fixture("short_en_22k.wav"));
+        // AAC adds an encoder delay and pads its last frame: at most a few frames of 1024.
+        let frames = (aac.len() as f64 - wav.len() as f64) / (1024.0 * 16_000.0 / 22_050.0);
+        assert!(
+            (0.0..4.0).contains(&frames),
+            "{} vs {}",
+            aac.len(),
+            wav.len()
+        );
+        let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+        assert!(
+            (rms(&aac) / rms(&wav) - 1.0).abs() < 0.1,
+            "{} vs {}",
+            rms(&aac),
+            rms(&wav)
+        );
+    }
+
+    /// A WAV at 1 Hz (found by the `audio_file` fuzz target: 3 KB that resampled to 27 minutes
+    /// of 16 kHz audio) is refused by its sample rate.
+    #[test]
+    fn absurd_sample_rates_are_a_400() {
+        let e = decode_audio(&wav(1, 1, &[1000; 1600])).unwrap_err();
+        assert_eq!(e.kind().http_status(), 400);
+        assert!(e.to_string().contains("sample rate"), "{e}");
+        assert!(decode_audio(&wav(8_000, 1, &[1000; 1600])).is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! Speech to text. [`SpeechToText`] is the capability: audio file bytes in, a
 //! [`Transcription`] out. Whisper is its one architecture: `ct2.rs` reads CTranslate2's
 //! `model.bin`, `whisper.rs` loads either format, `model.rs` is the forward pass, `mel.rs` computes the features,
-//! `input.rs` decodes and resamples the audio, `decode.rs` runs OpenAI's window loop,
+//! `input.rs` decodes and resamples the audio (`formats.rs`: the container probe), `decode.rs` runs OpenAI's window loop,
 //! `search.rs` the token search of one window (greedy, best-of sampling, beam search) and
 //! `passes.rs` lets concurrent requests share encoder and decoder passes.
 
@@ -9,6 +9,7 @@ pub mod align;
 mod attention;
 pub mod ct2;
 pub mod decode;
+mod formats;
 pub mod input;
 pub mod mel;
 pub mod model;

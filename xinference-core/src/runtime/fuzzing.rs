@@ -181,7 +181,7 @@ pub fn chat_template(data: &[u8]) {
 
 /// An uploaded audio file, decoded and resampled to 16 kHz mono.
 pub fn audio_file(data: &[u8]) {
-    let _ = crate::audio::input::decode_audio(data);
+    let _ = crate::audio::input::decode_unguarded(data);
 }
 
 /// An uploaded image (and the same bytes as an inpainting mask).
