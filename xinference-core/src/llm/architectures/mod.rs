@@ -40,6 +40,7 @@ mod token_table;
 
 use crate::llm::model::LayerKv;
 use qlinear::QLinear;
+pub use qlinear::EXACT_KEY;
 use token_table::TokenTable;
 
 /// A GGUF tensor read as f32 (norm weights, biases, the token table).
@@ -297,7 +298,7 @@ fn load_output<R: Read + Seek>(
     if ct.tensor_infos.contains_key("output.weight") {
         QLinear::load(ct, reader, "output", false)
     } else {
-        QLinear::from_weight(table.weight().clone())
+        QLinear::from_weight(table.weight().clone(), qlinear::exact_products(ct))
     }
 }
 
@@ -375,6 +376,9 @@ pub struct GgufDecoder {
     /// Per layer, the keys and values (f16) of the positions it still needs (all of them, or
     /// at least the last `window` for a sliding-window layer).
     cache: Vec<Option<LayerKv>>,
+    /// f32 throughout, as transformers computes (safetensors weights): exact GELU, attention
+    /// over an f32-precise cache (`attention.rs`), products of float weights in f32.
+    exact: bool,
 }
 
 impl GgufDecoder {
@@ -402,6 +406,7 @@ impl GgufDecoder {
             family,
             ropes,
             cache: Vec::new(),
+            exact: false,
         }
     }
 
@@ -422,9 +427,9 @@ impl GgufDecoder {
         )?))?;
         let norm = f32_tensor(ct, reader, "output_norm.weight")?;
         let output = load_output(ct, reader, &embeddings)?;
-        Ok(Self::assemble(
-            shape, embeddings, layers, norm, output, family, ropes,
-        ))
+        let mut decoder = Self::assemble(shape, embeddings, layers, norm, output, family, ropes);
+        decoder.exact = qlinear::exact_products(ct);
+        Ok(decoder)
     }
 
     /// Whether this decoder runs the GGUF's architecture.
@@ -588,6 +593,7 @@ impl GgufDecoder {
                         .map_err(|_| Error::internal("two projections gave another count"))?;
                     let gated = match self.family.activation {
                         Activation::Silu => silu_mul(&gate, &up)?,
+                        Activation::GeluTanh if self.exact => (gate.gelu()? * up)?,
                         Activation::GeluTanh => (gelu_f16_table(&gate)? * up)?,
                     };
                     down.forward_rows(&gated)?
