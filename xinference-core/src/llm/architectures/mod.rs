@@ -6,6 +6,11 @@
 //! attention (whole or partial heads, or none) with grouped KV heads, optional sliding windows and
 //! a per-sequence KV cache, a gated feed-forward.
 //!
+//! Safetensors checkpoints load through the same family files from a GGUF view of the checkpoint
+//! (`loading/safetensors/gguf_view.rs`), marked with [`EXACT_KEY`]: their float weights stay as
+//! stored and everything runs in f32 as transformers does (`exact`: products on
+//! `kernels::float`, exact GELU, f32 attention), instead of llama.cpp's roundings.
+//!
 //! Why not candle's `quantized_llama` / `quantized_qwen2`: their matrix products go through
 //! candle's quantized kernels, which round activations otherwise than llama.cpp on some CPUs, reach
 //! a quarter of llama.cpp's prefill speed, and sum batched rows otherwise than single ones. Here

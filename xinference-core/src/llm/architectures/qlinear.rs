@@ -180,6 +180,9 @@ impl QLinear {
         let ty = float_type(&self.weight)
             .ok_or_else(|| candle_core::Error::Msg("exact products of quantized weights".into()))?;
         let (n, k) = self.weight.shape().dims2()?;
+        if x.dims().last() != Some(&k) {
+            candle_core::bail!("a product of {k}-wide weights with {:?}", x.shape());
+        }
         let bytes = self.weight.data()?;
         let x = x.contiguous()?;
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
@@ -220,4 +223,46 @@ fn add_bias(y: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
         }
     }
     Tensor::from_vec(out, y.dims(), y.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An exact layer of bf16 weights keeps only the bf16 bytes (no f32 copy for candle) and
+    /// multiplies unrounded f32 inputs: its products equal the f32 product of the widened
+    /// weights within f32 rounding.
+    #[test]
+    fn exact_half_weights_stay_half_and_multiply_in_f32() {
+        let device = candle_core::Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (24, 40), &device).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, GgmlDType::BF16).unwrap());
+        let layer = QLinear::from_weight(q.clone(), true).unwrap();
+        assert!(
+            matches!(layer.matmul, QMatMul::QTensor(_)),
+            "an f32 copy was made"
+        );
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 40), &device).unwrap();
+        let got: Vec<f32> = layer
+            .forward_rows(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let widened = q.dequantize(&device).unwrap();
+        let want: Vec<f32> = x
+            .broadcast_matmul(&widened.t().unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+        }
+        // Not exact (a GGUF): candle's product as before.
+        let gguf = QLinear::from_weight(q, false).unwrap();
+        assert!(!matches!(gguf.matmul, QMatMul::QTensor(_)));
+    }
 }

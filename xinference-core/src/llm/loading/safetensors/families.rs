@@ -531,10 +531,9 @@ fn glm4(v: &mut View, cfg: &Cfg) -> Result<()> {
         let up = hf(i, "mlp.gate_up_proj.weight");
         expect(v, &up, &[2 * intermediate, c.hidden])?;
         v.tensor(&format!("{p}.ffn_up.weight"), &up)?;
-        v.tensor(
-            &format!("{p}.ffn_down.weight"),
-            &hf(i, "mlp.down_proj.weight"),
-        )?;
+        let down = hf(i, "mlp.down_proj.weight");
+        expect(v, &down, &[c.hidden, intermediate])?;
+        v.tensor(&format!("{p}.ffn_down.weight"), &down)?;
         for (gguf, name) in [
             ("attn_norm", "input_layernorm"),
             ("post_attention_norm", "post_self_attn_layernorm"),
@@ -694,15 +693,15 @@ fn glm4moe(v: &mut View, cfg: &Cfg) -> Result<()> {
         )?;
         experts(v, &c, i, count, intermediate)?;
         if shared > 0 {
-            for (gguf, proj) in [
-                ("ffn_gate_shexp", "gate_proj"),
-                ("ffn_up_shexp", "up_proj"),
-                ("ffn_down_shexp", "down_proj"),
+            let rows = intermediate * shared;
+            for (gguf, proj, shape) in [
+                ("ffn_gate_shexp", "gate_proj", [rows, c.hidden]),
+                ("ffn_up_shexp", "up_proj", [rows, c.hidden]),
+                ("ffn_down_shexp", "down_proj", [c.hidden, rows]),
             ] {
-                v.tensor(
-                    &format!("{p}.{gguf}.weight"),
-                    &hf(i, &format!("mlp.shared_experts.{proj}.weight")),
-                )?;
+                let name = hf(i, &format!("mlp.shared_experts.{proj}.weight"));
+                expect(v, &name, &shape)?;
+                v.tensor(&format!("{p}.{gguf}.weight"), &name)?;
             }
         }
     }
@@ -775,6 +774,7 @@ fn gpt_oss(v: &mut View, cfg: &Cfg) -> Result<()> {
     for i in 0..c.layers {
         let p = format!("blk.{i}");
         attention(v, &c, i, false)?;
+        expect(v, &hf(i, "self_attn.sinks"), &[c.heads])?;
         v.tensor(&format!("{p}.attn_sinks.weight"), &hf(i, "self_attn.sinks"))?;
         v.norm(
             &format!("{p}.attn_norm.weight"),
@@ -793,6 +793,15 @@ fn gpt_oss(v: &mut View, cfg: &Cfg) -> Result<()> {
         )?;
         v.tensor(&format!("{p}.ffn_gate_inp.bias"), &hf(i, "mlp.router.bias"))?;
         let experts = |n: &str| hf(i, &format!("mlp.experts.{n}"));
+        let intermediate = cfg.usize("intermediate_size")?;
+        expect(
+            v,
+            &experts("gate_up_proj"),
+            &[count, c.hidden, 2 * intermediate],
+        )?;
+        expect(v, &experts("gate_up_proj_bias"), &[count, 2 * intermediate])?;
+        expect(v, &experts("down_proj"), &[count, intermediate, c.hidden])?;
+        expect(v, &experts("down_proj_bias"), &[count, c.hidden])?;
         for (gguf, start) in [("ffn_gate_exps", 0), ("ffn_up_exps", 1)] {
             v.experts_transposed(
                 &format!("{p}.{gguf}.weight"),

@@ -226,8 +226,8 @@ impl View {
     /// that llama.cpp's Llama graph rotates: convert_hf_to_gguf's `permute`.
     pub(super) fn permuted(&mut self, gguf: &str, hf: &str, heads: usize) -> Result<()> {
         let s = self.stored(hf)?;
-        let rows = s.shape[0];
-        if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 {
+        let rows = s.shape.first().copied().unwrap_or(0);
+        if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) {
             return Err(Error::bad_request(format!(
                 "tensor `{hf}` has {rows} rows, not {heads} heads of an even size"
             )));
@@ -292,7 +292,7 @@ impl View {
         let s = self.stored(hf)?;
         let e = s.elem();
         let (dims, out) = match s.shape[..] {
-            [experts, a, b] => {
+            [experts, a, b] if b > start => {
                 let kept = (b - start).div_ceil(step);
                 let mut out = Vec::with_capacity(experts * kept * a * e);
                 for x in 0..experts {
@@ -306,7 +306,7 @@ impl View {
                 }
                 (vec![experts, kept, a], out)
             }
-            [experts, b] => {
+            [experts, b] if b > start => {
                 let kept = (b - start).div_ceil(step);
                 let mut out = Vec::with_capacity(experts * kept * e);
                 for x in 0..experts {
