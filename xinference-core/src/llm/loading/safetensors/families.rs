@@ -552,6 +552,9 @@ fn glm4(v: &mut View, cfg: &Cfg) -> Result<()> {
 
 /// Layer `i`'s routed experts (`mlp.experts.{e}.{gate,up,down}_proj`) stacked per projection.
 fn experts(v: &mut View, c: &Common, i: usize, count: usize, intermediate: usize) -> Result<()> {
+    if count == 0 {
+        return Err(Error::bad_request("config.json: a mixture of no experts"));
+    }
     let p = format!("blk.{i}");
     for (gguf, proj, shape) in [
         ("ffn_gate_exps", "gate_proj", [intermediate, c.hidden]),
