@@ -31,7 +31,7 @@ pub use generation::{
 };
 pub use generation::{KvHeld, KvUsage};
 pub use loading::{
-    find_gguf, is_safetensors_model, load_gguf, load_safetensors, QuantizedModel, SafetensorsModel,
+    find_gguf, is_safetensors_model, load_gguf, load_safetensors, QuantizedModel,
     GGUF_ARCHITECTURES, SAFETENSORS_MODEL_TYPES,
 };
 pub use model::{CausalLm, DecodeStep, KvState, LayerKv, LlmParts};

@@ -84,15 +84,28 @@ impl GgufDecoder {
         } else {
             scale
         };
-        round_f16(&mut q);
+        let exact = self.exact;
+        if !exact {
+            round_f16(&mut q);
+        }
+        // An exact cache holds each value as two f16 halves (`split_exact`).
+        let width = kv_heads * hd * if exact { 2 } else { 1 };
         // A new sequence (or a cache that does not end where this continues) starts empty.
-        if !matches!(cache, Some(kv) if position > 0 && kv.held() <= position) {
-            *cache = Some(LayerKv::new(kv_heads * hd));
+        if !matches!(cache, Some(kv) if position > 0 && kv.held() <= position && kv.row() == width)
+        {
+            *cache = Some(LayerKv::new(width));
         }
         let Some(kv) = cache.as_mut() else {
             unreachable!("set above")
         };
-        kv.append(&k, &v);
+        if exact {
+            kv.append(
+                &split_exact(&k, kv_heads * hd),
+                &split_exact(&v, kv_heads * hd),
+            );
+        } else {
+            kv.append(&k, &v);
+        }
         // Keys held: positions first..position + s.
         let first = position + s - kv.held();
         let sinks = layer
@@ -110,6 +123,11 @@ impl GgufDecoder {
             let keys = visible(query, first, window);
             let queries = &q[(row * heads + g * group) * hd..][..group * hd];
             let sinks = sinks.as_ref().map(|s| &s[g * group..(g + 1) * group]);
+            let attend_group = if exact {
+                attend_group_exact
+            } else {
+                attend_group
+            };
             attend_group(
                 held,
                 (g * hd, hd),
@@ -175,6 +193,79 @@ fn attend_group(
         }
     }
     weighted_sum(&w, &kv.values()[at..], row, hd, out);
+}
+
+/// Rows of `width` f32 values as rows of `2 * width` whose f16 roundings hold them to about
+/// 22 bits: each value's f16 rounding, then what that leaves out, also in f16.
+fn split_exact(values: &[f32], width: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(values.len() * 2);
+    for row in values.chunks_exact(width) {
+        out.extend(row.iter().map(|&x| f16::from_f32(x).to_f32()));
+        out.extend(row.iter().map(|&x| x - f16::from_f32(x).to_f32()));
+    }
+    out
+}
+
+/// [`attend_group`] in f32, as transformers computes it, over a cache of split values
+/// ([`split_exact`]): queries unrounded, weights unrounded.
+fn attend_group_exact(
+    kv: &LayerKv,
+    (offset, hd): (usize, usize),
+    keys: std::ops::Range<usize>,
+    queries: &[f32],
+    scale: f32,
+    sinks: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let row = kv.row();
+    let half = row / 2;
+    let n = keys.len();
+    // The group's keys and values at the visible positions, as f32.
+    let gather = |cache: &[f16]| -> Vec<f32> {
+        let mut rows = Vec::with_capacity(n * hd);
+        for p in keys.clone() {
+            let at = p * row + offset;
+            rows.extend(
+                cache[at..at + hd]
+                    .iter()
+                    .zip(&cache[at + half..at + half + hd])
+                    .map(|(hi, lo)| hi.to_f32() + lo.to_f32()),
+            );
+        }
+        rows
+    };
+    let (k, v) = (gather(kv.keys()), gather(kv.values()));
+    for (j, (q, out)) in queries
+        .chunks_exact(hd)
+        .zip(out.chunks_exact_mut(hd))
+        .enumerate()
+    {
+        let mut w: Vec<f32> = k
+            .chunks_exact(hd)
+            .map(|kr| q.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale)
+            .collect();
+        let sink = sinks.map(|s| s[j]);
+        let max = w
+            .iter()
+            .copied()
+            .chain(sink)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for x in w.iter_mut() {
+            *x = (*x - max).exp();
+            sum += *x;
+        }
+        if let Some(sink) = sink {
+            sum += (sink - max).exp();
+        }
+        out.iter_mut().for_each(|o| *o = 0.0);
+        for (wt, vr) in w.iter().zip(v.chunks_exact(hd)) {
+            let wt = wt / sum;
+            for (o, x) in out.iter_mut().zip(vr) {
+                *o += wt * x;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

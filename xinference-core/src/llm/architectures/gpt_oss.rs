@@ -53,8 +53,19 @@ fn yarn_rope(ct: &Content, head_dim: usize, positions: usize) -> Result<Rope> {
     let corr_dim = |rotations: f32| {
         dims * (original as f32 / (rotations * 2.0 * std::f32::consts::PI)).ln() / (2.0 * base.ln())
     };
-    let low = corr_dim(beta_fast).floor().max(0.0);
-    let high = corr_dim(beta_slow).ceil().min(dims - 1.0);
+    // llama.cpp rounds the correction range outwards; transformers only when `truncate` (the
+    // released gpt-oss config says false; safetensors views pass it on).
+    let truncate = !matches!(
+        meta(ct, ARCH, "rope.scaling.yarn_truncate"),
+        Ok(candle_core::quantized::gguf_file::Value::Bool(false))
+    );
+    let (low, high) = (corr_dim(beta_fast), corr_dim(beta_slow));
+    let (low, high) = if truncate {
+        (low.floor(), high.ceil())
+    } else {
+        (low, high)
+    };
+    let (low, high) = (low.max(0.0), high.min(dims - 1.0));
     let freq_scale = 1.0 / factor;
     let mscale = 1.0 + 0.1 * factor.ln();
     let inv_freq: Vec<f32> = (0..head_dim / 2)

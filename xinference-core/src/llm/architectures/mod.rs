@@ -6,6 +6,11 @@
 //! attention (whole or partial heads, or none) with grouped KV heads, optional sliding windows and
 //! a per-sequence KV cache, a gated feed-forward.
 //!
+//! Safetensors checkpoints load through the same family files from a GGUF view of the checkpoint
+//! (`loading/safetensors/gguf_view.rs`), marked with [`EXACT_KEY`]: their float weights stay as
+//! stored and everything runs in f32 as transformers does (`exact`: products on
+//! `kernels::float`, exact GELU, f32 attention), instead of llama.cpp's roundings.
+//!
 //! Why not candle's `quantized_llama` / `quantized_qwen2`: their matrix products go through
 //! candle's quantized kernels, which round activations otherwise than llama.cpp on some CPUs, reach
 //! a quarter of llama.cpp's prefill speed, and sum batched rows otherwise than single ones. Here
@@ -40,6 +45,7 @@ mod token_table;
 
 use crate::llm::model::LayerKv;
 use qlinear::QLinear;
+pub use qlinear::EXACT_KEY;
 use token_table::TokenTable;
 
 /// A GGUF tensor read as f32 (norm weights, biases, the token table).
@@ -297,7 +303,7 @@ fn load_output<R: Read + Seek>(
     if ct.tensor_infos.contains_key("output.weight") {
         QLinear::load(ct, reader, "output", false)
     } else {
-        QLinear::from_weight(table.weight().clone())
+        QLinear::from_weight(table.weight().clone(), qlinear::exact_products(ct))
     }
 }
 
@@ -375,6 +381,9 @@ pub struct GgufDecoder {
     /// Per layer, the keys and values (f16) of the positions it still needs (all of them, or
     /// at least the last `window` for a sliding-window layer).
     cache: Vec<Option<LayerKv>>,
+    /// f32 throughout, as transformers computes (safetensors weights): exact GELU, attention
+    /// over an f32-precise cache (`attention.rs`), products of float weights in f32.
+    exact: bool,
 }
 
 impl GgufDecoder {
@@ -402,6 +411,7 @@ impl GgufDecoder {
             family,
             ropes,
             cache: Vec::new(),
+            exact: false,
         }
     }
 
@@ -422,9 +432,9 @@ impl GgufDecoder {
         )?))?;
         let norm = f32_tensor(ct, reader, "output_norm.weight")?;
         let output = load_output(ct, reader, &embeddings)?;
-        Ok(Self::assemble(
-            shape, embeddings, layers, norm, output, family, ropes,
-        ))
+        let mut decoder = Self::assemble(shape, embeddings, layers, norm, output, family, ropes);
+        decoder.exact = qlinear::exact_products(ct);
+        Ok(decoder)
     }
 
     /// Whether this decoder runs the GGUF's architecture.
@@ -588,6 +598,7 @@ impl GgufDecoder {
                         .map_err(|_| Error::internal("two projections gave another count"))?;
                     let gated = match self.family.activation {
                         Activation::Silu => silu_mul(&gate, &up)?,
+                        Activation::GeluTanh if self.exact => (gate.gelu()? * up)?,
                         Activation::GeluTanh => (gelu_f16_table(&gate)? * up)?,
                     };
                     down.forward_rows(&gated)?

@@ -13,7 +13,7 @@ use super::mxfp4::ExpertLinear;
 use super::qlinear::QLinear;
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::{QMatMul, QStorage, QTensor};
+use candle_core::quantized::{QStorage, QTensor};
 use candle_core::{Device, Tensor};
 use std::borrow::Cow;
 use std::io::{Read, Seek};
@@ -101,6 +101,7 @@ fn split_experts<R: Read + Seek>(
         )));
     }
     let per = data.len() / count;
+    let exact = super::qlinear::exact_products(ct);
     let biases = if bias {
         Some(f32_tensor(ct, reader, &format!("{name}.bias"))?)
     } else {
@@ -115,11 +116,9 @@ fn split_experts<R: Read + Seek>(
                 Some(b) => Some(b.get(e)?),
                 None => None,
             };
-            Ok(ExpertLinear::Quant(QLinear {
-                matmul: QMatMul::from_arc(weight.clone())?,
-                weight,
-                bias,
-            }))
+            let mut linear = QLinear::from_weight(weight, exact)?;
+            linear.bias = bias;
+            Ok(ExpertLinear::Quant(linear))
         })
         .collect()
 }
@@ -286,9 +285,10 @@ mod tests {
             Arc::new(QTensor::quantize(&w, candle_core::quantized::GgmlDType::F32).unwrap());
         Experts {
             router: QLinear {
-                matmul: QMatMul::from_arc(weight.clone()).unwrap(),
+                matmul: candle_core::quantized::QMatMul::from_arc(weight.clone()).unwrap(),
                 weight,
                 bias: None,
+                exact: false,
             },
             selection_bias: bias,
             experts: Arc::new(Vec::new()),

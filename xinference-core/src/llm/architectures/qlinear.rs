@@ -9,7 +9,7 @@
 use super::f32_tensor;
 use crate::Result;
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use std::io::{Read, Seek};
 use std::sync::Arc;
@@ -20,6 +20,40 @@ pub(super) struct QLinear {
     pub(super) weight: Arc<QTensor>,
     pub(super) matmul: QMatMul,
     pub(super) bias: Option<Tensor>,
+    /// Float weights (f32, f16, bf16) multiply unrounded f32 activations on
+    /// `kernels::float` (safetensors: transformers' f32 compute), without candle's f32 copy of
+    /// them; `false`: llama.cpp's rounding (see [`QLinear::forward_with_candle`]).
+    pub(super) exact: bool,
+}
+
+/// Whether the weights come from a source whose float products are exact f32
+/// (`loading/safetensors`, which marks its view with [`EXACT_KEY`]).
+pub(super) fn exact_products(ct: &Content) -> bool {
+    ct.metadata.contains_key(EXACT_KEY)
+}
+
+/// The metadata key that marks a GGUF view of safetensors weights (f32 compute throughout).
+pub const EXACT_KEY: &str = "xinference.exact_f32";
+
+/// candle's product of `weight`, without the f32 copy it makes of float weights when they
+/// run on `kernels::float` instead (`exact`).
+fn matmul_of(weight: &Arc<QTensor>, exact: bool) -> candle_core::Result<QMatMul> {
+    if exact && float_type(weight).is_some() {
+        Ok(QMatMul::QTensor(weight.clone()))
+    } else {
+        QMatMul::from_arc(weight.clone())
+    }
+}
+
+/// The float type of float weights.
+fn float_type(weight: &QTensor) -> Option<crate::kernels::float::FloatType> {
+    use crate::kernels::float::FloatType;
+    match weight.dtype() {
+        GgmlDType::F32 => Some(FloatType::F32),
+        GgmlDType::F16 => Some(FloatType::F16),
+        GgmlDType::BF16 => Some(FloatType::Bf16),
+        _ => None,
+    }
 }
 
 impl QLinear {
@@ -36,19 +70,23 @@ impl QLinear {
         } else {
             None
         };
+        let exact = exact_products(ct);
         Ok(QLinear {
-            matmul: QMatMul::from_arc(weight.clone())?,
+            matmul: matmul_of(&weight, exact)?,
             weight,
             bias,
+            exact,
         })
     }
 
-    /// A layer of the weights `weight`, without bias (a tied output layer: the token table).
-    pub(super) fn from_weight(weight: Arc<QTensor>) -> Result<Self> {
+    /// A layer of the weights `weight`, without bias (a tied output layer: the token table);
+    /// `exact` as [`QLinear::exact`].
+    pub(super) fn from_weight(weight: Arc<QTensor>, exact: bool) -> Result<Self> {
         Ok(QLinear {
-            matmul: QMatMul::from_arc(weight.clone())?,
+            matmul: matmul_of(&weight, exact)?,
             weight,
             bias: None,
+            exact,
         })
     }
 
@@ -75,6 +113,7 @@ impl QLinear {
         let row_bytes = k / dtype.block_size() * dtype.type_size();
         let data = whole.data()?;
         let mut start = 0;
+        let exact = exact_products(ct);
         let mut parts = Vec::with_capacity(rows.len());
         for &r in rows {
             let bytes = &data[start * row_bytes..(start + r) * row_bytes];
@@ -85,9 +124,10 @@ impl QLinear {
                 &device,
             )?);
             parts.push(QLinear {
-                matmul: QMatMul::from_arc(weight.clone())?,
+                matmul: matmul_of(&weight, exact)?,
                 weight,
                 bias: None,
+                exact,
             });
             start += r;
         }
@@ -107,12 +147,22 @@ impl QLinear {
         x: &Tensor,
     ) -> candle_core::Result<Vec<Tensor>> {
         let weights: Vec<&QTensor> = layers.iter().map(|l| &*l.weight).collect();
-        let ys = match crate::kernels::quant::qtensor_matmuls(&weights, x)? {
-            Some(ys) => ys,
-            None => layers
+        let exact = layers
+            .iter()
+            .all(|l| l.exact && float_type(&l.weight).is_some());
+        let ys = if exact {
+            layers
                 .iter()
-                .map(|l| l.forward_with_candle(x))
-                .collect::<candle_core::Result<_>>()?,
+                .map(|l| l.forward_float(x))
+                .collect::<candle_core::Result<Vec<_>>>()?
+        } else {
+            match crate::kernels::quant::qtensor_matmuls(&weights, x)? {
+                Some(ys) => ys,
+                None => layers
+                    .iter()
+                    .map(|l| l.forward_with_candle(x))
+                    .collect::<candle_core::Result<_>>()?,
+            }
         };
         ys.into_iter()
             .zip(layers)
@@ -125,6 +175,26 @@ impl QLinear {
 }
 
 impl QLinear {
+    /// `x · wᵀ` of float weights on `kernels::float`, in f32 (the `exact` products).
+    fn forward_float(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let ty = float_type(&self.weight)
+            .ok_or_else(|| candle_core::Error::Msg("exact products of quantized weights".into()))?;
+        let (n, k) = self.weight.shape().dims2()?;
+        if x.dims().last() != Some(&k) {
+            candle_core::bail!("a product of {k}-wide weights with {:?}", x.shape());
+        }
+        let bytes = self.weight.data()?;
+        let x = x.contiguous()?;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; xs.len() / k.max(1) * n];
+        crate::kernels::float::matmul(ty, &bytes, n, k, &xs, &mut out);
+        let mut dims = x.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = n;
+        }
+        Tensor::from_vec(out, dims, x.device())
+    }
+
     /// candle's product, for the weight formats our kernels do not cover. f16 weights:
     /// llama.cpp rounds the activations to f16 too (its `vec_dot_type`), then sums exact f16
     /// products in f32, so the input is rounded the same way first.
@@ -153,4 +223,46 @@ fn add_bias(y: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
         }
     }
     Tensor::from_vec(out, y.dims(), y.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An exact layer of bf16 weights keeps only the bf16 bytes (no f32 copy for candle) and
+    /// multiplies unrounded f32 inputs: its products equal the f32 product of the widened
+    /// weights within f32 rounding.
+    #[test]
+    fn exact_half_weights_stay_half_and_multiply_in_f32() {
+        let device = candle_core::Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (24, 40), &device).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, GgmlDType::BF16).unwrap());
+        let layer = QLinear::from_weight(q.clone(), true).unwrap();
+        assert!(
+            matches!(layer.matmul, QMatMul::QTensor(_)),
+            "an f32 copy was made"
+        );
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 40), &device).unwrap();
+        let got: Vec<f32> = layer
+            .forward_rows(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let widened = q.dequantize(&device).unwrap();
+        let want: Vec<f32> = x
+            .broadcast_matmul(&widened.t().unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+        }
+        // Not exact (a GGUF): candle's product as before.
+        let gguf = QLinear::from_weight(q, false).unwrap();
+        assert!(!matches!(gguf.matmul, QMatMul::QTensor(_)));
+    }
 }

@@ -105,6 +105,7 @@ fn products_follow_the_format_definition_on_every_cpu() {
             matmul: QMatMul::from_arc(q.clone()).unwrap(),
             weight: q.clone(),
             bias: None,
+            exact: false,
         };
         // 1 and 3 rows are decode steps; 16 rows a prompt.
         for rows in [1, 3, 16] {
@@ -145,6 +146,7 @@ pub(super) fn tiny_decoder() -> GgufDecoder {
             matmul: QMatMul::from_arc(q.clone()).unwrap(),
             weight: q,
             bias: None,
+            exact: false,
         }
     };
     let ones = Tensor::ones(hidden, candle_core::DType::F32, &device).unwrap();
@@ -234,6 +236,7 @@ fn exact_rows_match_single_rows_bit_for_bit() {
             matmul: QMatMul::from_arc(q.clone()).unwrap(),
             weight: q,
             bias: None,
+            exact: false,
         };
         let together: Vec<Vec<f32>> = linear
             .forward_rows(&x)

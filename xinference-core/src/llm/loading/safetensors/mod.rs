@@ -4,98 +4,43 @@
 //! `generation_config.json`.
 //!
 //! The family comes from `config.json` (`model_type`, else `architectures`), never from the
-//! folder name, and runs on candle's model of that family: Llama, Qwen2 and Qwen3.
+//! folder name, and runs on our own decoder (`llm/architectures/`), the one GGUF files run on:
+//! `families.rs` maps each family's names and settings onto a GGUF view of the checkpoint
+//! (`gguf_view.rs`), as llama.cpp's converter would write them.
 //!
-//! **Precision.** Weights stored as bf16 or f16 (`torch_dtype` / `dtype` in `config.json`) are
-//! converted to f32 when loaded, and all compute is f32. On the CPU this is both faster (candle's
-//! CPU kernels for half types are slow, and some of them accumulate in the half type) and more
-//! accurate (candle's Qwen2 would otherwise build its RoPE tables in bf16, which cannot even
-//! represent positions above 256 exactly); the price is twice the memory of the stored weights.
-//! The result is what Transformers computes after `model.float()`.
+//! **Precision.** Weights stay as stored (f32, f16 or bf16: one copy, read from the memory-mapped
+//! files) and every product, norm and attention runs in f32 (the decoder's `exact` mode: no
+//! llama.cpp rounding), which is what Transformers computes after `model.float()`.
 
 mod config;
+mod families;
+mod gguf_view;
 mod tokens;
 
-use crate::llm::model::{CausalLm, LlmParts};
+use crate::llm::architectures::GgufDecoder;
+use crate::llm::model::LlmParts;
 use crate::{Error, Result};
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::{llama, qwen2, qwen3};
-use config::{check_tensors, llama_config, qwen2_config, qwen3_config, Cfg, Dims};
+use config::Cfg;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 use tokens::{chat_template, special_tokens};
 
 /// The `model_type`s this build loads from safetensors.
-pub const SAFETENSORS_MODEL_TYPES: &[&str] = &["llama", "qwen2", "qwen3"];
-
-/// A safetensors causal LM of one of the supported families, computing in f32 on the CPU.
-/// Holds the KV cache of one sequence.
-pub enum SafetensorsModel {
-    /// Llama 2/3 layout (`LlamaForCausalLM`).
-    Llama {
-        /// The weights.
-        model: llama::Llama,
-        /// The cache of the current sequence.
-        cache: llama::Cache,
-        /// An empty cache (with its RoPE tables) to start a new sequence from.
-        empty: llama::Cache,
-    },
-    /// Qwen2 / Qwen2.5 (`Qwen2ForCausalLM`).
-    Qwen2(qwen2::ModelForCausalLM),
-    /// Qwen3 (`Qwen3ForCausalLM`).
-    Qwen3(qwen3::ModelForCausalLM),
-}
-
-impl SafetensorsModel {
-    fn clear_cache(&mut self) {
-        match self {
-            // candle's llama cache has no reset: start again from the empty one.
-            SafetensorsModel::Llama { cache, empty, .. } => *cache = empty.clone(),
-            SafetensorsModel::Qwen2(m) => m.clear_kv_cache(),
-            SafetensorsModel::Qwen3(m) => m.clear_kv_cache(),
-        }
-    }
-}
-
-impl CausalLm for SafetensorsModel {
-    fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
-        if tokens.is_empty() {
-            return Err(Error::bad_request("no tokens to run the model on"));
-        }
-        if position == 0 {
-            self.clear_cache();
-        }
-        let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
-        let logits = match self {
-            // (1, vocab): candle's llama keeps only the last position.
-            SafetensorsModel::Llama { model, cache, .. } => {
-                model.forward(&input, position, cache)?
-            }
-            // (1, 1, vocab).
-            SafetensorsModel::Qwen2(m) => m.forward(&input, position)?,
-            SafetensorsModel::Qwen3(m) => m.forward(&input, position)?,
-        };
-        Ok(logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
-    }
-
-    fn fork(&self) -> Option<Box<dyn CausalLm>> {
-        // Clones share the weights (reference-counted tensors); each gets an empty cache.
-        let mut copy = match self {
-            SafetensorsModel::Llama { model, empty, .. } => SafetensorsModel::Llama {
-                model: model.clone(),
-                cache: empty.clone(),
-                empty: empty.clone(),
-            },
-            SafetensorsModel::Qwen2(m) => SafetensorsModel::Qwen2(m.clone()),
-            SafetensorsModel::Qwen3(m) => SafetensorsModel::Qwen3(m.clone()),
-        };
-        copy.clear_cache();
-        Some(Box::new(copy))
-    }
-}
+pub const SAFETENSORS_MODEL_TYPES: &[&str] = &[
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma3_text",
+    "smollm3",
+    "phi3",
+    "glm4",
+    "qwen3_moe",
+    "glm4_moe",
+    "gpt_oss",
+];
 
 /// Whether the model at `path` should be loaded from safetensors rather than GGUF. What the path
 /// holds decides: a file, or a folder with `.gguf` files and no `config.json`, is GGUF; a folder
@@ -188,7 +133,7 @@ fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
 /// index).
 fn open_weights(dir: &Path) -> Result<MmapedSafetensors> {
     let files = weight_files(dir)?;
-    // SAFETY: the files are memory-mapped read-only and copied into f32 tensors while loading;
+    // SAFETY: the files are memory-mapped read-only and copied into the decoder while loading;
     // model files are not modified while they are being loaded.
     unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| {
         Error::bad_request(format!(
@@ -207,141 +152,46 @@ fn context_length(cfg: &Cfg) -> Result<usize> {
     Ok(max_position)
 }
 
-/// The 400 for weights in `dir` that do not match its `config.json` (family `model_type`).
-fn weights_error(dir: &Path, model_type: &str) -> impl Fn(candle_core::Error) -> Error {
-    let dir = dir.display().to_string();
-    let model_type = model_type.to_owned();
-    move |e| {
-        Error::bad_request(format!(
-            "the weights in {dir} do not match its config.json ({model_type}): {e}"
-        ))
-    }
-}
-
-/// Checks the tensor shapes against the configuration and loads the weights (as f32) on
-/// candle's model of the family `model_type`.
+/// Maps the checkpoint onto a GGUF view and loads our decoder from it (the weights as stored,
+/// computing in f32).
 fn load_model(
     dir: &Path,
     model_type: &str,
     cfg: &Cfg,
     st: MmapedSafetensors,
-) -> Result<SafetensorsModel> {
-    let has_lm_head = st.get("lm_head.weight").is_ok();
-    let bad_weights = weights_error(dir, model_type);
-    match model_type {
-        "llama" => load_llama(cfg, st, has_lm_head, &bad_weights),
-        "qwen2" => load_qwen2(cfg, st, has_lm_head, &bad_weights),
-        "qwen3" => load_qwen3(cfg, st, has_lm_head, &bad_weights),
-        other => Err(Error::bad_request(format!(
-            "model_type {other} cannot be run as safetensors"
-        ))),
+) -> Result<GgufDecoder> {
+    let arch = families::FAMILIES
+        .iter()
+        .find(|(t, _)| *t == model_type)
+        .map(|(_, a)| *a)
+        .ok_or_else(|| {
+            Error::bad_request(format!(
+                "model_type {model_type} cannot be run as safetensors"
+            ))
+        })?;
+    let mut view = gguf_view::View::new(st, arch);
+    families::convert(&mut view, cfg, model_type)?;
+    let (ct, mut reader) = view.finish();
+    if !GgufDecoder::supports(&ct, arch) {
+        return Err(Error::bad_request(format!(
+            "the weights in {} are not a {model_type} model this build runs",
+            dir.display()
+        )));
     }
-}
-
-/// Loads a Llama model (with an empty cache to start sequences from).
-fn load_llama(
-    cfg: &Cfg,
-    st: MmapedSafetensors,
-    has_lm_head: bool,
-    bad_weights: &impl Fn(candle_core::Error) -> Error,
-) -> Result<SafetensorsModel> {
-    let c = llama_config(cfg, has_lm_head)?;
-    let head_dim = c.hidden_size / c.num_attention_heads;
-    check_tensors(
-        &st,
-        &Dims {
-            vocab: c.vocab_size,
-            hidden: c.hidden_size,
-            intermediate: c.intermediate_size,
-            layers: c.num_hidden_layers,
-            q: c.num_attention_heads * head_dim,
-            kv: c.num_key_value_heads * head_dim,
-            qkv_bias: false,
-            o_bias: false,
-            qk_norm: None,
-            lm_head: !c.tie_word_embeddings,
-        },
-    )?;
-    let vb = VarBuilder::from_backend(Box::new(st), DType::F32, Device::Cpu);
-    // candle's Llama::load unwraps per-layer errors; the shapes were checked above,
-    // and anything else it panics on is still a 400 rather than a dead loader.
-    let loaded =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| llama::Llama::load(vb, &c)))
-            .map_err(|p| bad_weights(candle_core::Error::Msg(crate::error::panic_text(&p))))?
-            .map_err(bad_weights)?;
-    let empty = llama::Cache::new(true, DType::F32, &c, &Device::Cpu)?;
-    Ok(SafetensorsModel::Llama {
-        model: loaded,
-        cache: empty.clone(),
-        empty,
+    GgufDecoder::load(&ct, &mut reader, arch).map_err(|e| {
+        Error::bad_request(format!(
+            "the weights in {} do not match its config.json ({model_type}): {}",
+            dir.display(),
+            e.message()
+        ))
     })
-}
-
-/// Loads a Qwen2 / Qwen2.5 model.
-fn load_qwen2(
-    cfg: &Cfg,
-    st: MmapedSafetensors,
-    has_lm_head: bool,
-    bad_weights: &impl Fn(candle_core::Error) -> Error,
-) -> Result<SafetensorsModel> {
-    let c = qwen2_config(cfg)?;
-    let head_dim = c.hidden_size / c.num_attention_heads;
-    check_tensors(
-        &st,
-        &Dims {
-            vocab: c.vocab_size,
-            hidden: c.hidden_size,
-            intermediate: c.intermediate_size,
-            layers: c.num_hidden_layers,
-            q: c.num_attention_heads * head_dim,
-            kv: c.num_key_value_heads * head_dim,
-            qkv_bias: true,
-            o_bias: false,
-            qk_norm: None,
-            // candle ties the embeddings exactly when lm_head.weight is absent.
-            lm_head: has_lm_head,
-        },
-    )?;
-    let vb = VarBuilder::from_backend(Box::new(st), DType::F32, Device::Cpu);
-    Ok(SafetensorsModel::Qwen2(
-        qwen2::ModelForCausalLM::new(&c, vb).map_err(bad_weights)?,
-    ))
-}
-
-/// Loads a Qwen3 model.
-fn load_qwen3(
-    cfg: &Cfg,
-    st: MmapedSafetensors,
-    has_lm_head: bool,
-    bad_weights: &impl Fn(candle_core::Error) -> Error,
-) -> Result<SafetensorsModel> {
-    let c = qwen3_config(cfg, has_lm_head)?;
-    check_tensors(
-        &st,
-        &Dims {
-            vocab: c.vocab_size,
-            hidden: c.hidden_size,
-            intermediate: c.intermediate_size,
-            layers: c.num_hidden_layers,
-            q: c.num_attention_heads * c.head_dim,
-            kv: c.num_key_value_heads * c.head_dim,
-            qkv_bias: c.attention_bias,
-            o_bias: c.attention_bias,
-            qk_norm: Some(c.head_dim),
-            lm_head: !c.tie_word_embeddings,
-        },
-    )?;
-    let vb = VarBuilder::from_backend(Box::new(st), DType::F32, Device::Cpu);
-    Ok(SafetensorsModel::Qwen3(
-        qwen3::ModelForCausalLM::new(&c, vb).map_err(bad_weights)?,
-    ))
 }
 
 /// Assembles the loaded model and tokenizer with what `tokenizer_config.json` and
 /// `generation_config.json` (both optional) add: the chat template and the BOS/EOS tokens.
 fn assemble_parts(
     dir: &Path,
-    model: SafetensorsModel,
+    model: GgufDecoder,
     model_type: String,
     tokenizer: Tokenizer,
     config: &Value,
@@ -369,8 +219,16 @@ pub(super) use crate::files::read_optional_json as read_json;
 fn model_type(config: &Value) -> Result<String> {
     let from_arch = |a: &str| match a {
         "LlamaForCausalLM" => Some("llama"),
+        "MistralForCausalLM" => Some("mistral"),
         "Qwen2ForCausalLM" => Some("qwen2"),
         "Qwen3ForCausalLM" => Some("qwen3"),
+        "Gemma3ForCausalLM" => Some("gemma3_text"),
+        "SmolLM3ForCausalLM" => Some("smollm3"),
+        "Phi3ForCausalLM" => Some("phi3"),
+        "Glm4ForCausalLM" => Some("glm4"),
+        "Qwen3MoeForCausalLM" => Some("qwen3_moe"),
+        "Glm4MoeForCausalLM" => Some("glm4_moe"),
+        "GptOssForCausalLM" => Some("gpt_oss"),
         _ => None,
     };
     let model_type = config.get("model_type").and_then(Value::as_str);

@@ -1,0 +1,96 @@
+//! Safetensors checkpoints of every family our decoder runs (Xinference's `pytorch` format,
+//! engine `Transformers`) compute what Hugging Face transformers computes in f32: tiny random
+//! models in each family's real hub layout (tests/fixtures/tiny-safetensors/, made and recorded
+//! by scripts/fixtures/make_tiny_safetensors.py), stored in bf16 (most), f16 (mistral) and f32
+//! (qwen2), gemma3 and qwen3moe in shards; the mixtures of experts (qwen3moe, glm4moe, gpt-oss)
+//! with their routing and experts. For each: the last-position logits of three prompts
+//! (one longer than the sliding windows) within `LOGIT_TOLERANCE` of transformers', 8 greedy
+//! tokens identical, a prompt fed in two pieces equal to the whole, and a fork that decodes the
+//! same.
+
+mod common;
+
+use common::logit_checks::{floats, greedy, max_abs_diff};
+use common::token_ids as ids;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use xinference::llm::LlmEngine;
+
+/// Largest tolerated |logit - transformers' logit| (both in f32).
+const LOGIT_TOLERANCE: f32 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-safetensors")
+}
+
+fn reference() -> Value {
+    let text = std::fs::read_to_string(fixtures().join("reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Checks one family's folder; returns its worst logit difference.
+fn check(model: &Value) -> f32 {
+    let arch = model["arch"].as_str().unwrap();
+    let dir = fixtures().join(model["folder"].as_str().unwrap());
+    let mut engine =
+        LlmEngine::load_safetensors(&dir, None, &[], &[]).unwrap_or_else(|e| panic!("{arch}: {e}"));
+    assert_eq!(engine.architecture(), model["model_type"].as_str().unwrap());
+    let mut worst = 0f32;
+    for case in model["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let prompt = ids(&case["prompt_ids"]);
+        let expected = ids(&case["greedy_ids"]);
+        let (logits, tokens) = greedy(&mut engine, &prompt, expected.len());
+        let diff = max_abs_diff(&logits, &floats(&case["last_logits"]));
+        println!(
+            "{arch:9} {} {name:12} prompt {:2}: max |logit diff| {diff:.2e}, greedy identical: {}",
+            model["dtype"].as_str().unwrap(),
+            prompt.len(),
+            tokens == expected
+        );
+        worst = worst.max(diff);
+        assert!(
+            diff < LOGIT_TOLERANCE,
+            "{arch} {name}: logits differ by {diff}"
+        );
+        assert_eq!(tokens, expected, "{arch} {name}: greedy tokens");
+        if prompt.len() >= 4 {
+            let half = prompt.len() / 2;
+            engine.forward_for_bench(&prompt[..half], 0);
+            let split = engine.forward_for_bench(&prompt[half..], half);
+            let d = max_abs_diff(&split, &logits);
+            assert!(d < 1e-5, "{arch} {name}: chunked prefill differs by {d}");
+        }
+        let mut fork = engine.fork().expect("safetensors models fork");
+        let (forked, forked_tokens) = greedy(&mut fork, &prompt, expected.len());
+        assert_eq!(forked, logits, "{arch} {name}: fork logits");
+        assert_eq!(forked_tokens, tokens, "{arch} {name}: fork tokens");
+    }
+    worst
+}
+
+#[test]
+fn every_family_matches_transformers_in_f32() {
+    let reference = reference();
+    let models = reference["models"].as_array().unwrap();
+    let mut worst = 0f32;
+    let mut failures = Vec::new();
+    for model in models {
+        let arch = model["arch"].as_str().unwrap().to_owned();
+        match std::panic::catch_unwind(|| check(model)) {
+            Ok(w) => worst = worst.max(w),
+            Err(_) => failures.push(arch),
+        }
+    }
+    println!(
+        "worst max |logit diff| over all families: {worst:.2e} (tolerance {LOGIT_TOLERANCE:e})"
+    );
+    assert!(failures.is_empty(), "families that differ: {failures:?}");
+    let archs: Vec<&str> = models.iter().map(|m| m["arch"].as_str().unwrap()).collect();
+    for want in [
+        "llama", "mistral", "qwen2", "qwen3", "gemma3", "smollm3", "phi3", "glm4", "qwen3moe",
+        "glm4moe", "gpt-oss",
+    ] {
+        assert!(archs.contains(&want), "no fixture for {want}");
+    }
+}
