@@ -125,7 +125,8 @@ fn delta_net_layer<R: Read + Seek>(
         eps,
     };
     let inner = meta_usize(ct, arch, "ssm.inner_size")?;
-    if net.value_heads % net.key_heads != 0
+    if net.key_heads == 0
+        || !net.value_heads.is_multiple_of(net.key_heads)
         || net.taps < 2
         || inner != net.value_heads * net.head_dim
         || net.conv.len() != net.channels() * net.taps
@@ -381,7 +382,11 @@ impl Mixer {
             return Err(Error::internal("four projections gave another count"));
         };
         let (channels, heads, hd) = (net.channels(), net.value_heads, net.head_dim);
-        if mixed.len() != rows * channels || z.len() != rows * heads * hd {
+        if mixed.len() != rows * channels
+            || z.len() != rows * heads * hd
+            || b.len() != rows * heads
+            || a.len() != rows * heads
+        {
             return Err(Error::bad_request(
                 "the GGUF's Gated DeltaNet projections do not match its sizes",
             ));
