@@ -23,6 +23,11 @@ pub struct LayerKv {
     row: usize,
     /// Positions in view: the first `held` rows of the buffers.
     held: usize,
+    /// A recurrent layer's state after its `held` positions (f32; Gated DeltaNet: the
+    /// convolution's last inputs and the delta rule's matrices), `None` for an attention
+    /// layer. It holds no keys or values, and continues a sequence only at exactly `held`
+    /// positions: it cannot be cut back to a shorter prefix.
+    recurrent: Option<Arc<Vec<f32>>>,
 }
 
 impl LayerKv {
@@ -33,7 +38,37 @@ impl LayerKv {
             values: Arc::new(Vec::new()),
             row,
             held: 0,
+            recurrent: None,
         }
+    }
+
+    /// A recurrent layer's `state` after `held` positions (no keys or values).
+    pub fn recurrent(state: Vec<f32>, held: usize) -> Self {
+        LayerKv {
+            keys: Arc::new(Vec::new()),
+            values: Arc::new(Vec::new()),
+            row: 0,
+            held,
+            recurrent: Some(Arc::new(state)),
+        }
+    }
+
+    /// A recurrent layer's state, `None` for an attention layer (or a recurrent one cut
+    /// back to fewer positions than it was computed for: it cannot be restored).
+    pub fn recurrent_state(&self) -> Option<&Arc<Vec<f32>>> {
+        self.recurrent.as_ref()
+    }
+
+    /// The recurrent state, taken out (to be extended and put back by a new
+    /// [`LayerKv::recurrent`]); `None` for an attention layer.
+    pub fn into_recurrent(self) -> Option<Arc<Vec<f32>>> {
+        self.recurrent
+    }
+
+    /// Whether this is a recurrent layer's (see [`LayerKv::recurrent`]; no values per
+    /// position), its state held or dropped.
+    pub fn is_recurrent(&self) -> bool {
+        self.row == 0
     }
 
     /// Positions held.
@@ -49,6 +84,10 @@ impl LayerKv {
     /// Bytes allocated for the keys and values (what the memory holds, spare chunk included).
     pub fn bytes(&self) -> usize {
         (self.keys.capacity() + self.values.capacity()) * std::mem::size_of::<f16>()
+            + self
+                .recurrent
+                .as_ref()
+                .map_or(0, |s| s.capacity() * std::mem::size_of::<f32>())
     }
 
     /// The keys held, `[held][row]`.
@@ -62,7 +101,11 @@ impl LayerKv {
     }
 
     /// Keeps the first `held` positions only (a prefix of a longer sequence).
+    /// A recurrent state cut back to fewer positions is dropped (it cannot be restored).
     pub fn truncate(&mut self, held: usize) {
+        if held < self.held && self.recurrent.is_some() {
+            self.recurrent = None;
+        }
         self.held = self.held.min(held);
     }
 

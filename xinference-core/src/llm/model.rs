@@ -100,10 +100,15 @@ impl KvState {
 
     /// `len` when the state can continue a sequence after its first `len` positions (a
     /// sliding-window layer that dropped keys, keeping at least its last `window`, still holds
-    /// every key a query at `len` sees), else 0.
+    /// every key a query at `len` sees; a recurrent layer only at exactly the positions it
+    /// was computed for), else 0.
     pub fn usable_prefix(&self, len: usize) -> usize {
         let len = len.min(self.len);
         let ok = (0..self.layers.len()).all(|i| {
+            // A recurrent layer's state continues only where it was computed.
+            if let Some(layer) = self.layers[i].as_ref().filter(|l| l.is_recurrent()) {
+                return layer.held() == len;
+            }
             let first = self.first_held(i);
             let kept = self.len - first;
             // Untruncated layers hold every position; a truncated one kept its window.

@@ -105,6 +105,13 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
     (ModelType::Llm, "ggufv2", "GlmForCausalLM"),
     (ModelType::Llm, "ggufv2", "Glm4ForCausalLM"),
     (ModelType::Llm, "ggufv2", "Glm4MoeForCausalLM"),
+    // Qwen3.5 / 3.6 / 3.8: the text path of the GGUFs (`qwen35`, `qwen35moe`).
+    (ModelType::Llm, "ggufv2", "Qwen3_5ForConditionalGeneration"),
+    (
+        ModelType::Llm,
+        "ggufv2",
+        "Qwen3_5MoeForConditionalGeneration",
+    ),
     (ModelType::Llm, "ggufv2", "SmolLM3ForCausalLM"),
     (ModelType::Llm, "pytorch", "LlamaForCausalLM"),
     (ModelType::Llm, "pytorch", "Qwen2ForCausalLM"),

@@ -104,10 +104,11 @@ mod tests {
 
     /// The same for the mixtures of experts (the tiny Qwen3 MoE and gpt-oss fixtures, Q8_0;
     /// gpt-oss with its sinks and sliding window of 8 positions): rows of different sequences
-    /// routed to the same expert share its products, each row still as alone.
+    /// routed to the same expert share its products, each row still as alone; and for
+    /// Qwen3.5 (dense and MoE), each sequence's recurrent state its own.
     #[test]
     fn batched_moe_steps_equal_single_steps() {
-        for arch in ["qwen3moe", "gpt-oss"] {
+        for arch in ["qwen3moe", "gpt-oss", "qwen35", "qwen35moe"] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join(format!("../tests/fixtures/tiny-gguf/{arch}/tiny-Q8_0.gguf"));
             let mut file = std::fs::File::open(&path).unwrap_or_else(|e| {

@@ -96,6 +96,7 @@ fn load_layer<R: Read + Seek>(
         window: None,
         sinks: None,
         rope: 0,
+        mixer: None,
     })
 }
 

@@ -116,6 +116,7 @@ fn load_layer<R: Read + Seek>(
         window: if sliding { window } else { None },
         sinks: Some(f32_tensor(ct, reader, &format!("{p}.attn_sinks.weight"))?),
         rope: 0,
+        mixer: None,
     })
 }
 

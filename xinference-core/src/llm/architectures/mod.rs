@@ -1,6 +1,6 @@
 //! Our own quantized decoder for GGUF files: one file per family for its configuration and weights
 //! (`llama.rs`: `llama`, `mistral`, `qwen2`; `qwen3.rs`; `gemma3.rs`; `smollm3.rs`; `phi3.rs`;
-//! `glm4.rs`; `qwen3moe.rs`; `glm4moe.rs`; `gpt_oss.rs`), and here what they share: quantized linear layers
+//! `glm4.rs`; `qwen3moe.rs`; `glm4moe.rs`; `gpt_oss.rs`; `qwen35.rs`, `qwen35moe.rs`), and here what they share: quantized linear layers
 //! (fused ones split on loading, `fused.rs`), mixtures of experts (`moe.rs`, MXFP4 experts in
 //! `mxfp4.rs`), RMS norms, rotary
 //! attention (whole or partial heads, or none) with grouped KV heads, optional sliding windows and
@@ -28,6 +28,7 @@ use std::io::{Read, Seek};
 
 mod attention;
 mod batch;
+mod delta_net;
 mod fused;
 mod gemma3;
 mod glm4;
@@ -39,6 +40,8 @@ mod mxfp4;
 mod phi3;
 mod qlinear;
 mod qwen3;
+mod qwen35;
+mod qwen35moe;
 mod qwen3moe;
 mod smollm3;
 mod token_table;
@@ -173,6 +176,9 @@ struct Layer {
     sinks: Option<Tensor>,
     /// Index into [`GgufDecoder::ropes`].
     rope: usize,
+    /// A block that runs its own mixer and feed-forward (Qwen3.5's hybrid blocks,
+    /// `qwen35.rs`); `None`: the attention and feed-forward here.
+    mixer: Option<qwen35::Mixer>,
 }
 
 /// A block's feed-forward.
@@ -228,6 +234,7 @@ impl Layer {
             window: None,
             sinks: None,
             rope: 0,
+            mixer: None,
         })
     }
 }
@@ -448,6 +455,8 @@ impl GgufDecoder {
             "glm4" => glm4::supports(ct),
             "glm4moe" => glm4moe::supports(ct),
             "qwen3moe" => qwen3moe::supports(ct),
+            "qwen35" => qwen35::supports(ct),
+            "qwen35moe" => qwen35moe::supports(ct),
             _ => llama::supports(ct, architecture),
         }
     }
@@ -463,6 +472,8 @@ impl GgufDecoder {
             "glm4" => glm4::load(ct, reader),
             "glm4moe" => glm4moe::load(ct, reader),
             "qwen3moe" => qwen3moe::load(ct, reader),
+            "qwen35" => qwen35::load(ct, reader),
+            "qwen35moe" => qwen35moe::load(ct, reader),
             _ => llama::load(ct, reader, architecture),
         }
     }
@@ -544,6 +555,10 @@ impl GgufDecoder {
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let x = candle_nn::ops::rms_norm(&h, &layer.attn_norm, self.eps)?;
+            if let Some(mixer) = &layer.mixer {
+                h = mixer.block(self, layer, i, &x, &h, seqs)?;
+                continue;
+            }
             let [q, k, v]: [Tensor; 3] =
                 QLinear::forward_together(&[&layer.q, &layer.k, &layer.v], &x)?
                     .try_into()

@@ -170,6 +170,7 @@ pub(super) fn tiny_decoder() -> GgufDecoder {
             window: None,
             sinks: None,
             rope: 0,
+            mixer: None,
         })
         .collect();
     let output = linear(vocab, hidden, GgmlDType::Q8_0);

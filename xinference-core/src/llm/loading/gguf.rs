@@ -118,6 +118,12 @@ fn candle_model<R: std::io::Read + std::io::Seek>(
                 "this smollm3 GGUF lacks the separate q/k/v or gated feed-forward of SmolLM3",
             ))
         }
+        "qwen35" | "qwen35moe" => {
+            return Err(Error::bad_request(
+                "this Qwen3.5 GGUF lacks the Gated DeltaNet sizes (ssm.*), or its feed-forward is \
+                 not the one its architecture names",
+            ))
+        }
         other => {
             return Err(Error::bad_request(format!(
                 "GGUF architecture `{other}` cannot be run by this build yet (supported: {})",
@@ -129,8 +135,19 @@ fn candle_model<R: std::io::Read + std::io::Seek>(
 
 /// Architectures this build loads from GGUF.
 pub const GGUF_ARCHITECTURES: &[&str] = &[
-    "llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "glm4", "smollm3", "qwen3moe",
-    "glm4moe", "gpt-oss",
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma3",
+    "phi3",
+    "glm4",
+    "smollm3",
+    "qwen3moe",
+    "glm4moe",
+    "gpt-oss",
+    "qwen35",
+    "qwen35moe",
 ];
 
 /// Finds the `.gguf` file at `path` (the file itself, or the only/first one in a folder: the
@@ -248,7 +265,7 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
     eos_token_ids.dedup();
     let add_bos = meta_bool(&ct, "tokenizer.ggml.add_bos_token").unwrap_or(!matches!(
         architecture.as_str(),
-        "qwen2" | "qwen3" | "qwen3moe"
+        "qwen2" | "qwen3" | "qwen3moe" | "qwen35" | "qwen35moe"
     ));
     let chat_template = ct
         .metadata
