@@ -25,6 +25,7 @@ mod attention;
 mod batch;
 mod fused;
 mod gemma3;
+mod gemma4;
 mod glm4;
 mod glm4moe;
 mod gpt_oss;
@@ -39,6 +40,7 @@ mod smollm3;
 mod token_table;
 
 use crate::llm::model::LayerKv;
+pub use gemma4::Gemma4Decoder;
 use qlinear::QLinear;
 use token_table::TokenTable;
 
