@@ -171,6 +171,84 @@ fn kv_blocks(sliding: &[bool], shared: usize) -> Result<Vec<usize>> {
         .collect()
 }
 
+/// A block's attention shape.
+struct BlockKind {
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    sliding: bool,
+}
+
+/// Loads block `i`, which attends over block `kv_block`'s cache (its own when equal), with
+/// per-layer embeddings of `width` values (0: none).
+fn load_block<R: Read + Seek>(
+    ct: &Content,
+    reader: &mut R,
+    i: usize,
+    kv_block: usize,
+    width: usize,
+    kind: BlockKind,
+    window: Option<usize>,
+) -> Result<Block> {
+    let p = format!("blk.{i}");
+    let has = |name: &str| ct.tensor_infos.contains_key(&format!("{p}.{name}.weight"));
+    let tensor = |reader: &mut R, name: &str| f32_tensor(ct, reader, &format!("{p}.{name}.weight"));
+    let linear =
+        |reader: &mut R, name: &str| QLinear::load(ct, reader, &format!("{p}.{name}"), false);
+    let kv = if kv_block == i {
+        Some(KeysValues {
+            k: linear(reader, "attn_k")?,
+            v: if has("attn_v") {
+                Some(linear(reader, "attn_v")?)
+            } else {
+                None
+            },
+            k_norm: tensor(reader, "attn_k_norm")?,
+        })
+    } else {
+        None
+    };
+    let per_layer_block = if width > 0 {
+        Some(PerLayerBlock {
+            gate: linear(reader, "inp_gate")?,
+            proj: linear(reader, "proj")?,
+            norm: tensor(reader, "post_norm")?,
+        })
+    } else {
+        None
+    };
+    let out_scale = if has("layer_output_scale") {
+        Some(
+            tensor(reader, "layer_output_scale")?
+                .flatten_all()?
+                .to_vec1::<f32>()?[0],
+        )
+    } else {
+        None
+    };
+    Ok(Block {
+        attn_norm: tensor(reader, "attn_norm")?,
+        q: linear(reader, "attn_q")?,
+        q_norm: tensor(reader, "attn_q_norm")?,
+        kv,
+        kv_block,
+        o: linear(reader, "attn_output")?,
+        post_attn_norm: tensor(reader, "post_attention_norm")?,
+        ffn_norm: tensor(reader, "ffn_norm")?,
+        gate: linear(reader, "ffn_gate")?,
+        up: linear(reader, "ffn_up")?,
+        down: linear(reader, "ffn_down")?,
+        post_ffn_norm: tensor(reader, "post_ffw_norm")?,
+        per_layer: per_layer_block,
+        out_scale,
+        heads: kind.heads,
+        kv_heads: kind.kv_heads,
+        head_dim: kind.head_dim,
+        window: if kind.sliding { window } else { None },
+        rope: usize::from(kind.sliding),
+    })
+}
+
 impl Gemma4Decoder {
     /// Loads a Gemma 4 GGUF.
     pub fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<Self> {
@@ -218,68 +296,17 @@ impl Gemma4Decoder {
         } else {
             None
         };
-        let mut blocks = Vec::with_capacity(n);
-        for i in 0..n {
-            let p = format!("blk.{i}");
-            let has = |name: &str| ct.tensor_infos.contains_key(&format!("{p}.{name}.weight"));
-            let tensor =
-                |reader: &mut R, name: &str| f32_tensor(ct, reader, &format!("{p}.{name}.weight"));
-            let linear = |reader: &mut R, name: &str| {
-                QLinear::load(ct, reader, &format!("{p}.{name}"), false)
-            };
-            let kv = if kv_block[i] == i {
-                Some(KeysValues {
-                    k: linear(reader, "attn_k")?,
-                    v: if has("attn_v") {
-                        Some(linear(reader, "attn_v")?)
-                    } else {
-                        None
-                    },
-                    k_norm: tensor(reader, "attn_k_norm")?,
-                })
-            } else {
-                None
-            };
-            let per_layer_block = if width > 0 {
-                Some(PerLayerBlock {
-                    gate: linear(reader, "inp_gate")?,
-                    proj: linear(reader, "proj")?,
-                    norm: tensor(reader, "post_norm")?,
-                })
-            } else {
-                None
-            };
-            let out_scale = if has("layer_output_scale") {
-                Some(
-                    tensor(reader, "layer_output_scale")?
-                        .flatten_all()?
-                        .to_vec1::<f32>()?[0],
-                )
-            } else {
-                None
-            };
-            blocks.push(Block {
-                attn_norm: tensor(reader, "attn_norm")?,
-                q: linear(reader, "attn_q")?,
-                q_norm: tensor(reader, "attn_q_norm")?,
-                kv,
-                kv_block: kv_block[i],
-                o: linear(reader, "attn_output")?,
-                post_attn_norm: tensor(reader, "post_attention_norm")?,
-                ffn_norm: tensor(reader, "ffn_norm")?,
-                gate: linear(reader, "ffn_gate")?,
-                up: linear(reader, "ffn_up")?,
-                down: linear(reader, "ffn_down")?,
-                post_ffn_norm: tensor(reader, "post_ffw_norm")?,
-                per_layer: per_layer_block,
-                out_scale,
-                heads: heads[i],
-                kv_heads: kv_heads[i],
-                head_dim: if sliding[i] { sliding_dim } else { global_dim },
-                window: if sliding[i] { window } else { None },
-                rope: usize::from(sliding[i]),
-            });
-        }
+        let blocks = (0..n)
+            .map(|i| {
+                let kind = BlockKind {
+                    heads: heads[i],
+                    kv_heads: kv_heads[i],
+                    head_dim: if sliding[i] { sliding_dim } else { global_dim },
+                    sliding: sliding[i],
+                };
+                load_block(ct, reader, i, kv_block[i], width, kind, window)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let factors = if ct.tensor_infos.contains_key("rope_freqs.weight") {
             Some(f32_tensor(ct, reader, "rope_freqs.weight")?.to_vec1::<f32>()?)
         } else {

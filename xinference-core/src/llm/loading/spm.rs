@@ -125,11 +125,7 @@ pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
         "padding": null,
         "added_tokens": added,
         "normalizer": {"type": "Sequence", "normalizers": normalizers},
-        "pre_tokenizer": if gemma4 {
-            json!({"type": "Split", "pattern": {"Regex": "\n+"}, "behavior": "Isolated", "invert": false})
-        } else {
-            serde_json::Value::Null
-        },
+        "pre_tokenizer": pre_tokenizer(gemma4),
         "post_processor": null,
         "decoder": {"type": "Sequence", "decoders": decoders},
         "model": {
@@ -151,4 +147,14 @@ pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
             "cannot build a SentencePiece tokenizer from the GGUF: {e}"
         ))
     })
+}
+
+/// The pre-tokenizer: Gemma 4's splits at runs of newlines (llama.cpp's `gemma4` regex);
+/// SentencePiece's is none.
+fn pre_tokenizer(gemma4: bool) -> serde_json::Value {
+    if gemma4 {
+        json!({"type": "Split", "pattern": {"Regex": "\n+"}, "behavior": "Isolated", "invert": false})
+    } else {
+        serde_json::Value::Null
+    }
 }
