@@ -137,6 +137,45 @@ fn f16_logits_and_greedy_tokens_match_llama_cpp() {
     check_files(|file| file.contains("F16"));
 }
 
+/// Largest tolerated |logit - transformers'| for an F16 file, where the fixture script also
+/// recorded transformers' own logits (f32, the weights before the F16 conversion): gemma4's,
+/// whose logits span about ±6. llama.cpp itself stands 0.061 from them on the chat prompt (its
+/// f16 weights, activations and KV cache), 0.030 and 0.006 on the others.
+const TRANSFORMERS_TOLERANCE: f32 = 0.1;
+
+/// Ours against transformers too, for the records that carry `transformers_last_logits`.
+#[test]
+fn f16_logits_match_transformers_where_recorded() {
+    let mut checked = 0;
+    for arch in architectures() {
+        let reference = reference(&arch);
+        for record in reference["files"].as_array().unwrap() {
+            let file = record["file"].as_str().unwrap();
+            let path = fixtures().join(&arch).join(file);
+            for case in record["cases"].as_array().unwrap() {
+                let Some(expected) = case.get("transformers_last_logits") else {
+                    continue;
+                };
+                let mut engine = LlmEngine::load_gguf(&path, None, &[], &[])
+                    .unwrap_or_else(|e| panic!("{arch}/{file}: {e}"));
+                let (logits, _) = greedy(&mut engine, &ids(&case["prompt_ids"]), 0);
+                let diff = max_abs_diff(&logits, &floats(expected));
+                let name = case["name"].as_str().unwrap();
+                println!("{arch:8} {file:18} {name:12} max |logit - transformers'| {diff:.2e}");
+                assert!(
+                    diff < TRANSFORMERS_TOLERANCE,
+                    "{arch}/{file} {name}: logits differ from transformers' by {diff}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 3,
+        "no transformers records found (gemma4's fixture has three)"
+    );
+}
+
 /// The quantizations below 8 bits the fixtures carry (made by llama-quantize from the F16 file).
 const LOW_BIT: [&str; 3] = ["Q4_0", "Q4_K_M", "Q6_K"];
 
@@ -189,6 +228,7 @@ fn family(arch: &str) -> (&'static str, Value) {
         "qwen3moe" => ("qwen3", json!(30)),
         "gpt-oss" => ("gpt-oss", json!(20)),
         "glm4moe" => ("glm-4.5", json!(106)),
+        "gemma4" => ("gemma-4", json!(2)),
         other => panic!("no registry family for the fixture {other}"),
     }
 }

@@ -101,6 +101,13 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
     (ModelType::Llm, "ggufv2", "GptOssForCausalLM"),
     (ModelType::Llm, "ggufv2", "Gemma3ForCausalLM"),
     (ModelType::Llm, "ggufv2", "Gemma3ForConditionalGeneration"),
+    (ModelType::Llm, "ggufv2", "Gemma4ForCausalLM"),
+    (ModelType::Llm, "ggufv2", "Gemma4ForConditionalGeneration"),
+    (
+        ModelType::Llm,
+        "ggufv2",
+        "Gemma4UnifiedForConditionalGeneration",
+    ),
     (ModelType::Llm, "ggufv2", "Phi3ForCausalLM"),
     (ModelType::Llm, "ggufv2", "GlmForCausalLM"),
     (ModelType::Llm, "ggufv2", "Glm4ForCausalLM"),

@@ -155,7 +155,7 @@ impl GgufDecoder {
 /// One query row's heads of one key/value group: `queries` (`group` rows of `hd`, f16 values)
 /// over the held positions `keys` of `kv` (the group's head at `offset` in each row), with
 /// per-head `sinks` logits, into `out` (`group` rows of `hd`).
-fn attend_group(
+pub(super) fn attend_group(
     kv: &LayerKv,
     (offset, hd): (usize, usize),
     keys: std::ops::Range<usize>,

@@ -31,6 +31,7 @@ mod batch;
 mod delta_net;
 mod fused;
 mod gemma3;
+mod gemma4;
 mod glm4;
 mod glm4moe;
 mod gpt_oss;
@@ -47,6 +48,7 @@ mod smollm3;
 mod token_table;
 
 use crate::llm::model::LayerKv;
+pub use gemma4::Gemma4Decoder;
 use qlinear::QLinear;
 pub use qlinear::EXACT_KEY;
 use token_table::TokenTable;

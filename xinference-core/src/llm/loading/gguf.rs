@@ -7,7 +7,7 @@
 //! template come from the GGUF metadata unless a `tokenizer.json` / `tokenizer_config.json`
 //! sits beside the file.
 
-use crate::llm::architectures::GgufDecoder;
+use crate::llm::architectures::{Gemma4Decoder, GgufDecoder};
 use crate::llm::model::{CausalLm, LlmParts};
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -148,6 +148,7 @@ pub const GGUF_ARCHITECTURES: &[&str] = &[
     "gpt-oss",
     "qwen35",
     "qwen35moe",
+    "gemma4",
 ];
 
 /// Finds the `.gguf` file at `path` (the file itself, or the only/first one in a folder: the
@@ -276,7 +277,10 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
     let tokenizer = match crate::tokenizer_file::load(dir.join("tokenizer.json")) {
         Ok(t) => t,
         Err(_) => {
-            if meta_str(&ct, "tokenizer.ggml.model") == Some("llama") {
+            if matches!(
+                meta_str(&ct, "tokenizer.ggml.model"),
+                Some("llama" | "gemma4")
+            ) {
                 super::spm::spm_tokenizer_from_gguf(&ct)?
             } else {
                 let mut t = Tokenizer::from_gguf(&ct).map_err(|e| {
@@ -291,14 +295,21 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
     };
     // Gemma's turns end with `<end_of_turn>`, which its GGUFs do not name as EOS/EOT; llama.cpp
     // ends generation on it by its text.
-    if architecture == "gemma3" {
-        if let Some(id) = tokenizer.token_to_id("<end_of_turn>") {
+    let turn_end = match architecture.as_str() {
+        "gemma3" => Some("<end_of_turn>"),
+        "gemma4" => Some("<turn|>"),
+        _ => None,
+    };
+    if let Some(turn_end) = turn_end {
+        if let Some(id) = tokenizer.token_to_id(turn_end) {
             if !eos_token_ids.contains(&id) {
                 eos_token_ids.push(id);
             }
         }
     }
-    let model: Box<dyn CausalLm> = if GgufDecoder::supports(&ct, &architecture) {
+    let model: Box<dyn CausalLm> = if architecture == "gemma4" {
+        Box::new(Gemma4Decoder::load(&ct, &mut file)?)
+    } else if GgufDecoder::supports(&ct, &architecture) {
         Box::new(GgufDecoder::load(&ct, &mut file, &architecture)?)
     } else {
         Box::new(candle_model(ct, &mut file, &architecture)?)

@@ -24,7 +24,10 @@ fn array<'a>(ct: &'a Content, key: &str) -> Result<&'a Vec<Value>> {
     }
 }
 
-/// Builds the tokenizer of a GGUF whose `tokenizer.ggml.model` is `llama` (SentencePiece).
+/// Builds the tokenizer of a GGUF whose `tokenizer.ggml.model` is `llama` (SentencePiece), or
+/// `gemma4` (Gemma 4: the same SentencePiece-style BPE, but ranked by the GGUF's own
+/// `tokenizer.ggml.merges`, its scores all alike, and split at runs of newlines first, as
+/// llama.cpp's `gemma4` pre-tokenizer does).
 pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
     let tokens: Vec<String> = array(ct, "tokenizer.ggml.tokens")?
         .iter()
@@ -61,6 +64,8 @@ pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
         .enumerate()
         .map(|(i, t)| (t.as_str(), i as u32))
         .collect();
+    let gemma4 =
+        matches!(ct.metadata.get("tokenizer.ggml.model"), Some(Value::String(m)) if m == "gemma4");
     // Merges: every split of a normal piece into two pieces of the vocabulary, best score first.
     let mut merges: Vec<(f32, u32, u32, &str, &str)> = Vec::new();
     for (i, piece) in tokens.iter().enumerate() {
@@ -78,6 +83,14 @@ pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
         merges.extend(local);
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let merges: Vec<(&str, &str)> = if gemma4 {
+        array(ct, "tokenizer.ggml.merges")?
+            .iter()
+            .filter_map(|m| m.to_string().ok()?.split_once(' '))
+            .collect()
+    } else {
+        merges.iter().map(|m| (m.3, m.4)).collect()
+    };
 
     let added: Vec<serde_json::Value> = types
         .iter()
@@ -112,7 +125,7 @@ pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
         "padding": null,
         "added_tokens": added,
         "normalizer": {"type": "Sequence", "normalizers": normalizers},
-        "pre_tokenizer": null,
+        "pre_tokenizer": pre_tokenizer(gemma4),
         "post_processor": null,
         "decoder": {"type": "Sequence", "decoders": decoders},
         "model": {
@@ -125,7 +138,7 @@ pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
             "byte_fallback": true,
             "ignore_merges": false,
             "vocab": vocab_json,
-            "merges": merges.iter().map(|m| json!([m.3, m.4])).collect::<Vec<_>>(),
+            "merges": merges.iter().map(|m| json!([m.0, m.1])).collect::<Vec<_>>(),
         }
     });
     let text = serde_json::to_string(&document).map_err(|e| Error::internal(e.to_string()))?;
@@ -134,4 +147,14 @@ pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
             "cannot build a SentencePiece tokenizer from the GGUF: {e}"
         ))
     })
+}
+
+/// The pre-tokenizer: Gemma 4's splits at runs of newlines (llama.cpp's `gemma4` regex);
+/// SentencePiece's is none.
+fn pre_tokenizer(gemma4: bool) -> serde_json::Value {
+    if gemma4 {
+        json!({"type": "Split", "pattern": {"Regex": "\n+"}, "behavior": "Isolated", "invert": false})
+    } else {
+        serde_json::Value::Null
+    }
 }

@@ -1,0 +1,541 @@
+//! Gemma 4 (`gemma4`, the text path of Gemma 4 E2B / E4B / 31B), as llama.cpp's graph
+//! (`src/models/gemma4.cpp`) runs it:
+//! - token embeddings scaled by `sqrt(hidden)`;
+//! - per-layer embeddings (PLE, `gemma4.embedding_length_per_layer_input` values per layer): a
+//!   second token table (`per_layer_token_embd`, scaled by `sqrt(width)`) plus a projection of
+//!   the scaled embeddings (`per_layer_model_proj`, scaled by `1/sqrt(hidden)`, RMS-normed per
+//!   layer by `per_layer_proj_norm`), summed and scaled by `1/sqrt(2)`; after each block's
+//!   feed-forward, `proj(gelu(inp_gate(h)) * ple_input)`, RMS-normed by `post_norm`, joins the
+//!   residual;
+//! - two head sizes: `attention.key_length_swa` on the sliding-window layers
+//!   (`attention.sliding_window_pattern`), `attention.key_length` on the global ones, whose
+//!   rotary ("proportional") turns only part of each head: `rope_freqs` divides the other
+//!   frequencies by 1e30, so they stay put; rotary bases `rope.freq_base_swa` / `rope.freq_base`;
+//! - q/k RMS norms per head, values RMS-normed without weights, attention scale 1;
+//! - the last `attention.shared_kv_layers` layers compute no keys or values: each attends over
+//!   the cache of the last earlier layer of its own kind (sliding or global), which is
+//!   llama.cpp's `n_layer_kv_from_start - (swa ? 2 : 1)` for the released layer patterns;
+//! - a layer without `attn_v` uses its keys (before their norm) as values (`attention_k_eq_v`);
+//! - post-attention and post-feed-forward norms, GELU(tanh)-gated feed-forward (llama.cpp's f16
+//!   GELU table, see `gelu_f16_table`), a per-layer output scale (`layer_output_scale`), a final
+//!   logit soft-cap, output tied to the token table unless `output.weight` exists.
+//!
+//! Not run: the mixture-of-experts blocks of Gemma 4 26B-A4B (`ffn_gate_inp`), refused with a
+//! clear error. Keys and values are cached in f16 and attention rounds as llama.cpp's CPU path
+//! does (`attention.rs`'s `attend_group`). The cache is not handed out (no prompt-prefix reuse
+//! or batched steps yet): several sequences run on forks.
+
+use super::attention::{attend_group, visible};
+use super::{
+    f32_tensor, gelu_f16_table, load_output, meta, meta_f32, meta_usize, residual, QLinear, Rope,
+    TokenTable,
+};
+use crate::llm::model::{CausalLm, LayerKv};
+use crate::{Error, Result};
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{Device, Tensor};
+use std::io::{Read, Seek};
+
+const ARCH: &str = "gemma4";
+/// The rotary tables cover at most this many positions (Gemma 4 trains 128k-256k; a table of
+/// 512-value heads for all of them would take half a gigabyte).
+const MAX_POSITIONS: usize = 1 << 15;
+
+/// A block's key and value projections (absent on the KV-sharing layers).
+#[derive(Clone)]
+struct KeysValues {
+    k: QLinear,
+    /// `None`: the keys (before their norm) are the values.
+    v: Option<QLinear>,
+    k_norm: Tensor,
+}
+
+/// A block's share of the per-layer embeddings.
+#[derive(Clone)]
+struct PerLayerBlock {
+    gate: QLinear,
+    proj: QLinear,
+    norm: Tensor,
+}
+
+/// One decoder block.
+#[derive(Clone)]
+struct Block {
+    attn_norm: Tensor,
+    q: QLinear,
+    q_norm: Tensor,
+    kv: Option<KeysValues>,
+    /// The block whose cache this one attends over (itself unless it shares).
+    kv_block: usize,
+    o: QLinear,
+    post_attn_norm: Tensor,
+    ffn_norm: Tensor,
+    gate: QLinear,
+    up: QLinear,
+    down: QLinear,
+    post_ffn_norm: Tensor,
+    per_layer: Option<PerLayerBlock>,
+    out_scale: Option<f32>,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    window: Option<usize>,
+    /// Index into [`Gemma4Decoder::ropes`]: 0 global, 1 sliding.
+    rope: usize,
+}
+
+/// The inputs of the per-layer embeddings.
+#[derive(Clone)]
+struct PerLayerInputs {
+    table: TokenTable,
+    projection: QLinear,
+    norm: Tensor,
+    /// Values per layer.
+    width: usize,
+}
+
+/// A Gemma 4 decoder loaded from GGUF. Cloning shares the weights and copies the cache.
+#[derive(Clone)]
+pub struct Gemma4Decoder {
+    embeddings: TokenTable,
+    per_layer: Option<PerLayerInputs>,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    output: QLinear,
+    eps: f32,
+    hidden: usize,
+    softcap: Option<f32>,
+    ropes: Vec<Rope>,
+    /// Per block, its keys and values (f16); `None` for the sharing blocks.
+    cache: Vec<Option<LayerKv>>,
+}
+
+/// `{ARCH}.{key}` per layer: an array of `layers` values, or one value for all.
+fn per_layer_usize(ct: &Content, key: &str, layers: usize) -> Result<Vec<usize>> {
+    let values = match meta(ct, ARCH, key)? {
+        Value::Array(items) => items
+            .iter()
+            .map(|v| Ok(v.to_u32()? as usize))
+            .collect::<Result<Vec<_>>>()?,
+        v => vec![v.to_u32()? as usize; layers],
+    };
+    if values.len() != layers {
+        return Err(Error::bad_request(format!(
+            "the GGUF's {ARCH}.{key} has {} values for {layers} layers",
+            values.len()
+        )));
+    }
+    Ok(values)
+}
+
+/// Which layers slide (`attention.sliding_window_pattern`).
+fn sliding_layers(ct: &Content, layers: usize) -> Result<Vec<bool>> {
+    let pattern = match meta(ct, ARCH, "attention.sliding_window_pattern")? {
+        Value::Array(items) => items
+            .iter()
+            .map(|v| Ok(v.to_bool()?))
+            .collect::<Result<Vec<bool>>>()?,
+        _ => {
+            return Err(Error::bad_request(format!(
+                "the GGUF's {ARCH}.attention.sliding_window_pattern is not an array"
+            )))
+        }
+    };
+    if pattern.len() != layers {
+        return Err(Error::bad_request(format!(
+            "the GGUF's sliding-window pattern has {} layers of {layers}",
+            pattern.len()
+        )));
+    }
+    Ok(pattern)
+}
+
+/// The block each block attends over: itself below the first sharing one, then the last
+/// earlier non-sharing block of the same kind.
+fn kv_blocks(sliding: &[bool], shared: usize) -> Result<Vec<usize>> {
+    let first_shared = sliding.len().saturating_sub(shared);
+    (0..sliding.len())
+        .map(|i| {
+            if i < first_shared {
+                return Ok(i);
+            }
+            (0..first_shared)
+                .rev()
+                .find(|&j| sliding[j] == sliding[i])
+                .ok_or_else(|| {
+                    Error::bad_request(format!(
+                        "Gemma 4 layer {i} shares keys and values, but no earlier layer of its kind has them"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// A block's attention shape.
+struct BlockKind {
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    sliding: bool,
+}
+
+/// Loads block `i`, which attends over block `kv_block`'s cache (its own when equal), with
+/// per-layer embeddings of `width` values (0: none).
+fn load_block<R: Read + Seek>(
+    ct: &Content,
+    reader: &mut R,
+    i: usize,
+    kv_block: usize,
+    width: usize,
+    kind: BlockKind,
+    window: Option<usize>,
+) -> Result<Block> {
+    let p = format!("blk.{i}");
+    let has = |name: &str| ct.tensor_infos.contains_key(&format!("{p}.{name}.weight"));
+    let tensor = |reader: &mut R, name: &str| f32_tensor(ct, reader, &format!("{p}.{name}.weight"));
+    let linear =
+        |reader: &mut R, name: &str| QLinear::load(ct, reader, &format!("{p}.{name}"), false);
+    let kv = if kv_block == i {
+        Some(KeysValues {
+            k: linear(reader, "attn_k")?,
+            v: if has("attn_v") {
+                Some(linear(reader, "attn_v")?)
+            } else {
+                None
+            },
+            k_norm: tensor(reader, "attn_k_norm")?,
+        })
+    } else {
+        None
+    };
+    let per_layer_block = if width > 0 {
+        Some(PerLayerBlock {
+            gate: linear(reader, "inp_gate")?,
+            proj: linear(reader, "proj")?,
+            norm: tensor(reader, "post_norm")?,
+        })
+    } else {
+        None
+    };
+    let out_scale = if has("layer_output_scale") {
+        Some(
+            tensor(reader, "layer_output_scale")?
+                .flatten_all()?
+                .to_vec1::<f32>()?[0],
+        )
+    } else {
+        None
+    };
+    Ok(Block {
+        attn_norm: tensor(reader, "attn_norm")?,
+        q: linear(reader, "attn_q")?,
+        q_norm: tensor(reader, "attn_q_norm")?,
+        kv,
+        kv_block,
+        o: linear(reader, "attn_output")?,
+        post_attn_norm: tensor(reader, "post_attention_norm")?,
+        ffn_norm: tensor(reader, "ffn_norm")?,
+        gate: linear(reader, "ffn_gate")?,
+        up: linear(reader, "ffn_up")?,
+        down: linear(reader, "ffn_down")?,
+        post_ffn_norm: tensor(reader, "post_ffw_norm")?,
+        per_layer: per_layer_block,
+        out_scale,
+        heads: kind.heads,
+        kv_heads: kind.kv_heads,
+        head_dim: kind.head_dim,
+        window: if kind.sliding { window } else { None },
+        rope: usize::from(kind.sliding),
+    })
+}
+
+impl Gemma4Decoder {
+    /// Loads a Gemma 4 GGUF.
+    pub fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<Self> {
+        if ct.tensor_infos.contains_key("blk.0.ffn_gate_inp.weight") {
+            return Err(Error::bad_request(
+                "Gemma 4's mixture-of-experts GGUFs (26B-A4B) are not supported yet",
+            ));
+        }
+        let n = meta_usize(ct, ARCH, "block_count")?;
+        let hidden = meta_usize(ct, ARCH, "embedding_length")?;
+        let heads = per_layer_usize(ct, "attention.head_count", n)?;
+        let kv_heads = per_layer_usize(ct, "attention.head_count_kv", n)?;
+        let global_dim = meta_usize(ct, ARCH, "attention.key_length")?;
+        let sliding_dim = meta_usize(ct, ARCH, "attention.key_length_swa")?;
+        let sliding = sliding_layers(ct, n)?;
+        let window = meta_usize(ct, ARCH, "attention.sliding_window")
+            .ok()
+            .filter(|&w| w > 0);
+        let shared = meta_usize(ct, ARCH, "attention.shared_kv_layers").unwrap_or(0);
+        let kv_block = kv_blocks(&sliding, shared)?;
+        let eps = meta(ct, ARCH, "attention.layer_norm_rms_epsilon")?.to_f32()?;
+        let positions = meta_usize(ct, ARCH, "context_length")
+            .unwrap_or(8192)
+            .clamp(1, MAX_POSITIONS);
+        for i in 0..n {
+            if heads[i] == 0 || kv_heads[i] == 0 || heads[i] % kv_heads[i] != 0 {
+                return Err(Error::bad_request(format!(
+                    "Gemma 4 layer {i} has {} attention heads and {} key/value heads",
+                    heads[i], kv_heads[i]
+                )));
+            }
+        }
+        let width = meta_usize(ct, ARCH, "embedding_length_per_layer_input").unwrap_or(0);
+        let per_layer = if width > 0 {
+            Some(PerLayerInputs {
+                table: TokenTable::new(std::sync::Arc::new(ct.tensor(
+                    reader,
+                    "per_layer_token_embd.weight",
+                    &Device::Cpu,
+                )?))?,
+                projection: QLinear::load(ct, reader, "per_layer_model_proj", false)?,
+                norm: f32_tensor(ct, reader, "per_layer_proj_norm.weight")?,
+                width,
+            })
+        } else {
+            None
+        };
+        let blocks = (0..n)
+            .map(|i| {
+                let kind = BlockKind {
+                    heads: heads[i],
+                    kv_heads: kv_heads[i],
+                    head_dim: if sliding[i] { sliding_dim } else { global_dim },
+                    sliding: sliding[i],
+                };
+                load_block(ct, reader, i, kv_block[i], width, kind, window)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let factors = if ct.tensor_infos.contains_key("rope_freqs.weight") {
+            Some(f32_tensor(ct, reader, "rope_freqs.weight")?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        let global_base = meta_f32(ct, ARCH, "rope.freq_base").unwrap_or(1_000_000.0);
+        let sliding_base = meta_f32(ct, ARCH, "rope.freq_base_swa").unwrap_or(10_000.0);
+        let ropes = vec![
+            Rope::with_freq_factors(global_dim, global_base, 1.0, positions, factors.as_deref())?,
+            Rope::new(sliding_dim, sliding_base, 1.0, positions)?,
+        ];
+        let embeddings = TokenTable::new(std::sync::Arc::new(ct.tensor(
+            reader,
+            "token_embd.weight",
+            &Device::Cpu,
+        )?))?;
+        let norm = f32_tensor(ct, reader, "output_norm.weight")?;
+        let output = load_output(ct, reader, &embeddings)?;
+        Ok(Gemma4Decoder {
+            embeddings,
+            per_layer,
+            blocks,
+            norm,
+            output,
+            eps,
+            hidden,
+            softcap: meta_f32(ct, ARCH, "final_logit_softcapping").filter(|&c| c > 0.0),
+            ropes,
+            cache: Vec::new(),
+        })
+    }
+
+    /// The per-layer embedding inputs of `tokens` (embedded and scaled as `h`):
+    /// `[1, s, layers * width]`, layer `l`'s values at `l * width`.
+    fn per_layer_inputs(&self, tokens: &[u32], h: &Tensor) -> Result<Option<Tensor>> {
+        let Some(ple) = &self.per_layer else {
+            return Ok(None);
+        };
+        let (s, layers) = (tokens.len(), self.blocks.len());
+        // The scales as llama.cpp computes them, in f32.
+        let from_tokens = (ple.table.rows(tokens)? * (ple.width as f32).sqrt() as f64)?;
+        let projected =
+            (ple.projection.forward_rows(h)? * (1.0 / (self.hidden as f32).sqrt()) as f64)?;
+        let projected = projected.reshape((s, layers, ple.width))?;
+        let projected = candle_nn::ops::rms_norm(&projected, &ple.norm, self.eps)?;
+        let sum = residual(&projected, &from_tokens.reshape((s, layers, ple.width))?)?;
+        Ok(Some((sum * (1.0 / 2f32.sqrt()) as f64)?.reshape((
+            1,
+            s,
+            layers * ple.width,
+        ))?))
+    }
+
+    /// One pass over `tokens` at `position` on the calling thread: the last row's logits.
+    fn forward_here(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
+        let s = tokens.len();
+        let positions = self.ropes[0].cos.dim(0)?;
+        if s == 0 || position + s > positions {
+            return Err(Error::bad_request(format!(
+                "{s} tokens at position {position} do not fit the model's {positions} positions"
+            )));
+        }
+        if position == 0 || self.cache.len() != self.blocks.len() {
+            self.cache = vec![None; self.blocks.len()];
+        }
+        let mut h =
+            (self.embeddings.rows(tokens)?.unsqueeze(0)? * (self.hidden as f32).sqrt() as f64)?;
+        let per_layer = self.per_layer_inputs(tokens, &h)?;
+        let mut cache = std::mem::take(&mut self.cache);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let x = candle_nn::ops::rms_norm(&h, &block.attn_norm, self.eps)?;
+            let attended = self.attend(block, i, &x, position, &mut cache)?;
+            let y = candle_nn::ops::rms_norm(
+                &block.o.forward_rows(&attended)?,
+                &block.post_attn_norm,
+                self.eps,
+            )?;
+            h = residual(&y, &h)?;
+            let x = candle_nn::ops::rms_norm(&h, &block.ffn_norm, self.eps)?;
+            let [gate, up]: [Tensor; 2] = QLinear::forward_together(&[&block.gate, &block.up], &x)?
+                .try_into()
+                .map_err(|_| Error::internal("two projections gave another count"))?;
+            let y = block.down.forward_rows(&(gelu_f16_table(&gate)? * up)?)?;
+            let y = candle_nn::ops::rms_norm(&y, &block.post_ffn_norm, self.eps)?;
+            h = residual(&y, &h)?;
+            if let (Some(inputs), Some(ple)) = (&per_layer, &block.per_layer) {
+                let width = inputs.dim(2)? / self.blocks.len();
+                let gated = gelu_f16_table(&ple.gate.forward_rows(&h)?)?;
+                let gated = (gated * inputs.narrow(2, i * width, width)?)?;
+                let y =
+                    candle_nn::ops::rms_norm(&ple.proj.forward_rows(&gated)?, &ple.norm, self.eps)?;
+                h = residual(&y, &h)?;
+            }
+            if let Some(scale) = block.out_scale {
+                h = (h * scale as f64)?;
+            }
+        }
+        // The sliding-window caches drop what no later query sees, once every block that reads
+        // them has run.
+        for (block, kv) in self.blocks.iter().zip(cache.iter_mut()) {
+            if let (Some(w), Some(kv)) = (block.window, kv.as_mut()) {
+                kv.trim_to(w);
+            }
+        }
+        self.cache = cache;
+        let last = h.narrow(1, s - 1, 1)?.squeeze(1)?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, self.eps)?;
+        let mut logits = self.output.forward_rows(&last)?;
+        if let Some(cap) = self.softcap {
+            logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
+        }
+        Ok(logits.flatten_all()?.to_vec1()?)
+    }
+
+    /// Attention of block `i` over `x` (`[1, s, hidden]`, normed) at `position`: its own keys
+    /// and values join its cache, or it reads its source block's.
+    fn attend(
+        &self,
+        block: &Block,
+        i: usize,
+        x: &Tensor,
+        position: usize,
+        cache: &mut [Option<LayerKv>],
+    ) -> Result<Tensor> {
+        let (heads, kv_heads, hd) = (block.heads, block.kv_heads, block.head_dim);
+        let s = x.dim(1)?;
+        let rope = &self.ropes[block.rope];
+        let cos = rope.cos.narrow(0, position, s)?;
+        let sin = rope.sin.narrow(0, position, s)?;
+        let split = |t: &Tensor, n: usize| -> candle_core::Result<Tensor> {
+            t.reshape((1, s, n, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let rows = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
+            t.transpose(1, 2)?.flatten_all()?.to_vec1::<f32>()
+        };
+        let rms = |t: &Tensor, w: &Tensor| candle_nn::ops::rms_norm(t, w, self.eps);
+        if let Some(kv) = &block.kv {
+            let k = kv.k.forward_rows(x)?;
+            let v = match &kv.v {
+                Some(v) => v.forward_rows(x)?,
+                None => k.clone(),
+            };
+            let k = rms(&split(&k, kv_heads)?, &kv.k_norm)?;
+            let k = rows(&candle_nn::rotary_emb::rope(&k, &cos, &sin)?)?;
+            let ones = Tensor::ones(hd, candle_core::DType::F32, &Device::Cpu)?;
+            let v = rows(&rms(&split(&v, kv_heads)?, &ones)?)?;
+            let entry = &mut cache[i];
+            if !matches!(entry, Some(held) if position > 0 && held.held() <= position) {
+                *entry = Some(LayerKv::new(kv_heads * hd));
+            }
+            if let Some(held) = entry.as_mut() {
+                held.append(&k, &v);
+            }
+        }
+        let held = cache[block.kv_block]
+            .as_ref()
+            .ok_or_else(|| Error::internal("a Gemma 4 block reads a cache not yet written"))?;
+        if held.row() != kv_heads * hd {
+            return Err(Error::bad_request(format!(
+                "Gemma 4 layer {i} shares keys of another size ({} values a position, not {})",
+                held.row(),
+                kv_heads * hd
+            )));
+        }
+        let q = rms(&split(&block.q.forward_rows(x)?, heads)?, &block.q_norm)?;
+        let mut q = rows(&candle_nn::rotary_emb::rope(&q, &cos, &sin)?)?;
+        for v in q.iter_mut() {
+            *v = half::f16::from_f32(*v).to_f32();
+        }
+        // Keys held: positions first..position + s.
+        let first = position + s - held.held();
+        let group = heads / kv_heads;
+        let mut out = vec![0f32; s * heads * hd];
+        let item = |(index, out): (usize, &mut [f32])| {
+            let (row, g) = (index / kv_heads, index % kv_heads);
+            let keys = visible(position + row, first, block.window);
+            let queries = &q[(row * heads + g * group) * hd..][..group * hd];
+            attend_group(
+                held,
+                (g * hd, hd),
+                keys.start - first..keys.end - first,
+                queries,
+                1.0,
+                None,
+                out,
+            );
+        };
+        // Spread over the compute threads from the size `attention.rs` does.
+        if s * heads * hd * held.held() >= 1 << 17 && crate::kernels::threads() > 1 {
+            use rayon::prelude::*;
+            out.par_chunks_mut(group * hd).enumerate().for_each(item);
+        } else {
+            out.chunks_mut(group * hd).enumerate().for_each(item);
+        }
+        Ok(Tensor::from_vec(out, (1, s, heads * hd), &Device::Cpu)?)
+    }
+}
+
+impl CausalLm for Gemma4Decoder {
+    fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
+        crate::kernels::on_pool(|| self.forward_here(tokens, position))
+    }
+
+    fn fork(&self) -> Option<Box<dyn CausalLm>> {
+        let mut copy = self.clone();
+        copy.cache.clear();
+        Some(Box::new(copy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kv_blocks;
+
+    /// Sharing blocks read the last earlier non-sharing block of their kind (Gemma 4 E2B: 35
+    /// layers, the last 20 sharing, every fifth global).
+    #[test]
+    fn shared_blocks_read_the_last_block_of_their_kind() {
+        assert_eq!(
+            kv_blocks(&[true, false, true, false], 2).unwrap(),
+            vec![0, 1, 0, 1]
+        );
+        let e2b: Vec<bool> = (0..35).map(|i| (i + 1) % 5 != 0).collect();
+        let blocks = kv_blocks(&e2b, 20).unwrap();
+        assert_eq!(&blocks[..15], &(0..15).collect::<Vec<_>>()[..]);
+        // llama.cpp: n_layer_kv_from_start - (swa ? 2 : 1).
+        for (i, &b) in blocks.iter().enumerate().skip(15) {
+            assert_eq!(b, if e2b[i] { 13 } else { 14 });
+        }
+        assert!(kv_blocks(&[false, true], 1).is_err());
+    }
+}
