@@ -82,6 +82,20 @@ fn main() {
         median_s(reps, || ours.forward(&x).expect("our conv")),
     );
 
+    // Our convolution in one band of the whole plane (each product split over the threads)
+    // beside the default cache-sized bands run in parallel.
+    let whole = ours.clone().with_band_values(usize::MAX);
+    let banded = ours;
+    let (whole_s, a) = median_s(reps, || whole.forward(&x).expect("whole"));
+    let (banded_s, b) = median_s(reps, || banded.forward(&x).expect("banded"));
+    let diff = (a - b)
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .expect("diff");
+    println!(
+        "| conv 3x3 320->320, ours: one band (A) / bands (B) | {whole_s:.3} | {banded_s:.3} | {:.2}x | {diff:.2e} |",
+        whole_s / banded_s
+    );
+
     let config = ResnetBlock2DConfig {
         out_channels: Some(c),
         temb_channels: Some(1280),

@@ -62,6 +62,7 @@ pub fn weight(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Vec<f32>> 
 }
 
 /// A 2-D convolution (square kernel, same stride and padding on both axes), with bias.
+#[derive(Clone)]
 pub struct Conv {
     /// 3x3 stride-1 padding-1 kernels are stored tap by tap: `[9, out, in]`; others as
     /// PyTorch stores them: `[out, in, k, k]`.
@@ -121,6 +122,13 @@ impl Conv {
             conv.padding = (0, 1);
         }
         Ok(conv)
+    }
+
+    /// The same convolution with `values` products per band of rows instead of the default
+    /// (for benches: `usize::MAX` makes one band of the whole plane, the unbanded product).
+    pub fn with_band_values(mut self, values: usize) -> Self {
+        self.band_values = values.max(1);
+        self
     }
 
     /// A 1x1 convolution from its `[out, in]` weight and bias values.
@@ -259,20 +267,10 @@ impl Conv {
         let extra = |b: usize, o: usize| channel_bias.map_or(0.0, |c| c[b * self.cout + o]);
         if self.is_3x3() {
             let mut out = vec![0f32; n * self.cout * plane];
-            for b in 0..n {
-                let xb = &x[b * self.cin * h * w..][..self.cin * h * w];
-                let bias: Vec<f32> = (0..self.cout).map(|o| self.bias[o] + extra(b, o)).collect();
-                let at = b * self.cout * plane;
-                let rb = residual.map(|r| &r[at..][..self.cout * plane]);
-                self.conv3x3(
-                    xb,
-                    &mut out[at..][..self.cout * plane],
-                    (h, w),
-                    size,
-                    (&bias, rb),
-                    n,
-                );
-            }
+            let bias: Vec<f32> = (0..n * self.cout)
+                .map(|i| self.bias[i % self.cout] + extra(i / self.cout, i % self.cout))
+                .collect();
+            self.conv3x3(x, &mut out, (n, h, w), size, (&bias, residual));
             return out;
         }
         let mut out = match residual {
@@ -310,29 +308,28 @@ impl Conv {
         (self.k, self.stride, self.padding) == (3, 1, (1, 1))
     }
 
-    /// 3x3, stride 1, padding 1, of one batch row `x` (`cin` x `h` x `w`, read as if resized
-    /// to `size` by nearest neighbour), into `out` (`cout` x `size`): `bias` per channel plus
-    /// `residual` when given plus the convolution. The input is copied once with a one-pixel
-    /// zero border (rows of `pw = width + 2`); output pixel `(y, x)` of tap `(ky, kx)` then
-    /// reads padded pixel `(y + ky, x + kx)`, so each tap is one product over the padded plane
-    /// shifted by `ky · pw + kx`, computed on a grid of rows of `pw` whose two extra columns
-    /// are dropped. The grid is cut into bands of rows, each band's nine products summed in a
-    /// per-thread buffer small enough to stay in cache, and bands run in parallel (`batch`:
-    /// the batch rows the caller loops over, to size the bands).
+    /// 3x3, stride 1, padding 1, of `x` (`n` x `cin` x `h` x `w`, read as if resized to
+    /// `size` by nearest neighbour), into `out` (`n` x `cout` x `size`): `bias` per batch row
+    /// and channel, plus `residual` when given, plus the convolution. The input is copied
+    /// once with a one-pixel zero border (rows of `pw = width + 2`); output pixel `(y, x)` of
+    /// tap `(ky, kx)` then reads padded pixel `(y + ky, x + kx)`, so each tap is one product
+    /// over the padded plane shifted by `ky · pw + kx`, computed on a grid of rows of `pw`
+    /// whose two extra columns are dropped. The grid is cut into bands of rows, each band's
+    /// nine products summed in a per-thread buffer small enough to stay in cache, and the
+    /// bands of every batch row run in parallel.
     fn conv3x3(
         &self,
         x: &[f32],
         out: &mut [f32],
-        (h, w): (usize, usize),
+        (n, h, w): (usize, usize, usize),
         (oh, ow): (usize, usize),
         (bias, residual): (&[f32], Option<&[f32]>),
-        batch: usize,
     ) {
         let (pw, ph) = (ow + 2, oh + 2);
         let pplane = ph * pw;
         let (cin, cout) = (self.cin, self.cout);
         // Two spare values: the last tap of the last channel reads up to 2 past the plane.
-        with_scratch(&INPUT, cin * pplane + 2, |padded| {
+        with_scratch(&INPUT, n * cin * pplane + 2, |padded| {
             let resized = (h, w) != (oh, ow);
             let rows: Vec<usize> = (0..oh).map(|y| nearest(y, h, oh)).collect();
             let cols: Vec<usize> = (0..ow).map(|x| nearest(x, w, ow)).collect();
@@ -358,12 +355,14 @@ impl Conv {
             let tail = padded.len();
             padded[tail - 2..].fill(0.0);
             let padded = &*padded;
-            let band_rows = band_rows(oh, pw, cout, batch, self.band_values);
+            let band_rows = band_rows(oh, pw, cout, n, self.band_values);
             let bands = oh.div_ceil(band_rows);
-            let parallel_bands = kernels::threads() > 1 && batch * bands >= kernels::threads();
+            let jobs = n * bands;
+            let parallel_jobs = kernels::threads() > 1 && jobs >= kernels::threads();
             let plane = oh * ow;
             let shared = Disjoint::new(out);
-            let job = |band: usize| {
+            let job = |index: usize| {
+                let (b, band) = (index / bands, index % bands);
                 let y0 = band * band_rows;
                 let y1 = (y0 + band_rows).min(oh);
                 let grid = (y1 - y0) * pw;
@@ -378,21 +377,22 @@ impl Conv {
                             View::rows(tap * cout * cin, cin),
                             padded,
                             View {
-                                offset: (y0 + ky) * pw + kx,
+                                offset: b * cin * pplane + (y0 + ky) * pw + kx,
                                 row_stride: pplane,
                                 col_stride: 1,
                             },
                             1.0,
                             tap > 0,
-                            !parallel_bands,
+                            !parallel_jobs,
                         );
                     }
                     for (o, p) in product.chunks_exact(grid).enumerate() {
-                        let at = o * plane + y0 * ow;
-                        // SAFETY: each band writes only its own rows of every channel: bands
-                        // never overlap, and `out` is not otherwise used meanwhile.
+                        let at = (b * cout + o) * plane + y0 * ow;
+                        // SAFETY: each job writes only its own rows of its batch row's
+                        // channels: jobs never overlap, and `out` is not otherwise used
+                        // meanwhile.
                         let dst = unsafe { shared.slice(at, (y1 - y0) * ow) };
-                        let add = bias[o];
+                        let add = bias[b * cout + o];
                         for (y, (drow, prow)) in
                             dst.chunks_exact_mut(ow).zip(p.chunks_exact(pw)).enumerate()
                         {
@@ -413,10 +413,10 @@ impl Conv {
                     }
                 });
             };
-            if parallel_bands {
-                (0..bands).into_par_iter().for_each(job);
+            if parallel_jobs {
+                (0..jobs).into_par_iter().for_each(job);
             } else {
-                (0..bands).for_each(job);
+                (0..jobs).for_each(job);
             }
         });
     }
@@ -548,15 +548,15 @@ impl Disjoint {
 const BAND_VALUES: usize = 1 << 17;
 
 /// Rows per band of a 3x3 convolution with `oh` rows of `pw` padded columns and `cout`
-/// channels out: at most `budget` products, at least one row, and enough bands over the
-/// `batch` rows for every thread.
+/// channels out, over `batch` batch rows: at most `budget` products, at least one row, and
+/// the bands of all batch rows in whole rounds over the threads when there are at least as
+/// many bands as threads (else one band a batch row, each product split over the threads).
 fn band_rows(oh: usize, pw: usize, cout: usize, batch: usize, budget: usize) -> usize {
-    let by_cache = (budget / (cout * pw)).max(1);
+    let by_cache = (budget / (cout * pw)).max(1).min(oh);
     let mut bands = oh.div_ceil(by_cache);
     let threads = kernels::threads();
-    // Whole rounds of bands over the threads (counting every batch row's bands).
     let total = batch * bands;
-    if threads > 1 && bands < oh && !total.is_multiple_of(threads) {
+    if threads > 1 && total > threads && !total.is_multiple_of(threads) && bands < oh {
         bands = (total.div_ceil(threads) * threads).div_ceil(batch).min(oh);
     }
     oh.div_ceil(bands)
@@ -783,7 +783,7 @@ pub(crate) mod tests {
             ("weight", vec![cout, cin, 3, 3], 1),
             ("bias", vec![cout], 2),
         ]);
-        let mut conv = Conv::new(vb, cin, cout, 3, 1, 1).unwrap();
+        let conv = Conv::new(vb, cin, cout, 3, 1, 1).unwrap();
         let bias = values(cout, 2);
         let x = values(n * cin * h * w, 3);
         for size in [(h, w), (2 * h, 2 * w), (2 * h + 1, 2 * w - 1)] {
@@ -801,7 +801,7 @@ pub(crate) mod tests {
                 *v += bias[i / plane % cout];
             }
             for budget in [1, 3 * cout * (size.1 + 2), BAND_VALUES] {
-                conv.band_values = budget;
+                let conv = conv.clone().with_band_values(budget);
                 let got = conv.forward_resized(&x, (n, h, w), size, None, None);
                 assert_close(&got, &want, &format!("{size:?}, band budget {budget}"));
                 // The resized input made first, then convolved: the same values.
