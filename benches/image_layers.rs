@@ -5,6 +5,11 @@
 //! each layer's median time both ways, the ratio, and the largest difference between the two
 //! outputs. The weights are candle's random initialisation. Not a test: it asserts nothing.
 //!
+//! Then the whole VAE decoder and encoder, candle's `AutoEncoderKL` beside ours, on the
+//! bench's SD 1.5 folder (`vae/` of `~/.cache/xinference-rs/bench/sd15-random`, or
+//! `XINFERENCE_BENCH_SD15_DIR`; skipped when missing), decoding latents of
+//! `XINFERENCE_BENCH_VAE_LATENT` a side (default 32: a 256x256 image) and encoding that image.
+//!
 //!     RAYON_NUM_THREADS=2 CANDLE_NUM_THREADS=2 cargo bench --bench image_layers
 
 use candle_core::{DType, Device, Module, Tensor};
@@ -13,9 +18,12 @@ use candle_transformers::models::stable_diffusion::attention::{
     SpatialTransformer, SpatialTransformerConfig,
 };
 use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+use std::path::PathBuf;
 use std::time::Instant;
+use xinference_core::image::config::VaeSettings;
 use xinference_core::image::layers;
 use xinference_core::image::ops::Conv;
+use xinference_core::image::vae::Vae;
 
 fn median_s(reps: usize, mut f: impl FnMut() -> Tensor) -> (f64, Tensor) {
     let mut out = f();
@@ -74,6 +82,20 @@ fn main() {
         median_s(reps, || ours.forward(&x).expect("our conv")),
     );
 
+    // Our convolution in one band of the whole plane (each product split over the threads)
+    // beside the default cache-sized bands run in parallel.
+    let whole = ours.clone().with_band_values(usize::MAX);
+    let banded = ours;
+    let (whole_s, a) = median_s(reps, || whole.forward(&x).expect("whole"));
+    let (banded_s, b) = median_s(reps, || banded.forward(&x).expect("banded"));
+    let diff = (a - b)
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .expect("diff");
+    println!(
+        "| conv 3x3 320->320, ours: one band (A) / bands (B) | {whole_s:.3} | {banded_s:.3} | {:.2}x | {diff:.2e} |",
+        whole_s / banded_s
+    );
+
     let config = ResnetBlock2DConfig {
         out_channels: Some(c),
         temb_channels: Some(1280),
@@ -115,5 +137,83 @@ fn main() {
         median_s(reps, || {
             ours.forward(&x, &context).expect("our transformer")
         }),
+    );
+
+    vae(reps);
+}
+
+/// candle's AutoEncoderKL beside ours on the bench folder's VAE, same weights, same latents.
+fn vae(reps: usize) {
+    let dir = std::env::var_os("XINFERENCE_BENCH_SD15_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/xinference-rs/bench/sd15-random")
+        })
+        .join("vae");
+    if !dir.join("config.json").exists() {
+        println!("(no {}: VAE rows skipped)", dir.display());
+        return;
+    }
+    let side: usize = std::env::var("XINFERENCE_BENCH_VAE_LATENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let dev = Device::Cpu;
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config"))
+            .expect("config JSON");
+    let settings = VaeSettings::from_json(&config).expect("settings");
+    let file = dir.join("diffusion_pytorch_model.safetensors");
+    // SAFETY: the bench's weight file is not modified while it runs.
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&[file], DType::F32, &dev) }.expect("weights");
+    let theirs = candle_transformers::models::stable_diffusion::vae::AutoEncoderKL::new(
+        vb.clone(),
+        settings.in_channels,
+        settings.out_channels,
+        settings.config.clone(),
+    )
+    .expect("candle VAE");
+    let ours = Vae::new(vb, &settings).expect("our VAE");
+    let latent = settings.config.latent_channels;
+    let z = Tensor::randn(0f32, 1.0, (1, latent, side, side), &dev).expect("latents");
+    let zv = z
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("latents");
+    let to_tensor = |(v, (h, w)): (Vec<f32>, (usize, usize)), c: usize| {
+        Tensor::from_vec(v, (1, c, h, w), &dev).expect("tensor")
+    };
+    println!("| VAE (sd15-random, {side}x{side} latents) | candle s | ours s | candle / ours | max abs diff |");
+    let decoded = median_s(reps, || theirs.decode(&z).expect("candle decode"));
+    report(
+        "decoder",
+        decoded.clone(),
+        median_s(reps, || {
+            to_tensor(ours.decode(&zv, (1, side, side)), settings.out_channels)
+        }),
+    );
+    let image = decoded.1.clamp(-1f32, 1f32).expect("image");
+    let (_, _, h, w) = image.dims4().expect("dims");
+    let iv = image
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("image");
+    // candle's encode returns only its own sample of the distribution (mean + std · noise),
+    // so the encoder row gives times, not a difference.
+    let (candle_s, _) = median_s(reps, || {
+        theirs
+            .encode(&image)
+            .and_then(|d| d.sample())
+            .expect("candle encode")
+    });
+    let (ours_s, _) = median_s(reps, || {
+        let (mean, _, size) = ours.encode(&iv, (1, h, w));
+        to_tensor((mean, size), latent)
+    });
+    println!(
+        "| encoder | {candle_s:.3} | {ours_s:.3} | {:.2}x | - |",
+        candle_s / ours_s
     );
 }

@@ -4,7 +4,7 @@
 //! from the config (`norm_num_groups`, `norm_eps`, heads, transformer depth per block).
 
 use super::layers::{ResnetBlock, SpatialTransformer};
-use super::ops::Conv;
+use super::ops::{tensor, with_values, Conv};
 use crate::Result;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -74,7 +74,7 @@ impl BlockShape {
 pub struct DownBlock {
     resnets: Vec<ResnetBlock>,
     attentions: Vec<SpatialTransformer>,
-    downsample: Option<(Conv, usize)>,
+    downsample: Option<Conv>,
 }
 
 impl DownBlock {
@@ -98,11 +98,11 @@ impl DownBlock {
         let attentions = shape.transformers(vb.pp("attentions"))?;
         let downsample = match downsample_padding {
             None => None,
-            Some(padding) => {
-                let c = shape.out_channels;
-                let conv = Conv::new(vb.pp("downsamplers.0.conv"), c, c, 3, 2, padding)?;
-                Some((conv, padding))
-            }
+            Some(padding) => Some(Conv::downsampler(
+                vb.pp("downsamplers.0.conv"),
+                shape.out_channels,
+                padding,
+            )?),
         };
         Ok(DownBlock {
             resnets,
@@ -127,14 +127,8 @@ impl DownBlock {
             }
             states.push(xs.clone());
         }
-        if let Some((conv, padding)) = &self.downsample {
-            // diffusers pads right and bottom by one when the padding is 0.
-            let input = if *padding == 0 {
-                xs.pad_with_zeros(3, 0, 1)?.pad_with_zeros(2, 0, 1)?
-            } else {
-                xs
-            };
-            xs = conv.forward(&input)?;
+        if let Some(conv) = &self.downsample {
+            xs = conv.forward(&xs)?;
             states.push(xs.clone());
         }
         Ok((xs, states))
@@ -210,9 +204,12 @@ impl UpBlock {
         match &self.upsample {
             None => Ok(xs),
             Some(conv) => {
-                let (_, _, h, w) = xs.dims4()?;
-                let (h, w) = size.unwrap_or((2 * h, 2 * w));
-                Ok(conv.forward(&xs.upsample_nearest2d(h, w)?)?)
+                let (n, c, h, w) = xs.dims4()?;
+                let size = size.unwrap_or((2 * h, 2 * w));
+                let out = with_values(&xs, |v| {
+                    conv.forward_resized(v, (n, h, w), size, None, None)
+                })?;
+                tensor(out, &[n, c, size.0, size.1])
             }
         }
     }

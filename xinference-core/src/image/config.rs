@@ -274,17 +274,14 @@ pub struct VaeSettings {
     pub scaling_factor: f64,
     /// Subtracted before scaling (SD 3 style VAEs; 0 otherwise).
     pub shift_factor: f64,
+    /// The mid-blocks have their attention (`mid_block_add_attention`, default true).
+    pub mid_attention: bool,
 }
 
 impl VaeSettings {
     /// From `vae/config.json`.
     pub fn from_json(v: &Value) -> Result<Self> {
         let channels = block_out_channels(v, "vae")?;
-        if !bool_of(v, "mid_block_add_attention", true) {
-            return Err(Error::bad_request(
-                "this VAE has no mid-block attention, which this build does not support yet",
-            ));
-        }
         Ok(VaeSettings {
             config: AutoEncoderKLConfig {
                 block_out_channels: channels,
@@ -298,6 +295,7 @@ impl VaeSettings {
             out_channels: usize_of(v, "out_channels", 3)?,
             scaling_factor: f64_of(v, "scaling_factor", 0.18215),
             shift_factor: f64_of(v, "shift_factor", 0.0),
+            mid_attention: bool_of(v, "mid_block_add_attention", true),
         })
     }
 }

@@ -4,19 +4,19 @@
 //! added inside the convolutions' products, and attention computed a block of queries at a
 //! time, so a 4096-token self-attention never holds a whole 4096 x 4096 score matrix per head.
 
+use super::attention::{attend, Rows};
 use super::ops::{tensor, weight, with_values, Conv, GroupNorm, Linear};
-use crate::kernels::{self, matmul_to, SharedMut, View};
+use crate::kernels;
 use crate::Result;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
-use rayon::prelude::*;
-use std::cell::RefCell;
 
-/// diffusers' `ResnetBlock2D` (time embedding added after the first convolution).
+/// diffusers' `ResnetBlock2D` (the time embedding, when the block has one, added after the
+/// first convolution; the VAE's blocks have none).
 pub struct ResnetBlock {
     norm1: GroupNorm,
     conv1: Conv,
-    time_emb_proj: Linear,
+    time_emb_proj: Option<Linear>,
     norm2: GroupNorm,
     conv2: Conv,
     shortcut: Option<Conv>,
@@ -32,10 +32,38 @@ impl ResnetBlock {
         eps: f64,
         output_scale_factor: f64,
     ) -> Result<Self> {
+        Self::build(
+            vb,
+            (cin, cout, Some(temb)),
+            groups,
+            eps,
+            output_scale_factor,
+        )
+    }
+
+    /// A block without time embedding (the VAE's), output scale 1.
+    pub fn without_time(
+        vb: VarBuilder,
+        (cin, cout): (usize, usize),
+        groups: usize,
+        eps: f64,
+    ) -> Result<Self> {
+        Self::build(vb, (cin, cout, None), groups, eps, 1.0)
+    }
+
+    fn build(
+        vb: VarBuilder,
+        (cin, cout, temb): (usize, usize, Option<usize>),
+        groups: usize,
+        eps: f64,
+        output_scale_factor: f64,
+    ) -> Result<Self> {
         Ok(ResnetBlock {
             norm1: GroupNorm::new(vb.pp("norm1"), groups, cin, eps)?,
             conv1: Conv::new(vb.pp("conv1"), cin, cout, 3, 1, 1)?,
-            time_emb_proj: Linear::new(vb.pp("time_emb_proj"), temb, cout, true)?,
+            time_emb_proj: temb
+                .map(|temb| Linear::new(vb.pp("time_emb_proj"), temb, cout, true))
+                .transpose()?,
             norm2: GroupNorm::new(vb.pp("norm2"), groups, cout, eps)?,
             conv2: Conv::new(vb.pp("conv2"), cout, cout, 3, 1, 1)?,
             shortcut: if cin != cout {
@@ -47,45 +75,57 @@ impl ResnetBlock {
         })
     }
 
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.conv1.out_channels()
+    }
+
     /// The block on `x` (NCHW) with the time embedding `temb` (batch x width).
     pub fn forward(&self, x: &Tensor, temb: &Tensor) -> Result<Tensor> {
         let (n, _, h, w) = x.dims4()?;
-        let plane = h * w;
-        let mut t = with_values(temb, |v| v.to_vec())?;
-        kernels::silu(&mut t);
-        let t = self.time_emb_proj.forward_values(&t, None);
-        let cout = self.conv1.out_channels();
-        let out = with_values(x, |xv| {
-            let a = self.norm1.forward_values(xv, n, plane, true);
-            let h1 = self.conv1.forward_values(&a, (n, h, w), Some(&t), None);
-            drop(a);
-            let a2 = self.norm2.forward_values(&h1, n, plane, true);
-            drop(h1);
-            let residual = self
-                .shortcut
-                .as_ref()
-                .map(|s| s.forward_values(xv, (n, h, w), None, None));
-            let mut out = self.conv2.forward_values(
-                &a2,
-                (n, h, w),
-                None,
-                Some(residual.as_deref().unwrap_or(xv)),
-            );
-            if self.output_scale_factor != 1.0 {
-                let inv = (1.0 / self.output_scale_factor) as f32;
-                out.iter_mut().for_each(|v| *v *= inv);
-            }
-            out
-        })?;
-        tensor(out, &[n, cout, h, w])
+        let temb = with_values(temb, |v| v.to_vec())?;
+        let out = with_values(x, |xv| self.forward_values(xv, (n, h, w), Some(&temb)))?;
+        tensor(out, &[n, self.out_channels(), h, w])
     }
-}
 
-/// Queries per block of rows in attention: scores of this many rows by all keys at a time.
-const QUERY_BLOCK: usize = 256;
-
-thread_local! {
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The block on `x` (`n` x channels x `h` x `w`), with the time embedding `temb` (`n` rows
+    /// of its width) when the block has one.
+    pub fn forward_values(
+        &self,
+        xv: &[f32],
+        (n, h, w): (usize, usize, usize),
+        temb: Option<&[f32]>,
+    ) -> Vec<f32> {
+        let plane = h * w;
+        let t = match (&self.time_emb_proj, temb) {
+            (Some(proj), Some(temb)) => {
+                let mut t = temb.to_vec();
+                kernels::silu(&mut t);
+                Some(proj.forward_values(&t, None))
+            }
+            _ => None,
+        };
+        let a = self.norm1.forward_values(xv, n, plane, true);
+        let h1 = self.conv1.forward_values(&a, (n, h, w), t.as_deref(), None);
+        drop(a);
+        let a2 = self.norm2.forward_values(&h1, n, plane, true);
+        drop(h1);
+        let residual = self
+            .shortcut
+            .as_ref()
+            .map(|s| s.forward_values(xv, (n, h, w), None, None));
+        let mut out = self.conv2.forward_values(
+            &a2,
+            (n, h, w),
+            None,
+            Some(residual.as_deref().unwrap_or(xv)),
+        );
+        if self.output_scale_factor != 1.0 {
+            let inv = (1.0 / self.output_scale_factor) as f32;
+            out.iter_mut().for_each(|v| *v *= inv);
+        }
+        out
+    }
 }
 
 /// Multi-head attention (`to_q`, `to_k`, `to_v` without bias, `to_out.0` with).
@@ -117,76 +157,20 @@ impl Attention {
         let q = self.to_q.forward_values(x, None);
         let k = self.to_k.forward_values(context, None);
         let v = self.to_v.forward_values(context, None);
-        let heads = self.heads;
-        let d = dim / heads;
-        let scale = 1.0 / (d as f32).sqrt();
-        let mut ctx = vec![0f32; n * t * dim];
-        let out = SharedMut::new(&mut ctx);
-        let blocks = t.div_ceil(QUERY_BLOCK);
-        let job = |index: usize| {
-            let (b, rest) = (index / (heads * blocks), index % (heads * blocks));
-            let (head, block) = (rest / blocks, rest % blocks);
-            let r0 = block * QUERY_BLOCK;
-            let rows = QUERY_BLOCK.min(t - r0);
-            SCORES.with(|s| {
-                let mut scores = s.borrow_mut();
-                if scores.len() < rows * tk {
-                    scores.resize(rows * tk, 0.0);
-                }
-                let scores = &mut scores[..rows * tk];
-                kernels::matmul(
-                    (rows, d, tk),
-                    scores,
-                    View::rows(0, tk),
-                    &q,
-                    View {
-                        offset: (b * t + r0) * dim + head * d,
-                        row_stride: dim,
-                        col_stride: 1,
-                    },
-                    &k,
-                    View {
-                        offset: b * tk * dim + head * d,
-                        row_stride: 1,
-                        col_stride: dim,
-                    },
-                    scale,
-                    false,
-                    false,
-                );
-                kernels::softmax_rows(scores, tk);
-                // SAFETY: each job writes only its head's columns of its block of rows:
-                // jobs never overlap, and `ctx` is not otherwise used meanwhile.
-                unsafe {
-                    matmul_to(
-                        (rows, tk, d),
-                        out,
-                        View {
-                            offset: (b * t + r0) * dim + head * d,
-                            row_stride: dim,
-                            col_stride: 1,
-                        },
-                        scores,
-                        View::rows(0, tk),
-                        &v,
-                        View {
-                            offset: b * tk * dim + head * d,
-                            row_stride: dim,
-                            col_stride: 1,
-                        },
-                        1.0,
-                        false,
-                        false,
-                    );
-                }
-            });
+        let d = dim / self.heads;
+        let rows = |data| Rows {
+            data,
+            stride: dim,
+            offset: 0,
         };
-        let jobs = n * heads * blocks;
-        if kernels::threads() == 1 || jobs == 1 {
-            (0..jobs).for_each(job);
-        } else {
-            (0..jobs).into_par_iter().for_each(job);
-        }
+        let ctx = attend(
+            n,
+            (t, tk),
+            (self.heads, d),
+            (rows(&q), rows(&k), rows(&v)),
+            1.0 / (d as f32).sqrt(),
+        );
+        drop((q, k, v));
         self.to_out.forward_values(&ctx, Some(residual))
     }
 }
@@ -314,6 +298,7 @@ impl SpatialTransformer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::attention::QUERY_BLOCK;
     use crate::image::ops::tests::{builder, values};
 
     /// Attention over more queries than one block holds matches softmax(q kᵀ / √d) v per

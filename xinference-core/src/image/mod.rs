@@ -9,12 +9,15 @@
 //! - [`unet`]: our UNet (time embedding, SDXL's text_time added conditioning), [`blocks`]:
 //!   its down/mid/up blocks, [`layers`]: their resnet and spatial-transformer layers, [`ops`]:
 //!   the convolutions and group norms under them; [`config`]: UNet/VAE settings from the
-//!   configs; [`vae_encoder`]: the VAE encoder whose latent distribution we sample ourselves.
+//!   configs; [`vae`]: the autoencoder (decoder, and the encoder whose latent distribution
+//!   we sample ourselves) over the same layers; [`attention`]: attention a block of queries
+//!   at a time.
 //! - [`scheduler`]: PNDM, DDIM, Euler, Euler ancestral, DPM-Solver++ 2M (Karras).
 //! - [`torch_rng`]: `torch.Generator("cpu")` + `torch.randn`, so a seed means what it means in
 //!   diffusers.
 //! - [`codec`]: PNG/JPEG/WebP out, uploaded images in.
 
+pub mod attention;
 pub mod blocks;
 pub mod clip;
 pub mod codec;
@@ -28,7 +31,7 @@ mod sigmas;
 pub mod text;
 pub mod torch_rng;
 pub mod unet;
-pub mod vae_encoder;
+pub mod vae;
 
 pub use pipeline::{DiffusionPipeline, GenerateParams, Generated, ImageLimits};
 

@@ -62,6 +62,7 @@ pub fn weight(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Vec<f32>> 
 }
 
 /// A 2-D convolution (square kernel, same stride and padding on both axes), with bias.
+#[derive(Clone)]
 pub struct Conv {
     /// 3x3 stride-1 padding-1 kernels are stored tap by tap: `[9, out, in]`; others as
     /// PyTorch stores them: `[out, in, k, k]`.
@@ -71,7 +72,10 @@ pub struct Conv {
     cout: usize,
     k: usize,
     stride: usize,
-    padding: usize,
+    /// Zero rows / columns added before and after the input on both axes.
+    padding: (usize, usize),
+    /// Product values per band of a 3x3 convolution ([`BAND_VALUES`]; smaller in tests).
+    band_values: usize,
 }
 
 impl Conv {
@@ -86,6 +90,7 @@ impl Conv {
     ) -> Result<Self> {
         let mut weight = weight(&vb, &[cout, cin, k, k], "weight")?;
         if (k, stride, padding) == (3, 1, 1) {
+            // Tap-major, so that each tap's weights are one [out, in] matrix.
             let mut taps = vec![0f32; weight.len()];
             for o in 0..cout {
                 for c in 0..cin {
@@ -103,21 +108,51 @@ impl Conv {
             cout,
             k,
             stride,
-            padding,
+            padding: (padding, padding),
+            band_values: BAND_VALUES,
         })
     }
 
-    /// A 1x1 convolution from a linear layer's `[out, in]` weight and bias: the same product.
-    pub fn from_linear(vb: VarBuilder, cin: usize, cout: usize) -> Result<Self> {
-        Ok(Conv {
-            weight: weight(&vb, &[cout, cin], "weight")?,
-            bias: weight_or_zeros(&vb, cout)?,
+    /// diffusers' `Downsample2D` convolution (3x3, stride 2, `channels` in and out): with
+    /// `padding` 0 the input is padded by one at the bottom and right only, as diffusers pads
+    /// it before the convolution.
+    pub fn downsampler(vb: VarBuilder, channels: usize, padding: usize) -> Result<Self> {
+        let mut conv = Conv::new(vb, channels, channels, 3, 2, padding)?;
+        if padding == 0 {
+            conv.padding = (0, 1);
+        }
+        Ok(conv)
+    }
+
+    /// The same convolution with `values` products per band of rows instead of the default
+    /// (for benches: `usize::MAX` makes one band of the whole plane, the unbanded product).
+    pub fn with_band_values(mut self, values: usize) -> Self {
+        self.band_values = values.max(1);
+        self
+    }
+
+    /// A 1x1 convolution from its `[out, in]` weight and bias values.
+    pub fn pointwise(weight: Vec<f32>, bias: Vec<f32>, cin: usize, cout: usize) -> Self {
+        Conv {
+            weight,
+            bias,
             cin,
             cout,
             k: 1,
             stride: 1,
-            padding: 0,
-        })
+            padding: (0, 0),
+            band_values: BAND_VALUES,
+        }
+    }
+
+    /// A 1x1 convolution from a linear layer's `[out, in]` weight and bias: the same product.
+    pub fn from_linear(vb: VarBuilder, cin: usize, cout: usize) -> Result<Self> {
+        Ok(Conv::pointwise(
+            weight(&vb, &[cout, cin], "weight")?,
+            weight_or_zeros(&vb, cout)?,
+            cin,
+            cout,
+        ))
     }
 
     /// A 1x1 convolution of `x` (`n` x `cin` x `t` pixels) written as tokens: `n · t` rows of
@@ -192,7 +227,7 @@ impl Conv {
 
     /// Output height and width for an input of `h` x `w`.
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
-        let o = |x: usize| (x + 2 * self.padding - self.k) / self.stride + 1;
+        let o = |x: usize| (x + self.padding.0 + self.padding.1 - self.k) / self.stride + 1;
         (o(h), o(w))
     }
 
@@ -206,8 +241,38 @@ impl Conv {
         channel_bias: Option<&[f32]>,
         residual: Option<&[f32]>,
     ) -> Vec<f32> {
-        let (ho, wo) = self.out_size(h, w);
+        self.forward_resized(x, (n, h, w), (h, w), channel_bias, residual)
+    }
+
+    /// [`Conv::forward_values`] on `x` (`n` x `cin` x `h` x `w`) resized to `size` by nearest
+    /// neighbour first, as torch's `interpolate(mode="nearest")` (diffusers' `Upsample2D`):
+    /// for a 3x3 stride-1 convolution the resized input is never made, only its padded copy.
+    pub fn forward_resized(
+        &self,
+        x: &[f32],
+        (n, h, w): (usize, usize, usize),
+        size: (usize, usize),
+        channel_bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+    ) -> Vec<f32> {
+        let resized;
+        let (x, (h, w)) = if size == (h, w) || self.is_3x3() {
+            (x, (h, w))
+        } else {
+            resized = resize_nearest(x, n * self.cin, (h, w), size);
+            (&resized[..], size)
+        };
+        let (ho, wo) = self.out_size(size.0, size.1);
         let plane = ho * wo;
+        let extra = |b: usize, o: usize| channel_bias.map_or(0.0, |c| c[b * self.cout + o]);
+        if self.is_3x3() {
+            let mut out = vec![0f32; n * self.cout * plane];
+            let bias: Vec<f32> = (0..n * self.cout)
+                .map(|i| self.bias[i % self.cout] + extra(i / self.cout, i % self.cout))
+                .collect();
+            self.conv3x3(x, &mut out, (n, h, w), size, (&bias, residual));
+            return out;
+        }
         let mut out = match residual {
             Some(r) => r[..n * self.cout * plane].to_vec(),
             None => vec![0f32; n * self.cout * plane],
@@ -216,11 +281,10 @@ impl Conv {
             let xb = &x[b * self.cin * h * w..][..self.cin * h * w];
             let ob = &mut out[b * self.cout * plane..][..self.cout * plane];
             for (o, row) in ob.chunks_exact_mut(plane).enumerate() {
-                let extra = channel_bias.map_or(0.0, |c| c[b * self.cout + o]);
-                let add = self.bias[o] + extra;
+                let add = self.bias[o] + extra(b, o);
                 row.iter_mut().for_each(|v| *v += add);
             }
-            if (self.k, self.stride, self.padding) == (1, 1, 0) {
+            if (self.k, self.stride, self.padding) == (1, 1, (0, 0)) {
                 kernels::matmul(
                     (self.cout, self.cin, plane),
                     ob,
@@ -233,8 +297,6 @@ impl Conv {
                     true,
                     true,
                 );
-            } else if (self.k, self.stride, self.padding) == (3, 1, 1) {
-                self.conv3x3(xb, ob, h, w);
             } else {
                 self.im2col_conv(xb, ob, (h, w), (ho, wo));
             }
@@ -242,60 +304,120 @@ impl Conv {
         out
     }
 
-    /// 3x3, stride 1, padding 1: the input is copied once with a one-pixel zero border
-    /// (rows of `w + 2`); output pixel `(y, x)` of tap `(ky, kx)` then reads padded pixel
-    /// `(y + ky, x + kx)`, so each tap is one product over the padded plane shifted by
-    /// `ky · (w + 2) + kx`, computed on a `h` x `(w + 2)` grid whose two extra columns are
-    /// dropped when it is added into `out`.
-    fn conv3x3(&self, x: &[f32], out: &mut [f32], h: usize, w: usize) {
-        let (pw, ph) = (w + 2, h + 2);
+    fn is_3x3(&self) -> bool {
+        (self.k, self.stride, self.padding) == (3, 1, (1, 1))
+    }
+
+    /// 3x3, stride 1, padding 1, of `x` (`n` x `cin` x `h` x `w`, read as if resized to
+    /// `size` by nearest neighbour), into `out` (`n` x `cout` x `size`): `bias` per batch row
+    /// and channel, plus `residual` when given, plus the convolution. The input is copied
+    /// once with a one-pixel zero border (rows of `pw = width + 2`); output pixel `(y, x)` of
+    /// tap `(ky, kx)` then reads padded pixel `(y + ky, x + kx)`, so each tap is one product
+    /// over the padded plane shifted by `ky · pw + kx`, computed on a grid of rows of `pw`
+    /// whose two extra columns are dropped. The grid is cut into bands of rows, each band's
+    /// nine products summed in a per-thread buffer small enough to stay in cache, and the
+    /// bands of every batch row run in parallel.
+    fn conv3x3(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        (n, h, w): (usize, usize, usize),
+        (oh, ow): (usize, usize),
+        (bias, residual): (&[f32], Option<&[f32]>),
+    ) {
+        let (pw, ph) = (ow + 2, oh + 2);
         let pplane = ph * pw;
-        let grid = h * pw;
+        let (cin, cout) = (self.cin, self.cout);
         // Two spare values: the last tap of the last channel reads up to 2 past the plane.
-        with_scratch(&INPUT, self.cin * pplane + 2, |padded| {
+        with_scratch(&INPUT, n * cin * pplane + 2, |padded| {
+            let resized = (h, w) != (oh, ow);
+            let rows: Vec<usize> = (0..oh).map(|y| nearest(y, h, oh)).collect();
+            let cols: Vec<usize> = (0..ow).map(|x| nearest(x, w, ow)).collect();
             padded
                 .par_chunks_mut(pplane)
                 .zip(x.par_chunks(h * w))
                 .for_each(|(p, xc)| {
                     p[..pw].fill(0.0);
                     p[(ph - 1) * pw..].fill(0.0);
-                    for (y, row) in xc.chunks_exact(w).enumerate() {
-                        let prow = &mut p[(y + 1) * pw..][..pw];
+                    for (y, prow) in p[pw..(ph - 1) * pw].chunks_exact_mut(pw).enumerate() {
                         prow[0] = 0.0;
                         prow[pw - 1] = 0.0;
-                        prow[1..=w].copy_from_slice(row);
+                        let src = &xc[rows[y] * w..][..w];
+                        if resized {
+                            for (d, &c) in prow[1..=ow].iter_mut().zip(&cols) {
+                                *d = src[c];
+                            }
+                        } else {
+                            prow[1..=ow].copy_from_slice(src);
+                        }
                     }
                 });
             let tail = padded.len();
             padded[tail - 2..].fill(0.0);
-            with_scratch(&PRODUCT, self.cout * grid, |product| {
-                for tap in 0..9 {
-                    let (ky, kx) = (tap / 3, tap % 3);
-                    kernels::matmul(
-                        (self.cout, self.cin, grid),
-                        product,
-                        View::rows(0, grid),
-                        &self.weight,
-                        View::rows(tap * self.cout * self.cin, self.cin),
-                        padded,
-                        View {
-                            offset: ky * pw + kx,
-                            row_stride: pplane,
-                            col_stride: 1,
-                        },
-                        1.0,
-                        tap > 0,
-                        true,
-                    );
-                }
-                out.par_chunks_mut(h * w)
-                    .zip(product.par_chunks(grid))
-                    .for_each(|(o, p)| {
-                        for (orow, prow) in o.chunks_exact_mut(w).zip(p.chunks_exact(pw)) {
-                            orow.iter_mut().zip(prow).for_each(|(a, b)| *a += b);
+            let padded = &*padded;
+            let band_rows = band_rows(oh, pw, cout, n, self.band_values);
+            let bands = oh.div_ceil(band_rows);
+            let jobs = n * bands;
+            let parallel_jobs = kernels::threads() > 1 && jobs >= kernels::threads();
+            let plane = oh * ow;
+            let shared = Disjoint::new(out);
+            let job = |index: usize| {
+                let (b, band) = (index / bands, index % bands);
+                let y0 = band * band_rows;
+                let y1 = (y0 + band_rows).min(oh);
+                let grid = (y1 - y0) * pw;
+                with_scratch(&PRODUCT, cout * grid, |product| {
+                    for tap in 0..9 {
+                        let (ky, kx) = (tap / 3, tap % 3);
+                        kernels::matmul(
+                            (cout, cin, grid),
+                            product,
+                            View::rows(0, grid),
+                            &self.weight,
+                            View::rows(tap * cout * cin, cin),
+                            padded,
+                            View {
+                                offset: b * cin * pplane + (y0 + ky) * pw + kx,
+                                row_stride: pplane,
+                                col_stride: 1,
+                            },
+                            1.0,
+                            tap > 0,
+                            !parallel_jobs,
+                        );
+                    }
+                    for (o, p) in product.chunks_exact(grid).enumerate() {
+                        let at = (b * cout + o) * plane + y0 * ow;
+                        // SAFETY: each job writes only its own rows of its batch row's
+                        // channels: jobs never overlap, and `out` is not otherwise used
+                        // meanwhile.
+                        let dst = unsafe { shared.slice(at, (y1 - y0) * ow) };
+                        let add = bias[b * cout + o];
+                        for (y, (drow, prow)) in
+                            dst.chunks_exact_mut(ow).zip(p.chunks_exact(pw)).enumerate()
+                        {
+                            match residual {
+                                Some(r) => {
+                                    let rrow = &r[at + y * ow..][..ow];
+                                    for ((d, p), r) in drow.iter_mut().zip(prow).zip(rrow) {
+                                        *d = r + add + p;
+                                    }
+                                }
+                                None => {
+                                    for (d, p) in drow.iter_mut().zip(prow) {
+                                        *d = add + p;
+                                    }
+                                }
+                            }
                         }
-                    });
-            });
+                    }
+                });
+            };
+            if parallel_jobs {
+                (0..jobs).into_par_iter().for_each(job);
+            } else {
+                (0..jobs).for_each(job);
+            }
         });
     }
 
@@ -308,7 +430,7 @@ impl Conv {
         (h, w): (usize, usize),
         (ho, wo): (usize, usize),
     ) {
-        let (k, s, p) = (self.k, self.stride, self.padding);
+        let (k, s, p) = (self.k, self.stride, self.padding.0);
         let rows = self.cin * k * k;
         let plane = ho * wo;
         with_scratch(&INPUT, rows * plane, |col| {
@@ -364,6 +486,80 @@ fn weight_or_zeros(vb: &VarBuilder, n: usize) -> Result<Vec<f32>> {
     } else {
         Ok(vec![0.0; n])
     }
+}
+
+/// Source index of output index `i` of `to` when `from` values are resized to `to` by
+/// nearest neighbour (torch's `floor(i · from / to)`, in double precision as candle does).
+fn nearest(i: usize, from: usize, to: usize) -> usize {
+    if from == to {
+        return i;
+    }
+    ((i as f64 * (from as f64 / to as f64)) as usize).min(from - 1)
+}
+
+/// `planes` planes of `h` x `w` resized to `size` by nearest neighbour.
+pub fn resize_nearest(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+) -> Vec<f32> {
+    let cols: Vec<usize> = (0..ow).map(|c| nearest(c, w, ow)).collect();
+    let mut out = vec![0f32; planes * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(o, xc)| {
+            for (y, orow) in o.chunks_exact_mut(ow).enumerate() {
+                let src = &xc[nearest(y, h, oh) * w..][..w];
+                for (d, &c) in orow.iter_mut().zip(&cols) {
+                    *d = src[c];
+                }
+            }
+        });
+    out
+}
+
+/// A buffer that parallel jobs write in disjoint pieces.
+struct Disjoint(*mut f32, usize);
+
+// SAFETY: only a pointer and a length; `slice`'s callers guarantee that pieces do not overlap.
+unsafe impl Send for Disjoint {}
+// SAFETY: as above.
+unsafe impl Sync for Disjoint {}
+
+impl Disjoint {
+    fn new(xs: &mut [f32]) -> Self {
+        Disjoint(xs.as_mut_ptr(), xs.len())
+    }
+
+    /// The `len` values from `at`.
+    ///
+    /// # Safety
+    /// No other live slice of this buffer may overlap them.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, at: usize, len: usize) -> &mut [f32] {
+        assert!(at + len <= self.1, "piece out of bounds");
+        std::slice::from_raw_parts_mut(self.0.add(at), len)
+    }
+}
+
+/// Values of a 3x3 convolution's per-band product buffer: small enough to stay in a core's
+/// L2 cache across the nine taps.
+const BAND_VALUES: usize = 1 << 17;
+
+/// Rows per band of a 3x3 convolution with `oh` rows of `pw` padded columns and `cout`
+/// channels out, over `batch` batch rows: at most `budget` products, at least one row, and
+/// the bands of all batch rows in whole rounds over the threads when there are at least as
+/// many bands as threads (else one band a batch row, each product split over the threads).
+fn band_rows(oh: usize, pw: usize, cout: usize, batch: usize, budget: usize) -> usize {
+    let by_cache = (budget / (cout * pw)).max(1).min(oh);
+    let mut bands = oh.div_ceil(by_cache);
+    let threads = kernels::threads();
+    let total = batch * bands;
+    if threads > 1 && total > threads && !total.is_multiple_of(threads) && bands < oh {
+        bands = (total.div_ceil(threads) * threads).div_ceil(batch).min(oh);
+    }
+    oh.div_ceil(bands)
 }
 
 /// Group normalisation with a per-channel affine transform, optionally followed by SiLU.
@@ -495,6 +691,56 @@ pub(crate) mod tests {
         VarBuilder::from_tensors(map, DType::F32, &Device::Cpu)
     }
 
+    /// The direct sum: output `(b, o, oy, ox)` of a `k` x `k` convolution of `x` (`n` x `cin`
+    /// x `h` x `w`) with weight `[cout, cin, k, k]`, `stride`, `pad` (before, after), read
+    /// through `src(y, x)` (the input position of a resized pixel).
+    #[allow(clippy::too_many_arguments)]
+    fn direct(
+        x: &[f32],
+        weight: &[f32],
+        (n, cin, cout): (usize, usize, usize),
+        (h, w): (usize, usize),
+        (rh, rw): (usize, usize),
+        (k, stride, pad): (usize, usize, (usize, usize)),
+        src: impl Fn(usize, usize) -> (usize, usize),
+    ) -> Vec<f32> {
+        let ho = (rh + pad.0 + pad.1 - k) / stride + 1;
+        let wo = (rw + pad.0 + pad.1 - k) / stride + 1;
+        let mut out = vec![0f32; n * cout * ho * wo];
+        for b in 0..n {
+            for o in 0..cout {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let mut acc = 0f32;
+                        for c in 0..cin {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let iy = (oy * stride + ky) as isize - pad.0 as isize;
+                                    let ix = (ox * stride + kx) as isize - pad.0 as isize;
+                                    if iy < 0 || ix < 0 || iy >= rh as isize || ix >= rw as isize {
+                                        continue;
+                                    }
+                                    let (sy, sx) = src(iy as usize, ix as usize);
+                                    acc += weight[((o * cin + c) * k + ky) * k + kx]
+                                        * x[((b * cin + c) * h + sy) * w + sx];
+                                }
+                            }
+                        }
+                        out[((b * cout + o) * ho + oy) * wo + ox] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() < 1e-4, "{what} at {i}: {g} vs {w}");
+        }
+    }
+
     #[test]
     fn convolutions_match_the_direct_sum() {
         let (n, cin, cout, h, w) = (2, 3, 5, 7, 6);
@@ -504,44 +750,91 @@ pub(crate) mod tests {
                 ("bias", vec![cout], 2),
             ]);
             let conv = Conv::new(vb, cin, cout, k, stride, padding).unwrap();
-            let weight = values(cout * cin * k * k, 1);
             let bias = values(cout, 2);
             let x = values(n * cin * h * w, 3);
             let extra = values(n * cout, 4);
             let (ho, wo) = conv.out_size(h, w);
             let residual = values(n * cout * ho * wo, 5);
             let got = conv.forward_values(&x, (n, h, w), Some(&extra), Some(&residual));
-            for b in 0..n {
-                for o in 0..cout {
-                    for oy in 0..ho {
-                        for ox in 0..wo {
-                            let at = ((b * cout + o) * ho + oy) * wo + ox;
-                            let mut want = bias[o] + extra[b * cout + o] + residual[at];
-                            for c in 0..cin {
-                                for ky in 0..k {
-                                    for kx in 0..k {
-                                        let iy = (oy * stride + ky) as isize - padding as isize;
-                                        let ix = (ox * stride + kx) as isize - padding as isize;
-                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize
-                                        {
-                                            continue;
-                                        }
-                                        let xv =
-                                            x[((b * cin + c) * h + iy as usize) * w + ix as usize];
-                                        want += weight[((o * cin + c) * k + ky) * k + kx] * xv;
-                                    }
-                                }
-                            }
-                            assert!(
-                                (got[at] - want).abs() < 1e-4,
-                                "k{k} s{stride} p{padding} at {at}: {} vs {want}",
-                                got[at]
-                            );
-                        }
-                    }
-                }
+            let mut want = direct(
+                &x,
+                &values(cout * cin * k * k, 1),
+                (n, cin, cout),
+                (h, w),
+                (h, w),
+                (k, stride, (padding, padding)),
+                |y, x| (y, x),
+            );
+            for (i, v) in want.iter_mut().enumerate() {
+                let (b, o) = (i / (cout * ho * wo), i / (ho * wo) % cout);
+                *v += bias[o] + extra[b * cout + o] + residual[i];
+            }
+            assert_close(&got, &want, &format!("k{k} s{stride} p{padding}"));
+        }
+    }
+
+    /// A 3x3 convolution cut into bands of one or a few rows (any band size gives the same
+    /// values), and on an input resized by nearest neighbour (doubled, as diffusers'
+    /// `Upsample2D`, or to an odd size, as the UNet's `upsample_size`).
+    #[test]
+    fn banded_and_resized_convolutions_match_the_direct_sum() {
+        let (n, cin, cout, h, w) = (2, 3, 4, 5, 4);
+        let vb = builder(&[
+            ("weight", vec![cout, cin, 3, 3], 1),
+            ("bias", vec![cout], 2),
+        ]);
+        let conv = Conv::new(vb, cin, cout, 3, 1, 1).unwrap();
+        let bias = values(cout, 2);
+        let x = values(n * cin * h * w, 3);
+        for size in [(h, w), (2 * h, 2 * w), (2 * h + 1, 2 * w - 1)] {
+            let mut want = direct(
+                &x,
+                &values(cout * cin * 9, 1),
+                (n, cin, cout),
+                (h, w),
+                size,
+                (3, 1, (1, 1)),
+                |y, x| (y * h / size.0, x * w / size.1),
+            );
+            let plane = size.0 * size.1;
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += bias[i / plane % cout];
+            }
+            for budget in [1, 3 * cout * (size.1 + 2), BAND_VALUES] {
+                let conv = conv.clone().with_band_values(budget);
+                let got = conv.forward_resized(&x, (n, h, w), size, None, None);
+                assert_close(&got, &want, &format!("{size:?}, band budget {budget}"));
+                // The resized input made first, then convolved: the same values.
+                let resized = resize_nearest(&x, n * cin, (h, w), size);
+                let again = conv.forward_values(&resized, (n, size.0, size.1), None, None);
+                assert_close(&again, &want, &format!("{size:?} resized first"));
             }
         }
+    }
+
+    /// diffusers' downsampler with padding 0 pads only the bottom and right by one.
+    #[test]
+    fn downsampler_pads_bottom_and_right() {
+        let (n, c, h, w) = (1, 3, 8, 6);
+        let vb = builder(&[("weight", vec![c, c, 3, 3], 1), ("bias", vec![c], 2)]);
+        let conv = Conv::downsampler(vb, c, 0).unwrap();
+        assert_eq!(conv.out_size(h, w), (4, 3));
+        let x = values(n * c * h * w, 3);
+        let got = conv.forward_values(&x, (n, h, w), None, None);
+        let mut want = direct(
+            &x,
+            &values(c * c * 9, 1),
+            (n, c, c),
+            (h, w),
+            (h, w),
+            (3, 2, (0, 1)),
+            |y, x| (y, x),
+        );
+        let bias = values(c, 2);
+        for (i, v) in want.iter_mut().enumerate() {
+            *v += bias[i / 12 % c];
+        }
+        assert_close(&got, &want, "downsampler");
     }
 
     #[test]

@@ -11,11 +11,10 @@ use super::scheduler::{Scheduler, SchedulerConfig};
 use super::text::TextEncoders;
 use super::torch_rng::TorchGenerator;
 use super::unet::{AddedConditions, UNet};
-use super::vae_encoder::VaeEncoder;
-use crate::{Error, Result};
+use super::vae::Vae;
+use crate::{kernels, Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -150,8 +149,7 @@ impl ImageLimits {
 pub struct DiffusionPipeline {
     text: TextEncoders,
     unet: UNet,
-    vae: AutoEncoderKL,
-    vae_encoder: VaeEncoder,
+    vae: Vae,
     scheduler: SchedulerConfig,
     vae_settings: VaeSettings,
     /// Pixels per latent (2 ^ (VAE blocks - 1)).
@@ -277,13 +275,7 @@ impl DiffusionPipeline {
         let vae_dir = root.join("vae");
         let vae_settings = VaeSettings::from_json(&read_json(&vae_dir.join("config.json"))?)?;
         let vae_vb = var_builder(&weight_files(&vae_dir, "diffusion_pytorch_model")?, &device)?;
-        let vae = AutoEncoderKL::new(
-            vae_vb.clone(),
-            vae_settings.in_channels,
-            vae_settings.out_channels,
-            vae_settings.config.clone(),
-        )?;
-        let vae_encoder = VaeEncoder::new(vae_vb, &vae_settings)?;
+        let vae = Vae::new(vae_vb, &vae_settings)?;
         let latent_channels = vae_settings.config.latent_channels;
         // Latents alone, or (inpainting UNets) latents + mask + masked-image latents.
         let inpainting_unet = unet_settings.in_channels == 2 * latent_channels + 1;
@@ -305,7 +297,6 @@ impl DiffusionPipeline {
             text,
             unet,
             vae,
-            vae_encoder,
             scheduler,
             vae_scale,
             size_multiple: (vae_scale * unet_down).max(8),
@@ -337,14 +328,32 @@ impl DiffusionPipeline {
         p: &GenerateParams,
         generator: &mut TorchGenerator,
     ) -> Result<Tensor> {
-        let image = Tensor::from_slice(pixels, (1, p.height, p.width, 3), &self.device)?
-            .permute((0, 3, 1, 2))?
-            .affine(2.0, -1.0)?
-            .contiguous()?;
-        let (mean, std) = self.vae_encoder.encode(&image)?;
-        let noise = generator.randn(mean.elem_count());
-        let sample = (&mean + (&std * Tensor::from_vec(noise, mean.shape(), &self.device)?)?)?;
-        Ok(((sample - self.vae_settings.shift_factor)? * self.vae_settings.scaling_factor)?)
+        // HWC in [0, 1] to CHW in [-1, 1].
+        let plane = p.height * p.width;
+        let mut image = vec![0f32; 3 * plane];
+        for (i, rgb) in pixels.chunks_exact(3).enumerate() {
+            for (c, v) in rgb.iter().enumerate() {
+                image[c * plane + i] = 2.0 * v - 1.0;
+            }
+        }
+        let (mean, std, (lh, lw)) =
+            kernels::on_pool(|| self.vae.encode(&image, (1, p.height, p.width)));
+        let noise = generator.randn(mean.len());
+        let (shift, scale) = (
+            self.vae_settings.shift_factor as f32,
+            self.vae_settings.scaling_factor as f32,
+        );
+        let sample: Vec<f32> = mean
+            .iter()
+            .zip(&std)
+            .zip(&noise)
+            .map(|((m, s), z)| (m + s * z - shift) * scale)
+            .collect();
+        Ok(Tensor::from_vec(
+            sample,
+            (1, self.latent_channels, lh, lw),
+            &self.device,
+        )?)
     }
 
     /// The starting latents (and, for inpainting, what each step is blended with).
@@ -530,9 +539,8 @@ impl DiffusionPipeline {
                 Some(extra) => Tensor::cat(&[&input, extra], 1)?,
                 None => input,
             };
-            let out = self
-                .unet
-                .forward(&input, t, &cond.context, added.as_ref())?;
+            let out =
+                kernels::on_pool(|| self.unet.forward(&input, t, &cond.context, added.as_ref()))?;
             let noise_pred = if guided {
                 let uncond = out.narrow(0, 0, p.n)?;
                 let cond = out.narrow(0, p.n, p.n)?;
@@ -560,18 +568,23 @@ impl DiffusionPipeline {
                 ));
             }
         }
-        let latents = Tensor::from_vec(latents, shape, &self.device)?;
-        let latents =
-            ((latents / self.vae_settings.scaling_factor)? + self.vae_settings.shift_factor)?;
+        let (scale, shift) = (
+            self.vae_settings.scaling_factor as f32,
+            self.vae_settings.shift_factor as f32,
+        );
+        let latents: Vec<f32> = latents.iter().map(|v| v / scale + shift).collect();
+        let per = self.latent_channels * lh * lw;
         let mut images = Vec::with_capacity(p.n);
-        for i in 0..p.n {
-            let decoded = self.vae.decode(&latents.narrow(0, i, 1)?)?;
-            let pixels = ((decoded / 2.0)? + 0.5)?
-                .clamp(0f32, 1f32)?
-                .squeeze(0)?
-                .permute((1, 2, 0))?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
+        for z in latents.chunks_exact(per) {
+            let (decoded, (h, w)) = kernels::on_pool(|| self.vae.decode(z, (1, lh, lw)));
+            // CHW around [-1, 1] to HWC in [0, 1].
+            let plane = h * w;
+            let mut pixels = vec![0f32; 3 * plane];
+            for (i, rgb) in pixels.chunks_exact_mut(3).enumerate() {
+                for (c, v) in rgb.iter_mut().enumerate() {
+                    *v = (decoded[c * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0);
+                }
+            }
             images.push(pixels);
         }
         Ok(Generated {
