@@ -682,8 +682,46 @@ impl WhisperNet {
             return Ok((Vec::new(), Vec::new()));
         }
         let d = self.dims.d_model;
-        let nh = self.dims.decoder_heads;
-        let hd = d / nh;
+        let (shapes, total, mut x) = self.embed_steps(steps)?;
+        // Rows streamed, and the product split, alike for all requests: a request's rows
+        // come out as alone.
+        let lin = |l: &StepLin, x: &[f32]| l.forward(x, total, streamed);
+        let mut scores = Vec::new();
+        let mut y = vec![0f32; total * d];
+        for (l, block) in self.decoder.iter().enumerate() {
+            let qkv = lin(&block.qkv, &block.attn_ln.forward(&x));
+            self.self_attention(l, steps, &shapes, &qkv, &mut y);
+            add_into(&mut x, &lin(&block.attn_out, &y));
+            let q = lin(&block.cross_q, &block.cross_ln.forward(&x));
+            self.cross_attention(l, steps, &shapes, &q, &mut y, (heads, &mut scores))?;
+            add_into(&mut x, &lin(&block.cross_out, &y));
+            // The MLP.
+            let mut h = lin(&block.fc1, &block.mlp_ln.forward(&x));
+            kernels::Activation::Gelu.apply(&mut h);
+            add_into(&mut x, &lin(&block.fc2, &h));
+        }
+        let hidden = self.decoder_ln.forward(&x);
+        let mut out = Vec::with_capacity(steps.len());
+        for (step, &(b, n, _, first)) in steps.iter_mut().zip(&shapes) {
+            step.state.len += n;
+            out.push(Tensor::from_slice(
+                &hidden[first * d..(first + b * n) * d],
+                (b * n, d),
+                &Device::Cpu,
+            )?);
+        }
+        Ok((out, scores))
+    }
+
+    /// The shapes of the steps (sequences, tokens per sequence, positions already cached,
+    /// first row: each request's rows follow the previous one's), their total rows, and their
+    /// token embeddings plus positions.
+    #[allow(clippy::type_complexity)]
+    fn embed_steps(
+        &self,
+        steps: &[Step],
+    ) -> Result<(Vec<(usize, usize, usize, usize)>, usize, Vec<f32>)> {
+        let d = self.dims.d_model;
         // (sequences, tokens per sequence, positions already cached, first row) of each request.
         let mut shapes: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(steps.len());
         let mut total = 0;
@@ -713,146 +751,148 @@ impl WhisperNet {
                 add_into(row, &self.text_pos[(offset + i % n) * d..][..d]);
             }
         }
-        // Rows streamed, and the product split, alike for all requests: a request's rows
-        // come out as alone.
-        let lin = |l: &StepLin, x: &[f32]| l.forward(x, total, streamed);
-        let mut scores = Vec::new();
-        let mut y = vec![0f32; total * d];
-        for (l, block) in self.decoder.iter().enumerate() {
-            // Self-attention: keys and values into each request's cache, then one task per
-            // (request, sequence, head).
-            let qkv = lin(&block.qkv, &block.attn_ln.forward(&x));
-            for (step, &(b, n, offset, first)) in steps.iter_mut().zip(&shapes) {
-                step.state.self_kv[l].append(
-                    &qkv[first * 3 * d..(first + b * n) * 3 * d],
-                    (b, n, offset),
-                    d,
-                );
+        Ok((shapes, total, x))
+    }
+
+    /// Layer `l`'s self-attention of every request into `y`: the keys and values of `qkv`
+    /// into each request's cache, then one pool task per (request, sequence, head).
+    fn self_attention(
+        &self,
+        l: usize,
+        steps: &mut [Step],
+        shapes: &[(usize, usize, usize, usize)],
+        qkv: &[f32],
+        y: &mut [f32],
+    ) {
+        let d = self.dims.d_model;
+        let nh = self.dims.decoder_heads;
+        let hd = d / nh;
+        for (step, &(b, n, offset, first)) in steps.iter_mut().zip(shapes) {
+            step.state.self_kv[l].append(
+                &qkv[first * 3 * d..(first + b * n) * 3 * d],
+                (b, n, offset),
+                d,
+            );
+        }
+        let tasks: Vec<(usize, usize, usize)> = shapes
+            .iter()
+            .enumerate()
+            .flat_map(|(r, &(b, ..))| (0..b * nh).map(move |t| (r, t / nh, t % nh)))
+            .collect();
+        let done: Vec<Vec<f32>> = {
+            let steps = &*steps;
+            tasks
+                .par_iter()
+                .map(|&(r, s, h)| {
+                    let (b, n, offset, first) = shapes[r];
+                    attention::self_attention_head(
+                        &steps[r].state.self_kv[l],
+                        &qkv[first * 3 * d..(first + b * n) * 3 * d],
+                        (s, h),
+                        (n, offset),
+                        (d, nh),
+                    )
+                })
+                .collect()
+        };
+        for (&(r, s, h), o) in tasks.iter().zip(&done) {
+            let (_, n, _, first) = shapes[r];
+            for i in 0..n {
+                y[(first + s * n + i) * d + h * hd..][..hd].copy_from_slice(&o[i * hd..][..hd]);
             }
-            let tasks: Vec<(usize, usize, usize)> = shapes
-                .iter()
-                .enumerate()
-                .flat_map(|(r, &(b, ..))| (0..b * nh).map(move |t| (r, t / nh, t % nh)))
-                .collect();
-            let done: Vec<Vec<f32>> = {
-                let steps = &*steps;
-                let qkv = &qkv;
-                let shapes = &shapes;
-                tasks
-                    .par_iter()
-                    .map(|&(r, s, h)| {
-                        let (b, n, offset, first) = shapes[r];
-                        attention::self_attention_head(
-                            &steps[r].state.self_kv[l],
-                            &qkv[first * 3 * d..(first + b * n) * 3 * d],
-                            (s, h),
-                            (n, offset),
-                            (d, nh),
-                        )
-                    })
-                    .collect()
-            };
-            for (&(r, s, h), o) in tasks.iter().zip(&done) {
-                let (_, n, _, first) = shapes[r];
-                for i in 0..n {
-                    y[(first + s * n + i) * d + h * hd..][..hd].copy_from_slice(&o[i * hd..][..hd]);
+        }
+    }
+
+    /// Layer `l`'s cross-attention of every request's queries `q` over its window, into `y`:
+    /// one pool task per (request, head) for requests of at most [`SMALL_ROWS`] rows, `gemm`
+    /// for longer ones; the scores of `heads` (of layer `l`) are pushed onto `scores`.
+    fn cross_attention(
+        &self,
+        l: usize,
+        steps: &[Step],
+        shapes: &[(usize, usize, usize, usize)],
+        q: &[f32],
+        y: &mut [f32],
+        (heads, scores): (&[(usize, usize)], &mut Vec<Tensor>),
+    ) -> Result<()> {
+        let d = self.dims.d_model;
+        let nh = self.dims.decoder_heads;
+        let hd = d / nh;
+        let layer_heads: Vec<usize> = heads
+            .iter()
+            .filter(|&&(hl, _)| hl == l)
+            .map(|&(_, h)| h)
+            .collect();
+        let sliced: Vec<usize> = (0..steps.len())
+            .filter(|&r| shapes[r].0 * shapes[r].1 <= SMALL_ROWS)
+            .collect();
+        let tasks: Vec<(usize, usize)> = sliced
+            .iter()
+            .flat_map(|&r| (0..nh).map(move |h| (r, h)))
+            .collect();
+        let done: Vec<(Vec<f32>, Option<Vec<f32>>)> = {
+            let layer_heads = &layer_heads;
+            tasks
+                .par_iter()
+                .map(|&(r, h)| {
+                    let (b, n, _, first) = shapes[r];
+                    let rows = b * n;
+                    let (kt, v) = &steps[r].state.cross_kv[l];
+                    let frames = kt.dim(3)?;
+                    with_values(kt, |kt| {
+                        with_values(v, |v| {
+                            attention::cross_attention_head(
+                                &q[first * d..(first + rows) * d],
+                                kt,
+                                v,
+                                h,
+                                (rows, d, nh, frames),
+                                layer_heads.contains(&h),
+                            )
+                        })
+                    })?
+                })
+                .collect::<Result<_>>()?
+        };
+        for (&(r, h), (o, _)) in tasks.iter().zip(&done) {
+            let (b, n, _, first) = shapes[r];
+            for i in 0..b * n {
+                y[(first + i) * d + h * hd..][..hd].copy_from_slice(&o[i * hd..][..hd]);
+            }
+        }
+        for (r, &(b, n, _, first)) in shapes.iter().enumerate() {
+            let rows = b * n;
+            let (kt, v) = &steps[r].state.cross_kv[l];
+            let frames = kt.dim(3)?;
+            if rows <= SMALL_ROWS {
+                for &h in &layer_heads {
+                    let kept = tasks
+                        .iter()
+                        .zip(&done)
+                        .find(|(task, _)| **task == (r, h))
+                        .and_then(|(_, (_, s))| s.as_ref());
+                    if let Some(s) = kept {
+                        scores.push(Tensor::from_slice(s, (b, n, frames), &Device::Cpu)?);
+                    }
                 }
-            }
-            add_into(&mut x, &lin(&block.attn_out, &y));
-            // Cross-attention over each request's window.
-            let q = lin(&block.cross_q, &block.cross_ln.forward(&x));
-            let layer_heads: Vec<usize> = heads
-                .iter()
-                .filter(|&&(hl, _)| hl == l)
-                .map(|&(_, h)| h)
-                .collect();
-            let sliced: Vec<usize> = (0..steps.len())
-                .filter(|&r| shapes[r].0 * shapes[r].1 <= SMALL_ROWS)
-                .collect();
-            let tasks: Vec<(usize, usize)> = sliced
-                .iter()
-                .flat_map(|&r| (0..nh).map(move |h| (r, h)))
-                .collect();
-            let done: Vec<(Vec<f32>, Option<Vec<f32>>)> = {
-                let steps = &*steps;
-                let (q, shapes, layer_heads) = (&q, &shapes, &layer_heads);
-                tasks
-                    .par_iter()
-                    .map(|&(r, h)| {
-                        let (b, n, _, first) = shapes[r];
-                        let rows = b * n;
-                        let (kt, v) = &steps[r].state.cross_kv[l];
-                        let frames = kt.dim(3)?;
-                        with_values(kt, |kt| {
-                            with_values(v, |v| {
-                                attention::cross_attention_head(
-                                    &q[first * d..(first + rows) * d],
-                                    kt,
-                                    v,
-                                    h,
-                                    (rows, d, nh, frames),
-                                    layer_heads.contains(&h),
-                                )
-                            })
-                        })?
-                    })
-                    .collect::<Result<_>>()?
-            };
-            for (&(r, h), (o, _)) in tasks.iter().zip(&done) {
-                let (b, n, _, first) = shapes[r];
-                for i in 0..b * n {
-                    y[(first + i) * d + h * hd..][..hd].copy_from_slice(&o[i * hd..][..hd]);
-                }
-            }
-            for (r, &(b, n, _, first)) in shapes.iter().enumerate() {
-                let rows = b * n;
-                let (kt, v) = &steps[r].state.cross_kv[l];
-                let frames = kt.dim(3)?;
-                if rows <= SMALL_ROWS {
+            } else {
+                let qp = Tensor::from_slice(
+                    &q[first * d..(first + rows) * d],
+                    (1, rows, d),
+                    &Device::Cpu,
+                )?;
+                let keep = !layer_heads.is_empty();
+                let (o, s) = mix(&qp, kt, v, nh, keep)?;
+                y[first * d..(first + rows) * d]
+                    .copy_from_slice(&o.flatten_all()?.to_vec1::<f32>()?);
+                if let Some(s) = s {
                     for &h in &layer_heads {
-                        let kept = tasks
-                            .iter()
-                            .zip(&done)
-                            .find(|(task, _)| **task == (r, h))
-                            .and_then(|(_, (_, s))| s.as_ref());
-                        if let Some(s) = kept {
-                            scores.push(Tensor::from_slice(s, (b, n, frames), &Device::Cpu)?);
-                        }
-                    }
-                } else {
-                    let qp = Tensor::from_slice(
-                        &q[first * d..(first + rows) * d],
-                        (1, rows, d),
-                        &Device::Cpu,
-                    )?;
-                    let keep = !layer_heads.is_empty();
-                    let (o, s) = mix(&qp, kt, v, nh, keep)?;
-                    y[first * d..(first + rows) * d]
-                        .copy_from_slice(&o.flatten_all()?.to_vec1::<f32>()?);
-                    if let Some(s) = s {
-                        for &h in &layer_heads {
-                            scores.push(s.narrow(1, h, 1)?.reshape((b, n, frames))?);
-                        }
+                        scores.push(s.narrow(1, h, 1)?.reshape((b, n, frames))?);
                     }
                 }
             }
-            add_into(&mut x, &lin(&block.cross_out, &y));
-            // The MLP.
-            let mut h = lin(&block.fc1, &block.mlp_ln.forward(&x));
-            kernels::Activation::Gelu.apply(&mut h);
-            add_into(&mut x, &lin(&block.fc2, &h));
         }
-        let hidden = self.decoder_ln.forward(&x);
-        let mut out = Vec::with_capacity(steps.len());
-        for (step, &(b, n, _, first)) in steps.iter_mut().zip(&shapes) {
-            step.state.len += n;
-            out.push(Tensor::from_slice(
-                &hidden[first * d..(first + b * n) * d],
-                (b * n, d),
-                &Device::Cpu,
-            )?);
-        }
-        Ok((out, scores))
+        Ok(())
     }
 
     /// Logits of every row of `hidden` (`[n, d]`): the embedding matrix streams through once
