@@ -10,7 +10,12 @@
 //!     CANDLE_NUM_THREADS=2 XINFERENCE_BENCH_PEER_PYTHON=~/.cache/xinference-rs/refvenv-whisper/bin/python \
 //!         cargo bench --bench audio
 //!
-//! Not a test: it asserts nothing about speed.
+//! Not a test: it asserts nothing about speed. For A/B runs of one's own change, a part of the
+//! table: `XINFERENCE_BENCH_WHISPER_MODELS` (e.g. `tiny.en`: folders whose name contains one of
+//! the comma-separated words), `XINFERENCE_BENCH_WHISPER_CLIPS` (e.g. `30s`: clips likewise),
+//! `XINFERENCE_BENCH_WHISPER_BEAMS` (e.g. `1`), `XINFERENCE_BENCH_WHISPER_RUNS` (runs per row,
+//! best kept; default 3, 1 for the 5-minute clip), `XINFERENCE_BENCH_WHISPER_CONCURRENT=0` (no
+//! 4-request rows).
 
 #[path = "../tests/common/clips.rs"]
 mod clips;
@@ -26,6 +31,16 @@ const THREADS: usize = 2;
 const CLIPS: [&str; 3] = ["5s.wav", "30s.wav", "5min.wav"];
 /// Greedy and faster-whisper's default beam search.
 const BEAMS: [usize; 2] = [1, 5];
+
+/// Whether `name` is selected by the comma-separated words of environment variable `var`
+/// (everything when it is not set).
+fn selected(var: &str, name: &str) -> bool {
+    std::env::var(var).map_or(true, |words| {
+        words
+            .split(',')
+            .any(|w| !w.trim().is_empty() && name.contains(w.trim()))
+    })
+}
 
 fn models_dir() -> PathBuf {
     std::env::var_os("XINFERENCE_TEST_MODELS")
@@ -81,6 +96,9 @@ async fn main() {
         ("whisper-tiny.en", "whisper-tiny.en-ct2"),
         ("whisper-base", "whisper-base-ct2"),
     ] {
+        if !selected("XINFERENCE_BENCH_WHISPER_MODELS", folder) {
+            continue;
+        }
         let dir = models_dir().join(folder);
         let uid = client
             .launch_model(
@@ -97,15 +115,26 @@ async fn main() {
             let out = std::process::Command::new(python)
                 .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_whisper.py"))
                 .arg(&dir)
-                .args(CLIPS.iter().map(|c| clip(c)))
+                .args(
+                    CLIPS
+                        .iter()
+                        .filter(|c| selected("XINFERENCE_BENCH_WHISPER_CLIPS", c))
+                        .map(|c| clip(c)),
+                )
                 .env("BENCH_THREADS", THREADS.to_string())
                 .output()
                 .expect("peer runs");
             String::from_utf8_lossy(&out.stdout).into_owned()
         });
         for c in CLIPS {
+            if !selected("XINFERENCE_BENCH_WHISPER_CLIPS", c) {
+                continue;
+            }
             let audio = std::fs::read(clip(c)).expect("clip");
             for beam in BEAMS {
+                if !selected("XINFERENCE_BENCH_WHISPER_BEAMS", &beam.to_string()) {
+                    continue;
+                }
                 let options = TranscriptionOptions {
                     beam_size: Some(beam),
                     ..Default::default()
@@ -115,7 +144,10 @@ async fn main() {
                     .await
                     .expect("warm-up");
                 let mut best = f64::MAX;
-                let runs = if c == CLIPS[2] { 1 } else { 3 };
+                let runs = std::env::var("XINFERENCE_BENCH_WHISPER_RUNS")
+                    .ok()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(if c == CLIPS[2] { 1 } else { 3 });
                 for _ in 0..runs {
                     let start = Instant::now();
                     model
@@ -147,7 +179,12 @@ async fn main() {
         }
         // 4 requests of the 30 s clip at once against one after another.
         let audio = std::fs::read(clip(CLIPS[1])).expect("clip");
+        let concurrent_rows =
+            std::env::var("XINFERENCE_BENCH_WHISPER_CONCURRENT").map_or(true, |v| v != "0");
         for beam in BEAMS {
+            if !concurrent_rows || !selected("XINFERENCE_BENCH_WHISPER_BEAMS", &beam.to_string()) {
+                continue;
+            }
             let options = TranscriptionOptions {
                 beam_size: Some(beam),
                 ..Default::default()

@@ -48,12 +48,32 @@ impl KvCache {
         self.batch = batch;
     }
 
-    /// Makes sequence `origins[i]` the new sequence `i` (its first `len` positions).
+    /// Makes sequence `origins[i]` the new sequence `i` (its first `len` positions). With as
+    /// many sequences as before (a beam step), in place: only the sequences that change are
+    /// written, from copies of their origins taken first.
     pub(crate) fn reorder(&mut self, origins: &[u32], len: usize, d: usize) {
         if self.batch == 0 {
             return;
         }
         let (cap, row) = (self.cap, self.cap * d);
+        if origins.len() == self.batch {
+            let moved: Vec<(usize, usize)> = origins
+                .iter()
+                .enumerate()
+                .filter(|&(i, &o)| o as usize != i)
+                .map(|(i, &o)| (i, o as usize))
+                .collect();
+            for values in [&mut self.k, &mut self.v] {
+                let sources: Vec<Vec<f32>> = moved
+                    .iter()
+                    .map(|&(_, o)| values[o * row..][..len * d].to_vec())
+                    .collect();
+                for (&(i, _), source) in moved.iter().zip(&sources) {
+                    values[i * row..][..len * d].copy_from_slice(source);
+                }
+            }
+            return;
+        }
         let gather = |old: &[f32]| {
             let mut new = Vec::with_capacity(origins.len() * row);
             for &o in origins {
@@ -95,10 +115,70 @@ fn axpy(p: f32, v: &[f32], out: &mut [f32]) {
     }
 }
 
+impl KvCache {
+    /// Writes the keys and values of `n` new positions of each of `batch` sequences after
+    /// `offset` cached ones, from the rows of `qkv` (`[batch * n][3d]`: query, key, value side
+    /// by side).
+    pub(crate) fn append(
+        &mut self,
+        qkv: &[f32],
+        (batch, n, offset): (usize, usize, usize),
+        d: usize,
+    ) {
+        self.reserve(batch, offset, offset + n, d);
+        let cap = self.cap;
+        for s in 0..batch {
+            for i in 0..n {
+                let row = &qkv[(s * n + i) * 3 * d..][..3 * d];
+                let at = (s * cap + offset + i) * d;
+                self.k[at..at + d].copy_from_slice(&row[d..2 * d]);
+                self.v[at..at + d].copy_from_slice(&row[2 * d..]);
+            }
+        }
+    }
+}
+
+/// The decoder's self-attention of head `h` of sequence `s` (of a step of `n` new positions per
+/// sequence after `offset` cached ones, whose keys and values [`KvCache::append`] wrote): each
+/// query of `qkv` (`[batch * n][3d]`) attends to the positions up to its own. Returns
+/// `[n][head_dim]`.
+pub(crate) fn self_attention_head(
+    cache: &KvCache,
+    qkv: &[f32],
+    (s, h): (usize, usize),
+    (n, offset): (usize, usize),
+    (d, heads): (usize, usize),
+) -> Vec<f32> {
+    let hd = d / heads;
+    let c = h * hd;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let cap = cache.cap;
+    let (ks, vs) = (&cache.k[s * cap * d..], &cache.v[s * cap * d..]);
+    let mut q = vec![0f32; hd];
+    let mut p = vec![0f32; offset + n];
+    let mut out = vec![0f32; n * hd];
+    for i in 0..n {
+        let len = offset + i + 1;
+        q.iter_mut()
+            .zip(&qkv[(s * n + i) * 3 * d + c..][..hd])
+            .for_each(|(q, x)| *q = x * scale);
+        for (j, pj) in p[..len].iter_mut().enumerate() {
+            *pj = dot(&q, &ks[j * d + c..][..hd]);
+        }
+        kernels::softmax_rows(&mut p[..len], len);
+        let o = &mut out[i * hd..][..hd];
+        for (j, &pj) in p[..len].iter().enumerate() {
+            axpy(pj, &vs[j * d + c..][..hd], o);
+        }
+    }
+    out
+}
+
 /// The decoder's self-attention of `n` new positions of each of `batch` sequences after
 /// `offset` cached ones: rows of `qkv` (`[batch * n][3d]`: query, key, value side by side)
 /// write their keys and values into `cache`, then each query attends to the positions up to
-/// its own. Writes `[batch * n][d]` into `out`.
+/// its own. Writes `[batch * n][d]` into `out`. (The decoder runs the heads as pool tasks.)
+#[cfg(test)]
 pub(crate) fn self_attention(
     cache: &mut KvCache,
     qkv: &[f32],
@@ -106,49 +186,58 @@ pub(crate) fn self_attention(
     (batch, n, offset): (usize, usize, usize),
     (d, heads): (usize, usize),
 ) {
-    cache.reserve(batch, offset, offset + n, d);
-    let cap = cache.cap;
-    for s in 0..batch {
-        for i in 0..n {
-            let row = &qkv[(s * n + i) * 3 * d..][..3 * d];
-            let at = (s * cap + offset + i) * d;
-            cache.k[at..at + d].copy_from_slice(&row[d..2 * d]);
-            cache.v[at..at + d].copy_from_slice(&row[2 * d..]);
-        }
-    }
+    cache.append(qkv, (batch, n, offset), d);
     let hd = d / heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut q = vec![0f32; hd];
-    let mut p = vec![0f32; offset + n];
     for s in 0..batch {
-        let (ks, vs) = (&cache.k[s * cap * d..], &cache.v[s * cap * d..]);
-        for i in 0..n {
-            let row = (s * n + i) * d;
-            let len = offset + i + 1;
-            for h in 0..heads {
-                let c = h * hd;
-                q.iter_mut()
-                    .zip(&qkv[(s * n + i) * 3 * d + c..][..hd])
-                    .for_each(|(q, x)| *q = x * scale);
-                for (j, pj) in p[..len].iter_mut().enumerate() {
-                    *pj = dot(&q, &ks[j * d + c..][..hd]);
-                }
-                kernels::softmax_rows(&mut p[..len], len);
-                let o = &mut out[row + c..][..hd];
-                o.fill(0.0);
-                for (j, &pj) in p[..len].iter().enumerate() {
-                    axpy(pj, &vs[j * d + c..][..hd], o);
-                }
+        for h in 0..heads {
+            let o = self_attention_head(cache, qkv, (s, h), (n, offset), (d, heads));
+            for i in 0..n {
+                out[(s * n + i) * d + h * hd..][..hd].copy_from_slice(&o[i * hd..][..hd]);
             }
         }
     }
 }
 
-/// Cross-attention of a few query rows (`q`: `[rows][d]`, not yet scaled) over one window's
-/// keys (`kt`: `[heads][head_dim][frames]`) and values (`v`: `[heads][frames][head_dim]`).
-/// Writes `[rows][d]` into `out`; hands `keep(head, scores)` the scaled scores before the
-/// softmax (`[rows][frames]`) of each head it asks for (`wanted(head)`).
-#[allow(clippy::too_many_arguments)]
+/// Cross-attention of head `h` for a few query rows (`q`: `[rows][d]`, not yet scaled) over one
+/// window's keys (`kt`: `[heads][head_dim][frames]`) and values (`v`:
+/// `[heads][frames][head_dim]`). Returns `[rows][head_dim]`, and the scaled scores before the
+/// softmax (`[rows][frames]`) when `keep` is set.
+pub(crate) fn cross_attention_head(
+    q: &[f32],
+    kt: &[f32],
+    v: &[f32],
+    h: usize,
+    (rows, d, heads, frames): (usize, usize, usize, usize),
+    keep: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let hd = d / heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut scores = vec![0f32; rows * frames];
+    for e in 0..hd {
+        let krow = &kt[(h * hd + e) * frames..][..frames];
+        for (r, srow) in scores.chunks_exact_mut(frames).enumerate() {
+            let qe = q[r * d + h * hd + e] * scale;
+            for (s, k) in srow.iter_mut().zip(krow) {
+                *s = qe.mul_add(*k, *s);
+            }
+        }
+    }
+    let kept = keep.then(|| scores.clone());
+    kernels::softmax_rows(&mut scores, frames);
+    let vh = &v[h * frames * hd..][..frames * hd];
+    let mut out = vec![0f32; rows * hd];
+    for (r, prow) in scores.chunks_exact(frames).enumerate() {
+        let o = &mut out[r * hd..][..hd];
+        for (&pj, vrow) in prow.iter().zip(vh.chunks_exact(hd)) {
+            axpy(pj, vrow, o);
+        }
+    }
+    (out, kept)
+}
+
+/// [`cross_attention_head`] of every head, written into `out` (`[rows][d]`). (The decoder runs
+/// the heads as pool tasks.)
+#[cfg(test)]
 pub(crate) fn cross_attention(
     q: &[f32],
     kt: &[f32],
@@ -159,44 +248,27 @@ pub(crate) fn cross_attention(
     keep: &mut dyn FnMut(usize, &[f32]),
 ) {
     let hd = d / heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut scores = vec![0f32; rows * frames];
     for h in 0..heads {
-        scores.fill(0.0);
-        for e in 0..hd {
-            let krow = &kt[(h * hd + e) * frames..][..frames];
-            for (r, srow) in scores.chunks_exact_mut(frames).enumerate() {
-                let qe = q[r * d + h * hd + e] * scale;
-                for (s, k) in srow.iter_mut().zip(krow) {
-                    *s = qe.mul_add(*k, *s);
-                }
-            }
+        let (o, kept) = cross_attention_head(q, kt, v, h, (rows, d, heads, frames), wanted(h));
+        if let Some(s) = kept {
+            keep(h, &s);
         }
-        if wanted(h) {
-            keep(h, &scores);
-        }
-        kernels::softmax_rows(&mut scores, frames);
-        let vh = &v[h * frames * hd..][..frames * hd];
-        for (r, prow) in scores.chunks_exact(frames).enumerate() {
-            let o = &mut out[r * d + h * hd..][..hd];
-            o.fill(0.0);
-            for (&pj, vrow) in prow.iter().zip(vh.chunks_exact(hd)) {
-                axpy(pj, vrow, o);
-            }
+        for r in 0..rows {
+            out[r * d + h * hd..][..hd].copy_from_slice(&o[r * hd..][..hd]);
         }
     }
 }
 
-/// The encoder's attention of `b` windows of `t` frames: `q`, `k` and `v` are `[b * t][d]`
-/// (the projections, heads side by side); writes `[b * t][d]` into `out`. Blocks of queries of
-/// one head run as tasks on the pool, each through `gemm` on views of the matrices.
+/// The encoder's attention of `b` windows of `t` frames: `qkv` is `[b * t][3d]` (the query,
+/// key and value projections side by side, heads side by side in each); writes `[b * t][d]`
+/// into `out`. Blocks of queries of one head run as tasks on the pool, each through `gemm` on
+/// views of the matrix.
 pub(crate) fn encoder_attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    qkv: &[f32],
     out: &mut [f32],
     (b, t, d, heads): (usize, usize, usize, usize),
 ) {
+    let (q, k, v) = (qkv, qkv, qkv);
     let hd = d / heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let blocks = t.div_ceil(QUERY_BLOCK);
@@ -206,7 +278,8 @@ pub(crate) fn encoder_attention(
         let (h, blk) = (rest / blocks, rest % blocks);
         let first = blk * QUERY_BLOCK;
         let m = QUERY_BLOCK.min(t - first);
-        let base = w * t * d;
+        let base = w * t * 3 * d;
+        let out_base = w * t * d;
         let mut scores = vec![0f32; m * t];
         // scores[m x t] = scale * q[first.., h] · k[.., h]ᵀ
         kernels::matmul(
@@ -215,15 +288,15 @@ pub(crate) fn encoder_attention(
             View::rows(0, t),
             q,
             View {
-                offset: base + first * d + h * hd,
-                row_stride: d,
+                offset: base + first * 3 * d + h * hd,
+                row_stride: 3 * d,
                 col_stride: 1,
             },
             k,
             View {
-                offset: base + h * hd,
+                offset: base + d + h * hd,
                 row_stride: 1,
-                col_stride: d,
+                col_stride: 3 * d,
             },
             scale,
             false,
@@ -237,7 +310,7 @@ pub(crate) fn encoder_attention(
                 (m, t, hd),
                 shared,
                 View {
-                    offset: base + first * d + h * hd,
+                    offset: out_base + first * d + h * hd,
                     row_stride: d,
                     col_stride: 1,
                 },
@@ -245,8 +318,8 @@ pub(crate) fn encoder_attention(
                 View::rows(0, t),
                 v,
                 View {
-                    offset: base + h * hd,
-                    row_stride: d,
+                    offset: base + 2 * d + h * hd,
+                    row_stride: 3 * d,
                     col_stride: 1,
                 },
                 1.0,
@@ -322,11 +395,38 @@ mod tests {
     }
 
     #[test]
+    fn beam_reorder_in_place_takes_each_origin() {
+        let d = 4;
+        let mut cache = KvCache::default();
+        // Three sequences of two positions: keys and values of sequence s, position p.
+        let qkv = values(3 * 2 * 3 * d, 5);
+        cache.append(&qkv, (3, 2, 0), d);
+        let key = |s: usize, p: usize| qkv[(s * 2 + p) * 3 * d + d..][..d].to_vec();
+        let value = |s: usize, p: usize| qkv[(s * 2 + p) * 3 * d + 2 * d..][..d].to_vec();
+        let origins = [2u32, 0, 0];
+        cache.reorder(&origins, 2, d);
+        for (i, &o) in origins.iter().enumerate() {
+            for p in 0..2 {
+                let at = (i * cache.cap + p) * d;
+                assert_eq!(cache.k[at..at + d], key(o as usize, p)[..]);
+                assert_eq!(cache.v[at..at + d], value(o as usize, p)[..]);
+            }
+        }
+    }
+
+    #[test]
     fn cross_and_encoder_attention_match_plain_loops() {
         let (d, heads, hd, t) = (16, 2, 8, 70);
         let (q, k, v) = (values(t * d, 2), values(t * d, 3), values(t * d, 4));
         let mut enc = vec![0f32; t * d];
-        encoder_attention(&q, &k, &v, &mut enc, (1, t, d, heads));
+        let qkv: Vec<f32> = (0..t)
+            .flat_map(|j| {
+                [&q, &k, &v]
+                    .map(|m| m[j * d..(j + 1) * d].to_vec())
+                    .concat()
+            })
+            .collect();
+        encoder_attention(&qkv, &mut enc, (1, t, d, heads));
         // The window's keys transposed per head, values per head.
         let mut kt = vec![0f32; t * d];
         let mut vh = vec![0f32; t * d];

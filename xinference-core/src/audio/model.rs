@@ -1,15 +1,20 @@
-//! Our Whisper forward pass: candle tensors for the projections and norms, our own attention
-//! (`audio::attention`) for the rest. The encoder attends by blocks of queries on the
-//! projected matrices; the decoder projects query, key and value in one product, writes
-//! keys/values into a cache it keeps in place, and keeps the cross-attention keys/values of
-//! its window, so each new token costs one position instead of the whole sequence. Exact
-//! (erf) GELU as openai-whisper and CTranslate2 use. Weights are read under the Hugging Face
-//! names.
+//! Our Whisper forward pass. The encoder: candle tensors for the projections and norms, our
+//! own attention (`audio::attention`) by blocks of queries on the projected matrices. The
+//! decoder runs on plain slices on the compute pool: its products stream weights kept as f16
+//! when the file stored them so (CTranslate2's files: exactly the same values, half the bytes
+//! to read per token) with the columns split over the threads, its attention heads run as pool
+//! tasks; it projects query, key and value in one product, writes keys/values into a cache it
+//! keeps in place, and keeps the cross-attention keys/values of its window, so each new token
+//! costs one position instead of the whole sequence. Exact (erf) GELU as openai-whisper and
+//! CTranslate2 use. Weights are read under the Hugging Face names.
 
 use super::attention::{self, KvCache};
+use crate::kernels::few_rows::{few_rows_product, Weights};
 use crate::{kernels, Result};
 use candle_core::{Device, Tensor};
-use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::{Conv1d, Conv1dConfig, Module, VarBuilder};
+use half::f16;
+use rayon::prelude::*;
 
 /// Model dimensions.
 #[derive(Debug, Clone)]
@@ -34,62 +39,131 @@ pub struct Dims {
     pub text_ctx: usize,
 }
 
-/// A linear layer. Products of a few rows (decoder steps: one token per sequence) run through
-/// [`kernels::linear`], which streams the weights once instead of packing them for `gemm`;
-/// longer inputs (the encoder, prompts) go through candle's matmul.
+/// A linear layer of the encoder (and of the decoder's cross-attention keys and values, over
+/// the window's 1500 frames), through `gemm`.
 struct Lin {
     w: Tensor,
     b: Option<Tensor>,
 }
 
-/// Rows up to which [`Lin`] uses the small-product kernel (a request with more rows in one
-/// decoder step, a long prompt, is not batched with others: it goes through `gemm` alone).
+/// Rows up to which a decoder step's products stream the weights ([`StepLin`]); a request
+/// with more rows in one step, a long prompt, is not batched with others: it goes through
+/// `gemm` alone.
 pub(crate) const SMALL_ROWS: usize = 16;
 
 impl Lin {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let k = x.dim(x.rank() - 1)?;
-        if x.elem_count() / k.max(1) <= SMALL_ROWS {
-            return few_rows_product(x, &self.w, self.b.as_ref());
+    /// `x · wᵀ + b`, plus `residual` when given, for `rows` rows of `x` on slices
+    /// ([`kernels::linear`]: the bias and residual are in place before the product adds to
+    /// them, so no pass over the result follows it).
+    fn forward_rows(&self, x: &[f32], rows: usize, residual: Option<&[f32]>) -> Result<Vec<f32>> {
+        let (n, k) = self.w.dims2()?;
+        let mut out = Vec::new();
+        with_values(&self.w, |w| match &self.b {
+            Some(b) => with_values(b, |b| {
+                kernels::linear(x, w, Some(b), residual, &mut out, (rows, k, n))
+            }),
+            None => {
+                kernels::linear(x, w, None, residual, &mut out, (rows, k, n));
+                Ok(())
+            }
+        })??;
+        Ok(out)
+    }
+}
+
+/// The values of a weight matrix as stored for decoder steps: f16 when every value is one
+/// (CTranslate2's files store f16; the f32 copy would be the same numbers in twice the bytes,
+/// and a step is bound by reading them), else f32.
+enum Stored {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl Stored {
+    /// The values of `t`, as f16 when that loses nothing.
+    fn of(t: &Tensor) -> Result<Self> {
+        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        Ok(if values.iter().all(|&v| f16::from_f32(v).to_f32() == v) {
+            Stored::F16(values.into_iter().map(f16::from_f32).collect())
+        } else {
+            Stored::F32(values)
+        })
+    }
+
+    fn weights(&self) -> Weights<'_> {
+        match self {
+            Stored::F32(w) => Weights::F32(w),
+            Stored::F16(w) => Weights::F16(w),
         }
-        Ok(Linear::new(self.w.clone(), self.b.clone()).forward(x)?)
     }
 
-    /// [`Lin::forward`] through the few-rows kernel whatever the number of rows, so that each
-    /// row is rounded as it is alone (the rows of several requests' decoder steps).
-    fn forward_streamed(&self, x: &Tensor) -> Result<Tensor> {
-        few_rows_product(x, &self.w, self.b.as_ref())
+    /// The values as f32 (a copy when stored as f16).
+    fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self {
+            Stored::F32(w) => std::borrow::Cow::Borrowed(w),
+            Stored::F16(w) => std::borrow::Cow::Owned(w.iter().map(|v| v.to_f32()).collect()),
+        }
+    }
+
+    /// Row `i` (of `width` values) as f32, into `out`.
+    fn row_into(&self, i: usize, width: usize, out: &mut [f32]) {
+        match self {
+            Stored::F32(w) => out.copy_from_slice(&w[i * width..][..width]),
+            Stored::F16(w) => out
+                .iter_mut()
+                .zip(&w[i * width..][..width])
+                .for_each(|(o, v)| *o = v.to_f32()),
+        }
     }
 }
 
-/// Runs `f` on the values of a contiguous f32 CPU tensor, without copying them.
-fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        return Err(crate::Error::internal("Whisper weights must be on the CPU"));
-    };
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| crate::Error::internal("Whisper weights must be contiguous"))?;
-    Ok(f(&cpu.as_slice::<f32>()?[start..end]))
+/// A linear layer of the decoder, on slices: `x · wᵀ + b` with `w` stored `[n, k]`.
+struct StepLin {
+    w: Stored,
+    b: Option<Vec<f32>>,
+    n: usize,
+    k: usize,
 }
 
-/// `x · wᵀ + b` for `x` of a few rows (`[..., k]`) and `w` stored `[n, k]`.
-fn few_rows_product(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let mut shape = x.dims().to_vec();
-    let k = shape.last().copied().unwrap_or(0);
-    let rows = x.elem_count() / k.max(1);
-    let (n, _) = w.dims2()?;
-    let xs = x.flatten_all()?.to_vec1::<f32>()?;
-    let bias = b.map(|b| b.to_vec1::<f32>()).transpose()?;
-    let mut out = Vec::new();
-    with_values(w, |w| {
-        kernels::linear_streamed(&xs, w, bias.as_deref(), &mut out, (rows, k, n))
-    })?;
-    if let Some(last) = shape.last_mut() {
-        *last = n;
+impl StepLin {
+    fn of(l: &Lin) -> Result<Self> {
+        let (n, k) = l.w.dims2()?;
+        Ok(StepLin {
+            w: Stored::of(&l.w)?,
+            b: l.b.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?,
+            n,
+            k,
+        })
     }
-    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
+
+    /// The product for `rows` rows of `x`: streamed ([`few_rows_product`], each row rounded as
+    /// alone, columns over the pool) when `streamed` or for at most [`SMALL_ROWS`] rows, else
+    /// through `gemm` (prompts).
+    fn forward(&self, x: &[f32], rows: usize, streamed: bool) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        let mut out = match &self.b {
+            Some(b) => b.repeat(rows),
+            None => vec![0f32; rows * n],
+        };
+        if streamed || rows <= SMALL_ROWS {
+            few_rows_product(&mut out, x, self.w.weights(), (rows, k, n));
+        } else {
+            let w = self.w.to_f32();
+            kernels::matmul(
+                (rows, k, n),
+                &mut out,
+                kernels::View::rows(0, n),
+                x,
+                kernels::View::rows(0, k),
+                &w,
+                kernels::View::transposed(0, k),
+                1.0,
+                true,
+                true,
+            );
+        }
+        out
+    }
 }
 
 fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Lin> {
@@ -102,12 +176,31 @@ fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Lin>
     Ok(Lin { w, b })
 }
 
-fn layer_norm(vb: &VarBuilder, d: usize) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(
-        vb.get(d, "weight")?,
-        vb.get(d, "bias")?,
-        1e-5,
-    ))
+/// A layer norm, on slices.
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+impl Norm {
+    fn load(vb: &VarBuilder, d: usize) -> Result<Self> {
+        Ok(Norm {
+            gamma: vb.get(d, "weight")?.to_vec1::<f32>()?,
+            beta: vb.get(d, "bias")?.to_vec1::<f32>()?,
+        })
+    }
+
+    /// The normalised rows of `x`.
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut h = x.to_vec();
+        kernels::layer_norm(&mut h, &self.gamma, &self.beta, 1e-5);
+        h
+    }
+}
+
+/// `x += y`.
+fn add_into(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
 }
 
 struct Attention {
@@ -115,56 +208,64 @@ struct Attention {
     k: Lin,
     v: Lin,
     out: Lin,
-    heads: usize,
 }
 
 impl Attention {
-    fn load(vb: &VarBuilder, d: usize, heads: usize) -> Result<Self> {
+    fn load(vb: &VarBuilder, d: usize) -> Result<Self> {
         Ok(Attention {
             q: linear(&vb.pp("q_proj"), d, d, true)?,
             k: linear(&vb.pp("k_proj"), d, d, false)?,
             v: linear(&vb.pp("v_proj"), d, d, true)?,
             out: linear(&vb.pp("out_proj"), d, d, true)?,
-            heads,
         })
     }
 
-    /// `[b, t, d]` -> `[b, heads, t, d / heads]`.
-    fn split(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
-        Ok(x.reshape((b, t, self.heads, d / self.heads))?
-            .transpose(1, 2)?
-            .contiguous()?)
-    }
-
-    /// The attention of projected queries `q` (`[b, t, d]`) over keys (split and transposed,
-    /// contiguous) and values (split), before the output projection: `[b, t, d]`, and the
-    /// scaled scores when `keep_scores` is set.
-    fn mix(
-        &self,
-        q: &Tensor,
-        kt: &Tensor,
-        v: &Tensor,
-        mask: Option<&Tensor>,
-        keep_scores: bool,
-        softmax: fn(&Tensor) -> Result<Tensor>,
-    ) -> Result<(Tensor, Option<Tensor>)> {
-        let (b, t, d) = q.dims3()?;
-        let hd = d / self.heads;
-        let q = (self.split(q)? * (1.0 / (hd as f64).sqrt()))?;
-        let mut w = q.matmul(kt)?;
-        if let Some(m) = mask {
-            w = w.broadcast_add(m)?;
-        }
-        let scores = keep_scores.then(|| w.clone());
-        let w = softmax(&w)?;
-        Ok((w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?, scores))
+    /// The query, key and value projections as one `[3d, d]` product (a missing bias is 0).
+    fn fused_qkv(&self, d: usize) -> Result<Lin> {
+        let bias = |l: &Lin| match &l.b {
+            Some(b) => Ok(b.clone()),
+            None => Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu),
+        };
+        Ok(Lin {
+            w: Tensor::cat(&[&self.q.w, &self.k.w, &self.v.w], 0)?.contiguous()?,
+            b: Some(Tensor::cat(
+                &[bias(&self.q)?, bias(&self.k)?, bias(&self.v)?],
+                0,
+            )?),
+        })
     }
 }
 
-/// The feed-forward half of a layer, with its norm and residual.
+/// `[b, t, d]` -> `[b, heads, t, d / heads]`.
+fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, d) = x.dims3()?;
+    Ok(x.reshape((b, t, heads, d / heads))?
+        .transpose(1, 2)?
+        .contiguous()?)
+}
+
+/// The attention of projected queries `q` (`[b, t, d]`) over keys (split and transposed,
+/// contiguous) and values (split), before the output projection: `[b, t, d]`, and the scaled
+/// scores when `keep_scores` is set (a prompt's cross-attention, through `gemm`).
+fn mix(
+    q: &Tensor,
+    kt: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    keep_scores: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (b, t, d) = q.dims3()?;
+    let hd = d / heads;
+    let q = (split_heads(q, heads)? * (1.0 / (hd as f64).sqrt()))?;
+    let w = q.matmul(kt)?;
+    let scores = keep_scores.then(|| w.clone());
+    let w = candle_nn::ops::softmax_last_dim(&w)?;
+    Ok((w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?, scores))
+}
+
+/// The feed-forward half of a layer, with its norm.
 struct Mlp {
-    ln: LayerNorm,
+    ln: Norm,
     fc1: Lin,
     fc2: Lin,
 }
@@ -172,78 +273,77 @@ struct Mlp {
 impl Mlp {
     fn load(vb: &VarBuilder, d: usize) -> Result<Self> {
         Ok(Mlp {
-            ln: layer_norm(&vb.pp("final_layer_norm"), d)?,
+            ln: Norm::load(&vb.pp("final_layer_norm"), d)?,
             fc1: linear(&vb.pp("fc1"), d, 4 * d, true)?,
             fc2: linear(&vb.pp("fc2"), 4 * d, d, true)?,
         })
     }
 
-    /// `x + fc2(gelu(fc1(ln(x))))`, the products through [`Lin::forward_streamed`] when
-    /// `streamed`, GELU through `gelu`.
-    fn forward(
-        &self,
-        x: &Tensor,
-        streamed: bool,
-        gelu: fn(&Tensor) -> Result<Tensor>,
-    ) -> Result<Tensor> {
-        let lin = |l: &Lin, x: &Tensor| {
-            if streamed {
-                l.forward_streamed(x)
-            } else {
-                l.forward(x)
-            }
-        };
-        let h = gelu(&lin(&self.fc1, &self.ln.forward(x)?)?)?;
-        Ok((x + lin(&self.fc2, &h)?)?)
+    /// `x + fc2(gelu(fc1(ln(x))))` for `rows` rows of `x`.
+    fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let mut h = self.fc1.forward_rows(&self.ln.forward(x), rows, None)?;
+        kernels::Activation::Gelu.apply(&mut h);
+        self.fc2.forward_rows(&h, rows, Some(x))
     }
 }
 
-/// An encoder layer.
+/// An encoder layer, its query, key and value projections fused into one `[3d, d]` product.
 struct Block {
-    attn_ln: LayerNorm,
-    attn: Attention,
+    attn_ln: Norm,
+    qkv: Lin,
+    attn_out: Lin,
+    heads: usize,
     mlp: Mlp,
 }
 
 impl Block {
     fn load(vb: &VarBuilder, d: usize, heads: usize) -> Result<Self> {
+        let a = Attention::load(&vb.pp("self_attn"), d)?;
         Ok(Block {
-            attn_ln: layer_norm(&vb.pp("self_attn_layer_norm"), d)?,
-            attn: Attention::load(&vb.pp("self_attn"), d, heads)?,
+            attn_ln: Norm::load(&vb.pp("self_attn_layer_norm"), d)?,
+            qkv: a.fused_qkv(d)?,
+            attn_out: a.out,
+            heads,
             mlp: Mlp::load(vb, d)?,
         })
     }
 }
 
 /// A decoder layer: self-attention with its query, key and value projections fused into one
-/// `[3d, d]` product, cross-attention over the window's audio, and the MLP.
+/// `[3d, d]` product, cross-attention over the window's audio (its keys and values computed
+/// once per window, through `gemm`), and the MLP.
 struct DecoderBlock {
-    attn_ln: LayerNorm,
-    qkv: Lin,
-    attn_out: Lin,
-    cross_ln: LayerNorm,
-    cross: Attention,
-    mlp: Mlp,
+    attn_ln: Norm,
+    qkv: StepLin,
+    attn_out: StepLin,
+    cross_ln: Norm,
+    cross_q: StepLin,
+    cross_k: Lin,
+    cross_v: Lin,
+    cross_out: StepLin,
+    mlp_ln: Norm,
+    fc1: StepLin,
+    fc2: StepLin,
 }
 
 impl DecoderBlock {
-    fn load(vb: &VarBuilder, d: usize, heads: usize) -> Result<Self> {
-        let a = Attention::load(&vb.pp("self_attn"), d, heads)?;
-        let bias = |l: &Lin| match &l.b {
-            Some(b) => Ok(b.clone()),
-            None => Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu),
-        };
-        let qkv = Lin {
-            w: Tensor::cat(&[&a.q.w, &a.k.w, &a.v.w], 0)?.contiguous()?,
-            b: Some(Tensor::cat(&[bias(&a.q)?, bias(&a.k)?, bias(&a.v)?], 0)?),
-        };
+    fn load(vb: &VarBuilder, d: usize) -> Result<Self> {
+        let a = Attention::load(&vb.pp("self_attn"), d)?;
+        let qkv = a.fused_qkv(d)?;
+        let cross = Attention::load(&vb.pp("encoder_attn"), d)?;
+        let mlp = Mlp::load(vb, d)?;
         Ok(DecoderBlock {
-            attn_ln: layer_norm(&vb.pp("self_attn_layer_norm"), d)?,
-            qkv,
-            attn_out: a.out,
-            cross_ln: layer_norm(&vb.pp("encoder_attn_layer_norm"), d)?,
-            cross: Attention::load(&vb.pp("encoder_attn"), d, heads)?,
-            mlp: Mlp::load(vb, d)?,
+            attn_ln: Norm::load(&vb.pp("self_attn_layer_norm"), d)?,
+            qkv: StepLin::of(&qkv)?,
+            attn_out: StepLin::of(&a.out)?,
+            cross_ln: Norm::load(&vb.pp("encoder_attn_layer_norm"), d)?,
+            cross_q: StepLin::of(&cross.q)?,
+            cross_k: cross.k,
+            cross_v: cross.v,
+            cross_out: StepLin::of(&cross.out)?,
+            mlp_ln: mlp.ln,
+            fc1: StepLin::of(&mlp.fc1)?,
+            fc2: StepLin::of(&mlp.fc2)?,
         })
     }
 }
@@ -264,13 +364,16 @@ pub struct WhisperNet {
     pub dims: Dims,
     conv1: Conv1d,
     conv2: Conv1d,
-    audio_pos: Tensor,
+    /// The encoder's positions `[audio_ctx, d]`.
+    audio_pos: Vec<f32>,
     encoder: Vec<Block>,
-    encoder_ln: LayerNorm,
-    embed: Tensor,
-    text_pos: Tensor,
+    encoder_ln: Norm,
+    /// The token embeddings `[vocab, d]`, also the output projection.
+    embed: Stored,
+    /// The decoder's positions `[text_ctx, d]`.
+    text_pos: Vec<f32>,
     decoder: Vec<DecoderBlock>,
-    decoder_ln: LayerNorm,
+    decoder_ln: Norm,
 }
 
 /// The decoder's state over one window: per layer, the cached self-attention keys/values of
@@ -329,22 +432,24 @@ impl DecoderState {
     }
 }
 
-/// candle's softmax over the last dimension.
-fn candle_softmax(x: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::softmax_last_dim(x)?)
-}
-
-/// candle's exact (erf) GELU (libm per value: the decoder's few rows).
-fn candle_gelu(x: &Tensor) -> Result<Tensor> {
-    Ok(x.gelu_erf()?)
-}
-
 /// Exact (erf) GELU through the vectorised kernel ([`kernels::Activation::Gelu`]).
 fn gelu(x: &Tensor) -> Result<Tensor> {
     let shape = x.dims().to_vec();
     let mut values = x.flatten_all()?.to_vec1::<f32>()?;
     kernels::Activation::Gelu.apply(&mut values);
     Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
+}
+
+/// Runs `f` on the values of a contiguous f32 CPU tensor, without copying them.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(crate::Error::internal("Whisper weights must be on the CPU"));
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| crate::Error::internal("Whisper weights must be contiguous"))?;
+    Ok(f(&cpu.as_slice::<f32>()?[start..end]))
 }
 
 /// Sinusoidal positions of the encoder (as openai-whisper computes them).
@@ -385,7 +490,9 @@ impl WhisperNet {
         let audio_pos = match enc.get((dims.audio_ctx, d), "embed_positions.weight") {
             Ok(t) => t,
             Err(_) => sinusoids(dims.audio_ctx, d)?,
-        };
+        }
+        .flatten_all()?
+        .to_vec1::<f32>()?;
         Ok(WhisperNet {
             conv1: conv("model.encoder.conv1", dims.n_mels, 1)?,
             conv2: conv("model.encoder.conv2", d, 2)?,
@@ -393,60 +500,115 @@ impl WhisperNet {
             encoder: (0..dims.encoder_layers)
                 .map(|i| Block::load(&enc.pp(format!("layers.{i}")), d, dims.encoder_heads))
                 .collect::<Result<_>>()?,
-            encoder_ln: layer_norm(&enc.pp("layer_norm"), d)?,
-            embed: dec
-                .get((dims.vocab, d), "embed_tokens.weight")?
-                .contiguous()?,
-            text_pos: dec.get((dims.text_ctx, d), "embed_positions.weight")?,
+            encoder_ln: Norm::load(&enc.pp("layer_norm"), d)?,
+            embed: Stored::of(&dec.get((dims.vocab, d), "embed_tokens.weight")?)?,
+            text_pos: dec
+                .get((dims.text_ctx, d), "embed_positions.weight")?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
             decoder: (0..dims.decoder_layers)
-                .map(|i| DecoderBlock::load(&dec.pp(format!("layers.{i}")), d, dims.decoder_heads))
+                .map(|i| DecoderBlock::load(&dec.pp(format!("layers.{i}")), d))
                 .collect::<Result<_>>()?,
-            decoder_ln: layer_norm(&dec.pp("layer_norm"), d)?,
+            decoder_ln: Norm::load(&dec.pp("layer_norm"), d)?,
             dims,
         })
     }
 
     /// Encoder states `[b, 1500, d]` of features `[b, n_mels, 3000]` (each window of the
-    /// batch computed as alone). GELU goes through our vectorised kernel (candle's calls libm
-    /// per value), the attention through `attention::encoder_attention`.
+    /// batch computed as alone), on a pool thread. The convolutions are candle's; the layers
+    /// run on slices: `gemm` with bias and residual in place ([`Lin::forward_rows`]), our layer
+    /// norm and vectorised GELU on the pool, the attention through
+    /// `attention::encoder_attention`.
     pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
-        let x = gelu(&self.conv1.forward(mel)?)?;
-        let x = gelu(&self.conv2.forward(&x)?)?.transpose(1, 2)?;
-        let t = x.dim(1)?;
-        let mut x = x.broadcast_add(&self.audio_pos.narrow(0, 0, t)?)?;
-        for block in &self.encoder {
-            let a = &block.attn;
-            let h = block.attn_ln.forward(&x)?;
-            let (q, k, v) = (a.q.forward(&h)?, a.k.forward(&h)?, a.v.forward(&h)?);
-            let (b, t, d) = q.dims3()?;
-            let mut y = vec![0f32; b * t * d];
-            with_values(&q, |q| {
-                with_values(&k, |k| {
-                    with_values(&v, |v| {
-                        attention::encoder_attention(q, k, v, &mut y, (b, t, d, a.heads))
-                    })
-                })
-            })???;
-            x = (&x
-                + a.out
-                    .forward(&Tensor::from_vec(y, (b, t, d), &Device::Cpu)?)?)?;
-            x = block.mlp.forward(&x, false, gelu)?;
-        }
-        Ok(self.encoder_ln.forward(&x)?)
+        kernels::on_pool(|| self.encode_here(mel))
     }
 
-    /// A fresh decoder state over encoder states `audio` (cross keys/values computed once).
+    fn encode_here(&self, mel: &Tensor) -> Result<Tensor> {
+        let x = gelu(&self.conv1.forward(mel)?)?;
+        let x = gelu(&self.conv2.forward(&x)?)?;
+        let (b, d, t) = x.dims3()?;
+        if t > self.dims.audio_ctx {
+            return Err(crate::Error::internal("a Whisper window longer than 30 s"));
+        }
+        // `[b, d, t]` to `[b, t, d]`, plus the positions.
+        let conv = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut x = vec![0f32; b * t * d];
+        for w in 0..b {
+            for (j, row) in x[w * t * d..(w + 1) * t * d]
+                .chunks_exact_mut(d)
+                .enumerate()
+            {
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = conv[(w * d + c) * t + j] + self.audio_pos[j * d + c];
+                }
+            }
+        }
+        let rows = b * t;
+        for block in &self.encoder {
+            let qkv = block
+                .qkv
+                .forward_rows(&block.attn_ln.forward(&x), rows, None)?;
+            let mut y = vec![0f32; rows * d];
+            attention::encoder_attention(&qkv, &mut y, (b, t, d, block.heads));
+            x = block.attn_out.forward_rows(&y, rows, Some(&x))?;
+            x = block.mlp.forward(&x, rows)?;
+        }
+        Ok(Tensor::from_vec(
+            self.encoder_ln.forward(&x),
+            (b, t, d),
+            &Device::Cpu,
+        )?)
+    }
+
+    /// A fresh decoder state over encoder states `audio` (`[1, frames, d]`): the
+    /// cross-attention keys and values of every layer, computed once, on a pool thread.
     pub fn start(&self, audio: &Tensor) -> Result<DecoderState> {
+        kernels::on_pool(|| self.start_here(audio))
+    }
+
+    fn start_here(&self, audio: &Tensor) -> Result<DecoderState> {
+        let (_, t, d) = audio.dims3()?;
+        let heads = self.dims.decoder_heads;
+        let hd = d / heads;
+        let audio = audio.flatten_all()?.to_vec1::<f32>()?;
         let cross_kv = self
             .decoder
             .iter()
             .map(|b| {
-                let a = &b.cross;
+                // Keys transposed, `[d][frames]` (heads after one another): `w_k · audioᵀ`
+                // (the projection has no bias).
+                let mut kt = vec![0f32; d * t];
+                with_values(&b.cross_k.w, |w| {
+                    kernels::matmul(
+                        (d, d, t),
+                        &mut kt,
+                        kernels::View::rows(0, t),
+                        w,
+                        kernels::View::rows(0, d),
+                        &audio,
+                        kernels::View::transposed(0, d),
+                        1.0,
+                        false,
+                        true,
+                    )
+                })?;
+                if let Some(bias) = &b.cross_k.b {
+                    let bias = bias.to_vec1::<f32>()?;
+                    for (row, b) in kt.chunks_exact_mut(t).zip(bias) {
+                        row.iter_mut().for_each(|x| *x += b);
+                    }
+                }
+                // Values `[heads][frames][head_dim]`.
+                let v = b.cross_v.forward_rows(&audio, t, None)?;
+                let mut vh = vec![0f32; d * t];
+                for (j, row) in v.chunks_exact(d).enumerate() {
+                    for (h, part) in row.chunks_exact(hd).enumerate() {
+                        vh[(h * t + j) * hd..][..hd].copy_from_slice(part);
+                    }
+                }
                 Ok((
-                    a.split(&a.k.forward(audio)?)?
-                        .transpose(2, 3)?
-                        .contiguous()?,
-                    a.split(&a.v.forward(audio)?)?,
+                    Tensor::from_vec(kt, (1, heads, hd, t), &Device::Cpu)?,
+                    Tensor::from_vec(vh, (1, heads, t, hd), &Device::Cpu)?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -457,16 +619,6 @@ impl WhisperNet {
             batch: 1,
             width: self.dims.d_model,
         })
-    }
-
-    /// Token embeddings plus positions `offset..offset + n`: `[b, n, d]`.
-    fn embed_tokens(&self, tokens: &[u32], b: usize, n: usize, offset: usize) -> Result<Tensor> {
-        let ids = Tensor::new(tokens, &Device::Cpu)?;
-        let x = self
-            .embed
-            .index_select(&ids, 0)?
-            .reshape((b, n, self.dims.d_model))?;
-        Ok(x.broadcast_add(&self.text_pos.narrow(0, offset, n)?)?)
     }
 
     /// Feeds the steps of several requests in one pass: layer norms, projections and MLPs see
@@ -502,13 +654,25 @@ impl WhisperNet {
         Ok((hidden, scores))
     }
 
-    /// The decoder over the steps of one or more requests. Products go through
-    /// [`Lin::forward_streamed`] when `streamed` (each row rounded as alone), else through
-    /// [`Lin::forward`]. A request's cross-attention of at most [`SMALL_ROWS`] rows runs on
-    /// slices ([`attention::cross_attention`]), a longer one (a prompt) through `gemm`.
-    /// Returns each request's hidden states `[rows, d]`, and the cross-attention scores of
-    /// `heads` (meant for one request; by layer, then in the order given).
+    /// The decoder over the steps of one or more requests, on a pool thread
+    /// ([`kernels::on_pool`]: the products and attention heads split from there). Products
+    /// stream the weights ([`StepLin::forward`]: each row rounded as alone) when `streamed` or
+    /// for a request of at most [`SMALL_ROWS`] rows, else go through `gemm`. A request's
+    /// cross-attention of at most [`SMALL_ROWS`] rows runs on slices, one pool task per head
+    /// ([`attention::cross_attention_head`]), a longer one (a prompt) through `gemm`. Returns
+    /// each request's hidden states `[rows, d]`, and the cross-attention scores of `heads`
+    /// (meant for one request; by layer, then in the order given).
     fn decoder_pass(
+        &self,
+        steps: &mut [Step],
+        streamed: bool,
+        heads: &[(usize, usize)],
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        kernels::on_pool(|| self.decoder_pass_here(steps, streamed, heads))
+    }
+
+    /// [`WhisperNet::decoder_pass`] on the calling thread.
+    fn decoder_pass_here(
         &self,
         steps: &mut [Step],
         streamed: bool,
@@ -518,132 +682,227 @@ impl WhisperNet {
             return Ok((Vec::new(), Vec::new()));
         }
         let d = self.dims.d_model;
-        let nh = self.dims.decoder_heads;
-        // (sequences, tokens per sequence, positions already cached) of each request.
-        let shapes: Vec<(usize, usize, usize)> = steps
-            .iter()
-            .map(|s| (s.state.batch, s.tokens.len() / s.state.batch, s.state.len))
-            .collect();
-        let total: usize = shapes.iter().map(|&(b, n, _)| b * n).sum();
-        let mut parts = Vec::with_capacity(steps.len());
-        for (s, &(b, n, offset)) in steps.iter().zip(&shapes) {
-            parts.push(
-                self.embed_tokens(s.tokens, b, n, offset)?
-                    .reshape((b * n, d))?,
-            );
-        }
-        let mut x = if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Tensor::cat(&parts, 0)?
-        };
-        let lin = |l: &Lin, x: &Tensor| {
-            if streamed {
-                l.forward_streamed(x)
-            } else {
-                l.forward(x)
-            }
-        };
+        let (shapes, total, mut x) = self.embed_steps(steps)?;
+        // Rows streamed, and the product split, alike for all requests: a request's rows
+        // come out as alone.
+        let lin = |l: &StepLin, x: &[f32]| l.forward(x, total, streamed);
         let mut scores = Vec::new();
         let mut y = vec![0f32; total * d];
         for (l, block) in self.decoder.iter().enumerate() {
-            let qkv = lin(&block.qkv, &block.attn_ln.forward(&x)?)?;
-            with_values(&qkv, |qkv| {
-                let mut start = 0;
-                for (step, &(b, n, offset)) in steps.iter_mut().zip(&shapes) {
-                    let rows = start..start + b * n;
-                    attention::self_attention(
-                        &mut step.state.self_kv[l],
-                        &qkv[rows.start * 3 * d..rows.end * 3 * d],
-                        &mut y[rows.start * d..rows.end * d],
-                        (b, n, offset),
-                        (d, nh),
-                    );
-                    start = rows.end;
-                }
-            })?;
-            let mixed = Tensor::from_slice(&y, (total, d), &Device::Cpu)?;
-            x = (&x + lin(&block.attn_out, &mixed)?)?;
-            let q = lin(&block.cross.q, &block.cross_ln.forward(&x)?)?;
-            let layer_heads: Vec<usize> = heads
-                .iter()
-                .filter(|&&(hl, _)| hl == l)
-                .map(|&(_, h)| h)
-                .collect();
-            let mut start = 0;
-            for (step, &(b, n, _)) in steps.iter().zip(&shapes) {
-                let rows = b * n;
-                let (kt, v) = &step.state.cross_kv[l];
-                let frames = kt.dim(3)?;
-                let out = &mut y[start * d..(start + rows) * d];
-                if rows <= SMALL_ROWS {
-                    let mut kept: Vec<(usize, Vec<f32>)> = Vec::new();
-                    with_values(&q, |q| {
-                        with_values(kt, |kt| {
-                            with_values(v, |v| {
-                                attention::cross_attention(
-                                    &q[start * d..(start + rows) * d],
-                                    kt,
-                                    v,
-                                    out,
-                                    (rows, d, nh, frames),
-                                    &|h| layer_heads.contains(&h),
-                                    &mut |h, s| kept.push((h, s.to_vec())),
-                                )
-                            })
-                        })
-                    })???;
-                    for &h in &layer_heads {
-                        if let Some((_, s)) = kept.iter().find(|(kh, _)| *kh == h) {
-                            scores.push(Tensor::from_slice(s, (b, n, frames), &Device::Cpu)?);
-                        }
-                    }
-                } else {
-                    let qp = q.narrow(0, start, rows)?.reshape((1, rows, d))?;
-                    let keep = !layer_heads.is_empty();
-                    let (o, s) = block.cross.mix(&qp, kt, v, None, keep, candle_softmax)?;
-                    out.copy_from_slice(&o.flatten_all()?.to_vec1::<f32>()?);
-                    if let Some(s) = s {
-                        for &h in &layer_heads {
-                            scores.push(s.narrow(1, h, 1)?.reshape((b, n, frames))?);
-                        }
-                    }
-                }
-                start += rows;
-            }
-            let mixed = Tensor::from_slice(&y, (total, d), &Device::Cpu)?;
-            x = (&x + lin(&block.cross.out, &mixed)?)?;
-            x = block.mlp.forward(&x, streamed, candle_gelu)?;
+            let qkv = lin(&block.qkv, &block.attn_ln.forward(&x));
+            self.self_attention(l, steps, &shapes, &qkv, &mut y);
+            add_into(&mut x, &lin(&block.attn_out, &y));
+            let q = lin(&block.cross_q, &block.cross_ln.forward(&x));
+            self.cross_attention(l, steps, &shapes, &q, &mut y, (heads, &mut scores))?;
+            add_into(&mut x, &lin(&block.cross_out, &y));
+            // The MLP.
+            let mut h = lin(&block.fc1, &block.mlp_ln.forward(&x));
+            kernels::Activation::Gelu.apply(&mut h);
+            add_into(&mut x, &lin(&block.fc2, &h));
         }
-        let hidden = self.decoder_ln.forward(&x)?;
+        let hidden = self.decoder_ln.forward(&x);
         let mut out = Vec::with_capacity(steps.len());
-        let mut start = 0;
-        for (step, &(b, n, _)) in steps.iter_mut().zip(&shapes) {
+        for (step, &(b, n, _, first)) in steps.iter_mut().zip(&shapes) {
             step.state.len += n;
-            out.push(hidden.narrow(0, start, b * n)?);
-            start += b * n;
+            out.push(Tensor::from_slice(
+                &hidden[first * d..(first + b * n) * d],
+                (b * n, d),
+                &Device::Cpu,
+            )?);
         }
         Ok((out, scores))
     }
 
-    /// Logits `[vocab]` of hidden state row `i` of `hidden` (`[n, d]`).
-    pub fn logits(&self, hidden: &Tensor, i: usize) -> Result<Vec<f32>> {
-        let h = hidden.narrow(0, i, 1)?.contiguous()?;
-        Ok(few_rows_product(&h, &self.embed, None)?
-            .flatten_all()?
-            .to_vec1::<f32>()?)
+    /// The shapes of the steps (sequences, tokens per sequence, positions already cached,
+    /// first row: each request's rows follow the previous one's), their total rows, and their
+    /// token embeddings plus positions.
+    #[allow(clippy::type_complexity)]
+    fn embed_steps(
+        &self,
+        steps: &[Step],
+    ) -> Result<(Vec<(usize, usize, usize, usize)>, usize, Vec<f32>)> {
+        let d = self.dims.d_model;
+        // (sequences, tokens per sequence, positions already cached, first row) of each request.
+        let mut shapes: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(steps.len());
+        let mut total = 0;
+        for s in steps.iter() {
+            let (b, len) = (s.state.batch, s.state.len);
+            let n = s.tokens.len() / b.max(1);
+            if b * n != s.tokens.len() || len + n > self.dims.text_ctx {
+                return Err(crate::Error::internal(format!(
+                    "a Whisper decoder step of {} tokens for {b} sequences after {len} positions",
+                    s.tokens.len()
+                )));
+            }
+            shapes.push((b, n, len, total));
+            total += b * n;
+        }
+        // Token embeddings plus positions.
+        let mut x = vec![0f32; total * d];
+        for (s, &(_, n, offset, first)) in steps.iter().zip(&shapes) {
+            for (i, &token) in s.tokens.iter().enumerate() {
+                if token as usize >= self.dims.vocab {
+                    return Err(crate::Error::internal(format!(
+                        "token {token} is outside Whisper's vocabulary"
+                    )));
+                }
+                let row = &mut x[(first + i) * d..][..d];
+                self.embed.row_into(token as usize, d, row);
+                add_into(row, &self.text_pos[(offset + i % n) * d..][..d]);
+            }
+        }
+        Ok((shapes, total, x))
     }
 
-    /// Logits of every row of `hidden` (`[n, d]`): the embedding matrix streams through once,
-    /// and each row is rounded as [`WhisperNet::logits`] rounds it alone.
+    /// Layer `l`'s self-attention of every request into `y`: the keys and values of `qkv`
+    /// into each request's cache, then one pool task per (request, sequence, head).
+    fn self_attention(
+        &self,
+        l: usize,
+        steps: &mut [Step],
+        shapes: &[(usize, usize, usize, usize)],
+        qkv: &[f32],
+        y: &mut [f32],
+    ) {
+        let d = self.dims.d_model;
+        let nh = self.dims.decoder_heads;
+        let hd = d / nh;
+        for (step, &(b, n, offset, first)) in steps.iter_mut().zip(shapes) {
+            step.state.self_kv[l].append(
+                &qkv[first * 3 * d..(first + b * n) * 3 * d],
+                (b, n, offset),
+                d,
+            );
+        }
+        let tasks: Vec<(usize, usize, usize)> = shapes
+            .iter()
+            .enumerate()
+            .flat_map(|(r, &(b, ..))| (0..b * nh).map(move |t| (r, t / nh, t % nh)))
+            .collect();
+        let done: Vec<Vec<f32>> = {
+            let steps = &*steps;
+            tasks
+                .par_iter()
+                .map(|&(r, s, h)| {
+                    let (b, n, offset, first) = shapes[r];
+                    attention::self_attention_head(
+                        &steps[r].state.self_kv[l],
+                        &qkv[first * 3 * d..(first + b * n) * 3 * d],
+                        (s, h),
+                        (n, offset),
+                        (d, nh),
+                    )
+                })
+                .collect()
+        };
+        for (&(r, s, h), o) in tasks.iter().zip(&done) {
+            let (_, n, _, first) = shapes[r];
+            for i in 0..n {
+                y[(first + s * n + i) * d + h * hd..][..hd].copy_from_slice(&o[i * hd..][..hd]);
+            }
+        }
+    }
+
+    /// Layer `l`'s cross-attention of every request's queries `q` over its window, into `y`:
+    /// one pool task per (request, head) for requests of at most [`SMALL_ROWS`] rows, `gemm`
+    /// for longer ones; the scores of `heads` (of layer `l`) are pushed onto `scores`.
+    fn cross_attention(
+        &self,
+        l: usize,
+        steps: &[Step],
+        shapes: &[(usize, usize, usize, usize)],
+        q: &[f32],
+        y: &mut [f32],
+        (heads, scores): (&[(usize, usize)], &mut Vec<Tensor>),
+    ) -> Result<()> {
+        let d = self.dims.d_model;
+        let nh = self.dims.decoder_heads;
+        let hd = d / nh;
+        let layer_heads: Vec<usize> = heads
+            .iter()
+            .filter(|&&(hl, _)| hl == l)
+            .map(|&(_, h)| h)
+            .collect();
+        let sliced: Vec<usize> = (0..steps.len())
+            .filter(|&r| shapes[r].0 * shapes[r].1 <= SMALL_ROWS)
+            .collect();
+        let tasks: Vec<(usize, usize)> = sliced
+            .iter()
+            .flat_map(|&r| (0..nh).map(move |h| (r, h)))
+            .collect();
+        let done: Vec<(Vec<f32>, Option<Vec<f32>>)> = {
+            let layer_heads = &layer_heads;
+            tasks
+                .par_iter()
+                .map(|&(r, h)| {
+                    let (b, n, _, first) = shapes[r];
+                    let rows = b * n;
+                    let (kt, v) = &steps[r].state.cross_kv[l];
+                    let frames = kt.dim(3)?;
+                    with_values(kt, |kt| {
+                        with_values(v, |v| {
+                            attention::cross_attention_head(
+                                &q[first * d..(first + rows) * d],
+                                kt,
+                                v,
+                                h,
+                                (rows, d, nh, frames),
+                                layer_heads.contains(&h),
+                            )
+                        })
+                    })?
+                })
+                .collect::<Result<_>>()?
+        };
+        for (&(r, h), (o, _)) in tasks.iter().zip(&done) {
+            let (b, n, _, first) = shapes[r];
+            for i in 0..b * n {
+                y[(first + i) * d + h * hd..][..hd].copy_from_slice(&o[i * hd..][..hd]);
+            }
+        }
+        for (r, &(b, n, _, first)) in shapes.iter().enumerate() {
+            let rows = b * n;
+            let (kt, v) = &steps[r].state.cross_kv[l];
+            let frames = kt.dim(3)?;
+            if rows <= SMALL_ROWS {
+                for &h in &layer_heads {
+                    let kept = tasks
+                        .iter()
+                        .zip(&done)
+                        .find(|(task, _)| **task == (r, h))
+                        .and_then(|(_, (_, s))| s.as_ref());
+                    if let Some(s) = kept {
+                        scores.push(Tensor::from_slice(s, (b, n, frames), &Device::Cpu)?);
+                    }
+                }
+            } else {
+                let qp = Tensor::from_slice(
+                    &q[first * d..(first + rows) * d],
+                    (1, rows, d),
+                    &Device::Cpu,
+                )?;
+                let keep = !layer_heads.is_empty();
+                let (o, s) = mix(&qp, kt, v, nh, keep)?;
+                y[first * d..(first + rows) * d]
+                    .copy_from_slice(&o.flatten_all()?.to_vec1::<f32>()?);
+                if let Some(s) = s {
+                    for &h in &layer_heads {
+                        scores.push(s.narrow(1, h, 1)?.reshape((b, n, frames))?);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Logits of every row of `hidden` (`[n, d]`): the embedding matrix streams through once
+    /// (its columns split over the pool), and each row is rounded as alone.
     pub fn logits_rows(&self, hidden: &Tensor) -> Result<Vec<Vec<f32>>> {
         let (n, d) = hidden.dims2()?;
         let vocab = self.dims.vocab;
         let xs = hidden.flatten_all()?.to_vec1::<f32>()?;
-        let mut out = Vec::new();
-        with_values(&self.embed, |w| {
-            kernels::linear_streamed(&xs, w, None, &mut out, (n, d, vocab))
-        })?;
+        let mut out = vec![0f32; n * vocab];
+        kernels::on_pool(|| few_rows_product(&mut out, &xs, self.embed.weights(), (n, d, vocab)));
         Ok(out.chunks(vocab).map(<[f32]>::to_vec).collect())
     }
 }

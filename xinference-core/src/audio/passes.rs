@@ -140,7 +140,7 @@ impl PassBatcher {
                 .filter(|c| matches!(c, Call::Encode(_)))
                 .count();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                crate::compute::with_budget(|| run_pass(net, calls))
+                crate::compute::with_budget(|| crate::kernels::on_pool(|| run_pass(net, calls)))
             }))
             .unwrap_or_else(|panic| {
                 Err(Error::internal(format!(

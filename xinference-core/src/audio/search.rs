@@ -41,11 +41,34 @@ pub(crate) struct Decoded {
     pub compression_ratio: f64,
 }
 
-/// `log Σ e^l` over `logits`: what [`log_softmax`] subtracts.
+/// `log Σ e^l` over `logits`: what [`log_softmax`] subtracts. It runs over the whole
+/// vocabulary for every row of every step, so with eight running maxima and sums and a
+/// branch-free `exp` ([`crate::kernels::exp`]): loops that vectorise.
 fn log_sum_exp(logits: &[f32]) -> f32 {
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
-    max + sum.ln()
+    let pick = |a: f32, b: f32| if b > a { b } else { a };
+    let chunks = logits.chunks_exact(8);
+    let rest = chunks.remainder();
+    let mut maxima = [f32::NEG_INFINITY; 8];
+    for c in chunks.clone() {
+        for i in 0..8 {
+            maxima[i] = pick(maxima[i], c[i]);
+        }
+    }
+    let max = rest
+        .iter()
+        .chain(&maxima)
+        .fold(f32::NEG_INFINITY, |a, &b| pick(a, b));
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    let mut sums = [0f32; 8];
+    for c in chunks {
+        for i in 0..8 {
+            sums[i] += crate::kernels::exp(c[i] - max);
+        }
+    }
+    let tail: f32 = rest.iter().map(|&l| crate::kernels::exp(l - max)).sum();
+    max + (sums.iter().sum::<f32>() + tail).ln()
 }
 
 /// Log-softmax of `logits` in place.
@@ -430,6 +453,28 @@ mod tests {
         assert_eq!(top_k(&values, 4), vec![1, 3, 5, 2]);
         assert_eq!(top_k(&values, 10).len(), values.len());
         assert!(top_k(&values, 0).is_empty());
+    }
+
+    #[test]
+    fn log_sum_exp_matches_a_plain_f64_sum() {
+        // A vocabulary-sized row with a tail, suppressed tokens, and a large maximum.
+        let mut logits: Vec<f32> = (0..51_867)
+            .map(|i| ((i * 7919) % 1000) as f32 / 40.0 - 12.0)
+            .collect();
+        logits[17] = 60.0;
+        for t in (0..logits.len()).step_by(97) {
+            logits[t] = f32::NEG_INFINITY;
+        }
+        let max = 60.0f64;
+        let want = max
+            + logits
+                .iter()
+                .map(|&l| (l as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        let got = log_sum_exp(&logits) as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert_eq!(log_sum_exp(&[f32::NEG_INFINITY; 3]), f32::NEG_INFINITY);
     }
 
     #[test]

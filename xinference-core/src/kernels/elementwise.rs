@@ -110,6 +110,25 @@ fn sum(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rest
 }
 
+/// The largest of `xs` (NaNs aside), with eight running maxima so that it vectorises (a fold
+/// through `f32::max` runs one comparison after another).
+#[inline(always)]
+fn max(xs: &[f32]) -> f32 {
+    let pick = |a: f32, b: f32| if b > a { b } else { a };
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| pick(m, x));
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = pick(acc[i], c[i]);
+        }
+    }
+    acc.iter().fold(rest, |m, &x| pick(m, x))
+}
+
 /// Sum of `(x - mean)²` over `xs`, vectorised like [`sum`].
 #[inline(always)]
 fn sum_sq_dev(xs: &[f32], mean: f32) -> f32 {
@@ -271,7 +290,7 @@ pub fn softmax_rows(xs: &mut [f32], width: usize) {
 multiversioned! {
     fn softmax_rows_inner(xs: &mut [f32], width: usize) {
         for row in xs.chunks_exact_mut(width) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let max = max(row);
             for x in row.iter_mut() {
                 *x = exp(*x - max);
             }

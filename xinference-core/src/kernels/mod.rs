@@ -10,6 +10,7 @@
 use rayon::prelude::*;
 
 pub mod attention;
+pub mod few_rows;
 pub mod float;
 pub mod mxfp4;
 pub mod quant;
