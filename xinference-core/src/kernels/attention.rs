@@ -61,6 +61,59 @@ pub fn weighted_sum(weights: &[f32], values: &[f16], stride: usize, dim: usize, 
     weighted_sum_portable(weights, values, stride, dim, n, out);
 }
 
+/// The attention weights of one query row from its `scores`, in place, as llama.cpp's
+/// `soft_max` computes them beside our products: each score times `scale`, `exp(x - max)`
+/// (the maximum also over the head's `sink` logit, whose own `exp` joins the sum without a
+/// value), the sum in f64 over eight running sums, each weight times `1 / sum`, rounded to f16
+/// (`half` is scratch for that rounding). Plain loops that vectorise, compiled for AVX2 and for
+/// the baseline: the same operations, so the same bits on every CPU.
+pub fn softmax_f16(scores: &mut [f32], scale: f32, sink: Option<f32>, half: &mut Vec<f16>) {
+    let sum = softmax_sum(scores, scale, sink.unwrap_or(f32::NEG_INFINITY));
+    let inv = (1.0 / sum) as f32;
+    scale_by(scores, inv);
+    half.clear();
+    half.resize(scores.len(), f16::ZERO);
+    // `half`'s slice conversions use F16C when the CPU has it: the same rounding (to nearest,
+    // ties to even) as one value at a time.
+    half::slice::HalfFloatSliceExt::convert_from_f32_slice(&mut half[..], scores);
+    half::slice::HalfFloatSliceExt::convert_to_f32_slice(&half[..], scores);
+}
+
+multiversioned! {
+    /// Scales `xs` by `scale` and replaces each by `exp(x - max)` (`max` over `xs` and
+    /// `sink`); returns their sum plus `exp(sink - max)`, in f64.
+    fn softmax_sum(xs: &mut [f32], scale: f32, sink: f32) -> f64 {
+        let mut top = [f32::NEG_INFINITY; LANES];
+        for chunk in xs.chunks_mut(LANES) {
+            for (t, x) in top.iter_mut().zip(chunk.iter_mut()) {
+                *x *= scale;
+                *t = t.max(*x);
+            }
+        }
+        let max = top.iter().copied().fold(sink, f32::max);
+        let mut acc = [0f64; LANES];
+        for chunk in xs.chunks_mut(LANES) {
+            for (a, x) in acc.iter_mut().zip(chunk.iter_mut()) {
+                *x = super::exp(*x - max);
+                *a += *x as f64;
+            }
+        }
+        let lanes = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+        if sink == f32::NEG_INFINITY {
+            lanes
+        } else {
+            lanes + super::exp(sink - max) as f64
+        }
+    }
+}
+
+multiversioned! {
+    /// `xs *= factor`.
+    fn scale_by(xs: &mut [f32], factor: f32) {
+        xs.iter_mut().for_each(|x| *x *= factor);
+    }
+}
+
 /// [`scores`] in plain Rust (the definition of the numbers).
 fn scores_portable(
     queries: &[f32],
@@ -255,6 +308,40 @@ mod tests {
                 f16::from_f32((s % 4001) as f32 / 1000.0 - 2.0)
             })
             .collect()
+    }
+
+    /// The attention weights are the softmax of the scaled scores (with and without a sink
+    /// logit), to f16 precision, each an f16 value.
+    #[test]
+    fn softmax_rounds_the_exact_weights_to_f16() {
+        for n in [1, 7, 8, 37, 300] {
+            for sink in [None, Some(0.7f32)] {
+                let scores: Vec<f32> = values(n, n as u32)
+                    .iter()
+                    .map(|v| v.to_f32() * 4.0)
+                    .collect();
+                let mut w = scores.clone();
+                softmax_f16(&mut w, 0.125, sink, &mut Vec::new());
+                let max = scores
+                    .iter()
+                    .map(|s| (s * 0.125) as f64)
+                    .chain(sink.map(|s| s as f64))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let total: f64 = scores
+                    .iter()
+                    .map(|s| ((s * 0.125) as f64 - max).exp())
+                    .sum::<f64>()
+                    + sink.map_or(0.0, |s| (s as f64 - max).exp());
+                for (got, s) in w.iter().zip(&scores) {
+                    let want = ((s * 0.125) as f64 - max).exp() / total;
+                    assert!(
+                        (*got as f64 - want).abs() <= 1e-3 * want + 1e-7,
+                        "{got} vs {want}"
+                    );
+                    assert_eq!(f16::from_f32(*got).to_f32(), *got);
+                }
+            }
+        }
     }
 
     /// Every tier gives the bits of the portable kernels, for head sizes with and without a

@@ -9,7 +9,6 @@
 
 use rayon::prelude::*;
 
-pub mod attention;
 pub mod few_rows;
 pub mod float;
 pub mod mxfp4;
@@ -24,15 +23,15 @@ const PARALLEL_CHUNK: usize = 1 << 14;
 /// Defines `fn $name`, compiled twice: for AVX2 + FMA (used when the CPU has them, chosen
 /// at run time) and for the build's baseline. Plain loops in the body vectorise for AVX2.
 macro_rules! multiversioned {
-    ($(#[$meta:meta])* fn $name:ident($($p:ident: $t:ty),*) $body:block) => {
+    ($(#[$meta:meta])* fn $name:ident($($p:ident: $t:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        fn $name($($p: $t),*) {
+        fn $name($($p: $t),*) $(-> $ret)? {
             #[inline(always)]
-            fn portable($($p: $t),*) $body
+            fn portable($($p: $t),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($p: $t),*) {
+                unsafe fn avx2($($p: $t),*) $(-> $ret)? {
                     portable($($p),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx2")
@@ -47,6 +46,7 @@ macro_rules! multiversioned {
     };
 }
 
+pub mod attention;
 mod elementwise;
 pub use elementwise::*;
 

@@ -107,6 +107,30 @@ pub fn kernel<const R: usize>(format: Format, tier: Tier) -> DotFn<R> {
 
 /// Activation rows computed together against each weight row read.
 const GROUP: usize = 4;
+/// Weight rows of a prompt tile: [`TileFn`] computes `TILE × GROUP` outputs at once.
+const TILE: usize = 4;
+
+/// A tile kernel: `TILE` weight rows (whole blocks, the same count each) against `GROUP`
+/// activation rows, `out[i][j]` = weight row `i` · activation row `j`, the bits of the
+/// [`DotFn`] kernels.
+pub type TileFn = fn(&[&[u8]; TILE], &[ActRow<'_>; GROUP]) -> [[f32; GROUP]; TILE];
+
+/// The tile kernel of `format` on `tier`, where it has one (the small-block formats on the
+/// AVX2 tiers).
+pub fn tile_kernel(format: Format, tier: Tier) -> Option<TileFn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match tier.min(Tier::best()) {
+            // SAFETY: `Tier::best` found the tier's features on this CPU.
+            Tier::Avx512Vnni => return unsafe { x86::vnni::tile_kernel(format) },
+            // SAFETY: as above.
+            Tier::Avx2 => return unsafe { x86::avx2::tile_kernel(format) },
+            Tier::Scalar => {}
+        }
+    }
+    let _ = (format, tier);
+    None
+}
 /// Bytes of weight rows a thread keeps in its L1 cache while the activation groups pass.
 const TILE_BYTES: usize = 16 << 10;
 /// From this many weight bytes times rows a product is split over the compute threads.
@@ -175,8 +199,12 @@ impl<'a> QuantMatrix<'a> {
         let (n, rows) = (self.n, acts.rows());
         let one = kernel::<1>(self.format, tier);
         let group = kernel::<GROUP>(self.format, tier);
+        let tiled = tile_kernel(self.format, tier);
         let row_bytes = self.bytes.len() / n;
-        let tile = (TILE_BYTES / row_bytes.max(1)).clamp(1, 64);
+        // Whole tiles of `TILE` weight rows where the tile kernel runs.
+        let tile = (TILE_BYTES / row_bytes.max(1))
+            .clamp(1, 64)
+            .next_multiple_of(if tiled.is_some() { TILE } else { 1 });
         let SharedMut(out, len) = out;
         let put = |r: usize, c: usize, v: f32| {
             debug_assert!(r * n + c < len);
@@ -189,7 +217,21 @@ impl<'a> QuantMatrix<'a> {
             let mut r = 0;
             while r + GROUP <= rows {
                 let a: [ActRow<'_>; GROUP] = std::array::from_fn(|i| acts.row(r + i));
-                for c in t0..t1 {
+                let mut c = t0;
+                if let Some(tiled) = tiled {
+                    while c + TILE <= t1 {
+                        let w: [&[u8]; TILE] = std::array::from_fn(|i| {
+                            &self.bytes[(c + i) * row_bytes..(c + i + 1) * row_bytes]
+                        });
+                        for (i, outs) in tiled(&w, &a).into_iter().enumerate() {
+                            for (j, v) in outs.into_iter().enumerate() {
+                                put(r + j, c + i, v);
+                            }
+                        }
+                        c += TILE;
+                    }
+                }
+                for c in c..t1 {
                     let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
                     for (i, v) in group(w, &a).into_iter().enumerate() {
                         put(r + i, c, v);

@@ -4,8 +4,9 @@
 //! same bits. Q2_K and Q3_K have no vector kernel yet: both tiers run the portable one.
 
 use super::activation::ActRow;
-use super::format::{scale_min_k4, Format, QK, QK_K};
+use super::format::{Format, QK, QK_K};
 use super::scalar::{self, add_min, hsum4, DotFn};
+use super::{TileFn, GROUP, TILE};
 use std::arch::x86_64::*;
 
 /// The exact sums of four byte products per 32-bit lane: unsigned `w` times signed `x`.
@@ -179,6 +180,108 @@ unsafe fn small<const R: usize, const V: bool, const F: u8>(
     out
 }
 
+/// A small block's 32 values as unsigned bytes, with the offset taken off them in the
+/// products (`value = byte - offset`), its scale and minimum. Q8_0 is unsigned (`w + 128`)
+/// only with VNNI, whose `vpdpbusd` does not saturate; on AVX2 it stays signed (`None`).
+#[inline(always)]
+unsafe fn unpack_unsigned<const F: u8, const V: bool>(b: *const u8) -> (__m256i, f32, f32) {
+    match F {
+        Q4_0 => (nibbles(b.add(2)), f16_at(b), 0.0),
+        Q5_0 => (
+            _mm256_or_si256(nibbles(b.add(6)), fifth_bits(b.add(2))),
+            f16_at(b),
+            0.0,
+        ),
+        Q8_0 if V => (
+            _mm256_xor_si256(load(b.add(2)), _mm256_set1_epi8(-128)),
+            f16_at(b),
+            0.0,
+        ),
+        _ => unpack_small::<F>(b),
+    }
+}
+
+/// `src + ` the exact sums of four byte products per lane (unsigned `w`, signed `x`).
+#[inline(always)]
+unsafe fn dot_u8_add<const V: bool>(src: __m256i, w: __m256i, x: __m256i) -> __m256i {
+    if V {
+        _mm256_dpbusd_epi32(src, w, x)
+    } else {
+        _mm256_add_epi32(src, dot_u8::<false>(w, x))
+    }
+}
+
+/// Weight rows of one tile of the prompt products on a tier (`V`: VNNI, 32 vector registers;
+/// else AVX2's 16).
+const fn tile_rows(v: bool) -> usize {
+    if v {
+        4
+    } else {
+        2
+    }
+}
+
+/// A tile of the prompt products: `RW` weight rows (small-block format `F`) against `RX`
+/// activation rows, each weight block unpacked once for the `RX` rows and each activation
+/// block loaded once for the `RW` weight rows. Signed formats are multiplied as unsigned
+/// bytes, `Σ (w + o)·x - o·Σ x` (the `o·Σ x` of each lane computed once per activation
+/// block), which saves the sign flips of [`dot_i8`] per product. The integer lanes are the
+/// same exact sums, and the float operations the same in the same order, as [`small`]'s: the
+/// same bits.
+///
+/// # Safety
+/// The CPU has the tier's features; every pointer of `w` holds `nb` blocks and every row of
+/// `a` the values, scales and sums of `nb` blocks.
+#[inline(always)]
+unsafe fn small_tile<const RW: usize, const RX: usize, const V: bool, const F: u8>(
+    w: [*const u8; RW],
+    a: &[ActRow<'_>; RX],
+    nb: usize,
+) -> [[f32; RX]; RW] {
+    let (bytes, offset, with_min) = match F {
+        Q4_0 => (18, 8, false),
+        Q4_1 => (20, 0, true),
+        Q5_0 => (22, 16, false),
+        Q5_1 => (24, 0, true),
+        _ => (34, 128, false),
+    };
+    // Q8_0 on AVX2: `maddubs` would saturate on `w + 128`; signed products there.
+    let signed = F == Q8_0 && !V;
+    let mut acc = [[_mm256_setzero_ps(); RX]; RW];
+    let mut mins = [[0f32; RX]; RW];
+    for b in 0..nb {
+        let x: [__m256i; RX] = std::array::from_fn(|j| load(a[j].qs.as_ptr().add(b * QK).cast()));
+        // `-o · Σ x` per lane, where the products start.
+        let start: [__m256i; RX] = std::array::from_fn(|j| {
+            if offset == 0 || signed {
+                _mm256_setzero_si256()
+            } else {
+                _mm256_sub_epi32(
+                    _mm256_setzero_si256(),
+                    dot_u8::<V>(_mm256_set1_epi8(offset as u8 as i8), x[j]),
+                )
+            }
+        });
+        let dx: [f32; RX] = std::array::from_fn(|j| *a[j].d.get_unchecked(b));
+        for i in 0..RW {
+            let (q, d, m) = unpack_unsigned::<F, V>(w[i].add(b * bytes));
+            for j in 0..RX {
+                let lanes = if signed {
+                    dot_i8::<V>(q, x[j])
+                } else {
+                    dot_u8_add::<V>(start[j], q, x[j])
+                };
+                if with_min {
+                    mins[i][j] = add_min(mins[i][j], m, *a[j].s.get_unchecked(b));
+                }
+                let dd = _mm256_set1_ps(d * dx[j]);
+                acc[i][j] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(lanes), acc[i][j]);
+            }
+        }
+    }
+    std::array::from_fn(|i| std::array::from_fn(|j| hsum_f32(acc[i][j]) + mins[i][j]))
+}
+
 /// Q4_K (`FIVE` false) and Q5_K (`FIVE` true) against Q8K rows.
 ///
 /// # Safety
@@ -192,18 +295,18 @@ unsafe fn q45k<const R: usize, const V: bool, const FIVE: bool>(
     let nb = w.len() / bytes;
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
-    let mut accm = [[0f32; 4]; R];
+    let mut accm = [_mm_setzero_ps(); R];
     for b in 0..nb {
         let blk = w.as_ptr().add(b * bytes);
-        let block = std::slice::from_raw_parts(blk, bytes);
         let (d, dmin) = (f16_at(blk), f16_at(blk.add(2)));
-        let mut sc = [0i32; 8];
-        let mut mn = [0i32; 8];
-        for j in 0..8 {
-            let (s, m) = scale_min_k4(j, &block[4..16]);
-            sc[j] = s as i32;
-            mn[j] = m as i32;
-        }
+        let (sc, mn) = scales_mins_k4(blk.add(4));
+        // Each minimum twice, for `vpmaddwd` against the sums of 16 activations: lane `j` is
+        // `mn_j · (bsum_2j + bsum_2j+1)`, the sum of sub-block `j`'s 32 activations.
+        let mn16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(mn.as_ptr().cast()));
+        let mn_twice = _mm256_set_m128i(
+            _mm_unpackhi_epi16(mn16, mn16),
+            _mm_unpacklo_epi16(mn16, mn16),
+        );
         let qs = if FIVE { blk.add(48) } else { blk.add(16) };
         let qh = if FIVE {
             load(blk.add(16))
@@ -220,8 +323,8 @@ unsafe fn q45k<const R: usize, const V: bool, const FIVE: bool>(
                 hi = _mm256_or_si256(hi, bit_as_0x10(qh, (2u8 << (2 * j)) as i8));
             }
             let (s_lo, s_hi) = (
-                scales::<V>(sc[2 * j], sc[2 * j]),
-                scales::<V>(sc[2 * j + 1], sc[2 * j + 1]),
+                scales::<V>(sc[2 * j] as i32, sc[2 * j] as i32),
+                scales::<V>(sc[2 * j + 1] as i32, sc[2 * j + 1] as i32),
             );
             for r in 0..R {
                 let x = a[r].qs.as_ptr().add(b * QK_K + 64 * j).cast::<u8>();
@@ -233,22 +336,46 @@ unsafe fn q45k<const R: usize, const V: bool, const FIVE: bool>(
             }
         }
         for r in 0..R {
-            let bsums = a[r].bsums.get_unchecked(b * 16..b * 16 + 16);
-            let p = |j: usize| bsums[2 * j] as i32 + bsums[2 * j + 1] as i32;
             let dx = *a[r].d.get_unchecked(b);
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dx * d), _mm256_cvtepi32_ps(sums[r]), acc[r]);
+            // Lane `t`: `mn_2t · P_2t + mn_2t+1 · P_2t+1` (exact integers).
+            let bsums = load(a[r].bsums.as_ptr().add(b * 16).cast());
+            let per_block = _mm256_madd_epi16(bsums, mn_twice);
+            let pairs = _mm256_hadd_epi32(per_block, per_block);
+            let lanes = _mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b1000>(pairs));
             let dm = -dx * dmin;
-            for (t, m) in accm[r].iter_mut().enumerate() {
-                let lane = mn[2 * t] * p(2 * t) + mn[2 * t + 1] * p(2 * t + 1);
-                *m = dm.mul_add(lane as f32, *m);
-            }
+            accm[r] = _mm_fmadd_ps(_mm_set1_ps(dm), _mm_cvtepi32_ps(lanes), accm[r]);
         }
     }
     let mut out = [0f32; R];
     for r in 0..R {
-        out[r] = hsum_f32(acc[r]) + hsum4(accm[r]);
+        let mut m = [0f32; 4];
+        _mm_storeu_ps(m.as_mut_ptr(), accm[r]);
+        out[r] = hsum_f32(acc[r]) + hsum4(m);
     }
     out
+}
+
+/// The eight 6-bit scales and eight minimums of a Q4_K / Q5_K super-block from its 12 bytes at
+/// `q` (`format::scale_min_k4` for every `j`, as llama.cpp's `kmask` words unpack them).
+#[inline(always)]
+unsafe fn scales_mins_k4(q: *const u8) -> ([u8; 8], [u8; 8]) {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let word =
+        |i: usize| u32::from_le_bytes([*q.add(i), *q.add(i + 1), *q.add(i + 2), *q.add(i + 3)]);
+    let (u0, u1, u2) = (word(0), word(4), word(8));
+    let scales = [u0 & KMASK1, (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4)];
+    let mins = [
+        u1 & KMASK1,
+        ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4),
+    ];
+    let bytes = |w: [u32; 2]| {
+        let (a, b) = (w[0].to_le_bytes(), w[1].to_le_bytes());
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    };
+    (bytes(scales), bytes(mins))
 }
 
 /// Q6_K against Q8K rows: unsigned 6-bit values, with `32 · Σ scale · bsum` taken off.
@@ -368,6 +495,63 @@ macro_rules! tier {
             #[target_feature(enable = $features)]
             unsafe fn q6k_t<const R: usize>(w: &[u8], a: &[ActRow<'_>; R]) -> [f32; R] {
                 q6k::<R, $v>(w, a)
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn small_tile_t<const F: u8>(
+                w: [*const u8; TILE],
+                a: &[ActRow<'_>; GROUP],
+                nb: usize,
+            ) -> [[f32; GROUP]; TILE] {
+                const RW: usize = tile_rows($v);
+                let mut out = [[0f32; GROUP]; TILE];
+                for part in 0..TILE / RW {
+                    let rows: [*const u8; RW] = std::array::from_fn(|i| w[part * RW + i]);
+                    let got = small_tile::<RW, GROUP, $v, F>(rows, a, nb);
+                    out[part * RW..(part + 1) * RW].copy_from_slice(&got);
+                }
+                out
+            }
+
+            fn small_tile_safe<const F: u8>(
+                w: &[&[u8]; TILE],
+                a: &[ActRow<'_>; GROUP],
+            ) -> [[f32; GROUP]; TILE] {
+                let format = [
+                    Format::Q4_0,
+                    Format::Q4_1,
+                    Format::Q5_0,
+                    Format::Q5_1,
+                    Format::Q8_0,
+                ][F as usize];
+                for row in w {
+                    assert_eq!(row.len(), w[0].len(), "weight rows of different sizes");
+                }
+                checked(format, w[0], a);
+                // SAFETY: `kernel` hands these out only once the CPU has the tier's features;
+                // `checked` bounds every read (every weight row has the first one's blocks).
+                unsafe {
+                    small_tile_t::<F>(
+                        std::array::from_fn(|i| w[i].as_ptr()),
+                        a,
+                        w[0].len() / format.block_bytes(),
+                    )
+                }
+            }
+
+            /// The tier's tile kernel of `format` (small-block formats).
+            ///
+            /// # Safety
+            /// The CPU has the tier's features (the kernels returned assume it).
+            pub(in super::super) unsafe fn tile_kernel(format: Format) -> Option<TileFn> {
+                Some(match format {
+                    Format::Q4_0 => small_tile_safe::<Q4_0>,
+                    Format::Q4_1 => small_tile_safe::<Q4_1>,
+                    Format::Q5_0 => small_tile_safe::<Q5_0>,
+                    Format::Q5_1 => small_tile_safe::<Q5_1>,
+                    Format::Q8_0 => small_tile_safe::<Q8_0>,
+                    _ => return None,
+                })
             }
 
             fn small_safe<const R: usize, const F: u8>(w: &[u8], a: &[ActRow<'_>; R]) -> [f32; R] {

@@ -9,7 +9,7 @@
 //! of the sequence run alone.
 
 use super::{GgufDecoder, Layer};
-use crate::kernels::attention::{scores, weighted_sum};
+use crate::kernels::attention::{scores, softmax_f16, weighted_sum};
 use crate::llm::model::LayerKv;
 use crate::Result;
 use candle_core::{Device, Tensor};
@@ -60,9 +60,7 @@ impl GgufDecoder {
                 None => Ok(x.clone()),
             }
         };
-        let rope = &self.ropes[layer.rope];
-        let cos = rope.cos.narrow(0, position, s)?;
-        let sin = rope.sin.narrow(0, position, s)?;
+        let (cos, sin) = self.ropes[layer.rope].angles(position, s)?;
         let split = |t: &Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((1, s, n, hd))?.transpose(1, 2)?.contiguous()
         };
@@ -169,28 +167,9 @@ pub(super) fn attend_group(
     let at = keys.start * row + offset;
     let mut w = vec![0f32; group * n];
     scores(queries, hd, &kv.keys()[at..], row, &mut w);
+    let mut half = Vec::new();
     for (j, w) in w.chunks_exact_mut(n).enumerate() {
-        let sink = sinks.map(|s| s[j]);
-        let mut max = f32::NEG_INFINITY;
-        for x in w.iter_mut() {
-            *x *= scale;
-            max = max.max(*x);
-        }
-        if let Some(sink) = sink {
-            max = max.max(sink);
-        }
-        let mut sum = 0f64;
-        for x in w.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x as f64;
-        }
-        if let Some(sink) = sink {
-            sum += (sink - max).exp() as f64;
-        }
-        let inv = (1.0 / sum) as f32;
-        for x in w.iter_mut() {
-            *x = f16::from_f32(*x * inv).to_f32();
-        }
+        softmax_f16(w, scale, sinks.map(|s| s[j]), &mut half);
     }
     weighted_sum(&w, &kv.values()[at..], row, hd, out);
 }

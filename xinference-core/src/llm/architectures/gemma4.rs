@@ -363,7 +363,7 @@ impl Gemma4Decoder {
     /// One pass over `tokens` at `position` on the calling thread: the last row's logits.
     fn forward_here(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
         let s = tokens.len();
-        let positions = self.ropes[0].cos.dim(0)?;
+        let positions = self.ropes[0].positions();
         if s == 0 || position + s > positions {
             return Err(Error::bad_request(format!(
                 "{s} tokens at position {position} do not fit the model's {positions} positions"
@@ -434,8 +434,7 @@ impl Gemma4Decoder {
         let (heads, kv_heads, hd) = (block.heads, block.kv_heads, block.head_dim);
         let s = x.dim(1)?;
         let rope = &self.ropes[block.rope];
-        let cos = rope.cos.narrow(0, position, s)?;
-        let sin = rope.sin.narrow(0, position, s)?;
+        let (cos, sin) = rope.angles(position, s)?;
         let split = |t: &Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((1, s, n, hd))?.transpose(1, 2)?.contiguous()
         };

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::Result;
 use candle_core::quantized::gguf_file::Content;
-use candle_core::{Device, Tensor};
+
 use std::io::{Read, Seek};
 
 const ARCH: &str = "gpt-oss";
@@ -76,16 +76,7 @@ fn yarn_rope(ct: &Content, head_dim: usize, positions: usize) -> Result<Rope> {
             freq_scale * extrapolated * (1.0 - ramp) + extrapolated * ramp
         })
         .collect();
-    let device = Device::Cpu;
-    let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), &device)?;
-    let angles = Tensor::arange(0u32, positions as u32, &device)?
-        .to_dtype(candle_core::DType::F32)?
-        .reshape((positions, 1))?
-        .broadcast_mul(&inv_freq)?;
-    Ok(Rope {
-        cos: (angles.cos()? * mscale as f64)?,
-        sin: (angles.sin()? * mscale as f64)?,
-    })
+    Ok(Rope::with_inv_freq(inv_freq, positions, Some(mscale)))
 }
 
 /// Block `i` of a gpt-oss GGUF.

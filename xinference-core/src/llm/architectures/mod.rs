@@ -44,6 +44,7 @@ mod qwen3;
 mod qwen35;
 mod qwen35moe;
 mod qwen3moe;
+mod rope;
 mod smollm3;
 mod token_table;
 
@@ -51,6 +52,7 @@ use crate::llm::model::LayerKv;
 pub use gemma4::Gemma4Decoder;
 use qlinear::QLinear;
 pub use qlinear::EXACT_KEY;
+use rope::Rope;
 use token_table::TokenTable;
 
 /// A GGUF tensor read as f32 (norm weights, biases, the token table).
@@ -98,59 +100,6 @@ impl Family {
             neox,
             logit_softcap: None,
         }
-    }
-}
-
-/// Rotary angles for every position: `cos` and `sin`, `[positions, head_dim / 2]`.
-#[derive(Clone)]
-struct Rope {
-    cos: Tensor,
-    sin: Tensor,
-}
-
-impl Rope {
-    /// Tables for `positions` positions with base `base`; `scale` multiplies the positions
-    /// (linear rope scaling: `1 / factor`).
-    fn new(head_dim: usize, base: f32, scale: f32, positions: usize) -> Result<Self> {
-        Self::with_freq_factors(head_dim, base, scale, positions, None)
-    }
-
-    /// [`Rope::new`] with each frequency divided by its factor (Llama 3's `rope_freqs.weight`,
-    /// `head_dim / 2` values, as llama.cpp's `freq_factors`).
-    fn with_freq_factors(
-        head_dim: usize,
-        base: f32,
-        scale: f32,
-        positions: usize,
-        factors: Option<&[f32]>,
-    ) -> Result<Self> {
-        let device = Device::Cpu;
-        let inv_freq: Vec<f32> = (0..head_dim)
-            .step_by(2)
-            .map(|i| {
-                let factor = factors.and_then(|f| f.get(i / 2)).copied().unwrap_or(1.0);
-                scale / base.powf(i as f32 / head_dim as f32) / factor
-            })
-            .collect();
-        let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), &device)?;
-        let positions = Tensor::arange(0u32, positions as u32, &device)?
-            .to_dtype(candle_core::DType::F32)?
-            .reshape((positions, 1))?;
-        let angles = positions.broadcast_mul(&inv_freq)?;
-        Ok(Rope {
-            cos: angles.cos()?,
-            sin: angles.sin()?,
-        })
-    }
-
-    /// No rotation at all (cos 1, sin 0: each value passes through exactly), for the layers
-    /// without positional encoding (SmolLM3's NoPE layers).
-    fn identity(head_dim: usize, positions: usize) -> Result<Self> {
-        let device = Device::Cpu;
-        Ok(Rope {
-            cos: Tensor::ones((positions, head_dim / 2), candle_core::DType::F32, &device)?,
-            sin: Tensor::zeros((positions, head_dim / 2), candle_core::DType::F32, &device)?,
-        })
     }
 }
 
@@ -532,7 +481,7 @@ impl GgufDecoder {
 
     /// [`GgufDecoder::forward_rows`] on the calling thread.
     fn forward_rows_here(&self, tokens: &[u32], seqs: &mut [Rows<'_>]) -> Result<Vec<Vec<f32>>> {
-        let positions = self.ropes[0].cos.dim(0)?;
+        let positions = self.ropes[0].positions();
         for seq in seqs.iter_mut() {
             let (s, position) = (seq.len, seq.position);
             if s == 0 || position + s > positions {

@@ -5,7 +5,7 @@ use super::detokenizer::{decode, Detokenizer};
 use super::kv_usage::KvUsage;
 use super::prefix_cache::{PrefixCache, PrefixCacheStats, DEFAULT_PREFIX_CACHE_BYTES};
 use super::sampler::{log_softmax, Sampler, SamplingParams};
-use super::step_batcher::{BatchStats, StepBatcher};
+use super::step_batcher::{BatchStats, Decoding, StepBatcher};
 use crate::llm::loading::{load_gguf, load_safetensors};
 use crate::llm::model::{CausalLm, LlmParts};
 use crate::llm::output::constraint::{Grammar, GuidanceCache};
@@ -106,7 +106,9 @@ pub struct Generated {
 pub struct LlmEngine {
     model: Box<dyn CausalLm>,
     architecture: String,
-    tokenizer: Tokenizer,
+    /// Shared with the forks: a tokenizer of a large vocabulary is tens of megabytes (Qwen's
+    /// 151k tokens: ~30 MB), once per sequence slot before.
+    tokenizer: Arc<Tokenizer>,
     bos_token_id: Option<u32>,
     add_bos: bool,
     context_length: usize,
@@ -217,7 +219,7 @@ impl LlmEngine {
         Ok(LlmEngine {
             model: parts.model,
             architecture: parts.architecture,
-            tokenizer: parts.tokenizer,
+            tokenizer: Arc::new(parts.tokenizer),
             bos_token_id: parts.bos_token_id,
             add_bos: parts.add_bos,
             context_length: parts.context_length,
@@ -291,16 +293,25 @@ impl LlmEngine {
 
     /// Feeds `token` at `position`: in a pass shared with the other sequences decoding now,
     /// when the family batches, else alone.
-    fn decode(&mut self, token: u32, position: usize) -> Result<Vec<f32>> {
-        match self.batcher.clone() {
-            Some(batcher) => batcher.step(&mut *self.model, token, position),
+    fn decode(
+        &mut self,
+        sequence: Option<&Decoding>,
+        token: u32,
+        position: usize,
+    ) -> Result<Vec<f32>> {
+        match sequence {
+            Some(sequence) => sequence.step(&mut *self.model, token, position),
             None => crate::compute::with_budget(|| self.model.forward(&[token], position)),
         }
     }
 
     /// Feeds `prompt` as a new sequence, starting after the longest prefix the cache holds.
     /// Returns the last position's logits and how many prompt tokens came from the cache.
-    fn prefill(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
+    fn prefill(
+        &mut self,
+        prompt: &[u32],
+        sequence: Option<&Decoding>,
+    ) -> Result<(Vec<f32>, usize)> {
         let hit = self.prefix_cache.as_ref().and_then(|c| c.lookup(prompt));
         let mut start = 0;
         if let Some(hit) = hit {
@@ -316,17 +327,17 @@ impl LlmEngine {
         let mut logits = Vec::new();
         let mut at = start;
         while at < prompt.len() {
-            match self.batcher.clone() {
+            match sequence {
                 // In the passes of the other sequences' decode steps, in smaller chunks while
                 // there are any (this sequence counts itself).
-                Some(batcher) => {
-                    let size = if batcher.sequences() > 1 {
+                Some(sequence) => {
+                    let size = if sequence.sequences() > 1 {
                         SHARED_PREFILL_CHUNK
                     } else {
                         PREFILL_CHUNK
                     };
                     let end = prompt.len().min(at + size);
-                    logits = batcher.feed_prompt(&mut *self.model, &prompt[at..end], at)?;
+                    logits = sequence.feed_prompt(&mut *self.model, &prompt[at..end], at)?;
                     at = end;
                 }
                 None => {
@@ -350,8 +361,8 @@ impl LlmEngine {
     pub fn share_prompt(&mut self, prompt: &[u32]) -> Result<()> {
         self.check_prompt(prompt)?;
         if self.prefix_cache.is_some() {
-            let _decoding = self.batcher.as_ref().map(|b| b.enter());
-            let (logits, _) = self.prefill(prompt)?;
+            let decoding = self.batcher.as_ref().map(|b| b.enter());
+            let (logits, _) = self.prefill(prompt, decoding.as_ref())?;
             self.remember(prompt, Some((prompt.len(), logits)));
         }
         Ok(())
@@ -523,8 +534,8 @@ impl LlmEngine {
         // The prompt's keys and values fill the slot's cache from the prefill on.
         let kv_held = self.kv_usage.hold(prompt.len());
         // Counted by the passes from the first prompt chunk on (they wait briefly for it).
-        let _decoding = self.batcher.as_ref().map(|b| b.enter());
-        let (mut logits, cached_tokens) = self.prefill(prompt)?;
+        let decoding = self.batcher.as_ref().map(|b| b.enter());
+        let (mut logits, cached_tokens) = self.prefill(prompt, decoding.as_ref())?;
         let prompt_logits = self
             .prefix_cache
             .as_ref()
@@ -581,7 +592,7 @@ impl LlmEngine {
                 finish = FinishReason::Stop;
                 break;
             }
-            logits = self.decode(token, position)?;
+            logits = self.decode(decoding.as_ref(), token, position)?;
             fed.push(token);
             position += 1;
             kv_held.set(position);

@@ -1,7 +1,6 @@
 //! Token sampling: penalties, temperature, top-k, top-p, min-p, with a seeded RNG so that the
 //! same seed gives the same output. Temperature 0 is greedy (argmax).
 
-use rand::distr::Distribution;
 use rand::SeedableRng;
 use std::collections::HashMap;
 
@@ -93,55 +92,71 @@ impl Sampler {
     }
 
     /// Picks the next token from the raw logits of the last position.
+    ///
+    /// Never sorts the whole vocabulary: top-k is a selection, min-p a filter, and top-p sorts
+    /// only as many of the most likely candidates as its mass needs (a few hundred, growing
+    /// when they do not reach it). Sums are in f64 over the candidates in a fixed order, and
+    /// the draw walks them in that order, so a seed gives the same tokens every time.
     pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
         self.penalise(logits);
         let p = &self.params;
-        if p.temperature <= 0.0 || p.top_k == 1 {
+        if p.temperature <= 0.0 || p.top_k == 1 || logits.len() < 2 {
             return argmax(logits);
         }
-        // Candidates sorted by logit, descending.
+        let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
+        // The candidates: the top k, or every token.
         let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-        let k = if p.top_k > 0 {
-            p.top_k.min(idx.len())
-        } else {
-            idx.len()
-        };
-        if k < idx.len() {
-            idx.select_nth_unstable_by(k - 1, |&a, &b| {
-                logits[b as usize].total_cmp(&logits[a as usize])
-            });
-            idx.truncate(k);
+        if p.top_k > 0 && p.top_k < idx.len() {
+            idx.select_nth_unstable_by(p.top_k - 1, by_logit);
+            idx.truncate(p.top_k);
         }
-        idx.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-        let max = logits[idx[0] as usize];
-        let mut probs: Vec<f32> = idx
+        let max = idx
             .iter()
-            .map(|&i| ((logits[i as usize] - max) / p.temperature).exp())
-            .collect();
-        let sum: f32 = probs.iter().sum();
-        probs.iter_mut().for_each(|x| *x /= sum);
-        // min-p relative to the most likely token.
-        let mut keep = probs.len();
+            .map(|&i| logits[i as usize])
+            .fold(f32::NEG_INFINITY, f32::max);
+        let weight = |i: u32| ((logits[i as usize] - max) / p.temperature).exp();
+        let total: f64 = idx.iter().map(|&i| weight(i) as f64).sum();
+        // min-p relative to the most likely token (whose weight is exp(0) = 1).
         if p.min_p > 0.0 {
-            let floor = probs[0] * p.min_p;
-            keep = probs.iter().take_while(|&&x| x >= floor).count().max(1);
+            idx.retain(|&i| weight(i) >= p.min_p);
         }
-        // top-p over what is left.
+        // top-p: the most likely candidates until their mass reaches top_p of the total.
         if p.top_p < 1.0 {
-            let mut acc = 0.0;
-            let mut n = 0;
-            for &x in &probs[..keep] {
-                acc += x;
-                n += 1;
-                if acc >= p.top_p {
+            let need = p.top_p as f64 * total;
+            let mut sorted = 0;
+            let mut mass = 0f64;
+            let mut take = 256;
+            'grow: loop {
+                let end = take.min(idx.len());
+                let rest = &mut idx[sorted..];
+                if end - sorted < rest.len() {
+                    rest.select_nth_unstable_by(end - sorted - 1, by_logit);
+                }
+                idx[sorted..end].sort_unstable_by(by_logit);
+                for n in sorted..end {
+                    mass += weight(idx[n]) as f64;
+                    if mass >= need {
+                        idx.truncate(n + 1);
+                        break 'grow;
+                    }
+                }
+                if end == idx.len() {
                     break;
                 }
+                sorted = end;
+                take *= 4;
             }
-            keep = n.max(1);
         }
-        let dist =
-            rand::distr::weighted::WeightedIndex::new(&probs[..keep]).expect("positive weights");
-        idx[dist.sample(&mut self.rng)]
+        let kept: f64 = idx.iter().map(|&i| weight(i) as f64).sum();
+        let mut target = rand::Rng::random::<f64>(&mut self.rng) * kept;
+        for &i in &idx {
+            target -= weight(i) as f64;
+            if target < 0.0 {
+                return i;
+            }
+        }
+        // Rounding left a sliver past the last candidate: the last one.
+        idx.last().copied().unwrap_or_else(|| argmax(logits))
     }
 }
 
@@ -203,6 +218,54 @@ mod tests {
         assert!((0..100).all(|_| s.sample(&mut logits.clone()) == 0));
         let mut s = Sampler::new(params(|p| p.min_p = 0.5), &[]);
         assert!((0..100).all(|_| s.sample(&mut logits.clone()) < 2));
+    }
+
+    /// Over a vocabulary far larger than the first sorted slice, top-p keeps exactly the
+    /// nucleus a full sort gives (the most likely tokens until their mass reaches top-p), and
+    /// draws follow the weights.
+    #[test]
+    fn top_p_keeps_the_nucleus_of_a_full_sort() {
+        let vocab = 5000;
+        let logits: Vec<f32> = (0..vocab)
+            .map(|i| ((i * 7919) % 1000) as f32 / 150.0)
+            .collect();
+        for top_p in [0.3f32, 0.9, 0.99] {
+            // The definition: sort everything, accumulate normalised probabilities.
+            let mut order: Vec<usize> = (0..vocab).collect();
+            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+            let max = logits[order[0]];
+            let w: Vec<f64> = logits.iter().map(|l| ((l - max) as f64).exp()).collect();
+            let total: f64 = w.iter().sum();
+            let mut acc = 0.0;
+            let mut nucleus = std::collections::HashSet::new();
+            for &i in &order {
+                nucleus.insert(i as u32);
+                acc += w[i] / total;
+                if acc >= top_p as f64 {
+                    break;
+                }
+            }
+            let mut s = Sampler::new(params(|p| p.top_p = top_p), &[]);
+            let draws: Vec<u32> = (0..300).map(|_| s.sample(&mut logits.clone())).collect();
+            assert!(
+                draws.iter().all(|t| nucleus.contains(t)),
+                "top_p {top_p}: a draw outside the nucleus of {}",
+                nucleus.len()
+            );
+            if top_p > 0.5 {
+                // A wide nucleus is sampled widely, not just its head.
+                let distinct: std::collections::HashSet<_> = draws.iter().collect();
+                assert!(distinct.len() > 20, "top_p {top_p}: {}", distinct.len());
+            }
+        }
+        // Without top-p every token is a candidate; the same seed draws the same tokens.
+        let run = || {
+            let mut s = Sampler::new(params(|_| {}), &[]);
+            (0..100)
+                .map(|_| s.sample(&mut logits.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
     }
 
     #[test]

@@ -7,6 +7,13 @@
 //! the same passes as the others' decode steps, so a new long prompt does not stall them for
 //! its whole prefill. Sequences join when their first chunk comes and leave when they end,
 //! between passes.
+//!
+//! A leader waits only for sequences known to be on their way: those that entered or got
+//! their last pass's result and have not stepped since (sampling, streaming). It waits for
+//! them up to half the last pass's time (a missed step waits a whole pass, then runs in a
+//! smaller one); a sequence that once kept a pass waiting that long (a client reading its
+//! stream slowly, whose slot blocks on the full stream) is waited for only briefly until it
+//! comes in time again.
 
 use crate::llm::model::{CausalLm, DecodeStep, KvState};
 use crate::{Error, Result};
@@ -15,9 +22,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// How long a leader waits for the steps of sequences still decoding (their sampling and
-/// streaming between two steps takes well under this).
+/// How long a leader waits at least for the steps of sequences on their way (their sampling
+/// and streaming between two steps takes well under this on an idle machine), and how long
+/// for a sequence that came late before.
 const GATHER: Duration = Duration::from_millis(3);
+
+/// The longest a leader waits for sequences on their way (half the last pass's time, within
+/// [`GATHER`] and this).
+const GATHER_MAX: Duration = Duration::from_millis(40);
 
 /// Most prompt rows one pass takes beside decode steps (more chunks wait for the next pass;
 /// one chunk always goes, whatever its size). A decode step then waits for at most this
@@ -45,21 +57,39 @@ pub struct BatchStats {
 /// A step waiting for a pass.
 struct Pending {
     ticket: u64,
+    /// The sequence's id ([`Decoding`]).
+    sequence: u64,
     step: DecodeStep,
     /// A prompt chunk (else a decode step).
     prompt: bool,
 }
 
+/// Where a sequence counted by [`StepBatcher::enter`] stands.
+#[derive(Default)]
+struct Sequence {
+    /// It has no step waiting or in a pass: it is preparing its next one (or ending).
+    on_its_way: bool,
+    /// It kept the last leader that waited for it waiting past [`GATHER`] without coming:
+    /// waited for only that long until it comes in time.
+    late: bool,
+}
+
 #[derive(Default)]
 struct State {
-    /// Sequences between their first prompt chunk and their end (their steps come here).
-    decoding: usize,
+    /// Sequences between their first prompt chunk and their end (their steps come here), by
+    /// id.
+    sequences: HashMap<u64, Sequence>,
+    next_sequence: u64,
+    /// How long the last pass with decode steps took.
+    last_pass: Duration,
     /// Steps waiting for a pass.
     pending: Vec<Pending>,
     /// Finished steps, by ticket: logits and the extended cache, or why the pass failed.
     done: HashMap<u64, std::result::Result<(Vec<f32>, KvState), String>>,
     /// A pass is being gathered or run.
     leading: bool,
+    /// A leader is waiting for the steps of sequences on their way.
+    gathering: bool,
     next_ticket: u64,
     stats: BatchStats,
 }
@@ -103,13 +133,49 @@ pub struct StepBatcher {
     changed: Condvar,
 }
 
-/// A sequence counted as decoding until dropped.
-pub struct Decoding(Arc<StepBatcher>);
+/// A sequence counted as decoding until dropped; its steps and prompt chunks go through it.
+pub struct Decoding {
+    batcher: Arc<StepBatcher>,
+    id: u64,
+}
 
 impl Drop for Decoding {
     fn drop(&mut self) {
-        self.0.lock().decoding -= 1;
-        self.0.changed.notify_all();
+        self.batcher.lock().sequences.remove(&self.id);
+        self.batcher.changed.notify_all();
+    }
+}
+
+impl Decoding {
+    /// Feeds `token` at `position` to this sequence, whose cache `model` holds, in a pass
+    /// shared with whatever other sequences step now, and returns its logits. `model` keeps
+    /// the extended cache. Runs within the shared compute budget.
+    pub fn step(&self, model: &mut dyn CausalLm, token: u32, position: usize) -> Result<Vec<f32>> {
+        self.batcher
+            .run(self.id, model, vec![token], position, false)
+    }
+
+    /// Feeds a chunk of this sequence's prompt, `tokens` at `position` (0 starts the
+    /// sequence), in a pass shared with the decode steps of the other sequences, and returns
+    /// the logits of its last token, exactly as feeding the chunk alone would. `model` keeps
+    /// the extended cache.
+    pub fn feed_prompt(
+        &self,
+        model: &mut dyn CausalLm,
+        tokens: &[u32],
+        position: usize,
+    ) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::internal("an empty prompt chunk"));
+        }
+        self.batcher
+            .run(self.id, model, tokens.to_vec(), position, true)
+    }
+
+    /// Sequences counted now, this one included: a prompt is fed in smaller chunks when
+    /// others are among them.
+    pub fn sequences(&self) -> usize {
+        self.batcher.lock().sequences.len()
     }
 }
 
@@ -123,10 +189,22 @@ impl StepBatcher {
     }
 
     /// Counts a sequence as decoding (leaders wait briefly for its steps and prompt chunks)
-    /// until the guard drops.
+    /// until the guard drops; its steps go through the guard.
     pub fn enter(self: &Arc<Self>) -> Decoding {
-        self.lock().decoding += 1;
-        Decoding(self.clone())
+        let mut state = self.lock();
+        let id = state.next_sequence;
+        state.next_sequence += 1;
+        state.sequences.insert(
+            id,
+            Sequence {
+                on_its_way: true,
+                late: false,
+            },
+        );
+        Decoding {
+            batcher: self.clone(),
+            id,
+        }
     }
 
     /// The counters now.
@@ -134,36 +212,55 @@ impl StepBatcher {
         self.lock().stats
     }
 
-    /// Sequences counted by [`StepBatcher::enter`] now (the caller's own included, when it
-    /// entered): a prompt is fed in smaller chunks when others are among them.
+    /// Sequences counted by [`StepBatcher::enter`] now.
     pub fn sequences(&self) -> usize {
-        self.lock().decoding
+        self.lock().sequences.len()
     }
 
-    /// Feeds `token` at `position` to the sequence whose cache `model` holds, in a pass shared
-    /// with whatever other sequences step now, and returns its logits. `model` keeps the
-    /// extended cache. Runs within the shared compute budget.
-    pub fn step(&self, model: &mut dyn CausalLm, token: u32, position: usize) -> Result<Vec<f32>> {
-        self.run(model, vec![token], position, false)
-    }
-
-    /// Feeds a chunk of a prompt, `tokens` at `position` (0 starts the sequence), in a pass
-    /// shared with the decode steps of the other sequences, and returns the logits of its last
-    /// token, exactly as feeding the chunk alone would. `model` keeps the extended cache.
-    pub fn feed_prompt(
-        &self,
-        model: &mut dyn CausalLm,
-        tokens: &[u32],
-        position: usize,
-    ) -> Result<Vec<f32>> {
-        if tokens.is_empty() {
-            return Err(Error::internal("an empty prompt chunk"));
+    /// Waits, as the leader of the next pass, for the sequences on their way: up to half the
+    /// last pass's time (within [`GATHER`] and [`GATHER_MAX`]) for those that came in time
+    /// before, up to [`GATHER`] for late ones. Those that do not come are marked late.
+    fn gather<'a>(&self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let start = Instant::now();
+        let long = (state.last_pass / 2).clamp(GATHER, GATHER_MAX);
+        state.gathering = true;
+        loop {
+            let (mut in_time, mut late) = (false, false);
+            for s in state.sequences.values().filter(|s| s.on_its_way) {
+                if s.late {
+                    late = true;
+                } else {
+                    in_time = true;
+                }
+            }
+            let wait = match (in_time, late) {
+                (true, _) => long,
+                (false, true) => GATHER,
+                (false, false) => break,
+            };
+            let now = Instant::now();
+            let deadline = start + wait;
+            if now >= deadline {
+                break;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
-        self.run(model, tokens.to_vec(), position, true)
+        state.gathering = false;
+        for s in state.sequences.values_mut() {
+            if s.on_its_way {
+                s.late = true;
+            }
+        }
+        state
     }
 
     fn run(
         &self,
+        sequence: u64,
         model: &mut dyn CausalLm,
         tokens: Vec<u32>,
         position: usize,
@@ -185,9 +282,16 @@ impl StepBatcher {
         state.next_ticket += 1;
         state.pending.push(Pending {
             ticket,
+            sequence,
             step: DecodeStep { tokens, kv },
             prompt,
         });
+        // In time: a leader is waiting for steps, or none is running a pass.
+        let in_time = state.gathering || !state.leading;
+        if let Some(s) = state.sequences.get_mut(&sequence) {
+            s.on_its_way = false;
+            s.late &= !in_time;
+        }
         self.changed.notify_all();
         loop {
             if let Some(result) = state.done.remove(&ticket) {
@@ -203,33 +307,26 @@ impl StepBatcher {
                 state = self.wait(state);
                 continue;
             }
-            // Lead a pass: gather the other decoding sequences' steps for a moment.
+            // Lead a pass: gather the steps of the sequences on their way for a moment.
             state.leading = true;
-            let deadline = Instant::now() + GATHER;
-            while state.pending.len() < state.decoding {
-                let now = Instant::now();
-                if now >= deadline {
-                    break;
-                }
-                state = self
-                    .changed
-                    .wait_timeout(state, deadline - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
+            state = self.gather(state);
             let pass = state.take_pass();
             drop(state);
             let decode = pass.iter().filter(|p| !p.prompt).count();
             let chunks = pass.len() - decode;
             let mut tickets = Vec::with_capacity(pass.len());
             let mut steps = Vec::with_capacity(pass.len());
+            let mut sequences = Vec::with_capacity(pass.len());
             for p in pass {
                 tickets.push(p.ticket);
+                sequences.push(p.sequence);
                 steps.push(p.step);
             }
+            let began = Instant::now();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 crate::compute::with_budget(|| model.decode_batch(&mut steps))
             }));
+            let took = began.elapsed();
             let outcome = match outcome {
                 Ok(Ok(Some(logits))) if logits.len() == steps.len() => Ok(logits),
                 Ok(Ok(_)) => Err("this model cannot batch decode steps".to_owned()),
@@ -240,6 +337,15 @@ impl StepBatcher {
                 )),
             };
             state = self.lock();
+            if decode > 0 {
+                state.last_pass = took;
+            }
+            // Each sequence of the pass is on its way to its next step (or its end).
+            for id in sequences {
+                if let Some(s) = state.sequences.get_mut(&id) {
+                    s.on_its_way = true;
+                }
+            }
             state.stats.passes += u64::from(decode > 0);
             state.stats.steps += decode as u64;
             state.stats.largest = state.stats.largest.max(decode);
