@@ -516,7 +516,7 @@ impl WhisperNet {
 
     /// Encoder states `[b, 1500, d]` of features `[b, n_mels, 3000]` (each window of the
     /// batch computed as alone), on a pool thread. The convolutions are candle's; the layers
-    /// run on slices: `gemm` with bias and residual in place ([`Lin::forward_rows`]), our layer
+    /// run on slices: `gemm` with bias and residual in place (`Lin::forward_rows`), our layer
     /// norm and vectorised GELU on the pool, the attention through
     /// `attention::encoder_attention`.
     pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
