@@ -17,14 +17,17 @@ pub fn load(path: impl AsRef<Path>) -> tokenizers::Result<Tokenizer> {
 
 /// `Tokenizer::from_bytes` plus the checks.
 pub fn from_bytes(bytes: &[u8]) -> tokenizers::Result<Tokenizer> {
-    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(bytes) {
-        if let Some(name) = undefined_template_token(&json) {
-            return Err(format!(
-                "the tokenizer is inconsistent (its post-processor's template names the special \
-                 token {name:?}, which its special_tokens do not define)"
-            )
-            .into());
-        }
+    // Not JSON at all is refused here: the crate's decoder section `expect`s its own parse,
+    // so malformed JSON inside it (a raw control character in a string) panics (found by
+    // fuzzing).
+    let json = serde_json::from_slice::<serde_json::Value>(bytes)
+        .map_err(|e| format!("the tokenizer file is not valid JSON: {e}"))?;
+    if let Some(name) = undefined_template_token(&json) {
+        return Err(format!(
+            "the tokenizer is inconsistent (its post-processor's template names the special \
+             token {name:?}, which its special_tokens do not define)"
+        )
+        .into());
     }
     checked(Tokenizer::from_bytes(bytes)?)
 }
@@ -85,6 +88,20 @@ mod tests {
             "special_tokens": {}},
         "decoder": null,
         "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "hello": 1}, "unk_token": "[UNK]"}}"#;
+
+    #[test]
+    fn malformed_json_is_refused_before_the_crate_parses_it() {
+        // A raw control character inside the decoder's string: the crate's decoder parse
+        // panicked on it (`expect("Helper")`); kept in fuzz/regressions/tokenizer_json.
+        let found = include_bytes!(
+            "../../fuzz/regressions/tokenizer_json/crash-57c19625041e2053a6b9ab613d41e24ef1195a75"
+        );
+        let small = b"{\"model\": {\"type\": \"WordLevel\", \"vocab\": {}, \"unk_token\": \"x\"},\n \"decoder\": {\"type\": \"Fuse\x01\"}}";
+        for bytes in [&found[..], &small[..]] {
+            let err = super::from_bytes(bytes).unwrap_err().to_string();
+            assert!(err.contains("not valid JSON"), "{err}");
+        }
+    }
 
     #[test]
     fn a_tokenizer_that_panics_on_encode_is_refused_at_load() {
