@@ -32,13 +32,18 @@ pub fn from_bytes(bytes: &[u8]) -> tokenizers::Result<Tokenizer> {
     checked(Tokenizer::from_bytes(bytes)?)
 }
 
-/// The first special token that a `TemplateProcessing` post-processor (anywhere in the file,
-/// a `Sequence` of processors included) names in its `single` or `pair` template without
+/// The first special token that a `TemplateProcessing`-shaped post-processor (anywhere in the
+/// file, a `Sequence` of processors included) names in its `single` or `pair` template without
 /// defining it in its `special_tokens`.
 fn undefined_template_token(value: &serde_json::Value) -> Option<String> {
     match value {
         serde_json::Value::Object(map) => {
-            if map.get("type").and_then(|t| t.as_str()) == Some("TemplateProcessing") {
+            // By shape, not by `type`: the crate's untagged fallback reads an object with these
+            // fields as a TemplateProcessing whatever its `type` says (found by fuzzing: a
+            // misspelt "TdmplateProcessing").
+            let template_shaped = map.contains_key("special_tokens")
+                && (map.contains_key("single") || map.contains_key("pair"));
+            if template_shaped {
                 let defined = map.get("special_tokens").and_then(|t| t.as_object());
                 for template in ["single", "pair"] {
                     let pieces = map.get(template).and_then(|t| t.as_array());
@@ -101,6 +106,16 @@ mod tests {
             let err = super::from_bytes(bytes).unwrap_err().to_string();
             assert!(err.contains("not valid JSON"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_template_with_a_misspelt_type_is_still_checked() {
+        // The crate reads it as a TemplateProcessing anyway; its pair names "[SEP](".
+        let found = include_bytes!(
+            "../../fuzz/regressions/tokenizer_json/crash-a7c8f2a135c71fc8784d029559064541ec8f482e"
+        );
+        let err = super::from_bytes(found).unwrap_err().to_string();
+        assert!(err.contains("[SEP]("), "{err}");
     }
 
     #[test]
