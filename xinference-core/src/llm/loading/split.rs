@@ -2,6 +2,7 @@
 //! part holds the metadata and each part its own tensors. They load as one file: a reader over
 //! the parts laid end to end, and one [`Content`] whose tensor offsets point into it.
 
+use super::joined::{Joined, Pieces};
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use std::fs::File;
@@ -44,51 +45,26 @@ fn split_name(name: &str) -> Option<(&str, usize)> {
     (count >= 1).then_some((stem, count))
 }
 
+/// The parts' files, read by [`Joined`].
+pub(super) struct PartFiles(Vec<File>);
+
+impl Pieces for PartFiles {
+    fn read_piece(&mut self, index: usize, within: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let file = &mut self.0[index];
+        file.seek(SeekFrom::Start(within))?;
+        file.read(buf)
+    }
+}
+
 /// The parts laid end to end as one seekable file.
-pub(super) struct Parts {
-    files: Vec<File>,
-    /// Where each part starts in the whole.
-    starts: Vec<u64>,
-    len: u64,
-    pos: u64,
-}
-
-impl Read for Parts {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos >= self.len || buf.is_empty() {
-            return Ok(0);
-        }
-        let i = self.starts.partition_point(|&s| s <= self.pos) - 1;
-        let end = self.starts.get(i + 1).copied().unwrap_or(self.len);
-        let want = buf.len().min((end - self.pos) as usize);
-        let file = &mut self.files[i];
-        file.seek(SeekFrom::Start(self.pos - self.starts[i]))?;
-        let n = file.read(&mut buf[..want])?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for Parts {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        let pos = match to {
-            SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => self.len.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        self.pos = pos.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
-        Ok(self.pos)
-    }
-}
+pub(super) type Parts = Joined<PartFiles>;
 
 /// Opens a GGUF (a single file or the first of its parts): its content, with the tensors of
 /// every part, and a reader for them.
 pub(super) fn open(path: &Path) -> Result<(Content, Parts)> {
     let paths = part_paths(path)?;
     let mut files = Vec::with_capacity(paths.len());
-    let mut starts = Vec::with_capacity(paths.len());
+    let mut lens = Vec::with_capacity(paths.len());
     let mut merged: Option<Content> = None;
     let mut len = 0u64;
     for part in &paths {
@@ -122,20 +98,12 @@ pub(super) fn open(path: &Path) -> Result<(Content, Parts)> {
                 }
             }
         }
-        starts.push(len);
+        lens.push(size);
         files.push(file);
         len += size;
     }
     let content = merged.ok_or_else(|| Error::bad_request("no GGUF file given"))?;
-    Ok((
-        content,
-        Parts {
-            files,
-            starts,
-            len,
-            pos: 0,
-        },
-    ))
+    Ok((content, Joined::new(PartFiles(files), lens)))
 }
 
 #[cfg(test)]
@@ -162,12 +130,7 @@ mod tests {
             std::fs::write(&p, bytes).unwrap();
             files.push(File::open(&p).unwrap());
         }
-        let mut parts = Parts {
-            files,
-            starts: vec![0, 3, 3],
-            len: 7,
-            pos: 0,
-        };
+        let mut parts = Joined::new(PartFiles(files), [3, 0, 4]);
         let mut all = String::new();
         parts.read_to_string(&mut all).unwrap();
         assert_eq!(all, "abcdefg");

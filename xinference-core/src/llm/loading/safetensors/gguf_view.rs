@@ -7,12 +7,12 @@
 //! The decoder copies each tensor once into its own memory while loading; the maps are dropped
 //! after (one copy of the weights).
 
+use super::super::joined::{Joined, Pieces};
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, TensorInfo, Value, VersionedMagic};
 use candle_core::quantized::GgmlDType;
 use candle_core::safetensors::MmapedSafetensors;
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 /// Where a run of the view's bytes comes from.
@@ -337,68 +337,39 @@ impl View {
             tensor_infos: self.infos,
             tensor_data_offset: 0,
         };
-        let mut starts = Vec::with_capacity(self.segments.len());
-        let mut at = 0u64;
-        for s in &self.segments {
-            starts.push(at);
-            at += s.len() as u64;
-        }
-        let reader = ViewReader {
-            st: self.st,
-            segments: self.segments,
-            starts,
-            len: self.len,
-            pos: 0,
-        };
+        let lens: Vec<u64> = self.segments.iter().map(|s| s.len() as u64).collect();
+        let reader = Joined::new(
+            ViewSegments {
+                st: self.st,
+                segments: self.segments,
+            },
+            lens,
+        );
         (content, reader)
     }
 }
 
-/// The view's bytes as one seekable file.
-pub(super) struct ViewReader {
+/// The view's segments, read by [`Joined`].
+pub(super) struct ViewSegments {
     st: Arc<MmapedSafetensors>,
     segments: Vec<Segment>,
-    starts: Vec<u64>,
-    len: u64,
-    pos: u64,
 }
 
-impl Read for ViewReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos >= self.len || buf.is_empty() {
-            return Ok(0);
-        }
-        let i = self.starts.partition_point(|&s| s <= self.pos) - 1;
-        let within = (self.pos - self.starts[i]) as usize;
-        let n = match &self.segments[i] {
+impl Pieces for ViewSegments {
+    fn read_piece(&mut self, index: usize, within: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let within = within as usize;
+        let bytes = match &self.segments[index] {
             Segment::Stored { name, start, len } => {
                 let view = self.st.get(name).map_err(std::io::Error::other)?;
-                let bytes = &view.data()[*start..*start + *len];
-                let n = buf.len().min(len - within);
-                buf[..n].copy_from_slice(&bytes[within..within + n]);
-                n
+                &view.data()[*start..*start + *len][within..]
             }
-            Segment::Owned(bytes) => {
-                let n = buf.len().min(bytes.len() - within);
-                buf[..n].copy_from_slice(&bytes[within..within + n]);
-                n
-            }
+            Segment::Owned(bytes) => &bytes[within..],
         };
-        self.pos += n as u64;
+        let n = buf.len().min(bytes.len());
+        buf[..n].copy_from_slice(&bytes[..n]);
         Ok(n)
     }
 }
 
-impl Seek for ViewReader {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        let pos = match to {
-            SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => self.len.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        self.pos = pos.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
-        Ok(self.pos)
-    }
-}
+/// The view's bytes as one seekable file.
+pub(super) type ViewReader = Joined<ViewSegments>;
