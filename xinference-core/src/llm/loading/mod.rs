@@ -7,6 +7,7 @@
 
 mod gguf;
 mod gguf_header;
+mod gguf_tokenizer;
 mod safetensors;
 mod split;
 mod spm;
