@@ -139,3 +139,10 @@ fn smollm2_batched_sequences_match_solo_greedy() {
 fn qwen_batched_sequences_match_solo_greedy() {
     check(&qwen_gguf());
 }
+
+/// The tiny Gemma 4 fixture (sliding-window blocks of 8 positions, blocks sharing another's
+/// keys, per-layer embeddings), Q8_0.
+#[test]
+fn gemma4_tiny_batched_sequences_match_solo_greedy() {
+    check(&common::logit_checks::tiny_gguf_dir().join("gemma4/tiny-Q8_0.gguf"));
+}

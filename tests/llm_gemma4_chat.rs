@@ -7,6 +7,7 @@
 mod common;
 
 use common::logit_checks::{floats, tiny_gguf_dir, tiny_gguf_reference};
+use common::tiny_families::decisive_steps;
 use common::{token_ids as ids, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -62,10 +63,7 @@ async fn tiny_gemma4_chats_greedily_as_llama_cpp_does() {
     // token.
     let greedy = ids(&chat["greedy_ids"]);
     let margins = floats(&chat["greedy_margins"]);
-    let upto = margins
-        .iter()
-        .position(|&m| m < NEAR_TIE)
-        .map_or(greedy.len(), |i| i + 1);
+    let upto = decisive_steps(&margins, NEAR_TIE, true).min(greedy.len());
     let upto = greedy[..upto]
         .iter()
         .position(|t| *t == turn_end)

@@ -16,7 +16,8 @@ mod common;
 use common::logit_checks::{
     floats, greedy, max_abs_diff, tiny_gguf_dir as fixtures, tiny_gguf_reference as reference,
 };
-use common::{run_python, token_ids as ids, TestServer};
+use common::tiny_families::{check_cases, decisive_steps, launch_and_chat};
+use common::{token_ids as ids, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -63,47 +64,19 @@ fn check_file(arch: &str, record: &Value) -> f32 {
     let mut engine = LlmEngine::load_gguf(&path, None, &[], &[])
         .unwrap_or_else(|e| panic!("{arch}/{file}: {e}"));
     let tol = tolerance(file);
-    let mut worst = 0.0f32;
-    for case in record["cases"].as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
-        let prompt = ids(&case["prompt_ids"]);
-        let expected = ids(&case["greedy_ids"]);
-        let margins = floats(&case["greedy_margins"]);
-        let (logits, tokens) = greedy(&mut engine, &prompt, expected.len());
-        let diff = max_abs_diff(&logits, &floats(&case["last_logits"]));
-        // Identical up to and including the first near-tie step (a top-2 gap under
-        // NEAR_TIE). For the types below 8 bits, whose logits stand further from llama.cpp's,
-        // identical before the first step whose gap is under twice their tolerance (where a
-        // difference the tolerance allows may decide).
-        let low_bit = LOW_BIT.iter().any(|q| file.contains(q));
-        let tie = if low_bit {
-            NEAR_TIE.max(2.0 * tol)
+    // Identical up to and including the first near-tie step (a top-2 gap under NEAR_TIE). For
+    // the types below 8 bits, whose logits stand further from llama.cpp's, identical before the
+    // first step whose gap is under twice their tolerance (where a difference the tolerance
+    // allows may decide).
+    let low_bit = LOW_BIT.iter().any(|q| file.contains(q));
+    let steps = |m: &[f32]| {
+        if low_bit {
+            decisive_steps(m, NEAR_TIE.max(2.0 * tol), false)
         } else {
-            NEAR_TIE
-        };
-        let upto = margins
-            .iter()
-            .position(|&m| m < tie)
-            .map_or(expected.len(), |i| if low_bit { i } else { i + 1 });
-        println!(
-            "{arch:8} {file:18} {name:12} max |logit diff| {diff:.2e} (tolerance {tol:.0e}); \
-             greedy {}/{} compared, identical: {}",
-            upto,
-            expected.len(),
-            tokens[..upto] == expected[..upto]
-        );
-        worst = worst.max(diff);
-        assert!(
-            diff < tol,
-            "{arch}/{file} {name}: logits differ from llama.cpp's by {diff}"
-        );
-        assert_eq!(
-            tokens[..upto],
-            expected[..upto],
-            "{arch}/{file} {name}: greedy tokens differ from llama.cpp's"
-        );
-    }
-    worst
+            decisive_steps(m, NEAR_TIE, true)
+        }
+    };
+    check_cases(&mut engine, arch, record, tol, steps, |_| {})
 }
 
 /// Checks the files of every architecture whose name `pick` accepts.
@@ -249,40 +222,12 @@ fn spec_quantization(name: &str) -> &'static str {
 async fn each_family_launches_by_name_and_chats_with_the_openai_client() {
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start(home.path()).await;
-    let client = reqwest::Client::new();
     for arch in architectures() {
         let (name, size) = family(&arch);
         let path = fixtures().join(&arch).join("tiny-Q8_0.gguf");
-        let r = client
-            .post(format!("{}/v1/models", server.url))
-            .json(&json!({
-                "model_uid": format!("tiny-{arch}"),
-                "model_name": name,
-                "model_engine": "llama.cpp",
-                "model_format": "ggufv2",
-                "model_size_in_billions": size,
-                "quantization": spec_quantization(name),
-                "model_path": path,
-            }))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(status, StatusCode::OK, "{arch} as {name}: {v}");
-        let out = run_python(
-            "openai_tiny_chat.py",
-            &[&server.url, &format!("tiny-{arch}")],
-        )
-        .await;
-        assert!(out.contains("openai tiny chat: ok"), "{arch}: {out}");
-        println!("{arch} as {name}: {}", out.trim());
-        let r = client
-            .delete(format!("{}/v1/models/tiny-{arch}", server.url))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{arch}: terminate");
+        let uid = format!("tiny-{arch}");
+        let quantization = spec_quantization(name);
+        launch_and_chat(&server.url, &uid, name, size, quantization, &path).await;
     }
     server.stop().await;
 }

@@ -19,10 +19,10 @@
 mod common;
 
 use common::logit_checks::{
-    floats, greedy, max_abs_diff, tiny_gguf_dir as fixtures, tiny_gguf_reference as reference,
+    floats, max_abs_diff, tiny_gguf_dir as fixtures, tiny_gguf_reference as reference,
 };
-use common::{run_python, token_ids as ids, TestServer};
-use reqwest::StatusCode;
+use common::tiny_families::{check_cases, decisive_steps, launch_and_chat};
+use common::{token_ids as ids, TestServer};
 use serde_json::{json, Value};
 use xinference::llm::LlmEngine;
 
@@ -54,7 +54,8 @@ fn near_tie(tolerance: f32) -> f32 {
 /// 0.122).
 const TRANSFORMERS_F16: f32 = 0.2;
 
-/// Checks one GGUF file against llama.cpp's record; returns the worst logit difference.
+/// Checks one GGUF file against llama.cpp's record (and the F16 file against transformers');
+/// returns the worst logit difference.
 fn check_file(arch: &str, record: &Value, transformers: &[Value]) -> f32 {
     let file = record["file"].as_str().unwrap();
     let path = fixtures().join(arch).join(file);
@@ -62,55 +63,29 @@ fn check_file(arch: &str, record: &Value, transformers: &[Value]) -> f32 {
         .unwrap_or_else(|e| panic!("{arch}/{file}: {e}"));
     assert_eq!(engine.architecture(), arch);
     let tol = tolerance(file);
-    let mut worst = 0.0f32;
-    for case in record["cases"].as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
-        let prompt = ids(&case["prompt_ids"]);
-        let expected = ids(&case["greedy_ids"]);
-        let margins = floats(&case["greedy_margins"]);
-        let (logits, tokens) = greedy(&mut engine, &prompt, expected.len());
-        let diff = max_abs_diff(&logits, &floats(&case["last_logits"]));
-        let upto = margins
-            .iter()
-            .position(|&m| m < near_tie(tol))
-            .unwrap_or(expected.len());
-        println!(
-            "{arch:9} {file:16} {name:12} ({:2} tokens) max |logit diff| {diff:.2e} \
-             (tolerance {tol:.2}); greedy {upto}/{} compared, identical: {}",
-            prompt.len(),
-            expected.len(),
-            tokens[..upto] == expected[..upto]
-        );
-        worst = worst.max(diff);
-        assert!(
-            diff < tol,
-            "{arch}/{file} {name}: logits differ from llama.cpp's by {diff}"
-        );
-        assert_eq!(
-            tokens[..upto],
-            expected[..upto],
-            "{arch}/{file} {name}: greedy tokens differ from llama.cpp's"
-        );
-        if file.contains("F16") {
-            let hf = transformers
-                .iter()
-                .find(|t| t["name"] == case["name"])
-                .unwrap_or_else(|| panic!("{arch}: no transformers record of {name}"));
-            assert_eq!(ids(&hf["prompt_ids"]), prompt, "{arch} {name}");
-            let theirs = floats(&hf["last_logits"]);
-            let ours = max_abs_diff(&logits, &theirs);
-            let llama = max_abs_diff(&floats(&case["last_logits"]), &theirs);
-            println!(
-                "{arch:9} {file:16} {name:12} vs transformers f32: ours {ours:.3}, \
-                 llama.cpp's {llama:.3} (tolerance {TRANSFORMERS_F16})"
-            );
-            assert!(
-                ours < TRANSFORMERS_F16,
-                "{arch} {name}: logits differ from transformers' by {ours}"
-            );
+    let steps = |m: &[f32]| decisive_steps(m, near_tie(tol), false);
+    check_cases(&mut engine, arch, record, tol, steps, |checked| {
+        if !file.contains("F16") {
+            return;
         }
-    }
-    worst
+        let name = checked.name;
+        let hf = transformers
+            .iter()
+            .find(|t| t["name"] == checked.case["name"])
+            .unwrap_or_else(|| panic!("{arch}: no transformers record of {name}"));
+        assert_eq!(ids(&hf["prompt_ids"]), checked.prompt, "{arch} {name}");
+        let theirs = floats(&hf["last_logits"]);
+        let ours = max_abs_diff(&checked.logits, &theirs);
+        let llama = max_abs_diff(&floats(&checked.case["last_logits"]), &theirs);
+        println!(
+            "{arch:9} {file:16} {name:12} vs transformers f32: ours {ours:.3}, \
+             llama.cpp's {llama:.3} (tolerance {TRANSFORMERS_F16})"
+        );
+        assert!(
+            ours < TRANSFORMERS_F16,
+            "{arch} {name}: logits differ from transformers' by {ours}"
+        );
+    })
 }
 
 /// Every quantization of both hybrid fixtures against llama.cpp (and F16 against transformers).
@@ -194,41 +169,12 @@ fn families(arch: &str) -> &'static [(&'static str, &'static str, &'static str)]
 async fn each_hybrid_family_launches_by_name_and_chats_with_the_openai_client() {
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start(home.path()).await;
-    let client = reqwest::Client::new();
     for arch in ARCHITECTURES {
         for (name, size, quantization) in families(arch) {
             let uid = format!("tiny-{arch}-{}", name.replace('.', "-"));
             let size: Value = size.parse::<u32>().map_or(json!(size), |n| json!(n));
             let path = fixtures().join(arch).join("tiny-Q8_0.gguf");
-            let r = client
-                .post(format!("{}/v1/models", server.url))
-                .json(&json!({
-                    "model_uid": uid,
-                    "model_name": name,
-                    "model_engine": "llama.cpp",
-                    "model_format": "ggufv2",
-                    "model_size_in_billions": size,
-                    "quantization": quantization,
-                    "model_path": path,
-                }))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            let v: Value = r.json().await.unwrap();
-            assert_eq!(status, StatusCode::OK, "{arch} as {name} {size}: {v}");
-            let out = run_python("openai_tiny_chat.py", &[&server.url, &uid]).await;
-            assert!(
-                out.contains("openai tiny chat: ok"),
-                "{arch} as {name}: {out}"
-            );
-            println!("{arch} as {name} {size}: {}", out.trim());
-            let r = client
-                .delete(format!("{}/v1/models/{uid}", server.url))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{arch} as {name}: terminate");
+            launch_and_chat(&server.url, &uid, name, size, quantization, &path).await;
         }
     }
     server.stop().await;

@@ -14,11 +14,9 @@
 
 mod common;
 
-use common::logit_checks::{
-    floats, greedy, max_abs_diff, tiny_gguf_dir as fixtures, tiny_gguf_reference as reference,
-};
-use common::{run_python, token_ids as ids, TestServer};
-use reqwest::StatusCode;
+use common::logit_checks::{tiny_gguf_dir as fixtures, tiny_gguf_reference as reference};
+use common::tiny_families::{check_cases, decisive_steps, launch_and_chat};
+use common::TestServer;
 use serde_json::{json, Value};
 
 use xinference::llm::LlmEngine;
@@ -62,38 +60,8 @@ fn check_file(arch: &str, record: &Value) -> f32 {
         .unwrap_or_else(|e| panic!("{arch}/{file}: {e}"));
     assert_eq!(engine.architecture(), arch);
     let tol = tolerance(arch, file);
-    let mut worst = 0.0f32;
-    for case in record["cases"].as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
-        let prompt = ids(&case["prompt_ids"]);
-        let expected = ids(&case["greedy_ids"]);
-        let margins = floats(&case["greedy_margins"]);
-        let (logits, tokens) = greedy(&mut engine, &prompt, expected.len());
-        let diff = max_abs_diff(&logits, &floats(&case["last_logits"]));
-        // Identical before the first near-tie step (whose own choice may go either way).
-        let upto = margins
-            .iter()
-            .position(|&m| m < near_tie(tol))
-            .unwrap_or(expected.len());
-        println!(
-            "{arch:8} {file:18} {name:12} ({:3} tokens) max |logit diff| {diff:.2e} \
-             (tolerance {tol:.2}); greedy {upto}/{} compared, identical: {}",
-            prompt.len(),
-            expected.len(),
-            tokens[..upto] == expected[..upto]
-        );
-        worst = worst.max(diff);
-        assert!(
-            diff < tol,
-            "{arch}/{file} {name}: logits differ from llama.cpp's by {diff}"
-        );
-        assert_eq!(
-            tokens[..upto],
-            expected[..upto],
-            "{arch}/{file} {name}: greedy tokens differ from llama.cpp's"
-        );
-    }
-    worst
+    let steps = |m: &[f32]| decisive_steps(m, near_tie(tol), false);
+    check_cases(&mut engine, arch, record, tol, steps, |_| {})
 }
 
 /// Every quantization of every MoE fixture against llama.cpp.
@@ -149,40 +117,11 @@ fn families(arch: &str) -> &'static [(&'static str, u32, &'static str)] {
 async fn each_moe_family_launches_by_name_and_chats_with_the_openai_client() {
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start(home.path()).await;
-    let client = reqwest::Client::new();
     for arch in ARCHITECTURES {
         for (name, size, quantization) in families(arch) {
             let uid = format!("tiny-{arch}-{}", name.to_lowercase());
             let path = fixtures().join(arch).join("tiny-Q8_0.gguf");
-            let r = client
-                .post(format!("{}/v1/models", server.url))
-                .json(&json!({
-                    "model_uid": uid,
-                    "model_name": name,
-                    "model_engine": "llama.cpp",
-                    "model_format": "ggufv2",
-                    "model_size_in_billions": size,
-                    "quantization": quantization,
-                    "model_path": path,
-                }))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            let v: Value = r.json().await.unwrap();
-            assert_eq!(status, StatusCode::OK, "{arch} as {name}: {v}");
-            let out = run_python("openai_tiny_chat.py", &[&server.url, &uid]).await;
-            assert!(
-                out.contains("openai tiny chat: ok"),
-                "{arch} as {name}: {out}"
-            );
-            println!("{arch} as {name}: {}", out.trim());
-            let r = client
-                .delete(format!("{}/v1/models/{uid}", server.url))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{arch} as {name}: terminate");
+            launch_and_chat(&server.url, &uid, name, json!(size), quantization, &path).await;
         }
     }
     server.stop().await;

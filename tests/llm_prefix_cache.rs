@@ -208,6 +208,46 @@ fn gemma3_reuses_only_what_its_sliding_windows_still_hold() {
     );
 }
 
+/// The tiny Gemma 4 fixture (Q8_0; sliding-window blocks of 8 positions, blocks that read
+/// another block's keys): a continued prompt reuses the whole earlier one and answers with the
+/// same bits as without the cache; a branch further back than the windows hold reuses nothing.
+#[test]
+fn gemma4_reuses_prefixes_its_windows_still_hold_with_the_same_bits() {
+    let path = common::logit_checks::tiny_gguf_dir().join("gemma4/tiny-Q8_0.gguf");
+    let mut cached = LlmEngine::load_gguf(&path, None, &[], &[]).unwrap();
+    let mut plain = LlmEngine::load_gguf(&path, None, &[], &[]).unwrap();
+    plain.set_prefix_cache_budget(0);
+    let p1 = cached
+        .tokenize(&"The library opens at nine and closes at five. ".repeat(4))
+        .unwrap();
+    assert!(p1.len() > 30, "{} tokens", p1.len());
+    let options = GenerateOptions {
+        logprobs: Some(0),
+        ..greedy(8)
+    };
+    let logprobs = |g: &xinference::llm::Generated| -> Vec<f32> {
+        g.logprobs.iter().map(|l| l.logprob).collect()
+    };
+    let g1 = cached.generate(&p1, &options, &mut |_| true).unwrap();
+    assert_eq!(g1.cached_tokens, 0);
+    let mut p2 = p1.clone();
+    p2.extend_from_slice(&g1.tokens);
+    p2.extend(cached.tokenize(" On Sundays").unwrap().into_iter().skip(1));
+    let g2 = cached.generate(&p2, &options, &mut |_| true).unwrap();
+    assert!(g2.cached_tokens >= p1.len(), "{} cached", g2.cached_tokens);
+    let r2 = plain.generate(&p2, &options, &mut |_| true).unwrap();
+    assert_eq!(g2.tokens, r2.tokens, "the cache changes no token");
+    assert_eq!(logprobs(&g2), logprobs(&r2), "the cache changes no bit");
+    // Branching 20 tokens back: the sliding blocks no longer hold those keys.
+    let mut p3 = p1[..p1.len() - 20].to_vec();
+    p3.extend(cached.tokenize(" Closed").unwrap().into_iter().skip(1));
+    let g3 = cached.generate(&p3, &options, &mut |_| true).unwrap();
+    assert_eq!(g3.cached_tokens, 0);
+    let r3 = plain.generate(&p3, &options, &mut |_| true).unwrap();
+    assert_eq!(g3.tokens, r3.tokens);
+    assert_eq!(logprobs(&g3), logprobs(&r3));
+}
+
 /// Over real HTTP: two chats with the same system prompt; the description reports the hit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_description_shows_the_prefix_cache() {

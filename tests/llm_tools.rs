@@ -492,3 +492,76 @@ async fn openai_sdk_tool_calls_and_structured_output() {
     assert!(out.contains("openai tools: ok"), "{out}");
     server.stop().await;
 }
+
+/// Writes the GGUF `src` to `dst` with its `<think>`, `</think>`, `<tool_call>` and
+/// `</tool_call>` tokens user-defined (text), as real Qwen3.5 GGUFs mark them
+/// (`convert_hf_to_gguf.py` from Qwen's `tokenizer.json`, where they are not special); the tiny
+/// fixture made them control tokens, which a grammar's text cannot match.
+fn with_text_tags(src: &std::path::Path, dst: &std::path::Path) {
+    use candle_core::quantized::gguf_file::{self, Content, Value as GgufValue};
+    use candle_core::quantized::QTensor;
+    const USER_DEFINED: i32 = 4;
+    let mut file = std::fs::File::open(src).unwrap();
+    let ct = Content::read(&mut file).unwrap();
+    let tokens: Vec<String> = match &ct.metadata["tokenizer.ggml.tokens"] {
+        GgufValue::Array(t) => t.iter().map(|v| v.to_string().unwrap().clone()).collect(),
+        other => panic!("tokens: {other:?}"),
+    };
+    let mut metadata = ct.metadata.clone();
+    let Some(GgufValue::Array(types)) = metadata.get_mut("tokenizer.ggml.token_type") else {
+        panic!("no token types in {}", src.display());
+    };
+    let mut changed = 0;
+    for (token, kind) in tokens.iter().zip(types.iter_mut()) {
+        if ["<think>", "</think>", "<tool_call>", "</tool_call>"].contains(&token.as_str()) {
+            *kind = GgufValue::I32(USER_DEFINED);
+            changed += 1;
+        }
+    }
+    assert_eq!(changed, 4, "the four tags are in the vocabulary");
+    let tensors: Vec<(&str, QTensor)> = ct
+        .tensor_infos
+        .keys()
+        .map(|n| {
+            (
+                n.as_str(),
+                ct.tensor(&mut file, n, &candle_core::Device::Cpu).unwrap(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+    let md: Vec<(&str, &GgufValue)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut out = std::fs::File::create(dst).unwrap();
+    gguf_file::write(&mut out, &md, &refs).unwrap();
+}
+
+/// Qwen3.5's XML tool calls over real HTTP with the official client: the tiny qwen35 fixture
+/// (its tags made text, as in real Qwen3.5 GGUFs) launched as `qwen3.5` (whose registry
+/// template writes `<function=...>` calls), held to the format by a forced `tool_choice`; the
+/// arguments come back typed by the tool's schema.
+#[tokio::test]
+async fn qwen35_xml_tool_calls_reach_the_openai_sdk_typed_by_the_schema() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let path = home.path().join("tiny-qwen35-Q8_0.gguf");
+    with_text_tags(
+        &common::logit_checks::tiny_gguf_dir().join("qwen35/tiny-Q8_0.gguf"),
+        &path,
+    );
+    let launch = json!({
+        "model_name": "qwen3.5", "model_engine": "llama.cpp", "model_format": "ggufv2",
+        "model_size_in_billions": 9, "quantization": "Q8_0", "model_path": path,
+        "model_uid": "tiny-qwen35",
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/models", server.url))
+        .json(&launch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let out = common::run_python("openai_qwen_xml_tools.py", &[&server.url, "tiny-qwen35"]).await;
+    assert!(out.contains("openai qwen xml tools: ok"), "{out}");
+    println!("{}", out.trim());
+    server.stop().await;
+}

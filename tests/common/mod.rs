@@ -6,6 +6,7 @@ pub mod clips;
 pub mod llama_logits;
 pub mod logit_checks;
 pub mod mock_hub;
+pub mod tiny_families;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -111,15 +111,25 @@ impl Runtime {
             .get("tool_parser")
             .and_then(Value::as_str)
             .and_then(ToolFormat::from_parser_name);
+        // Xinference's `qwen` parser reads Qwen3.5's XML calls too: the registry template
+        // (or the model's own) says which of the two a model is taught.
+        let spec_template_tool_format = family
+            .json
+            .get("chat_template")
+            .and_then(Value::as_str)
+            .and_then(ToolFormat::from_template);
         let spec_reasoning = reasoning_tags(&family.json);
         Ok(Box::new(move |engine: &LlmEngine| {
-            let format = spec_tool_format
-                .or(engine.template_tool_format())
-                .unwrap_or(ToolFormat::Hermes);
+            let template_format = engine.template_tool_format().or(spec_template_tool_format);
+            let format = match (spec_tool_format, template_format) {
+                (Some(ToolFormat::Hermes), Some(ToolFormat::QwenXml)) => ToolFormat::QwenXml,
+                (Some(spec), _) => spec,
+                (None, template) => template.unwrap_or(ToolFormat::Hermes),
+            };
             let (messages, template_tools) = match &tools {
                 Some(t) if engine.template_renders_tools() => (messages, Some(t.tools.raw.clone())),
                 Some(t) => (
-                    describe_tools_in_messages(messages, &tools_system_prompt(&t.tools)),
+                    describe_tools_in_messages(messages, &tools_system_prompt(&t.tools, format)),
                     None,
                 ),
                 None => (messages, None),
@@ -132,18 +142,21 @@ impl Runtime {
                     end: "</think>".into(),
                 })
             });
-            let answer = AnswerFormat {
-                reasoning_opened: reasoning
-                    .as_ref()
-                    .is_some_and(|tags| ReasoningSplitter::prompt_opens_reasoning(&text, tags)),
-                reasoning,
-                tools: tools.as_ref().map(|t| (format, t.tools.clone())),
-                single_call: tools.as_ref().is_some_and(|t| !t.parallel),
-            };
             let grammar = tools
                 .as_ref()
                 .and_then(|t| t.grammar(format))
                 .or(output_grammar);
+            let answer = AnswerFormat {
+                // A grammar holds the answer from its first token, so no reasoning block the
+                // prompt opened is written: the answer is all content.
+                reasoning_opened: grammar.is_none()
+                    && reasoning
+                        .as_ref()
+                        .is_some_and(|tags| ReasoningSplitter::prompt_opens_reasoning(&text, tags)),
+                reasoning,
+                tools: tools.as_ref().map(|t| (format, t.tools.clone())),
+                single_call: tools.as_ref().is_some_and(|t| !t.parallel),
+            };
             Ok(Prepared {
                 prompt: engine.tokenize(&text)?,
                 grammar,

@@ -22,15 +22,17 @@
 //!
 //! Not run: the mixture-of-experts blocks of Gemma 4 26B-A4B (`ffn_gate_inp`), refused with a
 //! clear error. Keys and values are cached in f16 and attention rounds as llama.cpp's CPU path
-//! does (`attention.rs`'s `attend_group`). The cache is not handed out (no prompt-prefix reuse
-//! or batched steps yet): several sequences run on forks.
+//! does (`attention.rs`'s `attend_group`). The cache is handed out for prompt-prefix reuse, and
+//! decode steps of several sequences run in one pass (`gemma4/batch.rs`).
 
 use super::attention::{attend_group, visible};
 use super::{
     f32_tensor, gelu_f16_table, load_output, meta, meta_f32, meta_usize, residual, QLinear, Rope,
-    TokenTable,
+    Rows, TokenTable,
 };
-use crate::llm::model::{CausalLm, LayerKv};
+
+mod batch;
+use crate::llm::model::LayerKv;
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
@@ -360,25 +362,29 @@ impl Gemma4Decoder {
         ))?))
     }
 
-    /// One pass over `tokens` at `position` on the calling thread: the last row's logits.
-    fn forward_here(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
-        let s = tokens.len();
+    /// One pass over the rows of several sequences (`tokens`: each sequence's rows in turn,
+    /// `seqs` their positions and caches) on the calling thread: the last row's logits of
+    /// each. Every product is row by row and each sequence attends over its own cache, so a
+    /// sequence gets the same bits batched as alone.
+    fn forward_rows_here(&self, tokens: &[u32], seqs: &mut [Rows<'_>]) -> Result<Vec<Vec<f32>>> {
         let positions = self.ropes[0].positions();
-        if s == 0 || position + s > positions {
-            return Err(Error::bad_request(format!(
-                "{s} tokens at position {position} do not fit the model's {positions} positions"
-            )));
-        }
-        if position == 0 || self.cache.len() != self.blocks.len() {
-            self.cache = vec![None; self.blocks.len()];
+        for seq in seqs.iter_mut() {
+            let (s, position) = (seq.len, seq.position);
+            if s == 0 || position + s > positions {
+                return Err(Error::bad_request(format!(
+                    "{s} tokens at position {position} do not fit the model's {positions} positions"
+                )));
+            }
+            if position == 0 || seq.cache.len() != self.blocks.len() {
+                *seq.cache = vec![None; self.blocks.len()];
+            }
         }
         let mut h =
             (self.embeddings.rows(tokens)?.unsqueeze(0)? * (self.hidden as f32).sqrt() as f64)?;
         let per_layer = self.per_layer_inputs(tokens, &h)?;
-        let mut cache = std::mem::take(&mut self.cache);
         for (i, block) in self.blocks.iter().enumerate() {
             let x = candle_nn::ops::rms_norm(&h, &block.attn_norm, self.eps)?;
-            let attended = self.attend(block, i, &x, position, &mut cache)?;
+            let attended = self.attend_rows(block, i, &x, seqs)?;
             let y = candle_nn::ops::rms_norm(
                 &block.o.forward_rows(&attended)?,
                 &block.post_attn_norm,
@@ -406,19 +412,58 @@ impl Gemma4Decoder {
         }
         // The sliding-window caches drop what no later query sees, once every block that reads
         // them has run.
-        for (block, kv) in self.blocks.iter().zip(cache.iter_mut()) {
-            if let (Some(w), Some(kv)) = (block.window, kv.as_mut()) {
-                kv.trim_to(w);
+        for seq in seqs.iter_mut() {
+            for (block, kv) in self.blocks.iter().zip(seq.cache.iter_mut()) {
+                if let (Some(w), Some(kv)) = (block.window, kv.as_mut()) {
+                    kv.trim_to(w);
+                }
             }
         }
-        self.cache = cache;
-        let last = h.narrow(1, s - 1, 1)?.squeeze(1)?;
+        // The last row of each sequence, each as alone.
+        let mut last_rows = Vec::with_capacity(seqs.len());
+        let mut end = 0;
+        for seq in seqs.iter() {
+            end += seq.len;
+            last_rows.push(h.narrow(1, end - 1, 1)?.squeeze(1)?);
+        }
+        let last = Tensor::cat(&last_rows, 0)?;
         let last = candle_nn::ops::rms_norm(&last, &self.norm, self.eps)?;
         let mut logits = self.output.forward_rows(&last)?;
         if let Some(cap) = self.softcap {
             logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
         }
-        Ok(logits.flatten_all()?.to_vec1()?)
+        Ok(logits.to_vec2()?)
+    }
+
+    /// Block `i`'s attention for every sequence of the pass, each over its own cache (each on
+    /// its own compute thread when there are several: the same operations as alone).
+    fn attend_rows(
+        &self,
+        block: &Block,
+        i: usize,
+        x: &Tensor,
+        seqs: &mut [Rows<'_>],
+    ) -> Result<Tensor> {
+        if let [seq] = seqs {
+            return self.attend(block, i, x, seq.position, seq.cache);
+        }
+        let mut work = Vec::with_capacity(seqs.len());
+        let mut offset = 0;
+        for seq in seqs.iter_mut() {
+            let len = seq.len;
+            work.push((offset, seq));
+            offset += len;
+        }
+        use rayon::prelude::*;
+        let done: Vec<Result<Tensor>> = work
+            .par_iter_mut()
+            .map(|(offset, seq)| {
+                let rows = x.narrow(1, *offset, seq.len)?;
+                self.attend(block, i, &rows, seq.position, seq.cache)
+            })
+            .collect();
+        let attended = done.into_iter().collect::<Result<Vec<Tensor>>>()?;
+        Ok(Tensor::cat(&attended, 1)?)
     }
 
     /// Attention of block `i` over `x` (`[1, s, hidden]`, normed) at `position`: its own keys
@@ -501,18 +546,6 @@ impl Gemma4Decoder {
             out.chunks_mut(group * hd).enumerate().for_each(item);
         }
         Ok(Tensor::from_vec(out, (1, s, heads * hd), &Device::Cpu)?)
-    }
-}
-
-impl CausalLm for Gemma4Decoder {
-    fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
-        crate::kernels::on_pool(|| self.forward_here(tokens, position))
-    }
-
-    fn fork(&self) -> Option<Box<dyn CausalLm>> {
-        let mut copy = self.clone();
-        copy.cache.clear();
-        Some(Box::new(copy))
     }
 }
 

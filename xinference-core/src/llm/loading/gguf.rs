@@ -11,11 +11,9 @@ use crate::llm::architectures::{Gemma4Decoder, GgufDecoder};
 use crate::llm::model::{CausalLm, LlmParts};
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
 use std::path::{Path, PathBuf};
-use tokenizers::Tokenizer;
 
 /// A quantized causal LM of one of the supported families. Holds its own KV cache.
 pub enum QuantizedModel {
@@ -183,64 +181,6 @@ fn meta_bool(ct: &Content, key: &str) -> Option<bool> {
     }
 }
 
-fn meta_str<'a>(ct: &'a Content, key: &str) -> Option<&'a str> {
-    ct.metadata
-        .get(key)
-        .and_then(|v| v.to_string().ok())
-        .map(String::as_str)
-}
-
-/// candle builds byte-level BPE tokenizers for pre-tokenizer types it does not know (SmolLM2's
-/// `smollm`, `gpt-2`, ...) with a leading-space ByteLevel step, so `system` after a special
-/// token becomes ` system`. llama.cpp uses the GPT-2 split without a prefix space for these.
-fn fix_gpt2_pretokenizer(ct: &Content, tokenizer: &mut Tokenizer) {
-    const HANDLED_BY_CANDLE: &[&str] = &["qwen2", "smaug-bpe", "lfm2", "llama3"];
-    let is_bpe = meta_str(ct, "tokenizer.ggml.model") == Some("gpt2");
-    let pre = meta_str(ct, "tokenizer.ggml.pre").unwrap_or("default");
-    if is_bpe && !HANDLED_BY_CANDLE.contains(&pre) {
-        let byte_level = tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, true);
-        tokenizer.with_pre_tokenizer(Some(byte_level));
-    }
-}
-
-/// candle marks every non-normal GGUF token special, so decoding drops them. User-defined ones
-/// (Qwen's `<tool_call>`, `<think>`, ...) are text, as in llama.cpp and the original
-/// `tokenizer.json`: tool calls and reasoning tags must survive decoding.
-fn user_defined_tokens_are_text(ct: &Content, tokenizer: Tokenizer) -> Result<Tokenizer> {
-    const TOKEN_USER_DEFINED: i32 = 4;
-    let Some(Value::Array(types)) = ct.metadata.get("tokenizer.ggml.token_type") else {
-        return Ok(tokenizer);
-    };
-    let user_defined: std::collections::HashSet<u64> = types
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.to_i32().ok() == Some(TOKEN_USER_DEFINED))
-        .map(|(id, _)| id as u64)
-        .collect();
-    if user_defined.is_empty() {
-        return Ok(tokenizer);
-    }
-    let fail = |e: String| Error::internal(format!("cannot adjust the GGUF tokenizer: {e}"));
-    let mut json: serde_json::Value = serde_json::from_str(
-        &tokenizer
-            .to_string(false)
-            .map_err(|e| fail(e.to_string()))?,
-    )
-    .map_err(|e| fail(e.to_string()))?;
-    if let Some(added) = json["added_tokens"].as_array_mut() {
-        for token in added {
-            if token["id"]
-                .as_u64()
-                .is_some_and(|id| user_defined.contains(&id))
-            {
-                token["special"] = serde_json::Value::Bool(false);
-            }
-        }
-    }
-    std::str::FromStr::from_str(&json.to_string())
-        .map_err(|e: tokenizers::Error| fail(e.to_string()))
-}
-
 /// Loads a GGUF model from `path` (a file, or a folder holding one).
 pub fn load_gguf(path: &Path) -> Result<LlmParts> {
     let file_path = find_gguf(path)?;
@@ -276,22 +216,7 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
     let dir = file_path.parent().unwrap_or(Path::new("."));
     let tokenizer = match crate::tokenizer_file::load(dir.join("tokenizer.json")) {
         Ok(t) => t,
-        Err(_) => {
-            if matches!(
-                meta_str(&ct, "tokenizer.ggml.model"),
-                Some("llama" | "gemma4")
-            ) {
-                super::spm::spm_tokenizer_from_gguf(&ct)?
-            } else {
-                let mut t = Tokenizer::from_gguf(&ct).map_err(|e| {
-                    Error::bad_request(format!(
-                        "cannot build a tokenizer from the GGUF metadata: {e}"
-                    ))
-                })?;
-                fix_gpt2_pretokenizer(&ct, &mut t);
-                user_defined_tokens_are_text(&ct, t)?
-            }
-        }
+        Err(_) => super::gguf_tokenizer::tokenizer_from_gguf(&ct)?,
     };
     // Gemma's turns end with `<end_of_turn>`, which its GGUFs do not name as EOS/EOT; llama.cpp
     // ends generation on it by its text.

@@ -11,6 +11,9 @@ pub enum ToolFormat {
     /// Qwen / Hermes: `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`, one block
     /// per call. Also the built-in format for templates without tool support.
     Hermes,
+    /// Qwen3-Coder / Qwen3.5: `<tool_call>\n<function=NAME>\n<parameter=KEY>\nVALUE\n</parameter>\n
+    /// </function>\n</tool_call>`, values as raw text typed by the tool's schema.
+    QwenXml,
     /// Llama 3.x: a bare `{"name": ..., "parameters": {...}}` object, optionally after
     /// `<|python_tag|>`, several separated by `;`.
     Llama3,
@@ -26,6 +29,7 @@ impl ToolFormat {
     pub fn from_parser_name(name: &str) -> Option<ToolFormat> {
         match name.to_ascii_lowercase().as_str() {
             "qwen" | "qwen2" | "qwen3" | "hermes" => Some(ToolFormat::Hermes),
+            "qwen3_coder" | "qwen3_xml" | "qwen35" | "qwen3.5" => Some(ToolFormat::QwenXml),
             "llama3" | "llama3_json" | "llama" => Some(ToolFormat::Llama3),
             "glm4" | "glm45" | "glm5" | "chatglm" => Some(ToolFormat::Glm4),
             "mistral" => Some(ToolFormat::Mistral),
@@ -35,7 +39,9 @@ impl ToolFormat {
 
     /// The format a chat template asks for, recognised by its markers.
     pub fn from_template(source: &str) -> Option<ToolFormat> {
-        if source.contains("<tool_call>") {
+        if source.contains("<function=") && source.contains("<parameter=") {
+            Some(ToolFormat::QwenXml)
+        } else if source.contains("<tool_call>") {
             Some(ToolFormat::Hermes)
         } else if source.contains("<|python_tag|>") || source.contains("\"parameters\"") {
             Some(ToolFormat::Llama3)
@@ -52,7 +58,7 @@ impl ToolFormat {
     /// only as the whole answer).
     pub(crate) fn call_marker(self) -> Option<&'static str> {
         match self {
-            ToolFormat::Hermes => Some("<tool_call>"),
+            ToolFormat::Hermes | ToolFormat::QwenXml => Some("<tool_call>"),
             ToolFormat::Llama3 => Some("<|python_tag|>"),
             ToolFormat::Mistral => Some("[TOOL_CALLS]"),
             ToolFormat::Glm4 => Some("<tool_call>"),
@@ -94,6 +100,7 @@ impl ToolFormat {
                 more("\n"),
                 call_schema("arguments")
             ),
+            ToolFormat::QwenXml => qwen_xml_grammar(tools, parallel),
             ToolFormat::Llama3 => format!(
                 "start: body{}\nbody: %json {}\n",
                 more("; "),
@@ -150,4 +157,71 @@ fn with_layout(mut schema: Value) -> Value {
         );
     }
     schema
+}
+
+/// Qwen3.5's XML calls: per tool, `<function=NAME>` and its parameters in schema order
+/// (required ones always, the others optional). A string value is raw text ended by
+/// `\n</parameter>` (at most `maxLength` characters when the schema says), an enum of strings
+/// one of its values, anything else JSON valid against its schema.
+fn qwen_xml_grammar(tools: &ToolSet, parallel: bool) -> String {
+    let mut rules = Vec::new();
+    let mut calls = Vec::new();
+    for (i, tool) in tools.tools.iter().enumerate() {
+        let required: Vec<&str> = tool
+            .parameters
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut params = Vec::new();
+        if let Some(props) = tool.parameters.get("properties").and_then(Value::as_object) {
+            for (j, (key, schema)) in props.iter().enumerate() {
+                let open = lark_string(&format!("<parameter={key}>\n"));
+                let close = lark_string("\n</parameter>\n");
+                let value = format!("v_{i}_{j}");
+                let is_string = schema.get("type").and_then(Value::as_str) == Some("string");
+                let strings: Option<Vec<String>> = schema
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .and_then(|e| e.iter().map(|v| v.as_str().map(lark_string)).collect());
+                match strings {
+                    Some(options) if !options.is_empty() => {
+                        rules.push(format!("{value}: {}", options.join(" | ")));
+                        rules.push(format!("p_{i}_{j}: {open} {value} {close}"));
+                    }
+                    _ if is_string => {
+                        let length = match schema.get("maxLength").and_then(Value::as_u64) {
+                            Some(n) => format!("{{0,{n}}}"),
+                            None => "*".to_owned(),
+                        };
+                        rules.push(format!("{value}[suffix={close}]: /(?s:.{length})/"));
+                        rules.push(format!("p_{i}_{j}: {open} {value}"));
+                    }
+                    _ => {
+                        rules.push(format!("{value}: %json {}", with_layout(schema.clone())));
+                        rules.push(format!("p_{i}_{j}: {open} {value} {close}"));
+                    }
+                }
+                let optional = if required.contains(&key.as_str()) {
+                    ""
+                } else {
+                    "?"
+                };
+                params.push(format!("p_{i}_{j}{optional}"));
+            }
+        }
+        rules.push(format!(
+            "call_{i}: {} {} {}",
+            lark_string(&format!("<function={}>\n", tool.name)),
+            params.join(" "),
+            lark_string("</function>")
+        ));
+        calls.push(format!("call_{i}"));
+    }
+    let more = if parallel { " (\"\\n\" body)*" } else { "" };
+    format!(
+        "start: body{more}\nbody: \"<tool_call>\\n\" ({}) \"\\n</tool_call>\"\n{}\n",
+        calls.join(" | "),
+        rules.join("\n")
+    )
 }

@@ -8,6 +8,7 @@ mod format;
 mod parse;
 mod prompt;
 mod stream;
+mod xml;
 
 pub use format::ToolFormat;
 pub use parse::{parse_tool_output, ParsedCall, ParsedOutput};

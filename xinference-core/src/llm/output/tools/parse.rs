@@ -3,6 +3,7 @@
 
 use super::format::ToolFormat;
 use super::prompt::ToolSet;
+use super::xml::xml_call;
 use serde_json::{Map, Value};
 
 /// One call read from the answer.
@@ -43,7 +44,8 @@ impl ParsedOutput {
 /// object small models often write instead of their format, when it names an offered tool).
 pub fn parse_tool_output(format: ToolFormat, text: &str, tools: &ToolSet) -> ParsedOutput {
     let parsed = match format {
-        ToolFormat::Hermes => parse_tagged(text, tools),
+        // Hermes models that write Qwen3.5's XML calls anyway are read too.
+        ToolFormat::Hermes | ToolFormat::QwenXml => parse_tagged(text, tools),
         ToolFormat::Llama3 => parse_llama3(text, tools),
         ToolFormat::Mistral => parse_mistral(text, tools),
         ToolFormat::Glm4 => parse_tagged(text, tools).or_else(|| parse_glm4(text, tools)),
@@ -64,7 +66,8 @@ fn non_empty(text: &str) -> Option<String> {
 }
 
 /// `<tool_call>...</tool_call>` blocks (the last may lack its closing tag at the end of the
-/// answer). Each block holds a JSON call, or GLM-4.5's name + `<arg_key>`/`<arg_value>` pairs.
+/// answer). Each block holds a JSON call, Qwen3.5's `<function=...>` XML call, or GLM-4.5's
+/// name + `<arg_key>`/`<arg_value>` pairs.
 fn parse_tagged(text: &str, tools: &ToolSet) -> Option<ParsedOutput> {
     const OPEN: &str = "<tool_call>";
     const CLOSE: &str = "</tool_call>";
@@ -93,7 +96,10 @@ fn parse_tagged(text: &str, tools: &ToolSet) -> Option<ParsedOutput> {
                 .unwrap_or(0);
             &body[..body.len() - cut]
         };
-        match json_call(body, tools).or_else(|| glm45_call(body, tools)) {
+        match json_call(body, tools)
+            .or_else(|| xml_call(body, tools))
+            .or_else(|| glm45_call(body, tools))
+        {
             Some(call) => calls.push(call),
             // A last call cut off mid-way stays visible as content beside the complete ones.
             None if !closed && !calls.is_empty() => {
@@ -430,5 +436,26 @@ mod tests {
         );
         let out = parse_tool_output(ToolFormat::Glm4, "get_weather\nnot json", &t);
         assert!(out.calls.is_empty());
+    }
+
+    #[test]
+    fn qwen_xml_blocks_are_calls_in_both_qwen_formats() {
+        let text = "Checking.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>";
+        for format in [ToolFormat::QwenXml, ToolFormat::Hermes] {
+            let out = parse_tool_output(format, text, &tools());
+            assert_eq!(out.content.as_deref(), Some("Checking."));
+            assert_eq!(
+                out.calls,
+                vec![call("get_weather", json!({"city": "Paris"}))]
+            );
+        }
+        // Hermes JSON still reads under the XML format, and an unknown function stays text.
+        let json_call = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+        let out = parse_tool_output(ToolFormat::QwenXml, json_call, &tools());
+        assert_eq!(out.calls, vec![call("get_time", json!({}))]);
+        let unknown = "<tool_call>\n<function=launch>\n</function>\n</tool_call>";
+        let out = parse_tool_output(ToolFormat::QwenXml, unknown, &tools());
+        assert!(out.calls.is_empty());
+        assert_eq!(out.content.as_deref(), Some(unknown));
     }
 }

@@ -1,6 +1,7 @@
 //! The tools of a request: validated OpenAI function definitions, and the built-in prompt that
 //! describes them to a model whose chat template has no tool support.
 
+use super::format::ToolFormat;
 use crate::{Error, Result};
 use serde_json::{json, Value};
 
@@ -92,21 +93,27 @@ impl ToolSet {
 }
 
 /// The system-prompt text that teaches a model without template tool support to call `tools`
-/// in the Hermes format.
-pub fn tools_system_prompt(tools: &ToolSet) -> String {
-    let mut text = String::from(
-        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n\
-         You are provided with function signatures within <tools></tools> XML tags:\n<tools>",
-    );
+/// in `format`: Qwen3.5's XML calls for [`ToolFormat::QwenXml`], the Hermes format otherwise.
+pub fn tools_system_prompt(tools: &ToolSet, format: ToolFormat) -> String {
+    let mut text = String::from("# Tools\n\n");
+    text.push_str(if format == ToolFormat::QwenXml {
+        "<tools>"
+    } else {
+        "You may call one or more functions to assist with the user query.\n\n\
+         You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
+    });
     for tool in &tools.raw {
         text.push('\n');
         text.push_str(&tool.to_string());
     }
-    text.push_str(
+    text.push_str(if format == ToolFormat::QwenXml {
+        "\n</tools>\n\nTo call a function, reply only with:\n<tool_call>\n<function=NAME>\n\
+         <parameter=KEY>\nVALUE\n</parameter>\n</function>\n</tool_call>"
+    } else {
         "\n</tools>\n\nFor each function call, return a json object with function name and \
          arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n\
-         {\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>",
-    );
+         {\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"
+    });
     text
 }
 

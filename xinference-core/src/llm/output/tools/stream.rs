@@ -200,4 +200,57 @@ mod tests {
         assert_eq!(content, "get ready: it is sunny");
         assert!(calls.is_empty());
     }
+
+    #[test]
+    fn qwen_xml_calls_are_read_whole_from_any_chunking() {
+        let tools = ToolSet::from_openai(&[json!({"type": "function", "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string"}, "days": {"type": "integer"}, "metric": {"type": "boolean"}
+            }}
+        }})])
+        .unwrap();
+        let text = "I will check.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nSan Francisco\n</parameter>\n<parameter=days>\n3\n</parameter>\n<parameter=metric>\ntrue\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=get_weather>\n<parameter=city>\n10\n</parameter>\n</function>\n</tool_call>";
+        let chars: Vec<char> = text.chars().collect();
+        for step in [1, 2, 5, 11, 10_000] {
+            let mut parser = ToolStreamParser::new(ToolFormat::QwenXml, tools.clone());
+            let mut events = Vec::new();
+            for piece in chars.chunks(step) {
+                let released = parser.push(&piece.iter().collect::<String>());
+                for e in &released {
+                    if let ToolStreamEvent::Content(t) = e {
+                        assert!(!t.contains('<'), "markup leaked at step {step}: {t:?}");
+                    }
+                }
+                events.extend(released);
+            }
+            events.extend(parser.finish());
+            let mut content = String::new();
+            let mut calls = Vec::new();
+            for e in events {
+                match e {
+                    ToolStreamEvent::Content(t) => content.push_str(&t),
+                    ToolStreamEvent::Call { index, call } => calls.push((index, call)),
+                }
+            }
+            assert_eq!(content, "I will check.\n", "step {step}");
+            assert_eq!(calls.len(), 2, "step {step}");
+            assert_eq!(
+                calls[0].1.arguments,
+                json!({"city": "San Francisco", "days": 3, "metric": true})
+            );
+            assert_eq!(
+                (calls[1].0, &calls[1].1.arguments),
+                (1, &json!({"city": "10"}))
+            );
+        }
+    }
+
+    #[test]
+    fn a_qwen_xml_call_cut_off_mid_parameter_comes_back_as_content() {
+        let text = "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar";
+        let (content, calls) = run(ToolFormat::QwenXml, text, 4);
+        assert_eq!(content, text);
+        assert!(calls.is_empty());
+    }
 }
