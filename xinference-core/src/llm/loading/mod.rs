@@ -2,7 +2,8 @@
 //! (the model, tokenizer, chat template and end tokens). GGUF files (`gguf.rs`, with
 //! `gguf_tokenizer.rs` for the vocabularies llama.cpp's BPE pre-tokenizers split, `spm.rs` for
 //! SentencePiece vocabularies, `split.rs` for GGUFs in parts, `gguf_header.rs` for the headers
-//! candle's reader refuses: MXFP4 tensors) load into our decoder (`architectures/`); Hugging Face
+//! candle's reader refuses: MXFP4 tensors) load into our decoder (`architectures/`), or candle's
+//! quantized model of the family for a variant ours does not run; Hugging Face
 //! safetensors folders (`safetensors/`) into the same decoder, through a GGUF view of the
 //! checkpoint. Split parts and the view's segments are both read as one file by `joined.rs`.
 
