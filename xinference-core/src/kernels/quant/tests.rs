@@ -75,8 +75,8 @@ fn dequantized(q: &QTensor) -> Vec<f32> {
         .unwrap()
 }
 
-/// Weights quantized by candle from random values, every format, 1 to 9 activation rows (the
-/// four-row group and the single-row kernel both).
+/// Weights quantized by candle from random values, every format, 1 to 18 activation rows (the
+/// single-row kernel, the four-row group, the last rows together and the prompt tiles).
 #[test]
 fn every_format_matches_its_definition_on_random_blocks() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -90,7 +90,8 @@ fn every_format_matches_its_definition_on_random_blocks() {
         .unwrap();
         let bytes = q.data().unwrap();
         let weights = dequantized(&q);
-        for rows in [1, 4, 9] {
+        // One row, one group, groups and the last row, and prompt rows (tiles).
+        for rows in [1, 4, 9, 18] {
             let x = random(&mut rng, rows * k, 3.0);
             check_matrix("quantized", format, &bytes, &weights, &x, n);
         }
@@ -203,8 +204,8 @@ fn activations_round_as_llama_cpp_rounds_them() {
     }
 }
 
-/// A row gives the same bits alone, in a group of four, in a product split over threads,
-/// and whatever other rows are computed beside it.
+/// A row gives the same bits alone, in a group of four, among the last two or three rows, in
+/// a product split over threads, and whatever other rows are computed beside it.
 #[test]
 fn rows_give_the_same_bits_in_any_company() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(14);
@@ -224,17 +225,19 @@ fn rows_give_the_same_bits_in_any_company() {
         .unwrap();
         let bytes = q.data().unwrap();
         let matrix = QuantMatrix::new(format, &bytes, n, k).unwrap();
-        let rows = 11;
-        let x = random(&mut rng, rows * k, 2.0);
-        let mut together = vec![0f32; rows * n];
-        matrix.matmul(&x, &mut together);
-        for r in 0..rows {
-            let mut alone = vec![0f32; n];
-            matrix.matmul(&x[r * k..(r + 1) * k], &mut alone);
-            assert!(
-                alone[..] == together[r * n..(r + 1) * n],
-                "{format:?}: row {r} differs beside other rows"
-            );
+        // Groups of four, then the last three, two or one rows together; prompt tiles.
+        for rows in [11, 10, 9, 3, 2, 17] {
+            let x = random(&mut rng, rows * k, 2.0);
+            let mut together = vec![0f32; rows * n];
+            matrix.matmul(&x, &mut together);
+            for r in 0..rows {
+                let mut alone = vec![0f32; n];
+                matrix.matmul(&x[r * k..(r + 1) * k], &mut alone);
+                assert!(
+                    alone[..] == together[r * n..(r + 1) * n],
+                    "{format:?}: row {r} of {rows} differs beside other rows"
+                );
+            }
         }
     }
 }
