@@ -31,6 +31,15 @@ use scalar::DotFn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+static K_TILES: AtomicBool = AtomicBool::new(true);
+
+/// Turns the prompt tiles of Q4_K and Q6_K on or off (A/B benchmarks in one process; on by
+/// default). Either way the products give the same bits.
+#[doc(hidden)]
+pub fn set_k_tiles(on: bool) {
+    K_TILES.store(on, Ordering::Relaxed);
+}
+
 /// A set of kernels, by the CPU features they need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tier {
@@ -115,8 +124,8 @@ const TILE: usize = 4;
 /// [`DotFn`] kernels.
 pub type TileFn = fn(&[&[u8]; TILE], &[ActRow<'_>; GROUP]) -> [[f32; GROUP]; TILE];
 
-/// The tile kernel of `format` on `tier`, where it has one (the small-block formats on the
-/// AVX2 tiers).
+/// The tile kernel of `format` on `tier`, where it has one (the small-block formats, Q4_K and
+/// Q6_K on the AVX2 tiers).
 pub fn tile_kernel(format: Format, tier: Tier) -> Option<TileFn> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -208,7 +217,11 @@ impl<'a> QuantMatrix<'a> {
         let three = kernel::<3>(self.format, tier);
         let group = kernel::<GROUP>(self.format, tier);
         // Tiles for prompts only (see `TILE_MIN_ROWS`).
-        let tiled = tile_kernel(self.format, tier).filter(|_| rows >= TILE_MIN_ROWS);
+        let tiled = tile_kernel(self.format, tier).filter(|_| {
+            rows >= TILE_MIN_ROWS
+                && (!matches!(self.format, Format::Q4K | Format::Q6K)
+                    || K_TILES.load(Ordering::Relaxed))
+        });
         let row_bytes = self.bytes.len() / n;
         // Whole tiles of `TILE` weight rows where the tile kernel runs.
         let tile = (TILE_BYTES / row_bytes.max(1))
