@@ -74,6 +74,26 @@ pub struct BatchStats {
     pub gather_s: f64,
 }
 
+impl BatchStats {
+    /// Counts a pass of `decode` steps and `chunks` prompt chunks of `prompt_rows` rows that
+    /// took `took`.
+    fn record(&mut self, decode: usize, chunks: usize, prompt_rows: usize, took: Duration) {
+        self.passes += u64::from(decode > 0);
+        self.steps += decode as u64;
+        self.largest = self.largest.max(decode);
+        self.prompt_chunks += chunks as u64;
+        self.prompt_rows += prompt_rows as u64;
+        if decode > 0 {
+            self.shared_prompt_chunks += chunks as u64;
+            self.sizes[decode.min(self.sizes.len()) - 1] += 1;
+            self.decode_pass_s += took.as_secs_f64();
+        } else {
+            self.prompt_passes += 1;
+            self.prompt_pass_s += took.as_secs_f64();
+        }
+    }
+}
+
 /// A step waiting for a pass.
 struct Pending {
     ticket: u64,
@@ -398,20 +418,7 @@ impl StepBatcher {
                     s.on_its_way = true;
                 }
             }
-            let stats = &mut state.stats;
-            stats.passes += u64::from(decode > 0);
-            stats.steps += decode as u64;
-            stats.largest = stats.largest.max(decode);
-            stats.prompt_chunks += chunks as u64;
-            stats.prompt_rows += prompt_rows as u64;
-            if decode > 0 {
-                stats.shared_prompt_chunks += chunks as u64;
-                stats.sizes[decode.min(stats.sizes.len()) - 1] += 1;
-                stats.decode_pass_s += took.as_secs_f64();
-            } else {
-                stats.prompt_passes += 1;
-                stats.prompt_pass_s += took.as_secs_f64();
-            }
+            state.stats.record(decode, chunks, prompt_rows, took);
             match outcome {
                 Ok(logits) => {
                     for ((t, step), l) in tickets.into_iter().zip(steps).zip(logits) {

@@ -104,7 +104,7 @@ pub(super) unsafe fn q6k_tile<const RW: usize, const RX: usize, const V: bool>(
         let mut sums = [[_mm256_setzero_si256(); RX]; RW];
         for n in 0..2 {
             // The four 32-value groups of this half, per weight row.
-            let q: [[__m256i; 4]; RW] = std::array::from_fn(|i| {
+            let by_row: [[__m256i; 4]; RW] = std::array::from_fn(|i| {
                 let ql0 = load(blk[i].add(64 * n));
                 let ql1 = load(blk[i].add(64 * n + 32));
                 let qh = load(blk[i].add(128 + 32 * n));
@@ -127,7 +127,9 @@ pub(super) unsafe fn q6k_tile<const RW: usize, const RX: usize, const V: bool>(
                     ),
                 ]
             });
-            for t in 0..4 {
+            let q: [[__m256i; RW]; 4] =
+                std::array::from_fn(|t| std::array::from_fn(|i| by_row[i][t]));
+            for (t, qt) in q.iter().enumerate() {
                 let g = 8 * n + 2 * t;
                 let x: [__m256i; RX] = std::array::from_fn(|r| {
                     load(
@@ -143,8 +145,7 @@ pub(super) unsafe fn q6k_tile<const RW: usize, const RX: usize, const V: bool>(
                         *blk[i].add(192 + g + 1) as i8 as i32,
                     );
                     for r in 0..RX {
-                        sums[i][r] =
-                            _mm256_add_epi32(sums[i][r], dot_scaled::<V>(q[i][t], x[r], s));
+                        sums[i][r] = _mm256_add_epi32(sums[i][r], dot_scaled::<V>(qt[i], x[r], s));
                     }
                 }
             }
