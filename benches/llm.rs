@@ -11,6 +11,8 @@
 //!
 //!     CANDLE_NUM_THREADS=2 XINFERENCE_BENCH_PEER_PYTHON=/path/to/python cargo bench --bench llm
 //!
+//! `XINFERENCE_BENCH_LLM_KTILES=only` runs just an A/B of the Q4_K / Q6_K prompt tiles: prefill
+//! tokens/s at 128 and 512 tokens with the tiles on and off, alternating, in one run.
 //! `XINFERENCE_BENCH_LLM_FILES` (comma-separated file names in the test-models folder) picks
 //! the models; by default SmolLM2, Qwen2.5-coder and Gemma 3 270M.
 //!
@@ -190,6 +192,34 @@ fn shared_system_prompt(path: &Path) -> (f64, f64, usize) {
     (first, second, cached)
 }
 
+/// Prefill tokens/s at 128 and 512 tokens with the Q4_K / Q6_K prompt tiles on and off,
+/// alternating five times (the same bits either way; only the time differs).
+fn k_tiles_ab(path: &Path, file: &str) {
+    use xinference::kernels::quant::set_k_tiles;
+    let mut engine = LlmEngine::load_gguf(path, None, &[], &[]).expect("load");
+    for n in [128, 512] {
+        let ids = prompt_tokens(&engine, n);
+        engine.forward_for_bench(&ids, 0);
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..5 {
+            for (i, on) in [true, false].into_iter().enumerate() {
+                set_k_tiles(on);
+                let t = Instant::now();
+                engine.forward_for_bench(&ids, 0);
+                times[i].push(t.elapsed().as_secs_f64());
+            }
+        }
+        set_k_tiles(true);
+        let [on, off] = times.map(median);
+        println!(
+            "| {file} | prefill {n} tok/s, Q4_K/Q6_K tiles on / off | {:.1} / {:.1} ({:.2}x) | | |",
+            n as f64 / on,
+            n as f64 / off,
+            off / on
+        );
+    }
+}
+
 fn serving(models: &Path, file: &str) {
     let path = models.join(file);
     let mut single = 0.0;
@@ -243,6 +273,12 @@ fn main() {
         "gemma-3-270m-q4_k_m.gguf",
     ]);
     let serving_only = std::env::var("XINFERENCE_BENCH_LLM_SERVING").is_ok_and(|v| v == "only");
+    if std::env::var("XINFERENCE_BENCH_LLM_KTILES").is_ok_and(|v| v == "only") {
+        for file in &files {
+            k_tiles_ab(&models.join(file), file);
+        }
+        return;
+    }
     for file in &files {
         if serving_only {
             serving(&models, file);

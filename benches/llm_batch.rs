@@ -1,7 +1,8 @@
 //! What one batched decode pass costs against single-sequence steps, in process, on real
 //! GGUFs: for 1, 2, 4 and 8 sequences of ~150 positions, the milliseconds of one
 //! `decode_batch` pass and the tokens/s it gives, beside the same sequences stepped one at a
-//! time. The ratio "4 rows / 1 row" is what continuous batching can gain at most.
+//! time, and the process's CPU milliseconds per token in those passes (all threads: on a
+//! loaded machine a steadier figure than the wall time). The ratio "4 rows / 1 row" is what continuous batching can gain at most.
 //!
 //!     CANDLE_NUM_THREADS=2 cargo bench --bench llm_batch
 //!
@@ -17,6 +18,23 @@ mod setup;
 
 use std::time::Instant;
 use xinference::llm::{argmax, load_gguf, CausalLm, DecodeStep};
+
+/// CPU seconds of this process so far (all threads, user and system).
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -55,8 +73,8 @@ fn main() {
         .ok()
         .map(|l| l.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 2, 4, 8]);
-    println!("| model | sequences | ms per pass | tokens/s | x one sequence |");
-    println!("|---|---|---|---|---|");
+    println!("| model | sequences | ms per pass | tokens/s | x one sequence | CPU ms per token |");
+    println!("|---|---|---|---|---|---|");
     for file in files {
         let parts = load_gguf(&models.join(&file)).expect("load");
         let model = parts.model;
@@ -70,26 +88,30 @@ fn main() {
                 .map(|_| sequences(&*model, n, 150))
                 .collect();
             let mut times = vec![Vec::new(); variants.len()];
+            let mut cpu = vec![0.0; variants.len()];
             for _ in 0..steps {
                 for (v, variant) in variants.iter().enumerate() {
                     std::env::set_var("XINFERENCE_EXP", variant);
                     let batch = &mut batches[v];
-                    let t = Instant::now();
+                    let (t, c) = (Instant::now(), cpu_s());
                     let logits = model.decode_batch(batch).expect("pass").expect("batches");
                     times[v].push(t.elapsed().as_secs_f64());
+                    cpu[v] += cpu_s() - c;
                     for (s, l) in batch.iter_mut().zip(&logits) {
                         s.tokens = vec![argmax(l)];
                     }
                 }
             }
-            for (variant, times) in variants.iter().zip(times) {
+            for ((variant, times), cpu) in variants.iter().zip(times).zip(cpu) {
                 let ms = median(times) * 1000.0;
+                // CPU time per token (less sensitive to other processes than the wall time).
+                let cpu_ms = cpu * 1000.0 / (steps * n) as f64;
                 let tps = n as f64 / ms * 1000.0;
                 if single == 0.0 {
                     single = tps / n as f64;
                 }
                 println!(
-                    "| {file} {variant} | {n} | {ms:.1} | {tps:.1} | {:.2}x |",
+                    "| {file} {variant} | {n} | {ms:.1} | {tps:.1} | {:.2}x | {cpu_ms:.2} |",
                     tps / single
                 );
             }

@@ -24,6 +24,13 @@ The figures are only meaningful on an otherwise idle machine.
         --models ~/.cache/xinference-rs/test-models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 (the Python running it needs the `openai` package: ~/.cache/xinference-rs/venv/bin/python has it.)
+
+Without `--llama-server` only ours runs. `--variants` compares settings of ours A/B in one run (for a
+loaded machine, where only ratios mean something): each variant is a label and environment settings
+(`rule=XINFERENCE_BATCH_GATHER=fixed`; `BINARY=path` runs another build of ours; a bare label
+runs as is), and the variants run in turn
+`--repeat` times. Each round also reports our server's CPU seconds per generated token and the model's
+`batching` description (mean batch, passes by size, seconds in passes and gathering).
 """
 import argparse
 import json
@@ -95,11 +102,20 @@ class Server:
         self.url = url
         wait_ready(url, ready_path)
 
+    def cpu_s(self):
+        """User + system CPU seconds of the server process (all its threads)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            return float("nan")
+
     def rss_mb(self):
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+                    # kB (KiB) to MB, the unit of the file size it is compared with.
+                    return int(line.split()[1]) * 1024 / 1e6
         except OSError:
             pass
         return float("nan")
@@ -112,12 +128,12 @@ class Server:
         self.proc.wait()
 
 
-def start_ours(binary, gguf, threads, parallel, ctx):
+def start_ours(binary, gguf, threads, parallel, ctx, extra_env=None):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     home = tempfile.mkdtemp(prefix="bench-xinference-")
     env = dict(os.environ, XINFERENCE_HOME=home, CANDLE_NUM_THREADS=str(threads),
-               RAYON_NUM_THREADS=str(threads))
+               RAYON_NUM_THREADS=str(threads), **(extra_env or {}))
     server = Server([binary, "local", "--host", "127.0.0.1", "--port", str(port)], env, url, "/health")
     name, size, quant = OUR_SPECS[Path(gguf).name]
     body = {
@@ -212,8 +228,35 @@ def shared_prefix(url, model, max_tokens):
     return out
 
 
-def bench_server(kind, start, binary, gguf, args):
-    server, model = start(binary, gguf, args.threads, args.parallel, args.ctx)
+def batching(url, model):
+    """Our model's `batching` description (None for llama-server)."""
+    try:
+        with urllib.request.urlopen(f"{url}/v1/models/{model}", timeout=10) as r:
+            return json.loads(r.read()).get("batching")
+    except Exception:
+        return None
+
+
+def batching_delta(before, after):
+    """What a round added to the `batching` counters."""
+    if not before or not after:
+        return None
+    out = {}
+    for k, v in after.items():
+        b = before.get(k)
+        if isinstance(v, list):
+            out[k] = [x - y for x, y in zip(v, b)]
+        elif isinstance(v, (int, float)) and k not in ("mean_batch", "largest_batch"):
+            out[k] = round(v - b, 3) if isinstance(v, float) else v - b
+    out["mean_batch"] = round(out["steps"] / out["passes"], 2) if out.get("passes") else 0.0
+    return out
+
+
+def bench_server(kind, start, binary, gguf, args, extra_env=None, prefix_run=True):
+    if extra_env is None:
+        server, model = start(binary, gguf, args.threads, args.parallel, args.ctx)
+    else:
+        server, model = start(binary, gguf, args.threads, args.parallel, args.ctx, extra_env)
     try:
         rss = server.rss_mb()
         # Warm-up: one short request (page in the weights, build lazy state).
@@ -221,9 +264,17 @@ def bench_server(kind, start, binary, gguf, args):
             model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=8, temperature=0)
         rows = {}
         for clients in args.clients:
+            cpu0, stats0 = server.cpu_s(), batching(server.url, model)
             rows[clients] = round_of(server.url, model, clients, args.requests, args.max_tokens,
                                      seed=clients)
-            print(f"  {kind} {clients} client(s): {json.dumps(rows[clients])}", flush=True)
+            rows[clients]["cpu_ms_per_token"] = (server.cpu_s() - cpu0) * 1e3 / rows[clients]["tokens"]
+            stats = batching_delta(stats0, batching(server.url, model))
+            print(f"  {kind} {clients} client(s): {json.dumps(rows[clients])}"
+                  + (f" batching {json.dumps(stats)}" if stats else ""), flush=True)
+            if stats:
+                rows[clients]["batching"] = stats
+        if not prefix_run:
+            return {"rss_mb": rss, "rows": rows}
         prefix = shared_prefix(server.url, model, 16)
         print(f"  {kind} shared 1k-token system prompt, ttft first/second: {prefix}", flush=True)
         return {"rss_mb": rss, "rows": rows, "prefix": prefix}
@@ -234,7 +285,10 @@ def bench_server(kind, start, binary, gguf, args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ours", required=True, help="our `xinference` binary")
-    p.add_argument("--llama-server", required=True, help="llama.cpp's llama-server binary")
+    p.add_argument("--llama-server", help="llama.cpp's llama-server binary (without it: ours only)")
+    p.add_argument("--variants", nargs="+",
+                   help="A/B of ours: LABEL[:ENV=VAL[;ENV=VAL...]] each, run in turn (ours only)")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of --variants")
     p.add_argument("--models", nargs="+", required=True, help="GGUF files (names as in OUR_SPECS)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--parallel", type=int, default=4, help="sequence slots on both servers")
@@ -245,12 +299,16 @@ def main():
     args = p.parse_args()
 
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
+    if args.variants:
+        return ab(args)
     table = []
     for gguf in args.models:
         gguf = Path(gguf).expanduser()
         size_mb = gguf.stat().st_size / 1e6
         print(f"{gguf.name} ({size_mb:.0f} MB)", flush=True)
         ours = bench_server("ours", start_ours, args.ours, gguf, args)
+        if not args.llama_server:
+            continue
         peer = bench_server("llama-server", start_llama, args.llama_server, gguf, args)
         for clients in args.clients:
             o, l = ours["rows"][clients], peer["rows"][clients]
@@ -271,6 +329,42 @@ def main():
     print("|---|---|---|---|---|---|")
     for name, clients, measure, o, l, ratio in table:
         print(f"| {name} | {clients or ''} | {measure} | {o:.1f} | {l:.1f} | {ratio:.2f}x |")
+
+
+def ab(args):
+    """Runs each variant of ours in turn, `--repeat` times, and prints the mean of each variant's
+    aggregate tok/s per client count, its ratio to its own one-client figure, CPU ms per token and
+    the mean batch."""
+    variants = []
+    for v in args.variants:
+        label, _, env = v.partition(":")
+        variants.append((label, dict(kv.split("=", 1) for kv in env.split(";") if kv)))
+    for gguf in args.models:
+        gguf = Path(gguf).expanduser()
+        print(f"{gguf.name}", flush=True)
+        runs = {label: [] for label, _ in variants}
+        for r in range(args.repeat):
+            for label, env in variants:
+                print(f" {label} (round {r + 1}) {env}", flush=True)
+                env = dict(env)
+                binary = env.pop("BINARY", args.ours)
+                runs[label].append(bench_server(label, start_ours, binary, gguf, args, env,
+                                                prefix_run=False)["rows"])
+        print()
+        print("| variant | clients | aggregate tok/s | x one client | CPU ms/token | mean batch |")
+        print("|---|---|---|---|---|---|")
+        for label, _ in variants:
+            for clients in args.clients:
+                mean = lambda key: sum(run[clients][key] for run in runs[label]) / len(runs[label])
+                agg = mean("aggregate_tps")
+                one = sum(run[args.clients[0]]["aggregate_tps"] for run in runs[label]) / len(runs[label])
+                batch = [run[clients].get("batching", {}).get("mean_batch", 0) for run in runs[label]]
+                ratios = [run[clients]["aggregate_tps"] / run[args.clients[0]]["aggregate_tps"]
+                          for run in runs[label]]
+                print(f"| {label} | {clients} | {agg:.1f} | {agg / one:.2f}x "
+                      f"({', '.join(f'{x:.2f}' for x in ratios)}) | {mean('cpu_ms_per_token'):.2f} | "
+                      f"{sum(batch) / len(batch):.2f} |")
+        print(f"load average at end: {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -154,23 +154,33 @@ fn audio_batching_json(models: &[std::sync::Arc<dyn crate::audio::SpeechToText>]
 }
 
 /// The decode passes of an LLM's replicas, summed: passes, sequence steps, the mean and the
-/// largest batch, and the prompt chunks fed in passes (those that shared a pass with decode
-/// steps apart).
+/// largest batch, passes by batch size, the prompt chunks and rows fed in passes (those that
+/// shared a pass with decode steps apart), and the seconds spent in passes and gathering.
 fn batching_json(batchers: &[std::sync::Arc<crate::llm::StepBatcher>]) -> Value {
-    let (mut passes, mut steps, mut largest) = (0u64, 0u64, 0usize);
-    let (mut chunks, mut shared) = (0u64, 0u64);
+    let mut t = crate::llm::BatchStats::default();
     for s in batchers.iter().map(|b| b.stats()) {
-        passes += s.passes;
-        steps += s.steps;
-        largest = largest.max(s.largest);
-        chunks += s.prompt_chunks;
-        shared += s.shared_prompt_chunks;
+        t.passes += s.passes;
+        t.steps += s.steps;
+        t.largest = t.largest.max(s.largest);
+        t.prompt_chunks += s.prompt_chunks;
+        t.shared_prompt_chunks += s.shared_prompt_chunks;
+        t.prompt_passes += s.prompt_passes;
+        t.prompt_rows += s.prompt_rows;
+        for (a, b) in t.sizes.iter_mut().zip(s.sizes) {
+            *a += b;
+        }
+        t.decode_pass_s += s.decode_pass_s;
+        t.prompt_pass_s += s.prompt_pass_s;
+        t.gather_s += s.gather_s;
     }
-    let mean = if passes > 0 {
-        steps as f64 / passes as f64
+    let mean = if t.passes > 0 {
+        t.steps as f64 / t.passes as f64
     } else {
         0.0
     };
-    json!({"passes": passes, "steps": steps, "mean_batch": mean, "largest_batch": largest,
-           "prompt_chunks": chunks, "shared_prompt_chunks": shared})
+    json!({"passes": t.passes, "steps": t.steps, "mean_batch": mean, "largest_batch": t.largest,
+           "batch_sizes": t.sizes, "prompt_chunks": t.prompt_chunks,
+           "shared_prompt_chunks": t.shared_prompt_chunks, "prompt_passes": t.prompt_passes,
+           "prompt_rows": t.prompt_rows, "decode_pass_s": t.decode_pass_s,
+           "prompt_pass_s": t.prompt_pass_s, "gather_s": t.gather_s})
 }

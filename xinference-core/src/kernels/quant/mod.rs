@@ -31,6 +31,15 @@ use scalar::DotFn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+static K_TILES: AtomicBool = AtomicBool::new(true);
+
+/// Turns the prompt tiles of Q4_K and Q6_K on or off (A/B benchmarks in one process; on by
+/// default). Either way the products give the same bits.
+#[doc(hidden)]
+pub fn set_k_tiles(on: bool) {
+    K_TILES.store(on, Ordering::Relaxed);
+}
+
 /// A set of kernels, by the CPU features they need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tier {
@@ -115,8 +124,8 @@ const TILE: usize = 4;
 /// [`DotFn`] kernels.
 pub type TileFn = fn(&[&[u8]; TILE], &[ActRow<'_>; GROUP]) -> [[f32; GROUP]; TILE];
 
-/// The tile kernel of `format` on `tier`, where it has one (the small-block formats on the
-/// AVX2 tiers).
+/// The tile kernel of `format` on `tier`, where it has one (the small-block formats, Q4_K and
+/// Q6_K on the AVX2 tiers).
 pub fn tile_kernel(format: Format, tier: Tier) -> Option<TileFn> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -131,6 +140,12 @@ pub fn tile_kernel(format: Format, tier: Tier) -> Option<TileFn> {
     let _ = (format, tier);
     None
 }
+/// Activation rows from which a product runs the tile kernels: they pay when each tile of
+/// weights, kept in L1, serves many activation groups (prompt rows). Batched decode steps of
+/// 4 sequences took 1.35x the CPU per token through the tiles than through the four-row
+/// kernels, 8 sequences 1.15-1.2x (`benches/llm_batch.rs`, SmolLM2 Q4_1 and Qwen2.5 Q4_K_M,
+/// AVX-512 VNNI tier): each weight block serves only one or two groups there.
+const TILE_MIN_ROWS: usize = 16;
 /// Bytes of weight rows a thread keeps in its L1 cache while the activation groups pass.
 const TILE_BYTES: usize = 16 << 10;
 /// From this many weight bytes times rows a product is split over the compute threads.
@@ -198,8 +213,15 @@ impl<'a> QuantMatrix<'a> {
     fn columns(&self, tier: Tier, acts: &Acts, out: SharedMut, first: usize, last: usize) {
         let (n, rows) = (self.n, acts.rows());
         let one = kernel::<1>(self.format, tier);
+        let two = kernel::<2>(self.format, tier);
+        let three = kernel::<3>(self.format, tier);
         let group = kernel::<GROUP>(self.format, tier);
-        let tiled = tile_kernel(self.format, tier);
+        // Tiles for prompts only (see `TILE_MIN_ROWS`).
+        let tiled = tile_kernel(self.format, tier).filter(|_| {
+            rows >= TILE_MIN_ROWS
+                && (!matches!(self.format, Format::Q4K | Format::Q6K)
+                    || K_TILES.load(Ordering::Relaxed))
+        });
         let row_bytes = self.bytes.len() / n;
         // Whole tiles of `TILE` weight rows where the tile kernel runs.
         let tile = (TILE_BYTES / row_bytes.max(1))
@@ -239,12 +261,36 @@ impl<'a> QuantMatrix<'a> {
                 }
                 r += GROUP;
             }
-            for r in r..rows {
-                let a = [acts.row(r)];
-                for c in t0..t1 {
-                    let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
-                    put(r, c, one(w, &a)[0]);
+            // The last two or three rows together (each weight block unpacked once for them:
+            // batched decode steps of two or three sequences cost 0.6-0.75x the CPU per token
+            // of rows computed one by one).
+            match rows - r {
+                3 => {
+                    let a: [ActRow<'_>; 3] = std::array::from_fn(|i| acts.row(r + i));
+                    for c in t0..t1 {
+                        let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
+                        for (i, v) in three(w, &a).into_iter().enumerate() {
+                            put(r + i, c, v);
+                        }
+                    }
                 }
+                2 => {
+                    let a: [ActRow<'_>; 2] = std::array::from_fn(|i| acts.row(r + i));
+                    for c in t0..t1 {
+                        let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
+                        for (i, v) in two(w, &a).into_iter().enumerate() {
+                            put(r + i, c, v);
+                        }
+                    }
+                }
+                1 => {
+                    let a = [acts.row(r)];
+                    for c in t0..t1 {
+                        let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
+                        put(r, c, one(w, &a)[0]);
+                    }
+                }
+                _ => {}
             }
         }
     }

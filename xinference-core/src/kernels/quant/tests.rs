@@ -75,8 +75,8 @@ fn dequantized(q: &QTensor) -> Vec<f32> {
         .unwrap()
 }
 
-/// Weights quantized by candle from random values, every format, 1 to 9 activation rows (the
-/// four-row group and the single-row kernel both).
+/// Weights quantized by candle from random values, every format, 1 to 18 activation rows (the
+/// single-row kernel, the four-row group, the last rows together and the prompt tiles).
 #[test]
 fn every_format_matches_its_definition_on_random_blocks() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -90,7 +90,8 @@ fn every_format_matches_its_definition_on_random_blocks() {
         .unwrap();
         let bytes = q.data().unwrap();
         let weights = dequantized(&q);
-        for rows in [1, 4, 9] {
+        // One row, one group, groups and the last row, and prompt rows (tiles).
+        for rows in [1, 4, 9, 18] {
             let x = random(&mut rng, rows * k, 3.0);
             check_matrix("quantized", format, &bytes, &weights, &x, n);
         }
@@ -203,8 +204,8 @@ fn activations_round_as_llama_cpp_rounds_them() {
     }
 }
 
-/// A row gives the same bits alone, in a group of four, in a product split over threads,
-/// and whatever other rows are computed beside it.
+/// A row gives the same bits alone, in a group of four, among the last two or three rows, in
+/// a product split over threads, and whatever other rows are computed beside it.
 #[test]
 fn rows_give_the_same_bits_in_any_company() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(14);
@@ -224,17 +225,19 @@ fn rows_give_the_same_bits_in_any_company() {
         .unwrap();
         let bytes = q.data().unwrap();
         let matrix = QuantMatrix::new(format, &bytes, n, k).unwrap();
-        let rows = 11;
-        let x = random(&mut rng, rows * k, 2.0);
-        let mut together = vec![0f32; rows * n];
-        matrix.matmul(&x, &mut together);
-        for r in 0..rows {
-            let mut alone = vec![0f32; n];
-            matrix.matmul(&x[r * k..(r + 1) * k], &mut alone);
-            assert!(
-                alone[..] == together[r * n..(r + 1) * n],
-                "{format:?}: row {r} differs beside other rows"
-            );
+        // Groups of four, then the last three, two or one rows together; prompt tiles.
+        for rows in [11, 10, 9, 3, 2, 17] {
+            let x = random(&mut rng, rows * k, 2.0);
+            let mut together = vec![0f32; rows * n];
+            matrix.matmul(&x, &mut together);
+            for r in 0..rows {
+                let mut alone = vec![0f32; n];
+                matrix.matmul(&x[r * k..(r + 1) * k], &mut alone);
+                assert!(
+                    alone[..] == together[r * n..(r + 1) * n],
+                    "{format:?}: row {r} of {rows} differs beside other rows"
+                );
+            }
         }
     }
 }
@@ -384,6 +387,90 @@ fn products_together_are_the_products_alone() {
                 got == alone,
                 "{format:?} ({rows} rows) differs when run with others"
             );
+        }
+    }
+}
+
+/// Every tile kernel (the small-block formats, Q4_K and Q6_K) gives, for each weight row and
+/// activation row, the bits of the row kernels (four rows together and one alone) and of the
+/// portable kernel, on random bytes (every bit pattern of values, scales and minimums) and on
+/// blocks quantized from random values; and the dequantize-then-dot definition in f64.
+#[test]
+fn tiles_give_the_bits_of_the_row_kernels() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let k = 1024;
+    for format in Format::ALL {
+        for tier in Tier::available() {
+            let Some(tile) = tile_kernel(format, tier) else {
+                continue;
+            };
+            let group = kernel::<GROUP>(format, tier);
+            let portable = kernel::<1>(format, Tier::Scalar);
+            for random_bytes in [false, true] {
+                let bytes = if random_bytes {
+                    let bb = format.block_bytes();
+                    let mut bytes: Vec<u8> = (0..TILE * k / format.block_values() * bb)
+                        .map(|_| rng.random())
+                        .collect();
+                    // f16 fields of sane size (the scale and minimum of each block).
+                    let f16_offsets: &[usize] = match format {
+                        Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => &[0],
+                        Format::Q6K => &[208],
+                        _ => &[0, 2],
+                    };
+                    for block in bytes.chunks_exact_mut(bb) {
+                        for &o in f16_offsets {
+                            let v = half::f16::from_f32(rng.random_range(-0.05f32..0.05));
+                            block[o..o + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+                        }
+                    }
+                    bytes
+                } else {
+                    let w = random(&mut rng, TILE * k, 1.0);
+                    let q = QTensor::quantize(
+                        &Tensor::from_vec(w, (TILE, k), &Device::Cpu).unwrap(),
+                        format.dtype(),
+                    )
+                    .unwrap();
+                    q.data().unwrap().to_vec()
+                };
+                let q =
+                    qtensor_from_ggml(format.dtype(), &bytes, vec![TILE, k], &Device::Cpu).unwrap();
+                let weights = dequantized(&q);
+                let acts =
+                    Acts::quantize(format.act_format(), &random(&mut rng, GROUP * k, 3.0), k);
+                let rb = bytes.len() / TILE;
+                let w: [&[u8]; TILE] = std::array::from_fn(|i| &bytes[i * rb..(i + 1) * rb]);
+                let a: [ActRow<'_>; GROUP] = std::array::from_fn(|j| acts.row(j));
+                let got = tile(&w, &a);
+                for (i, row) in w.iter().enumerate() {
+                    let want = group(row, &a);
+                    assert_eq!(
+                        got[i], want,
+                        "{format:?} {tier:?}: tile row {i} vs rows of four"
+                    );
+                    for (j, act) in a.iter().enumerate() {
+                        let alone = portable(row, &[*act])[0];
+                        assert_eq!(
+                            got[i][j], alone,
+                            "{format:?} {tier:?}: ({i}, {j}) vs portable"
+                        );
+                        let xs = act_values(&acts, j);
+                        let ws = &weights[i * k..(i + 1) * k];
+                        let exact: f64 = xs.iter().zip(ws).map(|(x, w)| x * *w as f64).sum();
+                        let size: f64 = xs.iter().zip(ws).map(|(x, w)| (x * *w as f64).abs()).sum();
+                        let slack = match format {
+                            Format::Q4_1 | Format::Q5_1 => 2e-3,
+                            _ => 1e-5,
+                        };
+                        assert!(
+                            (got[i][j] as f64 - exact).abs() <= slack * size.max(1e-6),
+                            "{format:?} {tier:?} ({i}, {j}): {} vs {exact}",
+                            got[i][j]
+                        );
+                    }
+                }
+            }
         }
     }
 }

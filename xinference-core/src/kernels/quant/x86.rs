@@ -9,6 +9,8 @@ use super::scalar::{self, add_min, hsum4, DotFn};
 use super::{TileFn, GROUP, TILE};
 use std::arch::x86_64::*;
 
+mod ktile;
+
 /// The exact sums of four byte products per 32-bit lane: unsigned `w` times signed `x`.
 #[inline(always)]
 unsafe fn dot_u8<const V: bool>(w: __m256i, x: __m256i) -> __m256i {
@@ -513,6 +515,46 @@ macro_rules! tier {
                 out
             }
 
+            /// Q4_K's (`SIX` false) or Q6_K's tile, in parts of the tier's tile rows.
+            #[target_feature(enable = $features)]
+            unsafe fn k_tile_t<const SIX: bool>(
+                w: [*const u8; TILE],
+                a: &[ActRow<'_>; GROUP],
+                nb: usize,
+            ) -> [[f32; GROUP]; TILE] {
+                const RW: usize = tile_rows($v);
+                let mut out = [[0f32; GROUP]; TILE];
+                for part in 0..TILE / RW {
+                    let rows: [*const u8; RW] = std::array::from_fn(|i| w[part * RW + i]);
+                    let got = if SIX {
+                        ktile::q6k_tile::<RW, GROUP, $v>(rows, a, nb)
+                    } else {
+                        ktile::q4k_tile::<RW, GROUP, $v>(rows, a, nb)
+                    };
+                    out[part * RW..(part + 1) * RW].copy_from_slice(&got);
+                }
+                out
+            }
+
+            fn k_tile_safe<const SIX: bool>(
+                w: &[&[u8]; TILE],
+                a: &[ActRow<'_>; GROUP],
+            ) -> [[f32; GROUP]; TILE] {
+                let format = if SIX { Format::Q6K } else { Format::Q4K };
+                for row in w {
+                    assert_eq!(row.len(), w[0].len(), "weight rows of different sizes");
+                }
+                checked(format, w[0], a);
+                // SAFETY: as in `small_tile_safe`.
+                unsafe {
+                    k_tile_t::<SIX>(
+                        std::array::from_fn(|i| w[i].as_ptr()),
+                        a,
+                        w[0].len() / format.block_bytes(),
+                    )
+                }
+            }
+
             fn small_tile_safe<const F: u8>(
                 w: &[&[u8]; TILE],
                 a: &[ActRow<'_>; GROUP],
@@ -539,7 +581,7 @@ macro_rules! tier {
                 }
             }
 
-            /// The tier's tile kernel of `format` (small-block formats).
+            /// The tier's tile kernel of `format` (small-block formats, Q4_K and Q6_K).
             ///
             /// # Safety
             /// The CPU has the tier's features (the kernels returned assume it).
@@ -550,6 +592,8 @@ macro_rules! tier {
                     Format::Q5_0 => small_tile_safe::<Q5_0>,
                     Format::Q5_1 => small_tile_safe::<Q5_1>,
                     Format::Q8_0 => small_tile_safe::<Q8_0>,
+                    Format::Q4K => k_tile_safe::<false>,
+                    Format::Q6K => k_tile_safe::<true>,
                     _ => return None,
                 })
             }

@@ -39,6 +39,13 @@ pub(crate) const SHARED_PROMPT_ROWS: usize = 64;
 /// Most prompt rows one pass takes when no decode step is in it.
 pub(crate) const ALONE_PROMPT_ROWS: usize = 512;
 
+/// Whether leaders gather with the earlier fixed window (`XINFERENCE_BATCH_GATHER=fixed`,
+/// read once; for A/B benchmarks): up to [`GATHER`] for a step of every sequence counted.
+fn fixed_window() -> bool {
+    static FIXED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FIXED.get_or_init(|| std::env::var("XINFERENCE_BATCH_GATHER").is_ok_and(|v| v == "fixed"))
+}
+
 /// Counters of the passes run, as the model's description shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct BatchStats {
@@ -52,6 +59,39 @@ pub struct BatchStats {
     pub prompt_chunks: u64,
     /// Of those, chunks that shared their pass with decode steps of other sequences.
     pub shared_prompt_chunks: u64,
+    /// Passes run with prompt chunks only.
+    pub prompt_passes: u64,
+    /// Prompt rows fed in passes (all chunks' tokens).
+    pub prompt_rows: u64,
+    /// Passes by their count of decode steps: `sizes[i]` passes had `i + 1` steps (the last
+    /// counts those with more too).
+    pub sizes: [u64; 8],
+    /// Seconds spent in passes with decode steps.
+    pub decode_pass_s: f64,
+    /// Seconds spent in passes of prompt chunks only.
+    pub prompt_pass_s: f64,
+    /// Seconds leaders waited for the steps of sequences on their way.
+    pub gather_s: f64,
+}
+
+impl BatchStats {
+    /// Counts a pass of `decode` steps and `chunks` prompt chunks of `prompt_rows` rows that
+    /// took `took`.
+    fn record(&mut self, decode: usize, chunks: usize, prompt_rows: usize, took: Duration) {
+        self.passes += u64::from(decode > 0);
+        self.steps += decode as u64;
+        self.largest = self.largest.max(decode);
+        self.prompt_chunks += chunks as u64;
+        self.prompt_rows += prompt_rows as u64;
+        if decode > 0 {
+            self.shared_prompt_chunks += chunks as u64;
+            self.sizes[decode.min(self.sizes.len()) - 1] += 1;
+            self.decode_pass_s += took.as_secs_f64();
+        } else {
+            self.prompt_passes += 1;
+            self.prompt_pass_s += took.as_secs_f64();
+        }
+    }
 }
 
 /// A step waiting for a pass.
@@ -222,6 +262,33 @@ impl StepBatcher {
     /// before, up to [`GATHER`] for late ones. Those that do not come are marked late.
     fn gather<'a>(&self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         let start = Instant::now();
+        state = self.gather_from(state, start);
+        state.stats.gather_s += start.elapsed().as_secs_f64();
+        state
+    }
+
+    /// [`StepBatcher::gather`] from `start`.
+    fn gather_from<'a>(
+        &self,
+        mut state: MutexGuard<'a, State>,
+        start: Instant,
+    ) -> MutexGuard<'a, State> {
+        if fixed_window() {
+            // The earlier rule (A/B): up to GATHER for a step of every counted sequence.
+            let deadline = start + GATHER;
+            while state.pending.len() < state.sequences.len() {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                state = self
+                    .changed
+                    .wait_timeout(state, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            return state;
+        }
         let long = (state.last_pass / 2).clamp(GATHER, GATHER_MAX);
         state.gathering = true;
         loop {
@@ -314,6 +381,11 @@ impl StepBatcher {
             drop(state);
             let decode = pass.iter().filter(|p| !p.prompt).count();
             let chunks = pass.len() - decode;
+            let prompt_rows: usize = pass
+                .iter()
+                .filter(|p| p.prompt)
+                .map(|p| p.step.tokens.len())
+                .sum();
             let mut tickets = Vec::with_capacity(pass.len());
             let mut steps = Vec::with_capacity(pass.len());
             let mut sequences = Vec::with_capacity(pass.len());
@@ -346,13 +418,7 @@ impl StepBatcher {
                     s.on_its_way = true;
                 }
             }
-            state.stats.passes += u64::from(decode > 0);
-            state.stats.steps += decode as u64;
-            state.stats.largest = state.stats.largest.max(decode);
-            state.stats.prompt_chunks += chunks as u64;
-            if decode > 0 {
-                state.stats.shared_prompt_chunks += chunks as u64;
-            }
+            state.stats.record(decode, chunks, prompt_rows, took);
             match outcome {
                 Ok(logits) => {
                     for ((t, step), l) in tickets.into_iter().zip(steps).zip(logits) {
