@@ -24,7 +24,9 @@ pub mod codec;
 pub mod config;
 pub mod layers;
 pub mod ops;
+pub mod packed;
 pub mod pipeline;
+pub mod pool;
 mod schedule;
 pub mod scheduler;
 mod sigmas;
@@ -32,6 +34,7 @@ pub mod text;
 pub mod torch_rng;
 pub mod unet;
 pub mod vae;
+pub mod weights;
 
 pub use pipeline::{DiffusionPipeline, GenerateParams, Generated, ImageLimits};
 
