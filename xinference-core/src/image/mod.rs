@@ -31,6 +31,7 @@ mod schedule;
 pub mod scheduler;
 mod sigmas;
 pub mod text;
+mod tiles;
 pub mod torch_rng;
 pub mod unet;
 pub mod vae;

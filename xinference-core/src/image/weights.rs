@@ -76,12 +76,11 @@ impl ReadSafetensors {
                     .ok_or_else(|| bad(path, format!("{name}: unsupported dtype {dtype_name}")))?;
                 let shape: Vec<usize> = info["shape"]
                     .as_array()
-                    .map(|dims| {
+                    .and_then(|dims| {
                         dims.iter()
                             .map(|d| d.as_u64().map(|d| d as usize))
                             .collect::<Option<_>>()
                     })
-                    .flatten()
                     .ok_or_else(|| bad(path, format!("{name}: bad shape")))?;
                 let range = info["data_offsets"]
                     .as_array()
