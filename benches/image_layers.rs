@@ -5,12 +5,20 @@
 //! each layer's median time both ways, the ratio, and the largest difference between the two
 //! outputs. The weights are candle's random initialisation. Not a test: it asserts nothing.
 //!
+//! Then the matrix products alone, the `gemm` crate (which packs the weights again on every
+//! call) beside our products over weights packed once at load (`image::packed`), same shapes
+//! as the UNet's: one band of a 3x3 convolution's tap (320 channels, a cache-sized band of
+//! 64x64 latents, run band after band as the convolution does), and the transformer's linear
+//! layers on 4096 tokens (batch 2). The A/B for item 1 of issue #10.
+//!
 //! Then the whole VAE decoder and encoder, candle's `AutoEncoderKL` beside ours, on the
 //! bench's SD 1.5 folder (`vae/` of `~/.cache/xinference-rs/bench/sd15-random`, or
 //! `XINFERENCE_BENCH_SD15_DIR`; skipped when missing), decoding latents of
 //! `XINFERENCE_BENCH_VAE_LATENT` a side (default 32: a 256x256 image) and encoding that image.
 //!
 //!     RAYON_NUM_THREADS=2 CANDLE_NUM_THREADS=2 cargo bench --bench image_layers
+//!
+//! `XINFERENCE_BENCH_PRODUCTS_ONLY=1` runs the products' rows alone.
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -56,6 +64,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    if std::env::var_os("XINFERENCE_BENCH_PRODUCTS_ONLY").is_some() {
+        products(reps);
+        return;
+    }
     let dev = Device::Cpu;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
@@ -139,7 +151,134 @@ fn main() {
         }),
     );
 
+    products(reps);
     vae(reps);
+}
+
+/// The same product through `gemm` and through our packed weights; prints both times and the
+/// largest difference.
+fn products(reps: usize) {
+    use xinference_core::image::packed::{lhs_product, rhs_product, Packed, Rows};
+    use xinference_core::kernels::{self, View};
+    let values = |n: usize, seed: u32| -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    };
+    let time = |f: &mut dyn FnMut()| -> f64 {
+        f();
+        let mut times: Vec<f64> = (0..reps)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    println!("| product | gemm s | packed s | gemm / packed | max abs diff |");
+    // A 3x3 convolution's tap products, band by band, as `ops::Conv` runs them: 320 -> 320
+    // channels on 64x64 latents (66-wide padded rows, 6-row bands: 131072 / (320 · 66)), and
+    // 1280 -> 1280 on the deepest level's 8x8 (one band a batch row), batch 2.
+    for (c, side, band) in [(320usize, 64usize, 6usize), (1280, 8, 8)] {
+        let (cout, cin, pw) = (c, c, side + 2);
+        let pplane = pw * pw;
+        let grid = band * pw;
+        let w = values(cout * cin, 1);
+        let x = values(cin * pplane + 2, 2);
+        let packed = Packed::lhs(&w, cout, cin);
+        let bands = 2 * side.div_ceil(band);
+        // Band `i`'s first row (the last band ends at the plane's last row), shifted by the tap.
+        let offset = |i: usize, tap: usize| {
+            ((i % side.div_ceil(band)) * band).min(side - band) * pw + tap / 3 * pw + tap % 3
+        };
+        let mut c1 = vec![0f32; cout * grid];
+        let mut c2 = vec![0f32; cout * grid];
+        let gemm_s = time(&mut || {
+            for i in 0..bands {
+                for tap in 0..9 {
+                    kernels::matmul(
+                        (cout, cin, grid),
+                        &mut c1,
+                        View::rows(0, grid),
+                        &w,
+                        View::rows(0, cin),
+                        &x,
+                        View {
+                            offset: offset(i, tap),
+                            row_stride: pplane,
+                            col_stride: 1,
+                        },
+                        1.0,
+                        tap > 0,
+                        true,
+                    );
+                }
+            }
+        });
+        let packed_s = time(&mut || {
+            for i in 0..bands {
+                for tap in 0..9 {
+                    lhs_product(
+                        &packed,
+                        &x,
+                        Rows::new(offset(i, tap), pplane),
+                        grid,
+                        &mut c2,
+                        Rows::new(0, grid),
+                        tap > 0,
+                        true,
+                    );
+                }
+            }
+        });
+        println!(
+            "| 3x3 conv taps {c}->{c} on {side}x{side}, {bands} bands of {grid} | {gemm_s:.3} | {packed_s:.3} | {:.2}x | {:.2e} |",
+            gemm_s / packed_s,
+            diff(&c1, &c2)
+        );
+    }
+    // Linear layers on 2 x 4096 tokens: q/k/v/out (320 -> 320), the feed-forward (320 -> 2560,
+    // 1280 -> 320).
+    for (k, n) in [(320, 320), (320, 2560), (1280, 320)] {
+        let t = 8192;
+        let w = values(n * k, 3);
+        let xs = values(t * k, 4);
+        let packed = Packed::rhs(&w, n, k);
+        let mut o1 = Vec::new();
+        let gemm_s = time(&mut || kernels::linear(&xs, &w, None, None, &mut o1, (t, k, n)));
+        let mut o2 = vec![0f32; t * n];
+        let packed_s = time(&mut || {
+            rhs_product(
+                &xs,
+                Rows::new(0, k),
+                t,
+                &packed,
+                &mut o2,
+                Rows::new(0, n),
+                false,
+                true,
+            )
+        });
+        println!(
+            "| linear {t}x{k} -> {n} | {gemm_s:.3} | {packed_s:.3} | {:.2}x | {:.2e} |",
+            gemm_s / packed_s,
+            diff(&o1, &o2)
+        );
+    }
 }
 
 /// candle's AutoEncoderKL beside ours on the bench folder's VAE, same weights, same latents.

@@ -6,6 +6,7 @@
 
 use super::attention::{attend, Rows};
 use super::ops::{tensor, weight, with_values, Conv, GroupNorm, Linear};
+use super::pool;
 use crate::kernels;
 use crate::Result;
 use candle_core::Tensor;
@@ -107,9 +108,9 @@ impl ResnetBlock {
         };
         let a = self.norm1.forward_values(xv, n, plane, true);
         let h1 = self.conv1.forward_values(&a, (n, h, w), t.as_deref(), None);
-        drop(a);
+        pool::give(a);
         let a2 = self.norm2.forward_values(&h1, n, plane, true);
-        drop(h1);
+        pool::give(h1);
         let residual = self
             .shortcut
             .as_ref()
@@ -120,6 +121,10 @@ impl ResnetBlock {
             None,
             Some(residual.as_deref().unwrap_or(xv)),
         );
+        pool::give(a2);
+        if let Some(r) = residual {
+            pool::give(r);
+        }
         if self.output_scale_factor != 1.0 {
             let inv = (1.0 / self.output_scale_factor) as f32;
             out.iter_mut().for_each(|v| *v *= inv);
@@ -285,7 +290,7 @@ impl SpatialTransformer {
             let normed = self.norm.forward_values(xv, n, t, false);
             // Tokens (pixel-major) straight from the channel-major planes.
             let mut tokens = self.proj_in.tokens_from_planes(&normed, n, t);
-            drop(normed);
+            pool::give(normed);
             for block in &self.blocks {
                 tokens = block.forward(tokens, &context, n);
             }

@@ -24,14 +24,18 @@ pub mod codec;
 pub mod config;
 pub mod layers;
 pub mod ops;
+pub mod packed;
 pub mod pipeline;
+pub mod pool;
 mod schedule;
 pub mod scheduler;
 mod sigmas;
 pub mod text;
+mod tiles;
 pub mod torch_rng;
 pub mod unet;
 pub mod vae;
+pub mod weights;
 
 pub use pipeline::{DiffusionPipeline, GenerateParams, Generated, ImageLimits};
 

@@ -5,12 +5,15 @@
 //! (an implicit GEMM: no im2col matrix), written straight into NCHW with the bias, the time
 //! embedding and the residual already in place, and scratch buffers are reused between calls.
 
-use crate::kernels::{self, View};
+use super::packed::{self, lhs_product, rhs_product, Packed, Rows};
+use super::pool;
+use crate::kernels;
 use crate::{Error, Result};
 use candle_core::{CpuStorage, Device, Storage, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::sync::Arc;
 
 thread_local! {
     /// Zero-padded input (3x3 convolutions) or im2col matrix (strided ones).
@@ -64,9 +67,9 @@ pub fn weight(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Vec<f32>> 
 /// A 2-D convolution (square kernel, same stride and padding on both axes), with bias.
 #[derive(Clone)]
 pub struct Conv {
-    /// 3x3 stride-1 padding-1 kernels are stored tap by tap: `[9, out, in]`; others as
-    /// PyTorch stores them: `[out, in, k, k]`.
-    weight: Vec<f32>,
+    /// The weight packed for [`lhs_product`], once at load: 3x3 stride-1 padding-1 kernels
+    /// tap by tap (nine `[out, in]` matrices); others as one `[out, in · k · k]` matrix.
+    weight: Arc<Vec<Packed>>,
     bias: Vec<f32>,
     cin: usize,
     cout: usize,
@@ -88,21 +91,24 @@ impl Conv {
         stride: usize,
         padding: usize,
     ) -> Result<Self> {
-        let mut weight = weight(&vb, &[cout, cin, k, k], "weight")?;
-        if (k, stride, padding) == (3, 1, 1) {
-            // Tap-major, so that each tap's weights are one [out, in] matrix.
-            let mut taps = vec![0f32; weight.len()];
-            for o in 0..cout {
-                for c in 0..cin {
-                    for tap in 0..9 {
-                        taps[(tap * cout + o) * cin + c] = weight[(o * cin + c) * 9 + tap];
+        let w = weight(&vb, &[cout, cin, k, k], "weight")?;
+        let packed = if (k, stride, padding) == (3, 1, 1) {
+            // Tap by tap, so that each tap's weights are one [out, in] matrix.
+            let mut tap_weights = vec![0f32; cout * cin];
+            (0..9)
+                .map(|tap| {
+                    for (i, v) in tap_weights.iter_mut().enumerate() {
+                        *v = w[i * 9 + tap];
                     }
-                }
-            }
-            weight = taps;
-        }
+                    Packed::lhs(&tap_weights, cout, cin)
+                })
+                .collect()
+        } else {
+            vec![Packed::lhs(&w, cout, cin * k * k)]
+        };
+        drop(w);
         Ok(Conv {
-            weight,
+            weight: Arc::new(packed),
             bias: weight_or_zeros(&vb, cout)?,
             cin,
             cout,
@@ -134,7 +140,7 @@ impl Conv {
     /// A 1x1 convolution from its `[out, in]` weight and bias values.
     pub fn pointwise(weight: Vec<f32>, bias: Vec<f32>, cin: usize, cout: usize) -> Self {
         Conv {
-            weight,
+            weight: Arc::new(vec![Packed::lhs(&weight, cout, cin)]),
             bias,
             cin,
             cout,
@@ -156,31 +162,18 @@ impl Conv {
     }
 
     /// A 1x1 convolution of `x` (`n` x `cin` x `t` pixels) written as tokens: `n · t` rows of
-    /// `cout` values, pixel by pixel (the transpose of the NCHW output, with no copy).
+    /// `cout` values, pixel by pixel (the transpose of the NCHW output).
     pub fn tokens_from_planes(&self, x: &[f32], n: usize, t: usize) -> Vec<f32> {
         debug_assert_eq!(self.k, 1);
-        let mut out = Vec::with_capacity(n * t * self.cout);
-        for _ in 0..n * t {
-            out.extend_from_slice(&self.bias);
+        let planes = self.forward_values(x, (n, t, 1), None, None);
+        let mut out = pool::take(planes.len());
+        for (p, o) in planes
+            .chunks_exact(self.cout * t)
+            .zip(out.chunks_exact_mut(self.cout * t))
+        {
+            packed::transpose(p, self.cout, t, o);
         }
-        for b in 0..n {
-            kernels::matmul(
-                (t, self.cin, self.cout),
-                &mut out,
-                View::rows(b * t * self.cout, self.cout),
-                x,
-                View {
-                    offset: b * self.cin * t,
-                    row_stride: 1,
-                    col_stride: t,
-                },
-                &self.weight,
-                View::transposed(0, self.cin),
-                1.0,
-                true,
-                true,
-            );
-        }
+        pool::give(planes);
         out
     }
 
@@ -194,29 +187,15 @@ impl Conv {
         residual: &[f32],
     ) -> Vec<f32> {
         debug_assert_eq!(self.k, 1);
-        let mut out = residual[..n * self.cout * t].to_vec();
-        for (o, row) in out.chunks_exact_mut(t).enumerate() {
-            let add = self.bias[o % self.cout];
-            row.iter_mut().for_each(|v| *v += add);
+        let mut planes = pool::take(n * t * self.cin);
+        for (tb, p) in tokens
+            .chunks_exact(t * self.cin)
+            .zip(planes.chunks_exact_mut(t * self.cin))
+        {
+            packed::transpose(tb, t, self.cin, p);
         }
-        for b in 0..n {
-            kernels::matmul(
-                (self.cout, self.cin, t),
-                &mut out,
-                View::rows(b * self.cout * t, t),
-                &self.weight,
-                View::rows(0, self.cin),
-                tokens,
-                View {
-                    offset: b * t * self.cin,
-                    row_stride: 1,
-                    col_stride: self.cin,
-                },
-                1.0,
-                true,
-                true,
-            );
-        }
+        let out = self.forward_values(&planes, (n, t, 1), None, Some(residual));
+        pool::give(planes);
         out
     }
 
@@ -266,7 +245,8 @@ impl Conv {
         let plane = ho * wo;
         let extra = |b: usize, o: usize| channel_bias.map_or(0.0, |c| c[b * self.cout + o]);
         if self.is_3x3() {
-            let mut out = vec![0f32; n * self.cout * plane];
+            // Every value is written (bias, residual and product).
+            let mut out = pool::take(n * self.cout * plane);
             let bias: Vec<f32> = (0..n * self.cout)
                 .map(|i| self.bias[i % self.cout] + extra(i / self.cout, i % self.cout))
                 .collect();
@@ -274,8 +254,8 @@ impl Conv {
             return out;
         }
         let mut out = match residual {
-            Some(r) => r[..n * self.cout * plane].to_vec(),
-            None => vec![0f32; n * self.cout * plane],
+            Some(r) => pool::copy(&r[..n * self.cout * plane]),
+            None => pool::zeroed(n * self.cout * plane),
         };
         for b in 0..n {
             let xb = &x[b * self.cin * h * w..][..self.cin * h * w];
@@ -285,15 +265,13 @@ impl Conv {
                 row.iter_mut().for_each(|v| *v += add);
             }
             if (self.k, self.stride, self.padding) == (1, 1, (0, 0)) {
-                kernels::matmul(
-                    (self.cout, self.cin, plane),
-                    ob,
-                    View::rows(0, plane),
-                    &self.weight,
-                    View::rows(0, self.cin),
+                lhs_product(
+                    &self.weight[0],
                     xb,
-                    View::rows(0, plane),
-                    1.0,
+                    Rows::new(0, plane),
+                    plane,
+                    ob,
+                    Rows::new(0, plane),
                     true,
                     true,
                 );
@@ -369,19 +347,13 @@ impl Conv {
                 with_scratch(&PRODUCT, cout * grid, |product| {
                     for tap in 0..9 {
                         let (ky, kx) = (tap / 3, tap % 3);
-                        kernels::matmul(
-                            (cout, cin, grid),
-                            product,
-                            View::rows(0, grid),
-                            &self.weight,
-                            View::rows(tap * cout * cin, cin),
+                        lhs_product(
+                            &self.weight[tap],
                             padded,
-                            View {
-                                offset: b * cin * pplane + (y0 + ky) * pw + kx,
-                                row_stride: pplane,
-                                col_stride: 1,
-                            },
-                            1.0,
+                            Rows::new(b * cin * pplane + (y0 + ky) * pw + kx, pplane),
+                            grid,
+                            product,
+                            Rows::new(0, grid),
                             tap > 0,
                             !parallel_jobs,
                         );
@@ -455,15 +427,13 @@ impl Conv {
                     }
                 }
             });
-            kernels::matmul(
-                (self.cout, rows, plane),
-                out,
-                View::rows(0, plane),
-                &self.weight,
-                View::rows(0, rows),
+            lhs_product(
+                &self.weight[0],
                 col,
-                View::rows(0, plane),
-                1.0,
+                Rows::new(0, plane),
+                plane,
+                out,
+                Rows::new(0, plane),
                 true,
                 true,
             );
@@ -589,7 +559,8 @@ impl GroupNorm {
     /// The normalised `x` (`n` batch rows of channels x `plane` values), SiLU'd if `silu`.
     pub fn forward_values(&self, x: &[f32], n: usize, plane: usize, silu: bool) -> Vec<f32> {
         let c = self.gamma.len();
-        let mut out = vec![0f32; n * c * plane];
+        // Every value is written.
+        let mut out = pool::take(n * c * plane);
         for (xb, ob) in x
             .chunks_exact(c * plane)
             .zip(out.chunks_exact_mut(c * plane))
@@ -610,7 +581,8 @@ impl GroupNorm {
 
 /// A linear layer, weight `[out, in]` as PyTorch stores it.
 pub struct Linear {
-    weight: Vec<f32>,
+    /// Packed once at load for [`rhs_product`].
+    weight: Packed,
     bias: Option<Vec<f32>>,
     cin: usize,
     cout: usize,
@@ -620,7 +592,7 @@ impl Linear {
     /// Reads `weight` (and `bias` when `bias`) under `vb`.
     pub fn new(vb: VarBuilder, cin: usize, cout: usize, bias: bool) -> Result<Self> {
         Ok(Linear {
-            weight: weight(&vb, &[cout, cin], "weight")?,
+            weight: Packed::rhs(&weight(&vb, &[cout, cin], "weight")?, cout, cin),
             bias: if bias {
                 Some(weight(&vb, &[cout], "bias")?)
             } else {
@@ -643,15 +615,25 @@ impl Linear {
 
     /// `x` (rows of `cin`) times the transposed weight, plus the bias and `residual`.
     pub fn forward_values(&self, x: &[f32], residual: Option<&[f32]>) -> Vec<f32> {
-        let rows = x.len() / self.cin;
-        let mut out = Vec::new();
-        kernels::linear(
+        let (rows, n) = (x.len() / self.cin, self.cout);
+        let mut out = match residual {
+            Some(r) => r[..rows * n].to_vec(),
+            None => vec![0f32; rows * n],
+        };
+        if let Some(bias) = &self.bias {
+            for row in out.chunks_exact_mut(n) {
+                row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+            }
+        }
+        rhs_product(
             x,
+            Rows::new(0, self.cin),
+            rows,
             &self.weight,
-            self.bias.as_deref(),
-            residual,
             &mut out,
-            (rows, self.cin, self.cout),
+            Rows::new(0, n),
+            true,
+            true,
         );
         out
     }

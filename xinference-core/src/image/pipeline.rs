@@ -221,10 +221,13 @@ pub fn weight_files(dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
     )))
 }
 
+/// The weights of `files`, read tensor by tensor (not memory-mapped: see [`super::weights`]).
 fn var_builder(files: &[PathBuf], device: &Device) -> Result<VarBuilder<'static>> {
-    // SAFETY: the files are memory-mapped read-only and not modified while the model lives,
-    // as every safetensors loader in this crate assumes.
-    Ok(unsafe { VarBuilder::from_mmaped_safetensors(files, DType::F32, device)? })
+    Ok(super::weights::ReadSafetensors::var_builder(
+        files,
+        DType::F32,
+        device,
+    )?)
 }
 
 impl DiffusionPipeline {

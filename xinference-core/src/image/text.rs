@@ -9,7 +9,6 @@ use super::config::read_json;
 use super::pipeline::weight_files;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use serde_json::Value;
 use std::path::Path;
 
@@ -25,11 +24,11 @@ impl Encoder {
             .map_err(|e| {
             Error::bad_request(format!("{model}/config.json is not a CLIP config: {e}"))
         })?;
-        // SAFETY: the files are memory-mapped read-only and not modified while the model lives,
-        // as every safetensors loader in this crate assumes.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&weight_files(&dir, "model")?, DType::F32, device)?
-        };
+        let vb = super::weights::ReadSafetensors::var_builder(
+            &weight_files(&dir, "model")?,
+            DType::F32,
+            device,
+        )?;
         Ok(Encoder {
             tokenizer: ClipTokenizer::load(&root.join(tokenizer))?,
             model: ClipTextModel::new(vb, &config)?,

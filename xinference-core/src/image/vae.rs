@@ -11,6 +11,7 @@ use super::attention::VaeAttention;
 use super::config::VaeSettings;
 use super::layers::ResnetBlock;
 use super::ops::{Conv, GroupNorm};
+use super::pool;
 use crate::{Error, Result};
 use candle_nn::VarBuilder;
 
@@ -54,9 +55,12 @@ impl MidBlock {
     fn forward(&self, x: &[f32], (n, h, w): (usize, usize, usize)) -> Vec<f32> {
         let mut x = self.first.forward_values(x, (n, h, w), None);
         if let Some(attention) = &self.attention {
-            x = attention.forward_values(&x, n, h * w);
+            let next = attention.forward_values(&x, n, h * w);
+            pool::give(std::mem::replace(&mut x, next));
         }
-        self.second.forward_values(&x, (n, h, w), None)
+        let out = self.second.forward_values(&x, (n, h, w), None);
+        pool::give(x);
+        out
     }
 }
 
@@ -113,10 +117,11 @@ impl Level {
         (n, h, w): (usize, usize, usize),
     ) -> (Vec<f32>, (usize, usize)) {
         for resnet in &self.resnets {
-            x = resnet.forward_values(&x, (n, h, w), None);
+            let next = resnet.forward_values(&x, (n, h, w), None);
+            pool::give(std::mem::replace(&mut x, next));
         }
-        match &self.resample {
-            None => (x, (h, w)),
+        let (out, size) = match &self.resample {
+            None => return (x, (h, w)),
             Some((Resample::Up, conv)) => {
                 let size = (2 * h, 2 * w);
                 (conv.forward_resized(&x, (n, h, w), size, None, None), size)
@@ -125,7 +130,9 @@ impl Level {
                 conv.forward_values(&x, (n, h, w), None, None),
                 conv.out_size(h, w),
             ),
-        }
+        };
+        pool::give(x);
+        (out, size)
     }
 }
 
@@ -233,17 +240,20 @@ impl Vae {
             None => latents.to_vec(),
         };
         let x = self.dec_conv_in.forward_values(&z, (n, h, w), None, None);
-        drop(z);
+        pool::give(z);
         let mut x = self.dec_mid.forward(&x, (n, h, w));
         let mut size = (h, w);
         for level in &self.dec_levels {
             (x, size) = level.forward(x, (n, size.0, size.1));
         }
         let plane = size.0 * size.1;
-        let x = self.dec_norm_out.forward_values(&x, n, plane, true);
+        let normed = self.dec_norm_out.forward_values(&x, n, plane, true);
+        pool::give(x);
         let image = self
             .dec_conv_out
-            .forward_values(&x, (n, size.0, size.1), None, None);
+            .forward_values(&normed, (n, size.0, size.1), None, None);
+        pool::give(normed);
+        pool::clear();
         debug_assert_eq!(image.len(), n * self.out_channels * plane);
         (image, size)
     }
@@ -270,6 +280,8 @@ impl Vae {
         let mut moments = self
             .enc_conv_out
             .forward_values(&x, (n, size.0, size.1), None, None);
+        pool::give(x);
+        pool::clear();
         if let Some(conv) = &self.quant_conv {
             moments = conv.forward_values(&moments, (n, size.0, size.1), None, None);
         }
