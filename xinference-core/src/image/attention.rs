@@ -7,7 +7,8 @@
 //! Also the VAE's mid-block attention ([`VaeAttention`], diffusers' `Attention` with a group
 //! norm, one head over all channels, biased projections), with q, k and v as one product.
 
-use super::ops::{weight, Conv, GroupNorm};
+use super::norm_linear::GroupNorm;
+use super::ops::{weight, Conv};
 use crate::kernels::{self, matmul_to, SharedMut, View};
 use crate::Result;
 use candle_nn::VarBuilder;

@@ -5,7 +5,8 @@
 //! time, so a 4096-token self-attention never holds a whole 4096 x 4096 score matrix per head.
 
 use super::attention::{attend, Rows};
-use super::ops::{tensor, weight, with_values, Conv, GroupNorm, Linear};
+use super::norm_linear::{GroupNorm, Linear};
+use super::ops::{tensor, weight, with_values, Conv};
 use super::pool;
 use crate::kernels;
 use crate::Result;

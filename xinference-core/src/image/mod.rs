@@ -23,6 +23,7 @@ pub mod clip;
 pub mod codec;
 pub mod config;
 pub mod layers;
+pub mod norm_linear;
 pub mod ops;
 pub mod packed;
 pub mod pipeline;

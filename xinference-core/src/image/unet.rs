@@ -5,7 +5,8 @@
 
 use super::blocks::{BlockShape, DownBlock, MidBlock, UpBlock};
 use super::config::{TextTimeSettings, UNetSettings};
-use super::ops::{tensor, with_values, Conv, GroupNorm};
+use super::norm_linear::GroupNorm;
+use super::ops::{tensor, with_values, Conv};
 use crate::{Error, Result};
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;

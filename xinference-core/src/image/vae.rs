@@ -10,7 +10,8 @@
 use super::attention::VaeAttention;
 use super::config::VaeSettings;
 use super::layers::ResnetBlock;
-use super::ops::{Conv, GroupNorm};
+use super::norm_linear::GroupNorm;
+use super::ops::Conv;
 use super::pool;
 use crate::{Error, Result};
 use candle_nn::VarBuilder;
