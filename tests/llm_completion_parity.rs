@@ -115,8 +115,15 @@ const NEAR_TIE: f32 = 0.05;
 
 /// Largest allowed |our logit - llama.cpp's| over llama.cpp's top 8 at any position,
 /// teacher-forced, for Gemma 3 270M Q4_K_M (Q5_0, Q4_K, Q6_K and Q8_0 tensors), whose logits
-/// reach about 30: measured 1.477 at worst ("def fibonacci(n):", position 5) with our kernels
-/// and llama.cpp's f16 KV cache and attention rounding; it was 1.163 (position 26) with an f32
-/// cache. That rounding brought the tiny fixtures (tests/llm_gguf_families.rs) to 1e-5 but
-/// not this real model: what is left here is not understood yet (open, issue #13).
-const TOLERANCE: f32 = 1.5;
+/// reach about 30: measured 0.967 at worst ("def fibonacci(n):", position 16; 0.563 and 0.887
+/// for the other two prompts), 1.1 leaves 0.13 (14%). It was 1.477 before our RMS norms and
+/// rotary angles were computed as llama.cpp computes them (`rms_norm` and `Rope::ggml` in
+/// llm/architectures): the `<bos>` step now matches llama.cpp's top 8 to 1e-5 (its Q5_0, Q6_K
+/// and Q8_0 products bit for bit, its Q4_K ones to the last bits). What is left, found with scripts/diagnostics/llama_cpp_tensors.py:
+/// from three keys on, our attention's weighted sum adds in another order than llama.cpp's
+/// (its f16 GEMM keeps eight running sums, key `t` in lane `t % 8`), and llama.cpp repacks
+/// Q4_K weights (`q4_K_8x8`) into a product whose float sums run in another order than ours;
+/// both differ in the last bits, which flip an f16 or Q8 rounding now and then, and this model
+/// amplifies such flips (its residual stream reaches 1e5 beside feed-forward outputs near 1e-3
+/// that its post-norms scale back up).
+const TOLERANCE: f32 = 1.1;

@@ -53,10 +53,9 @@ impl GgufDecoder {
     ) -> Result<Tensor> {
         let (heads, kv_heads, hd) = (self.heads, self.kv_heads, self.head_dim);
         let s = q.dim(1)?;
-        let eps = self.eps;
         let norm = |x: &Tensor, w: &Option<Tensor>| -> candle_core::Result<Tensor> {
             match w {
-                Some(w) => candle_nn::ops::rms_norm(x, w, eps),
+                Some(w) => self.rms(x, w),
                 None => Ok(x.clone()),
             }
         };
@@ -70,8 +69,9 @@ impl GgufDecoder {
         };
         let q = norm(&split(q, heads)?, &layer.q_norm)?;
         let k = norm(&split(k, kv_heads)?, &layer.k_norm)?;
-        let mut q = rows(&self.rotate(&q, &cos, &sin)?)?;
-        let k = rows(&self.rotate(&k, &cos, &sin)?)?;
+        let ggml = self.ropes[layer.rope].is_ggml();
+        let mut q = rows(&self.rotate_with(&q, &cos, &sin, ggml)?)?;
+        let k = rows(&self.rotate_with(&k, &cos, &sin, ggml)?)?;
         let v = v.flatten_all()?.to_vec1::<f32>()?;
         // Gemma scales the queries before the product (llama.cpp's graph), the others the
         // products in the softmax.

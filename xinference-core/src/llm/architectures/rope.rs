@@ -25,6 +25,8 @@ pub(super) struct Rope {
     positions: usize,
     /// `cos` and `sin`, `[rows, rotated / 2]`, for the first rows computed so far.
     tables: Arc<RwLock<Option<(Tensor, Tensor)>>>,
+    /// llama.cpp's angles and rotation ([`Rope::ggml`]): `(theta_scale, freq_scale)`.
+    ggml: Option<(f32, f32)>,
 }
 
 impl Rope {
@@ -62,7 +64,33 @@ impl Rope {
             mscale,
             positions,
             tables: Arc::default(),
+            ggml: None,
         }
+    }
+
+    /// [`Rope::new`] as llama.cpp's CPU backend computes it (`ggml_rope_cache_init` and
+    /// `rotate_pairs`): the angle of pair `i` at position `p` is `freq_scale · θ_i` with
+    /// `θ_0 = p` and `θ_{i+1} = θ_i · theta_scale` (a running f32 product, `theta_scale =
+    /// powf(base, -2 / head_dim)`), `cosf`/`sinf` of it; the rotation's two products summed
+    /// with one of them fused (`fma(x0, cos, -(x1 · sin))`, `fma(x0, sin, x1 · cos)`, as GCC
+    /// contracts them there). Our own tables (`p · scale / base^(2i / head_dim)`) and candle's
+    /// unfused rotation differ from it in the last bits of most rotated values, which moved
+    /// f16 roundings of Gemma 3's queries and keys and its attention weights.
+    pub(super) fn ggml(head_dim: usize, base: f32, scale: f32, positions: usize) -> Result<Self> {
+        let mut rope = Self::new(head_dim, base, scale, positions)?;
+        rope.ggml = Some((base.powf(-2.0 / head_dim as f32), scale));
+        Ok(rope)
+    }
+
+    /// Whether the rotation is llama.cpp's ([`Rope::ggml`]).
+    pub(super) fn is_ggml(&self) -> bool {
+        self.ggml.is_some()
+    }
+
+    /// Back to [`Rope::new`]'s tables and candle's rotation (the f32 path compared with
+    /// transformers); only before any table is computed.
+    pub(super) fn drop_ggml(&mut self) {
+        self.ggml = None;
     }
 
     /// No rotation at all (cos 1, sin 0: each value passes through exactly), for the layers
@@ -74,6 +102,7 @@ impl Rope {
             mscale: None,
             positions,
             tables: Arc::default(),
+            ggml: None,
         })
     }
 
@@ -118,6 +147,22 @@ impl Rope {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(rows * half);
         let mut sin = Vec::with_capacity(rows * half);
+        if let Some((theta_scale, freq_scale)) = self.ggml {
+            for p in 0..rows {
+                let mut theta = p as f32;
+                for _ in 0..half {
+                    let angle = freq_scale * theta;
+                    cos.push(angle.cos());
+                    sin.push(angle.sin());
+                    theta *= theta_scale;
+                }
+            }
+            let device = Device::Cpu;
+            return Ok((
+                Tensor::from_vec(cos, (rows, half), &device)?,
+                Tensor::from_vec(sin, (rows, half), &device)?,
+            ));
+        }
         for p in 0..rows {
             for &f in self.inv_freq.iter() {
                 let (c, s) = if self.identity {
