@@ -565,3 +565,30 @@ async fn qwen35_xml_tool_calls_reach_the_openai_sdk_typed_by_the_schema() {
     println!("{}", out.trim());
     server.stop().await;
 }
+
+/// DeepSeek-R1's tool calls over real HTTP with the official client: the tiny qwen2 fixture
+/// launched as `deepseek-r1-distill-qwen` (whose registry template writes
+/// `<｜tool▁calls▁begin｜>` calls and names no parser, so the template decides the format), held
+/// to the format by a forced `tool_choice`.
+#[tokio::test]
+async fn deepseek_r1_tool_calls_reach_the_openai_sdk() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let launch = json!({
+        "model_name": "deepseek-r1-distill-qwen", "model_engine": "llama.cpp",
+        "model_format": "ggufv2", "model_size_in_billions": "1_5", "quantization": "Q8_0",
+        "model_path": common::logit_checks::tiny_gguf_dir().join("qwen2/tiny-Q8_0.gguf"),
+        "model_uid": "tiny-r1",
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/models", server.url))
+        .json(&launch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let out = common::run_python("openai_deepseek_tools.py", &[&server.url, "tiny-r1"]).await;
+    assert!(out.contains("openai deepseek tools: ok"), "{out}");
+    println!("{}", out.trim());
+    server.stop().await;
+}

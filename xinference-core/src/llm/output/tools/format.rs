@@ -1,6 +1,7 @@
 //! The tool-call output formats, and the grammar that makes a model write a valid call in its
 //! own format.
 
+use super::deepseek;
 use super::prompt::ToolSet;
 use crate::llm::output::constraint::lark_string;
 use serde_json::{json, Value};
@@ -22,6 +23,9 @@ pub enum ToolFormat {
     Glm4,
     /// Mistral: `[TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...]`.
     Mistral,
+    /// DeepSeek-R1 / V3 (and the R1 distills): `<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>
+    /// function<｜tool▁sep｜>NAME\n```json\n{...}\n```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>`.
+    DeepSeekR1,
 }
 
 impl ToolFormat {
@@ -33,13 +37,18 @@ impl ToolFormat {
             "llama3" | "llama3_json" | "llama" => Some(ToolFormat::Llama3),
             "glm4" | "glm45" | "glm5" | "chatglm" => Some(ToolFormat::Glm4),
             "mistral" => Some(ToolFormat::Mistral),
+            "deepseek-r1" | "deepseek_r1" | "deepseek-v3" | "deepseek_v3" | "deepseek" => {
+                Some(ToolFormat::DeepSeekR1)
+            }
             _ => None,
         }
     }
 
     /// The format a chat template asks for, recognised by its markers.
     pub fn from_template(source: &str) -> Option<ToolFormat> {
-        if source.contains("<function=") && source.contains("<parameter=") {
+        if source.contains(deepseek::CALLS_BEGIN) {
+            Some(ToolFormat::DeepSeekR1)
+        } else if source.contains("<function=") && source.contains("<parameter=") {
             Some(ToolFormat::QwenXml)
         } else if source.contains("<tool_call>") {
             Some(ToolFormat::Hermes)
@@ -62,6 +71,7 @@ impl ToolFormat {
             ToolFormat::Llama3 => Some("<|python_tag|>"),
             ToolFormat::Mistral => Some("[TOOL_CALLS]"),
             ToolFormat::Glm4 => Some("<tool_call>"),
+            ToolFormat::DeepSeekR1 => Some(deepseek::MARKER),
         }
     }
 
@@ -114,6 +124,7 @@ impl ToolFormat {
                 }
                 format!("start: \"[TOOL_CALLS]\" %json {}\n", with_layout(array))
             }
+            ToolFormat::DeepSeekR1 => deepseek_grammar(tools, parallel),
             ToolFormat::Glm4 => {
                 let alternatives: Vec<String> = tools
                     .tools
@@ -157,6 +168,35 @@ fn with_layout(mut schema: Value) -> Value {
         );
     }
     schema
+}
+
+/// DeepSeek-R1's calls, as its template writes them: each tool's name, then its arguments as
+/// fenced JSON valid against its schema.
+fn deepseek_grammar(tools: &ToolSet, parallel: bool) -> String {
+    let mut rules = Vec::new();
+    let mut calls = Vec::new();
+    for (i, tool) in tools.tools.iter().enumerate() {
+        rules.push(format!(
+            "call_{i}: {} %json {} {}",
+            lark_string(&format!("{}\n```json\n", tool.name)),
+            with_layout(tool.parameters.clone()),
+            lark_string(&format!("\n```{}", deepseek::CALL_END)),
+        ));
+        calls.push(format!("call_{i}"));
+    }
+    let more = if parallel { " (\"\\n\" body)*" } else { "" };
+    format!(
+        "start: {} body{more} {}\nbody: {} ({})\n{}\n",
+        lark_string(deepseek::CALLS_BEGIN),
+        lark_string(deepseek::CALLS_END),
+        lark_string(&format!(
+            "{}function{}",
+            deepseek::CALL_BEGIN,
+            deepseek::SEP
+        )),
+        calls.join(" | "),
+        rules.join("\n")
+    )
 }
 
 /// Qwen3.5's XML calls: per tool, `<function=NAME>` and its parameters in schema order

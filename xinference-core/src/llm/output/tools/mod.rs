@@ -4,6 +4,7 @@
 //! The format is a property of the model (its registry `tool_parser`, else its chat template),
 //! never guessed per request.
 
+mod deepseek;
 mod format;
 mod parse;
 mod prompt;
