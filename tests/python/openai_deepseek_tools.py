@@ -17,8 +17,9 @@ client = openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed", max_retries=
 # A short name and bounded values: the fixture has 512 positions and a 512-token vocabulary.
 SCHEMA = {
     "type": "object",
-    "properties": {"i": {"type": "integer", "enum": [1, 2]}, "b": {"type": "boolean"}},
-    "required": ["i", "b"],
+    "properties": {"i": {"type": "integer", "enum": [1, 2]}},
+    "required": ["i"],
+    "additionalProperties": False,
 }
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": SCHEMA}}]
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -34,7 +35,7 @@ def create(**kwargs):
 
 
 # --- whole answer ------------------------------------------------------------------------------
-r = create(tool_choice=NAMED, temperature=0, max_tokens=150, parallel_tool_calls=False)
+r = create(tool_choice=NAMED, temperature=0, max_tokens=100, parallel_tool_calls=False)
 choice = r.choices[0]
 assert choice.finish_reason == "tool_calls", r
 calls = choice.message.tool_calls
@@ -46,7 +47,7 @@ assert not (choice.message.content or "").strip(), r
 
 # --- streamed: the same greedy call -----------------------------------------------------------
 stream = create(
-    tool_choice=NAMED, temperature=0, max_tokens=150, parallel_tool_calls=False, stream=True
+    tool_choice=NAMED, temperature=0, max_tokens=100, parallel_tool_calls=False, stream=True
 )
 acc, content, finish = {}, "", None
 for chunk in stream:

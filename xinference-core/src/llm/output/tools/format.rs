@@ -265,3 +265,34 @@ fn qwen_xml_grammar(tools: &ToolSet, parallel: bool) -> String {
         rules.join("\n")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_deepseek_r1_family_of_the_registry_reads_deepseek_calls() {
+        let families: Vec<Value> =
+            serde_json::from_str(include_str!("../../../registry/data/llm.json")).unwrap();
+        let mut seen = 0;
+        for family in families {
+            let name = family["model_name"].as_str().unwrap();
+            if !name.starts_with("deepseek-r1") {
+                continue;
+            }
+            seen += 1;
+            let by_parser = family["tool_parser"]
+                .as_str()
+                .and_then(ToolFormat::from_parser_name);
+            let by_template = family["chat_template"]
+                .as_str()
+                .and_then(ToolFormat::from_template);
+            assert_eq!(
+                by_parser.or(by_template),
+                Some(ToolFormat::DeepSeekR1),
+                "{name}"
+            );
+        }
+        assert_eq!(seen, 3, "the three R1 families");
+    }
+}

@@ -116,8 +116,7 @@ pub fn tools_system_prompt(tools: &ToolSet, format: ToolFormat) -> String {
         ToolFormat::DeepSeekR1 => {
             "\n</tools>\n\nTo call functions, reply only with:\n<｜tool▁calls▁begin｜>\
              <｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\n{ARGUMENTS}\n```\
-             <｜tool▁call▁end｜><｜tool▁calls▁end｜>\n(one <｜tool▁call▁begin｜>...\
-             <｜tool▁call▁end｜> per call, separated by newlines)"
+             <｜tool▁call▁end｜><｜tool▁calls▁end｜>"
         }
         _ => {
             "\n</tools>\n\nFor each function call, return a json object with function name and \
