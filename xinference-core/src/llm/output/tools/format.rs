@@ -2,6 +2,7 @@
 //! own format.
 
 use super::deepseek;
+use super::gemma;
 use super::prompt::ToolSet;
 use crate::llm::output::constraint::lark_string;
 use serde_json::{json, Value};
@@ -26,6 +27,9 @@ pub enum ToolFormat {
     /// DeepSeek-R1 / V3 (and the R1 distills): `<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>
     /// function<｜tool▁sep｜>NAME\n```json\n{...}\n```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>`.
     DeepSeekR1,
+    /// Gemma 4: `<|tool_call>call:NAME{key:VALUE,...}<tool_call|>`, strings between `<|"|>`
+    /// marks, keys bare.
+    Gemma4,
 }
 
 impl ToolFormat {
@@ -40,6 +44,7 @@ impl ToolFormat {
             "deepseek-r1" | "deepseek_r1" | "deepseek-v3" | "deepseek_v3" | "deepseek" => {
                 Some(ToolFormat::DeepSeekR1)
             }
+            "gemma" | "gemma4" => Some(ToolFormat::Gemma4),
             _ => None,
         }
     }
@@ -48,6 +53,8 @@ impl ToolFormat {
     pub fn from_template(source: &str) -> Option<ToolFormat> {
         if source.contains(deepseek::CALLS_BEGIN) {
             Some(ToolFormat::DeepSeekR1)
+        } else if source.contains(gemma::CALL_BEGIN) {
+            Some(ToolFormat::Gemma4)
         } else if source.contains("<function=") && source.contains("<parameter=") {
             Some(ToolFormat::QwenXml)
         } else if source.contains("<tool_call>") {
@@ -72,6 +79,7 @@ impl ToolFormat {
             ToolFormat::Mistral => Some("[TOOL_CALLS]"),
             ToolFormat::Glm4 => Some("<tool_call>"),
             ToolFormat::DeepSeekR1 => Some(deepseek::MARKER),
+            ToolFormat::Gemma4 => Some(gemma::CALL_BEGIN),
         }
     }
 
@@ -125,6 +133,7 @@ impl ToolFormat {
                 format!("start: \"[TOOL_CALLS]\" %json {}\n", with_layout(array))
             }
             ToolFormat::DeepSeekR1 => deepseek_grammar(tools, parallel),
+            ToolFormat::Gemma4 => gemma_grammar(tools, parallel),
             ToolFormat::Glm4 => {
                 let alternatives: Vec<String> = tools
                     .tools
@@ -195,6 +204,69 @@ fn deepseek_grammar(tools: &ToolSet, parallel: bool) -> String {
             deepseek::SEP
         )),
         calls.join(" | "),
+        rules.join("\n")
+    )
+}
+
+/// Gemma 4's calls: per tool, `call:NAME{` and its parameters in schema order, `key:VALUE`
+/// separated by commas (an absent optional one may leave a stray comma, which the parser
+/// skips). A string value is raw text between `<|"|>` marks, an enum of strings one of its
+/// values so quoted, anything else JSON valid against its schema (numbers and booleans are
+/// the same in Gemma's notation; nested objects come out as JSON, which the parser reads too).
+fn gemma_grammar(tools: &ToolSet, parallel: bool) -> String {
+    let quote = lark_string(gemma::QUOTE);
+    let mut rules = Vec::new();
+    let mut calls = Vec::new();
+    for (i, tool) in tools.tools.iter().enumerate() {
+        let required: Vec<&str> = tool
+            .parameters
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut params = Vec::new();
+        if let Some(props) = tool.parameters.get("properties").and_then(Value::as_object) {
+            for (j, (key, schema)) in props.iter().enumerate() {
+                let comma = if j == 0 { "" } else { "\",\" " };
+                let open = lark_string(&format!("{key}:"));
+                let value = format!("v_{i}_{j}");
+                let strings: Option<Vec<String>> = schema
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .and_then(|e| e.iter().map(|v| v.as_str().map(lark_string)).collect());
+                match strings {
+                    Some(options) if !options.is_empty() => rules.push(format!(
+                        "{value}: {quote} ({}) {quote}",
+                        options.join(" | ")
+                    )),
+                    _ if schema.get("type").and_then(Value::as_str) == Some("string") => {
+                        rules.push(format!("{value}: {quote} s_{i}_{j}"));
+                        rules.push(format!("s_{i}_{j}[suffix={quote}]: /(?s:.*)/"));
+                    }
+                    _ => rules.push(format!("{value}: %json {}", with_layout(schema.clone()))),
+                }
+                rules.push(format!("p_{i}_{j}: {comma}{open} {value}"));
+                let optional = if required.contains(&key.as_str()) {
+                    ""
+                } else {
+                    "?"
+                };
+                params.push(format!("p_{i}_{j}{optional}"));
+            }
+        }
+        rules.push(format!(
+            "call_{i}: {} {} \"}}\"",
+            lark_string(&format!("call:{}{{", tool.name)),
+            params.join(" "),
+        ));
+        calls.push(format!("call_{i}"));
+    }
+    let more = if parallel { " body*" } else { "" };
+    format!(
+        "start: body{more}\nbody: {} ({}) {}\n{}\n",
+        lark_string(gemma::CALL_BEGIN),
+        calls.join(" | "),
+        lark_string(gemma::CALL_END),
         rules.join("\n")
     )
 }

@@ -6,6 +6,7 @@
 
 mod deepseek;
 mod format;
+mod gemma;
 mod parse;
 mod prompt;
 mod stream;

@@ -3,6 +3,7 @@
 
 use super::deepseek::parse_deepseek;
 use super::format::ToolFormat;
+use super::gemma::parse_gemma;
 use super::prompt::ToolSet;
 use super::xml::xml_call;
 use serde_json::{Map, Value};
@@ -51,6 +52,7 @@ pub fn parse_tool_output(format: ToolFormat, text: &str, tools: &ToolSet) -> Par
         ToolFormat::Mistral => parse_mistral(text, tools),
         ToolFormat::Glm4 => parse_tagged(text, tools).or_else(|| parse_glm4(text, tools)),
         ToolFormat::DeepSeekR1 => parse_deepseek(text, tools),
+        ToolFormat::Gemma4 => parse_gemma(text, tools),
     };
     parsed
         .or_else(|| {

@@ -295,4 +295,40 @@ mod tests {
         assert_eq!(content, broken);
         assert!(calls.is_empty());
     }
+
+    #[test]
+    fn gemma4_calls_are_read_whole_from_any_chunking() {
+        let text = "Checking.<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>,days:3}<tool_call|><|tool_call>call:get_time{}<tool_call|>";
+        for step in [1, 2, 3, 7, 10_000] {
+            let mut parser = ToolStreamParser::new(ToolFormat::Gemma4, tools());
+            let chars: Vec<char> = text.chars().collect();
+            let mut content = String::new();
+            let mut calls = Vec::new();
+            for piece in chars.chunks(step) {
+                for e in parser.push(&piece.iter().collect::<String>()) {
+                    match e {
+                        ToolStreamEvent::Content(t) => {
+                            assert!(!t.contains('<'), "markup leaked at step {step}: {t:?}");
+                            content.push_str(&t);
+                        }
+                        ToolStreamEvent::Call { .. } => panic!("a call before the end"),
+                    }
+                }
+            }
+            for e in parser.finish() {
+                match e {
+                    ToolStreamEvent::Content(t) => content.push_str(&t),
+                    ToolStreamEvent::Call { index, call } => calls.push((index, call)),
+                }
+            }
+            assert_eq!(content, "Checking.", "step {step}");
+            assert_eq!(calls.len(), 2, "step {step}");
+            assert_eq!(calls[0].1.arguments, json!({"city": "Paris", "days": 3}));
+            assert_eq!((calls[1].0, calls[1].1.name.as_str()), (1, "get_time"));
+        }
+        let broken = "<|tool_call>call:get_weather{city:<|\"|>Pa";
+        let (content, calls) = run(ToolFormat::Gemma4, broken, 3);
+        assert_eq!(content, broken);
+        assert!(calls.is_empty());
+    }
 }
