@@ -210,7 +210,8 @@ fn deepseek_grammar(tools: &ToolSet, parallel: bool) -> String {
 
 /// Gemma 4's calls: per tool, `call:NAME{` and its parameters in schema order, `key:VALUE`
 /// separated by commas (an absent optional one may leave a stray comma, which the parser
-/// skips). A string value is raw text between `<|"|>` marks, an enum of strings one of its
+/// skips). A string value is raw text between `<|"|>` marks (at most `maxLength` characters
+/// when the schema says), an enum of strings one of its
 /// values so quoted, anything else JSON valid against its schema (numbers and booleans are
 /// the same in Gemma's notation; nested objects come out as JSON, which the parser reads too).
 fn gemma_grammar(tools: &ToolSet, parallel: bool) -> String {
@@ -240,8 +241,12 @@ fn gemma_grammar(tools: &ToolSet, parallel: bool) -> String {
                         options.join(" | ")
                     )),
                     _ if schema.get("type").and_then(Value::as_str) == Some("string") => {
+                        let length = match schema.get("maxLength").and_then(Value::as_u64) {
+                            Some(n) => format!("{{0,{n}}}"),
+                            None => "*".to_owned(),
+                        };
                         rules.push(format!("{value}: {quote} s_{i}_{j}"));
-                        rules.push(format!("s_{i}_{j}[suffix={quote}]: /(?s:.*)/"));
+                        rules.push(format!("s_{i}_{j}[suffix={quote}]: /(?s:.{length})/"));
                     }
                     _ => rules.push(format!("{value}: %json {}", with_layout(schema.clone()))),
                 }
