@@ -372,4 +372,25 @@ mod tests {
         }
         assert_eq!(seen, 3, "the three R1 families");
     }
+
+    #[test]
+    fn gemma_4_reads_gemma_calls_by_its_parser_name_and_google_s_template() {
+        let families: Vec<Value> =
+            serde_json::from_str(include_str!("../../../registry/data/llm.json")).unwrap();
+        let gemma4 = families
+            .iter()
+            .find(|f| f["model_name"] == "gemma-4")
+            .unwrap();
+        let parser = gemma4["tool_parser"].as_str().unwrap();
+        assert_eq!(
+            ToolFormat::from_parser_name(parser),
+            Some(ToolFormat::Gemma4)
+        );
+        // The call line of google's gemma-4 template.
+        let template = "{{- '<|tool_call>call:' + function['name'] + '{' -}}";
+        assert_eq!(
+            ToolFormat::from_template(template),
+            Some(ToolFormat::Gemma4)
+        );
+    }
 }
