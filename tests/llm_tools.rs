@@ -565,3 +565,58 @@ async fn qwen35_xml_tool_calls_reach_the_openai_sdk_typed_by_the_schema() {
     println!("{}", out.trim());
     server.stop().await;
 }
+
+/// Launches the tiny `fixture` GGUF under the registry `launch` fields and checks, with the
+/// official client, that a forced call comes back in the family's own format (`markers`).
+async fn family_tool_calls(launch: Value, fixture: &str, markers: &[&str]) {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let mut launch = launch;
+    launch["model_path"] = json!(common::logit_checks::tiny_gguf_dir().join(fixture));
+    launch["model_uid"] = json!("tiny-family");
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/models", server.url))
+        .json(&launch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let mut args = vec![server.url.as_str(), "tiny-family"];
+    args.extend_from_slice(markers);
+    let out = common::run_python("openai_family_tools.py", &args).await;
+    assert!(out.contains("openai family tools: ok"), "{out}");
+    println!("{}", out.trim());
+    server.stop().await;
+}
+
+/// DeepSeek-R1's tool calls over real HTTP with the official client: the tiny qwen2 fixture
+/// launched as `deepseek-r1-distill-qwen` (whose registry template writes
+/// `<｜tool▁calls▁begin｜>` calls and names no parser, so the template decides the format), held
+/// to the format by a forced `tool_choice`. The fixture's vocabulary lacks DeepSeek's marker
+/// tokens, so the raw answer writes them byte by byte (logprobs tokens show the bytes), and
+/// only their ASCII parts are looked for in it.
+#[tokio::test]
+async fn deepseek_r1_tool_calls_reach_the_openai_sdk() {
+    let launch = json!({
+        "model_name": "deepseek-r1-distill-qwen", "model_engine": "llama.cpp",
+        "model_format": "ggufv2", "model_size_in_billions": "1_5", "quantization": "Q8_0",
+    });
+    family_tool_calls(launch, "qwen2/tiny-Q8_0.gguf", &["function", "```json\n{"]).await;
+}
+
+/// Gemma 4's tool calls over real HTTP with the official client: the tiny gemma4 fixture
+/// launched as `gemma-4` (registry `tool_parser: "gemma"`), held to
+/// `<|tool_call>call:NAME{...}<tool_call|>` by a forced `tool_choice`.
+#[tokio::test]
+async fn gemma4_tool_calls_reach_the_openai_sdk() {
+    let launch = json!({
+        "model_name": "gemma-4", "model_engine": "llama.cpp",
+        "model_format": "ggufv2", "model_size_in_billions": 2, "quantization": "Q8_0",
+    });
+    family_tool_calls(
+        launch,
+        "gemma4/tiny-Q8_0.gguf",
+        &["call:f{", "<|\"|>", "tool_call|>"],
+    )
+    .await;
+}

@@ -1,6 +1,8 @@
 //! The tool-call output formats, and the grammar that makes a model write a valid call in its
 //! own format.
 
+use super::deepseek;
+use super::gemma;
 use super::prompt::ToolSet;
 use crate::llm::output::constraint::lark_string;
 use serde_json::{json, Value};
@@ -22,6 +24,12 @@ pub enum ToolFormat {
     Glm4,
     /// Mistral: `[TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...]`.
     Mistral,
+    /// DeepSeek-R1 / V3 (and the R1 distills): `<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>
+    /// function<｜tool▁sep｜>NAME\n```json\n{...}\n```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>`.
+    DeepSeekR1,
+    /// Gemma 4: `<|tool_call>call:NAME{key:VALUE,...}<tool_call|>`, strings between `<|"|>`
+    /// marks, keys bare.
+    Gemma4,
 }
 
 impl ToolFormat {
@@ -33,13 +41,21 @@ impl ToolFormat {
             "llama3" | "llama3_json" | "llama" => Some(ToolFormat::Llama3),
             "glm4" | "glm45" | "glm5" | "chatglm" => Some(ToolFormat::Glm4),
             "mistral" => Some(ToolFormat::Mistral),
+            "deepseek-r1" | "deepseek_r1" | "deepseek-v3" | "deepseek_v3" | "deepseek" => {
+                Some(ToolFormat::DeepSeekR1)
+            }
+            "gemma" | "gemma4" => Some(ToolFormat::Gemma4),
             _ => None,
         }
     }
 
     /// The format a chat template asks for, recognised by its markers.
     pub fn from_template(source: &str) -> Option<ToolFormat> {
-        if source.contains("<function=") && source.contains("<parameter=") {
+        if source.contains(deepseek::CALLS_BEGIN) {
+            Some(ToolFormat::DeepSeekR1)
+        } else if source.contains(gemma::CALL_BEGIN) {
+            Some(ToolFormat::Gemma4)
+        } else if source.contains("<function=") && source.contains("<parameter=") {
             Some(ToolFormat::QwenXml)
         } else if source.contains("<tool_call>") {
             Some(ToolFormat::Hermes)
@@ -62,6 +78,8 @@ impl ToolFormat {
             ToolFormat::Llama3 => Some("<|python_tag|>"),
             ToolFormat::Mistral => Some("[TOOL_CALLS]"),
             ToolFormat::Glm4 => Some("<tool_call>"),
+            ToolFormat::DeepSeekR1 => Some(deepseek::MARKER),
+            ToolFormat::Gemma4 => Some(gemma::CALL_BEGIN),
         }
     }
 
@@ -114,6 +132,8 @@ impl ToolFormat {
                 }
                 format!("start: \"[TOOL_CALLS]\" %json {}\n", with_layout(array))
             }
+            ToolFormat::DeepSeekR1 => deepseek_grammar(tools, parallel),
+            ToolFormat::Gemma4 => gemma_grammar(tools, parallel),
             ToolFormat::Glm4 => {
                 let alternatives: Vec<String> = tools
                     .tools
@@ -157,6 +177,103 @@ fn with_layout(mut schema: Value) -> Value {
         );
     }
     schema
+}
+
+/// DeepSeek-R1's calls, as its template writes them: each tool's name, then its arguments as
+/// fenced JSON valid against its schema.
+fn deepseek_grammar(tools: &ToolSet, parallel: bool) -> String {
+    let mut rules = Vec::new();
+    let mut calls = Vec::new();
+    for (i, tool) in tools.tools.iter().enumerate() {
+        rules.push(format!(
+            "call_{i}: {} %json {} {}",
+            lark_string(&format!("{}\n```json\n", tool.name)),
+            with_layout(tool.parameters.clone()),
+            lark_string(&format!("\n```{}", deepseek::CALL_END)),
+        ));
+        calls.push(format!("call_{i}"));
+    }
+    let more = if parallel { " (\"\\n\" body)*" } else { "" };
+    format!(
+        "start: {} body{more} {}\nbody: {} ({})\n{}\n",
+        lark_string(deepseek::CALLS_BEGIN),
+        lark_string(deepseek::CALLS_END),
+        lark_string(&format!(
+            "{}function{}",
+            deepseek::CALL_BEGIN,
+            deepseek::SEP
+        )),
+        calls.join(" | "),
+        rules.join("\n")
+    )
+}
+
+/// Gemma 4's calls: per tool, `call:NAME{` and its parameters in schema order, `key:VALUE`
+/// separated by commas (an absent optional one may leave a stray comma, which the parser
+/// skips). A string value is raw text between `<|"|>` marks (at most `maxLength` characters
+/// when the schema says), an enum of strings one of its
+/// values so quoted, anything else JSON valid against its schema (numbers and booleans are
+/// the same in Gemma's notation; nested objects come out as JSON, which the parser reads too).
+fn gemma_grammar(tools: &ToolSet, parallel: bool) -> String {
+    let quote = lark_string(gemma::QUOTE);
+    let mut rules = Vec::new();
+    let mut calls = Vec::new();
+    for (i, tool) in tools.tools.iter().enumerate() {
+        let required: Vec<&str> = tool
+            .parameters
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut params = Vec::new();
+        if let Some(props) = tool.parameters.get("properties").and_then(Value::as_object) {
+            for (j, (key, schema)) in props.iter().enumerate() {
+                let comma = if j == 0 { "" } else { "\",\" " };
+                let open = lark_string(&format!("{key}:"));
+                let value = format!("v_{i}_{j}");
+                let strings: Option<Vec<String>> = schema
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .and_then(|e| e.iter().map(|v| v.as_str().map(lark_string)).collect());
+                match strings {
+                    Some(options) if !options.is_empty() => rules.push(format!(
+                        "{value}: {quote} ({}) {quote}",
+                        options.join(" | ")
+                    )),
+                    _ if schema.get("type").and_then(Value::as_str) == Some("string") => {
+                        let length = match schema.get("maxLength").and_then(Value::as_u64) {
+                            Some(n) => format!("{{0,{n}}}"),
+                            None => "*".to_owned(),
+                        };
+                        rules.push(format!("{value}: {quote} s_{i}_{j}"));
+                        rules.push(format!("s_{i}_{j}[suffix={quote}]: /(?s:.{length})/"));
+                    }
+                    _ => rules.push(format!("{value}: %json {}", with_layout(schema.clone()))),
+                }
+                rules.push(format!("p_{i}_{j}: {comma}{open} {value}"));
+                let optional = if required.contains(&key.as_str()) {
+                    ""
+                } else {
+                    "?"
+                };
+                params.push(format!("p_{i}_{j}{optional}"));
+            }
+        }
+        rules.push(format!(
+            "call_{i}: {} {} \"}}\"",
+            lark_string(&format!("call:{}{{", tool.name)),
+            params.join(" "),
+        ));
+        calls.push(format!("call_{i}"));
+    }
+    let more = if parallel { " body*" } else { "" };
+    format!(
+        "start: body{more}\nbody: {} ({}) {}\n{}\n",
+        lark_string(gemma::CALL_BEGIN),
+        calls.join(" | "),
+        lark_string(gemma::CALL_END),
+        rules.join("\n")
+    )
 }
 
 /// Qwen3.5's XML calls: per tool, `<function=NAME>` and its parameters in schema order
@@ -224,4 +341,56 @@ fn qwen_xml_grammar(tools: &ToolSet, parallel: bool) -> String {
         calls.join(" | "),
         rules.join("\n")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_deepseek_r1_family_of_the_registry_reads_deepseek_calls() {
+        let families: Vec<Value> =
+            serde_json::from_str(include_str!("../../../registry/data/llm.json")).unwrap();
+        let mut seen = 0;
+        for family in families {
+            let name = family["model_name"].as_str().unwrap();
+            if !name.starts_with("deepseek-r1") {
+                continue;
+            }
+            seen += 1;
+            let by_parser = family["tool_parser"]
+                .as_str()
+                .and_then(ToolFormat::from_parser_name);
+            let by_template = family["chat_template"]
+                .as_str()
+                .and_then(ToolFormat::from_template);
+            assert_eq!(
+                by_parser.or(by_template),
+                Some(ToolFormat::DeepSeekR1),
+                "{name}"
+            );
+        }
+        assert_eq!(seen, 3, "the three R1 families");
+    }
+
+    #[test]
+    fn gemma_4_reads_gemma_calls_by_its_parser_name_and_google_s_template() {
+        let families: Vec<Value> =
+            serde_json::from_str(include_str!("../../../registry/data/llm.json")).unwrap();
+        let gemma4 = families
+            .iter()
+            .find(|f| f["model_name"] == "gemma-4")
+            .unwrap();
+        let parser = gemma4["tool_parser"].as_str().unwrap();
+        assert_eq!(
+            ToolFormat::from_parser_name(parser),
+            Some(ToolFormat::Gemma4)
+        );
+        // The call line of google's gemma-4 template.
+        let template = "{{- '<|tool_call>call:' + function['name'] + '{' -}}";
+        assert_eq!(
+            ToolFormat::from_template(template),
+            Some(ToolFormat::Gemma4)
+        );
+    }
 }

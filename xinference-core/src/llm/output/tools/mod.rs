@@ -4,7 +4,9 @@
 //! The format is a property of the model (its registry `tool_parser`, else its chat template),
 //! never guessed per request.
 
+mod deepseek;
 mod format;
+mod gemma;
 mod parse;
 mod prompt;
 mod stream;

@@ -1,7 +1,9 @@
 //! Reading tool calls out of a whole answer. Anything that cannot be read as calls of the
 //! offered tools stays plain content: a parse failure is never an error.
 
+use super::deepseek::parse_deepseek;
 use super::format::ToolFormat;
+use super::gemma::parse_gemma;
 use super::prompt::ToolSet;
 use super::xml::xml_call;
 use serde_json::{Map, Value};
@@ -49,6 +51,8 @@ pub fn parse_tool_output(format: ToolFormat, text: &str, tools: &ToolSet) -> Par
         ToolFormat::Llama3 => parse_llama3(text, tools),
         ToolFormat::Mistral => parse_mistral(text, tools),
         ToolFormat::Glm4 => parse_tagged(text, tools).or_else(|| parse_glm4(text, tools)),
+        ToolFormat::DeepSeekR1 => parse_deepseek(text, tools),
+        ToolFormat::Gemma4 => parse_gemma(text, tools),
     };
     parsed
         .or_else(|| {
@@ -136,6 +140,17 @@ fn call_from_value(value: &Value, tools: &ToolSet) -> Option<ParsedCall> {
         name: name.to_owned(),
         arguments,
     })
+}
+
+/// A call's arguments written as JSON text: an object (blank text: no arguments).
+pub(super) fn call_arguments(text: &str) -> Option<Value> {
+    if text.trim().is_empty() {
+        return Some(Value::Object(Map::new()));
+    }
+    match serde_json::from_str::<Value>(text).ok()? {
+        v @ Value::Object(_) => Some(v),
+        _ => None,
+    }
 }
 
 fn json_call(body: &str, tools: &ToolSet) -> Option<ParsedCall> {

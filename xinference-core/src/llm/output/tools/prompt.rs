@@ -93,26 +93,41 @@ impl ToolSet {
 }
 
 /// The system-prompt text that teaches a model without template tool support to call `tools`
-/// in `format`: Qwen3.5's XML calls for [`ToolFormat::QwenXml`], the Hermes format otherwise.
+/// in `format`: Qwen3.5's XML calls for [`ToolFormat::QwenXml`], DeepSeek's call markers for
+/// [`ToolFormat::DeepSeekR1`], Gemma 4's for [`ToolFormat::Gemma4`], the Hermes format otherwise.
 pub fn tools_system_prompt(tools: &ToolSet, format: ToolFormat) -> String {
     let mut text = String::from("# Tools\n\n");
-    text.push_str(if format == ToolFormat::QwenXml {
-        "<tools>"
-    } else {
-        "You may call one or more functions to assist with the user query.\n\n\
-         You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
+    text.push_str(match format {
+        ToolFormat::QwenXml | ToolFormat::DeepSeekR1 | ToolFormat::Gemma4 => "<tools>",
+        _ => {
+            "You may call one or more functions to assist with the user query.\n\n\
+             You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
+        }
     });
     for tool in &tools.raw {
         text.push('\n');
         text.push_str(&tool.to_string());
     }
-    text.push_str(if format == ToolFormat::QwenXml {
-        "\n</tools>\n\nTo call a function, reply only with:\n<tool_call>\n<function=NAME>\n\
-         <parameter=KEY>\nVALUE\n</parameter>\n</function>\n</tool_call>"
-    } else {
-        "\n</tools>\n\nFor each function call, return a json object with function name and \
-         arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n\
-         {\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"
+    text.push_str(match format {
+        ToolFormat::QwenXml => {
+            "\n</tools>\n\nTo call a function, reply only with:\n<tool_call>\n<function=NAME>\n\
+             <parameter=KEY>\nVALUE\n</parameter>\n</function>\n</tool_call>"
+        }
+        ToolFormat::DeepSeekR1 => {
+            "\n</tools>\n\nTo call functions, reply only with:\n<｜tool▁calls▁begin｜>\
+             <｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\n{ARGUMENTS}\n```\
+             <｜tool▁call▁end｜><｜tool▁calls▁end｜>"
+        }
+        ToolFormat::Gemma4 => {
+            "\n</tools>\n\nTo call a function, reply only with:\n\
+             <|tool_call>call:NAME{KEY:VALUE,...}<tool_call|>\n\
+             (string values between <|\"|> and <|\"|>)"
+        }
+        _ => {
+            "\n</tools>\n\nFor each function call, return a json object with function name and \
+             arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n\
+             {\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"
+        }
     });
     text
 }

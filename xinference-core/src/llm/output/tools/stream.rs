@@ -253,4 +253,82 @@ mod tests {
         assert_eq!(content, text);
         assert!(calls.is_empty());
     }
+
+    #[test]
+    fn deepseek_calls_are_read_whole_from_any_chunking() {
+        let text = "I will look.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Paris\"}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+        for step in [1, 2, 3, 7, 10_000] {
+            let mut parser = ToolStreamParser::new(ToolFormat::DeepSeekR1, tools());
+            let chars: Vec<char> = text.chars().collect();
+            let mut content = String::new();
+            let mut calls = Vec::new();
+            for piece in chars.chunks(step) {
+                for e in parser.push(&piece.iter().collect::<String>()) {
+                    match e {
+                        ToolStreamEvent::Content(t) => {
+                            assert!(!t.contains('<'), "markup leaked at step {step}: {t:?}");
+                            content.push_str(&t);
+                        }
+                        ToolStreamEvent::Call { .. } => panic!("a call before the end"),
+                    }
+                }
+            }
+            for e in parser.finish() {
+                match e {
+                    ToolStreamEvent::Content(t) => content.push_str(&t),
+                    ToolStreamEvent::Call { index, call } => calls.push((index, call)),
+                }
+            }
+            assert_eq!(content, "I will look.", "step {step}");
+            assert_eq!(calls.len(), 2, "step {step}");
+            assert_eq!(calls[0].1.name, "get_weather");
+            assert_eq!(calls[0].1.arguments, json!({"city": "Paris"}));
+            assert_eq!((calls[1].0, calls[1].1.name.as_str()), (1, "get_time"));
+        }
+        // Text that only looks like the start of a marker streams through; a broken call
+        // comes back as content.
+        let (content, calls) = run(ToolFormat::DeepSeekR1, "a <｜tool is not a call", 1);
+        assert_eq!(content, "a <｜tool is not a call");
+        assert!(calls.is_empty());
+        let broken = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"ci";
+        let (content, calls) = run(ToolFormat::DeepSeekR1, broken, 3);
+        assert_eq!(content, broken);
+        assert!(calls.is_empty());
+    }
+
+    #[test]
+    fn gemma4_calls_are_read_whole_from_any_chunking() {
+        let text = "Checking.<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>,days:3}<tool_call|><|tool_call>call:get_time{}<tool_call|>";
+        for step in [1, 2, 3, 7, 10_000] {
+            let mut parser = ToolStreamParser::new(ToolFormat::Gemma4, tools());
+            let chars: Vec<char> = text.chars().collect();
+            let mut content = String::new();
+            let mut calls = Vec::new();
+            for piece in chars.chunks(step) {
+                for e in parser.push(&piece.iter().collect::<String>()) {
+                    match e {
+                        ToolStreamEvent::Content(t) => {
+                            assert!(!t.contains('<'), "markup leaked at step {step}: {t:?}");
+                            content.push_str(&t);
+                        }
+                        ToolStreamEvent::Call { .. } => panic!("a call before the end"),
+                    }
+                }
+            }
+            for e in parser.finish() {
+                match e {
+                    ToolStreamEvent::Content(t) => content.push_str(&t),
+                    ToolStreamEvent::Call { index, call } => calls.push((index, call)),
+                }
+            }
+            assert_eq!(content, "Checking.", "step {step}");
+            assert_eq!(calls.len(), 2, "step {step}");
+            assert_eq!(calls[0].1.arguments, json!({"city": "Paris", "days": 3}));
+            assert_eq!((calls[1].0, calls[1].1.name.as_str()), (1, "get_time"));
+        }
+        let broken = "<|tool_call>call:get_weather{city:<|\"|>Pa";
+        let (content, calls) = run(ToolFormat::Gemma4, broken, 3);
+        assert_eq!(content, broken);
+        assert!(calls.is_empty());
+    }
 }
