@@ -5,7 +5,7 @@
 //! (an implicit GEMM: no im2col matrix), written straight into NCHW with the bias, the time
 //! embedding and the residual already in place, and scratch buffers are reused between calls.
 
-use super::packed::{self, lhs_product, rhs_product, Packed, Rows};
+use super::packed::{self, lhs_product, Packed, Rows};
 use super::pool;
 use crate::kernels;
 use crate::{Error, Result};
