@@ -87,10 +87,11 @@ async fn main() {
         )
         .await
         .expect("launch");
-    // PNDM runs steps + 1 UNet calls; the difference of two runs is `extra` UNet calls.
+    // PNDM (skip_prk_steps) runs one UNet call for 1 step and steps + 1 calls for more, so a
+    // `steps`-step image (steps >= 2) makes `steps` calls more than a 1-step one.
     let short = generate(&runtime, size, 1).await;
     let image = generate(&runtime, size, steps).await;
-    let unet_step = (image - short) / (steps - 1).max(1) as f64;
+    let unet_step = (image - short) / steps.max(2) as f64;
     let ours = json!({"unet_step_s": unet_step, "image_s": image, "peak_rss_mb": peak_rss_mb()});
     println!("ours: {ours}");
     // Free our model before the peer loads its copy.
