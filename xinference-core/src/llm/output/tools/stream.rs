@@ -149,6 +149,38 @@ mod tests {
         (content, calls)
     }
 
+    /// Feeds `text` in pieces of `step` characters, checking that no markup (`<`) reaches the
+    /// content and no call comes out before the end; returns (content, calls).
+    fn run_markup_free(
+        format: ToolFormat,
+        tools: ToolSet,
+        text: &str,
+        step: usize,
+    ) -> (String, Vec<(usize, ParsedCall)>) {
+        let mut parser = ToolStreamParser::new(format, tools);
+        let chars: Vec<char> = text.chars().collect();
+        let mut content = String::new();
+        let mut calls = Vec::new();
+        for piece in chars.chunks(step) {
+            for e in parser.push(&piece.iter().collect::<String>()) {
+                match e {
+                    ToolStreamEvent::Content(t) => {
+                        assert!(!t.contains('<'), "markup leaked at step {step}: {t:?}");
+                        content.push_str(&t);
+                    }
+                    ToolStreamEvent::Call { .. } => panic!("a call before the end"),
+                }
+            }
+        }
+        for e in parser.finish() {
+            match e {
+                ToolStreamEvent::Content(t) => content.push_str(&t),
+                ToolStreamEvent::Call { index, call } => calls.push((index, call)),
+            }
+        }
+        (content, calls)
+    }
+
     #[test]
     fn markup_never_leaks_and_calls_come_out_whole() {
         let text = "Sure.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
@@ -211,28 +243,8 @@ mod tests {
         }})])
         .unwrap();
         let text = "I will check.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nSan Francisco\n</parameter>\n<parameter=days>\n3\n</parameter>\n<parameter=metric>\ntrue\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=get_weather>\n<parameter=city>\n10\n</parameter>\n</function>\n</tool_call>";
-        let chars: Vec<char> = text.chars().collect();
         for step in [1, 2, 5, 11, 10_000] {
-            let mut parser = ToolStreamParser::new(ToolFormat::QwenXml, tools.clone());
-            let mut events = Vec::new();
-            for piece in chars.chunks(step) {
-                let released = parser.push(&piece.iter().collect::<String>());
-                for e in &released {
-                    if let ToolStreamEvent::Content(t) = e {
-                        assert!(!t.contains('<'), "markup leaked at step {step}: {t:?}");
-                    }
-                }
-                events.extend(released);
-            }
-            events.extend(parser.finish());
-            let mut content = String::new();
-            let mut calls = Vec::new();
-            for e in events {
-                match e {
-                    ToolStreamEvent::Content(t) => content.push_str(&t),
-                    ToolStreamEvent::Call { index, call } => calls.push((index, call)),
-                }
-            }
+            let (content, calls) = run_markup_free(ToolFormat::QwenXml, tools.clone(), text, step);
             assert_eq!(content, "I will check.\n", "step {step}");
             assert_eq!(calls.len(), 2, "step {step}");
             assert_eq!(
@@ -258,27 +270,7 @@ mod tests {
     fn deepseek_calls_are_read_whole_from_any_chunking() {
         let text = "I will look.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Paris\"}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
         for step in [1, 2, 3, 7, 10_000] {
-            let mut parser = ToolStreamParser::new(ToolFormat::DeepSeekR1, tools());
-            let chars: Vec<char> = text.chars().collect();
-            let mut content = String::new();
-            let mut calls = Vec::new();
-            for piece in chars.chunks(step) {
-                for e in parser.push(&piece.iter().collect::<String>()) {
-                    match e {
-                        ToolStreamEvent::Content(t) => {
-                            assert!(!t.contains('<'), "markup leaked at step {step}: {t:?}");
-                            content.push_str(&t);
-                        }
-                        ToolStreamEvent::Call { .. } => panic!("a call before the end"),
-                    }
-                }
-            }
-            for e in parser.finish() {
-                match e {
-                    ToolStreamEvent::Content(t) => content.push_str(&t),
-                    ToolStreamEvent::Call { index, call } => calls.push((index, call)),
-                }
-            }
+            let (content, calls) = run_markup_free(ToolFormat::DeepSeekR1, tools(), text, step);
             assert_eq!(content, "I will look.", "step {step}");
             assert_eq!(calls.len(), 2, "step {step}");
             assert_eq!(calls[0].1.name, "get_weather");
@@ -300,27 +292,7 @@ mod tests {
     fn gemma4_calls_are_read_whole_from_any_chunking() {
         let text = "Checking.<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>,days:3}<tool_call|><|tool_call>call:get_time{}<tool_call|>";
         for step in [1, 2, 3, 7, 10_000] {
-            let mut parser = ToolStreamParser::new(ToolFormat::Gemma4, tools());
-            let chars: Vec<char> = text.chars().collect();
-            let mut content = String::new();
-            let mut calls = Vec::new();
-            for piece in chars.chunks(step) {
-                for e in parser.push(&piece.iter().collect::<String>()) {
-                    match e {
-                        ToolStreamEvent::Content(t) => {
-                            assert!(!t.contains('<'), "markup leaked at step {step}: {t:?}");
-                            content.push_str(&t);
-                        }
-                        ToolStreamEvent::Call { .. } => panic!("a call before the end"),
-                    }
-                }
-            }
-            for e in parser.finish() {
-                match e {
-                    ToolStreamEvent::Content(t) => content.push_str(&t),
-                    ToolStreamEvent::Call { index, call } => calls.push((index, call)),
-                }
-            }
+            let (content, calls) = run_markup_free(ToolFormat::Gemma4, tools(), text, step);
             assert_eq!(content, "Checking.", "step {step}");
             assert_eq!(calls.len(), 2, "step {step}");
             assert_eq!(calls[0].1.arguments, json!({"city": "Paris", "days": 3}));
