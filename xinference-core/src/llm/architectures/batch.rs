@@ -56,28 +56,38 @@ impl CausalLm for GgufDecoder {
     }
 
     fn decode_batch(&self, steps: &mut [DecodeStep]) -> Result<Option<Vec<Vec<f32>>>> {
-        let tokens: Vec<u32> = steps
-            .iter()
-            .flat_map(|s| s.tokens.iter().copied())
-            .collect();
-        let mut rows: Vec<Rows<'_>> = steps
-            .iter_mut()
-            .map(|s| Rows {
-                len: s.tokens.len(),
-                position: s.kv.len,
-                cache: &mut s.kv.layers,
-            })
-            .collect();
         // `forward_rows` runs the whole pass on a compute thread: its products' parallel parts
         // then start by work stealing instead of waking this thread's sleeping caller at every
         // product (210 products a pass for SmolLM2; 14-25% of a pass's time on a loaded 2-core
         // machine).
-        let logits = self.forward_rows(&tokens, &mut rows)?;
-        for step in steps.iter_mut() {
-            step.kv.len += step.tokens.len();
-        }
-        Ok(Some(logits))
+        run_steps(steps, |tokens, rows| self.forward_rows(tokens, rows))
     }
+}
+
+/// Runs decode `steps` of several sequences as one `forward` over all their rows (each
+/// sequence's tokens at its own position over its own cache), then advances each sequence's
+/// length: the batched step of every decoder.
+pub(super) fn run_steps(
+    steps: &mut [DecodeStep],
+    forward: impl FnOnce(&[u32], &mut [Rows<'_>]) -> Result<Vec<Vec<f32>>>,
+) -> Result<Option<Vec<Vec<f32>>>> {
+    let tokens: Vec<u32> = steps
+        .iter()
+        .flat_map(|s| s.tokens.iter().copied())
+        .collect();
+    let mut rows: Vec<Rows<'_>> = steps
+        .iter_mut()
+        .map(|s| Rows {
+            len: s.tokens.len(),
+            position: s.kv.len,
+            cache: &mut s.kv.layers,
+        })
+        .collect();
+    let logits = forward(&tokens, &mut rows)?;
+    for step in steps.iter_mut() {
+        step.kv.len += step.tokens.len();
+    }
+    Ok(Some(logits))
 }
 
 #[cfg(test)]

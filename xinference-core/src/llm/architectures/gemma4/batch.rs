@@ -82,23 +82,9 @@ impl CausalLm for Gemma4Decoder {
     }
 
     fn decode_batch(&self, steps: &mut [DecodeStep]) -> Result<Option<Vec<Vec<f32>>>> {
-        let tokens: Vec<u32> = steps
-            .iter()
-            .flat_map(|s| s.tokens.iter().copied())
-            .collect();
-        let mut rows: Vec<Rows<'_>> = steps
-            .iter_mut()
-            .map(|s| Rows {
-                len: s.tokens.len(),
-                position: s.kv.len,
-                cache: &mut s.kv.layers,
-            })
-            .collect();
-        let logits = crate::kernels::on_pool(|| self.forward_rows_here(&tokens, &mut rows))?;
-        for step in steps.iter_mut() {
-            step.kv.len += step.tokens.len();
-        }
-        Ok(Some(logits))
+        super::super::batch::run_steps(steps, |tokens, rows| {
+            crate::kernels::on_pool(|| self.forward_rows_here(tokens, rows))
+        })
     }
 }
 
