@@ -263,21 +263,27 @@ pub(crate) fn cross_attention(
 /// key and value projections side by side, heads side by side in each); writes `[b * t][d]`
 /// into `out`. Blocks of queries of one head run as tasks on the pool, each through `gemm` on
 /// views of the matrix.
-pub(crate) fn encoder_attention(
+pub(crate) fn encoder_attention(qkv: &[f32], out: &mut [f32], dims: (usize, usize, usize, usize)) {
+    encoder_attention_blocked(qkv, out, dims, QUERY_BLOCK)
+}
+
+/// [`encoder_attention`] by blocks of `query_block` queries.
+pub(crate) fn encoder_attention_blocked(
     qkv: &[f32],
     out: &mut [f32],
     (b, t, d, heads): (usize, usize, usize, usize),
+    query_block: usize,
 ) {
     let (q, k, v) = (qkv, qkv, qkv);
     let hd = d / heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let blocks = t.div_ceil(QUERY_BLOCK);
+    let blocks = t.div_ceil(query_block);
     let shared = kernels::SharedMut::new(out);
     (0..b * heads * blocks).into_par_iter().for_each(|task| {
         let (w, rest) = (task / (heads * blocks), task % (heads * blocks));
         let (h, blk) = (rest / blocks, rest % blocks);
-        let first = blk * QUERY_BLOCK;
-        let m = QUERY_BLOCK.min(t - first);
+        let first = blk * query_block;
+        let m = query_block.min(t - first);
         let base = w * t * 3 * d;
         let out_base = w * t * d;
         let mut scores = vec![0f32; m * t];

@@ -14,6 +14,8 @@
 
 mod layers;
 mod load;
+#[cfg(test)]
+mod profile;
 mod step;
 
 use super::attention::{self, KvCache};
