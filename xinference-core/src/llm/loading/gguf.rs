@@ -181,11 +181,25 @@ fn meta_bool(ct: &Content, key: &str) -> Option<bool> {
     }
 }
 
+/// Frees the vocabulary tables of the GGUF metadata once the tokenizer holds them: the weights
+/// never read them, and as one enum value per token (Gemma 3: 262k tokens, scores and types,
+/// ~34 MB) they would otherwise stay allocated while every tensor loads.
+fn drop_vocabulary(ct: &mut Content) {
+    for key in [
+        "tokenizer.ggml.tokens",
+        "tokenizer.ggml.scores",
+        "tokenizer.ggml.token_type",
+        "tokenizer.ggml.merges",
+    ] {
+        ct.metadata.remove(key);
+    }
+}
+
 /// Loads a GGUF model from `path` (a file, or a folder holding one).
 pub fn load_gguf(path: &Path) -> Result<LlmParts> {
     let file_path = find_gguf(path)?;
     // A split GGUF (`-00001-of-0000N.gguf`) reads as one file over its parts.
-    let (ct, mut file) = super::split::open(&file_path)?;
+    let (mut ct, mut file) = super::split::open(&file_path)?;
     let architecture = ct
         .metadata
         .get("general.architecture")
@@ -218,6 +232,7 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
         Ok(t) => t,
         Err(_) => super::gguf_tokenizer::tokenizer_from_gguf(&ct)?,
     };
+    drop_vocabulary(&mut ct);
     // Gemma's turns end with `<end_of_turn>`, which its GGUFs do not name as EOS/EOT; llama.cpp
     // ends generation on it by its text.
     let turn_end = match architecture.as_str() {

@@ -8,7 +8,7 @@ use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{SplitDelimiterBehavior, Tokenizer};
+use tokenizers::{AddedToken, AddedVocabulary, SplitDelimiterBehavior, Tokenizer};
 
 /// llama.cpp's `qwen35` split (Qwen3.5's `tokenizer.json`): Qwen2's, except that letter runs
 /// also take combining marks (`[\p{L}\p{M}]+`), and marks are not punctuation.
@@ -66,46 +66,96 @@ fn fix_pretokenizer(ct: &Content, tokenizer: &mut Tokenizer) -> Result<()> {
 
 /// candle marks every non-normal GGUF token special, so decoding drops them. User-defined ones
 /// (Qwen's `<tool_call>`, `<think>`, ...) are text, as in llama.cpp and the original
-/// `tokenizer.json`: tool calls and reasoning tags must survive decoding.
-fn user_defined_tokens_are_text(ct: &Content, tokenizer: Tokenizer) -> Result<Tokenizer> {
+/// `tokenizer.json`: tool calls and reasoning tags must survive decoding. The added vocabulary
+/// is rebuilt in place, in id order as a `tokenizer.json` would list it (a round trip through
+/// JSON held the whole vocabulary and merges twice more while loading).
+fn user_defined_tokens_are_text(ct: &Content, mut tokenizer: Tokenizer) -> Result<Tokenizer> {
     const TOKEN_USER_DEFINED: i32 = 4;
     let Some(Value::Array(types)) = ct.metadata.get("tokenizer.ggml.token_type") else {
         return Ok(tokenizer);
     };
-    let user_defined: std::collections::HashSet<u64> = types
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.to_i32().ok() == Some(TOKEN_USER_DEFINED))
-        .map(|(id, _)| id as u64)
-        .collect();
-    if user_defined.is_empty() {
+    let user_defined =
+        |id: u32| types.get(id as usize).and_then(|t| t.to_i32().ok()) == Some(TOKEN_USER_DEFINED);
+    let mut added: Vec<(u32, AddedToken)> =
+        tokenizer.get_added_tokens_decoder().into_iter().collect();
+    if !added.iter().any(|(id, t)| t.special && user_defined(*id)) {
         return Ok(tokenizer);
     }
-    let fail = |e: String| Error::internal(format!("cannot adjust the GGUF tokenizer: {e}"));
-    let mut json: serde_json::Value = serde_json::from_str(
-        &tokenizer
-            .to_string(false)
-            .map_err(|e| fail(e.to_string()))?,
-    )
-    .map_err(|e| fail(e.to_string()))?;
-    if let Some(added) = json["added_tokens"].as_array_mut() {
-        for token in added {
-            if token["id"]
-                .as_u64()
-                .is_some_and(|id| user_defined.contains(&id))
-            {
-                token["special"] = serde_json::Value::Bool(false);
-            }
-        }
-    }
-    std::str::FromStr::from_str(&json.to_string())
-        .map_err(|e: tokenizers::Error| fail(e.to_string()))
+    added.sort_unstable_by_key(|(id, _)| *id);
+    let tokens = added.into_iter().map(|(id, token)| {
+        let special = token.special && !user_defined(id);
+        token.special(special)
+    });
+    let mut vocabulary = AddedVocabulary::new();
+    vocabulary
+        .add_tokens(tokens, tokenizer.get_model(), tokenizer.get_normalizer())
+        .map_err(|e| Error::internal(format!("cannot adjust the GGUF tokenizer: {e}")))?;
+    tokenizer.with_added_vocabulary(vocabulary);
+    Ok(tokenizer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// The added vocabulary as the JSON round trip left it before (serialise, flip `special`
+    /// off for user-defined tokens, parse back).
+    fn through_json(ct: &Content, tokenizer: &Tokenizer) -> Tokenizer {
+        let types = match ct.metadata.get("tokenizer.ggml.token_type") {
+            Some(Value::Array(types)) => types,
+            _ => unreachable!(),
+        };
+        let mut json: serde_json::Value =
+            serde_json::from_str(&tokenizer.to_string(false).unwrap()).unwrap();
+        for token in json["added_tokens"].as_array_mut().unwrap() {
+            let id = token["id"].as_u64().unwrap() as usize;
+            if types[id].to_i32().ok() == Some(4) {
+                token["special"] = serde_json::Value::Bool(false);
+            }
+        }
+        json.to_string().parse().unwrap()
+    }
+
+    /// Rebuilding the added vocabulary in place gives what the JSON round trip gave, on the
+    /// real Qwen2.5 vocabulary (`<tool_call>` and `</tool_call>` are user-defined): the same
+    /// added tokens, ids and decoded text, special tokens skipped or kept.
+    #[test]
+    fn user_defined_tokens_become_text_as_through_json() {
+        let path =
+            crate::llm::loading::test_models().join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+        let mut file = std::fs::File::open(&path).expect("the Qwen2.5 test GGUF");
+        let ct = Content::read(&mut file).unwrap();
+        let mut base = Tokenizer::from_gguf(&ct).unwrap();
+        fix_pretokenizer(&ct, &mut base).unwrap();
+        let reference = through_json(&ct, &base);
+        let ours = user_defined_tokens_are_text(&ct, base).unwrap();
+        let sorted = |t: &Tokenizer| {
+            let mut added: Vec<_> = t.get_added_tokens_decoder().into_iter().collect();
+            added.sort_by_key(|(id, _)| *id);
+            added
+        };
+        assert_eq!(sorted(&ours), sorted(&reference));
+        let call = ours.token_to_id("<tool_call>").unwrap();
+        assert!(!sorted(&ours).iter().any(|(id, t)| *id == call && t.special));
+        for text in [
+            "<|im_start|>user\nWhat is the weather?<|im_end|>\n<|im_start|>assistant\n",
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call><|im_end|>",
+            "  code:\tfn f() { 1 + 2 }\n\n\n日本語 émoji 🎉 <|endoftext|>",
+        ] {
+            let a = ours.encode(text, false).unwrap();
+            let b = reference.encode(text, false).unwrap();
+            assert_eq!(a.get_ids(), b.get_ids(), "{text:?}");
+            for skip in [false, true] {
+                let decoded = ours.decode(a.get_ids(), skip).unwrap();
+                assert_eq!(decoded, reference.decode(b.get_ids(), skip).unwrap());
+                assert_eq!(
+                    decoded.contains("<tool_call>"),
+                    text.contains("<tool_call>")
+                );
+            }
+        }
+    }
 
     /// Our tokens of texts (code, digits, CJK, whitespace runs, combining marks) equal
     /// llama.cpp's on a vocabulary-only GGUF that names `qwen35`
