@@ -371,7 +371,6 @@ fn qwen_xml_grammar(tools: &ToolSet, parallel: bool) -> String {
     )
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
