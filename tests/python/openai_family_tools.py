@@ -9,10 +9,10 @@ import json
 import sys
 
 import jsonschema
-import openai
+from tool_calls import connect, creator, only_call, stream_calls
 
 base, uid, markers = sys.argv[1], sys.argv[2], sys.argv[3:]
-client = openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed", max_retries=0, timeout=600)
+client = connect(base)
 
 # A short name and bounded values: the fixtures have 512 positions and a 512-token vocabulary
 # (markers missing from it are written byte by byte).
@@ -26,29 +26,16 @@ TOOLS = [{"type": "function", "function": {"name": "f", "parameters": SCHEMA}}]
 MESSAGES = [{"role": "user", "content": "Hi"}]
 NAMED = {"type": "function", "function": {"name": "f"}}
 
-
-def create(**kwargs):
-    """A chat completion; a refusal fails with the server's message."""
-    try:
-        return client.chat.completions.create(model=uid, messages=MESSAGES, tools=TOOLS, **kwargs)
-    except openai.APIStatusError as e:
-        raise AssertionError(f"{e.status_code}: {e.response.text}") from None
-
+create = creator(client, uid, MESSAGES, TOOLS)
 
 # --- whole answer ------------------------------------------------------------------------------
 r = create(
     tool_choice=NAMED, temperature=0, max_tokens=145, parallel_tool_calls=False, logprobs=True
 )
-choice = r.choices[0]
-assert choice.finish_reason == "tool_calls", r
-calls = choice.message.tool_calls
-assert len(calls) == 1 and calls[0].type == "function" and calls[0].id.startswith("call_"), r
-assert calls[0].function.name == "f", r
-whole = json.loads(calls[0].function.arguments)
+call, raw = only_call(r, "f")
+whole = json.loads(call.function.arguments)
 jsonschema.validate(whole, SCHEMA)
 assert type(whole["i"]) is int and type(whole["s"]) is str, whole
-assert not (choice.message.content or "").strip(), r
-raw = "".join(t.token for t in choice.logprobs.content)
 for marker in markers:
     assert marker in raw, (marker, raw)
 
@@ -56,19 +43,7 @@ for marker in markers:
 stream = create(
     tool_choice=NAMED, temperature=0, max_tokens=145, parallel_tool_calls=False, stream=True
 )
-acc, content, finish = {}, "", None
-for chunk in stream:
-    if not chunk.choices:
-        continue
-    delta = chunk.choices[0].delta
-    content += delta.content or ""
-    for tc in delta.tool_calls or []:
-        entry = acc.setdefault(tc.index, {"name": None, "arguments": ""})
-        if tc.function and tc.function.name:
-            entry["name"] = tc.function.name
-        if tc.function and tc.function.arguments:
-            entry["arguments"] += tc.function.arguments
-    finish = chunk.choices[0].finish_reason or finish
+acc, content, finish = stream_calls(stream)
 assert finish == "tool_calls", (finish, acc, content)
 assert not any(m in content for m in markers), content
 assert list(acc) == [0] and acc[0]["name"] == "f", acc

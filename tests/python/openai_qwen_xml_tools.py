@@ -10,10 +10,10 @@ import json
 import sys
 
 import jsonschema
-import openai
+from tool_calls import connect, creator, only_call, stream_calls
 
 base, uid = sys.argv[1], sys.argv[2]
-client = openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed", max_retries=0, timeout=600)
+client = connect(base)
 
 # Short names and bounded values: the fixture has 512 positions and a 512-token vocabulary, so
 # the tools' description and the call must fit in them.
@@ -31,14 +31,7 @@ TOOLS = [{"type": "function", "function": {"name": "f", "parameters": SCHEMA}}]
 MESSAGES = [{"role": "user", "content": "Hi"}]
 NAMED = {"type": "function", "function": {"name": "f"}}
 
-
-def create(**kwargs):
-    """A chat completion; a refusal fails with the server's message."""
-    try:
-        return client.chat.completions.create(model=uid, messages=MESSAGES, tools=TOOLS, **kwargs)
-    except openai.APIStatusError as e:
-        raise AssertionError(f"{e.status_code}: {e.response.text}") from None
-
+create = creator(client, uid, MESSAGES, TOOLS)
 
 def check_arguments(arguments: str) -> dict:
     args = json.loads(arguments)
@@ -57,14 +50,8 @@ r = create(
     tool_choice=NAMED, temperature=0,
     max_tokens=150, parallel_tool_calls=False, logprobs=True,
 )
-choice = r.choices[0]
-assert choice.finish_reason == "tool_calls", r
-calls = choice.message.tool_calls
-assert len(calls) == 1 and calls[0].type == "function" and calls[0].id.startswith("call_"), r
-assert calls[0].function.name == "f", r
-whole = check_arguments(calls[0].function.arguments)
-assert not (choice.message.content or "").strip(), r
-raw = "".join(t.token for t in choice.logprobs.content)
+call, raw = only_call(r, "f")
+whole = check_arguments(call.function.arguments)
 assert raw.startswith("<tool_call>\n<function=f>\n<parameter="), raw
 assert "</parameter>" in raw and '"arguments"' not in raw, raw
 
@@ -73,23 +60,7 @@ stream = create(
     tool_choice=NAMED, temperature=0,
     max_tokens=150, parallel_tool_calls=False, stream=True,
 )
-acc, content, finish = {}, "", None
-for chunk in stream:
-    if not chunk.choices:
-        continue
-    delta = chunk.choices[0].delta
-    content += delta.content or ""
-    for tc in delta.tool_calls or []:
-        entry = acc.setdefault(tc.index, {"id": None, "name": None, "arguments": ""})
-        if tc.id:
-            assert entry["id"] is None, "the id comes once"
-            entry["id"] = tc.id
-        if tc.function and tc.function.name:
-            assert entry["name"] is None, "the name comes once"
-            entry["name"] = tc.function.name
-        if tc.function and tc.function.arguments:
-            entry["arguments"] += tc.function.arguments
-    finish = chunk.choices[0].finish_reason or finish
+acc, content, finish = stream_calls(stream)
 assert finish == "tool_calls", (finish, acc, content)
 assert "<function=" not in content and "<parameter=" not in content, content
 assert list(acc) == [0] and acc[0]["name"] == "f", acc

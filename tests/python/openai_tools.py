@@ -5,9 +5,10 @@ import sys
 
 import jsonschema
 import openai
+from tool_calls import connect, stream_calls
 
 base, uid = sys.argv[1], sys.argv[2]
-client = openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed", max_retries=0, timeout=600)
+client = connect(base)
 
 WEATHER_SCHEMA = {
     "type": "object",
@@ -46,24 +47,7 @@ assert not (choice.message.content or "").count("<tool_call>"), r
 stream = client.chat.completions.create(
     model=uid, messages=MESSAGES, tools=TOOLS, temperature=0, max_tokens=96, stream=True
 )
-calls, content, finish = {}, "", None
-for chunk in stream:
-    assert isinstance(chunk, openai.types.chat.ChatCompletionChunk)
-    if not chunk.choices:
-        continue
-    delta = chunk.choices[0].delta
-    content += delta.content or ""
-    for tc in delta.tool_calls or []:
-        entry = calls.setdefault(tc.index, {"id": None, "name": None, "arguments": ""})
-        if tc.id:
-            assert entry["id"] is None, "the id comes once"
-            entry["id"] = tc.id
-        if tc.function and tc.function.name:
-            assert entry["name"] is None, "the name comes once"
-            entry["name"] = tc.function.name
-        if tc.function and tc.function.arguments:
-            entry["arguments"] += tc.function.arguments
-    finish = chunk.choices[0].finish_reason or finish
+calls, content, finish = stream_calls(stream)
 assert finish == "tool_calls", (finish, calls, content)
 assert "<tool_call>" not in content, content
 assert calls[0]["name"] == "get_weather" and calls[0]["id"].startswith("call_"), calls

@@ -4,7 +4,7 @@
 //! The R1 distills (Qwen, Llama) and R1-0528-Qwen3 share it. A call written V3.1's way
 //! (`NAME<｜tool▁sep｜>{...}`, no type and no fence) is read too.
 
-use super::parse::{call_arguments, ParsedCall, ParsedOutput};
+use super::parse::{call_arguments, cut_partial, non_empty, read_blocks, ParsedCall, ParsedOutput};
 use super::prompt::ToolSet;
 
 /// Opens the list of calls.
@@ -21,58 +21,18 @@ pub(super) const SEP: &str = "<｜tool▁sep｜>";
 /// marker and open a call directly.
 pub(super) const MARKER: &str = "<｜tool▁call";
 
-/// Splits `text` into content and DeepSeek calls of `tools` (`None`: no call marker, or a call
-/// that is not one of an offered tool). The last call may be cut off at its end marker.
+/// Splits `text` into content and DeepSeek calls of `tools` (`None`: no call, or a call that
+/// is not one of an offered tool). The last call may be cut off at its end marker; the list's
+/// markers around the calls (one of them possibly cut off at the end) are not content.
 pub(super) fn parse_deepseek(text: &str, tools: &ToolSet) -> Option<ParsedOutput> {
-    let first = text.find(MARKER)?;
-    let mut content = text[..first].to_owned();
-    let mut rest = &text[first..];
-    rest = rest.strip_prefix(CALLS_BEGIN).unwrap_or(rest);
-    let mut calls = Vec::new();
-    loop {
-        let trimmed = rest.trim_start();
-        let Some(after) = trimmed.strip_prefix(CALL_BEGIN) else {
-            break;
-        };
-        let (body, next, closed) = match after.find(CALL_END) {
-            Some(end) => (&after[..end], &after[end + CALL_END.len()..], true),
-            None => (cut_partial(after, CALL_END), "", false),
-        };
-        match deepseek_call(body, tools) {
-            Some(call) => calls.push(call),
-            // A last call cut off mid-way stays visible as content beside the complete ones.
-            None if !closed && !calls.is_empty() => {
-                content.push_str(trimmed);
-                rest = "";
-                break;
-            }
-            None => return None,
-        }
-        rest = next;
+    let mut out = read_blocks(text, (CALL_BEGIN, CALL_END), |body| {
+        deepseek_call(body, tools)
+    })?;
+    if let Some(content) = &out.content {
+        let content = content.replace(CALLS_BEGIN, "").replace(CALLS_END, "");
+        out.content = non_empty(cut_partial(&content, CALLS_END));
     }
-    if calls.is_empty() {
-        return None;
-    }
-    let rest = rest.trim_start();
-    let rest = match rest.strip_prefix(CALLS_END) {
-        Some(after) => after,
-        None => cut_partial(rest, CALLS_END),
-    };
-    content.push_str(rest);
-    let content = content.trim();
-    Some(ParsedOutput {
-        content: (!content.is_empty()).then(|| content.to_owned()),
-        calls,
-    })
-}
-
-/// `text` without a trailing prefix of `marker` (an answer cut off inside it).
-fn cut_partial<'a>(text: &'a str, marker: &str) -> &'a str {
-    let cut = (1..marker.len())
-        .rev()
-        .find(|&n| marker.is_char_boundary(n) && text.ends_with(&marker[..n]))
-        .unwrap_or(0);
-    &text[..text.len() - cut]
+    Some(out)
 }
 
 /// One call's body: `TYPE<｜tool▁sep｜>NAME\n```json\nARGS\n```` (or V3.1's `NAME<｜tool▁sep｜>ARGS`).

@@ -208,14 +208,37 @@ fn deepseek_grammar(tools: &ToolSet, parallel: bool) -> String {
     )
 }
 
-/// Gemma 4's calls: per tool, `call:NAME{` and its parameters in schema order, `key:VALUE`
-/// separated by commas (an absent optional one may leave a stray comma, which the parser
-/// skips). A string value is raw text between `<|"|>` marks (at most `maxLength` characters
-/// when the schema says), an enum of strings one of its
-/// values so quoted, anything else JSON valid against its schema (numbers and booleans are
-/// the same in Gemma's notation; nested objects come out as JSON, which the parser reads too).
-fn gemma_grammar(tools: &ToolSet, parallel: bool) -> String {
-    let quote = lark_string(gemma::QUOTE);
+/// How a format writes one parameter's value, read from its schema.
+enum ValueKind<'a> {
+    /// One of an enum's strings (each a Lark string).
+    Enum(Vec<String>),
+    /// Raw text, with a Lark repetition bounding its length (`*` or `{0,maxLength}`).
+    Text(String),
+    /// JSON valid against the schema.
+    Json(&'a Value),
+}
+
+/// Parameter `key` of a tool, as [`per_parameter_grammar`] hands it to a format's renderer.
+struct Param<'a> {
+    /// `{tool}_{parameter}` indices, which name the parameter's rules (`p_`, `v_`, `s_`).
+    id: String,
+    /// The parameter's name.
+    key: &'a str,
+    /// Whether it is the tool's first parameter.
+    first: bool,
+    /// How its value is written.
+    value: ValueKind<'a>,
+}
+
+/// The rules of calls written parameter by parameter (Gemma 4, Qwen3.5's XML): per tool, its
+/// parameters in schema order (required ones always, the others optional), each rendered by
+/// `param` into rules whose last defines `p_{id}`; `call(name, params)` is the right-hand side
+/// of the tool's `call_{i}` rule. Returns the rules and the `call_{i}` names.
+fn per_parameter_grammar(
+    tools: &ToolSet,
+    param: impl Fn(&Param) -> Vec<String>,
+    call: impl Fn(&str, &str) -> String,
+) -> (Vec<String>, Vec<String>) {
     let mut rules = Vec::new();
     let mut calls = Vec::new();
     for (i, tool) in tools.tools.iter().enumerate() {
@@ -228,29 +251,26 @@ fn gemma_grammar(tools: &ToolSet, parallel: bool) -> String {
         let mut params = Vec::new();
         if let Some(props) = tool.parameters.get("properties").and_then(Value::as_object) {
             for (j, (key, schema)) in props.iter().enumerate() {
-                let comma = if j == 0 { "" } else { "\",\" " };
-                let open = lark_string(&format!("{key}:"));
-                let value = format!("v_{i}_{j}");
                 let strings: Option<Vec<String>> = schema
                     .get("enum")
                     .and_then(Value::as_array)
                     .and_then(|e| e.iter().map(|v| v.as_str().map(lark_string)).collect());
-                match strings {
-                    Some(options) if !options.is_empty() => rules.push(format!(
-                        "{value}: {quote} ({}) {quote}",
-                        options.join(" | ")
-                    )),
+                let value = match strings {
+                    Some(options) if !options.is_empty() => ValueKind::Enum(options),
                     _ if schema.get("type").and_then(Value::as_str) == Some("string") => {
-                        let length = match schema.get("maxLength").and_then(Value::as_u64) {
+                        ValueKind::Text(match schema.get("maxLength").and_then(Value::as_u64) {
                             Some(n) => format!("{{0,{n}}}"),
                             None => "*".to_owned(),
-                        };
-                        rules.push(format!("{value}: {quote} s_{i}_{j}"));
-                        rules.push(format!("s_{i}_{j}[suffix={quote}]: /(?s:.{length})/"));
+                        })
                     }
-                    _ => rules.push(format!("{value}: %json {}", with_layout(schema.clone()))),
-                }
-                rules.push(format!("p_{i}_{j}: {comma}{open} {value}"));
+                    _ => ValueKind::Json(schema),
+                };
+                rules.extend(param(&Param {
+                    id: format!("{i}_{j}"),
+                    key,
+                    first: j == 0,
+                    value,
+                }));
                 let optional = if required.contains(&key.as_str()) {
                     ""
                 } else {
@@ -259,13 +279,46 @@ fn gemma_grammar(tools: &ToolSet, parallel: bool) -> String {
                 params.push(format!("p_{i}_{j}{optional}"));
             }
         }
-        rules.push(format!(
-            "call_{i}: {} {} \"}}\"",
-            lark_string(&format!("call:{}{{", tool.name)),
-            params.join(" "),
-        ));
+        rules.push(format!("call_{i}: {}", call(&tool.name, &params.join(" "))));
         calls.push(format!("call_{i}"));
     }
+    (rules, calls)
+}
+
+/// Gemma 4's calls: per tool, `call:NAME{` and its parameters in schema order, `key:VALUE`
+/// separated by commas (an absent optional one may leave a stray comma, which the parser
+/// skips). A string value is raw text between `<|"|>` marks (at most `maxLength` characters
+/// when the schema says), an enum of strings one of its
+/// values so quoted, anything else JSON valid against its schema (numbers and booleans are
+/// the same in Gemma's notation; nested objects come out as JSON, which the parser reads too).
+fn gemma_grammar(tools: &ToolSet, parallel: bool) -> String {
+    let quote = lark_string(gemma::QUOTE);
+    let (rules, calls) = per_parameter_grammar(
+        tools,
+        |p| {
+            let (id, value) = (&p.id, format!("v_{}", p.id));
+            let mut rules = match &p.value {
+                ValueKind::Enum(options) => {
+                    vec![format!(
+                        "{value}: {quote} ({}) {quote}",
+                        options.join(" | ")
+                    )]
+                }
+                ValueKind::Text(length) => vec![
+                    format!("{value}: {quote} s_{id}"),
+                    format!("s_{id}[suffix={quote}]: /(?s:.{length})/"),
+                ],
+                ValueKind::Json(schema) => {
+                    vec![format!("{value}: %json {}", with_layout((*schema).clone()))]
+                }
+            };
+            let comma = if p.first { "" } else { "\",\" " };
+            let open = lark_string(&format!("{}:", p.key));
+            rules.push(format!("p_{id}: {comma}{open} {value}"));
+            rules
+        },
+        |name, params| format!("{} {params} \"}}\"", lark_string(&format!("call:{name}{{"))),
+    );
     let more = if parallel { " body*" } else { "" };
     format!(
         "start: body{more}\nbody: {} ({}) {}\n{}\n",
@@ -281,60 +334,35 @@ fn gemma_grammar(tools: &ToolSet, parallel: bool) -> String {
 /// `\n</parameter>` (at most `maxLength` characters when the schema says), an enum of strings
 /// one of its values, anything else JSON valid against its schema.
 fn qwen_xml_grammar(tools: &ToolSet, parallel: bool) -> String {
-    let mut rules = Vec::new();
-    let mut calls = Vec::new();
-    for (i, tool) in tools.tools.iter().enumerate() {
-        let required: Vec<&str> = tool
-            .parameters
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let mut params = Vec::new();
-        if let Some(props) = tool.parameters.get("properties").and_then(Value::as_object) {
-            for (j, (key, schema)) in props.iter().enumerate() {
-                let open = lark_string(&format!("<parameter={key}>\n"));
-                let close = lark_string("\n</parameter>\n");
-                let value = format!("v_{i}_{j}");
-                let is_string = schema.get("type").and_then(Value::as_str) == Some("string");
-                let strings: Option<Vec<String>> = schema
-                    .get("enum")
-                    .and_then(Value::as_array)
-                    .and_then(|e| e.iter().map(|v| v.as_str().map(lark_string)).collect());
-                match strings {
-                    Some(options) if !options.is_empty() => {
-                        rules.push(format!("{value}: {}", options.join(" | ")));
-                        rules.push(format!("p_{i}_{j}: {open} {value} {close}"));
-                    }
-                    _ if is_string => {
-                        let length = match schema.get("maxLength").and_then(Value::as_u64) {
-                            Some(n) => format!("{{0,{n}}}"),
-                            None => "*".to_owned(),
-                        };
-                        rules.push(format!("{value}[suffix={close}]: /(?s:.{length})/"));
-                        rules.push(format!("p_{i}_{j}: {open} {value}"));
-                    }
-                    _ => {
-                        rules.push(format!("{value}: %json {}", with_layout(schema.clone())));
-                        rules.push(format!("p_{i}_{j}: {open} {value} {close}"));
-                    }
-                }
-                let optional = if required.contains(&key.as_str()) {
-                    ""
-                } else {
-                    "?"
-                };
-                params.push(format!("p_{i}_{j}{optional}"));
+    let close = lark_string("\n</parameter>\n");
+    let (rules, calls) = per_parameter_grammar(
+        tools,
+        |p| {
+            let (id, value) = (&p.id, format!("v_{}", p.id));
+            let open = lark_string(&format!("<parameter={}>\n", p.key));
+            match &p.value {
+                ValueKind::Enum(options) => vec![
+                    format!("{value}: {}", options.join(" | ")),
+                    format!("p_{id}: {open} {value} {close}"),
+                ],
+                ValueKind::Text(length) => vec![
+                    format!("{value}[suffix={close}]: /(?s:.{length})/"),
+                    format!("p_{id}: {open} {value}"),
+                ],
+                ValueKind::Json(schema) => vec![
+                    format!("{value}: %json {}", with_layout((*schema).clone())),
+                    format!("p_{id}: {open} {value} {close}"),
+                ],
             }
-        }
-        rules.push(format!(
-            "call_{i}: {} {} {}",
-            lark_string(&format!("<function={}>\n", tool.name)),
-            params.join(" "),
-            lark_string("</function>")
-        ));
-        calls.push(format!("call_{i}"));
-    }
+        },
+        |name, params| {
+            format!(
+                "{} {params} {}",
+                lark_string(&format!("<function={name}>\n")),
+                lark_string("</function>")
+            )
+        },
+    );
     let more = if parallel { " (\"\\n\" body)*" } else { "" };
     format!(
         "start: body{more}\nbody: \"<tool_call>\\n\" ({}) \"\\n</tool_call>\"\n{}\n",

@@ -4,7 +4,7 @@
 //! nested `{...}` / `[...]` in the same notation (JSON strings are read too, for values a
 //! grammar wrote as JSON).
 
-use super::parse::{ParsedCall, ParsedOutput};
+use super::parse::{read_blocks, ParsedCall, ParsedOutput};
 use super::prompt::ToolSet;
 use serde_json::{Map, Number, Value};
 
@@ -18,43 +18,7 @@ pub(super) const QUOTE: &str = "<|\"|>";
 /// Splits `text` into content and Gemma 4 calls of `tools` (`None`: no call, or a call of no
 /// offered tool). The last call may be cut off at its end marker.
 pub(super) fn parse_gemma(text: &str, tools: &ToolSet) -> Option<ParsedOutput> {
-    let first = text.find(CALL_BEGIN)?;
-    let mut content = text[..first].to_owned();
-    let mut calls = Vec::new();
-    let mut rest = &text[first..];
-    while let Some(start) = rest.find(CALL_BEGIN) {
-        content.push_str(&rest[..start]);
-        let after = &rest[start + CALL_BEGIN.len()..];
-        let (body, next, closed) = match after.find(CALL_END) {
-            Some(end) => (&after[..end], &after[end + CALL_END.len()..], true),
-            None => (cut_partial(after, CALL_END), "", false),
-        };
-        match gemma_call(body, tools) {
-            Some(call) => calls.push(call),
-            None if !closed && !calls.is_empty() => {
-                content.push_str(&rest[start..]);
-                rest = "";
-                break;
-            }
-            None => return None,
-        }
-        rest = next;
-    }
-    content.push_str(rest);
-    let content = content.trim();
-    Some(ParsedOutput {
-        content: (!content.is_empty()).then(|| content.to_owned()),
-        calls,
-    })
-}
-
-/// `text` without a trailing prefix of `marker` (an answer cut off inside it).
-fn cut_partial<'a>(text: &'a str, marker: &str) -> &'a str {
-    let cut = (1..marker.len())
-        .rev()
-        .find(|&n| marker.is_char_boundary(n) && text.ends_with(&marker[..n]))
-        .unwrap_or(0);
-    &text[..text.len() - cut]
+    read_blocks(text, (CALL_BEGIN, CALL_END), |body| gemma_call(body, tools))
 }
 
 /// `call:NAME{...}`.

@@ -64,7 +64,8 @@ pub fn parse_tool_output(format: ToolFormat, text: &str, tools: &ToolSet) -> Par
         .unwrap_or_else(|| ParsedOutput::text(text))
 }
 
-fn non_empty(text: &str) -> Option<String> {
+/// `text` trimmed, unless nothing is left.
+pub(super) fn non_empty(text: &str) -> Option<String> {
     let t = text.trim();
     (!t.is_empty()).then(|| t.to_owned())
 }
@@ -73,39 +74,36 @@ fn non_empty(text: &str) -> Option<String> {
 /// answer). Each block holds a JSON call, Qwen3.5's `<function=...>` XML call, or GLM-4.5's
 /// name + `<arg_key>`/`<arg_value>` pairs.
 fn parse_tagged(text: &str, tools: &ToolSet) -> Option<ParsedOutput> {
-    const OPEN: &str = "<tool_call>";
-    const CLOSE: &str = "</tool_call>";
-    let first = text.find(OPEN)?;
+    read_blocks(text, ("<tool_call>", "</tool_call>"), |body| {
+        json_call(body, tools)
+            .or_else(|| xml_call(body, tools))
+            .or_else(|| glm45_call(body, tools))
+    })
+}
+
+/// The calls of an answer written as blocks between an `open` and a `close` marker, each
+/// block's body read by `read`, and the text around them as content (`None`: no block, or a
+/// block `read` refuses). The last block may lack its `close` marker, or end inside it (an
+/// answer cut off by `max_tokens`); when such a cut-off block is not a call, it stays visible
+/// as content beside the complete calls before it.
+pub(super) fn read_blocks(
+    text: &str,
+    (open, close): (&str, &str),
+    read: impl Fn(&str) -> Option<ParsedCall>,
+) -> Option<ParsedOutput> {
+    let first = text.find(open)?;
     let mut content = text[..first].to_owned();
     let mut calls = Vec::new();
     let mut rest = &text[first..];
-    while let Some(start) = rest.find(OPEN) {
+    while let Some(start) = rest.find(open) {
         content.push_str(&rest[..start]);
-        let body_start = start + OPEN.len();
-        let (body, next) = match rest[body_start..].find(CLOSE) {
-            Some(end) => (
-                &rest[body_start..body_start + end],
-                body_start + end + CLOSE.len(),
-            ),
-            None => (&rest[body_start..], rest.len()),
+        let after = &rest[start + open.len()..];
+        let (body, next, closed) = match after.find(close) {
+            Some(end) => (&after[..end], &after[end + close.len()..], true),
+            None => (cut_partial(after, close), "", false),
         };
-        let closed = rest[body_start..].contains(CLOSE);
-        let body = if closed {
-            body
-        } else {
-            // An answer cut off by max_tokens may end inside the closing tag.
-            let cut = (1..CLOSE.len())
-                .rev()
-                .find(|&n| body.ends_with(&CLOSE[..n]))
-                .unwrap_or(0);
-            &body[..body.len() - cut]
-        };
-        match json_call(body, tools)
-            .or_else(|| xml_call(body, tools))
-            .or_else(|| glm45_call(body, tools))
-        {
+        match read(body) {
             Some(call) => calls.push(call),
-            // A last call cut off mid-way stays visible as content beside the complete ones.
             None if !closed && !calls.is_empty() => {
                 content.push_str(&rest[start..]);
                 rest = "";
@@ -113,13 +111,22 @@ fn parse_tagged(text: &str, tools: &ToolSet) -> Option<ParsedOutput> {
             }
             None => return None,
         }
-        rest = &rest[next..];
+        rest = next;
     }
     content.push_str(rest);
     Some(ParsedOutput {
         content: non_empty(&content),
         calls,
     })
+}
+
+/// `text` without a trailing prefix of `marker` (an answer cut off inside it).
+pub(super) fn cut_partial<'a>(text: &'a str, marker: &str) -> &'a str {
+    let cut = (1..marker.len())
+        .rev()
+        .find(|&n| marker.is_char_boundary(n) && text.ends_with(&marker[..n]))
+        .unwrap_or(0);
+    &text[..text.len() - cut]
 }
 
 /// `{"name": ..., "arguments" | "parameters": {...}}`, arguments possibly a JSON string.
