@@ -12,7 +12,10 @@
 //!     CANDLE_NUM_THREADS=2 XINFERENCE_BENCH_PEER_PYTHON=/path/to/python cargo bench --bench llm
 //!
 //! `XINFERENCE_BENCH_LLM_KTILES=only` runs just an A/B of the Q4_K / Q6_K prompt tiles: prefill
-//! tokens/s at 128 and 512 tokens with the tiles on and off, alternating, in one run.
+//! tokens/s at 128 and 512 tokens with the tiles on and off, alternating, in one run;
+//! `XINFERENCE_BENCH_LLM_PANELS=only` the same for the panels of the small-block formats
+//! (Q4_0 .. Q8_0, Q4_K, Q6_K; off: their tiles). `XINFERENCE_BENCH_LLM_PROFILE=N` runs only ten
+//! prefills of N tokens per model (to profile them, e.g. under `perf record`).
 //! `XINFERENCE_BENCH_LLM_FILES` (comma-separated file names in the test-models folder) picks
 //! the models; by default SmolLM2, Qwen2.5-coder and Gemma 3 270M.
 //!
@@ -193,30 +196,32 @@ fn shared_system_prompt(path: &Path) -> (f64, f64, usize) {
     (first, second, cached)
 }
 
-/// Prefill tokens/s at 128 and 512 tokens with the Q4_K / Q6_K prompt tiles on and off,
+/// Prefill tokens/s at 128 and 512 tokens with a kernel switch (`set`) on and off,
 /// alternating five times (the same bits either way; only the time differs).
-fn k_tiles_ab(path: &Path, file: &str) {
-    use xinference::kernels::quant::set_k_tiles;
+fn switch_ab(path: &Path, file: &str, what: &str, set: fn(bool)) {
     let mut engine = LlmEngine::load_gguf(path, None, &[], &[]).expect("load");
     for n in [128, 512] {
         let ids = prompt_tokens(&engine, n);
         engine.forward_for_bench(&ids, 0);
         let mut times = [Vec::new(), Vec::new()];
+        let mut logits = [Vec::new(), Vec::new()];
         for _ in 0..5 {
             for (i, on) in [true, false].into_iter().enumerate() {
-                set_k_tiles(on);
+                set(on);
                 let t = Instant::now();
-                engine.forward_for_bench(&ids, 0);
+                logits[i] = engine.forward_for_bench(&ids, 0);
                 times[i].push(t.elapsed().as_secs_f64());
             }
         }
-        set_k_tiles(true);
+        set(true);
+        let same = logits[0] == logits[1];
         let [on, off] = times.map(median);
         println!(
-            "| {file} | prefill {n} tok/s, Q4_K/Q6_K tiles on / off | {:.1} / {:.1} ({:.2}x) | | |",
+            "| {file} | prefill {n} tok/s, {what} on / off | {:.1} / {:.1} ({:.2}x; logits {}) | | |",
             n as f64 / on,
             n as f64 / off,
-            off / on
+            off / on,
+            if same { "bit-identical" } else { "DIFFER" }
         );
     }
 }
@@ -276,7 +281,33 @@ fn main() {
     let serving_only = std::env::var("XINFERENCE_BENCH_LLM_SERVING").is_ok_and(|v| v == "only");
     if std::env::var("XINFERENCE_BENCH_LLM_KTILES").is_ok_and(|v| v == "only") {
         for file in &files {
-            k_tiles_ab(&models.join(file), file);
+            let set = xinference::kernels::quant::set_k_tiles;
+            switch_ab(&models.join(file), file, "Q4_K/Q6_K tiles", set);
+        }
+        return;
+    }
+    if let Some(n) = std::env::var("XINFERENCE_BENCH_LLM_PROFILE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        // Prefill of `n` tokens, ten times per model, nothing else (for `perf record`).
+        for file in &files {
+            let mut engine =
+                LlmEngine::load_gguf(&models.join(file), None, &[], &[]).expect("load");
+            let ids = prompt_tokens(&engine, n);
+            let t = Instant::now();
+            for _ in 0..10 {
+                engine.forward_for_bench(&ids, 0);
+            }
+            let tps = 10.0 * n as f64 / t.elapsed().as_secs_f64();
+            println!("| {file} | prefill {n} tok/s (ten in a row) | {tps:.1} | | |");
+        }
+        return;
+    }
+    if std::env::var("XINFERENCE_BENCH_LLM_PANELS").is_ok_and(|v| v == "only") {
+        for file in &files {
+            let set = xinference::kernels::quant::set_panels;
+            switch_ab(&models.join(file), file, "small-block panels", set);
         }
         return;
     }

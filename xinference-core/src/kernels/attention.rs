@@ -183,7 +183,10 @@ mod x86 {
         _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)))
     }
 
-    /// [`super::scores`] with AVX2, FMA and F16C (bounds checked by the caller).
+    /// [`super::scores`] with AVX2, FMA and F16C (bounds checked by the caller). Head sizes
+    /// of whole chunks run up to four query rows against two keys at a time (eight
+    /// independent sums in flight, each key converted once for them); others go through
+    /// zero-padded copies, one key at a time.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn scores(
         queries: &[f32],
@@ -193,10 +196,26 @@ mod x86 {
         n: usize,
         out: &mut [f32],
     ) {
+        let rows = queries.len() / dim;
+        if dim.is_multiple_of(LANES) {
+            let mut j = 0;
+            while j < rows {
+                let take = (rows - j).min(4);
+                let q = queries.as_ptr().add(j * dim);
+                let o = out.as_mut_ptr().add(j * n);
+                match take {
+                    4 => scores_rows::<4>(q, dim, keys.as_ptr(), stride, n, o),
+                    3 => scores_rows::<3>(q, dim, keys.as_ptr(), stride, n, o),
+                    2 => scores_rows::<2>(q, dim, keys.as_ptr(), stride, n, o),
+                    _ => scores_rows::<1>(q, dim, keys.as_ptr(), stride, n, o),
+                }
+                j += take;
+            }
+            return;
+        }
         let chunks = dim.div_ceil(LANES);
         let padded = chunks * LANES;
         // Zero-padded copies: the query rows, then each key row as f32.
-        let rows = queries.len() / dim;
         let mut q = vec![0f32; rows * padded];
         for (j, src) in queries.chunks_exact(dim).enumerate() {
             q[j * padded..j * padded + dim].copy_from_slice(src);
@@ -226,8 +245,55 @@ mod x86 {
         }
     }
 
-    /// [`super::weighted_sum`] with AVX2, FMA and F16C (bounds checked by the caller): per
-    /// weight row, up to 64 output values at a time in registers.
+    /// `R` query rows at `q` (`dim` values each, a multiple of eight) against the `n` keys
+    /// at `keys`, into `out[j * n + t]`: each key's chunks converted once for the `R` rows,
+    /// two keys at a time; every sum in the chunk order of the one-at-a-time loop.
+    #[inline(always)]
+    unsafe fn scores_rows<const R: usize>(
+        q: *const f32,
+        dim: usize,
+        keys: *const f16,
+        stride: usize,
+        n: usize,
+        out: *mut f32,
+    ) {
+        let chunks = dim / LANES;
+        let mut t = 0;
+        while t + 2 <= n {
+            let (k0, k1) = (keys.add(t * stride), keys.add((t + 1) * stride));
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for c in 0..chunks {
+                let (a, b) = (load8(k0.add(c * LANES)), load8(k1.add(c * LANES)));
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let qv = _mm256_loadu_ps(q.add(j * dim + c * LANES));
+                    acc[0] = _mm256_fmadd_ps(qv, a, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(qv, b, acc[1]);
+                }
+            }
+            for (j, acc) in acc.iter().enumerate() {
+                *out.add(j * n + t) = hsum(acc[0]);
+                *out.add(j * n + t + 1) = hsum(acc[1]);
+            }
+            t += 2;
+        }
+        if t < n {
+            let k0 = keys.add(t * stride);
+            let mut acc = [_mm256_setzero_ps(); R];
+            for c in 0..chunks {
+                let a = load8(k0.add(c * LANES));
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(j * dim + c * LANES)), a, *acc);
+                }
+            }
+            for (j, acc) in acc.iter().enumerate() {
+                *out.add(j * n + t) = hsum(*acc);
+            }
+        }
+    }
+
+    /// [`super::weighted_sum`] with AVX2, FMA and F16C (bounds checked by the caller): two
+    /// weight rows at a time, 32 output values of each in registers (each value row converted
+    /// once for both); a last odd row alone, up to 64 output values at a time.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn weighted_sum(
         weights: &[f32],
@@ -238,7 +304,32 @@ mod x86 {
         out: &mut [f32],
     ) {
         let full = dim / LANES;
-        for (j, o) in out.chunks_exact_mut(dim).enumerate() {
+        let rows = out.len() / dim;
+        let mut j = 0;
+        while j + 2 <= rows {
+            let (w0, w1) = (
+                &weights[j * n..(j + 1) * n],
+                &weights[(j + 1) * n..(j + 2) * n],
+            );
+            let o = out.as_mut_ptr().add(j * dim);
+            let mut c = 0;
+            while c < full {
+                let take = (full - c).min(4);
+                match take {
+                    4 => pair::<4>([w0, w1], values, stride, c, o, dim),
+                    3 => pair::<3>([w0, w1], values, stride, c, o, dim),
+                    2 => pair::<2>([w0, w1], values, stride, c, o, dim),
+                    _ => pair::<1>([w0, w1], values, stride, c, o, dim),
+                }
+                c += take;
+            }
+            for (r, w) in [w0, w1].into_iter().enumerate() {
+                let o = &mut out[(j + r) * dim..(j + r + 1) * dim];
+                tail(w, values, stride, full, o);
+            }
+            j += 2;
+        }
+        for (j, o) in out.chunks_exact_mut(dim).enumerate().skip(j) {
             let w = &weights[j * n..(j + 1) * n];
             let mut c = 0;
             while c < full {
@@ -255,13 +346,52 @@ mod x86 {
                 }
                 c += take;
             }
-            // The values past the last full chunk, one at a time (the same sums).
-            for (d, o) in o.iter_mut().enumerate().skip(full * LANES) {
-                let mut acc = *o;
-                for (t, &wt) in w.iter().enumerate() {
-                    acc += wt * (*values.as_ptr().add(t * stride + d)).to_f32();
-                }
-                *o = acc;
+            tail(w, values, stride, full, o);
+        }
+    }
+
+    /// The values past the last full chunk, one at a time (the same sums).
+    #[inline(always)]
+    unsafe fn tail(w: &[f32], values: &[f16], stride: usize, full: usize, o: &mut [f32]) {
+        for (d, o) in o.iter_mut().enumerate().skip(full * LANES) {
+            let mut acc = *o;
+            for (t, &wt) in w.iter().enumerate() {
+                acc += wt * (*values.as_ptr().add(t * stride + d)).to_f32();
+            }
+            *o = acc;
+        }
+    }
+
+    /// `C` chunks of eight output values from chunk `first` on of two weight rows `w` (their
+    /// outputs at `o` and `o + dim`), accumulated in registers.
+    #[inline(always)]
+    unsafe fn pair<const C: usize>(
+        w: [&[f32]; 2],
+        values: &[f16],
+        stride: usize,
+        first: usize,
+        o: *mut f32,
+        dim: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); C]; 2];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(o.add(r * dim + (first + c) * LANES));
+            }
+        }
+        let base = values.as_ptr().add(first * LANES);
+        for (t, (&w0, &w1)) in w[0].iter().zip(w[1]).enumerate() {
+            let (w0, w1) = (_mm256_set1_ps(w0), _mm256_set1_ps(w1));
+            let row = base.add(t * stride);
+            for c in 0..C {
+                let v = load8(row.add(c * LANES));
+                acc[0][c] = _mm256_fmadd_ps(w0, v, acc[0][c]);
+                acc[1][c] = _mm256_fmadd_ps(w1, v, acc[1][c]);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (c, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.add(r * dim + (first + c) * LANES), *a);
             }
         }
     }
@@ -345,44 +475,53 @@ mod tests {
     }
 
     /// Every tier gives the bits of the portable kernels, for head sizes with and without a
-    /// partial chunk, and the products are the exact sums up to f32 rounding.
+    /// partial chunk and query groups of 1, 3, 4 and 7 rows (the blocks of four and the pairs
+    /// of the AVX2 kernels, and what is left over), and the products are the exact sums up to
+    /// f32 rounding.
     #[test]
     fn tiers_agree_with_the_portable_kernels() {
         for dim in [4, 8, 20, 64, 72, 128, 256] {
-            let (rows, n, stride) = (3, 37, dim * 2 + 8);
-            let keys = values(n * stride, dim as u32);
-            let queries: Vec<f32> = values(rows * dim, 7).iter().map(|v| v.to_f32()).collect();
-            let mut fast = vec![0f32; rows * n];
-            scores(&queries, dim, &keys[dim..], stride, &mut fast);
-            let mut slow = vec![0f32; rows * n];
-            scores_portable(&queries, dim, &keys[dim..], stride, n, &mut slow);
-            assert_eq!(fast, slow, "scores, dim {dim}");
-            for j in 0..rows {
-                for t in 0..n {
-                    let exact: f64 = (0..dim)
-                        .map(|d| {
-                            queries[j * dim + d] as f64 * keys[dim + t * stride + d].to_f32() as f64
-                        })
-                        .sum();
-                    assert!((fast[j * n + t] as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs()));
-                }
-            }
-            let weights: Vec<f32> = values(rows * n, 3).iter().map(|v| v.to_f32()).collect();
-            let start: Vec<f32> = values(rows * dim, 5).iter().map(|v| v.to_f32()).collect();
-            let (mut fast, mut slow) = (start.clone(), start.clone());
-            weighted_sum(&weights, &keys[dim..], stride, dim, &mut fast);
-            weighted_sum_portable(&weights, &keys[dim..], stride, dim, n, &mut slow);
-            assert_eq!(fast, slow, "weighted sums, dim {dim}");
-            for j in 0..rows {
-                for d in 0..dim {
-                    let exact: f64 = start[j * dim + d] as f64
-                        + (0..n)
-                            .map(|t| {
-                                weights[j * n + t] as f64
+            for rows in [1, 3, 4, 7] {
+                let (n, stride) = (37, dim * 2 + 8);
+                let keys = values(n * stride, dim as u32);
+                let queries: Vec<f32> = values(rows * dim, 7).iter().map(|v| v.to_f32()).collect();
+                let mut fast = vec![0f32; rows * n];
+                scores(&queries, dim, &keys[dim..], stride, &mut fast);
+                let mut slow = vec![0f32; rows * n];
+                scores_portable(&queries, dim, &keys[dim..], stride, n, &mut slow);
+                assert_eq!(fast, slow, "scores, dim {dim}, {rows} rows");
+                for j in 0..rows {
+                    for t in 0..n {
+                        let exact: f64 = (0..dim)
+                            .map(|d| {
+                                queries[j * dim + d] as f64
                                     * keys[dim + t * stride + d].to_f32() as f64
                             })
-                            .sum::<f64>();
-                    assert!((fast[j * dim + d] as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs()));
+                            .sum();
+                        assert!(
+                            (fast[j * n + t] as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs())
+                        );
+                    }
+                }
+                let weights: Vec<f32> = values(rows * n, 3).iter().map(|v| v.to_f32()).collect();
+                let start: Vec<f32> = values(rows * dim, 5).iter().map(|v| v.to_f32()).collect();
+                let (mut fast, mut slow) = (start.clone(), start.clone());
+                weighted_sum(&weights, &keys[dim..], stride, dim, &mut fast);
+                weighted_sum_portable(&weights, &keys[dim..], stride, dim, n, &mut slow);
+                assert_eq!(fast, slow, "weighted sums, dim {dim}, {rows} rows");
+                for j in 0..rows {
+                    for d in 0..dim {
+                        let exact: f64 = start[j * dim + d] as f64
+                            + (0..n)
+                                .map(|t| {
+                                    weights[j * n + t] as f64
+                                        * keys[dim + t * stride + d].to_f32() as f64
+                                })
+                                .sum::<f64>();
+                        assert!(
+                            (fast[j * dim + d] as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs())
+                        );
+                    }
                 }
             }
         }

@@ -140,6 +140,89 @@ pub fn tile_kernel(format: Format, tier: Tier) -> Option<TileFn> {
     let _ = (format, tier);
     None
 }
+
+/// Weight rows unpacked for the prompt products (see [`PanelKernel`]): each block's 32 values
+/// (eight chunks of 32 per k-quant super-block) as the bytes the products take, its scale and
+/// its minimum as f32 (and a k-quant's scale vectors); and scratch for the activation side.
+#[derive(Default)]
+pub struct Panel {
+    /// Values, `nb` blocks per row, row after row.
+    vals: Vec<Bytes32>,
+    /// Scales, as `vals`.
+    d: Vec<f32>,
+    /// Minimums (0 for the formats without one), as `vals`.
+    m: Vec<f32>,
+    /// Per block and activation row, the lanes the products start from.
+    starts: Vec<Bytes32>,
+    /// Q4_K / Q6_K: each 32-value chunk's scale vector, as `vals` (eight per super-block).
+    scales: Vec<Bytes32>,
+    /// Q4_K's minimums, Q6_K's scales, per super-block.
+    extra: Vec<Bytes32>,
+    /// Rows held.
+    rows: usize,
+    /// Blocks per row.
+    nb: usize,
+}
+
+/// 32 bytes aligned for a vector load.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Bytes32(#[allow(dead_code)] [u8; 32]);
+
+/// The prompt products of a small-block format (Q4_0 .. Q8_0), Q4_K or Q6_K on a tier:
+/// `unpack` puts a run of whole weight rows (`rows` of them, one after the other in the bytes)
+/// into a [`Panel`] once, then `run` multiplies all of them (a multiple of [`TILE`]) with each
+/// group of activation rows, `out[i][j]` = panel row `i` · activation row `j`, the bits of the
+/// [`DotFn`] kernels.
+#[derive(Clone, Copy)]
+pub struct PanelKernel {
+    /// Unpacks weight rows into the panel.
+    pub unpack: fn(&[u8], usize, &mut Panel),
+    /// The panel's rows against a group of activation rows.
+    pub run: fn(&mut Panel, &[ActRow<'_>; GROUP], &mut [[f32; GROUP]]),
+}
+
+/// The panel kernel of `format` on `tier`, where it has one (the small-block formats, Q4_K
+/// and Q6_K on the AVX2 tiers).
+pub fn panel_kernel(format: Format, tier: Tier) -> Option<PanelKernel> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match tier.min(Tier::best()) {
+            // SAFETY: `Tier::best` found the tier's features on this CPU.
+            Tier::Avx512Vnni => return unsafe { x86::vnni::panel_kernel(format) },
+            // SAFETY: as above.
+            Tier::Avx2 => return unsafe { x86::avx2::panel_kernel(format) },
+            Tier::Scalar => {}
+        }
+    }
+    let _ = (format, tier);
+    None
+}
+
+static PANELS: AtomicBool = AtomicBool::new(true);
+
+/// Turns the prompt panels on or off (off: the tiles that unpack each weight block for every
+/// group of activation rows; A/B benchmarks in one process).
+/// Either way the products give the same bits.
+#[doc(hidden)]
+pub fn set_panels(on: bool) {
+    PANELS.store(on, Ordering::Relaxed);
+}
+
+/// Bytes of a weight row of `k` values of `format` unpacked in a [`Panel`].
+fn panel_row_bytes(format: Format, k: usize) -> usize {
+    match format {
+        // Eight chunks and eight scale vectors, the minimums or scales, two floats.
+        Format::Q4K | Format::Q6K => k / format::QK_K * (16 * 32 + 32 + 8),
+        // 32 values, two floats.
+        _ => k / format::QK * 40,
+    }
+}
+
+/// Bytes of unpacked weight rows a thread keeps in its L1 / L2 cache while the activation
+/// groups pass.
+const PANEL_BYTES: usize = 24 << 10;
+
 /// Activation rows from which a product runs the tile kernels: they pay when each tile of
 /// weights, kept in L1, serves many activation groups (prompt rows). Batched decode steps of
 /// 4 sequences took 1.35x the CPU per token through the tiles than through the four-row
@@ -212,21 +295,28 @@ impl<'a> QuantMatrix<'a> {
     /// values; the caller gives each worker its own columns).
     fn columns(&self, tier: Tier, acts: &Acts, out: SharedMut, first: usize, last: usize) {
         let (n, rows) = (self.n, acts.rows());
-        let one = kernel::<1>(self.format, tier);
-        let two = kernel::<2>(self.format, tier);
-        let three = kernel::<3>(self.format, tier);
         let group = kernel::<GROUP>(self.format, tier);
-        // Tiles for prompts only (see `TILE_MIN_ROWS`).
+        // Panels and tiles for prompts only (see `TILE_MIN_ROWS`).
+        let prompt = rows >= TILE_MIN_ROWS;
+        let panels =
+            panel_kernel(self.format, tier).filter(|_| prompt && PANELS.load(Ordering::Relaxed));
         let tiled = tile_kernel(self.format, tier).filter(|_| {
-            rows >= TILE_MIN_ROWS
+            prompt
+                && panels.is_none()
                 && (!matches!(self.format, Format::Q4K | Format::Q6K)
                     || K_TILES.load(Ordering::Relaxed))
         });
         let row_bytes = self.bytes.len() / n;
-        // Whole tiles of `TILE` weight rows where the tile kernel runs.
-        let tile = (TILE_BYTES / row_bytes.max(1))
-            .clamp(1, 64)
-            .next_multiple_of(if tiled.is_some() { TILE } else { 1 });
+        // Whole tiles of `TILE` weight rows where the tile kernel runs; a panel holds its
+        // rows unpacked (32 value bytes, a scale and a minimum per block).
+        let tile = match panels {
+            Some(_) => (PANEL_BYTES / panel_row_bytes(self.format, self.k).max(1))
+                .clamp(1, 64)
+                .next_multiple_of(TILE),
+            None => (TILE_BYTES / row_bytes.max(1))
+                .clamp(1, 64)
+                .next_multiple_of(if tiled.is_some() { TILE } else { 1 }),
+        };
         let SharedMut(out, len) = out;
         let put = |r: usize, c: usize, v: f32| {
             debug_assert!(r * n + c < len);
@@ -234,12 +324,36 @@ impl<'a> QuantMatrix<'a> {
             // columns `first..last`.
             unsafe { *out.add(r * n + c) = v };
         };
+        let mut panel = Panel::default();
+        let mut got = vec![[0f32; GROUP]; if panels.is_some() { tile } else { 0 }];
         for t0 in (first..last).step_by(tile) {
             let t1 = (t0 + tile).min(last);
+            // Weight rows `t0..t0 + whole` go through the panel.
+            let whole = if panels.is_some() {
+                (t1 - t0) / TILE * TILE
+            } else {
+                0
+            };
+            if let Some(p) = panels.filter(|_| whole > 0) {
+                (p.unpack)(
+                    &self.bytes[t0 * row_bytes..(t0 + whole) * row_bytes],
+                    whole,
+                    &mut panel,
+                );
+            }
             let mut r = 0;
             while r + GROUP <= rows {
                 let a: [ActRow<'_>; GROUP] = std::array::from_fn(|i| acts.row(r + i));
                 let mut c = t0;
+                if let Some(p) = panels.filter(|_| whole > 0) {
+                    (p.run)(&mut panel, &a, &mut got[..whole]);
+                    for (i, outs) in got[..whole].iter().enumerate() {
+                        for (j, v) in outs.iter().enumerate() {
+                            put(r + j, t0 + i, *v);
+                        }
+                    }
+                    c += whole;
+                }
                 if let Some(tiled) = tiled {
                     while c + TILE <= t1 {
                         let w: [&[u8]; TILE] = std::array::from_fn(|i| {
@@ -261,37 +375,51 @@ impl<'a> QuantMatrix<'a> {
                 }
                 r += GROUP;
             }
-            // The last two or three rows together (each weight block unpacked once for them:
-            // batched decode steps of two or three sequences cost 0.6-0.75x the CPU per token
-            // of rows computed one by one).
-            match rows - r {
-                3 => {
-                    let a: [ActRow<'_>; 3] = std::array::from_fn(|i| acts.row(r + i));
-                    for c in t0..t1 {
-                        let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
-                        for (i, v) in three(w, &a).into_iter().enumerate() {
-                            put(r + i, c, v);
-                        }
+            self.last_rows(tier, acts, r, t0..t1, &put);
+        }
+    }
+
+    /// The activation rows from `r` on (fewer than a group) against weight rows `cols`: the
+    /// last two or three rows together (each weight block unpacked once for them: batched
+    /// decode steps of two or three sequences cost 0.6-0.75x the CPU per token of rows
+    /// computed one by one).
+    fn last_rows(
+        &self,
+        tier: Tier,
+        acts: &Acts,
+        r: usize,
+        cols: std::ops::Range<usize>,
+        put: &impl Fn(usize, usize, f32),
+    ) {
+        let row_bytes = self.bytes.len() / self.n;
+        let weights = |c: usize| &self.bytes[c * row_bytes..(c + 1) * row_bytes];
+        match acts.rows() - r {
+            3 => {
+                let three = kernel::<3>(self.format, tier);
+                let a: [ActRow<'_>; 3] = std::array::from_fn(|i| acts.row(r + i));
+                for c in cols {
+                    for (i, v) in three(weights(c), &a).into_iter().enumerate() {
+                        put(r + i, c, v);
                     }
                 }
-                2 => {
-                    let a: [ActRow<'_>; 2] = std::array::from_fn(|i| acts.row(r + i));
-                    for c in t0..t1 {
-                        let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
-                        for (i, v) in two(w, &a).into_iter().enumerate() {
-                            put(r + i, c, v);
-                        }
-                    }
-                }
-                1 => {
-                    let a = [acts.row(r)];
-                    for c in t0..t1 {
-                        let w = &self.bytes[c * row_bytes..(c + 1) * row_bytes];
-                        put(r, c, one(w, &a)[0]);
-                    }
-                }
-                _ => {}
             }
+            2 => {
+                let two = kernel::<2>(self.format, tier);
+                let a: [ActRow<'_>; 2] = std::array::from_fn(|i| acts.row(r + i));
+                for c in cols {
+                    for (i, v) in two(weights(c), &a).into_iter().enumerate() {
+                        put(r + i, c, v);
+                    }
+                }
+            }
+            1 => {
+                let one = kernel::<1>(self.format, tier);
+                let a = [acts.row(r)];
+                for c in cols {
+                    put(r, c, one(weights(c), &a)[0]);
+                }
+            }
+            _ => {}
         }
     }
 }

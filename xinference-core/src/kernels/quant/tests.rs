@@ -474,3 +474,127 @@ fn tiles_give_the_bits_of_the_row_kernels() {
         }
     }
 }
+
+/// Every panel kernel (the small-block formats, Q4_K and Q6_K) gives, for each weight row and
+/// activation row, the bits of the row kernels (four rows together) and of the portable
+/// kernel, on random bytes (every bit pattern of values, fifth bits, scales and minimums) and
+/// on blocks quantized from random values; a panel refilled with other rows forgets the first
+/// ones.
+#[test]
+fn panels_give_the_bits_of_the_row_kernels() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(18);
+    let (rows, k) = (3 * TILE, 768);
+    for format in Format::ALL {
+        for tier in Tier::available() {
+            let Some(panel) = panel_kernel(format, tier) else {
+                continue;
+            };
+            let group = kernel::<GROUP>(format, tier);
+            let portable = kernel::<1>(format, Tier::Scalar);
+            let mut held = Panel::default();
+            for random_bytes in [false, true] {
+                let bytes = if random_bytes {
+                    let bb = format.block_bytes();
+                    let mut bytes: Vec<u8> = (0..rows * k / format.block_values() * bb)
+                        .map(|_| rng.random())
+                        .collect();
+                    let f16_offsets: &[usize] = match format {
+                        Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => &[0],
+                        Format::Q6K => &[208],
+                        _ => &[0, 2],
+                    };
+                    for block in bytes.chunks_exact_mut(bb) {
+                        for &o in f16_offsets {
+                            let v = half::f16::from_f32(rng.random_range(-0.05f32..0.05));
+                            block[o..o + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+                        }
+                    }
+                    bytes
+                } else {
+                    let w = random(&mut rng, rows * k, 1.0);
+                    let q = QTensor::quantize(
+                        &Tensor::from_vec(w, (rows, k), &Device::Cpu).unwrap(),
+                        format.dtype(),
+                    )
+                    .unwrap();
+                    q.data().unwrap().to_vec()
+                };
+                let acts =
+                    Acts::quantize(format.act_format(), &random(&mut rng, GROUP * k, 3.0), k);
+                let a: [ActRow<'_>; GROUP] = std::array::from_fn(|j| acts.row(j));
+                (panel.unpack)(&bytes, rows, &mut held);
+                let mut got = vec![[0f32; GROUP]; rows];
+                (panel.run)(&mut held, &a, &mut got);
+                let rb = bytes.len() / rows;
+                for (i, got) in got.iter().enumerate() {
+                    let row = &bytes[i * rb..(i + 1) * rb];
+                    assert_eq!(
+                        *got,
+                        group(row, &a),
+                        "{format:?} {tier:?}: panel row {i} vs rows of four"
+                    );
+                    for (j, act) in a.iter().enumerate() {
+                        assert_eq!(
+                            got[j],
+                            portable(row, &[*act])[0],
+                            "{format:?} {tier:?}: ({i}, {j}) vs portable"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Not a check: the time of prompt products of the shapes of Qwen2.5-0.5B (896 → 4864 Q5_0,
+/// 4864 → 896 Q4_K / Q6_K) and Gemma 3 270M's, 128 rows, with the panels on and off,
+/// alternating (`cargo test --release --lib kernels::quant::tests::panel_speed -- --ignored
+/// --nocapture`).
+#[test]
+#[ignore]
+fn panel_speed() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+    let rows = 128;
+    for (format, n, k) in [
+        (Format::Q5_0, 4864, 896),
+        (Format::Q8_0, 896, 896),
+        (Format::Q4K, 896, 4864),
+        (Format::Q6K, 896, 4864),
+        (Format::Q5_0, 2048, 640),
+        (Format::Q4K, 640, 2048),
+    ] {
+        let w = random(&mut rng, n * k, 1.0);
+        let q = QTensor::quantize(
+            &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
+            format.dtype(),
+        )
+        .unwrap();
+        let bytes = q.data().unwrap();
+        let matrix = QuantMatrix::new(format, &bytes, n, k).unwrap();
+        let acts = Acts::quantize(format.act_format(), &random(&mut rng, rows * k, 2.0), k);
+        let mut out = vec![0f32; rows * n];
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..7 {
+            for (i, on) in [true, false].into_iter().enumerate() {
+                set_panels(on);
+                let t = std::time::Instant::now();
+                matrix.matmul_acts(Tier::current(), &acts, &mut out);
+                times[i].push(t.elapsed().as_secs_f64());
+            }
+        }
+        set_panels(true);
+        let [on, off] = times.map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        });
+        let gmacs = |s: f64| (rows * n * k) as f64 / s / 1e9;
+        println!(
+            "{format:?} {n}x{k}, {rows} rows: panels {:.2} ms ({:.1} GMAC/s), tiles {:.2} ms ({:.1} GMAC/s): {:.2}x",
+            on * 1e3,
+            gmacs(on),
+            off * 1e3,
+            gmacs(off),
+            off / on
+        );
+    }
+}

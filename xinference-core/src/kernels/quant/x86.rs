@@ -6,10 +6,12 @@
 use super::activation::ActRow;
 use super::format::{Format, QK, QK_K};
 use super::scalar::{self, add_min, hsum4, DotFn};
-use super::{TileFn, GROUP, TILE};
+use super::{Panel, PanelKernel, TileFn, GROUP, TILE};
 use std::arch::x86_64::*;
 
 mod ktile;
+use ktile::{min_lanes, mins_twice, q6k_offset, q6k_scales16, q6k_values, scales_mins_k4};
+mod panel;
 
 /// The exact sums of four byte products per 32-bit lane: unsigned `w` times signed `x`.
 #[inline(always)]
@@ -112,6 +114,14 @@ const Q4_1: u8 = 1;
 const Q5_0: u8 = 2;
 const Q5_1: u8 = 3;
 const Q8_0: u8 = 4;
+/// The small-block formats by their number above.
+const SMALL: [Format; 5] = [
+    Format::Q4_0,
+    Format::Q4_1,
+    Format::Q5_0,
+    Format::Q5_1,
+    Format::Q8_0,
+];
 
 /// A small block's 32 values (signed for Q4_0 / Q5_0 / Q8_0), its scale and minimum.
 #[inline(always)]
@@ -302,13 +312,7 @@ unsafe fn q45k<const R: usize, const V: bool, const FIVE: bool>(
         let blk = w.as_ptr().add(b * bytes);
         let (d, dmin) = (f16_at(blk), f16_at(blk.add(2)));
         let (sc, mn) = scales_mins_k4(blk.add(4));
-        // Each minimum twice, for `vpmaddwd` against the sums of 16 activations: lane `j` is
-        // `mn_j · (bsum_2j + bsum_2j+1)`, the sum of sub-block `j`'s 32 activations.
-        let mn16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(mn.as_ptr().cast()));
-        let mn_twice = _mm256_set_m128i(
-            _mm_unpackhi_epi16(mn16, mn16),
-            _mm_unpacklo_epi16(mn16, mn16),
-        );
+        let mn_twice = mins_twice(&mn);
         let qs = if FIVE { blk.add(48) } else { blk.add(16) };
         let qh = if FIVE {
             load(blk.add(16))
@@ -340,11 +344,8 @@ unsafe fn q45k<const R: usize, const V: bool, const FIVE: bool>(
         for r in 0..R {
             let dx = *a[r].d.get_unchecked(b);
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dx * d), _mm256_cvtepi32_ps(sums[r]), acc[r]);
-            // Lane `t`: `mn_2t · P_2t + mn_2t+1 · P_2t+1` (exact integers).
             let bsums = load(a[r].bsums.as_ptr().add(b * 16).cast());
-            let per_block = _mm256_madd_epi16(bsums, mn_twice);
-            let pairs = _mm256_hadd_epi32(per_block, per_block);
-            let lanes = _mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b1000>(pairs));
+            let lanes = min_lanes(bsums, mn_twice);
             let dm = -dx * dmin;
             accm[r] = _mm_fmadd_ps(_mm_set1_ps(dm), _mm_cvtepi32_ps(lanes), accm[r]);
         }
@@ -358,28 +359,6 @@ unsafe fn q45k<const R: usize, const V: bool, const FIVE: bool>(
     out
 }
 
-/// The eight 6-bit scales and eight minimums of a Q4_K / Q5_K super-block from its 12 bytes at
-/// `q` (`format::scale_min_k4` for every `j`, as llama.cpp's `kmask` words unpack them).
-#[inline(always)]
-unsafe fn scales_mins_k4(q: *const u8) -> ([u8; 8], [u8; 8]) {
-    const KMASK1: u32 = 0x3f3f_3f3f;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    const KMASK3: u32 = 0x0303_0303;
-    let word =
-        |i: usize| u32::from_le_bytes([*q.add(i), *q.add(i + 1), *q.add(i + 2), *q.add(i + 3)]);
-    let (u0, u1, u2) = (word(0), word(4), word(8));
-    let scales = [u0 & KMASK1, (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4)];
-    let mins = [
-        u1 & KMASK1,
-        ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4),
-    ];
-    let bytes = |w: [u32; 2]| {
-        let (a, b) = (w[0].to_le_bytes(), w[1].to_le_bytes());
-        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
-    };
-    (bytes(scales), bytes(mins))
-}
-
 /// Q6_K against Q8K rows: unsigned 6-bit values, with `32 · Σ scale · bsum` taken off.
 ///
 /// # Safety
@@ -388,8 +367,6 @@ unsafe fn scales_mins_k4(q: *const u8) -> ([u8; 8], [u8; 8]) {
 unsafe fn q6k<const R: usize, const V: bool>(w: &[u8], a: &[ActRow<'_>; R]) -> [f32; R] {
     let bytes = 210;
     let nb = w.len() / bytes;
-    let low = _mm256_set1_epi8(0x0F);
-    let high = _mm256_set1_epi8(0x30);
     let mut acc = [_mm256_setzero_ps(); R];
     for b in 0..nb {
         let blk = w.as_ptr().add(b * bytes);
@@ -400,27 +377,7 @@ unsafe fn q6k<const R: usize, const V: bool>(w: &[u8], a: &[ActRow<'_>; R]) -> [
         let d = f16_at(blk.add(208));
         let mut sums = [_mm256_setzero_si256(); R];
         for n in 0..2 {
-            let ql0 = load(blk.add(64 * n));
-            let ql1 = load(blk.add(64 * n + 32));
-            let qh = load(blk.add(128 + 32 * n));
-            let q = [
-                _mm256_or_si256(
-                    _mm256_and_si256(ql0, low),
-                    _mm256_and_si256(_mm256_slli_epi16(qh, 4), high),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(ql1, low),
-                    _mm256_and_si256(_mm256_slli_epi16(qh, 2), high),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
-                    _mm256_and_si256(qh, high),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
-                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), high),
-                ),
-            ];
+            let q = q6k_values(blk, n);
             for (i, q) in q.iter().enumerate() {
                 let g = 8 * n + 2 * i;
                 let s = scales::<V>(sc[g], sc[g + 1]);
@@ -434,12 +391,10 @@ unsafe fn q6k<const R: usize, const V: bool>(w: &[u8], a: &[ActRow<'_>; R]) -> [
                 }
             }
         }
-        // 32 · (bsum_2l · sc_2l + bsum_2l+1 · sc_2l+1) per lane `l`.
-        let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(192).cast()));
+        let sc16 = q6k_scales16(blk);
         for r in 0..R {
             let bsums = _mm256_loadu_si256(a[r].bsums.as_ptr().add(b * 16).cast());
-            let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
-            let lanes = _mm256_sub_epi32(sums[r], offset);
+            let lanes = _mm256_sub_epi32(sums[r], q6k_offset(bsums, sc16));
             let dx = *a[r].d.get_unchecked(b);
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dx * d), _mm256_cvtepi32_ps(lanes), acc[r]);
         }
@@ -451,202 +406,5 @@ unsafe fn q6k<const R: usize, const V: bool>(w: &[u8], a: &[ActRow<'_>; R]) -> [
     out
 }
 
-/// Panics unless `w` is whole blocks of `format` and every row has the values, scales and
-/// sums those blocks read: what makes the unchecked reads above in bounds.
-fn checked<const R: usize>(format: Format, w: &[u8], a: &[ActRow<'_>; R]) {
-    let (bytes, values) = (format.block_bytes(), format.block_values());
-    assert_eq!(
-        w.len() % bytes,
-        0,
-        "{format:?} weights are not whole blocks"
-    );
-    let nb = w.len() / bytes;
-    for row in a {
-        assert!(row.qs.len() >= nb * values && row.d.len() >= nb);
-        match format {
-            Format::Q4_1 | Format::Q5_1 => assert!(row.s.len() >= nb),
-            Format::Q4K | Format::Q5K | Format::Q6K => assert!(row.bsums.len() >= nb * 16),
-            _ => {}
-        }
-    }
-}
-
-/// Defines a tier: its `#[target_feature]` kernels, their checked safe entry points and
-/// `kernel`, the table [`super::kernel`] reads once the CPU is known to have `$features`.
-macro_rules! tier {
-    ($tier:ident, $features:literal, $v:literal) => {
-        pub(super) mod $tier {
-            use super::*;
-
-            #[target_feature(enable = $features)]
-            unsafe fn small_t<const R: usize, const F: u8>(
-                w: &[u8],
-                a: &[ActRow<'_>; R],
-            ) -> [f32; R] {
-                small::<R, $v, F>(w, a)
-            }
-
-            #[target_feature(enable = $features)]
-            unsafe fn q45k_t<const R: usize, const FIVE: bool>(
-                w: &[u8],
-                a: &[ActRow<'_>; R],
-            ) -> [f32; R] {
-                q45k::<R, $v, FIVE>(w, a)
-            }
-
-            #[target_feature(enable = $features)]
-            unsafe fn q6k_t<const R: usize>(w: &[u8], a: &[ActRow<'_>; R]) -> [f32; R] {
-                q6k::<R, $v>(w, a)
-            }
-
-            #[target_feature(enable = $features)]
-            unsafe fn small_tile_t<const F: u8>(
-                w: [*const u8; TILE],
-                a: &[ActRow<'_>; GROUP],
-                nb: usize,
-            ) -> [[f32; GROUP]; TILE] {
-                const RW: usize = tile_rows($v);
-                let mut out = [[0f32; GROUP]; TILE];
-                for part in 0..TILE / RW {
-                    let rows: [*const u8; RW] = std::array::from_fn(|i| w[part * RW + i]);
-                    let got = small_tile::<RW, GROUP, $v, F>(rows, a, nb);
-                    out[part * RW..(part + 1) * RW].copy_from_slice(&got);
-                }
-                out
-            }
-
-            /// Q4_K's (`SIX` false) or Q6_K's tile, in parts of the tier's tile rows.
-            #[target_feature(enable = $features)]
-            unsafe fn k_tile_t<const SIX: bool>(
-                w: [*const u8; TILE],
-                a: &[ActRow<'_>; GROUP],
-                nb: usize,
-            ) -> [[f32; GROUP]; TILE] {
-                const RW: usize = tile_rows($v);
-                let mut out = [[0f32; GROUP]; TILE];
-                for part in 0..TILE / RW {
-                    let rows: [*const u8; RW] = std::array::from_fn(|i| w[part * RW + i]);
-                    let got = if SIX {
-                        ktile::q6k_tile::<RW, GROUP, $v>(rows, a, nb)
-                    } else {
-                        ktile::q4k_tile::<RW, GROUP, $v>(rows, a, nb)
-                    };
-                    out[part * RW..(part + 1) * RW].copy_from_slice(&got);
-                }
-                out
-            }
-
-            fn k_tile_safe<const SIX: bool>(
-                w: &[&[u8]; TILE],
-                a: &[ActRow<'_>; GROUP],
-            ) -> [[f32; GROUP]; TILE] {
-                let format = if SIX { Format::Q6K } else { Format::Q4K };
-                for row in w {
-                    assert_eq!(row.len(), w[0].len(), "weight rows of different sizes");
-                }
-                checked(format, w[0], a);
-                // SAFETY: as in `small_tile_safe`.
-                unsafe {
-                    k_tile_t::<SIX>(
-                        std::array::from_fn(|i| w[i].as_ptr()),
-                        a,
-                        w[0].len() / format.block_bytes(),
-                    )
-                }
-            }
-
-            fn small_tile_safe<const F: u8>(
-                w: &[&[u8]; TILE],
-                a: &[ActRow<'_>; GROUP],
-            ) -> [[f32; GROUP]; TILE] {
-                let format = [
-                    Format::Q4_0,
-                    Format::Q4_1,
-                    Format::Q5_0,
-                    Format::Q5_1,
-                    Format::Q8_0,
-                ][F as usize];
-                for row in w {
-                    assert_eq!(row.len(), w[0].len(), "weight rows of different sizes");
-                }
-                checked(format, w[0], a);
-                // SAFETY: `kernel` hands these out only once the CPU has the tier's features;
-                // `checked` bounds every read (every weight row has the first one's blocks).
-                unsafe {
-                    small_tile_t::<F>(
-                        std::array::from_fn(|i| w[i].as_ptr()),
-                        a,
-                        w[0].len() / format.block_bytes(),
-                    )
-                }
-            }
-
-            /// The tier's tile kernel of `format` (small-block formats, Q4_K and Q6_K).
-            ///
-            /// # Safety
-            /// The CPU has the tier's features (the kernels returned assume it).
-            pub(in super::super) unsafe fn tile_kernel(format: Format) -> Option<TileFn> {
-                Some(match format {
-                    Format::Q4_0 => small_tile_safe::<Q4_0>,
-                    Format::Q4_1 => small_tile_safe::<Q4_1>,
-                    Format::Q5_0 => small_tile_safe::<Q5_0>,
-                    Format::Q5_1 => small_tile_safe::<Q5_1>,
-                    Format::Q8_0 => small_tile_safe::<Q8_0>,
-                    Format::Q4K => k_tile_safe::<false>,
-                    Format::Q6K => k_tile_safe::<true>,
-                    _ => return None,
-                })
-            }
-
-            fn small_safe<const R: usize, const F: u8>(w: &[u8], a: &[ActRow<'_>; R]) -> [f32; R] {
-                let format = [
-                    Format::Q4_0,
-                    Format::Q4_1,
-                    Format::Q5_0,
-                    Format::Q5_1,
-                    Format::Q8_0,
-                ][F as usize];
-                checked(format, w, a);
-                // SAFETY: `kernel` hands these out only once the CPU has the tier's features;
-                // `checked` bounds every read.
-                unsafe { small_t::<R, F>(w, a) }
-            }
-
-            fn q45k_safe<const R: usize, const FIVE: bool>(
-                w: &[u8],
-                a: &[ActRow<'_>; R],
-            ) -> [f32; R] {
-                checked(if FIVE { Format::Q5K } else { Format::Q4K }, w, a);
-                // SAFETY: as in `small_safe`.
-                unsafe { q45k_t::<R, FIVE>(w, a) }
-            }
-
-            fn q6k_safe<const R: usize>(w: &[u8], a: &[ActRow<'_>; R]) -> [f32; R] {
-                checked(Format::Q6K, w, a);
-                // SAFETY: as in `small_safe`.
-                unsafe { q6k_t::<R>(w, a) }
-            }
-
-            /// The tier's kernel of `format` for `R` rows.
-            ///
-            /// # Safety
-            /// The CPU has the tier's features (the kernels returned assume it).
-            pub(in super::super) unsafe fn kernel<const R: usize>(format: Format) -> DotFn<R> {
-                match format {
-                    Format::Q4_0 => small_safe::<R, Q4_0>,
-                    Format::Q4_1 => small_safe::<R, Q4_1>,
-                    Format::Q5_0 => small_safe::<R, Q5_0>,
-                    Format::Q5_1 => small_safe::<R, Q5_1>,
-                    Format::Q8_0 => small_safe::<R, Q8_0>,
-                    Format::Q4K => q45k_safe::<R, false>,
-                    Format::Q5K => q45k_safe::<R, true>,
-                    Format::Q6K => q6k_safe::<R>,
-                    Format::Q2K | Format::Q3K => scalar::kernel::<R>(format),
-                }
-            }
-        }
-    };
-}
-
-tier!(avx2, "avx2,fma,f16c", false);
-tier!(vnni, "avx2,fma,f16c,avx512f,avx512vl,avx512vnni", true);
+mod tiers;
+pub(super) use tiers::{avx2, vnni};
