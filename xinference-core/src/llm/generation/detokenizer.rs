@@ -50,7 +50,11 @@ impl Detokenizer {
         match &self.dropped {
             None => decode(tokenizer, ids),
             Some(dropped) => {
-                let ids: Vec<u32> = ids.iter().copied().filter(|t| !dropped.contains(t)).collect();
+                let ids: Vec<u32> = ids
+                    .iter()
+                    .copied()
+                    .filter(|t| !dropped.contains(t))
+                    .collect();
                 tokenizer
                     .decode(&ids, false)
                     .map_err(|e| Error::internal(format!("cannot decode tokens: {e}")))
@@ -71,7 +75,9 @@ impl Detokenizer {
             // Re-anchor now and then so each step decodes a short window, not everything.
             if self.tokens.len() - self.prefix_start > 64 {
                 self.prefix_start = self.tokens.len() - 8;
-                self.released = self.text(tokenizer, &self.tokens[self.prefix_start..])?.len();
+                self.released = self
+                    .text(tokenizer, &self.tokens[self.prefix_start..])?
+                    .len();
             }
             Ok(delta)
         } else {
@@ -102,17 +108,23 @@ mod tests {
     /// A special token is dropped unless kept; the other special tokens stay dropped.
     #[test]
     fn kept_special_tokens_are_text() {
-        let vocab = [("a", 0), ("b", 1), ("<|channel>", 2), ("<eos>", 3), ("[UNK]", 4)]
-            .into_iter()
-            .map(|(t, i)| (t.to_owned(), i))
-            .collect();
+        let vocab = [
+            ("a", 0),
+            ("b", 1),
+            ("<|channel>", 2),
+            ("<eos>", 3),
+            ("[UNK]", 4),
+        ]
+        .into_iter()
+        .map(|(t, i)| (t.to_owned(), i))
+        .collect();
         let model = WordLevel::builder()
             .vocab(vocab)
             .unk_token("[UNK]".into())
             .build()
             .unwrap();
         let mut tokenizer = Tokenizer::new(model);
-        tokenizer.add_special_tokens(&[
+        tokenizer.add_special_tokens([
             AddedToken::from("<|channel>", true),
             AddedToken::from("<eos>", true),
         ]);
@@ -124,9 +136,20 @@ mod tests {
         };
         let dropped = run(Detokenizer::new());
         let kept = run(Detokenizer::keeping(&tokenizer, &[2]));
-        assert!(!dropped.contains("<|channel>") && !dropped.contains("<eos>"), "{dropped}");
-        assert!(kept.contains("<|channel>") && !kept.contains("<eos>"), "{kept}");
-        assert_eq!(kept.replace("<|channel>", "").split_whitespace().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(
+            !dropped.contains("<|channel>") && !dropped.contains("<eos>"),
+            "{dropped}"
+        );
+        assert!(
+            kept.contains("<|channel>") && !kept.contains("<eos>"),
+            "{kept}"
+        );
+        assert_eq!(
+            kept.replace("<|channel>", "")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         // Keeping nothing is the plain decode.
         assert_eq!(run(Detokenizer::keeping(&tokenizer, &[])), dropped);
     }

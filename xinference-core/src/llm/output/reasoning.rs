@@ -285,12 +285,23 @@ mod tests {
             end: "<channel|>".into(),
         };
         let pieces = [
-            "<|channel>", "thought", "\n", "The", " user", " greets", " me", ".", "<channel|>",
-            "Hello", "!",
+            "<|channel>",
+            "thought",
+            "\n",
+            "The",
+            " user",
+            " greets",
+            " me",
+            ".",
+            "<channel|>",
+            "Hello",
+            "!",
         ];
         let mut s = ReasoningSplitter::new(gemma.clone(), false);
         let (mut r, mut c) = (String::new(), String::new());
-        for piece in pieces.iter().map(|p| s.push(p)).chain([s.finish()]).flatten() {
+        let mut all: Vec<ReasoningPiece> = pieces.iter().flat_map(|p| s.push(p)).collect();
+        all.extend(s.finish());
+        for piece in all {
             match piece {
                 ReasoningPiece::Reasoning(t) => r.push_str(&t),
                 ReasoningPiece::Content(t) => c.push_str(&t),
@@ -298,7 +309,10 @@ mod tests {
         }
         assert_eq!((r.as_str(), c.as_str()), ("The user greets me.", "Hello!"));
         let (r, c) = ReasoningSplitter::new(gemma.clone(), false).split(&pieces.concat());
-        assert_eq!((r.as_deref(), c.as_str()), (Some("The user greets me."), "Hello!"));
+        assert_eq!(
+            (r.as_deref(), c.as_str()),
+            (Some("The user greets me."), "Hello!")
+        );
         let tokens: Vec<u32> = (0..pieces.len() as u32).collect();
         let text = |t: u32| Ok(pieces[t as usize].to_owned());
         assert_eq!(
@@ -312,7 +326,10 @@ mod tests {
         let thinking = "<|turn>system\n<|think|>\n<turn|>\n<|turn>model\n";
         assert_eq!(ReasoningTags::from_prompt(thinking).as_ref(), Some(&gemma));
         assert_eq!(ReasoningTags::from_prompt("<|turn>model\n"), None);
-        assert_eq!(ReasoningTags::from_prompt("<think>\n\n</think>"), Some(tags()));
+        assert_eq!(
+            ReasoningTags::from_prompt("<think>\n\n</think>"),
+            Some(tags())
+        );
         assert_eq!(
             ReasoningSplitter::new(gemma, false).split("Paris."),
             (None, "Paris.".into())

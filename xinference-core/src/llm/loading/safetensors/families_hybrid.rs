@@ -56,7 +56,8 @@ fn reordered(
 ) -> Result<()> {
     let values = v.stored(name)?.to_f32();
     let cols = shape.get(1).copied().unwrap_or(1);
-    if values.len() != shape.iter().product::<usize>() || (start + from.len()) * cols != values.len()
+    if values.len() != shape.iter().product::<usize>()
+        || (start + from.len()) * cols != values.len()
     {
         return Err(Error::bad_request(format!(
             "the weights do not match its config.json: tensor `{name}` has {} values, \
@@ -116,7 +117,10 @@ pub(super) fn qwen35(v: &mut View, cfg: &Cfg) -> Result<()> {
                 .collect::<Result<_>>()?
         }
         None => {
-            let interval = cfg.opt_usize("full_attention_interval")?.unwrap_or(4).max(1);
+            let interval = cfg
+                .opt_usize("full_attention_interval")?
+                .unwrap_or(4)
+                .max(1);
             (0..c.layers).map(|i| (i + 1) % interval != 0).collect()
         }
     };
