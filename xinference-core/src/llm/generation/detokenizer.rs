@@ -124,7 +124,7 @@ mod tests {
             .build()
             .unwrap();
         let mut tokenizer = Tokenizer::new(model);
-        tokenizer.add_special_tokens([
+        let _ = tokenizer.add_special_tokens([
             AddedToken::from("<|channel>", true),
             AddedToken::from("<eos>", true),
         ]);
