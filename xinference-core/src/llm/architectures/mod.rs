@@ -345,8 +345,6 @@ pub struct GgufDecoder {
     /// norms and rotary as candle computes them; otherwise (GGUF) all as llama.cpp's CPU
     /// backend rounds them (see [`GgufDecoder::rounding`]).
     exact: bool,
-    /// Sliding-window layers keep every position ([`crate::llm::CausalLm::keep_whole_windows`]).
-    whole_windows: bool,
 }
 
 impl GgufDecoder {
@@ -375,7 +373,6 @@ impl GgufDecoder {
             ropes,
             cache: Vec::new(),
             exact: false,
-            whole_windows: false,
         }
     }
 
