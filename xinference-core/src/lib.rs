@@ -67,3 +67,22 @@ pub fn simd_features() -> Vec<&'static str> {
     }
     f
 }
+
+/// Where the real test models are (the variable the integration tests read), for
+/// unit tests that read them.
+#[cfg(test)]
+pub(crate) fn test_models() -> std::path::PathBuf {
+    let dir = std::env::var_os("XINFERENCE_TEST_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/xinference-rs/test-models")
+        });
+    assert!(
+        dir.is_dir(),
+        "the test models are missing: run `python3 scripts/fetch-test-models.py smollm2 qwen \
+         gemma` (or `bash .ci/run`), or point XINFERENCE_TEST_MODELS at their folder ({})",
+        dir.display()
+    );
+    dir
+}

@@ -383,10 +383,11 @@ mod x86 {
         for (t, (&w0, &w1)) in w[0].iter().zip(w[1]).enumerate() {
             let (w0, w1) = (_mm256_set1_ps(w0), _mm256_set1_ps(w1));
             let row = base.add(t * stride);
-            for c in 0..C {
+            let [acc0, acc1] = &mut acc;
+            for (c, (a0, a1)) in acc0.iter_mut().zip(acc1.iter_mut()).enumerate() {
                 let v = load8(row.add(c * LANES));
-                acc[0][c] = _mm256_fmadd_ps(w0, v, acc[0][c]);
-                acc[1][c] = _mm256_fmadd_ps(w1, v, acc[1][c]);
+                *a0 = _mm256_fmadd_ps(w0, v, *a0);
+                *a1 = _mm256_fmadd_ps(w1, v, *a1);
             }
         }
         for (r, acc) in acc.iter().enumerate() {

@@ -242,22 +242,7 @@ fn rows_give_the_same_bits_in_any_company() {
     }
 }
 
-/// Where the real test models are (the same variable the integration tests read).
-fn test_models() -> std::path::PathBuf {
-    let dir = std::env::var_os("XINFERENCE_TEST_MODELS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/xinference-rs/test-models")
-        });
-    assert!(
-        dir.is_dir(),
-        "the test models are missing: run `python3 scripts/fetch-test-models.py smollm2 qwen \
-         gemma` (or `bash .ci/run`), or point XINFERENCE_TEST_MODELS at their folder ({})",
-        dir.display()
-    );
-    dir
-}
+use crate::test_models;
 
 /// Rows of every quantized tensor type in the three test GGUFs (SmolLM2 Q4_1: Q4_1, Q8_0;
 /// Qwen2.5 and Gemma 3 Q4_K_M: Q5_0, Q8_0, Q4_K, Q6_K), against the definition and across

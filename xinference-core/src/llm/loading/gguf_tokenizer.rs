@@ -122,8 +122,7 @@ mod tests {
     /// added tokens, ids and decoded text, special tokens skipped or kept.
     #[test]
     fn user_defined_tokens_become_text_as_through_json() {
-        let path =
-            crate::llm::loading::test_models().join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+        let path = crate::test_models().join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
         let mut file = std::fs::File::open(&path).expect("the Qwen2.5 test GGUF");
         let ct = Content::read(&mut file).unwrap();
         let mut base = Tokenizer::from_gguf(&ct).unwrap();

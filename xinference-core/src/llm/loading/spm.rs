@@ -307,7 +307,7 @@ mod tests {
     /// (262k pieces, 513k merges, 6k control tokens, byte fallback).
     #[test]
     fn direct_build_matches_the_json_build_on_gemma3() {
-        let path = crate::llm::loading::test_models().join("gemma-3-270m-q4_k_m.gguf");
+        let path = crate::test_models().join("gemma-3-270m-q4_k_m.gguf");
         let mut file = std::fs::File::open(&path).expect("the Gemma 3 test GGUF");
         let ct = Content::read(&mut file).unwrap();
         let direct = spm_tokenizer_from_gguf(&ct).unwrap();

@@ -243,14 +243,14 @@ unsafe fn tile_k<const RW: usize, const RX: usize, const V: bool, const SIX: boo
         for c in 0..8 {
             let x: [__m256i; RX] =
                 std::array::from_fn(|r| load(a[r].qs.as_ptr().add(b * QK_K + 32 * c).cast()));
-            for i in 0..RW {
+            for (i, sums) in sums.iter_mut().enumerate() {
                 let at = 8 * (i * nb + b) + c;
                 let (q, s) = (
                     _mm256_load_si256(vals.add(at)),
                     _mm256_load_si256(scs.add(at)),
                 );
-                for r in 0..RX {
-                    sums[i][r] = _mm256_add_epi32(sums[i][r], dot_scaled::<V>(q, x[r], s));
+                for (sum, &x) in sums.iter_mut().zip(&x) {
+                    *sum = _mm256_add_epi32(*sum, dot_scaled::<V>(q, x, s));
                 }
             }
         }
