@@ -171,7 +171,7 @@ struct Bytes32(#[allow(dead_code)] [u8; 32]);
 
 /// The prompt products of a small-block format (Q4_0 .. Q8_0), Q4_K or Q6_K on a tier:
 /// `unpack` puts a run of whole weight rows (`rows` of them, one after the other in the bytes)
-/// into a [`Panel`] once, then `run` multiplies all of them (a multiple of [`TILE`]) with each
+/// into a [`Panel`] once, then `run` multiplies all of them (a multiple of 4) with each
 /// group of activation rows, `out[i][j]` = panel row `i` · activation row `j`, the bits of the
 /// [`DotFn`] kernels.
 #[derive(Clone, Copy)]
