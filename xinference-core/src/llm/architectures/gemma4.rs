@@ -27,8 +27,8 @@
 
 use super::attention::{attend_group, visible};
 use super::{
-    f32_tensor, gelu_f16_table, load_output, meta, meta_f32, meta_usize, residual, QLinear, Rope,
-    Rows, TokenTable,
+    f32_tensor, gelu_f16_mul, gelu_f16_table, load_output, meta, meta_f32, meta_usize, residual,
+    QLinear, Rope, Rows, TokenTable,
 };
 
 mod batch;
@@ -395,7 +395,7 @@ impl Gemma4Decoder {
             let [gate, up]: [Tensor; 2] = QLinear::forward_together(&[&block.gate, &block.up], &x)?
                 .try_into()
                 .map_err(|_| Error::internal("two projections gave another count"))?;
-            let y = block.down.forward_rows(&(gelu_f16_table(&gate)? * up)?)?;
+            let y = block.down.forward_rows(&gelu_f16_mul(&gate, &up)?)?;
             let y = candle_nn::ops::rms_norm(&y, &block.post_ffn_norm, self.eps)?;
             h = residual(&y, &h)?;
             if let (Some(inputs), Some(ple)) = (&per_layer, &block.per_layer) {

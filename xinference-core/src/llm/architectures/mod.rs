@@ -30,6 +30,7 @@ mod attention;
 mod batch;
 mod delta_net;
 mod fused;
+mod gelu;
 mod gemma3;
 mod gemma4;
 mod glm4;
@@ -49,6 +50,7 @@ mod smollm3;
 mod token_table;
 
 use crate::llm::model::LayerKv;
+use gelu::{gelu_f16_mul, gelu_f16_table};
 pub use gemma4::Gemma4Decoder;
 use qlinear::QLinear;
 pub use qlinear::EXACT_KEY;
@@ -263,21 +265,6 @@ fn load_output<R: Read + Seek>(
     } else {
         QLinear::from_weight(table.weight().clone(), qlinear::exact_products(ct))
     }
-}
-
-/// GELU(tanh) as llama.cpp's CPU backend computes it: from a table indexed by the f16 value of
-/// `x`, holding f16 results (`x` itself from 10 up, 0 from -10 down). The rounding moves
-/// Gemma's logits by a few hundredths, the size of its closest greedy choices.
-fn gelu_f16_table(x: &Tensor) -> candle_core::Result<Tensor> {
-    use candle_core::DType::{F16, F32};
-    let table = x
-        .to_dtype(F16)?
-        .to_dtype(F32)?
-        .gelu()?
-        .to_dtype(F16)?
-        .to_dtype(F32)?;
-    let y = x.ge(10f32)?.where_cond(x, &table)?;
-    x.le(-10f32)?.where_cond(&x.zeros_like()?, &y)
 }
 
 /// RMS norm of `x`'s rows (its last dimension, `w`'s length) times `w`, as llama.cpp's CPU
@@ -651,7 +638,7 @@ impl GgufDecoder {
                     let gated = match self.family.activation {
                         Activation::Silu => silu_mul(&gate, &up)?,
                         Activation::GeluTanh if self.exact => (gate.gelu()? * up)?,
-                        Activation::GeluTanh => (gelu_f16_table(&gate)? * up)?,
+                        Activation::GeluTanh => gelu_f16_mul(&gate, &up)?,
                     };
                     down.forward_rows(&gated)?
                 }
