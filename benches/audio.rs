@@ -15,7 +15,8 @@
 //! the comma-separated words), `XINFERENCE_BENCH_WHISPER_CLIPS` (e.g. `30s`: clips likewise),
 //! `XINFERENCE_BENCH_WHISPER_BEAMS` (e.g. `1`), `XINFERENCE_BENCH_WHISPER_RUNS` (runs per row,
 //! best kept; default 3, 1 for the 5-minute clip), `XINFERENCE_BENCH_WHISPER_CONCURRENT=0` (no
-//! 4-request rows).
+//! 4-request rows). The 4-request rows also show the CPU seconds of each half and their ratio
+//! (on a loaded machine wall time counts the other processes too).
 
 #[path = "../tests/common/clips.rs"]
 mod clips;
@@ -62,6 +63,23 @@ fn write_clips(dir: &Path) {
     ] {
         std::fs::write(dir.join(name), clips::wav_16k(&samples)).expect("clip written");
     }
+}
+
+/// CPU seconds this process has used so far (user + system, all threads, from
+/// `/proc/self/stat` in 1/100 s ticks; `NaN` where there is none): on a loaded machine the
+/// work done, where wall time also counts the other processes.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name (which may hold spaces): state is the 3rd field,
+            // utime and stime the 14th and 15th.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
+            Some((ticks(14)? + ticks(15)?) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
 }
 
 /// Runs `options` on `audio` `n` times concurrently; the seconds it took.
@@ -189,7 +207,7 @@ async fn main() {
                 beam_size: Some(beam),
                 ..Default::default()
             };
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), cpu_seconds());
             for _ in 0..4 {
                 model
                     .transcriptions_with(audio.clone(), options.clone())
@@ -197,11 +215,15 @@ async fn main() {
                     .expect("transcribes");
             }
             let sequential = start.elapsed().as_secs_f64();
+            let sequential_cpu = cpu_seconds() - cpu;
+            let cpu = cpu_seconds();
             let together = concurrent(&model, &audio, &options, 4).await;
+            let together_cpu = cpu_seconds() - cpu;
             println!(
-                "| {name} | 4 x {} | beam {beam}: 4 sequential {sequential:.2} s, 4 concurrent {together:.2} s | {:.2}x | | |",
+                "| {name} | 4 x {} | beam {beam}: 4 sequential {sequential:.2} s ({sequential_cpu:.2} s CPU), 4 concurrent {together:.2} s ({together_cpu:.2} s CPU) | {:.2}x | CPU {:.2}x | |",
                 CLIPS[1],
-                sequential / together
+                sequential / together,
+                sequential_cpu / together_cpu
             );
         }
         client.terminate_model(&uid).await.expect("terminate");

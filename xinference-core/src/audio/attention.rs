@@ -6,10 +6,15 @@
 //! projected `[frames, d]` matrices (no split copies, no materialised `heads x 1500²` scores).
 
 use crate::kernels::{self, View};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
-/// Queries per block of [`encoder_attention`] (its scores: `64 x 1500` values per task).
-const QUERY_BLOCK: usize = 64;
+/// Queries per block of [`encoder_attention`] (its scores: `256 x 1500` values per task, 1.5
+/// MB: past the L2, but each head's keys are packed 6 times per window instead of 24, and the
+/// products have 4 times the rows; `model::profile`'s `profile_encoder_attention_blocks`
+/// measures 32 to 256).
+const QUERY_BLOCK: usize = 256;
 
 /// One decoder layer's self-attention keys and values, per sequence: `[batch][cap][d]`, one
 /// row of `d` per position (the heads side by side), written in place as tokens come.
@@ -198,14 +203,20 @@ pub(crate) fn self_attention(
     }
 }
 
+/// Frames of values widened from f16 at a time by [`cross_attention_head`] (16 KiB of f32 for
+/// a head of 64).
+const VALUE_FRAMES: usize = 64;
+
 /// Cross-attention of head `h` for a few query rows (`q`: `[rows][d]`, not yet scaled) over one
 /// window's keys (`kt`: `[heads][head_dim][frames]`) and values (`v`:
-/// `[heads][frames][head_dim]`). Returns `[rows][head_dim]`, and the scaled scores before the
-/// softmax (`[rows][frames]`) when `keep` is set.
+/// `[heads][frames][head_dim]`), both kept as f16 and widened to f32 a row (or a few frames)
+/// at a time: the arithmetic is f32, in the same order whatever the rows. Returns
+/// `[rows][head_dim]`, and the scaled scores before the softmax (`[rows][frames]`) when `keep`
+/// is set.
 pub(crate) fn cross_attention_head(
     q: &[f32],
-    kt: &[f32],
-    v: &[f32],
+    kt: &[f16],
+    v: &[f16],
     h: usize,
     (rows, d, heads, frames): (usize, usize, usize, usize),
     keep: bool,
@@ -213,11 +224,12 @@ pub(crate) fn cross_attention_head(
     let hd = d / heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let mut scores = vec![0f32; rows * frames];
+    let mut krow = vec![0f32; frames];
     for e in 0..hd {
-        let krow = &kt[(h * hd + e) * frames..][..frames];
+        kt[(h * hd + e) * frames..][..frames].convert_to_f32_slice(&mut krow);
         for (r, srow) in scores.chunks_exact_mut(frames).enumerate() {
             let qe = q[r * d + h * hd + e] * scale;
-            for (s, k) in srow.iter_mut().zip(krow) {
+            for (s, k) in srow.iter_mut().zip(&krow) {
                 *s = qe.mul_add(*k, *s);
             }
         }
@@ -226,10 +238,15 @@ pub(crate) fn cross_attention_head(
     kernels::softmax_rows(&mut scores, frames);
     let vh = &v[h * frames * hd..][..frames * hd];
     let mut out = vec![0f32; rows * hd];
-    for (r, prow) in scores.chunks_exact(frames).enumerate() {
-        let o = &mut out[r * hd..][..hd];
-        for (&pj, vrow) in prow.iter().zip(vh.chunks_exact(hd)) {
-            axpy(pj, vrow, o);
+    let mut values = vec![0f32; VALUE_FRAMES * hd];
+    for (c, part) in vh.chunks(VALUE_FRAMES * hd).enumerate() {
+        let values = &mut values[..part.len()];
+        part.convert_to_f32_slice(values);
+        for (r, o) in out.chunks_exact_mut(hd).enumerate() {
+            let p = &scores[r * frames + c * VALUE_FRAMES..][..part.len() / hd];
+            for (&pj, vrow) in p.iter().zip(values.chunks_exact(hd)) {
+                axpy(pj, vrow, o);
+            }
         }
     }
     (out, kept)
@@ -240,8 +257,8 @@ pub(crate) fn cross_attention_head(
 #[cfg(test)]
 pub(crate) fn cross_attention(
     q: &[f32],
-    kt: &[f32],
-    v: &[f32],
+    kt: &[f16],
+    v: &[f16],
     out: &mut [f32],
     (rows, d, heads, frames): (usize, usize, usize, usize),
     wanted: &dyn Fn(usize) -> bool,
@@ -423,7 +440,15 @@ mod tests {
     #[test]
     fn cross_and_encoder_attention_match_plain_loops() {
         let (d, heads, hd, t) = (16, 2, 8, 70);
-        let (q, k, v) = (values(t * d, 2), values(t * d, 3), values(t * d, 4));
+        // Keys and values that f16 holds exactly (the cross-attention keeps them so).
+        let halved = |x: Vec<f32>| -> Vec<f32> {
+            x.into_iter().map(|v| f16::from_f32(v).to_f32()).collect()
+        };
+        let (q, k, v) = (
+            values(t * d, 2),
+            halved(values(t * d, 3)),
+            halved(values(t * d, 4)),
+        );
         let mut enc = vec![0f32; t * d];
         let qkv: Vec<f32> = (0..t)
             .flat_map(|j| {
@@ -434,13 +459,13 @@ mod tests {
             .collect();
         encoder_attention(&qkv, &mut enc, (1, t, d, heads));
         // The window's keys transposed per head, values per head.
-        let mut kt = vec![0f32; t * d];
-        let mut vh = vec![0f32; t * d];
+        let mut kt = vec![f16::ZERO; t * d];
+        let mut vh = vec![f16::ZERO; t * d];
         for h in 0..heads {
             for j in 0..t {
                 for e in 0..hd {
-                    kt[(h * hd + e) * t + j] = k[j * d + h * hd + e];
-                    vh[(h * t + j) * hd + e] = v[j * d + h * hd + e];
+                    kt[(h * hd + e) * t + j] = f16::from_f32(k[j * d + h * hd + e]);
+                    vh[(h * t + j) * hd + e] = f16::from_f32(v[j * d + h * hd + e]);
                 }
             }
         }

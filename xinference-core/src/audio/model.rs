@@ -4,8 +4,9 @@
 //! when the file stored them so (CTranslate2's files: exactly the same values, half the bytes
 //! to read per token) with the columns split over the threads, its attention heads run as pool
 //! tasks; it projects query, key and value in one product, writes keys/values into a cache it
-//! keeps in place, and keeps the cross-attention keys/values of its window, so each new token
-//! costs one position instead of the whole sequence. Exact (erf) GELU as openai-whisper and
+//! keeps in place, and keeps the cross-attention keys/values of its window (computed in f32,
+//! kept as f16: [`CrossKv`]), so each new token costs one position instead of the whole
+//! sequence. Exact (erf) GELU as openai-whisper and
 //! CTranslate2 use. Weights are read under the Hugging Face names.
 //!
 //! The layers and their weights as stored for each use are in `model/layers.rs`, the loading
@@ -23,7 +24,10 @@ use crate::kernels::few_rows::few_rows_product;
 use crate::{kernels, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::{Conv1d, Module};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use layers::{Block, DecoderBlock, Norm, Stored};
+use std::sync::Arc;
 
 /// Model dimensions.
 #[derive(Debug, Clone)]
@@ -81,15 +85,42 @@ pub struct WhisperNet {
     decoder_ln: Norm,
 }
 
+/// One decoder layer's cross-attention keys and values over a window's audio, computed in f32
+/// and kept as f16 (half the bytes that every decoder step of every request reads: a step of
+/// several requests is bound by reading them): keys transposed per head
+/// (`[heads][head_dim][frames]`), values `[heads][frames][head_dim]`. Shared by clones.
+#[derive(Clone)]
+pub(crate) struct CrossKv {
+    pub(crate) kt: Arc<[f16]>,
+    pub(crate) v: Arc<[f16]>,
+    pub(crate) frames: usize,
+}
+
+impl CrossKv {
+    /// The keys `[1, heads, head_dim, frames]` and values `[1, heads, frames, head_dim]` as f32
+    /// tensors (a prompt's cross-attention through `gemm`).
+    pub(crate) fn tensors(&self, heads: usize) -> Result<(Tensor, Tensor)> {
+        let hd = self.kt.len() / heads / self.frames.max(1);
+        let widen = |x: &[f16]| {
+            let mut out = vec![0f32; x.len()];
+            x.convert_to_f32_slice(&mut out);
+            out
+        };
+        Ok((
+            Tensor::from_vec(widen(&self.kt), (1, heads, hd, self.frames), &Device::Cpu)?,
+            Tensor::from_vec(widen(&self.v), (1, heads, self.frames, hd), &Device::Cpu)?,
+        ))
+    }
+}
+
 /// The decoder's state over one window: per layer, the cached self-attention keys/values of
 /// each sequence of the batch (beams, or best-of samples; written in place) and the window's
-/// cross-attention keys (transposed once: `[1, heads, head_dim, 1500]`) and values, which every
-/// sequence shares. Clones copy the self-attention caches (empty in a fresh state) and share
-/// the audio's keys/values.
+/// cross-attention keys and values ([`CrossKv`]), which every sequence shares. Clones copy the
+/// self-attention caches (empty in a fresh state) and share the audio's keys/values.
 #[derive(Clone)]
 pub struct DecoderState {
     self_kv: Vec<KvCache>,
-    cross_kv: Vec<(Tensor, Tensor)>,
+    cross_kv: Vec<CrossKv>,
     len: usize,
     batch: usize,
     width: usize,
@@ -244,16 +275,19 @@ impl WhisperNet {
                 }
                 // Values `[heads][frames][head_dim]`.
                 let v = b.cross_v.forward_rows(&audio, t, None)?;
-                let mut vh = vec![0f32; d * t];
+                let mut vh = vec![f16::ZERO; d * t];
                 for (j, row) in v.chunks_exact(d).enumerate() {
                     for (h, part) in row.chunks_exact(hd).enumerate() {
-                        vh[(h * t + j) * hd..][..hd].copy_from_slice(part);
+                        vh[(h * t + j) * hd..][..hd].convert_from_f32_slice(part);
                     }
                 }
-                Ok((
-                    Tensor::from_vec(kt, (1, heads, hd, t), &Device::Cpu)?,
-                    Tensor::from_vec(vh, (1, heads, t, hd), &Device::Cpu)?,
-                ))
+                let mut kh = vec![f16::ZERO; d * t];
+                kh.convert_from_f32_slice(&kt);
+                Ok(CrossKv {
+                    kt: kh.into(),
+                    v: vh.into(),
+                    frames: t,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(DecoderState {

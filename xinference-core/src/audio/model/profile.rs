@@ -4,7 +4,7 @@
 //! pool of one thread against two (is it bound by memory?). Ignored tests that print; run by hand
 //! on tiny.en:
 //!
-//!     RAYON_NUM_THREADS=2 cargo test --release -p xinference-core --lib audio::model::profile \
+//!     RAYON_NUM_THREADS=2 cargo test --release --workspace --lib audio::model::profile \
 //!         -- --ignored --nocapture --test-threads 1
 
 use super::*;
@@ -94,21 +94,15 @@ fn profile_phases() {
                     let _: Vec<_> = tasks
                         .par_iter()
                         .map(|&(r, h)| {
-                            let (kt, v) = &states[r].cross_kv[l];
-                            with_values(kt, |kt| {
-                                with_values(v, |v| {
-                                    attention::cross_attention_head(
-                                        &q,
-                                        kt,
-                                        v,
-                                        h,
-                                        (1, d, nh, 1500),
-                                        false,
-                                    )
-                                })
-                            })
-                            .unwrap()
-                            .unwrap()
+                            let kv = &states[r].cross_kv[l];
+                            attention::cross_attention_head(
+                                &q,
+                                &kv.kt,
+                                &kv.v,
+                                h,
+                                (1, d, nh, kv.frames),
+                                false,
+                            )
                         })
                         .collect();
                 });

@@ -2,7 +2,7 @@
 //! pass (projections and MLPs over all their rows, attention per request).
 
 use super::layers::{add_into, mix, StepLin};
-use super::{with_values, DecoderState, Step, WhisperNet, SMALL_ROWS};
+use super::{DecoderState, Step, WhisperNet, SMALL_ROWS};
 use crate::audio::attention;
 use crate::{kernels, Result};
 use candle_core::{Device, Tensor};
@@ -225,22 +225,17 @@ impl WhisperNet {
                 .map(|&(r, h)| {
                     let (b, n, _, first) = shapes[r];
                     let rows = b * n;
-                    let (kt, v) = &steps[r].state.cross_kv[l];
-                    let frames = kt.dim(3)?;
-                    with_values(kt, |kt| {
-                        with_values(v, |v| {
-                            attention::cross_attention_head(
-                                &q[first * d..(first + rows) * d],
-                                kt,
-                                v,
-                                h,
-                                (rows, d, nh, frames),
-                                layer_heads.contains(&h),
-                            )
-                        })
-                    })?
+                    let kv = &steps[r].state.cross_kv[l];
+                    attention::cross_attention_head(
+                        &q[first * d..(first + rows) * d],
+                        &kv.kt,
+                        &kv.v,
+                        h,
+                        (rows, d, nh, kv.frames),
+                        layer_heads.contains(&h),
+                    )
                 })
-                .collect::<Result<_>>()?
+                .collect()
         };
         for (&(r, h), (o, _)) in tasks.iter().zip(&done) {
             let (b, n, _, first) = shapes[r];
@@ -250,8 +245,8 @@ impl WhisperNet {
         }
         for (r, &(b, n, _, first)) in shapes.iter().enumerate() {
             let rows = b * n;
-            let (kt, v) = &steps[r].state.cross_kv[l];
-            let frames = kt.dim(3)?;
+            let kv = &steps[r].state.cross_kv[l];
+            let frames = kv.frames;
             if rows <= SMALL_ROWS {
                 for &h in &layer_heads {
                     let kept = tasks
@@ -270,7 +265,8 @@ impl WhisperNet {
                     &Device::Cpu,
                 )?;
                 let keep = !layer_heads.is_empty();
-                let (o, s) = mix(&qp, kt, v, nh, keep)?;
+                let (kt, v) = kv.tensors(nh)?;
+                let (o, s) = mix(&qp, &kt, &v, nh, keep)?;
                 y[first * d..(first + rows) * d]
                     .copy_from_slice(&o.flatten_all()?.to_vec1::<f32>()?);
                 if let Some(s) = s {
