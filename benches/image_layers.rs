@@ -181,6 +181,26 @@ fn convs(reps: usize) {
     ] {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        // Random weights and bias (a VarMap's plain `get` would make zeros).
+        let scale = (1.0 / (9 * cin) as f64).sqrt();
+        vb.get_with_hints(
+            (cout, cin, 3, 3),
+            "conv.weight",
+            candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: scale,
+            },
+        )
+        .expect("weight");
+        vb.get_with_hints(
+            (cout,),
+            "conv.bias",
+            candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: scale,
+            },
+        )
+        .expect("bias");
         let x = Tensor::randn(0f32, 1.0, (2, cin, side, side), &dev).expect("x");
         let build = |method| {
             Conv::with_method(vb.pp("conv"), (cin, cout), (3, 1, 1), method).expect("conv")

@@ -111,7 +111,7 @@ impl Conv {
         let w = weight(&vb, &[cout, cin, k, k], "weight")?;
         let use_winograd = (k, stride, padding) == (3, 1, 1)
             && match method {
-                Method::Auto => cin.min(cout) >= WINOGRAD_MIN_CHANNELS,
+                Method::Auto => cin.min(cout) >= WINOGRAD_MIN_CHANNELS && !taps_forced(),
                 Method::Winograd => true,
                 Method::Direct => false,
             };
@@ -512,12 +512,20 @@ fn pad_into(
 /// How a 3x3 stride-1 convolution is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    /// Winograd when both sides have at least [`WINOGRAD_MIN_CHANNELS`] channels.
+    /// Winograd when both sides have at least [`WINOGRAD_MIN_CHANNELS`] channels (unless
+    /// `XINFERENCE_IMAGE_CONV=taps`).
     Auto,
     /// Winograd's F(2x2, 3x3) ([`winograd`]).
     Winograd,
     /// Nine products over the padded input, one per tap.
     Direct,
+}
+
+/// Whether `XINFERENCE_IMAGE_CONV=taps` asks for the nine-tap method everywhere (read once;
+/// for benches' A/B of a whole pipeline).
+fn taps_forced() -> bool {
+    static TAPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TAPS.get_or_init(|| std::env::var("XINFERENCE_IMAGE_CONV").is_ok_and(|v| v == "taps"))
 }
 
 /// Channels in and out from which a 3x3 convolution runs by Winograd: below, its transforms

@@ -237,8 +237,13 @@ fn transform_input(row: &[f32], pw: usize, v: &mut [f32], stride: usize, at: usi
             sub(&x[1], &x[3]),
         ];
         for (s, values) in out.iter().enumerate() {
-            let dst = &mut v[(r * 4 + s) * stride + at..][..lanes];
-            dst.copy_from_slice(&values[..lanes]);
+            let at = (r * 4 + s) * stride + at;
+            // A constant length when whole: a vector store, not a call to `memcpy`.
+            if lanes == LANES {
+                v[at..][..LANES].copy_from_slice(values);
+            } else {
+                v[at..][..lanes].copy_from_slice(&values[..lanes]);
+            }
         }
     }
 }
@@ -249,9 +254,13 @@ fn transform_input(row: &[f32], pw: usize, v: &mut [f32], stride: usize, at: usi
 fn transform_output(m: &[f32], stride: usize, from: usize, lanes: usize) -> [[Lanes; 2]; 2] {
     let x: [[Lanes; 4]; 4] = std::array::from_fn(|r| {
         std::array::from_fn(|s| {
-            let src = &m[(r * 4 + s) * stride + from..][..lanes];
+            let at = (r * 4 + s) * stride + from;
             let mut values = [0f32; LANES];
-            values[..lanes].copy_from_slice(src);
+            if lanes == LANES {
+                values.copy_from_slice(&m[at..][..LANES]);
+            } else {
+                values[..lanes].copy_from_slice(&m[at..][..lanes]);
+            }
             values
         })
     });
@@ -285,15 +294,22 @@ fn store(
             values[2 * l] = yi[0][l] + add;
             values[2 * l + 1] = yi[1][l] + add;
         }
-        let d = &mut dst[i * ow + x0..][..cols];
-        match residual {
-            Some(r) => {
-                let r = &r[i * ow + x0..][..cols];
+        let at = i * ow + x0;
+        match (residual, cols == 2 * LANES) {
+            (Some(r), true) => {
+                let (d, r) = (&mut dst[at..][..2 * LANES], &r[at..][..2 * LANES]);
                 for ((d, v), r) in d.iter_mut().zip(&values).zip(r) {
                     *d = r + v;
                 }
             }
-            None => d.copy_from_slice(&values[..cols]),
+            (Some(r), false) => {
+                let (d, r) = (&mut dst[at..][..cols], &r[at..][..cols]);
+                for ((d, v), r) in d.iter_mut().zip(&values).zip(r) {
+                    *d = r + v;
+                }
+            }
+            (None, true) => dst[at..][..2 * LANES].copy_from_slice(&values),
+            (None, false) => dst[at..][..cols].copy_from_slice(&values[..cols]),
         }
     }
 }
