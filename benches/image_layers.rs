@@ -19,6 +19,11 @@
 //!     RAYON_NUM_THREADS=2 CANDLE_NUM_THREADS=2 cargo bench --bench image_layers
 //!
 //! `XINFERENCE_BENCH_PRODUCTS_ONLY=1` runs the products' rows alone.
+//!
+//! The 3x3 convolutions' two methods, nine tap products (A) beside Winograd's F(2x2, 3x3)
+//! (B), same weights, timed alternately in one run, on the UNet's levels at 512x512 (320
+//! channels on 64x64 latents, 640 on 32x32, 1280 on 16x16 and 8x8, an up block's 2560 -> 1280
+//! on 16x16), batch 2: `XINFERENCE_BENCH_CONVS_ONLY=1` runs those rows alone.
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -66,6 +71,10 @@ fn main() {
         .unwrap_or(3);
     if std::env::var_os("XINFERENCE_BENCH_PRODUCTS_ONLY").is_some() {
         products(reps);
+        return;
+    }
+    if std::env::var_os("XINFERENCE_BENCH_CONVS_ONLY").is_some() {
+        convs(reps);
         return;
     }
     let dev = Device::Cpu;
@@ -151,8 +160,76 @@ fn main() {
         }),
     );
 
+    convs(reps);
     products(reps);
     vae(reps);
+}
+
+/// The 3x3 convolution's nine tap products (A) beside Winograd's F(2x2, 3x3) (B) on the
+/// UNet's shapes, timed alternately (A, B, A, B, ...); medians, ratio, largest difference.
+fn convs(reps: usize) {
+    use xinference_core::image::ops::Method;
+    let dev = Device::Cpu;
+    println!("| 3x3 conv, batch 2 | nine taps s | Winograd s | taps / Winograd | max abs diff |");
+    println!("|---|---|---|---|---|");
+    for (cin, cout, side) in [
+        (320, 320, 64),
+        (640, 640, 32),
+        (1280, 1280, 16),
+        (2560, 1280, 16),
+        (1280, 1280, 8),
+    ] {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        // Random weights and bias (a VarMap's plain `get` would make zeros).
+        let scale = (1.0 / (9 * cin) as f64).sqrt();
+        vb.get_with_hints(
+            (cout, cin, 3, 3),
+            "conv.weight",
+            candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: scale,
+            },
+        )
+        .expect("weight");
+        vb.get_with_hints(
+            (cout,),
+            "conv.bias",
+            candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: scale,
+            },
+        )
+        .expect("bias");
+        let x = Tensor::randn(0f32, 1.0, (2, cin, side, side), &dev).expect("x");
+        let build = |method| {
+            Conv::with_method(vb.pp("conv"), (cin, cout), (3, 1, 1), method).expect("conv")
+        };
+        let (taps, winograd) = (build(Method::Direct), build(Method::Winograd));
+        let mut a = taps.forward(&x).expect("taps");
+        let mut b = winograd.forward(&x).expect("winograd");
+        let (mut ta, mut tb) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let start = Instant::now();
+            a = taps.forward(&x).expect("taps");
+            ta.push(start.elapsed().as_secs_f64());
+            let start = Instant::now();
+            b = winograd.forward(&x).expect("winograd");
+            tb.push(start.elapsed().as_secs_f64());
+        }
+        let median = |mut t: Vec<f64>| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        };
+        let (ta, tb) = (median(ta), median(tb));
+        let diff = (a - b)
+            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+            .expect("diff");
+        println!(
+            "| {cin}->{cout} on {side}x{side} | {ta:.3} | {tb:.3} | {:.2}x | {diff:.2e} |",
+            ta / tb
+        );
+    }
 }
 
 /// The same product through `gemm` and through our packed weights; prints both times and the

@@ -23,6 +23,12 @@
         diffusers folder ("get sd version from file failed"), so it reads the same weights as
         one checkpoint in the original layout, DIR.safetensors beside the folder, which
         `prepare` writes with scripts/sd15_to_single_file.py (key renaming only).
+
+    layers --threads N [--reps R]
+        torch's own 3x3 convolutions (float32, N threads, batch 2) on the shapes that
+        `cargo bench --bench image_layers` times ours on (320 channels on 64x64, 640 on 32x32,
+        1280 on 16x16 and 8x8, 2560 -> 1280 on 16x16): median seconds of R calls after a
+        warm-up, one JSON line per shape, to read beside that bench's rows.
 """
 import argparse
 import json
@@ -144,6 +150,26 @@ def run_sdcpp(folder: Path, threads: int, size: int, steps: int, wtype: str):
                       "peak_rss_mb": rss_mb, "wtype": wtype}))
 
 
+def layers(threads: int, reps: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    for cin, cout, side in [(320, 320, 64), (640, 640, 32), (1280, 1280, 16), (2560, 1280, 16),
+                            (1280, 1280, 8)]:
+        conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+        x = torch.randn(2, cin, side, side)
+        with torch.no_grad():
+            conv(x)
+            times = []
+            for _ in range(reps):
+                start = time.perf_counter()
+                conv(x)
+                times.append(time.perf_counter() - start)
+        print(json.dumps({"conv": f"{cin}->{cout} on {side}x{side}",
+                          "torch_s": statistics.median(times)}))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -160,9 +186,14 @@ def main():
     c.add_argument("--size", type=int, default=512)
     c.add_argument("--steps", type=int, default=4)
     c.add_argument("--wtype", default="f32")
+    d = sub.add_parser("layers")
+    d.add_argument("--threads", type=int, default=2)
+    d.add_argument("--reps", type=int, default=5)
     args = p.parse_args()
     if args.cmd == "prepare":
         prepare(args.out)
+    elif args.cmd == "layers":
+        layers(args.threads, args.reps)
     elif args.cmd == "run-sdcpp":
         run_sdcpp(args.dir, args.threads, args.size, args.steps, args.wtype)
     else:

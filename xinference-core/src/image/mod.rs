@@ -37,6 +37,7 @@ pub mod torch_rng;
 pub mod unet;
 pub mod vae;
 pub mod weights;
+pub mod winograd;
 
 pub use pipeline::{DiffusionPipeline, GenerateParams, Generated, ImageLimits};
 

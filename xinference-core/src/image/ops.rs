@@ -7,6 +7,7 @@
 
 use super::packed::{self, lhs_product, Packed, Rows};
 use super::pool;
+use super::winograd;
 use crate::kernels;
 use crate::{Error, Result};
 use candle_core::{CpuStorage, Device, Storage, Tensor};
@@ -68,8 +69,11 @@ pub fn weight(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Vec<f32>> 
 #[derive(Clone)]
 pub struct Conv {
     /// The weight packed for [`lhs_product`], once at load: 3x3 stride-1 padding-1 kernels
-    /// tap by tap (nine `[out, in]` matrices); others as one `[out, in · k · k]` matrix.
+    /// as Winograd's 16 transformed `[out, in]` matrices ([`winograd`]) or tap by tap (nine
+    /// `[out, in]` matrices); others as one `[out, in · k · k]` matrix.
     weight: Arc<Vec<Packed>>,
+    /// Whether `weight` holds Winograd's transformed matrices.
+    winograd: bool,
     bias: Vec<f32>,
     cin: usize,
     cout: usize,
@@ -82,7 +86,9 @@ pub struct Conv {
 }
 
 impl Conv {
-    /// Reads `weight` and `bias` under `vb`.
+    /// Reads `weight` and `bias` under `vb`. A 3x3 stride-1 convolution runs by Winograd's
+    /// F(2x2, 3x3) ([`winograd`]) when both sides have at least [`WINOGRAD_MIN_CHANNELS`]
+    /// channels, else (and with [`Method::Direct`]) as nine products.
     pub fn new(
         vb: VarBuilder,
         cin: usize,
@@ -91,8 +97,27 @@ impl Conv {
         stride: usize,
         padding: usize,
     ) -> Result<Self> {
+        Conv::with_method(vb, (cin, cout), (k, stride, padding), Method::Auto)
+    }
+
+    /// [`Conv::new`] with the method of 3x3 stride-1 convolutions chosen (for benches and
+    /// tests: the A/B of the two).
+    pub fn with_method(
+        vb: VarBuilder,
+        (cin, cout): (usize, usize),
+        (k, stride, padding): (usize, usize, usize),
+        method: Method,
+    ) -> Result<Self> {
         let w = weight(&vb, &[cout, cin, k, k], "weight")?;
-        let packed = if (k, stride, padding) == (3, 1, 1) {
+        let use_winograd = (k, stride, padding) == (3, 1, 1)
+            && match method {
+                Method::Auto => cin.min(cout) >= WINOGRAD_MIN_CHANNELS && !taps_forced(),
+                Method::Winograd => true,
+                Method::Direct => false,
+            };
+        let packed = if use_winograd {
+            winograd::transform_weights(&w, cout, cin)
+        } else if (k, stride, padding) == (3, 1, 1) {
             // Tap by tap, so that each tap's weights are one [out, in] matrix.
             let mut tap_weights = vec![0f32; cout * cin];
             (0..9)
@@ -109,6 +134,7 @@ impl Conv {
         drop(w);
         Ok(Conv {
             weight: Arc::new(packed),
+            winograd: use_winograd,
             bias: weight_or_zeros(&vb, cout)?,
             cin,
             cout,
@@ -124,6 +150,7 @@ impl Conv {
     /// it before the convolution.
     pub fn downsampler(vb: VarBuilder, channels: usize, padding: usize) -> Result<Self> {
         let mut conv = Conv::new(vb, channels, channels, 3, 2, padding)?;
+        debug_assert!(!conv.winograd);
         if padding == 0 {
             conv.padding = (0, 1);
         }
@@ -141,6 +168,7 @@ impl Conv {
     pub fn pointwise(weight: Vec<f32>, bias: Vec<f32>, cin: usize, cout: usize) -> Self {
         Conv {
             weight: Arc::new(vec![Packed::lhs(&weight, cout, cin)]),
+            winograd: false,
             bias,
             cin,
             cout,
@@ -289,7 +317,8 @@ impl Conv {
     /// 3x3, stride 1, padding 1, of `x` (`n` x `cin` x `h` x `w`, read as if resized to
     /// `size` by nearest neighbour), into `out` (`n` x `cout` x `size`): `bias` per batch row
     /// and channel, plus `residual` when given, plus the convolution. The input is copied
-    /// once with a one-pixel zero border (rows of `pw = width + 2`); output pixel `(y, x)` of
+    /// once with a one-pixel zero border; with Winograd's weights, [`winograd::conv`] runs on
+    /// that copy. Else (rows of `pw = width + 2`) output pixel `(y, x)` of
     /// tap `(ky, kx)` then reads padded pixel `(y + ky, x + kx)`, so each tap is one product
     /// over the padded plane shifted by `ky · pw + kx`, computed on a grid of rows of `pw`
     /// whose two extra columns are dropped. The grid is cut into bands of rows, each band's
@@ -303,35 +332,32 @@ impl Conv {
         (oh, ow): (usize, usize),
         (bias, residual): (&[f32], Option<&[f32]>),
     ) {
-        let (pw, ph) = (ow + 2, oh + 2);
+        let (ph, pw) = if self.winograd {
+            winograd::padded_size(oh, ow)
+        } else {
+            (oh + 2, ow + 2)
+        };
         let pplane = ph * pw;
         let (cin, cout) = (self.cin, self.cout);
-        // Two spare values: the last tap of the last channel reads up to 2 past the plane.
-        with_scratch(&INPUT, n * cin * pplane + 2, |padded| {
-            let resized = (h, w) != (oh, ow);
-            let rows: Vec<usize> = (0..oh).map(|y| nearest(y, h, oh)).collect();
-            let cols: Vec<usize> = (0..ow).map(|x| nearest(x, w, ow)).collect();
-            padded
-                .par_chunks_mut(pplane)
-                .zip(x.par_chunks(h * w))
-                .for_each(|(p, xc)| {
-                    p[..pw].fill(0.0);
-                    p[(ph - 1) * pw..].fill(0.0);
-                    for (y, prow) in p[pw..(ph - 1) * pw].chunks_exact_mut(pw).enumerate() {
-                        prow[0] = 0.0;
-                        prow[pw - 1] = 0.0;
-                        let src = &xc[rows[y] * w..][..w];
-                        if resized {
-                            for (d, &c) in prow[1..=ow].iter_mut().zip(&cols) {
-                                *d = src[c];
-                            }
-                        } else {
-                            prow[1..=ow].copy_from_slice(src);
-                        }
-                    }
-                });
+        // Spare values past the planes: the last tap of the last channel reads up to 2 past
+        // the plane, Winograd's last tiles further.
+        let slack = if self.winograd { winograd::SLACK } else { 2 };
+        with_scratch(&INPUT, n * cin * pplane + slack, |padded| {
+            pad_into(x, padded, (h, w), (oh, ow), (ph, pw));
             let tail = padded.len();
-            padded[tail - 2..].fill(0.0);
+            padded[tail - slack..].fill(0.0);
+            if self.winograd {
+                winograd::conv(
+                    &self.weight,
+                    padded,
+                    (n, cin, cout),
+                    (oh, ow),
+                    out,
+                    bias,
+                    residual,
+                );
+                return;
+            }
             let padded = &*padded;
             let band_rows = band_rows(oh, pw, cout, n, self.band_values);
             let bands = oh.div_ceil(band_rows);
@@ -449,6 +475,63 @@ impl Conv {
     }
 }
 
+/// Copies the planes of `x` (`h` x `w` each, read as if resized to `oh` x `ow` by nearest
+/// neighbour) into `padded`'s planes of `ph` x `pw` with one zero row and column before and
+/// zeros after (`ph >= oh + 2`, `pw >= ow + 2`).
+fn pad_into(
+    x: &[f32],
+    padded: &mut [f32],
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    (ph, pw): (usize, usize),
+) {
+    let resized = (h, w) != (oh, ow);
+    let rows: Vec<usize> = (0..oh).map(|y| nearest(y, h, oh)).collect();
+    let cols: Vec<usize> = (0..ow).map(|x| nearest(x, w, ow)).collect();
+    padded
+        .par_chunks_exact_mut(ph * pw)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(p, xc)| {
+            p[..pw].fill(0.0);
+            p[(oh + 1) * pw..].fill(0.0);
+            for (y, prow) in p[pw..(oh + 1) * pw].chunks_exact_mut(pw).enumerate() {
+                prow[0] = 0.0;
+                prow[ow + 1..].fill(0.0);
+                let src = &xc[rows[y] * w..][..w];
+                if resized {
+                    for (d, &c) in prow[1..=ow].iter_mut().zip(&cols) {
+                        *d = src[c];
+                    }
+                } else {
+                    prow[1..=ow].copy_from_slice(src);
+                }
+            }
+        });
+}
+
+/// How a 3x3 stride-1 convolution is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Winograd when both sides have at least [`WINOGRAD_MIN_CHANNELS`] channels (unless
+    /// `XINFERENCE_IMAGE_CONV=taps`).
+    Auto,
+    /// Winograd's F(2x2, 3x3) ([`winograd`]).
+    Winograd,
+    /// Nine products over the padded input, one per tap.
+    Direct,
+}
+
+/// Whether `XINFERENCE_IMAGE_CONV=taps` asks for the nine-tap method everywhere (read once;
+/// for benches' A/B of a whole pipeline).
+fn taps_forced() -> bool {
+    static TAPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TAPS.get_or_init(|| std::env::var("XINFERENCE_IMAGE_CONV").is_ok_and(|v| v == "taps"))
+}
+
+/// Channels in and out from which a 3x3 convolution runs by Winograd: below, its transforms
+/// cost more than the products they save.
+pub const WINOGRAD_MIN_CHANNELS: usize = 8;
+
 /// A bias vector, or zeros when the layer has none.
 fn weight_or_zeros(vb: &VarBuilder, n: usize) -> Result<Vec<f32>> {
     if vb.contains_tensor("bias") {
@@ -490,7 +573,7 @@ pub fn resize_nearest(
 }
 
 /// A buffer that parallel jobs write in disjoint pieces.
-struct Disjoint(*mut f32, usize);
+pub(super) struct Disjoint(*mut f32, usize);
 
 // SAFETY: only a pointer and a length; `slice`'s callers guarantee that pieces do not overlap.
 unsafe impl Send for Disjoint {}
@@ -498,7 +581,8 @@ unsafe impl Send for Disjoint {}
 unsafe impl Sync for Disjoint {}
 
 impl Disjoint {
-    fn new(xs: &mut [f32]) -> Self {
+    /// The whole of `xs`.
+    pub(super) fn new(xs: &mut [f32]) -> Self {
         Disjoint(xs.as_mut_ptr(), xs.len())
     }
 
@@ -507,7 +591,7 @@ impl Disjoint {
     /// # Safety
     /// No other live slice of this buffer may overlap them.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn slice(&self, at: usize, len: usize) -> &mut [f32] {
+    pub(super) unsafe fn slice(&self, at: usize, len: usize) -> &mut [f32] {
         assert!(at + len <= self.1, "piece out of bounds");
         std::slice::from_raw_parts_mut(self.0.add(at), len)
     }

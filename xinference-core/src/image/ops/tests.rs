@@ -178,3 +178,50 @@ fn downsampler_pads_bottom_and_right() {
     }
     assert_close(&got, &want, "downsampler");
 }
+
+/// Winograd's F(2x2, 3x3) and the nine-tap products give the direct sum's values (bias, time
+/// embedding and residual included) on even, odd and single-pixel sizes, resized inputs, and
+/// more tiles than one group of lanes; `Method::Auto` picks Winograd from 8 channels.
+#[test]
+fn winograd_convolutions_match_the_direct_sum() {
+    let (n, cin, cout) = (2, 9, 13);
+    let vb = builder(&[
+        ("weight", vec![cout, cin, 3, 3], 1),
+        ("bias", vec![cout], 2),
+    ]);
+    let weight = values(cout * cin * 9, 1);
+    let bias = values(cout, 2);
+    let extra = values(n * cout, 4);
+    for method in [Method::Winograd, Method::Direct, Method::Auto] {
+        let conv = Conv::with_method(vb.clone(), (cin, cout), (3, 1, 1), method).unwrap();
+        assert_eq!(conv.winograd, method != Method::Direct);
+        for ((h, w), size) in [
+            ((1, 1), (1, 1)),
+            ((5, 4), (5, 4)),
+            ((7, 6), (7, 6)),
+            ((6, 37), (6, 37)),
+            ((4, 5), (8, 10)),
+            ((4, 5), (9, 9)),
+            ((20, 3), (20, 3)),
+        ] {
+            let x = values(n * cin * h * w, 3);
+            let mut want = direct(
+                &x,
+                &weight,
+                (n, cin, cout),
+                (h, w),
+                size,
+                (3, 1, (1, 1)),
+                |y, x| (y * h / size.0, x * w / size.1),
+            );
+            let plane = size.0 * size.1;
+            let residual = values(n * cout * plane, 5);
+            for (i, v) in want.iter_mut().enumerate() {
+                let (b, o) = (i / (cout * plane), i / plane % cout);
+                *v += bias[o] + extra[b * cout + o] + residual[i];
+            }
+            let got = conv.forward_resized(&x, (n, h, w), size, Some(&extra), Some(&residual));
+            assert_close(&got, &want, &format!("{method:?} {h}x{w} -> {size:?}"));
+        }
+    }
+}
