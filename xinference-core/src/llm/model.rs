@@ -60,6 +60,13 @@ pub trait CausalLm: Send {
     fn can_batch(&self) -> bool {
         false
     }
+
+    /// With `whole`, sliding-window layers keep every position instead of only their window
+    /// (llama.cpp's `--swa-full`), so that a cached state serves a shared prompt prefix longer
+    /// than the window: more memory (each sliding layer holds as many positions as a global
+    /// one), the same logits. Forks made afterwards inherit it. No effect for families
+    /// without sliding windows.
+    fn keep_whole_windows(&mut self, _whole: bool) {}
 }
 
 /// One sequence's share of a [`CausalLm::decode_batch`]: the tokens it feeds (one for a decode

@@ -142,8 +142,9 @@ impl GgufDecoder {
         } else {
             out.chunks_mut(group * hd).enumerate().for_each(item);
         }
-        // A sliding-window layer drops the keys no later query sees (now and then).
-        if let Some(w) = layer.window {
+        // A sliding-window layer drops the keys no later query sees (now and then), unless
+        // it keeps them all for prompt-prefix reuse.
+        if let Some(w) = layer.window.filter(|_| !self.whole_windows) {
             kv.trim_to(w);
         }
         Ok(Tensor::from_vec(out, (1, s, heads * hd), &Device::Cpu)?)

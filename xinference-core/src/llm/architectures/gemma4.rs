@@ -110,6 +110,8 @@ pub struct Gemma4Decoder {
     ropes: Vec<Rope>,
     /// Per block, its keys and values (f16); `None` for the sharing blocks.
     cache: Vec<Option<LayerKv>>,
+    /// Sliding-window blocks keep every position ([`crate::llm::CausalLm::keep_whole_windows`]).
+    whole_windows: bool,
 }
 
 /// `{ARCH}.{key}` per layer: an array of `layers` values, or one value for all.
@@ -338,6 +340,7 @@ impl Gemma4Decoder {
             softcap: meta_f32(ct, ARCH, "final_logit_softcapping").filter(|&c| c > 0.0),
             ropes,
             cache: Vec::new(),
+            whole_windows: false,
         })
     }
 
@@ -411,8 +414,8 @@ impl Gemma4Decoder {
             }
         }
         // The sliding-window caches drop what no later query sees, once every block that reads
-        // them has run.
-        for seq in seqs.iter_mut() {
+        // them has run (unless they keep it all for prompt-prefix reuse).
+        for seq in seqs.iter_mut().filter(|_| !self.whole_windows) {
             for (block, kv) in self.blocks.iter().zip(seq.cache.iter_mut()) {
                 if let (Some(w), Some(kv)) = (block.window, kv.as_mut()) {
                     kv.trim_to(w);

@@ -401,6 +401,8 @@ pub struct GgufDecoder {
     /// RMS norms as llama.cpp computes them ([`rms_norm`]; Gemma 3's GGUF path), instead of
     /// candle's `rms_norm`.
     ggml_norms: bool,
+    /// Sliding-window layers keep every position ([`crate::llm::CausalLm::keep_whole_windows`]).
+    whole_windows: bool,
 }
 
 impl GgufDecoder {
@@ -430,6 +432,7 @@ impl GgufDecoder {
             cache: Vec::new(),
             exact: false,
             ggml_norms: false,
+            whole_windows: false,
         }
     }
 
