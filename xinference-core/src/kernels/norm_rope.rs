@@ -230,14 +230,18 @@ mod tests {
             let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
             let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
             for neox in [true, false] {
-                let mut ours = xs.clone();
-                rotate_pairs(
-                    &mut ours,
-                    (heads, head_dim),
-                    (&cos, &sin, half),
-                    neox,
-                    Rounding::Candle,
-                );
+                let rotated = |rounding| {
+                    let mut ours = xs.clone();
+                    rotate_pairs(
+                        &mut ours,
+                        (heads, head_dim),
+                        (&cos, &sin, half),
+                        neox,
+                        rounding,
+                    );
+                    ours
+                };
+                let ours = rotated(Rounding::Candle);
                 // candle's layout: [1, heads, positions, head_dim], rotated part only.
                 let x = Tensor::from_vec(xs.clone(), (1, positions, heads, head_dim), &device)
                     .unwrap()
@@ -256,14 +260,7 @@ mod tests {
                 let want = flat(&want.transpose(1, 2).unwrap());
                 assert_eq!(ours, want, "candle's, {positions}x{half}, neox {neox}");
 
-                let mut ours = xs.clone();
-                rotate_pairs(
-                    &mut ours,
-                    (heads, head_dim),
-                    (&cos, &sin, half),
-                    neox,
-                    Rounding::Ggml,
-                );
+                let ours = rotated(Rounding::Ggml);
                 let mut want = xs.clone();
                 for (r, head) in want.chunks_exact_mut(head_dim).enumerate() {
                     let p = r / heads;
