@@ -17,7 +17,7 @@ pub(crate) struct AnswerFormat {
     /// The prompt ended inside an opened reasoning block.
     pub reasoning_opened: bool,
     /// Special tokens the answer is read with, decoded as text (the reasoning tags' own, e.g.
-    /// Gemma 4's `<|channel>` and `<channel|>`).
+    /// Gemma 4's `<|channel>` and `<channel|>`, and its tool-call marks when tools are offered).
     pub kept_tokens: Vec<u32>,
     /// Parse calls of these tools in this format.
     pub tools: Option<(ToolFormat, ToolSet)>,

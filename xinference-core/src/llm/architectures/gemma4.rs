@@ -143,7 +143,11 @@ fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
     let mut out = x.flatten_all()?.to_vec1::<f32>()?;
     with_values(w, |w| {
         if w.is_empty() || out.len() % w.len() != 0 {
-            candle_core::bail!("rms_norm of {} values by a weight of {}", out.len(), w.len());
+            candle_core::bail!(
+                "rms_norm of {} values by a weight of {}",
+                out.len(),
+                w.len()
+            );
         }
         norm_rope::rms_norm(&mut out, w, eps, Rounding::Ggml);
         Ok(())
@@ -425,8 +429,7 @@ impl Gemma4Decoder {
                 let width = inputs.dim(2)? / self.blocks.len();
                 let gated = gelu_f16_table(&ple.gate.forward_rows(&h)?)?;
                 let gated = (gated * inputs.narrow(2, i * width, width)?)?;
-                let y =
-                    rms_norm(&ple.proj.forward_rows(&gated)?, &ple.norm, self.eps)?;
+                let y = rms_norm(&ple.proj.forward_rows(&gated)?, &ple.norm, self.eps)?;
                 h = residual(&y, &h)?;
             }
             if let Some(scale) = block.out_scale {

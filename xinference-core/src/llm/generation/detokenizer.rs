@@ -153,4 +153,71 @@ mod tests {
         // Keeping nothing is the plain decode.
         assert_eq!(run(Detokenizer::keeping(&tokenizer, &[])), dropped);
     }
+
+    /// Gemma 4 writes a tool call as `<|tool_call>call:NAME{key:<|"|>value<|"|>}<tool_call|>`,
+    /// its marks special (control) tokens: kept as the call format says
+    /// ([`ToolFormat::special_markup`]), they reach the tool parser, which reads the call;
+    /// dropped (plain decoding), no call can be read.
+    #[test]
+    fn gemma4_tool_call_marks_kept_reach_the_tool_parser() {
+        use crate::llm::reasoning::special_tokens_of;
+        use crate::llm::tools::{parse_tool_output, ToolFormat, ToolSet};
+        use tokenizers::decoders::fuse::Fuse;
+        let words = ["call:get_weather{city:", "Paris", "}", "[UNK]"];
+        let vocab = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as u32))
+            .collect();
+        let model = WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("[UNK]".into())
+            .build()
+            .unwrap();
+        let mut tokenizer = Tokenizer::new(model);
+        tokenizer.with_decoder(Some(Fuse::new()));
+        let marks = ["<|tool_call>", "<tool_call|>", "<|\"|>", "<eos>"];
+        let specials: Vec<AddedToken> = marks.iter().map(|m| AddedToken::from(*m, true)).collect();
+        let _ = tokenizer.add_special_tokens(specials);
+        let id = |t: &str| tokenizer.token_to_id(t).unwrap();
+        let answer = [
+            id("<|tool_call>"),
+            0,
+            id("<|\"|>"),
+            1,
+            id("<|\"|>"),
+            2,
+            id("<tool_call|>"),
+            id("<eos>"),
+        ];
+        let kept = special_tokens_of(&tokenizer, ToolFormat::Gemma4.special_markup());
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert!(!kept.contains(&id("<eos>")));
+        let run = |mut d: Detokenizer| -> String {
+            answer
+                .iter()
+                .map(|&t| d.push(&tokenizer, t).unwrap())
+                .collect()
+        };
+        let text = run(Detokenizer::keeping(&tokenizer, &kept));
+        assert_eq!(
+            text,
+            "<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>}<tool_call|>"
+        );
+        let tools = ToolSet::from_openai(&[serde_json::json!(
+            {"type": "function", "function": {"name": "get_weather"}}
+        )])
+        .unwrap();
+        let parsed = parse_tool_output(ToolFormat::Gemma4, &text, &tools);
+        assert_eq!(parsed.calls.len(), 1, "{text}");
+        assert_eq!(parsed.calls[0].name, "get_weather");
+        assert_eq!(
+            parsed.calls[0].arguments,
+            serde_json::json!({"city": "Paris"})
+        );
+        let plain = run(Detokenizer::new());
+        assert!(parse_tool_output(ToolFormat::Gemma4, &plain, &tools)
+            .calls
+            .is_empty());
+    }
 }
