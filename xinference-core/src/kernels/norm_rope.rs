@@ -80,7 +80,7 @@ pub fn rotate_pairs(
     }
     assert!(
         2 * half <= head_dim
-            && xs.len() % width == 0
+            && xs.len().is_multiple_of(width)
             && cos.len() >= xs.len() / width * half
             && sin.len() >= xs.len() / width * half,
         "rotary of {} values ({heads} x {head_dim} a position) by {} angles of {half}",

@@ -142,7 +142,7 @@ fn per_layer_usize(ct: &Content, key: &str, layers: usize) -> Result<Vec<usize>>
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
     let mut out = x.flatten_all()?.to_vec1::<f32>()?;
     with_values(w, |w| {
-        if w.is_empty() || out.len() % w.len() != 0 {
+        if w.is_empty() || !out.len().is_multiple_of(w.len()) {
             candle_core::bail!(
                 "rms_norm of {} values by a weight of {}",
                 out.len(),
@@ -509,7 +509,7 @@ impl Gemma4Decoder {
         // (NEOX pairs), in place.
         let heads_of = |t: &Tensor, n: usize, w: &[f32], turn: bool| -> Result<Vec<f32>> {
             let mut x = t.flatten_all()?.to_vec1::<f32>()?;
-            if w.is_empty() || x.len() % w.len() != 0 {
+            if w.is_empty() || !x.len().is_multiple_of(w.len()) {
                 return Err(Error::internal("a Gemma 4 head norm of another width"));
             }
             norm_rope::rms_norm(&mut x, w, self.eps, Rounding::Ggml);

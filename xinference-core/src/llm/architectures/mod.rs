@@ -425,7 +425,7 @@ impl GgufDecoder {
     fn rms_in_place(&self, xs: &mut [f32], w: &Tensor) -> candle_core::Result<()> {
         let rounding = self.rounding();
         with_values(w, |w| {
-            if w.is_empty() || xs.len() % w.len() != 0 {
+            if w.is_empty() || !xs.len().is_multiple_of(w.len()) {
                 candle_core::bail!("rms_norm of {} values by a weight of {}", xs.len(), w.len());
             }
             crate::kernels::norm_rope::rms_norm(xs, w, self.eps, rounding);
