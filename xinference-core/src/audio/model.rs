@@ -5,7 +5,7 @@
 //! to read per token) with the columns split over the threads, its attention heads run as pool
 //! tasks; it projects query, key and value in one product, writes keys/values into a cache it
 //! keeps in place, and keeps the cross-attention keys/values of its window (computed in f32,
-//! kept as f16: [`CrossKv`]), so each new token costs one position instead of the whole
+//! kept as f16: `CrossKv`), so each new token costs one position instead of the whole
 //! sequence. Exact (erf) GELU as openai-whisper and
 //! CTranslate2 use. Weights are read under the Hugging Face names.
 //!
@@ -115,7 +115,7 @@ impl CrossKv {
 
 /// The decoder's state over one window: per layer, the cached self-attention keys/values of
 /// each sequence of the batch (beams, or best-of samples; written in place) and the window's
-/// cross-attention keys and values ([`CrossKv`]), which every sequence shares. Clones copy the
+/// cross-attention keys and values (`CrossKv`), which every sequence shares. Clones copy the
 /// self-attention caches (empty in a fresh state) and share the audio's keys/values.
 #[derive(Clone)]
 pub struct DecoderState {
