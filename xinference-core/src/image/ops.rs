@@ -24,7 +24,7 @@ thread_local! {
 }
 
 /// Runs `f` with a reused scratch buffer of `len` values (contents unspecified).
-fn with_scratch<R>(
+pub(super) fn with_scratch<R>(
     key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
     len: usize,
     f: impl FnOnce(&mut [f32]) -> R,

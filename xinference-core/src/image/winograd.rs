@@ -11,7 +11,7 @@
 //! The tiles are taken a few tile rows at a time (see [`conv`]), so that their transformed
 //! input (16 x `in` x tiles) and products (16 x `out` x tiles) stay near the core.
 
-use super::ops::Disjoint;
+use super::ops::{with_scratch, Disjoint};
 use super::packed::{lhs_product, Packed, Rows};
 use crate::kernels;
 use rayon::prelude::*;
@@ -30,21 +30,6 @@ thread_local! {
     static TRANSFORMED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// A band's products (`16` x `out` x tiles).
     static PRODUCTS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with a reused scratch buffer of `len` values (contents unspecified).
-fn with_scratch<R>(
-    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
-    len: usize,
-    f: impl FnOnce(&mut [f32]) -> R,
-) -> R {
-    let mut buf = key.with(|b| b.take());
-    if buf.len() < len {
-        buf.resize(len, 0.0);
-    }
-    let r = f(&mut buf[..len]);
-    key.with(|b| b.replace(buf));
-    r
 }
 
 /// The 16 transformed weights `U = G g Gᵀ` of `w` (`[out, in, 3, 3]`), each packed as an

@@ -76,6 +76,20 @@ fn direct(
     out
 }
 
+/// [`direct`] of a 3x3, stride-1, padding-1 convolution over the input resized (nearest) to
+/// `size`, as the upsampling blocks read it.
+fn direct_3x3_resized(
+    x: &[f32],
+    weight: &[f32],
+    channels: (usize, usize, usize),
+    (h, w): (usize, usize),
+    size: (usize, usize),
+) -> Vec<f32> {
+    direct(x, weight, channels, (h, w), size, (3, 1, (1, 1)), |y, x| {
+        (y * h / size.0, x * w / size.1)
+    })
+}
+
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -129,15 +143,8 @@ fn banded_and_resized_convolutions_match_the_direct_sum() {
     let bias = values(cout, 2);
     let x = values(n * cin * h * w, 3);
     for size in [(h, w), (2 * h, 2 * w), (2 * h + 1, 2 * w - 1)] {
-        let mut want = direct(
-            &x,
-            &values(cout * cin * 9, 1),
-            (n, cin, cout),
-            (h, w),
-            size,
-            (3, 1, (1, 1)),
-            |y, x| (y * h / size.0, x * w / size.1),
-        );
+        let mut want =
+            direct_3x3_resized(&x, &values(cout * cin * 9, 1), (n, cin, cout), (h, w), size);
         let plane = size.0 * size.1;
         for (i, v) in want.iter_mut().enumerate() {
             *v += bias[i / plane % cout];
@@ -205,15 +212,7 @@ fn winograd_convolutions_match_the_direct_sum() {
             ((20, 3), (20, 3)),
         ] {
             let x = values(n * cin * h * w, 3);
-            let mut want = direct(
-                &x,
-                &weight,
-                (n, cin, cout),
-                (h, w),
-                size,
-                (3, 1, (1, 1)),
-                |y, x| (y * h / size.0, x * w / size.1),
-            );
+            let mut want = direct_3x3_resized(&x, &weight, (n, cin, cout), (h, w), size);
             let plane = size.0 * size.1;
             let residual = values(n * cout * plane, 5);
             for (i, v) in want.iter_mut().enumerate() {
