@@ -63,6 +63,74 @@ pub fn exp(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
+/// `e^x` as ggml's CPU backend computes it in its AVX2/FMA loops (`ggml_v_expf`, under 1.5 ulp),
+/// one value at a time: the same operations, fused where ggml fuses them, so the same bits
+/// (where it branches on a whole vector, each value takes the path its own lane takes there).
+/// llama.cpp's softmax and SiLU use it; the GGUF path does too, to give llama.cpp's bits.
+#[inline(always)]
+pub fn exp_ggml(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r);
+    let n = z - r;
+    let b = (-n).mul_add(
+        f32::from_bits(0x35bf_be8e),
+        (-n).mul_add(f32::from_bits(0x3f31_7200), x),
+    );
+    let e = z.to_bits() << 23;
+    let k = f32::from_bits(e.wrapping_add(1f32.to_bits()));
+    let u = b * b;
+    let j = f32::from_bits(0x3c07_2010)
+        .mul_add(b, f32::from_bits(0x3d2b_9f17))
+        .mul_add(
+            u,
+            f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
+        )
+        .mul_add(u, f32::from_bits(0x3f7f_fff6) * b);
+    if n.abs() > 126.0 {
+        let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+        let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
+        let s2 = f32::from_bits(e.wrapping_sub(g));
+        if n.abs() > 192.0 {
+            s1 * s1
+        } else {
+            s2.mul_add(j, s2) * s1
+        }
+    } else {
+        k.mul_add(j, k)
+    }
+}
+
+/// `silu(gate) · up` into `gate`, rows of `width` values, as ggml's `swiglu` computes it
+/// (`ggml_vec_swiglu_f32` on AVX2/FMA): `g / (1 + exp_ggml(0 - g)) · u` for each row's whole
+/// chunks of eight, `g / (1 + expf(-g)) · u` for the rest of the row.
+pub fn silu_mul_ggml(gate: &mut [f32], up: &[f32], width: usize) {
+    let width = width.max(1);
+    assert!(gate.len() == up.len() && gate.len().is_multiple_of(width));
+    let rows_per_piece = (PARALLEL_CHUNK / width).max(1);
+    if gate.len() <= PARALLEL_CHUNK || threads() == 1 {
+        silu_mul_ggml_rows(gate, up, width);
+    } else {
+        gate.par_chunks_mut(rows_per_piece * width)
+            .zip(up.par_chunks(rows_per_piece * width))
+            .for_each(|(g, u)| silu_mul_ggml_rows(g, u, width));
+    }
+}
+
+multiversioned! {
+    fn silu_mul_ggml_rows(gate: &mut [f32], up: &[f32], width: usize) {
+        let whole = width / 8 * 8;
+        for (g, u) in gate.chunks_exact_mut(width).zip(up.chunks_exact(width)) {
+            let (g_whole, g_rest) = g.split_at_mut(whole);
+            for (g, u) in g_whole.iter_mut().zip(&u[..whole]) {
+                *g = *g / (1.0 + exp_ggml(0.0 - *g)) * u;
+            }
+            for (g, u) in g_rest.iter_mut().zip(&u[whole..]) {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }
+        }
+    }
+}
+
 /// `erf(x)` to within 1.5e-7 (Abramowitz & Stegun 7.1.26), branch-free.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {

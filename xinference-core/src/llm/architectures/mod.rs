@@ -304,6 +304,18 @@ fn silu_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
     zip_map(gate, up, |g, u| g / (1.0 + (-g).exp()) * u)
 }
 
+/// `silu(gate) * up` as llama.cpp's `swiglu` computes it (the GGUF path; see
+/// [`crate::kernels::silu_mul_ggml`]), rows of `gate`'s last dimension.
+fn silu_mul_ggml(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    if gate.dims() != up.dims() {
+        candle_core::bail!("swiglu of {:?} and {:?}", gate.dims(), up.dims());
+    }
+    let width = gate.dims().last().copied().unwrap_or(1);
+    let mut out = gate.flatten_all()?.to_vec1::<f32>()?;
+    with_values(up, |up| crate::kernels::silu_mul_ggml(&mut out, up, width))?;
+    Tensor::from_vec(out, gate.dims(), &Device::Cpu)
+}
+
 /// The residual sum `y + h` (candle's `add`: the same bits).
 fn residual(y: &Tensor, h: &Tensor) -> candle_core::Result<Tensor> {
     zip_map(y, h, |y, h| y + h)
@@ -589,7 +601,8 @@ impl GgufDecoder {
                         .try_into()
                         .map_err(|_| Error::internal("two projections gave another count"))?;
                     let gated = match self.family.activation {
-                        Activation::Silu => silu_mul(&gate, &up)?,
+                        Activation::Silu if self.exact => silu_mul(&gate, &up)?,
+                        Activation::Silu => silu_mul_ggml(&gate, &up)?,
                         Activation::GeluTanh if self.exact => (gate.gelu()? * up)?,
                         Activation::GeluTanh => gelu_f16_mul(&gate, &up)?,
                     };
