@@ -7,7 +7,7 @@
 mod common;
 
 use common::logit_checks::{floats, tiny_gguf_dir, tiny_gguf_reference};
-use common::tiny_families::decisive_steps;
+use common::tiny_families::{decisive_steps, launch_gguf};
 use common::{token_ids as ids, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -83,24 +83,14 @@ async fn tiny_gemma4_chats_greedily_as_llama_cpp_does() {
 
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start(home.path()).await;
+    let spec = json!({
+        "model_uid": "tiny-gemma4",
+        "model_name": "gemma-4",
+        "model_size_in_billions": 2,
+        "quantization": "Q8_0",
+    });
+    launch_gguf(&server.url, &gguf, spec).await;
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/v1/models", server.url))
-        .json(&json!({
-            "model_uid": "tiny-gemma4",
-            "model_name": "gemma-4",
-            "model_engine": "llama.cpp",
-            "model_format": "ggufv2",
-            "model_size_in_billions": 2,
-            "quantization": "Q8_0",
-            "model_path": gguf,
-        }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "launch: {v}");
     let r = client
         .post(format!("{}/v1/chat/completions", server.url))
         .json(&json!({
@@ -159,24 +149,13 @@ async fn tiny_gemma4_reasoning_goes_to_reasoning_content() {
 
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start(home.path()).await;
-    let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/v1/models", server.url))
-        .json(&json!({
-            "model_uid": "tiny-gemma4-thinking",
-            "model_name": "gemma-4",
-            "model_engine": "llama.cpp",
-            "model_format": "ggufv2",
-            "model_size_in_billions": 2,
-            "quantization": "Q8_0",
-            "model_path": gguf,
-        }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "launch: {v}");
+    let spec = json!({
+        "model_uid": "tiny-gemma4-thinking",
+        "model_name": "gemma-4",
+        "model_size_in_billions": 2,
+        "quantization": "Q8_0",
+    });
+    launch_gguf(&server.url, &gguf, spec).await;
     let out = common::run_python(
         "openai_gemma4_reasoning.py",
         &[
