@@ -8,8 +8,8 @@
 mod common;
 
 use candle_core::quantized::gguf_file::{self, Content, Value as GgufValue};
+use common::tiny_families::launch_gguf;
 use common::{run_python, TestServer};
-use reqwest::StatusCode;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use xinference::llm::LlmEngine;
@@ -147,23 +147,12 @@ async fn gemma3_gguf_with_a_chat_template_chats_over_http() {
 
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start(home.path()).await;
-    let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/v1/models", server.url))
-        .json(&json!({
-            "model_name": "gemma-3-1b-it",
-            "model_engine": "llama.cpp",
-            "model_format": "ggufv2",
-            "model_size_in_billions": 1,
-            "quantization": "Q4_K_M",
-            "model_path": gguf,
-        }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "launch: {v}");
+    let spec = json!({
+        "model_name": "gemma-3-1b-it",
+        "model_size_in_billions": 1,
+        "quantization": "Q4_K_M",
+    });
+    let v = launch_gguf(&server.url, &gguf, spec).await;
     let uid = v["model_uid"].as_str().unwrap().to_owned();
     let out = run_python(
         "openai_gemma3_chat.py",

@@ -7,7 +7,7 @@
 mod common;
 
 use common::logit_checks::{floats, tiny_gguf_dir, tiny_gguf_reference};
-use common::tiny_families::decisive_steps;
+use common::tiny_families::{decisive_steps, launch_gguf};
 use common::{token_ids as ids, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -83,24 +83,14 @@ async fn tiny_gemma4_chats_greedily_as_llama_cpp_does() {
 
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start(home.path()).await;
+    let spec = json!({
+        "model_uid": "tiny-gemma4",
+        "model_name": "gemma-4",
+        "model_size_in_billions": 2,
+        "quantization": "Q8_0",
+    });
+    launch_gguf(&server.url, &gguf, spec).await;
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/v1/models", server.url))
-        .json(&json!({
-            "model_uid": "tiny-gemma4",
-            "model_name": "gemma-4",
-            "model_engine": "llama.cpp",
-            "model_format": "ggufv2",
-            "model_size_in_billions": 2,
-            "quantization": "Q8_0",
-            "model_path": gguf,
-        }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "launch: {v}");
     let r = client
         .post(format!("{}/v1/chat/completions", server.url))
         .json(&json!({
@@ -119,5 +109,65 @@ async fn tiny_gemma4_chats_greedily_as_llama_cpp_does() {
     let answer = v["choices"][0]["message"]["content"].as_str().unwrap();
     println!("gemma4 greedy chat: {answer:?} (llama.cpp: {expected:?}, {upto} tokens)");
     assert_eq!(answer, expected, "greedy answer differs from llama.cpp's");
+    server.stop().await;
+}
+
+/// Gemma 4's reasoning channel over real HTTP with the official `openai` client
+/// (tests/python/openai_gemma4_reasoning.py): `enable_thinking` reaches the fixture's template
+/// (its `<|think|>` line), and what the model writes between `<|channel>thought\n` and
+/// `<channel|>` (single tokens, user-defined in the GGUF as llama.cpp's converter writes them)
+/// goes to `reasoning_content`, whole and streamed, never to `content`, with the reasoning
+/// tokens counted in `usage`. The random model is made to think by a grammar over the two tag
+/// tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_gemma4_reasoning_goes_to_reasoning_content() {
+    let reference = tiny_gguf_reference("gemma4");
+    let gguf = tiny_gguf_dir().join("gemma4/tiny-F16.gguf");
+    let parts = xinference::llm::load_gguf(&gguf).unwrap();
+    let id = |t: &str| {
+        parts
+            .tokenizer
+            .token_to_id(t)
+            .unwrap_or_else(|| panic!("{t} is not in the fixture's vocabulary"))
+    };
+    let (open, close) = (id("<|channel>"), id("<channel|>"));
+    let engine = LlmEngine::new(parts, None, &[], &[]).unwrap();
+    let messages: Vec<Value> = reference["chat_messages"].as_array().unwrap().clone();
+    let count = |thinking: bool| {
+        let mut kwargs = serde_json::Map::new();
+        kwargs.insert("enable_thinking".into(), json!(thinking));
+        let text = engine.render_chat(&messages, None, &kwargs).unwrap();
+        assert_eq!(text.contains("<|think|>"), thinking, "{text}");
+        engine.tokenize(&text).unwrap().len()
+    };
+    let (off, on) = (count(false), count(true));
+    assert!(on > off);
+    drop(engine);
+    let grammar = format!(
+        "start: <[{open}]> \"thought\\n\" /[a-z][a-z ]{{2,30}}/ <[{close}]> /[A-Z][A-Za-z ]{{2,20}}/"
+    );
+
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    let spec = json!({
+        "model_uid": "tiny-gemma4-thinking",
+        "model_name": "gemma-4",
+        "model_size_in_billions": 2,
+        "quantization": "Q8_0",
+    });
+    launch_gguf(&server.url, &gguf, spec).await;
+    let out = common::run_python(
+        "openai_gemma4_reasoning.py",
+        &[
+            &server.url,
+            "tiny-gemma4-thinking",
+            &off.to_string(),
+            &on.to_string(),
+            &grammar,
+        ],
+    )
+    .await;
+    println!("{}", out.trim());
+    assert!(out.contains("openai gemma4 reasoning: ok"), "{out}");
     server.stop().await;
 }

@@ -28,10 +28,11 @@ const NEAR_TIE: f32 = 0.05;
 
 /// Largest tolerated |logit - llama.cpp's| for a weight type, on logits that span about ±23.
 /// F16: llama.cpp multiplies in f16 after rounding the activations to f16 and keeps its KV cache
-/// in f16, and so do we; measured worst 0.0166 (mistral; 7e-6 on one-token prompts), was 0.027
-/// (phi3) with f32 activations and an f32 cache. Q8_0: 5.7e-6 but for two prompts (gemma3's
-/// single token 0.200, smollm3's chat 0.181: an 8-bit activation rounding that lands on the
-/// other side, see [`low_bit_tolerance`]), was 0.42.
+/// in f16, and so do we; measured worst 0.0129 (qwen3moe chat), was 0.027 (phi3) with f32
+/// activations and an f32 cache. Q8_0: 5.7e-6 (the record's rounding) on every prompt since the
+/// RMS norms and rotary round as llama.cpp's (it was 0.200 on gemma3's single token and 0.181
+/// on smollm3's chat: an 8-bit activation rounding on the other side, see
+/// [`low_bit_tolerance`]), was 0.42 with an f32 cache.
 fn tolerance(file: &str) -> f32 {
     match file {
         f if f.contains("F16") => 2e-2,
@@ -153,17 +154,24 @@ fn f16_logits_match_transformers_where_recorded() {
 const LOW_BIT: [&str; 3] = ["Q4_0", "Q4_K_M", "Q6_K"];
 
 /// Largest tolerated |logit - llama.cpp's| for Q4_0, Q4_K_M and Q6_K files, on logits that span
-/// about ±23. With llama.cpp's f16 attention rounding, most files and prompts agree to 2e-5;
-/// measured worst over the eight dense tiny families: Q4_0 0.199 (smollm3 chat), Q4_K_M 0.390
-/// (phi3 text), Q6_K 0.413 (qwen3 chat); was 0.502, 0.698 and 0.596 with an f32 cache. Both
-/// sides round every product's activations to 8 bits (Q8_0 or Q8_K blocks), and on these tiny
-/// random models one rounding step of an activation moves the logits by tenths: the last-bit
-/// differences left between the float steps (summation orders of norms and attention) still
-/// decide one such rounding the other way in a few prompts. For scale: llama.cpp's own logits
-/// move by 0.29 to 0.58 when it runs the same Q4_0 or Q8_0 weights dequantized to F32.
+/// about ±23. With llama.cpp's f16 attention rounding, RMS norms and rotary, most files and
+/// prompts agree to the record's 1e-5; measured worst over the nine dense tiny families: Q4_0
+/// 0.342 (qwen3 chat), Q4_K_M 0.390 (phi3 text), Q6_K 0.413 (qwen3 chat); was 0.502, 0.698 and
+/// 0.596 with an f32 cache. Both sides round every product's activations to 8 bits (Q8_0 or
+/// Q8_K blocks), and on these tiny random models one rounding step of an activation moves the
+/// logits by tenths: a last-bit difference left in a product's summation order decides one such
+/// rounding the other way in a few prompts. Each of the three worst is a summation order of
+/// llama.cpp's own (measured position by position with its Python binding): Q4_0, its AVX2
+/// repacked weights (`q4_0_8x8`, whose product sums a block's 32 integer products as one value
+/// where ours and its plain `ggml_vec_dot_q4_0_q8_0` sum eight lanes of four): with repacking
+/// off (`use_extra_bufts = false`) its logits of qwen3's chat prompt are within 6e-6 of ours at
+/// every position, 0.342 at the last one with it on; Q4_K_M and Q6_K, its batched prompt path:
+/// fed one token at a time, llama.cpp's logits are within 4.2e-5 of ours at every position of
+/// those prompts. For scale: llama.cpp's own logits move by 0.29 to 0.58 when it runs the same
+/// Q4_0 or Q8_0 weights dequantized to F32.
 fn low_bit_tolerance(file: &str) -> f32 {
     match file {
-        f if f.contains("Q4_0") => 0.3,
+        f if f.contains("Q4_0") => 0.35,
         _ => 0.5,
     }
 }

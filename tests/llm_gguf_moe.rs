@@ -32,7 +32,10 @@ const NEAR_TIE: f32 = 0.05;
 /// weights rounded to f16 for its f16 products) and f16 weights multiply f16-rounded
 /// activations as llama.cpp's do. Measured worst: F16 0.0152 (qwen3moe chat; gpt-oss 0.0119),
 /// was 0.029 (gpt-oss) with an f32 cache and f32 activations. qwen3moe, every quantization:
-/// 1.5e-5 (Q4_0), was 0.34-0.40. gpt-oss: 5.7e-6 (Q8_0, was 0.62) and 1e-5 on the 1- and
+/// 1.5e-5 (Q4_0), was 0.34-0.40, until the RMS norms and rotary rounded as llama.cpp's
+/// (`kernels::norm_rope`): its chat prompt's last position then stood 0.431 away in Q4_0, the
+/// repacked Q4_0 summation of llama.cpp's own that `llm_gguf_families`'s low-bit tolerance
+/// explains (measured there with repacking off: within 6e-6). gpt-oss: 5.7e-6 (Q8_0, was 0.62) and 1e-5 on the 1- and
 /// 6-token prompts of every quantization, but its 29-token chat prompt stays 0.23 (Q4_0), 0.35
 /// (Q4_K_M) and 0.52 (Q6_K) away: one 8-bit activation rounding there lands on the other side
 /// (the summation order of the sliding-window layers' attention, or of a norm, differs in the
@@ -40,6 +43,7 @@ const NEAR_TIE: f32 = 0.05;
 fn tolerance(arch: &str, file: &str) -> f32 {
     match (arch, file) {
         (_, f) if f.contains("F16") => 2e-2,
+        ("qwen3moe", f) if f.contains("Q4_0") => 0.45,
         ("qwen3moe", _) => 1e-4,
         _ => 0.6,
     }

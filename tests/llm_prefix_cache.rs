@@ -168,10 +168,13 @@ fn qwen_reuses_a_short_shared_prefix_with_the_same_bits() {
     check_short_reuse(&qwen_gguf());
 }
 
-/// Gemma 3's sliding-window layers drop keys older than their window: a prefix is reused only
-/// where every key a later query sees is still held, and answers stay the same.
+/// Gemma 3's sliding-window layers (a window of 512 positions on five layers of six) keep every
+/// position while the prefix cache is on (llama.cpp's `--swa-full`): a prompt that shares a start
+/// of about 1,000 tokens with an earlier one, then goes another way, reuses that whole start
+/// (before, only what the windows still held: nothing) and answers with the same tokens and
+/// log-probabilities as without the cache, as does a branch 200 tokens back and a continuation.
 #[test]
-fn gemma3_reuses_only_what_its_sliding_windows_still_hold() {
+fn gemma3_reuses_shared_prefixes_longer_than_its_window_with_the_same_bits() {
     let path = common::test_models_dir().join("gemma-3-270m-q4_k_m.gguf");
     assert!(
         path.exists(),
@@ -181,38 +184,64 @@ fn gemma3_reuses_only_what_its_sliding_windows_still_hold() {
     let mut cached = LlmEngine::load_gguf(&path, None, &[], &[]).unwrap();
     let mut plain = LlmEngine::load_gguf(&path, None, &[], &[]).unwrap();
     plain.set_prefix_cache_budget(0);
-    // Longer than Gemma 3 270M's 512-position window.
-    let text = "The library opens at nine and closes at five. ".repeat(70);
-    let p1 = cached.tokenize(&text).unwrap();
-    assert!(p1.len() > 600, "{} tokens", p1.len());
-    let options = greedy(8);
+    let options = GenerateOptions {
+        logprobs: Some(0),
+        ..greedy(8)
+    };
+    let logprobs = |g: &xinference::llm::Generated| -> Vec<f32> {
+        g.logprobs.iter().map(|l| l.logprob).collect()
+    };
+    // A shared start twice the window, then two different questions.
+    let start = "The library opens at nine and closes at five. ".repeat(100);
+    let p1 = cached
+        .tokenize(&format!("{start}Question: when does it open?"))
+        .unwrap();
+    let p2 = cached
+        .tokenize(&format!("{start}Question: is it open on Sundays?"))
+        .unwrap();
+    let shared = shared_start(&p1, &p2);
+    assert!(shared > 1000, "{shared} tokens shared");
     let g1 = cached.generate(&p1, &options, &mut |_| true).unwrap();
-    // Continuing the same text: every needed key is held.
-    let mut p2 = p1.clone();
-    p2.extend_from_slice(&g1.tokens);
-    p2.extend(cached.tokenize(" On Sundays").unwrap().into_iter().skip(1));
+    assert_eq!(g1.cached_tokens, 0);
+    let held = cached.prefix_cache_stats().bytes;
+    println!(
+        "gemma3: {} prompt + {} generated tokens held in {:.1} MiB ({:.1} KiB per position)",
+        p1.len(),
+        g1.tokens.len(),
+        held as f64 / (1 << 20) as f64,
+        held as f64 / 1024.0 / (p1.len() + g1.tokens.len()) as f64
+    );
     let g2 = cached.generate(&p2, &options, &mut |_| true).unwrap();
-    assert!(g2.cached_tokens >= p1.len(), "{} cached", g2.cached_tokens);
-    assert_eq!(
-        g2.tokens,
-        plain.generate(&p2, &options, &mut |_| true).unwrap().tokens
-    );
-    // Branching 200 tokens back: the windows no longer hold those keys, nothing is reused.
-    let mut p3 = p1[..p1.len() - 200].to_vec();
-    p3.extend(cached.tokenize(" Closed").unwrap().into_iter().skip(1));
+    assert_eq!(g2.cached_tokens, shared, "the whole shared start is reused");
+    let r2 = plain.generate(&p2, &options, &mut |_| true).unwrap();
+    assert_eq!(r2.cached_tokens, 0);
+    assert_eq!(g2.tokens, r2.tokens, "the cache changes no token");
+    assert_eq!(logprobs(&g2), logprobs(&r2), "the cache changes no bit");
+    // Continuing the first prompt and its answer.
+    let mut p3 = p1.clone();
+    p3.extend_from_slice(&g1.tokens);
+    p3.extend(cached.tokenize(" On Sundays").unwrap().into_iter().skip(1));
     let g3 = cached.generate(&p3, &options, &mut |_| true).unwrap();
-    assert_eq!(g3.cached_tokens, 0);
-    assert_eq!(
-        g3.tokens,
-        plain.generate(&p3, &options, &mut |_| true).unwrap().tokens
-    );
+    assert!(g3.cached_tokens >= p1.len(), "{} cached", g3.cached_tokens);
+    let r3 = plain.generate(&p3, &options, &mut |_| true).unwrap();
+    assert_eq!(g3.tokens, r3.tokens);
+    assert_eq!(logprobs(&g3), logprobs(&r3));
+    // Branching 200 tokens back.
+    let mut p4 = p1[..p1.len() - 200].to_vec();
+    p4.extend(cached.tokenize(" Closed").unwrap().into_iter().skip(1));
+    let g4 = cached.generate(&p4, &options, &mut |_| true).unwrap();
+    assert_eq!(g4.cached_tokens, p1.len() - 200);
+    let r4 = plain.generate(&p4, &options, &mut |_| true).unwrap();
+    assert_eq!(g4.tokens, r4.tokens);
+    assert_eq!(logprobs(&g4), logprobs(&r4));
 }
 
 /// The tiny Gemma 4 fixture (Q8_0; sliding-window blocks of 8 positions, blocks that read
-/// another block's keys): a continued prompt reuses the whole earlier one and answers with the
-/// same bits as without the cache; a branch further back than the windows hold reuses nothing.
+/// another block's keys): a continued prompt reuses the whole earlier one, and a branch further
+/// back than the windows reach reuses what it shares (the sliding blocks keep every position
+/// while the prefix cache is on), each answering with the same bits as without the cache.
 #[test]
-fn gemma4_reuses_prefixes_its_windows_still_hold_with_the_same_bits() {
+fn gemma4_reuses_prefixes_longer_than_its_windows_with_the_same_bits() {
     let path = common::logit_checks::tiny_gguf_dir().join("gemma4/tiny-Q8_0.gguf");
     let mut cached = LlmEngine::load_gguf(&path, None, &[], &[]).unwrap();
     let mut plain = LlmEngine::load_gguf(&path, None, &[], &[]).unwrap();
@@ -238,12 +267,13 @@ fn gemma4_reuses_prefixes_its_windows_still_hold_with_the_same_bits() {
     let r2 = plain.generate(&p2, &options, &mut |_| true).unwrap();
     assert_eq!(g2.tokens, r2.tokens, "the cache changes no token");
     assert_eq!(logprobs(&g2), logprobs(&r2), "the cache changes no bit");
-    // Branching 20 tokens back: the sliding blocks no longer hold those keys.
+    // Branching 20 tokens back, more than the sliding blocks' window of 8.
     let mut p3 = p1[..p1.len() - 20].to_vec();
     p3.extend(cached.tokenize(" Closed").unwrap().into_iter().skip(1));
     let g3 = cached.generate(&p3, &options, &mut |_| true).unwrap();
-    assert_eq!(g3.cached_tokens, 0);
+    assert_eq!(g3.cached_tokens, p1.len() - 20);
     let r3 = plain.generate(&p3, &options, &mut |_| true).unwrap();
+    assert_eq!(r3.cached_tokens, 0);
     assert_eq!(g3.tokens, r3.tokens);
     assert_eq!(logprobs(&g3), logprobs(&r3));
 }

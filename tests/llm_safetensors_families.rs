@@ -3,7 +3,7 @@
 //! models in each family's real hub layout (tests/fixtures/tiny-safetensors/, made and recorded
 //! by scripts/fixtures/make_tiny_safetensors.py), stored in bf16 (most), f16 (mistral) and f32
 //! (qwen2), gemma3 and qwen3moe in shards; the mixtures of experts (qwen3moe, glm4moe, gpt-oss)
-//! with their routing and experts. For each: the last-position logits of three prompts
+//! with their routing and experts; Qwen3.5's hybrid Gated DeltaNet and gated attention blocks. For each: the last-position logits of three prompts
 //! (one longer than the sliding windows) within `LOGIT_TOLERANCE` of transformers', 8 greedy
 //! tokens identical, a prompt fed in two pieces equal to the whole, and a fork that decodes the
 //! same.
@@ -89,7 +89,7 @@ fn every_family_matches_transformers_in_f32() {
     let archs: Vec<&str> = models.iter().map(|m| m["arch"].as_str().unwrap()).collect();
     for want in [
         "llama", "mistral", "qwen2", "qwen3", "gemma3", "smollm3", "phi3", "glm4", "qwen3moe",
-        "glm4moe", "gpt-oss",
+        "glm4moe", "gpt-oss", "qwen35",
     ] {
         assert!(archs.contains(&want), "no fixture for {want}");
     }

@@ -93,24 +93,14 @@ pub async fn launch_and_chat(
     quantization: &str,
     path: &Path,
 ) {
+    let spec = json!({
+        "model_uid": uid,
+        "model_name": name,
+        "model_size_in_billions": size,
+        "quantization": quantization,
+    });
+    launch_gguf(url, path, spec).await;
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{url}/v1/models"))
-        .json(&json!({
-            "model_uid": uid,
-            "model_name": name,
-            "model_engine": "llama.cpp",
-            "model_format": "ggufv2",
-            "model_size_in_billions": size,
-            "quantization": quantization,
-            "model_path": path,
-        }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{uid} as {name} {size}: {v}");
     let out = run_python("openai_tiny_chat.py", &[url, uid]).await;
     assert!(
         out.contains("openai tiny chat: ok"),
@@ -123,4 +113,28 @@ pub async fn launch_and_chat(
         .await
         .unwrap();
     assert!(r.status().is_success(), "{uid} as {name}: terminate");
+}
+
+/// Launches the GGUF at `path` on the server at `url` as Xinference's `llama.cpp` engine
+/// (`ggufv2`) with `spec`'s fields (`model_name`, `model_size_in_billions`, `quantization`,
+/// `model_uid` when given); asserts a 200 and returns the answer (it names the `model_uid`).
+pub async fn launch_gguf(url: &str, path: &Path, spec: Value) -> Value {
+    let mut body = json!({
+        "model_engine": "llama.cpp",
+        "model_format": "ggufv2",
+        "model_path": path,
+    });
+    for (key, value) in spec.as_object().expect("a spec is an object") {
+        body[key] = value.clone();
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/models"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "launch {body}: {v}");
+    v
 }

@@ -2,8 +2,10 @@
 //! (without flash attention): query · key over f16 values (the query rounded to f16, as ggml
 //! rounds the `kq` product's f32 operand to its f16 `vec_dot_type`), and the f16-rounded
 //! attention weights times the f16 values. Both multiply two f16 numbers, whose product is
-//! exact in f32, and add in f32 in a fixed order: the AVX2/F16C kernels (chosen at run time, the
-//! tier of [`Tier::current`]) and the portable ones give the same bits.
+//! exact in f32, and add in f32 in the order of llama.cpp's f16 matrix product for a batch of
+//! rows (llamafile's `tinyBLAS` on AVX2, which ggml's `mul_mat` takes for two rows or more: eight
+//! running sums, value `i` into sum `i mod 8`, then the sums' [`hsum8`]): the AVX2/F16C kernels
+//! (chosen at run time, the tier of [`Tier::current`]) and the portable ones give the same bits.
 //!
 //! Rows are read in place from a cache laid out `[position][kv_head][head_dim]`: no copies for
 //! grouped-query attention, each key and value row converted once for every query head of its
@@ -38,9 +40,13 @@ pub fn scores(queries: &[f32], dim: usize, keys: &[f16], stride: usize, out: &mu
     scores_portable(queries, dim, keys, stride, n, out);
 }
 
-/// `out[j][d] += Σ_t weights[j * n + t] · values[t][d]` (summed over `t` in order) for the
-/// `out.len() / dim` weight rows of `n` values each, value row `t` being
-/// `values[t * stride..][..dim]`. The weights must hold f16 values.
+/// `out[j][d] += Σ_t weights[j * n + t] · values[t][d]` for the `out.len() / dim` weight rows
+/// of `n` values each, value row `t` being `values[t * stride..][..dim]`: the products summed
+/// as llama.cpp's `tinyBLAS` sums the `kqv` product of a prompt, eight running sums (position
+/// `t` into sum `t mod 8`, in order), then their [`hsum8`]. The weights must hold f16 values.
+/// (The order of a sum of positions in order moved the last bit of about half of SmolLM2's
+/// attention outputs from llama.cpp's, enough to flip one Q8_1 activation block's rounding by
+/// the second layer and, by the tenth generated token, a greedy choice 0.42 from the next.)
 pub fn weighted_sum(weights: &[f32], values: &[f16], stride: usize, dim: usize, out: &mut [f32]) {
     let rows = out.len() / dim;
     let n = weights.len() / rows.max(1);
@@ -62,11 +68,13 @@ pub fn weighted_sum(weights: &[f32], values: &[f16], stride: usize, dim: usize, 
 }
 
 /// The attention weights of one query row from its `scores`, in place, as llama.cpp's
-/// `soft_max` computes them beside our products: each score times `scale`, `exp(x - max)`
-/// (the maximum also over the head's `sink` logit, whose own `exp` joins the sum without a
-/// value), the sum in f64 over eight running sums, each weight times `1 / sum`, rounded to f16
-/// (`half` is scratch for that rounding). Plain loops that vectorise, compiled for AVX2 and for
-/// the baseline: the same operations, so the same bits on every CPU.
+/// `soft_max` computes them beside our products: each score times `scale`, `exp(x - max)` as
+/// ggml's vector loop ([`super::exp_ggml`]; the maximum also over the head's `sink` logit,
+/// whose own `expf` joins the sum without a value), the sum of each chunk of eight in f32
+/// ([`hsum8`]'s order) added to an f64 sum chunk after chunk (`ggml_vec_soft_max_f32` on
+/// AVX2), each weight times `1 / sum`, rounded to f16 (`half` is scratch for that rounding).
+/// Plain loops compiled for AVX2 and for the baseline: the same operations, so the same bits on
+/// every CPU.
 pub fn softmax_f16(scores: &mut [f32], scale: f32, sink: Option<f32>, half: &mut Vec<f16>) {
     let sum = softmax_sum(scores, scale, sink.unwrap_or(f32::NEG_INFINITY));
     let inv = (1.0 / sum) as f32;
@@ -81,7 +89,7 @@ pub fn softmax_f16(scores: &mut [f32], scale: f32, sink: Option<f32>, half: &mut
 
 multiversioned! {
     /// Scales `xs` by `scale` and replaces each by `exp(x - max)` (`max` over `xs` and
-    /// `sink`); returns their sum plus `exp(sink - max)`, in f64.
+    /// `sink`); returns their sum plus `expf(sink - max)`, in f64 (see [`softmax_f16`]).
     fn softmax_sum(xs: &mut [f32], scale: f32, sink: f32) -> f64 {
         let mut top = [f32::NEG_INFINITY; LANES];
         for chunk in xs.chunks_mut(LANES) {
@@ -91,18 +99,21 @@ multiversioned! {
             }
         }
         let max = top.iter().copied().fold(sink, f32::max);
-        let mut acc = [0f64; LANES];
+        let mut sum = 0f64;
         for chunk in xs.chunks_mut(LANES) {
-            for (a, x) in acc.iter_mut().zip(chunk.iter_mut()) {
-                *x = super::exp(*x - max);
-                *a += *x as f64;
+            // A last partial chunk as zero-padded: llama.cpp's rows are padded with masked
+            // positions, whose weights are zero.
+            let mut lanes = [0f32; LANES];
+            for (l, x) in lanes.iter_mut().zip(chunk.iter_mut()) {
+                *x = super::exp_ggml(*x - max);
+                *l = *x;
             }
+            sum += f64::from(hsum8(lanes));
         }
-        let lanes = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
         if sink == f32::NEG_INFINITY {
-            lanes
+            sum
         } else {
-            lanes + super::exp(sink - max) as f64
+            sum + f64::from((sink - max).exp())
         }
     }
 }
@@ -150,16 +161,18 @@ fn weighted_sum_portable(
     n: usize,
     out: &mut [f32],
 ) {
-    let mut row = vec![0f32; dim];
-    for t in 0..n {
-        for (r, v) in row.iter_mut().zip(&values[t * stride..t * stride + dim]) {
-            *r = v.to_f32();
-        }
-        for (j, o) in out.chunks_exact_mut(dim).enumerate() {
+    let mut lanes = vec![[0f32; LANES]; dim];
+    for (j, o) in out.chunks_exact_mut(dim).enumerate() {
+        lanes.iter_mut().for_each(|l| *l = [0.0; LANES]);
+        for t in 0..n {
             let w = weights[j * n + t];
-            for (o, r) in o.iter_mut().zip(&row) {
-                *o += w * r;
+            let row = &values[t * stride..t * stride + dim];
+            for (l, v) in lanes.iter_mut().zip(row) {
+                l[t % LANES] += w * v.to_f32();
             }
+        }
+        for (o, l) in o.iter_mut().zip(&lanes) {
+            *o += hsum8(*l);
         }
     }
 }
@@ -291,9 +304,10 @@ mod x86 {
         }
     }
 
-    /// [`super::weighted_sum`] with AVX2, FMA and F16C (bounds checked by the caller): two
-    /// weight rows at a time, 32 output values of each in registers (each value row converted
-    /// once for both); a last odd row alone, up to 64 output values at a time.
+    /// [`super::weighted_sum`] with AVX2, FMA and F16C (bounds checked by the caller): per
+    /// weight row, eight output values at a time, their eight running sums in registers (each
+    /// position's value row into the sum of its position mod 8); the outputs past the last
+    /// whole chunk one at a time, in the same order.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn weighted_sum(
         weights: &[f32],
@@ -304,122 +318,40 @@ mod x86 {
         out: &mut [f32],
     ) {
         let full = dim / LANES;
-        let rows = out.len() / dim;
-        let mut j = 0;
-        while j + 2 <= rows {
-            let (w0, w1) = (
-                &weights[j * n..(j + 1) * n],
-                &weights[(j + 1) * n..(j + 2) * n],
-            );
-            let o = out.as_mut_ptr().add(j * dim);
-            let mut c = 0;
-            while c < full {
-                let take = (full - c).min(4);
-                match take {
-                    4 => pair::<4>([w0, w1], values, stride, c, o, dim),
-                    3 => pair::<3>([w0, w1], values, stride, c, o, dim),
-                    2 => pair::<2>([w0, w1], values, stride, c, o, dim),
-                    _ => pair::<1>([w0, w1], values, stride, c, o, dim),
-                }
-                c += take;
-            }
-            for (r, w) in [w0, w1].into_iter().enumerate() {
-                let o = &mut out[(j + r) * dim..(j + r + 1) * dim];
-                tail(w, values, stride, full, o);
-            }
-            j += 2;
-        }
-        for (j, o) in out.chunks_exact_mut(dim).enumerate().skip(j) {
+        let whole = n / LANES * LANES;
+        for (j, o) in out.chunks_exact_mut(dim).enumerate() {
             let w = &weights[j * n..(j + 1) * n];
-            let mut c = 0;
-            while c < full {
-                let take = (full - c).min(8);
-                match take {
-                    8 => block::<8>(w, values, stride, c, o),
-                    7 => block::<7>(w, values, stride, c, o),
-                    6 => block::<6>(w, values, stride, c, o),
-                    5 => block::<5>(w, values, stride, c, o),
-                    4 => block::<4>(w, values, stride, c, o),
-                    3 => block::<3>(w, values, stride, c, o),
-                    2 => block::<2>(w, values, stride, c, o),
-                    _ => block::<1>(w, values, stride, c, o),
+            for c in 0..full {
+                let base = values.as_ptr().add(c * LANES);
+                let mut acc = [_mm256_setzero_ps(); LANES];
+                let mut t = 0;
+                while t < whole {
+                    for (l, a) in acc.iter_mut().enumerate() {
+                        let v = load8(base.add((t + l) * stride));
+                        *a = _mm256_fmadd_ps(_mm256_set1_ps(*w.get_unchecked(t + l)), v, *a);
+                    }
+                    t += LANES;
                 }
-                c += take;
+                for (l, a) in acc.iter_mut().enumerate().take(n - whole) {
+                    let v = load8(base.add((whole + l) * stride));
+                    *a = _mm256_fmadd_ps(_mm256_set1_ps(*w.get_unchecked(whole + l)), v, *a);
+                }
+                // `hsum8`'s order, eight outputs at a time.
+                let t0 = _mm256_add_ps(acc[0], acc[4]);
+                let t1 = _mm256_add_ps(acc[1], acc[5]);
+                let t2 = _mm256_add_ps(acc[2], acc[6]);
+                let t3 = _mm256_add_ps(acc[3], acc[7]);
+                let sum = _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3));
+                let at = o.as_mut_ptr().add(c * LANES);
+                _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), sum));
             }
-            tail(w, values, stride, full, o);
-        }
-    }
-
-    /// The values past the last full chunk, one at a time (the same sums).
-    #[inline(always)]
-    unsafe fn tail(w: &[f32], values: &[f16], stride: usize, full: usize, o: &mut [f32]) {
-        for (d, o) in o.iter_mut().enumerate().skip(full * LANES) {
-            let mut acc = *o;
-            for (t, &wt) in w.iter().enumerate() {
-                acc += wt * (*values.as_ptr().add(t * stride + d)).to_f32();
+            for (d, o) in o.iter_mut().enumerate().skip(full * LANES) {
+                let mut lanes = [0f32; LANES];
+                for (t, &wt) in w.iter().enumerate() {
+                    lanes[t % LANES] += wt * (*values.as_ptr().add(t * stride + d)).to_f32();
+                }
+                *o += super::hsum8(lanes);
             }
-            *o = acc;
-        }
-    }
-
-    /// `C` chunks of eight output values from chunk `first` on of two weight rows `w` (their
-    /// outputs at `o` and `o + dim`), accumulated in registers.
-    #[inline(always)]
-    unsafe fn pair<const C: usize>(
-        w: [&[f32]; 2],
-        values: &[f16],
-        stride: usize,
-        first: usize,
-        o: *mut f32,
-        dim: usize,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); C]; 2];
-        for (r, acc) in acc.iter_mut().enumerate() {
-            for (c, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_loadu_ps(o.add(r * dim + (first + c) * LANES));
-            }
-        }
-        let base = values.as_ptr().add(first * LANES);
-        for (t, (&w0, &w1)) in w[0].iter().zip(w[1]).enumerate() {
-            let (w0, w1) = (_mm256_set1_ps(w0), _mm256_set1_ps(w1));
-            let row = base.add(t * stride);
-            let [acc0, acc1] = &mut acc;
-            for (c, (a0, a1)) in acc0.iter_mut().zip(acc1.iter_mut()).enumerate() {
-                let v = load8(row.add(c * LANES));
-                *a0 = _mm256_fmadd_ps(w0, v, *a0);
-                *a1 = _mm256_fmadd_ps(w1, v, *a1);
-            }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            for (c, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(o.add(r * dim + (first + c) * LANES), *a);
-            }
-        }
-    }
-
-    /// `C` chunks of eight output values from chunk `first` on, accumulated in registers.
-    #[inline(always)]
-    unsafe fn block<const C: usize>(
-        w: &[f32],
-        values: &[f16],
-        stride: usize,
-        first: usize,
-        o: &mut [f32],
-    ) {
-        let mut acc = [_mm256_setzero_ps(); C];
-        for (c, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_loadu_ps(o.as_ptr().add((first + c) * LANES));
-        }
-        let base = values.as_ptr().add(first * LANES);
-        for (t, &wt) in w.iter().enumerate() {
-            let wt = _mm256_set1_ps(wt);
-            let row = base.add(t * stride);
-            for (c, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(wt, load8(row.add(c * LANES)), *a);
-            }
-        }
-        for (c, a) in acc.iter().enumerate() {
-            _mm256_storeu_ps(o.as_mut_ptr().add((first + c) * LANES), *a);
         }
     }
 }
@@ -427,6 +359,83 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The weights before their f16 rounding are the bits of llama.cpp's `soft_max`
+    /// (`ggml_soft_max_ext`, scale 0.125, on its CPU backend, AVX2/FMA build, recorded once):
+    /// 29 scores, padded as llama.cpp pads its KV rows with three masked (`-inf`) positions,
+    /// whose weights are zero; ours sees the 29 only.
+    #[test]
+    fn softmax_gives_llama_cpps_bits() {
+        let mut xs: Vec<f32> = [
+            0xc1a4_6666,
+            0x4119_999a,
+            0xc02e_147b,
+            0xc170_a3d7,
+            0x4171_c28f,
+            0x4032_8f5c,
+            0xc118_7ae1,
+            0x41a4_f5c2,
+            0x4104_cccd,
+            0xc080_a3d7,
+            0xc182_b852,
+            0x415c_f5c2,
+            0x3fbe_b852,
+            0xc12d_47ae,
+            0x419a_8f5c,
+            0x40e0_0000,
+            0xc0aa_3d71,
+            0xc18d_1eb8,
+            0x4148_28f6,
+            0x3e42_8f5c,
+            0xc142_147b,
+            0x4190_28f5,
+            0x40b6_6666,
+            0xc0d3_d70a,
+            0xc197_851f,
+            0x4133_5c29,
+            0xbf8e_147b,
+            0xc156_e148,
+            0x4185_c290,
+        ]
+        .iter()
+        .map(|&b| f32::from_bits(b))
+        .collect();
+        let want: &[u32] = &[
+            0x3a75_3cee,
+            0x3d26_0498,
+            0x3c0e_5d4c,
+            0x3af4_2975,
+            0x3da5_4a1e,
+            0x3c8d_bd65,
+            0x3b73_173b,
+            0x3e24_9076,
+            0x3d0d_1e30,
+            0x3bf2_062e,
+            0x3acf_8aa5,
+            0x3d8c_7fae,
+            0x3c70_f655,
+            0x3b4e_a189,
+            0x3e0b_e1df,
+            0x3cef_e7af,
+            0x3bcd_b973,
+            0x3ab0_69e8,
+            0x3d6e_da39,
+            0x3c4c_d260,
+            0x3b2f_a3c0,
+            0x3ded_cdef,
+            0x3ccb_ec51,
+            0x3bae_de7b,
+            0x3a95_f45a,
+            0x3d4b_0745,
+            0x3c2e_1a0f,
+            0x3b15_4bea,
+            0x3dca_233b,
+        ];
+        let sum = softmax_sum(&mut xs, 0.125, f32::NEG_INFINITY);
+        scale_by(&mut xs, (1.0 / sum) as f32);
+        let got: Vec<u32> = xs.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want);
+    }
 
     /// Pseudo-random f16 values in about ±2.
     fn values(n: usize, seed: u32) -> Vec<f16> {

@@ -63,6 +63,74 @@ pub fn exp(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
+/// `e^x` as ggml's CPU backend computes it in its AVX2/FMA loops (`ggml_v_expf`, under 1.5 ulp),
+/// one value at a time: the same operations, fused where ggml fuses them, so the same bits
+/// (where it branches on a whole vector, each value takes the path its own lane takes there).
+/// llama.cpp's softmax and SiLU use it; the GGUF path does too, to give llama.cpp's bits.
+#[inline(always)]
+pub fn exp_ggml(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r);
+    let n = z - r;
+    let b = (-n).mul_add(
+        f32::from_bits(0x35bf_be8e),
+        (-n).mul_add(f32::from_bits(0x3f31_7200), x),
+    );
+    let e = z.to_bits() << 23;
+    let k = f32::from_bits(e.wrapping_add(1f32.to_bits()));
+    let u = b * b;
+    let j = f32::from_bits(0x3c07_2010)
+        .mul_add(b, f32::from_bits(0x3d2b_9f17))
+        .mul_add(
+            u,
+            f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
+        )
+        .mul_add(u, f32::from_bits(0x3f7f_fff6) * b);
+    if n.abs() > 126.0 {
+        let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+        let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
+        let s2 = f32::from_bits(e.wrapping_sub(g));
+        if n.abs() > 192.0 {
+            s1 * s1
+        } else {
+            s2.mul_add(j, s2) * s1
+        }
+    } else {
+        k.mul_add(j, k)
+    }
+}
+
+/// `silu(gate) · up` into `gate`, rows of `width` values, as ggml's `swiglu` computes it
+/// (`ggml_vec_swiglu_f32` on AVX2/FMA): `g / (1 + exp_ggml(0 - g)) · u` for each row's whole
+/// chunks of eight, `g / (1 + expf(-g)) · u` for the rest of the row.
+pub fn silu_mul_ggml(gate: &mut [f32], up: &[f32], width: usize) {
+    let width = width.max(1);
+    assert!(gate.len() == up.len() && gate.len().is_multiple_of(width));
+    let rows_per_piece = (PARALLEL_CHUNK / width).max(1);
+    if gate.len() <= PARALLEL_CHUNK || threads() == 1 {
+        silu_mul_ggml_rows(gate, up, width);
+    } else {
+        gate.par_chunks_mut(rows_per_piece * width)
+            .zip(up.par_chunks(rows_per_piece * width))
+            .for_each(|(g, u)| silu_mul_ggml_rows(g, u, width));
+    }
+}
+
+multiversioned! {
+    fn silu_mul_ggml_rows(gate: &mut [f32], up: &[f32], width: usize) {
+        let whole = width / 8 * 8;
+        for (g, u) in gate.chunks_exact_mut(width).zip(up.chunks_exact(width)) {
+            let (g_whole, g_rest) = g.split_at_mut(whole);
+            for (g, u) in g_whole.iter_mut().zip(&u[..whole]) {
+                *g = *g / (1.0 + exp_ggml(0.0 - *g)) * u;
+            }
+            for (g, u) in g_rest.iter_mut().zip(&u[whole..]) {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }
+        }
+    }
+}
+
 /// `erf(x)` to within 1.5e-7 (Abramowitz & Stegun 7.1.26), branch-free.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
@@ -297,5 +365,70 @@ multiversioned! {
             let inv = 1.0 / sum(row);
             row.iter_mut().for_each(|x| *x *= inv);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `silu_mul_ggml` gives the bits of llama.cpp's `swiglu` (`ggml_swiglu_split` on its CPU
+    /// backend, AVX2/FMA build, recorded once): two rows of 20 values, each row's first 16 in
+    /// the vector loop and its last 4 in the scalar one, with gates past `ggml_v_expf`'s range
+    /// (-95, -130: its second branch) and at 88.
+    #[test]
+    fn silu_mul_ggml_gives_llama_cpps_bits() {
+        // The recorded inputs: `(i·37 mod 41 - 20)·0.731 + (i mod 3)·0.0137` and
+        // `1 + (i mod 7)·0.113` in f32, three gates set apart.
+        let mut gate: Vec<f32> = (0..40)
+            .map(|i| ((i * 37 % 41) as f32 - 20.0) * 0.731 + (i % 3) as f32 * 0.0137)
+            .collect();
+        (gate[3], gate[5], gate[7]) = (-95.0, -130.0, 88.0);
+        let up: Vec<f32> = (0..40).map(|i| 1.0 + (i % 7) as f32 * 0.113).collect();
+        let want: &[u32] = &[
+            0xb6db_7020,
+            0x415d_8b0a,
+            0x413a_ef4d,
+            0x8000_0000,
+            0x40a6_38e3,
+            0x8000_0000,
+            0xbebd_2048,
+            0x42b0_0000,
+            0xbb41_5f94,
+            0xb973_cf7f,
+            0xb792_ce89,
+            0x4199_294c,
+            0x4180_2006,
+            0x4144_7f3f,
+            0x408b_89d8,
+            0x3fa9_1774,
+            0xbeac_f8a8,
+            0xbd97_03c9,
+            0xbbe8_7621,
+            0xba18_b710,
+            0xb837_4f9b,
+            0x415e_394a,
+            0x4143_815f,
+            0x411e_385c,
+            0x40d9_f265,
+            0x4038_bb66,
+            0xbeba_9e9e,
+            0xbe1e_52b6,
+            0xbc17_4869,
+            0xba54_08f8,
+            0xb880_1672,
+            0x419c_c191,
+            0x4188_2d8c,
+            0x415b_9deb,
+            0x411c_eda1,
+            0x4033_81e4,
+            0x0000_0000,
+            0xbe3c_b31c,
+            0xbcbc_cc52,
+            0xbb01_5fb6,
+        ];
+        silu_mul_ggml(&mut gate, &up, 20);
+        let got: Vec<u32> = gate.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want);
     }
 }

@@ -49,6 +49,7 @@ macro_rules! multiversioned {
 pub mod attention;
 mod elementwise;
 pub use elementwise::*;
+pub mod norm_rope;
 
 /// Threads the kernels use: candle's count (`RAYON_NUM_THREADS`, else the machine's physical
 /// cores), read once. Without `RAYON_NUM_THREADS` candle reads `/proc/cpuinfo` on every call:

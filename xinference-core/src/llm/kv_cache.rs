@@ -5,7 +5,8 @@
 //! re-concatenated. Clones share them (a prefix-cache entry, a batched step's hand-over): the
 //! first write to a shared buffer copies the positions in view (copy-on-write), so a stored
 //! state never changes. A sliding-window layer drops what no query sees any more by moving its
-//! last positions to the front once it holds a chunk more than it needs.
+//! last positions to the front once it holds a chunk more than it needs (unless its decoder keeps
+//! whole windows for prompt-prefix reuse: [`crate::llm::CausalLm::keep_whole_windows`]).
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;

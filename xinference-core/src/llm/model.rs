@@ -60,6 +60,13 @@ pub trait CausalLm: Send {
     fn can_batch(&self) -> bool {
         false
     }
+
+    /// With `whole`, sliding-window layers keep every position instead of only their window
+    /// (llama.cpp's `--swa-full`), so that a cached state serves a shared prompt prefix longer
+    /// than the window: more memory (each sliding layer holds as many positions as a global
+    /// one), the same logits. Forks made afterwards inherit it. No effect for families
+    /// without sliding windows.
+    fn keep_whole_windows(&mut self, _whole: bool) {}
 }
 
 /// One sequence's share of a [`CausalLm::decode_batch`]: the tokens it feeds (one for a decode
@@ -101,10 +108,15 @@ impl KvState {
     /// `len` when the state can continue a sequence after its first `len` positions (a
     /// sliding-window layer that dropped keys, keeping at least its last `window`, still holds
     /// every key a query at `len` sees; a recurrent layer only at exactly the positions it
-    /// was computed for), else 0.
+    /// was computed for), else 0. A layer without a cache of its own (`None`: Gemma 4's blocks
+    /// that read an earlier block's keys) constrains nothing here; each decoder's
+    /// [`CausalLm::load_kv`] refuses a `None` where it needs keys.
     pub fn usable_prefix(&self, len: usize) -> usize {
         let len = len.min(self.len);
         let ok = (0..self.layers.len()).all(|i| {
+            if self.layers[i].is_none() {
+                return true;
+            }
             // A recurrent layer's state continues only where it was computed.
             if let Some(layer) = self.layers[i].as_ref().filter(|l| l.is_recurrent()) {
                 return layer.held() == len;

@@ -16,6 +16,9 @@ pub(crate) struct AnswerFormat {
     pub reasoning: Option<ReasoningTags>,
     /// The prompt ended inside an opened reasoning block.
     pub reasoning_opened: bool,
+    /// Special tokens the answer is read with, decoded as text (the reasoning tags' own, e.g.
+    /// Gemma 4's `<|channel>` and `<channel|>`, and its tool-call marks when tools are offered).
+    pub kept_tokens: Vec<u32>,
     /// Parse calls of these tools in this format.
     pub tools: Option<(ToolFormat, ToolSet)>,
     /// `parallel_tool_calls: false`: only the first call is returned (as vLLM does), whether
@@ -199,6 +202,7 @@ mod tests {
                 end: "</think>".into(),
             }),
             reasoning_opened: false,
+            kept_tokens: Vec::new(),
             tools: Some((
                 ToolFormat::Hermes,
                 ToolSet::from_openai(&[

@@ -12,7 +12,9 @@ use super::chat_output::{self, ChatShape, CompletionShape};
 use super::llm_run::{Prepared, PromptBuilder};
 use super::structured::{requested_grammar, ToolRequest};
 use super::Runtime;
-use crate::llm::reasoning::{ReasoningSplitter, ReasoningTags};
+use crate::llm::reasoning::{
+    special_tokens_of, tag_special_tokens, ReasoningSplitter, ReasoningTags,
+};
 use crate::llm::tools::{tools_system_prompt, ToolFormat};
 use crate::llm::LlmEngine;
 use crate::protocol::chat::{
@@ -135,18 +137,30 @@ impl Runtime {
                 None => (messages, None),
             };
             let text = engine.render_chat(&messages, template_tools.as_deref(), &kwargs)?;
-            let reasoning = spec_reasoning.clone().or_else(|| {
-                // A template that writes <think> blocks marks a reasoning model too.
-                text.contains("<think>").then(|| ReasoningTags {
-                    start: "<think>".into(),
-                    end: "</think>".into(),
-                })
-            });
+            // A template that writes reasoning tags marks a reasoning model too.
+            let reasoning = spec_reasoning
+                .clone()
+                .or_else(|| ReasoningTags::from_prompt(&text));
             let grammar = tools
                 .as_ref()
                 .and_then(|t| t.grammar(format))
                 .or(output_grammar);
+            // Markup the answer's parsers read, decoded as text where the model writes it as
+            // special tokens: the reasoning tags, and the tool-call marks of the call format.
+            let mut kept_tokens = reasoning
+                .as_ref()
+                .map(|tags| tag_special_tokens(engine.tokenizer(), tags))
+                .unwrap_or_default();
+            if tools.is_some() {
+                kept_tokens.extend(special_tokens_of(
+                    engine.tokenizer(),
+                    format.special_markup(),
+                ));
+                kept_tokens.sort_unstable();
+                kept_tokens.dedup();
+            }
             let answer = AnswerFormat {
+                kept_tokens,
                 // A grammar holds the answer from its first token, so no reasoning block the
                 // prompt opened is written: the answer is all content.
                 reasoning_opened: grammar.is_none()

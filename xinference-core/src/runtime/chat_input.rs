@@ -102,6 +102,7 @@ pub(super) fn plan(
             stop_token_ids: fields.stop_token_ids.clone().unwrap_or_default(),
             logprobs,
             grammar: None,
+            kept_special_tokens: Vec::new(),
         },
         stream: fields.stream,
         include_usage: fields

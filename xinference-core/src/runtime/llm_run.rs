@@ -244,13 +244,18 @@ fn start_choice(
             let (prompt, grammar) = (prepared.prompt.clone(), prepared.grammar.clone());
             let reasoning = prepared.answer.reasoning.clone();
             let reasoning_opened = prepared.answer.reasoning_opened;
+            let kept_special_tokens = prepared.answer.kept_tokens.clone();
             if tx
                 .blocking_send(Event::Started(Box::new(prepared)))
                 .is_err()
             {
                 return;
             }
-            let options = GenerateOptions { grammar, ..options };
+            let options = GenerateOptions {
+                grammar,
+                kept_special_tokens: kept_special_tokens.clone(),
+                ..options
+            };
             let result = engine.generate(&prompt, &options, &mut |step| {
                 record.first_token();
                 if stream_steps {
@@ -261,7 +266,8 @@ fn start_choice(
             });
             let result = result.and_then(|mut g| {
                 if let Some(tags) = &reasoning {
-                    let mut detokenizer = Detokenizer::new();
+                    let mut detokenizer =
+                        Detokenizer::keeping(engine.tokenizer(), &kept_special_tokens);
                     g.reasoning_tokens =
                         reasoning_token_count(tags, reasoning_opened, &g.tokens, |token| {
                             detokenizer.push(engine.tokenizer(), token)

@@ -53,25 +53,19 @@ impl GgufDecoder {
     ) -> Result<Tensor> {
         let (heads, kv_heads, hd) = (self.heads, self.kv_heads, self.head_dim);
         let s = q.dim(1)?;
-        let norm = |x: &Tensor, w: &Option<Tensor>| -> candle_core::Result<Tensor> {
-            match w {
-                Some(w) => self.rms(x, w),
-                None => Ok(x.clone()),
+        let rope = &self.ropes[layer.rope];
+        // `[s][n][hd]` rows as the projection gave them, each head RMS-normed when the family
+        // norms them, then rotated: all in place on one copy of the values.
+        let heads_of = |t: &Tensor, n: usize, w: &Option<Tensor>| -> Result<Vec<f32>> {
+            let mut x = t.flatten_all()?.to_vec1::<f32>()?;
+            if let Some(w) = w {
+                self.rms_in_place(&mut x, w)?;
             }
+            rope.rotate(&mut x, (n, hd), position, self.family.neox)?;
+            Ok(x)
         };
-        let (cos, sin) = self.ropes[layer.rope].angles(position, s)?;
-        let split = |t: &Tensor, n: usize| -> candle_core::Result<Tensor> {
-            t.reshape((1, s, n, hd))?.transpose(1, 2)?.contiguous()
-        };
-        // Back to `[s][n][hd]` rows.
-        let rows = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
-            t.transpose(1, 2)?.flatten_all()?.to_vec1::<f32>()
-        };
-        let q = norm(&split(q, heads)?, &layer.q_norm)?;
-        let k = norm(&split(k, kv_heads)?, &layer.k_norm)?;
-        let ggml = self.ropes[layer.rope].is_ggml();
-        let mut q = rows(&self.rotate_with(&q, &cos, &sin, ggml)?)?;
-        let k = rows(&self.rotate_with(&k, &cos, &sin, ggml)?)?;
+        let mut q = heads_of(q, heads, &layer.q_norm)?;
+        let k = heads_of(k, kv_heads, &layer.k_norm)?;
         let v = v.flatten_all()?.to_vec1::<f32>()?;
         // Gemma scales the queries before the product (llama.cpp's graph), the others the
         // products in the softmax.
@@ -142,8 +136,9 @@ impl GgufDecoder {
         } else {
             out.chunks_mut(group * hd).enumerate().for_each(item);
         }
-        // A sliding-window layer drops the keys no later query sees (now and then).
-        if let Some(w) = layer.window {
+        // A sliding-window layer drops the keys no later query sees (now and then), unless
+        // it keeps them all for prompt-prefix reuse.
+        if let Some(w) = layer.window.filter(|_| !self.whole_windows) {
             kv.trim_to(w);
         }
         Ok(Tensor::from_vec(out, (1, s, heads * hd), &Device::Cpu)?)

@@ -55,6 +55,10 @@ impl CausalLm for GgufDecoder {
         true
     }
 
+    fn keep_whole_windows(&mut self, whole: bool) {
+        self.whole_windows = whole;
+    }
+
     fn decode_batch(&self, steps: &mut [DecodeStep]) -> Result<Option<Vec<Vec<f32>>>> {
         // `forward_rows` runs the whole pass on a compute thread: its products' parallel parts
         // then start by work stealing instead of waking this thread's sleeping caller at every
@@ -91,12 +95,13 @@ pub(super) fn run_steps(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// What a batched pass must reproduce: the decoder's own single-row steps.
-    fn assert_same(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len());
+    /// What a batched pass must reproduce: the decoder's own single-row steps, bit for bit
+    /// (`gemma4/batch.rs` checks its decoder with it too).
+    pub(in crate::llm::architectures) fn assert_same(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
         let diff = a
             .iter()
             .zip(b)

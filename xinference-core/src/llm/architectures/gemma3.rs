@@ -78,7 +78,7 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
         layer.rope = usize::from(sliding);
         layers.push(layer);
     }
-    let mut decoder = GgufDecoder::with_common_tensors(
+    GgufDecoder::with_common_tensors(
         ct,
         reader,
         &shape,
@@ -92,11 +92,8 @@ pub(super) fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<GgufD
             logit_softcap: meta_f32(ct, ARCH, "final_logit_softcapping").filter(|&c| c > 0.0),
         },
         vec![
-            Rope::ggml(shape.head_dim, global_base, global_scale, shape.positions)?,
-            Rope::ggml(shape.head_dim, local_base, 1.0, shape.positions)?,
+            Rope::new(shape.head_dim, global_base, global_scale, shape.positions)?,
+            Rope::new(shape.head_dim, local_base, 1.0, shape.positions)?,
         ],
-    )?;
-    // llama.cpp's RMS norms (see `rms_norm`), except on the f32 path compared with transformers.
-    decoder.ggml_norms = !decoder.exact;
-    Ok(decoder)
+    )
 }

@@ -20,6 +20,10 @@
 //!   GELU table, see `gelu_f16_table`), a per-layer output scale (`layer_output_scale`), a final
 //!   logit soft-cap, output tied to the token table unless `output.weight` exists.
 //!
+//! RMS norms and rotary round as llama.cpp's CPU backend does ([`Rounding::Ggml`], as the other
+//! GGUF families' decoder): with candle's, the tiny fixture's F16 logits stood up to 6e-2 from
+//! llama.cpp's ten greedy steps in, enough to turn one of its near-ties.
+//!
 //! Not run: the mixture-of-experts blocks of Gemma 4 26B-A4B (`ffn_gate_inp`), refused with a
 //! clear error. Keys and values are cached in f16 and attention rounds as llama.cpp's CPU path
 //! does (`attention.rs`'s `attend_group`). The cache is handed out for prompt-prefix reuse, and
@@ -28,8 +32,9 @@
 use super::attention::{attend_group, visible};
 use super::{
     f32_tensor, gelu_f16_mul, gelu_f16_table, load_output, meta, meta_f32, meta_usize, residual,
-    QLinear, Rope, Rows, TokenTable,
+    with_values, QLinear, Rope, Rows, TokenTable,
 };
+use crate::kernels::norm_rope::{self, Rounding};
 
 mod batch;
 use crate::llm::model::LayerKv;
@@ -110,6 +115,8 @@ pub struct Gemma4Decoder {
     ropes: Vec<Rope>,
     /// Per block, its keys and values (f16); `None` for the sharing blocks.
     cache: Vec<Option<LayerKv>>,
+    /// Sliding-window blocks keep every position ([`crate::llm::CausalLm::keep_whole_windows`]).
+    whole_windows: bool,
 }
 
 /// `{ARCH}.{key}` per layer: an array of `layers` values, or one value for all.
@@ -128,6 +135,24 @@ fn per_layer_usize(ct: &Content, key: &str, layers: usize) -> Result<Vec<usize>>
         )));
     }
     Ok(values)
+}
+
+/// RMS norm of `x`'s rows (its last dimension, `w`'s length) times `w`, into a new tensor, as
+/// llama.cpp's CPU backend rounds it ([`Rounding::Ggml`]).
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+    let mut out = x.flatten_all()?.to_vec1::<f32>()?;
+    with_values(w, |w| {
+        if w.is_empty() || !out.len().is_multiple_of(w.len()) {
+            candle_core::bail!(
+                "rms_norm of {} values by a weight of {}",
+                out.len(),
+                w.len()
+            );
+        }
+        norm_rope::rms_norm(&mut out, w, eps, Rounding::Ggml);
+        Ok(())
+    })??;
+    Tensor::from_vec(out, x.dims(), &Device::Cpu)
 }
 
 /// Which layers slide (`attention.sliding_window_pattern`).
@@ -316,10 +341,11 @@ impl Gemma4Decoder {
         };
         let global_base = meta_f32(ct, ARCH, "rope.freq_base").unwrap_or(1_000_000.0);
         let sliding_base = meta_f32(ct, ARCH, "rope.freq_base_swa").unwrap_or(10_000.0);
-        let ropes = vec![
+        let mut ropes = vec![
             Rope::with_freq_factors(global_dim, global_base, 1.0, positions, factors.as_deref())?,
             Rope::new(sliding_dim, sliding_base, 1.0, positions)?,
         ];
+        ropes.iter_mut().for_each(Rope::round_as_llama_cpp);
         let embeddings = TokenTable::new(std::sync::Arc::new(ct.tensor(
             reader,
             "token_embd.weight",
@@ -338,6 +364,7 @@ impl Gemma4Decoder {
             softcap: meta_f32(ct, ARCH, "final_logit_softcapping").filter(|&c| c > 0.0),
             ropes,
             cache: Vec::new(),
+            whole_windows: false,
         })
     }
 
@@ -353,7 +380,7 @@ impl Gemma4Decoder {
         let projected =
             (ple.projection.forward_rows(h)? * (1.0 / (self.hidden as f32).sqrt()) as f64)?;
         let projected = projected.reshape((s, layers, ple.width))?;
-        let projected = candle_nn::ops::rms_norm(&projected, &ple.norm, self.eps)?;
+        let projected = rms_norm(&projected, &ple.norm, self.eps)?;
         let sum = residual(&projected, &from_tokens.reshape((s, layers, ple.width))?)?;
         Ok(Some((sum * (1.0 / 2f32.sqrt()) as f64)?.reshape((
             1,
@@ -383,27 +410,26 @@ impl Gemma4Decoder {
             (self.embeddings.rows(tokens)?.unsqueeze(0)? * (self.hidden as f32).sqrt() as f64)?;
         let per_layer = self.per_layer_inputs(tokens, &h)?;
         for (i, block) in self.blocks.iter().enumerate() {
-            let x = candle_nn::ops::rms_norm(&h, &block.attn_norm, self.eps)?;
+            let x = rms_norm(&h, &block.attn_norm, self.eps)?;
             let attended = self.attend_rows(block, i, &x, seqs)?;
-            let y = candle_nn::ops::rms_norm(
+            let y = rms_norm(
                 &block.o.forward_rows(&attended)?,
                 &block.post_attn_norm,
                 self.eps,
             )?;
             h = residual(&y, &h)?;
-            let x = candle_nn::ops::rms_norm(&h, &block.ffn_norm, self.eps)?;
+            let x = rms_norm(&h, &block.ffn_norm, self.eps)?;
             let [gate, up]: [Tensor; 2] = QLinear::forward_together(&[&block.gate, &block.up], &x)?
                 .try_into()
                 .map_err(|_| Error::internal("two projections gave another count"))?;
             let y = block.down.forward_rows(&gelu_f16_mul(&gate, &up)?)?;
-            let y = candle_nn::ops::rms_norm(&y, &block.post_ffn_norm, self.eps)?;
+            let y = rms_norm(&y, &block.post_ffn_norm, self.eps)?;
             h = residual(&y, &h)?;
             if let (Some(inputs), Some(ple)) = (&per_layer, &block.per_layer) {
                 let width = inputs.dim(2)? / self.blocks.len();
                 let gated = gelu_f16_table(&ple.gate.forward_rows(&h)?)?;
                 let gated = (gated * inputs.narrow(2, i * width, width)?)?;
-                let y =
-                    candle_nn::ops::rms_norm(&ple.proj.forward_rows(&gated)?, &ple.norm, self.eps)?;
+                let y = rms_norm(&ple.proj.forward_rows(&gated)?, &ple.norm, self.eps)?;
                 h = residual(&y, &h)?;
             }
             if let Some(scale) = block.out_scale {
@@ -411,8 +437,8 @@ impl Gemma4Decoder {
             }
         }
         // The sliding-window caches drop what no later query sees, once every block that reads
-        // them has run.
-        for seq in seqs.iter_mut() {
+        // them has run (unless they keep it all for prompt-prefix reuse).
+        for seq in seqs.iter_mut().filter(|_| !self.whole_windows) {
             for (block, kv) in self.blocks.iter().zip(seq.cache.iter_mut()) {
                 if let (Some(w), Some(kv)) = (block.window, kv.as_mut()) {
                     kv.trim_to(w);
@@ -427,7 +453,7 @@ impl Gemma4Decoder {
             last_rows.push(h.narrow(1, end - 1, 1)?.squeeze(1)?);
         }
         let last = Tensor::cat(&last_rows, 0)?;
-        let last = candle_nn::ops::rms_norm(&last, &self.norm, self.eps)?;
+        let last = rms_norm(&last, &self.norm, self.eps)?;
         let mut logits = self.output.forward_rows(&last)?;
         if let Some(cap) = self.softcap {
             logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
@@ -479,24 +505,29 @@ impl Gemma4Decoder {
         let (heads, kv_heads, hd) = (block.heads, block.kv_heads, block.head_dim);
         let s = x.dim(1)?;
         let rope = &self.ropes[block.rope];
-        let (cos, sin) = rope.angles(position, s)?;
-        let split = |t: &Tensor, n: usize| -> candle_core::Result<Tensor> {
-            t.reshape((1, s, n, hd))?.transpose(1, 2)?.contiguous()
+        // `[s][n][hd]` rows as the projection gave them: each head RMS-normed, then rotated
+        // (NEOX pairs), in place.
+        let heads_of = |t: &Tensor, n: usize, w: &[f32], turn: bool| -> Result<Vec<f32>> {
+            let mut x = t.flatten_all()?.to_vec1::<f32>()?;
+            if w.is_empty() || !x.len().is_multiple_of(w.len()) {
+                return Err(Error::internal("a Gemma 4 head norm of another width"));
+            }
+            norm_rope::rms_norm(&mut x, w, self.eps, Rounding::Ggml);
+            if turn {
+                rope.rotate(&mut x, (n, hd), position, true)?;
+            }
+            Ok(x)
         };
-        let rows = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
-            t.transpose(1, 2)?.flatten_all()?.to_vec1::<f32>()
-        };
-        let rms = |t: &Tensor, w: &Tensor| candle_nn::ops::rms_norm(t, w, self.eps);
+        let values = |t: &Tensor| with_values(t, <[f32]>::to_vec);
         if let Some(kv) = &block.kv {
             let k = kv.k.forward_rows(x)?;
             let v = match &kv.v {
                 Some(v) => v.forward_rows(x)?,
                 None => k.clone(),
             };
-            let k = rms(&split(&k, kv_heads)?, &kv.k_norm)?;
-            let k = rows(&candle_nn::rotary_emb::rope(&k, &cos, &sin)?)?;
-            let ones = Tensor::ones(hd, candle_core::DType::F32, &Device::Cpu)?;
-            let v = rows(&rms(&split(&v, kv_heads)?, &ones)?)?;
+            let k = heads_of(&k, kv_heads, &values(&kv.k_norm)?, true)?;
+            // Values normed without a weight (`ggml_rms_norm` alone: times 1 is exact).
+            let v = heads_of(&v, kv_heads, &vec![1.0; hd], false)?;
             let entry = &mut cache[i];
             if !matches!(entry, Some(held) if position > 0 && held.held() <= position) {
                 *entry = Some(LayerKv::new(kv_heads * hd));
@@ -515,8 +546,12 @@ impl Gemma4Decoder {
                 kv_heads * hd
             )));
         }
-        let q = rms(&split(&block.q.forward_rows(x)?, heads)?, &block.q_norm)?;
-        let mut q = rows(&candle_nn::rotary_emb::rope(&q, &cos, &sin)?)?;
+        let mut q = heads_of(
+            &block.q.forward_rows(x)?,
+            heads,
+            &values(&block.q_norm)?,
+            true,
+        )?;
         for v in q.iter_mut() {
             *v = half::f16::from_f32(*v).to_f32();
         }

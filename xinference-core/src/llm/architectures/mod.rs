@@ -21,6 +21,7 @@
 //! its feed-forward with SiLU where Gemma uses GELU(tanh), which is why its greedy answers left
 //! llama.cpp's; `gemma3.rs` follows llama.cpp's graph.
 
+use crate::kernels::norm_rope::Rounding;
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, IndexOp, Tensor};
@@ -267,62 +268,6 @@ fn load_output<R: Read + Seek>(
     }
 }
 
-/// RMS norm of `x`'s rows (its last dimension, `w`'s length) times `w`, as llama.cpp's CPU
-/// backend computes it (`ggml_rms_norm`, then `ggml_mul` or the two fused): the f32 squares
-/// summed in f64, their mean rounded to f32, `scale = 1 / sqrtf(mean + eps)` in f32, then
-/// `x * scale * w`. candle's `rms_norm` (an f32 sum, `x / sqrt(mean + eps) * w`) differs in the
-/// last bits of most values; Gemma 3 270M's activations reach 1e5 beside values near 1e-3,
-/// and that was enough, at layer 13 of the `<bos>` step, to move the f16 scale of one Q8_0
-/// activation block across a rounding boundary, which its post-feed-forward norm then
-/// amplified into logits 0.09 from llama.cpp's there and 1.5 further on.
-fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let n = w.dim(0)?;
-    if dims.last() != Some(&n) {
-        candle_core::bail!("rms_norm of {dims:?} by a weight of {n}");
-    }
-    let mut out = x.flatten_all()?.to_vec1::<f32>()?;
-    with_values(w, |w| {
-        for row in out.chunks_exact_mut(n) {
-            let sum: f64 = row.iter().map(|&v| f64::from(v * v)).sum();
-            let mean = (sum / n as f64) as f32;
-            let scale = 1.0 / (mean + eps).sqrt();
-            for (y, &w) in row.iter_mut().zip(w) {
-                *y = *y * scale * w;
-            }
-        }
-    })?;
-    Tensor::from_vec(out, dims, &Device::Cpu)
-}
-
-/// `x` (`[1, heads, s, head_dim]`) rotated as llama.cpp's `rotate_pairs` computes it (pairs
-/// `(i, i + rotated / 2)` when `neox`, else `(2i, 2i + 1)`; dimensions past `rotated` kept):
-/// `x0' = fma(x0, cos, -(x1 · sin))`, `x1' = fma(x0, sin, x1 · cos)`.
-fn rotate_ggml(x: &Tensor, cos: &Tensor, sin: &Tensor, neox: bool) -> candle_core::Result<Tensor> {
-    let (_, _, s, hd) = x.dims4()?;
-    let half = cos.dim(1)?;
-    let (cos, sin) = (
-        cos.flatten_all()?.to_vec1::<f32>()?,
-        sin.flatten_all()?.to_vec1::<f32>()?,
-    );
-    let mut out = x.flatten_all()?.to_vec1::<f32>()?;
-    for (r, row) in out.chunks_exact_mut(hd).enumerate() {
-        let t = r % s;
-        let (c, sn) = (&cos[t * half..][..half], &sin[t * half..][..half]);
-        for i in 0..half {
-            let (a, b) = if neox {
-                (i, i + half)
-            } else {
-                (2 * i, 2 * i + 1)
-            };
-            let (x0, x1) = (row[a], row[b]);
-            row[a] = x0.mul_add(c[i], -(x1 * sn[i]));
-            row[b] = x0.mul_add(sn[i], x1 * c[i]);
-        }
-    }
-    Tensor::from_vec(out, x.dims(), &Device::Cpu)
-}
-
 /// `f` of `x`'s values (contiguous f32 on the CPU), read in place.
 fn with_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let x = x.contiguous()?;
@@ -359,6 +304,18 @@ fn silu_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
     zip_map(gate, up, |g, u| g / (1.0 + (-g).exp()) * u)
 }
 
+/// `silu(gate) * up` as llama.cpp's `swiglu` computes it (the GGUF path; see
+/// [`crate::kernels::silu_mul_ggml`]), rows of `gate`'s last dimension.
+fn silu_mul_ggml(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    if gate.dims() != up.dims() {
+        candle_core::bail!("swiglu of {:?} and {:?}", gate.dims(), up.dims());
+    }
+    let width = gate.dims().last().copied().unwrap_or(1);
+    let mut out = gate.flatten_all()?.to_vec1::<f32>()?;
+    with_values(up, |up| crate::kernels::silu_mul_ggml(&mut out, up, width))?;
+    Tensor::from_vec(out, gate.dims(), &Device::Cpu)
+}
+
 /// The residual sum `y + h` (candle's `add`: the same bits).
 fn residual(y: &Tensor, h: &Tensor) -> candle_core::Result<Tensor> {
     zip_map(y, h, |y, h| y + h)
@@ -383,11 +340,12 @@ pub struct GgufDecoder {
     /// at least the last `window` for a sliding-window layer).
     cache: Vec<Option<LayerKv>>,
     /// f32 throughout, as transformers computes (safetensors weights): exact GELU, attention
-    /// over an f32-precise cache (`attention.rs`), products of float weights in f32.
+    /// over an f32-precise cache (`attention.rs`), products of float weights in f32, and RMS
+    /// norms and rotary as candle computes them; otherwise (GGUF) all as llama.cpp's CPU
+    /// backend rounds them (see [`GgufDecoder::rounding`]).
     exact: bool,
-    /// RMS norms as llama.cpp computes them ([`rms_norm`]; Gemma 3's GGUF path), instead of
-    /// candle's `rms_norm`.
-    ggml_norms: bool,
+    /// Sliding-window layers keep every position ([`crate::llm::CausalLm::keep_whole_windows`]).
+    whole_windows: bool,
 }
 
 impl GgufDecoder {
@@ -416,7 +374,7 @@ impl GgufDecoder {
             ropes,
             cache: Vec::new(),
             exact: false,
-            ggml_norms: false,
+            whole_windows: false,
         }
     }
 
@@ -439,19 +397,66 @@ impl GgufDecoder {
         let output = load_output(ct, reader, &embeddings)?;
         let mut decoder = Self::assemble(shape, embeddings, layers, norm, output, family, ropes);
         decoder.exact = qlinear::exact_products(ct);
-        if decoder.exact {
-            decoder.ropes.iter_mut().for_each(Rope::drop_ggml);
+        if decoder.rounding() == Rounding::Ggml {
+            decoder.ropes.iter_mut().for_each(Rope::round_as_llama_cpp);
         }
         Ok(decoder)
     }
 
-    /// RMS norm of `x`'s rows times `w`: llama.cpp's ([`rms_norm`]) or candle's.
-    fn rms(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-        if self.ggml_norms {
-            rms_norm(x, w, self.eps)
+    /// Whose roundings the RMS norms and the rotary follow: candle's on the f32 path compared
+    /// with transformers (`exact`), llama.cpp's CPU backend's on the GGUF path, for every
+    /// family, as llama.cpp runs them all through the same `ggml_rms_norm` and `ggml_rope`.
+    /// candle's `rms_norm` (an f32 sum, `x / sqrt(mean + eps) · w`) differs from ggml's in the
+    /// last bits of most values; Gemma 3 270M's activations reach 1e5 beside values near 1e-3,
+    /// and that was enough, at layer 13 of the `<bos>` step, to move the f16 scale of one Q8_0
+    /// activation block across a rounding boundary, which its post-feed-forward norm then
+    /// amplified into logits 0.09 from llama.cpp's there and 1.5 further on.
+    fn rounding(&self) -> Rounding {
+        if self.exact {
+            Rounding::Candle
         } else {
-            candle_nn::ops::rms_norm(x, w, self.eps)
+            Rounding::Ggml
         }
+    }
+
+    /// RMS norm of each row of `xs` (rows of `w`'s length) times `w`, in place
+    /// ([`crate::kernels::norm_rope::rms_norm`], rounded as [`GgufDecoder::rounding`] says).
+    fn rms_in_place(&self, xs: &mut [f32], w: &Tensor) -> candle_core::Result<()> {
+        let rounding = self.rounding();
+        with_values(w, |w| {
+            if w.is_empty() || !xs.len().is_multiple_of(w.len()) {
+                candle_core::bail!("rms_norm of {} values by a weight of {}", xs.len(), w.len());
+            }
+            crate::kernels::norm_rope::rms_norm(xs, w, self.eps, rounding);
+            Ok(())
+        })?
+    }
+
+    /// RMS norm of `x`'s rows (its last dimension) times `w`, into a new tensor.
+    fn rms(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+        let mut out = x.flatten_all()?.to_vec1::<f32>()?;
+        self.rms_in_place(&mut out, w)?;
+        Tensor::from_vec(out, x.dims(), &Device::Cpu)
+    }
+
+    /// The residual sum `h + norm(y)`, `norm` the RMS norm by `w` when there is one (Gemma's
+    /// and GLM-4's post-attention and post-feed-forward norms): one copy of `y`'s values,
+    /// normed and summed in place.
+    fn add_normed(
+        &self,
+        h: &Tensor,
+        y: &Tensor,
+        w: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        if h.dims() != y.dims() {
+            candle_core::bail!("residual sum of {:?} and {:?}", h.dims(), y.dims());
+        }
+        let mut out = y.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(w) = w {
+            self.rms_in_place(&mut out, w)?;
+        }
+        with_values(h, |h| out.iter_mut().zip(h).for_each(|(y, h)| *y += h))?;
+        Tensor::from_vec(out, h.dims(), &Device::Cpu)
     }
 
     /// Whether this decoder runs the GGUF's architecture.
@@ -491,38 +496,6 @@ impl GgufDecoder {
     /// Forgets every position.
     pub fn clear_cache(&mut self) {
         self.cache.clear();
-    }
-
-    /// Rotates each head of `x` (`[1, heads, s, head_dim]`) by the angles `cos`/`sin`
-    /// (`[s, rotated / 2]`): the whole head, or only its first `rotated` values when the
-    /// tables are narrower (partial rotary: GLM-4, Phi-2 style), the rest passing unchanged.
-    fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
-        self.rotate_with(x, cos, sin, false)
-    }
-
-    /// [`GgufDecoder::rotate`], with llama.cpp's fused products when `ggml` (see
-    /// [`Rope::ggml`]).
-    fn rotate_with(
-        &self,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        ggml: bool,
-    ) -> candle_core::Result<Tensor> {
-        if ggml {
-            return rotate_ggml(x, cos, sin, self.family.neox);
-        }
-        let (rotated, head_dim) = (2 * cos.dim(1)?, x.dim(3)?);
-        if rotated < head_dim {
-            let turned = self.rotate(&x.narrow(3, 0, rotated)?.contiguous()?, cos, sin)?;
-            let kept = x.narrow(3, rotated, head_dim - rotated)?;
-            return Tensor::cat(&[&turned, &kept], 3);
-        }
-        if self.family.neox {
-            candle_nn::rotary_emb::rope(x, cos, sin)
-        } else {
-            candle_nn::rotary_emb::rope_i(x, cos, sin)
-        }
     }
 
     /// Logits of the last of `tokens`, fed at `position` (0 starts a new sequence). A prompt
@@ -571,12 +544,6 @@ impl GgufDecoder {
         if let Some(scale) = self.family.embed_scale {
             h = (h * scale)?;
         }
-        let norm = |x: &Tensor, w: &Option<Tensor>| -> candle_core::Result<Tensor> {
-            match w {
-                Some(w) => self.rms(x, w),
-                None => Ok(x.clone()),
-            }
-        };
         for (i, layer) in self.layers.iter().enumerate() {
             let x = self.rms(&h, &layer.attn_norm)?;
             if let Some(mixer) = &layer.mixer {
@@ -625,10 +592,8 @@ impl GgufDecoder {
             } else {
                 Tensor::cat(&attended, 1)?
             };
-            h = residual(
-                &norm(&layer.o.forward_rows(&attended)?, &layer.post_attn_norm)?,
-                &h,
-            )?;
+            let attended = layer.o.forward_rows(&attended)?;
+            h = self.add_normed(&h, &attended, layer.post_attn_norm.as_ref())?;
             let x = self.rms(&h, &layer.ffn_norm)?;
             let y = match &layer.ffn {
                 FeedForward::Gated { gate, up, down } => {
@@ -636,7 +601,8 @@ impl GgufDecoder {
                         .try_into()
                         .map_err(|_| Error::internal("two projections gave another count"))?;
                     let gated = match self.family.activation {
-                        Activation::Silu => silu_mul(&gate, &up)?,
+                        Activation::Silu if self.exact => silu_mul(&gate, &up)?,
+                        Activation::Silu => silu_mul_ggml(&gate, &up)?,
                         Activation::GeluTanh if self.exact => (gate.gelu()? * up)?,
                         Activation::GeluTanh => gelu_f16_mul(&gate, &up)?,
                     };
@@ -644,7 +610,7 @@ impl GgufDecoder {
                 }
                 FeedForward::Experts(experts) => experts.forward(&x)?,
             };
-            h = residual(&norm(&y, &layer.post_ffn_norm)?, &h)?;
+            h = self.add_normed(&h, &y, layer.post_ffn_norm.as_ref())?;
         }
         // The last row of each sequence.
         let mut last_rows = Vec::with_capacity(seqs.len());

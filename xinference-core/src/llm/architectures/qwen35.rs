@@ -305,7 +305,7 @@ impl Mixer {
             Kind::DeltaNet { net, alpha } => Self::delta_net(net, alpha, layer, i, x, seqs)?,
         };
         let h = residual(&mixed, h)?;
-        let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, decoder.eps)?;
+        let x = decoder.rms(&h, &layer.ffn_norm)?;
         let mut y = match &layer.ffn {
             FeedForward::Gated { gate, up, down } => {
                 let [gate, up]: [Tensor; 2] = QLinear::forward_together(&[gate, up], &x)?

@@ -5,6 +5,8 @@
 //! A row is `cos(p · f)` / `sin(p · f)` in f32 whatever the table's length, so a grown table
 //! holds the bits the whole one held.
 
+use super::with_values;
+use crate::kernels::norm_rope::{rotate_pairs, Rounding};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::sync::{Arc, RwLock};
@@ -25,8 +27,22 @@ pub(super) struct Rope {
     positions: usize,
     /// `cos` and `sin`, `[rows, rotated / 2]`, for the first rows computed so far.
     tables: Arc<RwLock<Option<(Tensor, Tensor)>>>,
-    /// llama.cpp's angles and rotation ([`Rope::ggml`]): `(theta_scale, freq_scale)`.
-    ggml: Option<(f32, f32)>,
+    /// The angles as llama.cpp computes them, where they are a base's powers ([`Rope::new`],
+    /// [`Rope::with_freq_factors`]); used under [`Rounding::Ggml`].
+    ggml_angles: Option<GgmlAngles>,
+    /// Whose tables and rotation: llama.cpp's ([`Rope::round_as_llama_cpp`]) or candle's.
+    rounding: Rounding,
+}
+
+/// What llama.cpp's CPU backend computes a rotary table from (`ggml_rope_cache_init`,
+/// `rope_yarn` without YaRN): the angle of pair `i` at position `p` is `freq_scale · θ_i /
+/// factor_i` with `θ_0 = p` and `θ_{i+1} = θ_i · theta_scale` (a running f32 product,
+/// `theta_scale = powf(base, -2 / dims)`), then `cosf` / `sinf` of it.
+#[derive(Clone)]
+struct GgmlAngles {
+    theta_scale: f32,
+    freq_scale: f32,
+    factors: Option<Arc<[f32]>>,
 }
 
 impl Rope {
@@ -52,7 +68,13 @@ impl Rope {
                 scale / base.powf(i as f32 / head_dim as f32) / factor
             })
             .collect();
-        Ok(Self::with_inv_freq(inv_freq, positions, None))
+        let mut rope = Self::with_inv_freq(inv_freq, positions, None);
+        rope.ggml_angles = Some(GgmlAngles {
+            theta_scale: base.powf(-2.0 / head_dim as f32),
+            freq_scale: scale,
+            factors: factors.map(Arc::from),
+        });
+        Ok(rope)
     }
 
     /// Tables of the angles per position `inv_freq` (one per rotated pair), each value
@@ -64,33 +86,20 @@ impl Rope {
             mscale,
             positions,
             tables: Arc::default(),
-            ggml: None,
+            ggml_angles: None,
+            rounding: Rounding::Candle,
         }
     }
 
-    /// [`Rope::new`] as llama.cpp's CPU backend computes it (`ggml_rope_cache_init` and
-    /// `rotate_pairs`): the angle of pair `i` at position `p` is `freq_scale · θ_i` with
-    /// `θ_0 = p` and `θ_{i+1} = θ_i · theta_scale` (a running f32 product, `theta_scale =
-    /// powf(base, -2 / head_dim)`), `cosf`/`sinf` of it; the rotation's two products summed
-    /// with one of them fused (`fma(x0, cos, -(x1 · sin))`, `fma(x0, sin, x1 · cos)`, as GCC
-    /// contracts them there). Our own tables (`p · scale / base^(2i / head_dim)`) and candle's
+    /// Tables and rotation as llama.cpp's CPU backend computes them (the GGUF path): the
+    /// angles of [`GgmlAngles`] where the tables are a base's powers (the others, YaRN's and
+    /// the identity, are already llama.cpp's), and the rotation's products fused as
+    /// [`Rounding::Ggml`] says. Our own tables (`p · scale / base^(2i / dims)`) and candle's
     /// unfused rotation differ from it in the last bits of most rotated values, which moved
-    /// f16 roundings of Gemma 3's queries and keys and its attention weights.
-    pub(super) fn ggml(head_dim: usize, base: f32, scale: f32, positions: usize) -> Result<Self> {
-        let mut rope = Self::new(head_dim, base, scale, positions)?;
-        rope.ggml = Some((base.powf(-2.0 / head_dim as f32), scale));
-        Ok(rope)
-    }
-
-    /// Whether the rotation is llama.cpp's ([`Rope::ggml`]).
-    pub(super) fn is_ggml(&self) -> bool {
-        self.ggml.is_some()
-    }
-
-    /// Back to [`Rope::new`]'s tables and candle's rotation (the f32 path compared with
-    /// transformers); only before any table is computed.
-    pub(super) fn drop_ggml(&mut self) {
-        self.ggml = None;
+    /// f16 roundings of Gemma 3's queries and keys and its attention weights. Only before any
+    /// table is computed (on loading).
+    pub(super) fn round_as_llama_cpp(&mut self) {
+        self.rounding = Rounding::Ggml;
     }
 
     /// No rotation at all (cos 1, sin 0: each value passes through exactly), for the layers
@@ -102,7 +111,8 @@ impl Rope {
             mscale: None,
             positions,
             tables: Arc::default(),
-            ggml: None,
+            ggml_angles: None,
+            rounding: Rounding::Candle,
         })
     }
 
@@ -140,6 +150,27 @@ impl Rope {
         Ok((cos.narrow(0, start, len)?, sin.narrow(0, start, len)?))
     }
 
+    /// Rotates, in place, `xs` (positions from `start` on, each `heads` × `head_dim` values)
+    /// by their positions' angles, pairs as `neox` says (see [`rotate_pairs`]), rounded as
+    /// [`Rope::round_as_llama_cpp`] says.
+    pub(super) fn rotate(
+        &self,
+        xs: &mut [f32],
+        (heads, head_dim): (usize, usize),
+        start: usize,
+        neox: bool,
+    ) -> Result<()> {
+        let width = (heads * head_dim).max(1);
+        let (cos, sin) = self.angles(start, xs.len() / width)?;
+        let half = self.inv_freq.len();
+        with_values(&cos, |cos| {
+            with_values(&sin, |sin| {
+                rotate_pairs(xs, (heads, head_dim), (cos, sin, half), neox, self.rounding)
+            })
+        })??;
+        Ok(())
+    }
+
     /// The tables of the first `rows` positions: `cos(p · f)` and `sin(p · f)` with the
     /// product in f32 (candle's `broadcast_mul`, `cos`, `sin` and affine scaling, which the
     /// tables were computed with before: the same bits).
@@ -147,14 +178,15 @@ impl Rope {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(rows * half);
         let mut sin = Vec::with_capacity(rows * half);
-        if let Some((theta_scale, freq_scale)) = self.ggml {
+        if let (Rounding::Ggml, Some(g)) = (self.rounding, &self.ggml_angles) {
             for p in 0..rows {
                 let mut theta = p as f32;
-                for _ in 0..half {
-                    let angle = freq_scale * theta;
+                for i in 0..half {
+                    let factor = g.factors.as_ref().and_then(|f| f.get(i)).copied();
+                    let angle = g.freq_scale * (theta / factor.unwrap_or(1.0));
                     cos.push(angle.cos());
                     sin.push(angle.sin());
-                    theta *= theta_scale;
+                    theta *= g.theta_scale;
                 }
             }
             let device = Device::Cpu;
@@ -254,5 +286,41 @@ mod tests {
             sin.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             vec![0.0; 12]
         );
+    }
+
+    /// llama.cpp's tables (`ggml_rope_cache_init`): a running f32 product from `θ = p`, each
+    /// angle divided by its frequency factor and times the scale, `cosf` / `sinf` of it; grown
+    /// tables hold the same rows. Without llama.cpp's rounding the factors still divide the
+    /// frequencies.
+    #[test]
+    fn llama_cpp_tables_are_ggmls_running_products() {
+        let (dims, base, scale, positions) = (16, 500_000.0f32, 0.25f32, 2000);
+        let factors: Vec<f32> = (0..dims / 2).map(|i| 1.0 + i as f32).collect();
+        let mut rope =
+            Rope::with_freq_factors(dims, base, scale, positions, Some(&factors)).unwrap();
+        rope.round_as_llama_cpp();
+        let theta_scale = base.powf(-2.0 / dims as f32);
+        let (mut cos_all, mut sin_all) = (Vec::new(), Vec::new());
+        for p in 0..positions {
+            let mut theta = p as f32;
+            for f in &factors {
+                let angle = scale * (theta / f);
+                cos_all.push(angle.cos());
+                sin_all.push(angle.sin());
+                theta *= theta_scale;
+            }
+        }
+        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (start, len) in [(0, 3), (1500, 20), (7, 600)] {
+            let (cos, sin) = rope.angles(start, len).unwrap();
+            assert_eq!(flat(cos), cos_all[start * 8..(start + len) * 8]);
+            assert_eq!(flat(sin), sin_all[start * 8..(start + len) * 8]);
+        }
+        let plain = Rope::with_freq_factors(dims, base, scale, positions, Some(&factors)).unwrap();
+        let (cos, _) = plain.angles(1, 1).unwrap();
+        let want: Vec<f32> = (0..dims / 2)
+            .map(|i| (scale / base.powf(2.0 * i as f32 / dims as f32) / factors[i]).cos())
+            .collect();
+        assert_eq!(flat(cos), want);
     }
 }

@@ -2,6 +2,7 @@
 //! character split across tokens is never emitted half (candle's `TokenOutputStream` idea).
 
 use crate::{Error, Result};
+use std::collections::HashSet;
 use tokenizers::Tokenizer;
 
 /// Turns a growing list of token ids into text deltas.
@@ -10,22 +11,61 @@ pub struct Detokenizer {
     /// Bytes of text already released, measured on the decode of `tokens[prefix_start..]`.
     prefix_start: usize,
     released: usize,
+    /// With kept special tokens: the special tokens still dropped (the others are text).
+    dropped: Option<HashSet<u32>>,
 }
 
 impl Detokenizer {
-    /// An empty stream.
+    /// An empty stream; special tokens are dropped.
     pub fn new() -> Self {
         Detokenizer {
             tokens: Vec::new(),
             prefix_start: 0,
             released: 0,
+            dropped: None,
+        }
+    }
+
+    /// An empty stream that decodes the special tokens `kept` as text (the markup an answer
+    /// parser reads, as llama.cpp's server keeps a chat format's preserved tokens: Gemma 4's
+    /// `<|channel>` and `<channel|>` around its reasoning); the other special tokens are
+    /// dropped.
+    pub fn keeping(tokenizer: &Tokenizer, kept: &[u32]) -> Self {
+        let dropped = (!kept.is_empty()).then(|| {
+            tokenizer
+                .get_added_tokens_decoder()
+                .into_iter()
+                .filter(|(id, t)| t.special && !kept.contains(id))
+                .map(|(id, _)| id)
+                .collect()
+        });
+        Detokenizer {
+            dropped,
+            ..Self::new()
+        }
+    }
+
+    /// The text of `ids`: special tokens dropped, but those kept.
+    fn text(&self, tokenizer: &Tokenizer, ids: &[u32]) -> Result<String> {
+        match &self.dropped {
+            None => decode(tokenizer, ids),
+            Some(dropped) => {
+                let ids: Vec<u32> = ids
+                    .iter()
+                    .copied()
+                    .filter(|t| !dropped.contains(t))
+                    .collect();
+                tokenizer
+                    .decode(&ids, false)
+                    .map_err(|e| Error::internal(format!("cannot decode tokens: {e}")))
+            }
         }
     }
 
     /// Adds a token and returns the newly complete text, if any.
     pub fn push(&mut self, tokenizer: &Tokenizer, token: u32) -> Result<String> {
         self.tokens.push(token);
-        let text = decode(tokenizer, &self.tokens[self.prefix_start..])?;
+        let text = self.text(tokenizer, &self.tokens[self.prefix_start..])?;
         if text.len() > self.released && !text.ends_with('\u{FFFD}') {
             let delta = text
                 .get(self.released..)
@@ -35,7 +75,9 @@ impl Detokenizer {
             // Re-anchor now and then so each step decodes a short window, not everything.
             if self.tokens.len() - self.prefix_start > 64 {
                 self.prefix_start = self.tokens.len() - 8;
-                self.released = decode(tokenizer, &self.tokens[self.prefix_start..])?.len();
+                self.released = self
+                    .text(tokenizer, &self.tokens[self.prefix_start..])?
+                    .len();
             }
             Ok(delta)
         } else {
@@ -55,4 +97,127 @@ pub fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> Result<String> {
     tokenizer
         .decode(ids, true)
         .map_err(|e| Error::internal(format!("cannot decode tokens: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::AddedToken;
+
+    /// A special token is dropped unless kept; the other special tokens stay dropped.
+    #[test]
+    fn kept_special_tokens_are_text() {
+        let vocab = [
+            ("a", 0),
+            ("b", 1),
+            ("<|channel>", 2),
+            ("<eos>", 3),
+            ("[UNK]", 4),
+        ]
+        .into_iter()
+        .map(|(t, i)| (t.to_owned(), i))
+        .collect();
+        let model = WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("[UNK]".into())
+            .build()
+            .unwrap();
+        let mut tokenizer = Tokenizer::new(model);
+        let _ = tokenizer.add_special_tokens([
+            AddedToken::from("<|channel>", true),
+            AddedToken::from("<eos>", true),
+        ]);
+        let run = |mut d: Detokenizer| -> String {
+            [0, 2, 1, 3]
+                .iter()
+                .map(|&t| d.push(&tokenizer, t).unwrap())
+                .collect()
+        };
+        let dropped = run(Detokenizer::new());
+        let kept = run(Detokenizer::keeping(&tokenizer, &[2]));
+        assert!(
+            !dropped.contains("<|channel>") && !dropped.contains("<eos>"),
+            "{dropped}"
+        );
+        assert!(
+            kept.contains("<|channel>") && !kept.contains("<eos>"),
+            "{kept}"
+        );
+        assert_eq!(
+            kept.replace("<|channel>", "")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        // Keeping nothing is the plain decode.
+        assert_eq!(run(Detokenizer::keeping(&tokenizer, &[])), dropped);
+    }
+
+    /// Gemma 4 writes a tool call as `<|tool_call>call:NAME{key:<|"|>value<|"|>}<tool_call|>`,
+    /// its marks special (control) tokens: kept as the call format says
+    /// ([`ToolFormat::special_markup`]), they reach the tool parser, which reads the call;
+    /// dropped (plain decoding), no call can be read.
+    #[test]
+    fn gemma4_tool_call_marks_kept_reach_the_tool_parser() {
+        use crate::llm::reasoning::special_tokens_of;
+        use crate::llm::tools::{parse_tool_output, ToolFormat, ToolSet};
+        use tokenizers::decoders::fuse::Fuse;
+        let words = ["call:get_weather{city:", "Paris", "}", "[UNK]"];
+        let vocab = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as u32))
+            .collect();
+        let model = WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("[UNK]".into())
+            .build()
+            .unwrap();
+        let mut tokenizer = Tokenizer::new(model);
+        tokenizer.with_decoder(Some(Fuse::new()));
+        let marks = ["<|tool_call>", "<tool_call|>", "<|\"|>", "<eos>"];
+        let specials: Vec<AddedToken> = marks.iter().map(|m| AddedToken::from(*m, true)).collect();
+        let _ = tokenizer.add_special_tokens(specials);
+        let id = |t: &str| tokenizer.token_to_id(t).unwrap();
+        let answer = [
+            id("<|tool_call>"),
+            0,
+            id("<|\"|>"),
+            1,
+            id("<|\"|>"),
+            2,
+            id("<tool_call|>"),
+            id("<eos>"),
+        ];
+        let kept = special_tokens_of(&tokenizer, ToolFormat::Gemma4.special_markup());
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert!(!kept.contains(&id("<eos>")));
+        let run = |mut d: Detokenizer| -> String {
+            answer
+                .iter()
+                .map(|&t| d.push(&tokenizer, t).unwrap())
+                .collect()
+        };
+        let text = run(Detokenizer::keeping(&tokenizer, &kept));
+        assert_eq!(
+            text,
+            "<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>}<tool_call|>"
+        );
+        let tools = ToolSet::from_openai(&[serde_json::json!(
+            {"type": "function", "function": {"name": "get_weather"}}
+        )])
+        .unwrap();
+        let parsed = parse_tool_output(ToolFormat::Gemma4, &text, &tools);
+        assert_eq!(parsed.calls.len(), 1, "{text}");
+        assert_eq!(parsed.calls[0].name, "get_weather");
+        assert_eq!(
+            parsed.calls[0].arguments,
+            serde_json::json!({"city": "Paris"})
+        );
+        let plain = run(Detokenizer::new());
+        assert!(parse_tool_output(ToolFormat::Gemma4, &plain, &tools)
+            .calls
+            .is_empty());
+    }
 }

@@ -67,6 +67,9 @@ pub struct GenerateOptions {
     pub logprobs: Option<usize>,
     /// A grammar the output must match (constrained decoding).
     pub grammar: Option<Grammar>,
+    /// Special tokens released as text (the markup an answer parser reads, e.g. Gemma 4's
+    /// `<|channel>` and `<channel|>` around its reasoning); the others are dropped.
+    pub kept_special_tokens: Vec<u32>,
 }
 
 /// What one step hands to the caller: newly released text and, when asked, log-probabilities.
@@ -174,7 +177,7 @@ impl LlmEngine {
 
     /// An engine over loaded parts, with the registry's template and stop settings.
     pub fn new(
-        parts: LlmParts,
+        mut parts: LlmParts,
         spec_template: Option<&str>,
         spec_stop: &[String],
         spec_stop_token_ids: &[u32],
@@ -212,6 +215,9 @@ impl LlmEngine {
             .model
             .kv_state(0)
             .map(|_| Arc::new(PrefixCache::new(DEFAULT_PREFIX_CACHE_BYTES)));
+        // With the prefix cache on, sliding-window layers keep every position, so that a shared
+        // prefix longer than their window is reused (llama.cpp's `--swa-full`).
+        parts.model.keep_whole_windows(prefix_cache.is_some());
         let batcher = parts
             .model
             .can_batch()
@@ -265,6 +271,7 @@ impl LlmEngine {
     pub fn set_prefix_cache_budget(&mut self, budget: usize) {
         if self.prefix_cache.is_some() {
             self.prefix_cache = Some(Arc::new(PrefixCache::new(budget)));
+            self.model.keep_whole_windows(budget > 0);
         }
     }
 
@@ -522,7 +529,7 @@ impl LlmEngine {
             .collect();
         let stop_strings: Vec<&str> = stops.iter().map(String::as_str).collect();
 
-        let mut detok = Detokenizer::new();
+        let mut detok = Detokenizer::keeping(&self.tokenizer, &options.kept_special_tokens);
         let mut emitted = String::new();
         let mut pending = String::new();
         let mut all_logprobs = Vec::new();

@@ -1,7 +1,9 @@
-//! Reasoning output (`<think>...</think>`, Qwen3 / DeepSeek-R1 style) split off the answer into
-//! `reasoning_content`, whole or streamed.
+//! Reasoning output (`<think>...</think>`, Qwen3 / DeepSeek-R1 style, or Gemma 4's
+//! `<|channel>thought\n...<channel|>`) split off the answer into `reasoning_content`, whole or
+//! streamed.
 
 use super::marker::partial_suffix;
+use tokenizers::Tokenizer;
 
 /// The tags around a model's reasoning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,6 +12,28 @@ pub struct ReasoningTags {
     pub start: String,
     /// `</think>`.
     pub end: String,
+}
+
+impl ReasoningTags {
+    /// The tags a rendered chat prompt shows its template writes, for a model whose registry
+    /// entry names none: `<think>` blocks (Qwen3, DeepSeek-R1), or Gemma 4's thought channel
+    /// (its `<|think|>` switch, or the empty channel its larger models' template closes when
+    /// thinking is off).
+    pub fn from_prompt(prompt: &str) -> Option<ReasoningTags> {
+        if prompt.contains("<think>") {
+            Some(ReasoningTags {
+                start: "<think>".into(),
+                end: "</think>".into(),
+            })
+        } else if prompt.contains("<|think|>") || prompt.contains("<|channel>thought\n") {
+            Some(ReasoningTags {
+                start: "<|channel>thought\n".into(),
+                end: "<channel|>".into(),
+            })
+        } else {
+            None
+        }
+    }
 }
 
 /// A piece of a split answer.
@@ -182,6 +206,28 @@ pub fn reasoning_token_count(
     Ok(if reasoned { tokens.len() } else { 0 })
 }
 
+/// The special tokens the tags are written with (Gemma 4's `<|channel>` and `<channel|>` are
+/// control tokens, which decoding drops): they must be decoded as text for the splitter to see
+/// the tags. Empty when the tags are plain text (Qwen's `<think>`).
+pub fn tag_special_tokens(tokenizer: &Tokenizer, tags: &ReasoningTags) -> Vec<u32> {
+    special_tokens_of(tokenizer, &[&tags.start, &tags.end])
+}
+
+/// The special tokens (those decoding drops) that `texts` are written with, sorted, once each:
+/// markup an answer parser must see as text (reasoning tags, Gemma 4's tool-call marks).
+pub fn special_tokens_of(tokenizer: &Tokenizer, texts: &[&str]) -> Vec<u32> {
+    let added = tokenizer.get_added_tokens_decoder();
+    let mut ids: Vec<u32> = texts
+        .iter()
+        .filter_map(|text| tokenizer.encode(*text, false).ok())
+        .flat_map(|e| e.get_ids().to_vec())
+        .filter(|id| added.get(id).is_some_and(|t| t.special))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 fn push_piece(out: &mut Vec<ReasoningPiece>, piece: ReasoningPiece) {
     let empty = match &piece {
         ReasoningPiece::Reasoning(t) | ReasoningPiece::Content(t) => t.is_empty(),
@@ -232,6 +278,68 @@ mod tests {
         let (r, c) = ReasoningSplitter::new(tags(), false).split(text);
         assert_eq!(r.as_deref(), Some("The user greets me."));
         assert_eq!(c, "Hello!");
+    }
+
+    /// Gemma 4 writes its reasoning as `<|channel>thought\n...<channel|>` (the registry's
+    /// `reasoning_start_tag` / `reasoning_end_tag`), token by token: none of it reaches the
+    /// content, whole or streamed; a prompt that closed an empty thought channel (the larger
+    /// models' template with thinking off) leaves the answer all content.
+    #[test]
+    fn gemma4_channel_blocks_split_whole_and_streamed() {
+        let gemma = ReasoningTags {
+            start: "<|channel>thought\n".into(),
+            end: "<channel|>".into(),
+        };
+        let pieces = [
+            "<|channel>",
+            "thought",
+            "\n",
+            "The",
+            " user",
+            " greets",
+            " me",
+            ".",
+            "<channel|>",
+            "Hello",
+            "!",
+        ];
+        let mut s = ReasoningSplitter::new(gemma.clone(), false);
+        let (mut r, mut c) = (String::new(), String::new());
+        let mut all: Vec<ReasoningPiece> = pieces.iter().flat_map(|p| s.push(p)).collect();
+        all.extend(s.finish());
+        for piece in all {
+            match piece {
+                ReasoningPiece::Reasoning(t) => r.push_str(&t),
+                ReasoningPiece::Content(t) => c.push_str(&t),
+            }
+        }
+        assert_eq!((r.as_str(), c.as_str()), ("The user greets me.", "Hello!"));
+        let (r, c) = ReasoningSplitter::new(gemma.clone(), false).split(&pieces.concat());
+        assert_eq!(
+            (r.as_deref(), c.as_str()),
+            (Some("The user greets me."), "Hello!")
+        );
+        let tokens: Vec<u32> = (0..pieces.len() as u32).collect();
+        let text = |t: u32| Ok(pieces[t as usize].to_owned());
+        assert_eq!(
+            reasoning_token_count(&gemma, false, &tokens, text).unwrap(),
+            9
+        );
+        let closed = "<|turn>model\n<|channel>thought\n<channel|>";
+        assert!(!ReasoningSplitter::prompt_opens_reasoning(closed, &gemma));
+        // A prompt from Gemma 4's template names its tags when the registry does not.
+        assert_eq!(ReasoningTags::from_prompt(closed).as_ref(), Some(&gemma));
+        let thinking = "<|turn>system\n<|think|>\n<turn|>\n<|turn>model\n";
+        assert_eq!(ReasoningTags::from_prompt(thinking).as_ref(), Some(&gemma));
+        assert_eq!(ReasoningTags::from_prompt("<|turn>model\n"), None);
+        assert_eq!(
+            ReasoningTags::from_prompt("<think>\n\n</think>"),
+            Some(tags())
+        );
+        assert_eq!(
+            ReasoningSplitter::new(gemma, false).split("Paris."),
+            (None, "Paris.".into())
+        );
     }
 
     #[test]

@@ -39,6 +39,10 @@ impl CausalLm for Gemma4Decoder {
         Some(Box::new(copy))
     }
 
+    fn keep_whole_windows(&mut self, whole: bool) {
+        self.whole_windows = whole;
+    }
+
     fn kv_state(&self, len: usize) -> Option<KvState> {
         Some(KvState {
             layers: self.layers(self.cache.clone()),
@@ -90,6 +94,7 @@ impl CausalLm for Gemma4Decoder {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::batch::tests::assert_same;
     use super::*;
 
     fn tiny(file: &str) -> Gemma4Decoder {
@@ -104,16 +109,6 @@ mod tests {
         });
         let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
         Gemma4Decoder::load(&ct, &mut f).unwrap()
-    }
-
-    fn assert_same(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}");
-        let diff = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
-        assert!(diff == 0.0, "{what}: logits differ by {diff}");
     }
 
     /// Decode steps of six sequences of different lengths (past the sliding window of the

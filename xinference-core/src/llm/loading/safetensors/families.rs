@@ -13,6 +13,9 @@ use serde_json::Value;
 #[path = "families_moe.rs"]
 mod moe;
 use moe::{glm4moe, gpt_oss, qwen3moe};
+#[path = "families_hybrid.rs"]
+mod hybrid;
+use hybrid::qwen35;
 
 /// The `model_type`s this build loads from safetensors, with the GGUF architecture each runs as.
 pub(super) const FAMILIES: &[(&str, &str)] = &[
@@ -27,6 +30,7 @@ pub(super) const FAMILIES: &[(&str, &str)] = &[
     ("qwen3_moe", "qwen3moe"),
     ("glm4_moe", "glm4moe"),
     ("gpt_oss", "gpt-oss"),
+    ("qwen3_5_text", "qwen35"),
 ];
 
 /// The attention shape of `config.json`, also written as the view's metadata.
@@ -195,6 +199,7 @@ pub(super) fn convert(v: &mut View, cfg: &Cfg, model_type: &str) -> Result<()> {
         "qwen3_moe" => qwen3moe(v, cfg),
         "glm4_moe" => glm4moe(v, cfg),
         "gpt_oss" => gpt_oss(v, cfg),
+        "qwen3_5_text" => qwen35(v, cfg),
         other => Err(Error::bad_request(format!(
             "model_type {other} cannot be run as safetensors"
         ))),

@@ -151,6 +151,12 @@ impl View {
         self.metadata.insert(key.to_owned(), Value::Bool(value));
     }
 
+    /// Metadata `{key}` = the array of `values`.
+    pub(super) fn bools(&mut self, key: &str, values: &[bool]) {
+        let values = values.iter().map(|&b| Value::Bool(b)).collect();
+        self.metadata.insert(key.to_owned(), Value::Array(values));
+    }
+
     /// Metadata `{key}` = `value`.
     pub(super) fn string(&mut self, key: &str, value: &str) {
         self.metadata

@@ -40,6 +40,7 @@ pub const SAFETENSORS_MODEL_TYPES: &[&str] = &[
     "qwen3_moe",
     "glm4_moe",
     "gpt_oss",
+    "qwen3_5_text",
 ];
 
 /// Whether the model at `path` should be loaded from safetensors rather than GGUF. What the path
@@ -229,6 +230,7 @@ fn model_type(config: &Value) -> Result<String> {
         "Qwen3MoeForCausalLM" => Some("qwen3_moe"),
         "Glm4MoeForCausalLM" => Some("glm4_moe"),
         "GptOssForCausalLM" => Some("gpt_oss"),
+        "Qwen3_5ForCausalLM" => Some("qwen3_5_text"),
         _ => None,
     };
     let model_type = config.get("model_type").and_then(Value::as_str);

@@ -70,6 +70,17 @@ impl ToolFormat {
         }
     }
 
+    /// The markup this format's parser reads that models write as special tokens, which
+    /// decoding would drop: Gemma 4's `<|tool_call>`, `<tool_call|>` and `<|"|>` (control tokens
+    /// in its tokenizer). Empty for the other formats, whose parsers read what plain decoding
+    /// gives.
+    pub fn special_markup(self) -> &'static [&'static str] {
+        match self {
+            ToolFormat::Gemma4 => &[gemma::CALL_BEGIN, gemma::CALL_END, gemma::QUOTE],
+            _ => &[],
+        }
+    }
+
     /// The text that starts a call in the middle of an answer (`None`: calls are recognised
     /// only as the whole answer).
     pub(crate) fn call_marker(self) -> Option<&'static str> {
