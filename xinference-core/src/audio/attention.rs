@@ -2,19 +2,15 @@
 //! the decoder's self-attention over a key/value cache written in place (no concatenation,
 //! transposition or mask per step), its cross-attention for the few rows of a decoder step
 //! (no packing of the window's 1500 keys for a one-row product, no pool dispatch for a
-//! softmax of a few rows), and the encoder's attention by blocks of queries straight on the
-//! projected `[frames, d]` matrices (no split copies, no materialised `heads x 1500²` scores).
+//! softmax of a few rows). (The encoder's attention is `audio::encoder_attention`'s.)
 
-use crate::kernels::{self, View};
+use crate::kernels;
+#[cfg(test)]
+use crate::kernels::View;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
+#[cfg(test)]
 use rayon::prelude::*;
-
-/// Queries per block of [`encoder_attention`] (its scores: `256 x 1500` values per task, 1.5
-/// MB: past the L2, but each head's keys are packed 6 times per window instead of 24, and the
-/// products have 4 times the rows; `model::profile`'s `profile_encoder_attention_blocks`
-/// measures 32 to 256).
-const QUERY_BLOCK: usize = 256;
 
 /// One decoder layer's self-attention keys and values, per sequence: `[batch][cap][d]`, one
 /// row of `d` per position (the heads side by side), written in place as tokens come.
@@ -276,16 +272,12 @@ pub(crate) fn cross_attention(
     }
 }
 
-/// The encoder's attention of `b` windows of `t` frames: `qkv` is `[b * t][3d]` (the query,
-/// key and value projections side by side, heads side by side in each); writes `[b * t][d]`
-/// into `out`. Blocks of queries of one head run as tasks on the pool, each through `gemm` on
-/// views of the matrix.
-pub(crate) fn encoder_attention(qkv: &[f32], out: &mut [f32], dims: (usize, usize, usize, usize)) {
-    encoder_attention_blocked(qkv, out, dims, QUERY_BLOCK)
-}
-
-/// [`encoder_attention`] by blocks of `query_block` queries.
-pub(crate) fn encoder_attention_blocked(
+/// The encoder's attention as it ran before `audio::encoder_attention` fused it, kept as the
+/// reference its tests and `model::profile` compare with: `qkv` is `[b * t][3d]`, writes
+/// `[b * t][d]` into `out`; blocks of `query_block` queries of one head run as pool tasks, each
+/// through two `gemm` products with the scores of the block written out between them.
+#[cfg(test)]
+pub(crate) fn encoder_attention_gemm(
     qkv: &[f32],
     out: &mut [f32],
     (b, t, d, heads): (usize, usize, usize, usize),
@@ -457,7 +449,9 @@ mod tests {
                     .concat()
             })
             .collect();
-        encoder_attention(&qkv, &mut enc, (1, t, d, heads));
+        encoder_attention_gemm(&qkv, &mut enc, (1, t, d, heads), 32);
+        let mut fused = vec![0f32; t * d];
+        crate::audio::encoder_attention::encoder_attention(&qkv, &mut fused, (1, t, d, heads));
         // The window's keys transposed per head, values per head.
         let mut kt = vec![f16::ZERO; t * d];
         let mut vh = vec![f16::ZERO; t * d];
@@ -487,7 +481,11 @@ mod tests {
             let vals: Vec<Vec<f32>> = (0..t).map(|j| v[j * d + h * hd..][..hd].to_vec()).collect();
             for r in 0..rows {
                 let want = reference(&q[r * d + h * hd..][..hd], &keys, &vals);
-                for (got, what) in [(&enc, "encoder"), (&cross, "cross")] {
+                for (got, what) in [
+                    (&enc, "encoder (gemm)"),
+                    (&fused, "encoder"),
+                    (&cross, "cross"),
+                ] {
                     let got = &got[r * d + h * hd..][..hd];
                     let diff = want
                         .iter()

@@ -9,6 +9,7 @@ pub mod align;
 mod attention;
 pub mod ct2;
 pub mod decode;
+mod encoder_attention;
 mod formats;
 pub mod input;
 pub mod mel;

@@ -1,5 +1,5 @@
 //! Our Whisper forward pass. The encoder: candle tensors for the projections and norms, our
-//! own attention (`audio::attention`) by blocks of queries on the projected matrices. The
+//! own fused attention (`audio::encoder_attention`) on the projected matrices. The
 //! decoder runs on plain slices on the compute pool: its products stream weights kept as f16
 //! when the file stored them so (CTranslate2's files: exactly the same values, half the bytes
 //! to read per token) with the columns split over the threads, its attention heads run as pool
@@ -19,7 +19,10 @@ mod load;
 mod profile;
 mod step;
 
-use super::attention::{self, KvCache};
+#[cfg(test)]
+use super::attention;
+use super::attention::KvCache;
+use super::encoder_attention::encoder_attention;
 use crate::kernels::few_rows::few_rows_product;
 use crate::{kernels, Result};
 use candle_core::{Device, Tensor};
@@ -168,6 +171,10 @@ impl DecoderState {
     }
 }
 
+/// An encoder attention: `qkv` (`[b * t][3d]`) to `out` (`[b * t][d]`), dimensions
+/// `(b, t, d, heads)`.
+type Attend = fn(&[f32], &mut [f32], (usize, usize, usize, usize));
+
 /// Exact (erf) GELU through the vectorised kernel ([`kernels::Activation::Gelu`]).
 fn gelu(x: &Tensor) -> Result<Tensor> {
     let shape = x.dims().to_vec();
@@ -193,12 +200,18 @@ impl WhisperNet {
     /// batch computed as alone), on a pool thread. The convolutions are candle's; the layers
     /// run on slices: `gemm` with bias and residual in place (`Lin::forward_rows`), our layer
     /// norm and vectorised GELU on the pool, the attention through
-    /// `attention::encoder_attention`.
+    /// `audio::encoder_attention` (fused: scores, softmax and values by blocks of 6 queries).
     pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
         kernels::on_pool(|| self.encode_here(mel))
     }
 
     fn encode_here(&self, mel: &Tensor) -> Result<Tensor> {
+        self.encode_with(mel, encoder_attention)
+    }
+
+    /// [`Self::encode`]'s pass with the attention `attend` (the tests compare the fused one
+    /// with the `gemm` one it replaced).
+    fn encode_with(&self, mel: &Tensor, attend: Attend) -> Result<Tensor> {
         let x = gelu(&self.conv1.forward(mel)?)?;
         let x = gelu(&self.conv2.forward(&x)?)?;
         let (b, d, t) = x.dims3()?;
@@ -224,7 +237,7 @@ impl WhisperNet {
                 .qkv
                 .forward_rows(&block.attn_ln.forward(&x), rows, None)?;
             let mut y = vec![0f32; rows * d];
-            attention::encoder_attention(&qkv, &mut y, (b, t, d, block.heads));
+            attend(&qkv, &mut y, (b, t, d, block.heads));
             x = block.attn_out.forward_rows(&y, rows, Some(&x))?;
             x = block.mlp.forward(&x, rows)?;
         }
@@ -308,5 +321,59 @@ impl WhisperNet {
         let mut out = vec![0f32; n * vocab];
         kernels::on_pool(|| few_rows_product(&mut out, &xs, self.embed.weights(), (n, d, vocab)));
         Ok(out.chunks(vocab).map(<[f32]>::to_vec).collect())
+    }
+}
+
+/// The encoder attention through `gemm` that the fused one replaced (query blocks of 256),
+/// for the comparisons of the tests and `model::profile`.
+#[cfg(test)]
+fn gemm_attention(qkv: &[f32], out: &mut [f32], dims: (usize, usize, usize, usize)) {
+    attention::encoder_attention_gemm(qkv, out, dims, 256)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::passes::tests::tiny_en;
+
+    /// tiny.en's encoder states of a real window (the 30 s speech fixture) with the fused
+    /// attention against the `gemm` one: equal within 1e-3 (the states' values reach ~±30;
+    /// measured max abs difference ~1e-5).
+    #[test]
+    fn fused_encoder_attention_keeps_the_encoder_states() {
+        use crate::audio::mel::{log_mel, N_FRAMES};
+        let model = tiny_en();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/audio/long_en.flac");
+        let samples = crate::audio::input::decode_audio(&std::fs::read(path).unwrap()).unwrap();
+        let (features, frames) = log_mel(&samples, 80, 160);
+        let mel =
+            crate::audio::decode::window_mel(&features, frames, 80, 0, N_FRAMES.min(frames - 1));
+        let x = Tensor::from_slice(&mel, (1, 80, 3000), &Device::Cpu).unwrap();
+        let fused = model
+            .net
+            .encode(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let gemm = kernels::on_pool(|| model.net.encode_with(&x, gemm_attention))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let diff = fused
+            .iter()
+            .zip(&gemm)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        let scale = gemm.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        println!("encoder states: max abs diff {diff:e} (largest value {scale})");
+        assert!(
+            diff < 1e-3,
+            "the fused attention moves the encoder states by {diff}"
+        );
     }
 }

@@ -60,7 +60,11 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n from the bits of `n + 1.5 · 2^23`, whose low bits hold `n` as an integer: the same
+    // value as `(n as i32 + 127) << 23`, but integer lane operations that vectorise (`as i32`
+    // saturates and maps NaN to 0: scalar conversions and branches, one value at a time).
+    let n_bits = (n + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000);
+    y * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
 /// `e^x` as ggml's CPU backend computes it in its AVX2/FMA loops (`ggml_v_expf`, under 1.5 ulp),

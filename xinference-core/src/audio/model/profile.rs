@@ -21,6 +21,24 @@ fn window() -> Vec<f32> {
     crate::audio::decode::window_mel(&features, frames, 80, 0, N_FRAMES.min(frames - 1))
 }
 
+/// CPU time of this process so far (user + system, from `/proc/self/stat`; 10 ms ticks).
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields 14 and 15 of the line (utime, stime), 11 and 12 after the command name.
+    (ticks(11) + ticks(12)) * 10.0
+}
+
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
@@ -154,7 +172,7 @@ fn profile_encoder() {
                 times[2] += ms(t);
                 let t = Instant::now();
                 let mut y = vec![0f32; rows * d];
-                attention::encoder_attention(&qkv, &mut y, (1, tt, d, block.heads));
+                encoder_attention(&qkv, &mut y, (1, tt, d, block.heads));
                 times[3] += ms(t);
                 let t = Instant::now();
                 xs = block.attn_out.forward_rows(&y, rows, Some(&xs)).unwrap();
@@ -180,6 +198,8 @@ fn profile_encoder() {
     }
 }
 
+/// The fused encoder attention against the `gemm` one it replaced (query blocks of 256),
+/// alternating in the same run: wall time per layer of tiny.en's shape on the pool.
 #[test]
 #[ignore]
 fn profile_encoder_attention_blocks() {
@@ -188,16 +208,52 @@ fn profile_encoder_attention_blocks() {
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
         .collect();
     let mut out = vec![0f32; t * d];
-    for _ in 0..2 {
-        for block in [32usize, 64, 128, 256] {
-            let start = Instant::now();
+    for _ in 0..4 {
+        for fused in [false, true] {
+            let (start, cpu) = (Instant::now(), cpu_ms());
             kernels::on_pool(|| {
-                for _ in 0..4 {
-                    attention::encoder_attention_blocked(&qkv, &mut out, (1, t, d, heads), block);
+                for _ in 0..8 {
+                    if fused {
+                        encoder_attention(&qkv, &mut out, (1, t, d, heads));
+                    } else {
+                        attention::encoder_attention_gemm(&qkv, &mut out, (1, t, d, heads), 256);
+                    }
                 }
             });
-            println!("query block {block}: {:.1} ms per layer", ms(start) / 4.0);
+            let name = if fused {
+                "fused"
+            } else {
+                "gemm, blocks of 256"
+            };
+            println!(
+                "{name}: {:.1} ms per layer, {:.1} CPU ms",
+                ms(start) / 8.0,
+                (cpu_ms() - cpu) / 8.0
+            );
         }
+    }
+}
+
+/// Whole encoder passes of one window with the fused attention and the `gemm` one,
+/// alternating (wall time on the pool).
+#[test]
+#[ignore]
+fn profile_encoder_fused_against_gemm() {
+    let model = tiny_en();
+    let net = &model.net;
+    let x = Tensor::from_slice(&window(), (1, 80, 3000), &Device::Cpu).unwrap();
+    let _ = net.encode(&x).unwrap();
+    for _ in 0..4 {
+        let (t, cpu) = (Instant::now(), cpu_ms());
+        kernels::on_pool(|| net.encode_with(&x, gemm_attention).unwrap());
+        let (before, before_cpu) = (ms(t), cpu_ms() - cpu);
+        let (t, cpu) = (Instant::now(), cpu_ms());
+        net.encode(&x).unwrap();
+        println!(
+            "encode one window: gemm attention {before:.1} ms ({before_cpu:.0} CPU ms), fused {:.1} ms ({:.0} CPU ms)",
+            ms(t),
+            cpu_ms() - cpu
+        );
     }
 }
 
