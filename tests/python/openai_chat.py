@@ -10,11 +10,13 @@ import openai
 base, uid = sys.argv[1], sys.argv[2]
 client = openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed", max_retries=0, timeout=600)
 
-# With a system message: without one, SmolLM2-135M's own default system prompt makes it answer
-# this question with French word salad (llama.cpp does the same).
+# SmolLM2-135M answers "What is the capital of France?" with French word salad, with this system
+# message or its own default one, and so does llama.cpp (llama-cpp-python 0.3.36, greedy, 32
+# tokens: "La femme de France, le Grand Croix, ..."); this wording gets "The capital of France is
+# Paris." and a stop from both.
 QUESTION = [
     {"role": "system", "content": "You are a helpful assistant."},
-    {"role": "user", "content": "What is the capital of France?"},
+    {"role": "user", "content": "Name the capital of France."},
 ]
 
 # --- chat, whole ---------------------------------------------------------------------------
