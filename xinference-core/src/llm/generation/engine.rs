@@ -6,6 +6,7 @@ use super::kv_usage::KvUsage;
 use super::prefix_cache::{PrefixCache, PrefixCacheStats, DEFAULT_PREFIX_CACHE_BYTES};
 use super::sampler::{log_softmax, Sampler, SamplingParams};
 use super::step_batcher::{BatchStats, Decoding, StepBatcher};
+use super::stop_tokens::spec_stop_ids_of_vocabulary;
 use crate::llm::loading::{load_gguf, load_safetensors};
 use crate::llm::model::{CausalLm, LlmParts};
 use crate::llm::output::constraint::{Grammar, GuidanceCache};
@@ -200,7 +201,10 @@ impl LlmEngine {
             .map(|s| ChatTemplate::new(&s, &bos, &eos))
             .transpose()?;
         let mut stop_token_ids = parts.eos_token_ids.clone();
-        stop_token_ids.extend_from_slice(spec_stop_token_ids);
+        stop_token_ids.extend(spec_stop_ids_of_vocabulary(
+            &parts.tokenizer,
+            spec_stop_token_ids,
+        ));
         // The spec's stop strings that are single special tokens become stop ids.
         let mut stop = Vec::new();
         for s in spec_stop {

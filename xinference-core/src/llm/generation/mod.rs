@@ -9,6 +9,7 @@ mod kv_usage;
 pub mod prefix_cache;
 mod sampler;
 mod step_batcher;
+mod stop_tokens;
 
 pub use detokenizer::Detokenizer;
 pub use engine::{FinishReason, GenerateOptions, Generated, LlmEngine, StepOutput, TokenLogprob};
