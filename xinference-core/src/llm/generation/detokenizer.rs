@@ -102,32 +102,16 @@ pub fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokenizers::models::wordlevel::WordLevel;
-    use tokenizers::AddedToken;
+    use crate::llm::generation::test_tokenizer::word_tokenizer;
 
     /// A special token is dropped unless kept; the other special tokens stay dropped.
     #[test]
     fn kept_special_tokens_are_text() {
-        let vocab = [
-            ("a", 0),
-            ("b", 1),
-            ("<|channel>", 2),
-            ("<eos>", 3),
-            ("[UNK]", 4),
-        ]
-        .into_iter()
-        .map(|(t, i)| (t.to_owned(), i))
-        .collect();
-        let model = WordLevel::builder()
-            .vocab(vocab)
-            .unk_token("[UNK]".into())
-            .build()
-            .unwrap();
-        let mut tokenizer = Tokenizer::new(model);
-        let _ = tokenizer.add_special_tokens([
-            AddedToken::from("<|channel>", true),
-            AddedToken::from("<eos>", true),
-        ]);
+        let tokenizer = word_tokenizer(
+            &["a", "b", "<|channel>", "<eos>"],
+            &["<|channel>", "<eos>"],
+            &[],
+        );
         let run = |mut d: Detokenizer| -> String {
             [0, 2, 1, 3]
                 .iter()
@@ -163,22 +147,9 @@ mod tests {
         use crate::llm::reasoning::special_tokens_of;
         use crate::llm::tools::{parse_tool_output, ToolFormat, ToolSet};
         use tokenizers::decoders::fuse::Fuse;
-        let words = ["call:get_weather{city:", "Paris", "}", "[UNK]"];
-        let vocab = words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.to_string(), i as u32))
-            .collect();
-        let model = WordLevel::builder()
-            .vocab(vocab)
-            .unk_token("[UNK]".into())
-            .build()
-            .unwrap();
-        let mut tokenizer = Tokenizer::new(model);
-        tokenizer.with_decoder(Some(Fuse::new()));
         let marks = ["<|tool_call>", "<tool_call|>", "<|\"|>", "<eos>"];
-        let specials: Vec<AddedToken> = marks.iter().map(|m| AddedToken::from(*m, true)).collect();
-        let _ = tokenizer.add_special_tokens(specials);
+        let mut tokenizer = word_tokenizer(&["call:get_weather{city:", "Paris", "}"], &marks, &[]);
+        tokenizer.with_decoder(Some(Fuse::new()));
         let id = |t: &str| tokenizer.token_to_id(t).unwrap();
         let answer = [
             id("<|tool_call>"),

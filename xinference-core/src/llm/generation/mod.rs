@@ -10,6 +10,8 @@ pub mod prefix_cache;
 mod sampler;
 mod step_batcher;
 mod stop_tokens;
+#[cfg(test)]
+mod test_tokenizer;
 
 pub use detokenizer::Detokenizer;
 pub use engine::{FinishReason, GenerateOptions, Generated, LlmEngine, StepOutput, TokenLogprob};

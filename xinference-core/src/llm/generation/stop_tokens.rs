@@ -24,30 +24,16 @@ pub(super) fn spec_stop_ids_of_vocabulary(tokenizer: &Tokenizer, spec_ids: &[u32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokenizers::models::wordlevel::WordLevel;
-    use tokenizers::AddedToken;
+    use crate::llm::generation::test_tokenizer::word_tokenizer;
 
     /// Ids of added tokens are kept; an ordinary piece's id and an id past the vocabulary are not.
     #[test]
     fn only_added_tokens_stop() {
-        let vocab = [
-            ("a", 0),
-            ("_", 1),
-            ("<turn|>", 2),
-            ("<|tool>", 3),
-            ("[UNK]", 4),
-        ]
-        .into_iter()
-        .map(|(t, i)| (t.to_owned(), i))
-        .collect();
-        let model = WordLevel::builder()
-            .vocab(vocab)
-            .unk_token("[UNK]".into())
-            .build()
-            .unwrap();
-        let mut tokenizer = Tokenizer::new(model);
-        let _ = tokenizer.add_special_tokens([AddedToken::from("<turn|>", true)]);
-        let _ = tokenizer.add_tokens([AddedToken::from("<|tool>", false)]);
+        let tokenizer = word_tokenizer(
+            &["a", "_", "<turn|>", "<|tool>"],
+            &["<turn|>"],
+            &["<|tool>"],
+        );
         assert_eq!(
             spec_stop_ids_of_vocabulary(&tokenizer, &[1, 2, 3, 99]),
             vec![2, 3]

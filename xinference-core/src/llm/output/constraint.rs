@@ -157,11 +157,20 @@ impl Constraint {
     /// Sets the logits of every token the grammar forbids next to minus infinity. The model's
     /// end tokens are allowed exactly when the grammar is complete.
     pub fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
-        let allowed = self
-            .matcher
-            .compute_mask_or_eos()
-            .map_err(|e| Error::internal(format!("constrained decoding failed: {e}")))?;
+        // llguidance stops when the grammar cannot go on: the vocabulary cannot write the bytes
+        // it needs next, or it grew past the parser's limits. Both come from the request's
+        // grammar with this model: a 400 with the first line of its message (the rest is a
+        // dump of the parser state).
+        let allowed = self.matcher.compute_mask_or_eos().map_err(|e| {
+            let e = e.to_string();
+            Error::bad_request(format!(
+                "the grammar (response_format, tool_choice or guided decoding) cannot be \
+                 followed with this model: {}",
+                e.lines().next().unwrap_or_default()
+            ))
+        })?;
         let end_allowed = allowed.is_allowed(self.eos);
+        let mut any_allowed = false;
         for (id, logit) in logits.iter_mut().enumerate() {
             let id = id as u32;
             let ok = if self.stop_ids.contains(&id) {
@@ -169,9 +178,18 @@ impl Constraint {
             } else {
                 (id as usize) < allowed.len() && allowed.is_allowed(id)
             };
-            if !ok {
+            if ok {
+                any_allowed = true;
+            } else {
                 *logit = f32::NEG_INFINITY;
             }
+        }
+        if !any_allowed {
+            // Sampling from an empty mask would take a forbidden token: say why instead.
+            return Err(Error::bad_request(
+                "this model's vocabulary cannot write what the grammar (response_format, \
+                 tool_choice or guided decoding) requires next: no token is allowed",
+            ));
         }
         Ok(())
     }
@@ -192,6 +210,63 @@ impl Constraint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A byte-level BPE that can write only `a` and `b` (id 2 is its end token).
+    fn tokenizer_of_a_and_b() -> Arc<Tokenizer> {
+        let json = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": [{"id": 2, "content": "<eos>", "single_word": false, "lstrip": false,
+                              "rstrip": false, "normalized": false, "special": true}],
+            "normalizer": null,
+            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                              "use_regex": false},
+            "post_processor": null,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                        "use_regex": false},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                      "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                      "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                      "vocab": {"a": 0, "b": 1, "<eos>": 2}, "merges": []}
+        });
+        Arc::new(json.to_string().parse().unwrap())
+    }
+
+    /// A grammar the vocabulary can follow masks all but its tokens; one it cannot is a 400
+    /// (not a forbidden token sampled from an empty mask, then an internal error): whether the
+    /// grammar engine finds the dead end, or the only token it allows is a stop token.
+    #[test]
+    fn a_grammar_the_vocabulary_cannot_write_is_a_bad_request() {
+        let tokenizer = tokenizer_of_a_and_b();
+        let cache = GuidanceCache::default();
+        let mut ok = cache
+            .compile(&tokenizer, &[2], &Grammar::Regex("ab".into()))
+            .unwrap();
+        let mut logits = vec![0.0; 3];
+        ok.mask(&mut logits).unwrap();
+        assert_eq!(logits, [0.0, f32::NEG_INFINITY, f32::NEG_INFINITY]);
+
+        let mut dead_end = cache
+            .compile(&tokenizer, &[2], &Grammar::Regex("ac".into()))
+            .unwrap();
+        dead_end.accept(0).unwrap();
+        let err = dead_end.mask(&mut [0.0; 3]).unwrap_err();
+        assert_eq!(err.kind().http_status(), 400, "{}", err.message());
+        assert!(
+            err.message().contains("cannot be followed"),
+            "{}",
+            err.message()
+        );
+        assert!(!err.message().contains('\n'), "{}", err.message());
+
+        // `b` (id 1) is also a stop id here, as a registry's stop id can name an ordinary piece.
+        let mut stopped = cache
+            .compile(&tokenizer, &[2, 1], &Grammar::Regex("ab".into()))
+            .unwrap();
+        stopped.accept(0).unwrap();
+        let err = stopped.mask(&mut [0.0; 3]).unwrap_err();
+        assert_eq!(err.kind().http_status(), 400, "{}", err.message());
+        assert!(err.message().contains("cannot write"), "{}", err.message());
+    }
 
     #[test]
     fn choices_become_a_lark_alternation() {
