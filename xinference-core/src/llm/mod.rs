@@ -1,5 +1,5 @@
-//! Text generation, in four parts that depend one way (generation -> loading -> architectures,
-//! and generation -> output; everything -> `model`, the contract between them):
+//! Text generation, in parts that depend one way (generation -> loading -> architectures, and
+//! generation -> output; everything -> `model` and `tokenizer`, the contracts between them):
 //!
 //! - `model`: the [`CausalLm`] trait every architecture implements, its KV cache hand-over
 //!   types, and [`LlmParts`], what a loader hands to the engine; `kv_cache`: the f16 per-layer
@@ -12,6 +12,8 @@
 //!   steps, the prefix cache and incremental detokenization.
 //! - `output/`: what shapes the text: the chat template, reasoning tags, tool-call formats and
 //!   grammars for constrained decoding.
+//! - `tokenizer/`: [`LlmTokenizer`], the tokenizer every part past loading sees (a
+//!   `tokenizers` crate tokenizer, or our own SentencePiece one for GGUF vocabularies).
 
 mod architectures;
 mod generation;
@@ -19,6 +21,7 @@ mod kv_cache;
 mod loading;
 mod model;
 mod output;
+mod tokenizer;
 
 pub use generation::prefix_cache;
 pub use output::{constraint, reasoning, tools};
@@ -36,3 +39,4 @@ pub use loading::{
 };
 pub use model::{CausalLm, DecodeStep, KvState, LayerKv, LlmParts};
 pub use output::{ChatTemplate, TemplateInput};
+pub use tokenizer::LlmTokenizer;

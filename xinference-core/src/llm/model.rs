@@ -2,8 +2,8 @@
 //! families: GGUF (quantized) and safetensors models alike.
 
 pub use super::kv_cache::LayerKv;
+use super::tokenizer::LlmTokenizer;
 use crate::Result;
-use tokenizers::Tokenizer;
 
 /// A causal language model that keeps the KV cache of one sequence.
 pub trait CausalLm: Send {
@@ -141,7 +141,7 @@ pub struct LlmParts {
     /// The family name (`llama`, `qwen2`, ...).
     pub architecture: String,
     /// The tokenizer.
-    pub tokenizer: Tokenizer,
+    pub tokenizer: LlmTokenizer,
     /// The model's own chat template, when it has one.
     pub chat_template: Option<String>,
     /// Beginning-of-sequence token id.

@@ -6,7 +6,7 @@
 //! [`LlmEngine`] (GGUF or safetensors), inside the shared compute budget.
 
 use super::{DocScore, ScoreOptions};
-use crate::llm::LlmEngine;
+use crate::llm::{LlmEngine, LlmTokenizer};
 use crate::{Error, Result};
 
 /// The instruction used when the request gives none (Xinference's and Qwen's default).
@@ -30,13 +30,7 @@ impl LlmReranker {
     /// Wraps a loaded engine. `max_tokens` (the family's) caps the prompt, as does the context.
     pub fn new(engine: LlmEngine, max_tokens: Option<usize>) -> Result<Self> {
         let tokenizer = engine.tokenizer();
-        let encode = |text: &str| -> Result<Vec<u32>> {
-            Ok(tokenizer
-                .encode(text, false)
-                .map_err(|e| Error::bad_request(format!("cannot tokenize the prompt: {e}")))?
-                .get_ids()
-                .to_vec())
-        };
+        let encode = |text: &str| tokenizer.encode(text, false);
         let prefix = encode(PREFIX)?;
         let suffix = encode(SUFFIX)?;
         let id = |token: &str| {
@@ -68,13 +62,7 @@ impl LlmReranker {
     /// The prompt token ids of one (query, document) pair.
     pub fn prompt(&self, instruction: &str, query: &str, doc: &str) -> Result<Vec<u32>> {
         let body = format!("<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}");
-        let mut ids = self
-            .engine
-            .tokenizer()
-            .encode(body, false)
-            .map_err(|e| Error::bad_request(format!("cannot tokenize the input: {e}")))?
-            .get_ids()
-            .to_vec();
+        let mut ids = self.engine.tokenizer().encode(&body, false)?;
         ids.truncate(self.max_len - self.prefix.len() - self.suffix.len());
         let mut prompt = self.prefix.clone();
         prompt.extend_from_slice(&ids);
@@ -131,11 +119,8 @@ impl super::Rerank for LlmReranker {
 /// The fewest document tokens a window holds, however long the query.
 const MIN_CHUNK_TOKENS: usize = 16;
 
-fn count_tokens(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<usize> {
-    Ok(tokenizer
-        .encode(text, false)
-        .map_err(|e| Error::bad_request(format!("cannot tokenize the input: {e}")))?
-        .len())
+fn count_tokens(tokenizer: &LlmTokenizer, text: &str) -> Result<usize> {
+    Ok(tokenizer.encode(text, false)?.len())
 }
 
 /// The texts a document is scored as: cut to `max_tokens_per_doc` first; then, with
@@ -143,7 +128,7 @@ fn count_tokens(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<usize> 
 /// consecutive windows of `room` tokens (the document keeps its best score, as with the
 /// cross-encoders); without it, the whole (the prompt cuts it to the window).
 fn document_pieces(
-    tokenizer: &tokenizers::Tokenizer,
+    tokenizer: &LlmTokenizer,
     doc: &str,
     room: usize,
     options: &ScoreOptions,
@@ -151,10 +136,8 @@ fn document_pieces(
     if options.max_tokens_per_doc.is_none() && options.max_chunks_per_doc.is_none() {
         return Ok(vec![doc.to_owned()]);
     }
-    let encoding = tokenizer
-        .encode(doc, false)
-        .map_err(|e| Error::bad_request(format!("cannot tokenize the input: {e}")))?;
-    let mut ids = encoding.get_ids();
+    let encoding = tokenizer.encode(doc, false)?;
+    let mut ids = &encoding[..];
     if let Some(m) = options.max_tokens_per_doc {
         ids = &ids[..ids.len().min(m)];
     }
@@ -164,11 +147,7 @@ fn document_pieces(
     };
     windows
         .into_iter()
-        .map(|ids| {
-            tokenizer
-                .decode(ids, false)
-                .map_err(|e| Error::internal(format!("cannot cut the document: {e}")))
-        })
+        .map(|ids| tokenizer.decode(ids, false))
         .collect()
 }
 
@@ -176,10 +155,10 @@ fn document_pieces(
 mod tests {
     use super::*;
 
-    fn tokenizer() -> tokenizers::Tokenizer {
+    fn tokenizer() -> LlmTokenizer {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/fixtures/tiny-embedders/bert/tokenizer.json");
-        tokenizers::Tokenizer::from_file(path).unwrap()
+        tokenizers::Tokenizer::from_file(path).unwrap().into()
     }
 
     #[test]
@@ -201,10 +180,10 @@ mod tests {
             assert_eq!(count_tokens(&tok, piece).unwrap(), 16, "{piece:?}");
         }
         // The windows are consecutive: together they are the document's first 48 tokens.
-        let first_48 = tok.encode(doc.as_str(), false).unwrap().get_ids()[..48].to_vec();
+        let first_48 = tok.encode(doc.as_str(), false).unwrap()[..48].to_vec();
         let joined: Vec<u32> = pieces
             .iter()
-            .flat_map(|p| tok.encode(p.as_str(), false).unwrap().get_ids().to_vec())
+            .flat_map(|p| tok.encode(p.as_str(), false).unwrap())
             .collect();
         assert_eq!(joined, first_48);
         // A short document stays whole; max_tokens_per_doc cuts first.

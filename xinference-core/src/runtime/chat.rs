@@ -192,7 +192,7 @@ impl Runtime {
             let ids = match prompt {
                 PromptInput::Text(t) => engine.tokenize(&t)?,
                 PromptInput::Tokens(ids) => {
-                    let vocab = engine.tokenizer().get_vocab_size(true) as u32;
+                    let vocab = engine.tokenizer().vocab_size() as u32;
                     if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
                         return Err(Error::bad_request(format!(
                             "token id {bad} is outside the vocabulary (size {vocab})"

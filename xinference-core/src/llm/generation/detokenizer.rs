@@ -1,9 +1,9 @@
 //! Incremental detokenization: text is released only once it is whole, so a multi-byte UTF-8
 //! character split across tokens is never emitted half (candle's `TokenOutputStream` idea).
 
-use crate::{Error, Result};
+use crate::llm::tokenizer::LlmTokenizer;
+use crate::Result;
 use std::collections::HashSet;
-use tokenizers::Tokenizer;
 
 /// Turns a growing list of token ids into text deltas.
 pub struct Detokenizer {
@@ -30,12 +30,12 @@ impl Detokenizer {
     /// parser reads, as llama.cpp's server keeps a chat format's preserved tokens: Gemma 4's
     /// `<|channel>` and `<channel|>` around its reasoning); the other special tokens are
     /// dropped.
-    pub fn keeping(tokenizer: &Tokenizer, kept: &[u32]) -> Self {
+    pub fn keeping(tokenizer: &LlmTokenizer, kept: &[u32]) -> Self {
         let dropped = (!kept.is_empty()).then(|| {
             tokenizer
-                .get_added_tokens_decoder()
+                .added_tokens()
                 .into_iter()
-                .filter(|(id, t)| t.special && !kept.contains(id))
+                .filter(|&(id, special)| special && !kept.contains(&id))
                 .map(|(id, _)| id)
                 .collect()
         });
@@ -46,7 +46,7 @@ impl Detokenizer {
     }
 
     /// The text of `ids`: special tokens dropped, but those kept.
-    fn text(&self, tokenizer: &Tokenizer, ids: &[u32]) -> Result<String> {
+    fn text(&self, tokenizer: &LlmTokenizer, ids: &[u32]) -> Result<String> {
         match &self.dropped {
             None => decode(tokenizer, ids),
             Some(dropped) => {
@@ -55,15 +55,13 @@ impl Detokenizer {
                     .copied()
                     .filter(|t| !dropped.contains(t))
                     .collect();
-                tokenizer
-                    .decode(&ids, false)
-                    .map_err(|e| Error::internal(format!("cannot decode tokens: {e}")))
+                tokenizer.decode(&ids, false)
             }
         }
     }
 
     /// Adds a token and returns the newly complete text, if any.
-    pub fn push(&mut self, tokenizer: &Tokenizer, token: u32) -> Result<String> {
+    pub fn push(&mut self, tokenizer: &LlmTokenizer, token: u32) -> Result<String> {
         self.tokens.push(token);
         let text = self.text(tokenizer, &self.tokens[self.prefix_start..])?;
         if text.len() > self.released && !text.ends_with('\u{FFFD}') {
@@ -93,10 +91,8 @@ impl Default for Detokenizer {
 }
 
 /// Decodes ids to text, skipping special tokens.
-pub fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> Result<String> {
-    tokenizer
-        .decode(ids, true)
-        .map_err(|e| Error::internal(format!("cannot decode tokens: {e}")))
+pub fn decode(tokenizer: &LlmTokenizer, ids: &[u32]) -> Result<String> {
+    tokenizer.decode(ids, true)
 }
 
 #[cfg(test)]
@@ -107,11 +103,11 @@ mod tests {
     /// A special token is dropped unless kept; the other special tokens stay dropped.
     #[test]
     fn kept_special_tokens_are_text() {
-        let tokenizer = word_tokenizer(
+        let tokenizer = LlmTokenizer::from(word_tokenizer(
             &["a", "b", "<|channel>", "<eos>"],
             &["<|channel>", "<eos>"],
             &[],
-        );
+        ));
         let run = |mut d: Detokenizer| -> String {
             [0, 2, 1, 3]
                 .iter()
@@ -150,6 +146,7 @@ mod tests {
         let marks = ["<|tool_call>", "<tool_call|>", "<|\"|>", "<eos>"];
         let mut tokenizer = word_tokenizer(&["call:get_weather{city:", "Paris", "}"], &marks, &[]);
         tokenizer.with_decoder(Some(Fuse::new()));
+        let tokenizer = LlmTokenizer::from(tokenizer);
         let id = |t: &str| tokenizer.token_to_id(t).unwrap();
         let answer = [
             id("<|tool_call>"),

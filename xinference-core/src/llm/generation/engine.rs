@@ -13,11 +13,11 @@ use crate::llm::output::constraint::{Grammar, GuidanceCache};
 use crate::llm::output::marker::partial_suffix;
 use crate::llm::output::tools::ToolFormat;
 use crate::llm::output::{ChatTemplate, TemplateInput};
+use crate::llm::tokenizer::LlmTokenizer;
 use crate::{Error, Result};
 use serde_json::Value as Json;
 use std::path::Path;
 use std::sync::Arc;
-use tokenizers::Tokenizer;
 
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub struct LlmEngine {
     architecture: String,
     /// Shared with the forks: a tokenizer of a large vocabulary is tens of megabytes (Qwen's
     /// 151k tokens: ~30 MB), once per sequence slot before.
-    tokenizer: Arc<Tokenizer>,
+    tokenizer: Arc<LlmTokenizer>,
     bos_token_id: Option<u32>,
     add_bos: bool,
     context_length: usize,
@@ -423,7 +423,7 @@ impl LlmEngine {
     }
 
     /// The tokenizer.
-    pub fn tokenizer(&self) -> &tokenizers::Tokenizer {
+    pub fn tokenizer(&self) -> &LlmTokenizer {
         &self.tokenizer
     }
 
@@ -448,11 +448,7 @@ impl LlmEngine {
     /// Tokenizes prompt text the way llama.cpp does: special tokens in the text are parsed,
     /// and BOS is prepended when the model asks for it (unless the text already starts with it).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| Error::bad_request(format!("cannot tokenize the prompt: {e}")))?;
-        let mut ids = enc.get_ids().to_vec();
+        let mut ids = self.tokenizer.encode(text, false)?;
         if let (true, Some(bos)) = (self.add_bos, self.bos_token_id) {
             if ids.first() != Some(&bos) {
                 ids.insert(0, bos);

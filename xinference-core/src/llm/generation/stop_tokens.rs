@@ -9,15 +9,15 @@
 //! that is not one is left out; the file's own end tokens and the spec's stop strings still
 //! stop generation.
 
-use tokenizers::Tokenizer;
+use crate::llm::tokenizer::LlmTokenizer;
 
 /// The ids of `spec_ids` that name an added (special or user-defined) token of `tokenizer`.
-pub(super) fn spec_stop_ids_of_vocabulary(tokenizer: &Tokenizer, spec_ids: &[u32]) -> Vec<u32> {
-    let added = tokenizer.get_added_tokens_decoder();
+pub(super) fn spec_stop_ids_of_vocabulary(tokenizer: &LlmTokenizer, spec_ids: &[u32]) -> Vec<u32> {
+    let added = tokenizer.added_tokens();
     spec_ids
         .iter()
         .copied()
-        .filter(|id| added.contains_key(id))
+        .filter(|id| added.iter().any(|(added_id, _)| added_id == id))
         .collect()
 }
 
@@ -29,11 +29,11 @@ mod tests {
     /// Ids of added tokens are kept; an ordinary piece's id and an id past the vocabulary are not.
     #[test]
     fn only_added_tokens_stop() {
-        let tokenizer = word_tokenizer(
+        let tokenizer = LlmTokenizer::from(word_tokenizer(
             &["a", "_", "<turn|>", "<|tool>"],
             &["<turn|>"],
             &["<|tool>"],
-        );
+        ));
         assert_eq!(
             spec_stop_ids_of_vocabulary(&tokenizer, &[1, 2, 3, 99]),
             vec![2, 3]

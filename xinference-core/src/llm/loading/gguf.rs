@@ -229,7 +229,7 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
         .cloned();
     let dir = file_path.parent().unwrap_or(Path::new("."));
     let tokenizer = match crate::tokenizer_file::load(dir.join("tokenizer.json")) {
-        Ok(t) => t,
+        Ok(t) => t.into(),
         Err(_) => super::gguf_tokenizer::tokenizer_from_gguf(&ct)?,
     };
     drop_vocabulary(&mut ct);

@@ -1,9 +1,11 @@
-//! SentencePiece ("llama" tokenizer model) vocabularies from GGUF metadata, rebuilt as a
-//! Hugging Face BPE tokenizer with byte fallback, the way transformers converts them: merges
-//! come from pieces that split into two other pieces, ordered by the merged piece's score.
-//! candle's GGUF tokenizer builder covers byte-level BPE only; Gemma, Phi-3, Mistral and
-//! Llama 2 GGUFs need this.
+//! SentencePiece vocabularies from GGUF metadata (candle's GGUF tokenizer builder covers
+//! byte-level BPE only): the `llama` tokenizer model (Gemma 3, Phi-3, Mistral, Llama 2) becomes
+//! our own [`SpmTokenizer`]; Gemma 4's `gemma4` model, a BPE ranked by its own merges, a
+//! `tokenizers` BPE with byte fallback.
 
+use crate::llm::tokenizer::spm::token_type::{CONTROL, NORMAL, UNKNOWN, USER_DEFINED};
+use crate::llm::tokenizer::spm::{SpmTokenizer, SpmVocabulary};
+use crate::llm::tokenizer::LlmTokenizer;
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::decoders::byte_fallback::ByteFallback;
@@ -17,11 +19,6 @@ use tokenizers::{
     AddedToken, DecoderWrapper, NormalizerWrapper, SplitDelimiterBehavior, Tokenizer,
 };
 
-const TOKEN_NORMAL: i32 = 1;
-const TOKEN_UNKNOWN: i32 = 2;
-const TOKEN_CONTROL: i32 = 3;
-const TOKEN_USER_DEFINED: i32 = 4;
-
 fn array<'a>(ct: &'a Content, key: &str) -> Result<&'a Vec<Value>> {
     match ct.metadata.get(key) {
         Some(Value::Array(items)) => Ok(items),
@@ -31,14 +28,27 @@ fn array<'a>(ct: &'a Content, key: &str) -> Result<&'a Vec<Value>> {
     }
 }
 
-/// Builds the tokenizer of a GGUF whose `tokenizer.ggml.model` is `llama` (SentencePiece), or
-/// `gemma4` (Gemma 4: the same SentencePiece-style BPE, but ranked by the GGUF's own
-/// `tokenizer.ggml.merges`, its scores all alike, and split at runs of newlines first, as
-/// llama.cpp's `gemma4` pre-tokenizer does).
+/// The tokenizer of a GGUF whose `tokenizer.ggml.model` is `llama` (SentencePiece): our own
+/// [`SpmTokenizer`], llama.cpp's algorithm.
+pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<LlmTokenizer> {
+    let spm = SpmVocab::read(ct)?;
+    Ok(LlmTokenizer::Spm(Box::new(SpmTokenizer::new(&SpmVocabulary {
+        pieces: spm.tokens,
+        scores: spm.scores,
+        types: spm.types,
+        add_space_prefix: spm.add_space_prefix,
+        unk_id: spm.unk_id,
+    })?)))
+}
+
+/// The tokenizer of a GGUF whose `tokenizer.ggml.model` is `gemma4` (Gemma 4): a
+/// SentencePiece-style BPE ranked by the GGUF's own `tokenizer.ggml.merges` (its scores all
+/// alike), split at runs of newlines first as llama.cpp's `gemma4` pre-tokenizer does; built
+/// as a `tokenizers` BPE with byte fallback.
 ///
 /// The parts are built directly (no `tokenizer.json` document in between): a 262k-token
 /// vocabulary with 513k merges as JSON, parsed back, was a transient of a few hundred MB.
-pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
+pub fn gemma4_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
     let spm = SpmVocab::read(ct)?;
     let vocab: Vocab = spm
         .tokens
@@ -46,15 +56,11 @@ pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
         .enumerate()
         .map(|(i, t)| ((*t).to_owned(), i as u32))
         .collect();
-    let merges: Merges = if spm.gemma4 {
-        array(ct, "tokenizer.ggml.merges")?
-            .iter()
-            .filter_map(|m| m.to_string().ok()?.split_once(' '))
-            .map(|(l, r)| (l.to_owned(), r.to_owned()))
-            .collect()
-    } else {
-        spm.merges_by_score(|piece| vocab.get(piece).copied())
-    };
+    let merges: Merges = array(ct, "tokenizer.ggml.merges")?
+        .iter()
+        .filter_map(|m| m.to_string().ok()?.split_once(' '))
+        .map(|(l, r)| (l.to_owned(), r.to_owned()))
+        .collect();
     let mut bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .fuse_unk(true)
@@ -76,16 +82,14 @@ pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
     tokenizer
         .with_normalizer(Some(NormalizerSequence::new(normalizers)))
         .map_err(fail)?;
-    if spm.gemma4 {
-        // llama.cpp's `gemma4` pre-tokenizer: runs of newlines apart.
-        let split = Split::new(
-            SplitPattern::Regex("\n+".to_owned()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(fail)?;
-        tokenizer.with_pre_tokenizer(Some(split));
-    }
+    // llama.cpp's `gemma4` pre-tokenizer: runs of newlines apart.
+    let split = Split::new(
+        SplitPattern::Regex("\n+".to_owned()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(fail)?;
+    tokenizer.with_pre_tokenizer(Some(split));
     let mut decoders: Vec<DecoderWrapper> = vec![
         Replace::new("\u{2581}", " ").map_err(fail)?.into(),
         ByteFallback::new().into(),
@@ -101,9 +105,9 @@ pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<Tokenizer> {
         .types
         .iter()
         .enumerate()
-        .filter(|(_, &t)| t == TOKEN_CONTROL || t == TOKEN_USER_DEFINED || t == TOKEN_UNKNOWN)
+        .filter(|(_, &t)| t == CONTROL || t == USER_DEFINED || t == UNKNOWN)
         .map(|(i, &t)| {
-            AddedToken::from(spm.tokens[i], t != TOKEN_USER_DEFINED)
+            AddedToken::from(spm.tokens[i], t != USER_DEFINED)
                 .single_word(false)
                 .lstrip(false)
                 .rstrip(false)
@@ -121,7 +125,6 @@ struct SpmVocab<'a> {
     types: Vec<i32>,
     add_space_prefix: bool,
     unk_id: Option<u32>,
-    gemma4: bool,
 }
 
 impl<'a> SpmVocab<'a> {
@@ -135,11 +138,8 @@ impl<'a> SpmVocab<'a> {
             Err(_) => (0..tokens.len()).map(|i| -(i as f32)).collect(),
         };
         let types: Vec<i32> = match array(ct, "tokenizer.ggml.token_type") {
-            Ok(items) => items
-                .iter()
-                .map(|v| v.to_i32().unwrap_or(TOKEN_NORMAL))
-                .collect(),
-            Err(_) => vec![TOKEN_NORMAL; tokens.len()],
+            Ok(items) => items.iter().map(|v| v.to_i32().unwrap_or(NORMAL)).collect(),
+            Err(_) => vec![NORMAL; tokens.len()],
         };
         let add_space_prefix = match ct.metadata.get("tokenizer.ggml.add_space_prefix") {
             Some(Value::Bool(b)) => *b,
@@ -149,47 +149,14 @@ impl<'a> SpmVocab<'a> {
             .metadata
             .get("tokenizer.ggml.unknown_token_id")
             .and_then(|v| v.to_u32().ok())
-            .or_else(|| {
-                types
-                    .iter()
-                    .position(|&t| t == TOKEN_UNKNOWN)
-                    .map(|i| i as u32)
-            });
-        let gemma4 = matches!(ct.metadata.get("tokenizer.ggml.model"), Some(Value::String(m)) if m == "gemma4");
+            .or_else(|| types.iter().position(|&t| t == UNKNOWN).map(|i| i as u32));
         Ok(SpmVocab {
             tokens,
             scores,
             types,
             add_space_prefix,
             unk_id,
-            gemma4,
         })
-    }
-
-    /// The merges transformers derives from a SentencePiece vocabulary: every split of a normal
-    /// piece into two pieces of the vocabulary, best score first (ties: the piece's order, then
-    /// the two halves' ids).
-    fn merges_by_score(&self, id_of: impl Fn(&str) -> Option<u32>) -> Merges {
-        let mut merges: Vec<(f32, u32, u32, &str, &str)> = Vec::new();
-        for (i, piece) in self.tokens.iter().enumerate() {
-            if self.types.get(i).copied().unwrap_or(TOKEN_NORMAL) != TOKEN_NORMAL {
-                continue;
-            }
-            let score = self.scores.get(i).copied().unwrap_or(0.0);
-            let start = merges.len();
-            for (at, _) in piece.char_indices().skip(1) {
-                let (l, r) = piece.split_at(at);
-                if let (Some(li), Some(ri)) = (id_of(l), id_of(r)) {
-                    merges.push((score, li, ri, l, r));
-                }
-            }
-            merges[start..].sort_by_key(|m| (m.1, m.2));
-        }
-        merges.sort_by(|a, b| b.0.total_cmp(&a.0));
-        merges
-            .into_iter()
-            .map(|m| (m.3.to_owned(), m.4.to_owned()))
-            .collect()
     }
 }
 
@@ -210,7 +177,7 @@ mod tests {
             .collect();
         let mut merges: Vec<(f32, u32, u32, &str, &str)> = Vec::new();
         for (i, piece) in tokens.iter().enumerate() {
-            if spm.types[i] != TOKEN_NORMAL {
+            if spm.types[i] != NORMAL {
                 continue;
             }
             let mut local = Vec::new();
@@ -228,10 +195,10 @@ mod tests {
             .types
             .iter()
             .enumerate()
-            .filter(|(_, &t)| t == TOKEN_CONTROL || t == TOKEN_USER_DEFINED || t == TOKEN_UNKNOWN)
+            .filter(|(_, &t)| t == CONTROL || t == USER_DEFINED || t == UNKNOWN)
             .map(|(i, &t)| {
                 json!({"id": i, "content": tokens[i], "single_word": false, "lstrip": false,
-                       "rstrip": false, "normalized": false, "special": t != TOKEN_USER_DEFINED})
+                       "rstrip": false, "normalized": false, "special": t != USER_DEFINED})
             })
             .collect();
         let vocab_json: serde_json::Map<String, serde_json::Value> = tokens
@@ -258,32 +225,35 @@ mod tests {
         document.to_string().parse().unwrap()
     }
 
-    /// The tokenizer built directly has the pieces and ids of the one built through a
-    /// `tokenizer.json` document before, on the real Gemma 3 vocabulary (262k pieces, 513k
-    /// merges, 6k control tokens, byte fallback), and encodes a broad corpus (scripts, code,
-    /// whitespace runs, emoji, byte fallback, control tokens inside text) to llama.cpp's ids and
-    /// decodes them to llama.cpp's text (`tests/fixtures/gemma3_llama_cpp_tokens.json`, recorded
-    /// by `scripts/fixtures/gemma3_tokens.py`). The JSON build put a `▁` before every text
-    /// (`"Hello"` became `▁Hello`), which llama.cpp does not do for Gemma.
+    /// Our SentencePiece tokenizer has the pieces and ids of the `tokenizers` BPE that
+    /// transformers' conversion builds (through a `tokenizer.json` document), on the real
+    /// Gemma 3 vocabulary (262k pieces, 6k control tokens, byte fallback), and the same bytes
+    /// per token for grammars; it encodes a broad corpus (scripts, code, whitespace runs, emoji,
+    /// byte fallback, control tokens inside text) to llama.cpp's ids and decodes them to
+    /// llama.cpp's text (`tests/fixtures/gemma3_llama_cpp_tokens.json`, recorded by
+    /// `scripts/fixtures/gemma3_tokens.py`).
     #[test]
-    fn direct_build_has_the_json_builds_pieces_and_llama_cpps_tokens_on_gemma3() {
+    fn spm_tokenizer_has_the_converted_pieces_and_llama_cpps_tokens_on_gemma3() {
         let path = crate::test_models().join("gemma-3-270m-q4_k_m.gguf");
         let mut file = std::fs::File::open(&path).expect("the Gemma 3 test GGUF");
         let ct = Content::read(&mut file).unwrap();
         let direct = spm_tokenizer_from_gguf(&ct).unwrap();
-        let reference = built_through_json(&ct);
-        assert_eq!(direct.get_vocab_size(true), reference.get_vocab_size(true));
-        assert_eq!(
-            direct.get_vocab_size(false),
-            reference.get_vocab_size(false)
-        );
-        for id in 0..reference.get_vocab_size(true) as u32 {
+        assert!(matches!(direct, LlmTokenizer::Spm(_)));
+        let reference = LlmTokenizer::from(built_through_json(&ct));
+        assert_eq!(direct.vocab_size(), reference.vocab_size());
+        for id in 0..reference.vocab_size() as u32 {
             let piece = reference.id_to_token(id);
             assert_eq!(direct.id_to_token(id), piece, "id {id}");
             if let Some(piece) = piece {
                 assert_eq!(direct.token_to_id(&piece), reference.token_to_id(&piece));
             }
         }
+        let mut added = direct.added_tokens();
+        let mut want_added = reference.added_tokens();
+        added.sort_unstable();
+        want_added.sort_unstable();
+        assert_eq!(added, want_added);
+        assert!(direct.token_bytes().unwrap() == reference.token_bytes().unwrap());
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/fixtures/gemma3_llama_cpp_tokens.json");
         let fixture: serde_json::Value =
@@ -295,8 +265,7 @@ mod tests {
             let want: Vec<u32> = serde_json::from_value(entry["ids"].clone()).unwrap();
             // The template writes `<bos>`: the tokenizer adds nothing either way.
             for add_special in [false, true] {
-                let ours = direct.encode(text, add_special).unwrap();
-                assert_eq!(ours.get_ids(), want, "{text:?}");
+                assert_eq!(direct.encode(text, add_special).unwrap(), want, "{text:?}");
             }
             assert_eq!(
                 direct.decode(&want, false).unwrap(),

@@ -2,13 +2,13 @@
 //! vocabulary at every step, so that the output is valid by construction. The grammar machinery
 //! is llguidance's; this module adapts our tokenizer to it and applies the masks to logits.
 
+use crate::llm::tokenizer::LlmTokenizer;
 use crate::{Error, Result};
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
 use llguidance::{Matcher, ParserFactory};
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
-use tokenizers::Tokenizer;
 
 /// What the output must match.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +51,7 @@ pub struct GuidanceCache {
 }
 
 impl GuidanceCache {
-    fn factory(&self, tokenizer: &Arc<Tokenizer>, eos: u32) -> Result<Arc<ParserFactory>> {
+    fn factory(&self, tokenizer: &Arc<LlmTokenizer>, eos: u32) -> Result<Arc<ParserFactory>> {
         self.factory
             .get_or_init(|| build_factory(tokenizer, eos).map_err(|e| e.message().to_owned()))
             .clone()
@@ -61,7 +61,7 @@ impl GuidanceCache {
     /// Compiles `grammar` into a per-sequence constraint (a 400 for an invalid grammar).
     pub fn compile(
         &self,
-        tokenizer: &Arc<Tokenizer>,
+        tokenizer: &Arc<LlmTokenizer>,
         stop_ids: &[u32],
         grammar: &Grammar,
     ) -> Result<Constraint> {
@@ -84,7 +84,7 @@ impl GuidanceCache {
     }
 }
 
-fn build_factory(tokenizer: &Arc<Tokenizer>, eos: u32) -> Result<Arc<ParserFactory>> {
+fn build_factory(tokenizer: &Arc<LlmTokenizer>, eos: u32) -> Result<Arc<ParserFactory>> {
     let env = VocabEnv::new(tokenizer, eos)?;
     let env: TokEnv = Arc::new(env);
     let mut factory = ParserFactory::new_simple(&env)
@@ -94,25 +94,17 @@ fn build_factory(tokenizer: &Arc<Tokenizer>, eos: u32) -> Result<Arc<ParserFacto
 }
 
 /// Our tokenizer seen as llguidance wants it: every token's bytes in a trie, and tokenization
-/// of byte strings. It shares the engine's tokenizer: a copy of Gemma 3's 262k-token one
-/// (vocabulary both ways, 513k merges, 6k added tokens) holds about 94 MB (measured with the
-/// `tokenizers` Python binding, the same Rust crate).
+/// of byte strings. It shares the engine's tokenizer rather than holding a copy (a `tokenizers`
+/// BPE of a 262k-token vocabulary is tens of MB).
 struct VocabEnv {
     trie: TokTrie,
-    tokenizer: Arc<Tokenizer>,
+    tokenizer: Arc<LlmTokenizer>,
 }
 
 impl VocabEnv {
-    fn new(tokenizer: &Arc<Tokenizer>, eos: u32) -> Result<Self> {
-        let json: Value = serde_json::from_str(
-            &tokenizer
-                .to_string(false)
-                .map_err(|e| Error::internal(format!("cannot serialise the tokenizer: {e}")))?,
-        )
-        .map_err(|e| Error::internal(format!("cannot read the tokenizer: {e}")))?;
-        let mut words = llguidance::token_bytes_from_tokenizer_json(&json)
-            .map_err(|e| Error::internal(format!("cannot map the vocabulary to bytes: {e}")))?;
-        let vocab = tokenizer.get_vocab_size(true).max(words.len());
+    fn new(tokenizer: &Arc<LlmTokenizer>, eos: u32) -> Result<Self> {
+        let mut words = tokenizer.token_bytes()?;
+        let vocab = tokenizer.vocab_size().max(words.len());
         // Ids with no text (holes in the vocabulary) become unreachable special tokens.
         words.resize(vocab, Vec::new());
         for (id, word) in words.iter_mut().enumerate() {
@@ -137,7 +129,7 @@ impl TokenizerEnv for VocabEnv {
     fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
         match std::str::from_utf8(s) {
             Ok(text) => match self.tokenizer.encode(text, false) {
-                Ok(enc) => enc.get_ids().to_vec(),
+                Ok(ids) => ids,
                 Err(_) => self.trie.greedy_tokenize(s),
             },
             Err(_) => self.trie.greedy_tokenize(s),
@@ -212,7 +204,7 @@ mod tests {
     use super::*;
 
     /// A byte-level BPE that can write only `a` and `b` (id 2 is its end token).
-    fn tokenizer_of_a_and_b() -> Arc<Tokenizer> {
+    fn tokenizer_of_a_and_b() -> Arc<LlmTokenizer> {
         let json = serde_json::json!({
             "version": "1.0", "truncation": null, "padding": null,
             "added_tokens": [{"id": 2, "content": "<eos>", "single_word": false, "lstrip": false,
@@ -228,7 +220,8 @@ mod tests {
                       "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
                       "vocab": {"a": 0, "b": 1, "<eos>": 2}, "merges": []}
         });
-        Arc::new(json.to_string().parse().unwrap())
+        let tokenizer: tokenizers::Tokenizer = json.to_string().parse().unwrap();
+        Arc::new(tokenizer.into())
     }
 
     /// A grammar the vocabulary can follow masks all but its tokens; one it cannot is a 400

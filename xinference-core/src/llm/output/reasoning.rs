@@ -3,7 +3,7 @@
 //! streamed.
 
 use super::marker::partial_suffix;
-use tokenizers::Tokenizer;
+use crate::llm::tokenizer::LlmTokenizer;
 
 /// The tags around a model's reasoning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,19 +209,19 @@ pub fn reasoning_token_count(
 /// The special tokens the tags are written with (Gemma 4's `<|channel>` and `<channel|>` are
 /// control tokens, which decoding drops): they must be decoded as text for the splitter to see
 /// the tags. Empty when the tags are plain text (Qwen's `<think>`).
-pub fn tag_special_tokens(tokenizer: &Tokenizer, tags: &ReasoningTags) -> Vec<u32> {
+pub fn tag_special_tokens(tokenizer: &LlmTokenizer, tags: &ReasoningTags) -> Vec<u32> {
     special_tokens_of(tokenizer, &[&tags.start, &tags.end])
 }
 
 /// The special tokens (those decoding drops) that `texts` are written with, sorted, once each:
 /// markup an answer parser must see as text (reasoning tags, Gemma 4's tool-call marks).
-pub fn special_tokens_of(tokenizer: &Tokenizer, texts: &[&str]) -> Vec<u32> {
-    let added = tokenizer.get_added_tokens_decoder();
+pub fn special_tokens_of(tokenizer: &LlmTokenizer, texts: &[&str]) -> Vec<u32> {
+    let added = tokenizer.added_tokens();
     let mut ids: Vec<u32> = texts
         .iter()
-        .filter_map(|text| tokenizer.encode(*text, false).ok())
-        .flat_map(|e| e.get_ids().to_vec())
-        .filter(|id| added.get(id).is_some_and(|t| t.special))
+        .filter_map(|text| tokenizer.encode(text, false).ok())
+        .flatten()
+        .filter(|id| added.contains(&(*id, true)))
         .collect();
     ids.sort_unstable();
     ids.dedup();

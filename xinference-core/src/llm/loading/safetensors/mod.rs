@@ -205,7 +205,7 @@ fn assemble_parts(
         model: Box::new(model),
         architecture: model_type,
         chat_template: chat_template(dir, &tok_config)?,
-        tokenizer,
+        tokenizer: tokenizer.into(),
         bos_token_id: special.bos,
         eos_token_ids: special.eos,
         add_bos: special.add_bos,
