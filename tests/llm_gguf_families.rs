@@ -80,12 +80,7 @@ fn check_file(arch: &str, record: &Value) -> f32 {
     check_cases(&mut engine, arch, record, tol, steps, |_| {})
 }
 
-/// Checks the files of every architecture whose name `pick` accepts.
-fn check_files(pick: impl Fn(&str) -> bool) {
-    check_families(|_| true, pick)
-}
-
-/// [`check_files`] over the architectures `arch` picks.
+/// Checks the files `pick` accepts of the architectures `arch_pick` accepts.
 fn check_families(arch_pick: impl Fn(&str) -> bool, pick: impl Fn(&str) -> bool) {
     let archs = architectures();
     assert!(
@@ -106,9 +101,11 @@ fn check_families(arch_pick: impl Fn(&str) -> bool, pick: impl Fn(&str) -> bool)
     }
 }
 
+/// The mixture-of-experts fixtures ([`MOE`]) are checked in every quantization, with their
+/// own tolerances, by tests/llm_gguf_moe.rs.
 #[test]
 fn f16_logits_and_greedy_tokens_match_llama_cpp() {
-    check_files(|file| file.contains("F16"));
+    check_families(|arch| !MOE.contains(&arch), |file| file.contains("F16"));
 }
 
 /// Largest tolerated |logit - transformers'| for an F16 file, where the fixture script also
@@ -116,6 +113,12 @@ fn f16_logits_and_greedy_tokens_match_llama_cpp() {
 /// whose logits span about ±6. llama.cpp itself stands 0.061 from them on the chat prompt (its
 /// f16 weights, activations and KV cache), 0.030 and 0.006 on the others.
 const TRANSFORMERS_TOLERANCE: f32 = 0.1;
+
+/// [`TRANSFORMERS_TOLERANCE`] for gemma4moe (26B-A4B's layout), whose experts amplify the F16
+/// weight rounding: llama.cpp's own F16 logits stand 0.239 from transformers' on the chat
+/// prompt (ours 0.235, and within 0.021 of llama.cpp's), 0.020 and 0.012 on the others; an F32
+/// conversion of the same model puts llama.cpp 0.058 from them (measured once).
+const TRANSFORMERS_MOE_TOLERANCE: f32 = 0.3;
 
 /// Ours against transformers too, for the records that carry `transformers_last_logits`.
 #[test]
@@ -136,8 +139,13 @@ fn f16_logits_match_transformers_where_recorded() {
                 let diff = max_abs_diff(&logits, &floats(expected));
                 let name = case["name"].as_str().unwrap();
                 println!("{arch:8} {file:18} {name:12} max |logit - transformers'| {diff:.2e}");
+                let tolerance = if arch == "gemma4moe" {
+                    TRANSFORMERS_MOE_TOLERANCE
+                } else {
+                    TRANSFORMERS_TOLERANCE
+                };
                 assert!(
-                    diff < TRANSFORMERS_TOLERANCE,
+                    diff < tolerance,
                     "{arch}/{file} {name}: logits differ from transformers' by {diff}"
                 );
                 checked += 1;
@@ -186,13 +194,13 @@ fn low_bit_logits_and_greedy_tokens_match_llama_cpp() {
 
 /// The mixture-of-experts fixtures: tests/llm_gguf_moe.rs checks their quantized files with
 /// tolerances of their own (gpt-oss's quantized logits are up to 0.62 from llama.cpp's).
-const MOE: [&str; 3] = ["glm4moe", "gpt-oss", "qwen3moe"];
+const MOE: [&str; 4] = ["gemma4moe", "glm4moe", "gpt-oss", "qwen3moe"];
 
 /// Q8_0 against llama.cpp: within [`tolerance`] (it was 0.42 off before the decoder's attention
 /// rounded as llama.cpp's f16 KV cache does, and this test was ignored).
 #[test]
 fn quantized_logits_and_greedy_tokens_match_llama_cpp() {
-    check_files(|file| file.contains("Q8_0"));
+    check_families(|arch| !MOE.contains(&arch), |file| file.contains("Q8_0"));
 }
 
 /// The registry family each fixture launches as, and the spec's size.
@@ -210,6 +218,7 @@ fn family(arch: &str) -> (&'static str, Value) {
         "gpt-oss" => ("gpt-oss", json!(20)),
         "glm4moe" => ("glm-4.5", json!(106)),
         "gemma4" => ("gemma-4", json!(2)),
+        "gemma4moe" => ("gemma-4", json!(26)),
         other => panic!("no registry family for the fixture {other}"),
     }
 }

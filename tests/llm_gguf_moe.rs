@@ -1,9 +1,10 @@
 //! Mixture-of-experts GGUF LLMs compute what llama.cpp computes: for tiny random models of each
-//! MoE family (tests/fixtures/tiny-gguf/<arch>/ for `qwen3moe` and `gpt-oss`, made from transformers models
-//! with llama.cpp's own convert_hf_to_gguf.py and llama-quantize by
-//! scripts/fixtures/make_tiny_ggufs.py, which also recorded llama.cpp's logits and greedy tokens
-//! into reference.json), in every quantization the script made (F16, Q8_0, Q4_0, Q4_K_M, Q6_K;
-//! for gpt-oss also MXFP4_MOE, its experts in MXFP4 as the released GGUFs have them):
+//! MoE family (tests/fixtures/tiny-gguf/<arch>/ for `qwen3moe`, `glm4moe`, `gpt-oss` and
+//! `gemma4moe` (Gemma 4 26B-A4B's layout), made from transformers models with llama.cpp's own
+//! convert_hf_to_gguf.py and llama-quantize by scripts/fixtures/make_tiny_ggufs.py and
+//! make_tiny_gemma4.py, which also recorded llama.cpp's logits and greedy tokens into
+//! reference.json), in every quantization the script made (F16, Q8_0, Q4_0, Q4_K_M, Q6_K; for
+//! gpt-oss and gemma4moe also MXFP4_MOE, their experts in MXFP4 as the released GGUFs have them):
 //! - the last-position logits of each prompt are within [`tolerance`] of llama.cpp's;
 //! - greedy tokens are identical up to the first near-tie (a step whose top-2 gap in llama.cpp
 //!   is under [`near_tie`], where rounding may decide; routing to other experts is such a
@@ -22,7 +23,15 @@ use serde_json::{json, Value};
 use xinference::llm::LlmEngine;
 
 /// The MoE architectures with fixtures.
-const ARCHITECTURES: &[&str] = &["qwen3moe", "glm4moe", "gpt-oss"];
+const ARCHITECTURES: &[&str] = &["qwen3moe", "glm4moe", "gpt-oss", "gemma4moe"];
+
+/// The GGUF architecture of a fixture (`gemma4moe` is Gemma 4 26B-A4B's layout of `gemma4`).
+fn gguf_architecture(fixture: &str) -> &str {
+    match fixture {
+        "gemma4moe" => "gemma4",
+        other => other,
+    }
+}
 
 /// Greedy steps whose top-2 logit gap (in llama.cpp) is below this may go either way (F16).
 const NEAR_TIE: f32 = 0.05;
@@ -39,10 +48,17 @@ const NEAR_TIE: f32 = 0.05;
 /// 6-token prompts of every quantization, but its 29-token chat prompt stays 0.23 (Q4_0), 0.35
 /// (Q4_K_M) and 0.52 (Q6_K) away: one 8-bit activation rounding there lands on the other side
 /// (the summation order of the sliding-window layers' attention, or of a norm, differs in the
-/// last bit), which on these tiny random models moves the logits by tenths.
+/// last bit), which on these tiny random models moves the logits by tenths. gemma4moe: 5.0e-6
+/// in Q8_0, Q6_K and MXFP4_MOE on every prompt and in every quantization on the 1- and 7-token
+/// prompts; its 36-token chat prompt stands 0.0202 away in F16, 0.565 in Q4_0 and 0.211 in
+/// Q4_K_M (the same one-rounding story as qwen3moe's Q4_0 and gpt-oss's).
 fn tolerance(arch: &str, file: &str) -> f32 {
     match (arch, file) {
+        ("gemma4moe", f) if f.contains("F16") => 2.5e-2,
         (_, f) if f.contains("F16") => 2e-2,
+        ("gemma4moe", f) if f.contains("Q4_0") => 0.6,
+        ("gemma4moe", f) if f.contains("Q4_K_M") => 0.25,
+        ("gemma4moe", _) => 1e-4,
         ("qwen3moe", f) if f.contains("Q4_0") => 0.45,
         ("qwen3moe", _) => 1e-4,
         _ => 0.6,
@@ -62,7 +78,7 @@ fn check_file(arch: &str, record: &Value) -> f32 {
     let path = fixtures().join(arch).join(file);
     let mut engine = LlmEngine::load_gguf(&path, None, &[], &[])
         .unwrap_or_else(|e| panic!("{arch}/{file}: {e}"));
-    assert_eq!(engine.architecture(), arch);
+    assert_eq!(engine.architecture(), gguf_architecture(arch));
     let tol = tolerance(arch, file);
     let steps = |m: &[f32]| decisive_steps(m, near_tie(tol), false);
     check_cases(&mut engine, arch, record, tol, steps, |_| {})
@@ -75,8 +91,9 @@ fn moe_logits_and_greedy_tokens_match_llama_cpp_in_every_quantization() {
         let reference = reference(arch);
         let files = reference["files"].as_array().unwrap();
         let names: Vec<&str> = files.iter().filter_map(|f| f["file"].as_str()).collect();
-        // gpt-oss as released: experts in MXFP4 (GGUF type 39), the rest Q8_0.
-        let extra: &[&str] = if *arch == "gpt-oss" {
+        // gpt-oss and Gemma 4 26B-A4B as released: experts in MXFP4 (GGUF type 39), the rest
+        // Q8_0.
+        let extra: &[&str] = if matches!(*arch, "gpt-oss" | "gemma4moe") {
             &["MXFP4_MOE"]
         } else {
             &[]
@@ -113,6 +130,7 @@ fn families(arch: &str) -> &'static [(&'static str, u32, &'static str)] {
         ],
         "glm4moe" => &[("glm-4.5", 106, "Q4_K_M"), ("GLM-4.6", 355, "UD-Q2_K_XL")],
         "gpt-oss" => &[("gpt-oss", 20, "Q8_0")],
+        "gemma4moe" => &[("gemma-4", 26, "Q8_0")],
         other => panic!("no registry family for the fixture {other}"),
     }
 }

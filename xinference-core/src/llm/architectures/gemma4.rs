@@ -24,19 +24,20 @@
 //! GGUF families' decoder): with candle's, the tiny fixture's F16 logits stood up to 6e-2 from
 //! llama.cpp's ten greedy steps in, enough to turn one of its near-ties.
 //!
-//! Not run: the mixture-of-experts blocks of Gemma 4 26B-A4B (`ffn_gate_inp`), refused with a
-//! clear error. Keys and values are cached in f16 and attention rounds as llama.cpp's CPU path
+//! The mixture-of-experts blocks of Gemma 4 26B-A4B (`ffn_gate_inp`) add routed experts beside
+//! the dense feed-forward (`gemma4/moe.rs`). Keys and values are cached in f16 and attention rounds as llama.cpp's CPU path
 //! does (`attention.rs`'s `attend_group`). The cache is handed out for prompt-prefix reuse, and
 //! decode steps of several sequences run in one pass (`gemma4/batch.rs`).
 
 use super::attention::{attend_group, visible};
 use super::{
     f32_tensor, gelu_f16_mul, gelu_f16_table, load_output, meta, meta_f32, meta_usize, residual,
-    with_values, QLinear, Rope, Rows, TokenTable,
+    value_usize, with_values, QLinear, Rope, Rows, TokenTable,
 };
 use crate::kernels::norm_rope::{self, Rounding};
 
 mod batch;
+mod moe;
 use crate::llm::model::LayerKv;
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -81,6 +82,8 @@ struct Block {
     up: QLinear,
     down: QLinear,
     post_ffn_norm: Tensor,
+    /// Routed experts beside the dense feed-forward (26B-A4B).
+    experts: Option<moe::BlockExperts>,
     per_layer: Option<PerLayerBlock>,
     out_scale: Option<f32>,
     heads: usize,
@@ -122,11 +125,8 @@ pub struct Gemma4Decoder {
 /// `{ARCH}.{key}` per layer: an array of `layers` values, or one value for all.
 fn per_layer_usize(ct: &Content, key: &str, layers: usize) -> Result<Vec<usize>> {
     let values = match meta(ct, ARCH, key)? {
-        Value::Array(items) => items
-            .iter()
-            .map(|v| Ok(v.to_u32()? as usize))
-            .collect::<Result<Vec<_>>>()?,
-        v => vec![v.to_u32()? as usize; layers],
+        Value::Array(items) => items.iter().map(value_usize).collect::<Result<Vec<_>>>()?,
+        v => vec![value_usize(v)?; layers],
     };
     if values.len() != layers {
         return Err(Error::bad_request(format!(
@@ -266,6 +266,7 @@ fn load_block<R: Read + Seek>(
         up: linear(reader, "ffn_up")?,
         down: linear(reader, "ffn_down")?,
         post_ffn_norm: tensor(reader, "post_ffw_norm")?,
+        experts: moe::BlockExperts::load(ct, reader, &p)?,
         per_layer: per_layer_block,
         out_scale,
         heads: kind.heads,
@@ -279,11 +280,6 @@ fn load_block<R: Read + Seek>(
 impl Gemma4Decoder {
     /// Loads a Gemma 4 GGUF.
     pub fn load<R: Read + Seek>(ct: &Content, reader: &mut R) -> Result<Self> {
-        if ct.tensor_infos.contains_key("blk.0.ffn_gate_inp.weight") {
-            return Err(Error::bad_request(
-                "Gemma 4's mixture-of-experts GGUFs (26B-A4B) are not supported yet",
-            ));
-        }
         let n = meta_usize(ct, ARCH, "block_count")?;
         let hidden = meta_usize(ct, ARCH, "embedding_length")?;
         let heads = per_layer_usize(ct, "attention.head_count", n)?;
@@ -422,7 +418,10 @@ impl Gemma4Decoder {
             let [gate, up]: [Tensor; 2] = QLinear::forward_together(&[&block.gate, &block.up], &x)?
                 .try_into()
                 .map_err(|_| Error::internal("two projections gave another count"))?;
-            let y = block.down.forward_rows(&gelu_f16_mul(&gate, &up)?)?;
+            let mut y = block.down.forward_rows(&gelu_f16_mul(&gate, &up)?)?;
+            if let Some(experts) = &block.experts {
+                y = experts.forward(&h, &y, self.eps)?;
+            }
             let y = rms_norm(&y, &block.post_ffn_norm, self.eps)?;
             h = residual(&y, &h)?;
             if let (Some(inputs), Some(ple)) = (&per_layer, &block.per_layer) {

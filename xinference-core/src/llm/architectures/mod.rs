@@ -246,7 +246,30 @@ fn meta<'a>(
 
 /// The integer metadata value `{architecture}.{key}`.
 fn meta_usize(ct: &Content, architecture: &str, key: &str) -> Result<usize> {
-    Ok(meta(ct, architecture, key)?.to_u32()? as usize)
+    value_usize(meta(ct, architecture, key)?)
+}
+
+/// A non-negative integer metadata value of any integer type (llama.cpp reads them alike: the
+/// converter writes per-layer arrays of Python ints as I32).
+fn value_usize(value: &candle_core::quantized::gguf_file::Value) -> Result<usize> {
+    use candle_core::quantized::gguf_file::Value as V;
+    let n: i128 = match value {
+        V::U8(v) => (*v).into(),
+        V::I8(v) => (*v).into(),
+        V::U16(v) => (*v).into(),
+        V::I16(v) => (*v).into(),
+        V::U32(v) => (*v).into(),
+        V::I32(v) => (*v).into(),
+        V::U64(v) => (*v).into(),
+        V::I64(v) => (*v).into(),
+        other => {
+            return Err(Error::bad_request(format!(
+                "a GGUF metadata value is {other:?}, not an integer"
+            )))
+        }
+    };
+    usize::try_from(n)
+        .map_err(|_| Error::bad_request(format!("a GGUF metadata value is {n}, not a count")))
 }
 
 /// The float metadata value `{architecture}.{key}`, if there is one.

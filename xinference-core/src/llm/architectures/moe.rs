@@ -3,7 +3,9 @@
 //! feed-forwards (`ffn_{gate,up,down}_exps`, one matrix per expert in a 3-D GGUF tensor) run on
 //! the row and their outputs are summed with the routing weights. The families differ in how
 //! scores become weights ([`Gating`]), whether the weights are renormalised and scaled, the
-//! activation ([`ExpertActivation`]), biases (gpt-oss) and an always-on shared expert (GLM-4.5).
+//! activation ([`ExpertActivation`]), biases (gpt-oss), an always-on shared expert (GLM-4.5),
+//! and, for Gemma 4, a router input of its own, gate and up in one fused tensor
+//! (`ffn_gate_up_exps`) and a per-expert output scale (`ffn_down_exps.scale`).
 //!
 //! Rows are grouped by expert, so each expert's matrices are read once per pass whatever the
 //! number of rows (prompt or batched decode steps); each row's arithmetic is the same as alone.
@@ -41,6 +43,8 @@ pub(super) enum ExpertActivation {
     /// gpt-oss's clamped SwiGLU: `g = min(gate, limit)`, `u = clamp(up, -limit, limit)`,
     /// `g * sigmoid(alpha * g) * (u + 1)`.
     SwigluOai { alpha: f32, limit: f32 },
+    /// `gelu(gate) * up` with llama.cpp's f16 GELU table (Gemma 4).
+    Gelu,
 }
 
 /// One expert's gated feed-forward.
@@ -77,6 +81,8 @@ pub(super) struct Experts {
     experts: Arc<Vec<Expert>>,
     /// Always-on expert (GLM-4.5): gate, up, down.
     shared: Option<Arc<Expert>>,
+    /// Each expert's output scale (Gemma 4's `ffn_down_exps.scale`).
+    down_scales: Option<Vec<f32>>,
     settings: MoeSettings,
 }
 
@@ -91,36 +97,83 @@ fn split_experts<R: Read + Seek>(
     if let Some(experts) = super::mxfp4::load_experts(ct, reader, name, bias)? {
         return Ok(experts);
     }
-    let device = Device::Cpu;
-    let whole = ct.tensor(reader, &format!("{name}.weight"), &device)?;
-    let (count, rows, cols) = whole.shape().dims3()?;
-    let data = whole.data()?;
-    if count == 0 || data.len() % count != 0 {
-        return Err(Error::bad_request(format!(
-            "the GGUF's {name}.weight is not {count} equal expert matrices"
-        )));
-    }
-    let per = data.len() / count;
-    let exact = super::qlinear::exact_products(ct);
     let biases = if bias {
         Some(f32_tensor(ct, reader, &format!("{name}.bias"))?)
     } else {
         None
     };
-    (0..count)
-        .map(|e| {
-            let bytes = Cow::Borrowed(&data[e * per..(e + 1) * per]);
-            let storage = QStorage::from_data(bytes, &device, whole.dtype())?;
-            let weight = Arc::new(QTensor::new(storage, (rows, cols))?);
-            let bias = match &biases {
-                Some(b) => Some(b.get(e)?),
-                None => None,
-            };
-            let mut linear = QLinear::from_weight(weight, exact)?;
-            linear.bias = bias;
+    let [experts] = quantized_experts(ct, reader, name)?;
+    experts
+        .into_iter()
+        .enumerate()
+        .map(|(e, mut linear)| {
+            if let Some(b) = &biases {
+                linear.bias = Some(b.get(e)?);
+            }
             Ok(ExpertLinear::Quant(linear))
         })
         .collect()
+}
+
+/// The matrices of one 3-D GGUF tensor `[experts, rows, cols]`, each cut by rows into `N`
+/// equal parts (a fused gate and up: `N` = 2, the gate first), as quantized linear layers:
+/// part `i` of every expert in the `i`-th list.
+fn quantized_experts<R: Read + Seek, const N: usize>(
+    ct: &Content,
+    reader: &mut R,
+    name: &str,
+) -> Result<[Vec<QLinear>; N]> {
+    let device = Device::Cpu;
+    let whole = ct.tensor(reader, &format!("{name}.weight"), &device)?;
+    let (count, rows, cols) = whole.shape().dims3()?;
+    let data = whole.data()?;
+    if count == 0 || data.len() % count != 0 || rows % N != 0 {
+        return Err(Error::bad_request(format!(
+            "the GGUF's {name}.weight is not {count} equal expert matrices of {N} parts"
+        )));
+    }
+    // Quantized rows are whole blocks, so a part of the rows is a part of the bytes.
+    let per = data.len() / count / N;
+    let exact = super::qlinear::exact_products(ct);
+    let mut parts: [Vec<QLinear>; N] = std::array::from_fn(|_| Vec::with_capacity(count));
+    for e in 0..count {
+        for (i, part) in parts.iter_mut().enumerate() {
+            let at = (e * N + i) * per;
+            let storage =
+                QStorage::from_data(Cow::Borrowed(&data[at..at + per]), &device, whole.dtype())?;
+            let weight = Arc::new(QTensor::new(storage, (rows / N, cols))?);
+            part.push(QLinear::from_weight(weight, exact)?);
+        }
+    }
+    Ok(parts)
+}
+
+/// The experts' gate and up projections: `ffn_gate_exps` and `ffn_up_exps`, or both in
+/// `ffn_gate_up_exps` (Gemma 4; gate rows first, as llama.cpp's views split it).
+fn gate_and_up_experts<R: Read + Seek>(
+    ct: &Content,
+    reader: &mut R,
+    p: &str,
+    bias: bool,
+) -> Result<(Vec<ExpertLinear>, Vec<ExpertLinear>)> {
+    let fused = format!("{p}.ffn_gate_up_exps");
+    if !crate::llm::loading::has_tensor(ct, &format!("{fused}.weight")) {
+        return Ok((
+            split_experts(ct, reader, &format!("{p}.ffn_gate_exps"), bias)?,
+            split_experts(ct, reader, &format!("{p}.ffn_up_exps"), bias)?,
+        ));
+    }
+    if bias {
+        return Err(Error::bad_request(format!(
+            "the GGUF's {fused} has biases, which no supported family has"
+        )));
+    }
+    if let Some([gates, ups]) = super::mxfp4::load_gate_up_experts(ct, reader, &fused)? {
+        return Ok((gates, ups));
+    }
+    let [gates, ups] = quantized_experts(ct, reader, &fused)?;
+    let wrap = |v: Vec<QLinear>| v.into_iter().map(ExpertLinear::Quant).collect();
+    Ok((wrap(gates), wrap(ups)))
 }
 
 impl Experts {
@@ -134,8 +187,7 @@ impl Experts {
         shared: bool,
     ) -> Result<Self> {
         let router = QLinear::load(ct, reader, &format!("{p}.ffn_gate_inp"), settings.biases)?;
-        let gates = split_experts(ct, reader, &format!("{p}.ffn_gate_exps"), settings.biases)?;
-        let ups = split_experts(ct, reader, &format!("{p}.ffn_up_exps"), settings.biases)?;
+        let (gates, ups) = gate_and_up_experts(ct, reader, p, settings.biases)?;
         let downs = split_experts(ct, reader, &format!("{p}.ffn_down_exps"), settings.biases)?;
         if gates.len() != ups.len() || gates.len() != downs.len() || settings.used == 0 {
             return Err(Error::bad_request(format!(
@@ -152,6 +204,22 @@ impl Experts {
             .zip(downs)
             .map(|((gate, up), down)| Expert { gate, up, down })
             .collect::<Vec<_>>();
+        let scale_name = format!("{p}.ffn_down_exps.scale");
+        let down_scales = if ct.tensor_infos.contains_key(&scale_name) {
+            let scales = f32_tensor(ct, reader, &scale_name)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            if scales.len() != experts.len() {
+                return Err(Error::bad_request(format!(
+                    "the GGUF's {scale_name} has {} values for {} experts",
+                    scales.len(),
+                    experts.len()
+                )));
+            }
+            Some(scales)
+        } else {
+            None
+        };
         let bias_name = format!("{p}.exp_probs_b.bias");
         let selection_bias = if ct.tensor_infos.contains_key(&bias_name) {
             Some(f32_tensor(ct, reader, &bias_name)?.to_vec1::<f32>()?)
@@ -180,6 +248,7 @@ impl Experts {
             selection_bias,
             experts: Arc::new(experts),
             shared,
+            down_scales,
             settings,
         })
     }
@@ -219,9 +288,18 @@ impl Experts {
     /// The block's output for `x` (`[1, rows, hidden]`): each expert's products run over the
     /// rows routed to it (every row's result is the one it has alone).
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_routed(x, x)
+    }
+
+    /// [`Experts::forward`] with the router scoring `router_input` (`[1, rows, hidden]`)
+    /// instead of `x` (Gemma 4 routes on a norm of its own).
+    pub(super) fn forward_routed(&self, x: &Tensor, router_input: &Tensor) -> Result<Tensor> {
         let (_, rows, hidden) = x.dims3()?;
         let x2 = x.reshape((rows, hidden))?;
-        let scores = self.router.forward_rows(&x2)?.to_vec2::<f32>()?;
+        let scores = self
+            .router
+            .forward_rows(&router_input.reshape((rows, hidden))?)?
+            .to_vec2::<f32>()?;
         // Per expert: the rows routed to it and their weights.
         let mut routed: Vec<(Vec<u32>, Vec<f32>)> =
             vec![(Vec::new(), Vec::new()); self.experts.len()];
@@ -232,14 +310,17 @@ impl Experts {
             }
         }
         let mut out = x2.zeros_like()?;
-        for (expert, (ids, weights)) in self.experts.iter().zip(routed) {
+        for (e, (expert, (ids, weights))) in self.experts.iter().zip(routed).enumerate() {
             if ids.is_empty() {
                 continue;
             }
             let n = ids.len();
             let ids = Tensor::from_vec(ids, n, x.device())?;
             let xs = x2.index_select(&ids, 0)?;
-            let y = self.expert_forward(expert, &xs)?;
+            let mut y = self.expert_forward(expert, &xs)?;
+            if let Some(scales) = &self.down_scales {
+                y = (y * scales[e] as f64)?;
+            }
             let weights = Tensor::from_vec(weights, (n, 1), x.device())?;
             out = out.index_add(&ids, &y.broadcast_mul(&weights)?, 0)?;
         }
@@ -261,6 +342,7 @@ impl Experts {
                 let sig = candle_nn::ops::sigmoid(&(&g * alpha as f64)?)?;
                 ((g * sig)? * (u + 1.0)?)?
             }
+            ExpertActivation::Gelu => super::gelu_f16_mul(&gate, &up)?,
         };
         Ok(expert.down.forward_rows(&gated)?)
     }
@@ -293,6 +375,7 @@ mod tests {
             selection_bias: bias,
             experts: Arc::new(Vec::new()),
             shared: None,
+            down_scales: None,
             settings: MoeSettings {
                 used: 2,
                 gating,

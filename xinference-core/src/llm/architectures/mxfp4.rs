@@ -89,20 +89,68 @@ pub(super) fn load_experts<R: Read + Seek>(
     } else {
         None
     };
-    let per = n * k / 32 * BLOCK_BYTES;
-    (0..count)
-        .map(|e| {
-            Ok(ExpertLinear::Mxfp4(Mxfp4Linear {
-                bytes: bytes.clone(),
-                start: e * per,
-                n,
-                k,
-                bias: match &biases {
-                    Some(b) => Some(b.get(e)?),
-                    None => None,
-                },
-            }))
+    let [experts] = expert_parts(&bytes, count, n, k)?;
+    experts
+        .into_iter()
+        .enumerate()
+        .map(|(e, mut linear)| {
+            if let Some(b) = &biases {
+                linear.bias = Some(b.get(e)?);
+            }
+            Ok(ExpertLinear::Mxfp4(linear))
         })
         .collect::<Result<Vec<_>>>()
         .map(Some)
+}
+
+/// The gate and up experts of a fused MXFP4 tensor `{name}.weight` (`[experts, 2 * ff, cols]`,
+/// each expert's gate rows first; Gemma 4's `ffn_gate_up_exps`); `None` when it is not MXFP4.
+pub(super) fn load_gate_up_experts<R: Read + Seek>(
+    ct: &Content,
+    reader: &mut R,
+    name: &str,
+) -> Result<Option<[Vec<ExpertLinear>; 2]>> {
+    let weight = format!("{name}.weight");
+    let Some(info) = mxfp4_tensor(ct, &weight) else {
+        return Ok(None);
+    };
+    let [count, n, k] = info.dims[..] else {
+        return Err(Error::bad_request(format!(
+            "the GGUF's MXFP4 tensor {weight} has dimensions {:?}, not [experts, rows, cols]",
+            info.dims
+        )));
+    };
+    let bytes = Arc::new(mxfp4_bytes(ct, reader, &weight, &info)?);
+    let parts = expert_parts::<2>(&bytes, count, n, k)?;
+    Ok(Some(
+        parts.map(|p| p.into_iter().map(ExpertLinear::Mxfp4).collect()),
+    ))
+}
+
+/// The `[n, k]` matrices of `count` experts in `bytes`, each cut by rows into `N` equal parts:
+/// part `i` of every expert in the `i`-th list.
+fn expert_parts<const N: usize>(
+    bytes: &Arc<Vec<u8>>,
+    count: usize,
+    n: usize,
+    k: usize,
+) -> Result<[Vec<Mxfp4Linear>; N]> {
+    if !n.is_multiple_of(N) || !k.is_multiple_of(32) || bytes.len() != count * n * k / 32 * BLOCK_BYTES {
+        return Err(Error::bad_request(format!(
+            "an MXFP4 tensor of {} bytes is not {count} experts of {N} [{n} / {N}, {k}] parts",
+            bytes.len()
+        )));
+    }
+    let part = n / N * k / 32 * BLOCK_BYTES;
+    Ok(std::array::from_fn(|i| {
+        (0..count)
+            .map(|e| Mxfp4Linear {
+                bytes: bytes.clone(),
+                start: (e * N + i) * part,
+                n: n / N,
+                k,
+                bias: None,
+            })
+            .collect()
+    }))
 }
