@@ -88,8 +88,20 @@ fn every_family_matches_transformers_in_f32() {
     assert!(failures.is_empty(), "families that differ: {failures:?}");
     let archs: Vec<&str> = models.iter().map(|m| m["arch"].as_str().unwrap()).collect();
     for want in [
-        "llama", "mistral", "qwen2", "qwen3", "gemma3", "smollm3", "phi3", "glm4", "qwen3moe",
-        "glm4moe", "gpt-oss", "qwen35",
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gemma3",
+        "smollm3",
+        "phi3",
+        "glm4",
+        "qwen3moe",
+        "glm4moe",
+        "gpt-oss",
+        "qwen35",
+        "qwen35-vl",
+        "gemma3-vl",
     ] {
         assert!(archs.contains(&want), "no fixture for {want}");
     }

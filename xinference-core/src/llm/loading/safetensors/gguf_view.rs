@@ -109,14 +109,32 @@ impl View {
 
     /// Whether the checkpoint has the tensor `name`.
     pub(super) fn has(&self, name: &str) -> bool {
-        self.st.get(name).is_ok()
+        self.stored_name(name).is_some()
+    }
+
+    /// The name the checkpoint stores the text model's tensor `name` (`model.layers.0...`,
+    /// `lm_head.weight`) under: itself, or, in a vision-language checkpoint, inside its language
+    /// model (`model.language_model.layers.0...` as transformers 5 saves Qwen3.5 and Gemma 3,
+    /// `language_model.model.layers.0...` as transformers 4 saved Gemma 3).
+    fn stored_name(&self, name: &str) -> Option<String> {
+        let mut candidates = vec![name.to_owned()];
+        if let Some(rest) = name.strip_prefix("model.") {
+            candidates.push(format!("model.language_model.{rest}"));
+            candidates.push(format!("language_model.model.{rest}"));
+        } else {
+            candidates.push(format!("language_model.{name}"));
+        }
+        candidates.into_iter().find(|n| self.st.get(n).is_ok())
     }
 
     /// The checkpoint's tensor `name` (a 400 naming it when it is missing or not a float).
     pub(super) fn stored(&self, name: &str) -> Result<Stored<'_>> {
-        let view = self.st.get(name).map_err(|_| {
-            Error::bad_request(format!("the safetensors weights have no tensor `{name}`"))
-        })?;
+        let view = self
+            .stored_name(name)
+            .and_then(|n| self.st.get(&n).ok())
+            .ok_or_else(|| {
+                Error::bad_request(format!("the safetensors weights have no tensor `{name}`"))
+            })?;
         let dtype = match view.dtype() {
             safetensors::Dtype::F32 => GgmlDType::F32,
             safetensors::Dtype::F16 => GgmlDType::F16,
@@ -184,7 +202,7 @@ impl View {
         let s = self.stored(hf)?;
         let (dtype, shape, len) = (s.dtype, s.shape.clone(), s.bytes.len());
         let segment = Segment::Stored {
-            name: hf.to_owned(),
+            name: self.stored_name(hf).unwrap_or_else(|| hf.to_owned()),
             start: 0,
             len,
         };
@@ -271,7 +289,7 @@ impl View {
                 }
             }
             segments.push(Segment::Stored {
-                name: name.clone(),
+                name: self.stored_name(name).unwrap_or_else(|| name.clone()),
                 start: 0,
                 len: s.bytes.len(),
             });

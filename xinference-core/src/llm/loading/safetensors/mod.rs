@@ -102,6 +102,7 @@ fn read_config(dir: &Path) -> Result<(Value, String)> {
             dir.display()
         ))
     })?;
+    let config = text_config(config);
     let model_type = model_type(&config)?;
     check_dtype(&config)?;
     if config
@@ -262,6 +263,40 @@ fn model_type(config: &Value) -> Result<String> {
         )));
     }
     Ok(found)
+}
+
+/// The text model's configuration: a vision-language checkpoint's `text_config` (Qwen3.5's
+/// `qwen3_5`, Gemma 3's `gemma3`: their language model is the text family's, and only it is
+/// run), with the top level's `tie_word_embeddings` (the whole model's head is tied or not)
+/// and what else only the top level says (the dtype, the token ids) where `text_config` is
+/// silent; any other config as it is.
+fn text_config(config: Value) -> Value {
+    const VISION_LANGUAGE: &[&str] = &["qwen3_5", "gemma3"];
+    let nested = config
+        .get("model_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| VISION_LANGUAGE.contains(&t));
+    let (true, Some(Value::Object(text)), Value::Object(top)) =
+        (nested, config.get("text_config"), &config)
+    else {
+        return config;
+    };
+    let mut text = text.clone();
+    if let Some(tie) = top.get("tie_word_embeddings") {
+        text.insert("tie_word_embeddings".to_owned(), tie.clone());
+    }
+    for key in [
+        "torch_dtype",
+        "dtype",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+    ] {
+        if let (false, Some(v)) = (text.contains_key(key), top.get(key)) {
+            text.insert(key.to_owned(), v.clone());
+        }
+    }
+    Value::Object(text)
 }
 
 /// The stored dtype must be a float type candle reads (it is converted to f32 either way).
