@@ -76,9 +76,12 @@ impl GuidanceCache {
         if let Some(e) = matcher.get_error() {
             return Err(Error::bad_request(format!("invalid grammar: {e}")));
         }
+        let mut stop_ids = stop_ids.to_vec();
+        stop_ids.sort_unstable();
+        stop_ids.dedup();
         Ok(Constraint {
             matcher,
-            stop_ids: stop_ids.to_vec(),
+            stop_ids,
             eos,
         })
     }
@@ -162,20 +165,32 @@ impl Constraint {
             ))
         })?;
         let end_allowed = allowed.is_allowed(self.eos);
-        let mut any_allowed = false;
+        // The stop tokens follow the grammar's end, whatever the mask says of them: their
+        // logits are put aside, the mask applied to every id, then they are set back.
+        let stops: Vec<(usize, f32)> = self
+            .stop_ids
+            .iter()
+            .filter_map(|&s| Some((s as usize, *logits.get(s as usize)?)))
+            .collect();
+        let is_allowed = |id: usize| id < allowed.len() && allowed.is_allowed(id as u32);
+        let mut allowed_count = 0usize;
         for (id, logit) in logits.iter_mut().enumerate() {
-            let id = id as u32;
-            let ok = if self.stop_ids.contains(&id) {
-                end_allowed
-            } else {
-                (id as usize) < allowed.len() && allowed.is_allowed(id)
-            };
-            if ok {
-                any_allowed = true;
+            if is_allowed(id) {
+                allowed_count += 1;
             } else {
                 *logit = f32::NEG_INFINITY;
             }
         }
+        for &(id, logit) in &stops {
+            allowed_count -= usize::from(is_allowed(id));
+            logits[id] = if end_allowed {
+                logit
+            } else {
+                f32::NEG_INFINITY
+            };
+            allowed_count += usize::from(end_allowed);
+        }
+        let any_allowed = allowed_count > 0;
         if !any_allowed {
             // Sampling from an empty mask would take a forbidden token: say why instead.
             return Err(Error::bad_request(
