@@ -135,7 +135,10 @@ fn expert_parts<const N: usize>(
     n: usize,
     k: usize,
 ) -> Result<[Vec<Mxfp4Linear>; N]> {
-    if !n.is_multiple_of(N) || !k.is_multiple_of(32) || bytes.len() != count * n * k / 32 * BLOCK_BYTES {
+    if !n.is_multiple_of(N)
+        || !k.is_multiple_of(32)
+        || bytes.len() != count * n * k / 32 * BLOCK_BYTES
+    {
         return Err(Error::bad_request(format!(
             "an MXFP4 tensor of {} bytes is not {count} experts of {N} [{n} / {N}, {k}] parts",
             bytes.len()

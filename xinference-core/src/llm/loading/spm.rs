@@ -32,13 +32,15 @@ fn array<'a>(ct: &'a Content, key: &str) -> Result<&'a Vec<Value>> {
 /// [`SpmTokenizer`], llama.cpp's algorithm.
 pub fn spm_tokenizer_from_gguf(ct: &Content) -> Result<LlmTokenizer> {
     let spm = SpmVocab::read(ct)?;
-    Ok(LlmTokenizer::Spm(Box::new(SpmTokenizer::new(&SpmVocabulary {
-        pieces: spm.tokens,
-        scores: spm.scores,
-        types: spm.types,
-        add_space_prefix: spm.add_space_prefix,
-        unk_id: spm.unk_id,
-    })?)))
+    Ok(LlmTokenizer::Spm(Box::new(SpmTokenizer::new(
+        &SpmVocabulary {
+            pieces: spm.tokens,
+            scores: spm.scores,
+            types: spm.types,
+            add_space_prefix: spm.add_space_prefix,
+            unk_id: spm.unk_id,
+        },
+    )?)))
 }
 
 /// The tokenizer of a GGUF whose `tokenizer.ggml.model` is `gemma4` (Gemma 4): a
