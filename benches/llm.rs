@@ -1,11 +1,11 @@
 //! LLM speed beside llama.cpp, on the same GGUF files, the same threads, in the same run:
 //! prefill tokens/s for 128- and 512-token prompts, decode tokens/s over 128 tokens, time to
-//! first token, RSS after launch; and the decode speed of two models generating at once.
+//! first token, RSS after launch (in a fresh process per model); and the decode speed of two models generating at once.
 //! Then serving under load (ours only; llama.cpp's server is not part of this run): aggregate
 //! decode tokens/s of 1, 2, 4 and 8 concurrent clients on one model (one slot each, decode
 //! steps batched), and the time to first token of a second request that shares a
 //! 1,000-token system prompt with the first (prefix cache). `XINFERENCE_BENCH_LLM_SERVING=only`
-//! runs just those.
+//! runs just those, `=skip` everything but those (and the two models at once).
 //! The peer runs through `scripts/bench_llama_cpp.py` (llama-cpp-python) when
 //! `XINFERENCE_BENCH_PEER_PYTHON` names a Python that has `llama_cpp` installed.
 //!
@@ -63,25 +63,58 @@ struct Ours {
     rss_after_load: f64,
 }
 
+/// RSS right after loading `path` in a fresh process (this bench run again with
+/// `XINFERENCE_BENCH_LLM_RSS_OF`), so that no earlier model's freed memory counts.
+fn rss_after_load_in_fresh_process(path: &Path) -> f64 {
+    let out = std::process::Command::new(std::env::current_exe().expect("the bench binary"))
+        .env(RSS_OF, path)
+        .output()
+        .expect("the bench runs again");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("rss_after_load_mb "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no RSS from the fresh process: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Set in the child process of [`rss_after_load_in_fresh_process`]: the model to load.
+const RSS_OF: &str = "XINFERENCE_BENCH_LLM_RSS_OF";
+
 fn measure(path: &Path) -> Ours {
-    let engine = LlmEngine::load_gguf(path, None, &[], &[]).expect("load");
-    let rss_after_load = rss_mb("VmRSS:");
-    let mut engine = engine;
-    let mut prefill = |n: usize| {
-        let ids = prompt_tokens(&engine, n);
+    let rss_after_load = rss_after_load_in_fresh_process(path);
+    let mut engine = LlmEngine::load_gguf(path, None, &[], &[]).expect("load");
+    // Timed as scripts/bench_llama_cpp.py times llama.cpp: an untimed warm-up (a 512-token
+    // prefill and a few decode steps), then medians of three: prefill 128, prefill 512, first
+    // token (a 128-token prefill and the greedy pick), decode.
+    let (p128_ids, p512_ids) = (prompt_tokens(&engine, 128), prompt_tokens(&engine, 512));
+    let mut logits = engine.forward_for_bench(&p512_ids, 0);
+    for i in 0..8 {
+        let next = argmax(&logits);
+        logits = engine.forward_for_bench(&[next], p512_ids.len() + i);
+    }
+    let mut timed = |ids: &[u32], pick: bool| {
         median(
             (0..3)
                 .map(|_| {
                     let t = Instant::now();
-                    engine.forward_for_bench(&ids, 0);
+                    let logits = engine.forward_for_bench(ids, 0);
+                    if pick {
+                        std::hint::black_box(argmax(&logits));
+                    }
                     t.elapsed().as_secs_f64()
                 })
                 .collect(),
         )
     };
-    let p128 = prefill(128);
-    let p512 = prefill(512);
-    let ids = prompt_tokens(&engine, 128);
+    let p128 = timed(&p128_ids, false);
+    let p512 = timed(&p512_ids, false);
+    let ttft = timed(&p128_ids, true);
+    let ids = p128_ids;
     let decode = median(
         (0..3)
             .map(|_| {
@@ -99,7 +132,7 @@ fn measure(path: &Path) -> Ours {
         prefill_128: 128.0 / p128,
         prefill_512: 512.0 / p512,
         decode,
-        ttft_128: p128,
+        ttft_128: ttft,
         rss_after_load,
     }
 }
@@ -270,6 +303,11 @@ fn peer(path: &Path) -> Option<serde_json::Value> {
 fn main() {
     // As the server does at start: the thread count where candle and rayon read it.
     setup::configure_threads();
+    if let Some(path) = std::env::var_os(RSS_OF) {
+        let _engine = LlmEngine::load_gguf(Path::new(&path), None, &[], &[]).expect("load");
+        println!("rss_after_load_mb {:.1}", rss_mb("VmRSS:"));
+        return;
+    }
     let models = setup::models_dir();
     println!("| model | measure | xinference-rs | llama.cpp | ratio |");
     println!("|---|---|---|---|---|");
@@ -279,6 +317,7 @@ fn main() {
         "gemma-3-270m-q4_k_m.gguf",
     ]);
     let serving_only = std::env::var("XINFERENCE_BENCH_LLM_SERVING").is_ok_and(|v| v == "only");
+    let serving_skipped = std::env::var("XINFERENCE_BENCH_LLM_SERVING").is_ok_and(|v| v == "skip");
     if std::env::var("XINFERENCE_BENCH_LLM_KTILES").is_ok_and(|v| v == "only") {
         for file in &files {
             let set = xinference::kernels::quant::set_k_tiles;
@@ -361,7 +400,7 @@ fn main() {
                 .unwrap_or_else(|| "(not run)".into())
         );
     }
-    if serving_only {
+    if serving_only || serving_skipped {
         return;
     }
     for file in &files {
