@@ -73,17 +73,9 @@ pub(super) fn load_experts<R: Read + Seek>(
     name: &str,
     bias: bool,
 ) -> Result<Option<Vec<ExpertLinear>>> {
-    let weight = format!("{name}.weight");
-    let Some(info) = mxfp4_tensor(ct, &weight) else {
+    let Some((bytes, [count, n, k])) = expert_tensor(ct, reader, name)? else {
         return Ok(None);
     };
-    let [count, n, k] = info.dims[..] else {
-        return Err(Error::bad_request(format!(
-            "the GGUF's MXFP4 tensor {weight} has dimensions {:?}, not [experts, rows, cols]",
-            info.dims
-        )));
-    };
-    let bytes = Arc::new(mxfp4_bytes(ct, reader, &weight, &info)?);
     let biases = if bias {
         Some(f32_tensor(ct, reader, &format!("{name}.bias"))?)
     } else {
@@ -110,6 +102,25 @@ pub(super) fn load_gate_up_experts<R: Read + Seek>(
     reader: &mut R,
     name: &str,
 ) -> Result<Option<[Vec<ExpertLinear>; 2]>> {
+    let Some((bytes, [count, n, k])) = expert_tensor(ct, reader, name)? else {
+        return Ok(None);
+    };
+    let parts = expert_parts::<2>(&bytes, count, n, k)?;
+    Ok(Some(
+        parts.map(|p| p.into_iter().map(ExpertLinear::Mxfp4).collect()),
+    ))
+}
+
+/// An MXFP4 tensor of experts: its bytes and dimensions (`[experts, rows, cols]`).
+type ExpertTensor = (Arc<Vec<u8>>, [usize; 3]);
+
+/// The bytes and dimensions (`[experts, rows, cols]`) of the 3-D MXFP4 tensor
+/// `{name}.weight`; `None` when that tensor is not MXFP4.
+fn expert_tensor<R: Read + Seek>(
+    ct: &Content,
+    reader: &mut R,
+    name: &str,
+) -> Result<Option<ExpertTensor>> {
     let weight = format!("{name}.weight");
     let Some(info) = mxfp4_tensor(ct, &weight) else {
         return Ok(None);
@@ -121,10 +132,7 @@ pub(super) fn load_gate_up_experts<R: Read + Seek>(
         )));
     };
     let bytes = Arc::new(mxfp4_bytes(ct, reader, &weight, &info)?);
-    let parts = expert_parts::<2>(&bytes, count, n, k)?;
-    Ok(Some(
-        parts.map(|p| p.into_iter().map(ExpertLinear::Mxfp4).collect()),
-    ))
+    Ok(Some((bytes, [count, n, k])))
 }
 
 /// The `[n, k]` matrices of `count` experts in `bytes`, each cut by rows into `N` equal parts:
