@@ -2,6 +2,7 @@
 //! and the Python interpreter that has the official client SDKs.
 #![allow(dead_code)]
 
+pub mod auth_server;
 pub mod clips;
 pub mod llama_logits;
 pub mod logit_checks;
