@@ -45,6 +45,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import openai
 from openai import OpenAI
 
 # How our registry names the test GGUFs (name, size in billions, quantization), by file name.
@@ -306,7 +307,13 @@ def main():
         gguf = Path(gguf).expanduser()
         size_mb = gguf.stat().st_size / 1e6
         print(f"{gguf.name} ({size_mb:.0f} MB)", flush=True)
-        ours = bench_server("ours", start_ours, args.ours, gguf, args)
+        try:
+            ours = bench_server("ours", start_ours, args.ours, gguf, args)
+        except openai.BadRequestError as e:
+            # A model that cannot chat (a base model without a chat template) is a 400 on our
+            # server, as in Xinference: the other models' rows still come.
+            print(f"  skipped: our server refuses chat with this model ({e})", flush=True)
+            continue
         if not args.llama_server:
             continue
         peer = bench_server("llama-server", start_llama, args.llama_server, gguf, args)
