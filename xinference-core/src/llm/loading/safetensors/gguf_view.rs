@@ -47,6 +47,8 @@ pub(super) struct View {
 
 /// A stored tensor's dtype, shape and bytes.
 pub(super) struct Stored<'a> {
+    /// The name the checkpoint stores it under ([`View::stored_name`]).
+    pub(super) name: String,
     pub(super) dtype: GgmlDType,
     pub(super) shape: Vec<usize>,
     pub(super) bytes: &'a [u8],
@@ -129,9 +131,9 @@ impl View {
 
     /// The checkpoint's tensor `name` (a 400 naming it when it is missing or not a float).
     pub(super) fn stored(&self, name: &str) -> Result<Stored<'_>> {
-        let view = self
+        let (stored_name, view) = self
             .stored_name(name)
-            .and_then(|n| self.st.get(&n).ok())
+            .and_then(|n| self.st.get(&n).ok().map(|view| (n, view)))
             .ok_or_else(|| {
                 Error::bad_request(format!("the safetensors weights have no tensor `{name}`"))
             })?;
@@ -146,6 +148,7 @@ impl View {
             }
         };
         Ok(Stored {
+            name: stored_name,
             dtype,
             shape: view.shape().to_vec(),
             bytes: view.data(),
@@ -172,6 +175,12 @@ impl View {
     /// Metadata `{key}` = the array of `values`.
     pub(super) fn bools(&mut self, key: &str, values: &[bool]) {
         let values = values.iter().map(|&b| Value::Bool(b)).collect();
+        self.metadata.insert(key.to_owned(), Value::Array(values));
+    }
+
+    /// Metadata `{key}` = the array of `values` (per-layer settings).
+    pub(super) fn u32s(&mut self, key: &str, values: &[usize]) {
+        let values = values.iter().map(|&v| Value::U32(v as u32)).collect();
         self.metadata.insert(key.to_owned(), Value::Array(values));
     }
 
@@ -202,7 +211,7 @@ impl View {
         let s = self.stored(hf)?;
         let (dtype, shape, len) = (s.dtype, s.shape.clone(), s.bytes.len());
         let segment = Segment::Stored {
-            name: self.stored_name(hf).unwrap_or_else(|| hf.to_owned()),
+            name: s.name,
             start: 0,
             len,
         };
@@ -289,7 +298,7 @@ impl View {
                 }
             }
             segments.push(Segment::Stored {
-                name: self.stored_name(name).unwrap_or_else(|| name.clone()),
+                name: s.name,
                 start: 0,
                 len: s.bytes.len(),
             });
