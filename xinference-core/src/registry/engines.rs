@@ -120,9 +120,22 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
         "Qwen3_5MoeForConditionalGeneration",
     ),
     (ModelType::Llm, "ggufv2", "SmolLM3ForCausalLM"),
+    // Safetensors checkpoints (`llm/loading/safetensors`, SAFETENSORS_MODEL_TYPES); gpt-oss's
+    // and the Qwen3.5 MoE's are not (released in MXFP4 / a family our loader does not map).
     (ModelType::Llm, "pytorch", "LlamaForCausalLM"),
+    (ModelType::Llm, "pytorch", "MistralForCausalLM"),
     (ModelType::Llm, "pytorch", "Qwen2ForCausalLM"),
     (ModelType::Llm, "pytorch", "Qwen3ForCausalLM"),
+    (ModelType::Llm, "pytorch", "Qwen3MoeForCausalLM"),
+    (ModelType::Llm, "pytorch", "Gemma3ForCausalLM"),
+    (ModelType::Llm, "pytorch", "Gemma3ForConditionalGeneration"),
+    (ModelType::Llm, "pytorch", "Gemma4ForCausalLM"),
+    (ModelType::Llm, "pytorch", "Gemma4ForConditionalGeneration"),
+    (ModelType::Llm, "pytorch", "Phi3ForCausalLM"),
+    (ModelType::Llm, "pytorch", "Glm4ForCausalLM"),
+    (ModelType::Llm, "pytorch", "Glm4MoeForCausalLM"),
+    (ModelType::Llm, "pytorch", "SmolLM3ForCausalLM"),
+    (ModelType::Llm, "pytorch", "Qwen3_5ForConditionalGeneration"),
     (
         ModelType::Rerank,
         "pytorch",
