@@ -8,7 +8,7 @@
 mod common;
 
 use candle_core::quantized::gguf_file::{self, Content, Value as GgufValue};
-use common::tiny_families::launch_gguf;
+use common::tiny_families::launch_from_path;
 use common::{run_python, TestServer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -152,7 +152,7 @@ async fn gemma3_gguf_with_a_chat_template_chats_over_http() {
         "model_size_in_billions": 1,
         "quantization": "Q4_K_M",
     });
-    let v = launch_gguf(&server.url, &gguf, spec).await;
+    let v = launch_from_path(&server.url, &gguf, spec).await;
     let uid = v["model_uid"].as_str().unwrap().to_owned();
     let out = run_python(
         "openai_gemma3_chat.py",

@@ -7,7 +7,7 @@
 mod common;
 
 use common::logit_checks::{floats, tiny_gguf_dir, tiny_gguf_reference};
-use common::tiny_families::{decisive_steps, launch_gguf};
+use common::tiny_families::{decisive_steps, launch_from_path};
 use common::{token_ids as ids, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -89,7 +89,7 @@ async fn tiny_gemma4_chats_greedily_as_llama_cpp_does() {
         "model_size_in_billions": 2,
         "quantization": "Q8_0",
     });
-    launch_gguf(&server.url, &gguf, spec).await;
+    launch_from_path(&server.url, &gguf, spec).await;
     let client = reqwest::Client::new();
     let r = client
         .post(format!("{}/v1/chat/completions", server.url))
@@ -155,7 +155,7 @@ async fn tiny_gemma4_reasoning_goes_to_reasoning_content() {
         "model_size_in_billions": 2,
         "quantization": "Q8_0",
     });
-    launch_gguf(&server.url, &gguf, spec).await;
+    launch_from_path(&server.url, &gguf, spec).await;
     let out = common::run_python(
         "openai_gemma4_reasoning.py",
         &[

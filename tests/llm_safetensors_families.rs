@@ -3,7 +3,10 @@
 //! models in each family's real hub layout (tests/fixtures/tiny-safetensors/, made and recorded
 //! by scripts/fixtures/make_tiny_safetensors.py), stored in bf16 (most), f16 (mistral) and f32
 //! (qwen2), gemma3 and qwen3moe in shards; the mixtures of experts (qwen3moe, glm4moe, gpt-oss)
-//! with their routing and experts; Qwen3.5's hybrid Gated DeltaNet and gated attention blocks. For each: the last-position logits of three prompts
+//! with their routing and experts; Qwen3.5's hybrid Gated DeltaNet and gated attention blocks;
+//! Gemma 4 in the layouts of E2B / E4B (per-layer embeddings, key/value sharing) and 26B-A4B
+//! (experts beside the dense feed-forward), and as its vision-language checkpoint (text path).
+//! For each: the last-position logits of three prompts
 //! (one longer than the sliding windows) within `LOGIT_TOLERANCE` of transformers', 8 greedy
 //! tokens identical, a prompt fed in two pieces equal to the whole, and a fork that decodes the
 //! same.
@@ -11,8 +14,9 @@
 mod common;
 
 use common::logit_checks::{floats, greedy, max_abs_diff};
-use common::token_ids as ids;
-use serde_json::Value;
+use common::tiny_families::launch_from_path;
+use common::{run_python, token_ids as ids, TestServer};
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use xinference::llm::LlmEngine;
 
@@ -102,7 +106,40 @@ fn every_family_matches_transformers_in_f32() {
         "qwen35",
         "qwen35-vl",
         "gemma3-vl",
+        "gemma4",
+        "gemma4moe",
+        "gemma4-vl",
     ] {
         assert!(archs.contains(&want), "no fixture for {want}");
     }
+}
+
+/// Gemma 4 checkpoints launch under the registry's `gemma-4` pytorch specs (E2B's layout, the
+/// 26B-A4B one, the vision-language release) with `model_path`, and chat over HTTP with the
+/// official `openai` client.
+#[tokio::test]
+async fn gemma4_checkpoints_launch_as_gemma_4_and_chat_with_the_openai_client() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path()).await;
+    for (folder, size) in [("gemma4", 2), ("gemma4moe", 26), ("gemma4-vl", 2)] {
+        let uid = format!("tiny-st-{folder}");
+        let spec = json!({
+            "model_uid": uid,
+            "model_name": "gemma-4",
+            "model_engine": "Transformers",
+            "model_format": "pytorch",
+            "model_size_in_billions": size,
+            "quantization": "none",
+        });
+        launch_from_path(&server.url, &fixtures().join(folder), spec).await;
+        let out = run_python("openai_tiny_chat.py", &[&server.url, &uid]).await;
+        assert!(out.contains("openai tiny chat: ok"), "{folder}: {out}");
+        let r = reqwest::Client::new()
+            .delete(format!("{}/v1/models/{uid}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{folder}: terminate");
+    }
+    server.stop().await;
 }

@@ -99,7 +99,7 @@ pub async fn launch_and_chat(
         "model_size_in_billions": size,
         "quantization": quantization,
     });
-    launch_gguf(url, path, spec).await;
+    launch_from_path(url, path, spec).await;
     let client = reqwest::Client::new();
     let out = run_python("openai_tiny_chat.py", &[url, uid]).await;
     assert!(
@@ -115,10 +115,11 @@ pub async fn launch_and_chat(
     assert!(r.status().is_success(), "{uid} as {name}: terminate");
 }
 
-/// Launches the GGUF at `path` on the server at `url` as Xinference's `llama.cpp` engine
+/// Launches the model at `path` on the server at `url` as Xinference's `llama.cpp` engine
 /// (`ggufv2`) with `spec`'s fields (`model_name`, `model_size_in_billions`, `quantization`,
-/// `model_uid` when given); asserts a 200 and returns the answer (it names the `model_uid`).
-pub async fn launch_gguf(url: &str, path: &Path, spec: Value) -> Value {
+/// `model_uid` when given; `model_engine` / `model_format` too: `Transformers` / `pytorch` for a
+/// safetensors folder); asserts a 200 and returns the answer (it names the `model_uid`).
+pub async fn launch_from_path(url: &str, path: &Path, spec: Value) -> Value {
     let mut body = json!({
         "model_engine": "llama.cpp",
         "model_format": "ggufv2",

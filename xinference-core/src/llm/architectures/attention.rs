@@ -171,7 +171,7 @@ pub(super) fn attend_group(
 
 /// Rows of `width` f32 values as rows of `2 * width` whose f16 roundings hold them to about
 /// 22 bits: each value's f16 rounding, then what that leaves out, also in f16.
-fn split_exact(values: &[f32], width: usize) -> Vec<f32> {
+pub(super) fn split_exact(values: &[f32], width: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(values.len() * 2);
     for row in values.chunks_exact(width) {
         out.extend(row.iter().map(|&x| f16::from_f32(x).to_f32()));
@@ -182,7 +182,7 @@ fn split_exact(values: &[f32], width: usize) -> Vec<f32> {
 
 /// [`attend_group`] in f32, as transformers computes it, over a cache of split values
 /// ([`split_exact`]): queries unrounded, weights unrounded.
-fn attend_group_exact(
+pub(super) fn attend_group_exact(
     kv: &LayerKv,
     (offset, hd): (usize, usize),
     keys: std::ops::Range<usize>,

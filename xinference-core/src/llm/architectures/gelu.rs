@@ -1,7 +1,7 @@
 //! GELU(tanh) as llama.cpp's CPU backend computes it for Gemma: a lookup in an f16 table.
 
 use super::zip_map;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 /// GELU(tanh) as llama.cpp's CPU backend computes it: from a table indexed by the f16 value of
 /// `x`, holding f16 results (`x` itself from 10 up, 0 from -10 down). The rounding moves
@@ -38,17 +38,19 @@ fn gelu_table() -> &'static [f32] {
     })
 }
 
-/// [`gelu_f16`] of every value of `x`.
-pub(super) fn gelu_f16_table(x: &Tensor) -> candle_core::Result<Tensor> {
+/// [`gelu_f16`] of every value of `x` (the reference [`gelu_f16_mul`] is checked against).
+#[cfg(test)]
+fn gelu_f16_table(x: &Tensor) -> candle_core::Result<Tensor> {
     let table = gelu_table();
     let mut out = x.flatten_all()?.to_vec1::<f32>()?;
     for v in out.iter_mut() {
         *v = gelu_f16(table, *v);
     }
-    Tensor::from_vec(out, x.dims(), &Device::Cpu)
+    Tensor::from_vec(out, x.dims(), &candle_core::Device::Cpu)
 }
 
-/// `gelu_f16(gate) * up` in one pass (the same bits as [`gelu_f16_table`] then candle's `mul`).
+/// `gelu_f16(gate) * up` in one pass (the same bits as `gelu_f16` of each gate value then
+/// candle's `mul`; the tests compare the two).
 pub(super) fn gelu_f16_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
     let table = gelu_table();
     zip_map(gate, up, |g, u| gelu_f16(table, g) * u)
@@ -58,6 +60,7 @@ pub(super) fn gelu_f16_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Te
 mod tests {
     use super::*;
     use candle_core::DType::{F16, F32};
+    use candle_core::Device;
 
     /// The table gives the bits of the candle composition it replaced (f16 rounding, candle's
     /// `gelu`, f16 rounding, the clamps at ±10) for every f16 value and values between them.

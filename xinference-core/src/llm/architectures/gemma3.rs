@@ -8,7 +8,7 @@
 //! every six, each sixth global; rotary base 10 000 (or `gemma3.rope.freq_base_swa`) on the
 //! local layers and `gemma3.rope.freq_base` with linear `gemma3.rope.scaling.factor` on the
 //! global ones; an optional final logit soft-cap; output tied to the token table. The GELU
-//! reads llama.cpp's f16 table (see `gelu_f16_table`): with an exact GELU, greedy answers
+//! reads llama.cpp's f16 table (see `gelu.rs`): with an exact GELU, greedy answers
 //! part from llama.cpp's at margins of 0.05.
 
 use super::{

@@ -17,22 +17,24 @@
 //!   llama.cpp's `n_layer_kv_from_start - (swa ? 2 : 1)` for the released layer patterns;
 //! - a layer without `attn_v` uses its keys (before their norm) as values (`attention_k_eq_v`);
 //! - post-attention and post-feed-forward norms, GELU(tanh)-gated feed-forward (llama.cpp's f16
-//!   GELU table, see `gelu_f16_table`), a per-layer output scale (`layer_output_scale`), a final
-//!   logit soft-cap, output tied to the token table unless `output.weight` exists.
+//!   GELU table, see `gelu.rs`), a per-layer output scale (`layer_output_scale`), a final logit
+//!   soft-cap, output tied to the token table unless `output.weight` exists.
 //!
-//! RMS norms and rotary round as llama.cpp's CPU backend does ([`Rounding::Ggml`], as the other
-//! GGUF families' decoder): with candle's, the tiny fixture's F16 logits stood up to 6e-2 from
-//! llama.cpp's ten greedy steps in, enough to turn one of its near-ties.
+//! Safetensors checkpoints (`loading/safetensors/families_gemma4.rs`) run the same graph in f32
+//! as transformers does (`exact`: candle's norms and rotary, the exact GELU, attention in f32).
+//! On GGUF, RMS norms and rotary round as llama.cpp's CPU backend does ([`Rounding::Ggml`], as
+//! the other GGUF families' decoder): with candle's, the tiny fixture's F16 logits stood up to
+//! 6e-2 from llama.cpp's ten greedy steps in, enough to turn one of its near-ties.
 //!
 //! The mixture-of-experts blocks of Gemma 4 26B-A4B (`ffn_gate_inp`) add routed experts beside
-//! the dense feed-forward (`gemma4/moe.rs`). Keys and values are cached in f16 and attention rounds as llama.cpp's CPU path
-//! does (`attention.rs`'s `attend_group`). The cache is handed out for prompt-prefix reuse, and
+//! the dense feed-forward (`gemma4/moe.rs`). Keys and values are cached in f16 and attention
+//! rounds as llama.cpp's CPU path does (`attention.rs`'s `attend_group`). The cache is handed out for prompt-prefix reuse, and
 //! decode steps of several sequences run in one pass (`gemma4/batch.rs`).
 
-use super::attention::{attend_group, visible};
+use super::attention::{attend_group, attend_group_exact, split_exact, visible};
 use super::{
-    f32_tensor, gelu_f16_mul, gelu_f16_table, load_output, meta, meta_f32, meta_usize, residual,
-    value_usize, with_values, QLinear, Rope, Rows, TokenTable,
+    f32_tensor, gelu_f16_mul, load_output, meta, meta_f32, meta_usize, residual, value_usize,
+    with_values, QLinear, Rope, Rows, TokenTable,
 };
 use crate::kernels::norm_rope::{self, Rounding};
 
@@ -120,6 +122,10 @@ pub struct Gemma4Decoder {
     cache: Vec<Option<LayerKv>>,
     /// Sliding-window blocks keep every position ([`crate::llm::CausalLm::keep_whole_windows`]).
     whole_windows: bool,
+    /// f32 throughout, as transformers computes (safetensors weights): candle's roundings of
+    /// the norms and the rotary, the exact GELU, attention over an f32-exact cache; otherwise
+    /// llama.cpp's CPU backend's (GGUF).
+    exact: bool,
 }
 
 /// `{ARCH}.{key}` per layer: an array of `layers` values, or one value for all.
@@ -137,9 +143,9 @@ fn per_layer_usize(ct: &Content, key: &str, layers: usize) -> Result<Vec<usize>>
     Ok(values)
 }
 
-/// RMS norm of `x`'s rows (its last dimension, `w`'s length) times `w`, into a new tensor, as
-/// llama.cpp's CPU backend rounds it ([`Rounding::Ggml`]).
-fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+/// RMS norm of `x`'s rows (its last dimension, `w`'s length) times `w`, into a new tensor,
+/// rounded as `rounding` says ([`Gemma4Decoder::rounding`]).
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f32, rounding: Rounding) -> candle_core::Result<Tensor> {
     let mut out = x.flatten_all()?.to_vec1::<f32>()?;
     with_values(w, |w| {
         if w.is_empty() || !out.len().is_multiple_of(w.len()) {
@@ -149,7 +155,7 @@ fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
                 w.len()
             );
         }
-        norm_rope::rms_norm(&mut out, w, eps, Rounding::Ggml);
+        norm_rope::rms_norm(&mut out, w, eps, rounding);
         Ok(())
     })??;
     Tensor::from_vec(out, x.dims(), &Device::Cpu)
@@ -341,7 +347,10 @@ impl Gemma4Decoder {
             Rope::with_freq_factors(global_dim, global_base, 1.0, positions, factors.as_deref())?,
             Rope::new(sliding_dim, sliding_base, 1.0, positions)?,
         ];
-        ropes.iter_mut().for_each(Rope::round_as_llama_cpp);
+        let exact = super::qlinear::exact_products(ct);
+        if !exact {
+            ropes.iter_mut().for_each(Rope::round_as_llama_cpp);
+        }
         let embeddings = TokenTable::new(std::sync::Arc::new(ct.tensor(
             reader,
             "token_embd.weight",
@@ -361,7 +370,33 @@ impl Gemma4Decoder {
             ropes,
             cache: Vec::new(),
             whole_windows: false,
+            exact,
         })
+    }
+
+    /// Whose roundings the RMS norms and the rotary follow: candle's when [`Self::exact`],
+    /// llama.cpp's CPU backend's otherwise.
+    fn rounding(&self) -> Rounding {
+        if self.exact {
+            Rounding::Candle
+        } else {
+            Rounding::Ggml
+        }
+    }
+
+    /// RMS norm of `x`'s rows times `w`, rounded as [`Self::rounding`] says.
+    fn rms(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+        rms_norm(x, w, self.eps, self.rounding())
+    }
+
+    /// `gelu(gate) * up` (tanh GELU): llama.cpp's f16 table on the GGUF path, candle's exact
+    /// one when [`Self::exact`].
+    fn gelu_mul(&self, gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+        if self.exact {
+            gate.gelu()? * up
+        } else {
+            gelu_f16_mul(gate, up)
+        }
     }
 
     /// The per-layer embedding inputs of `tokens` (embedded and scaled as `h`):
@@ -376,7 +411,7 @@ impl Gemma4Decoder {
         let projected =
             (ple.projection.forward_rows(h)? * (1.0 / (self.hidden as f32).sqrt()) as f64)?;
         let projected = projected.reshape((s, layers, ple.width))?;
-        let projected = rms_norm(&projected, &ple.norm, self.eps)?;
+        let projected = self.rms(&projected, &ple.norm)?;
         let sum = residual(&projected, &from_tokens.reshape((s, layers, ple.width))?)?;
         Ok(Some((sum * (1.0 / 2f32.sqrt()) as f64)?.reshape((
             1,
@@ -406,29 +441,27 @@ impl Gemma4Decoder {
             (self.embeddings.rows(tokens)?.unsqueeze(0)? * (self.hidden as f32).sqrt() as f64)?;
         let per_layer = self.per_layer_inputs(tokens, &h)?;
         for (i, block) in self.blocks.iter().enumerate() {
-            let x = rms_norm(&h, &block.attn_norm, self.eps)?;
+            let x = self.rms(&h, &block.attn_norm)?;
             let attended = self.attend_rows(block, i, &x, seqs)?;
-            let y = rms_norm(
-                &block.o.forward_rows(&attended)?,
-                &block.post_attn_norm,
-                self.eps,
-            )?;
+            let y = self.rms(&block.o.forward_rows(&attended)?, &block.post_attn_norm)?;
             h = residual(&y, &h)?;
-            let x = rms_norm(&h, &block.ffn_norm, self.eps)?;
+            let x = self.rms(&h, &block.ffn_norm)?;
             let [gate, up]: [Tensor; 2] = QLinear::forward_together(&[&block.gate, &block.up], &x)?
                 .try_into()
                 .map_err(|_| Error::internal("two projections gave another count"))?;
-            let mut y = block.down.forward_rows(&gelu_f16_mul(&gate, &up)?)?;
+            let mut y = block.down.forward_rows(&self.gelu_mul(&gate, &up)?)?;
             if let Some(experts) = &block.experts {
-                y = experts.forward(&h, &y, self.eps)?;
+                y = experts.forward(&h, &y, self.eps, self.rounding())?;
             }
-            let y = rms_norm(&y, &block.post_ffn_norm, self.eps)?;
+            let y = self.rms(&y, &block.post_ffn_norm)?;
             h = residual(&y, &h)?;
             if let (Some(inputs), Some(ple)) = (&per_layer, &block.per_layer) {
                 let width = inputs.dim(2)? / self.blocks.len();
-                let gated = gelu_f16_table(&ple.gate.forward_rows(&h)?)?;
-                let gated = (gated * inputs.narrow(2, i * width, width)?)?;
-                let y = rms_norm(&ple.proj.forward_rows(&gated)?, &ple.norm, self.eps)?;
+                let gated = self.gelu_mul(
+                    &ple.gate.forward_rows(&h)?,
+                    &inputs.narrow(2, i * width, width)?,
+                )?;
+                let y = self.rms(&ple.proj.forward_rows(&gated)?, &ple.norm)?;
                 h = residual(&y, &h)?;
             }
             if let Some(scale) = block.out_scale {
@@ -452,7 +485,7 @@ impl Gemma4Decoder {
             last_rows.push(h.narrow(1, end - 1, 1)?.squeeze(1)?);
         }
         let last = Tensor::cat(&last_rows, 0)?;
-        let last = rms_norm(&last, &self.norm, self.eps)?;
+        let last = self.rms(&last, &self.norm)?;
         let mut logits = self.output.forward_rows(&last)?;
         if let Some(cap) = self.softcap {
             logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
@@ -511,13 +544,15 @@ impl Gemma4Decoder {
             if w.is_empty() || !x.len().is_multiple_of(w.len()) {
                 return Err(Error::internal("a Gemma 4 head norm of another width"));
             }
-            norm_rope::rms_norm(&mut x, w, self.eps, Rounding::Ggml);
+            norm_rope::rms_norm(&mut x, w, self.eps, self.rounding());
             if turn {
                 rope.rotate(&mut x, (n, hd), position, true)?;
             }
             Ok(x)
         };
         let values = |t: &Tensor| with_values(t, <[f32]>::to_vec);
+        // An exact cache holds each value as two f16 halves (`attention::split_exact`).
+        let width = kv_heads * hd * if self.exact { 2 } else { 1 };
         if let Some(kv) = &block.kv {
             let k = kv.k.forward_rows(x)?;
             let v = match &kv.v {
@@ -528,21 +563,28 @@ impl Gemma4Decoder {
             // Values normed without a weight (`ggml_rms_norm` alone: times 1 is exact).
             let v = heads_of(&v, kv_heads, &vec![1.0; hd], false)?;
             let entry = &mut cache[i];
-            if !matches!(entry, Some(held) if position > 0 && held.held() <= position) {
-                *entry = Some(LayerKv::new(kv_heads * hd));
+            if !matches!(entry, Some(held) if position > 0 && held.held() <= position && held.row() == width)
+            {
+                *entry = Some(LayerKv::new(width));
             }
             if let Some(held) = entry.as_mut() {
-                held.append(&k, &v);
+                if self.exact {
+                    held.append(
+                        &split_exact(&k, kv_heads * hd),
+                        &split_exact(&v, kv_heads * hd),
+                    );
+                } else {
+                    held.append(&k, &v);
+                }
             }
         }
         let held = cache[block.kv_block]
             .as_ref()
             .ok_or_else(|| Error::internal("a Gemma 4 block reads a cache not yet written"))?;
-        if held.row() != kv_heads * hd {
+        if held.row() != width {
             return Err(Error::bad_request(format!(
-                "Gemma 4 layer {i} shares keys of another size ({} values a position, not {})",
+                "Gemma 4 layer {i} shares keys of another size ({} values a position, not {width})",
                 held.row(),
-                kv_heads * hd
             )));
         }
         let mut q = heads_of(
@@ -551,18 +593,25 @@ impl Gemma4Decoder {
             &values(&block.q_norm)?,
             true,
         )?;
-        for v in q.iter_mut() {
-            *v = half::f16::from_f32(*v).to_f32();
+        if !self.exact {
+            for v in q.iter_mut() {
+                *v = half::f16::from_f32(*v).to_f32();
+            }
         }
         // Keys held: positions first..position + s.
         let first = position + s - held.held();
         let group = heads / kv_heads;
         let mut out = vec![0f32; s * heads * hd];
+        let attend = if self.exact {
+            attend_group_exact
+        } else {
+            attend_group
+        };
         let item = |(index, out): (usize, &mut [f32])| {
             let (row, g) = (index / kv_heads, index % kv_heads);
             let keys = visible(position + row, first, block.window);
             let queries = &q[(row * heads + g * group) * hd..][..group * hd];
-            attend_group(
+            attend(
                 held,
                 (g * hd, hd),
                 keys.start - first..keys.end - first,

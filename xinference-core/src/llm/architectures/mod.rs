@@ -51,7 +51,7 @@ mod smollm3;
 mod token_table;
 
 use crate::llm::model::LayerKv;
-use gelu::{gelu_f16_mul, gelu_f16_table};
+use gelu::gelu_f16_mul;
 pub use gemma4::Gemma4Decoder;
 use qlinear::QLinear;
 pub use qlinear::EXACT_KEY;

@@ -43,7 +43,8 @@ pub(super) enum ExpertActivation {
     /// gpt-oss's clamped SwiGLU: `g = min(gate, limit)`, `u = clamp(up, -limit, limit)`,
     /// `g * sigmoid(alpha * g) * (u + 1)`.
     SwigluOai { alpha: f32, limit: f32 },
-    /// `gelu(gate) * up` with llama.cpp's f16 GELU table (Gemma 4).
+    /// `gelu(gate) * up` with llama.cpp's f16 GELU table (Gemma 4; candle's tanh GELU when
+    /// the products are exact).
     Gelu,
 }
 
@@ -342,6 +343,8 @@ impl Experts {
                 let sig = candle_nn::ops::sigmoid(&(&g * alpha as f64)?)?;
                 ((g * sig)? * (u + 1.0)?)?
             }
+            // Exact products (safetensors, compared with transformers): the exact GELU.
+            ExpertActivation::Gelu if self.router.exact => (gate.gelu()? * up)?,
             ExpertActivation::Gelu => super::gelu_f16_mul(&gate, &up)?,
         };
         Ok(expert.down.forward_rows(&gated)?)

@@ -10,6 +10,7 @@
 use super::super::moe::{ExpertActivation, Experts, Gating, MoeSettings};
 use super::super::{f32_tensor, meta_usize};
 use super::{rms_norm, ARCH};
+use crate::kernels::norm_rope::Rounding;
 use crate::Result;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Tensor;
@@ -62,15 +63,22 @@ impl BlockExperts {
     }
 
     /// The feed-forward output for the block input `x` (`[1, rows, hidden]`) whose dense
-    /// (shared-expert) output is `shared`: both normed, added.
-    pub(super) fn forward(&self, x: &Tensor, shared: &Tensor, eps: f32) -> Result<Tensor> {
+    /// (shared-expert) output is `shared`: both normed (as `rounding` says), added.
+    pub(super) fn forward(
+        &self,
+        x: &Tensor,
+        shared: &Tensor,
+        eps: f32,
+        rounding: Rounding,
+    ) -> Result<Tensor> {
         let hidden = x.dim(2)?;
-        let router_input = (rms_norm(x, &self.ones, eps)? * (1.0 / (hidden as f32).sqrt()) as f64)?
+        let norm = |x: &Tensor, w: &Tensor| rms_norm(x, w, eps, rounding);
+        let router_input = (norm(x, &self.ones)? * (1.0 / (hidden as f32).sqrt()) as f64)?
             .broadcast_mul(&self.router_scale)?;
         let routed = self
             .experts
-            .forward_routed(&rms_norm(x, &self.pre_norm, eps)?, &router_input)?;
-        let routed = rms_norm(&routed, &self.post_norm, eps)?;
-        Ok((rms_norm(shared, &self.shared_post_norm, eps)? + routed)?)
+            .forward_routed(&norm(x, &self.pre_norm)?, &router_input)?;
+        let routed = norm(&routed, &self.post_norm)?;
+        Ok((norm(shared, &self.shared_post_norm)? + routed)?)
     }
 }

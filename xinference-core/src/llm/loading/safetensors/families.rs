@@ -16,6 +16,9 @@ use moe::{glm4moe, gpt_oss, qwen3moe};
 #[path = "families_hybrid.rs"]
 mod hybrid;
 use hybrid::qwen35;
+#[path = "families_gemma4.rs"]
+mod gemma4;
+use gemma4::gemma4;
 
 /// The `model_type`s this build loads from safetensors, with the GGUF architecture each runs as.
 pub(super) const FAMILIES: &[(&str, &str)] = &[
@@ -24,6 +27,7 @@ pub(super) const FAMILIES: &[(&str, &str)] = &[
     ("qwen2", "qwen2"),
     ("qwen3", "qwen3"),
     ("gemma3_text", "gemma3"),
+    ("gemma4_text", "gemma4"),
     ("smollm3", "smollm3"),
     ("phi3", "phi3"),
     ("glm4", "glm4"),
@@ -193,6 +197,7 @@ pub(super) fn convert(v: &mut View, cfg: &Cfg, model_type: &str) -> Result<()> {
         "qwen2" => qwen2(v, cfg),
         "qwen3" => qwen3(v, cfg),
         "gemma3_text" => gemma3(v, cfg),
+        "gemma4_text" => gemma4(v, cfg),
         "smollm3" => smollm3(v, cfg),
         "phi3" => phi3(v, cfg),
         "glm4" => glm4(v, cfg),

@@ -17,8 +17,9 @@ mod families;
 mod gguf_view;
 mod tokens;
 
-use crate::llm::architectures::GgufDecoder;
-use crate::llm::model::LlmParts;
+use crate::llm::architectures::{Gemma4Decoder, GgufDecoder};
+use crate::llm::model::{CausalLm, LlmParts};
+
 use crate::{Error, Result};
 use candle_core::safetensors::MmapedSafetensors;
 use config::Cfg;
@@ -34,6 +35,7 @@ pub const SAFETENSORS_MODEL_TYPES: &[&str] = &[
     "qwen2",
     "qwen3",
     "gemma3_text",
+    "gemma4_text",
     "smollm3",
     "phi3",
     "glm4",
@@ -155,13 +157,13 @@ fn context_length(cfg: &Cfg) -> Result<usize> {
 }
 
 /// Maps the checkpoint onto a GGUF view and loads our decoder from it (the weights as stored,
-/// computing in f32).
+/// computing in f32): Gemma 4's own decoder for `gemma4`, the shared one for the others.
 fn load_model(
     dir: &Path,
     model_type: &str,
     cfg: &Cfg,
     st: MmapedSafetensors,
-) -> Result<GgufDecoder> {
+) -> Result<Box<dyn CausalLm>> {
     let arch = families::FAMILIES
         .iter()
         .find(|(t, _)| *t == model_type)
@@ -174,26 +176,32 @@ fn load_model(
     let mut view = gguf_view::View::new(st, arch);
     families::convert(&mut view, cfg, model_type)?;
     let (ct, mut reader) = view.finish();
+    let mismatch = |e: Error| {
+        Error::bad_request(format!(
+            "the weights in {} do not match its config.json ({model_type}): {}",
+            dir.display(),
+            e.message()
+        ))
+    };
+    if arch == "gemma4" {
+        let model = Gemma4Decoder::load(&ct, &mut reader).map_err(mismatch)?;
+        return Ok(Box::new(model));
+    }
     if !GgufDecoder::supports(&ct, arch) {
         return Err(Error::bad_request(format!(
             "the weights in {} are not a {model_type} model this build runs",
             dir.display()
         )));
     }
-    GgufDecoder::load(&ct, &mut reader, arch).map_err(|e| {
-        Error::bad_request(format!(
-            "the weights in {} do not match its config.json ({model_type}): {}",
-            dir.display(),
-            e.message()
-        ))
-    })
+    let model = GgufDecoder::load(&ct, &mut reader, arch).map_err(mismatch)?;
+    Ok(Box::new(model))
 }
 
 /// Assembles the loaded model and tokenizer with what `tokenizer_config.json` and
 /// `generation_config.json` (both optional) add: the chat template and the BOS/EOS tokens.
 fn assemble_parts(
     dir: &Path,
-    model: GgufDecoder,
+    model: Box<dyn CausalLm>,
     model_type: String,
     tokenizer: Tokenizer,
     config: &Value,
@@ -203,7 +211,7 @@ fn assemble_parts(
     let gen_config = read_json(&dir.join("generation_config.json"))?.unwrap_or(Value::Null);
     let special = special_tokens(&tokenizer, config, &tok_config, &gen_config, &model_type);
     Ok(LlmParts {
-        model: Box::new(model),
+        model,
         architecture: model_type,
         chat_template: chat_template(dir, &tok_config)?,
         tokenizer: tokenizer.into(),
@@ -225,6 +233,7 @@ fn model_type(config: &Value) -> Result<String> {
         "Qwen2ForCausalLM" => Some("qwen2"),
         "Qwen3ForCausalLM" => Some("qwen3"),
         "Gemma3ForCausalLM" => Some("gemma3_text"),
+        "Gemma4ForCausalLM" => Some("gemma4_text"),
         "SmolLM3ForCausalLM" => Some("smollm3"),
         "Phi3ForCausalLM" => Some("phi3"),
         "Glm4ForCausalLM" => Some("glm4"),
@@ -266,12 +275,12 @@ fn model_type(config: &Value) -> Result<String> {
 }
 
 /// The text model's configuration: a vision-language checkpoint's `text_config` (Qwen3.5's
-/// `qwen3_5`, Gemma 3's `gemma3`: their language model is the text family's, and only it is
-/// run), with the top level's `tie_word_embeddings` (the whole model's head is tied or not)
+/// `qwen3_5`, Gemma 3's `gemma3`, Gemma 4's `gemma4`: their language model is the text
+/// family's, and only it is run), with the top level's `tie_word_embeddings` (the whole model's head is tied or not)
 /// and what else only the top level says (the dtype, the token ids) where `text_config` is
 /// silent; any other config as it is.
 fn text_config(config: Value) -> Value {
-    const VISION_LANGUAGE: &[&str] = &["qwen3_5", "gemma3"];
+    const VISION_LANGUAGE: &[&str] = &["qwen3_5", "gemma3", "gemma4"];
     let nested = config
         .get("model_type")
         .and_then(Value::as_str)
