@@ -359,7 +359,7 @@ async fn families_this_build_cannot_run_are_listed_and_answer_400() {
     }
     for (name, format, size, quantization) in [
         ("gpt-oss", "pytorch", json!(20), "none"),
-        ("qwen3.5", "pytorch", json!(27), "none"),
+        ("glm4-chat", "pytorch", json!(9), "none"),
     ] {
         let r = client
             .post(format!("{}/v1/models", server.url))

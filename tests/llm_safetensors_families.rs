@@ -3,11 +3,13 @@
 //! models in each family's real hub layout (tests/fixtures/tiny-safetensors/, made and recorded
 //! by scripts/fixtures/make_tiny_safetensors.py), stored in bf16 (most), f16 (mistral) and f32
 //! (qwen2), gemma3 and qwen3moe in shards; the mixtures of experts (qwen3moe, glm4moe, gpt-oss)
-//! with their routing and experts; Qwen3.5's hybrid Gated DeltaNet and gated attention blocks;
+//! with their routing and experts; Qwen3.5's hybrid Gated DeltaNet and gated attention blocks,
+//! dense and with Qwen3.5 MoE's experts;
 //! Gemma 4 in the layouts of E2B / E4B (per-layer embeddings, key/value sharing) and 26B-A4B
 //! (experts beside the dense feed-forward), and as its vision-language checkpoint (text path).
 //! For each: the last-position logits of three prompts
-//! (one longer than the sliding windows) within `LOGIT_TOLERANCE` of transformers', 8 greedy
+//! (one longer than the sliding windows) within `LOGIT_TOLERANCE` of transformers' (or twice
+//! transformers' own f32 error, where the fixture records one that large), 8 greedy
 //! tokens identical, a prompt fed in two pieces equal to the whole, and a fork that decodes the
 //! same.
 
@@ -22,6 +24,14 @@ use xinference::llm::LlmEngine;
 
 /// Largest tolerated |logit - transformers' logit| (both in f32).
 const LOGIT_TOLERANCE: f32 = 1e-4;
+
+/// [`LOGIT_TOLERANCE`], or twice transformers' own f32 error on the case (its f32 logits
+/// against the same weights in f64, recorded where the fixture script measured it) when a
+/// prompt is sensitive enough for that to be larger (qwen35moe-vl's short prompt: 1.9e-4).
+fn case_tolerance(case: &Value) -> f32 {
+    let own_error = case["transformers_f32_error"].as_f64().unwrap_or(0.0) as f32;
+    LOGIT_TOLERANCE.max(2.0 * own_error)
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-safetensors")
@@ -53,9 +63,10 @@ fn check(model: &Value) -> f32 {
             tokens == expected
         );
         worst = worst.max(diff);
+        let tolerance = case_tolerance(case);
         assert!(
-            diff < LOGIT_TOLERANCE,
-            "{arch} {name}: logits differ by {diff}"
+            diff < tolerance,
+            "{arch} {name}: logits differ by {diff} (tolerance {tolerance})"
         );
         assert_eq!(tokens, expected, "{arch} {name}: greedy tokens");
         if prompt.len() >= 4 {
@@ -87,7 +98,8 @@ fn every_family_matches_transformers_in_f32() {
         }
     }
     println!(
-        "worst max |logit diff| over all families: {worst:.2e} (tolerance {LOGIT_TOLERANCE:e})"
+        "worst max |logit diff| over all families: {worst:.2e} (tolerance {LOGIT_TOLERANCE:e}, \
+         or twice transformers' own f32 error where recorded)"
     );
     assert!(failures.is_empty(), "families that differ: {failures:?}");
     let archs: Vec<&str> = models.iter().map(|m| m["arch"].as_str().unwrap()).collect();
@@ -105,6 +117,8 @@ fn every_family_matches_transformers_in_f32() {
         "gpt-oss",
         "qwen35",
         "qwen35-vl",
+        "qwen35moe",
+        "qwen35moe-vl",
         "gemma3-vl",
         "gemma4",
         "gemma4moe",
@@ -114,18 +128,23 @@ fn every_family_matches_transformers_in_f32() {
     }
 }
 
-/// Gemma 4 checkpoints launch under the registry's `gemma-4` pytorch specs (E2B's layout, the
-/// 26B-A4B one, the vision-language release) with `model_path`, and chat over HTTP with the
-/// official `openai` client.
+/// Checkpoints launch under the registry's pytorch specs with `model_path` (Gemma 4 in E2B's
+/// layout, in 26B-A4B's and as its vision-language release; Qwen3.5 MoE as released) and chat
+/// over HTTP with the official `openai` client.
 #[tokio::test]
-async fn gemma4_checkpoints_launch_as_gemma_4_and_chat_with_the_openai_client() {
+async fn checkpoints_launch_by_registry_name_and_chat_with_the_openai_client() {
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start(home.path()).await;
-    for (folder, size) in [("gemma4", 2), ("gemma4moe", 26), ("gemma4-vl", 2)] {
+    for (folder, name, size) in [
+        ("gemma4", "gemma-4", 2),
+        ("gemma4moe", "gemma-4", 26),
+        ("gemma4-vl", "gemma-4", 2),
+        ("qwen35moe-vl", "qwen3.5", 35),
+    ] {
         let uid = format!("tiny-st-{folder}");
         let spec = json!({
             "model_uid": uid,
-            "model_name": "gemma-4",
+            "model_name": name,
             "model_engine": "Transformers",
             "model_format": "pytorch",
             "model_size_in_billions": size,

@@ -120,8 +120,8 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
         "Qwen3_5MoeForConditionalGeneration",
     ),
     (ModelType::Llm, "ggufv2", "SmolLM3ForCausalLM"),
-    // Safetensors checkpoints (`llm/loading/safetensors`, SAFETENSORS_MODEL_TYPES); gpt-oss's
-    // and the Qwen3.5 MoE's are not (released in MXFP4 / a family our loader does not map).
+    // Safetensors checkpoints (`llm/loading/safetensors`, SAFETENSORS_MODEL_TYPES); not
+    // gpt-oss's (released in MXFP4, which the loader refuses).
     (ModelType::Llm, "pytorch", "LlamaForCausalLM"),
     (ModelType::Llm, "pytorch", "MistralForCausalLM"),
     (ModelType::Llm, "pytorch", "Qwen2ForCausalLM"),
@@ -136,6 +136,11 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
     (ModelType::Llm, "pytorch", "Glm4MoeForCausalLM"),
     (ModelType::Llm, "pytorch", "SmolLM3ForCausalLM"),
     (ModelType::Llm, "pytorch", "Qwen3_5ForConditionalGeneration"),
+    (
+        ModelType::Llm,
+        "pytorch",
+        "Qwen3_5MoeForConditionalGeneration",
+    ),
     (
         ModelType::Rerank,
         "pytorch",

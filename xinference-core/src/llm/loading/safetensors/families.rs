@@ -15,7 +15,7 @@ mod moe;
 use moe::{glm4moe, gpt_oss, qwen3moe};
 #[path = "families_hybrid.rs"]
 mod hybrid;
-use hybrid::qwen35;
+use hybrid::{qwen35, qwen35moe};
 #[path = "families_gemma4.rs"]
 mod gemma4;
 use gemma4::gemma4;
@@ -35,6 +35,7 @@ pub(super) const FAMILIES: &[(&str, &str)] = &[
     ("glm4_moe", "glm4moe"),
     ("gpt_oss", "gpt-oss"),
     ("qwen3_5_text", "qwen35"),
+    ("qwen3_5_moe_text", "qwen35moe"),
 ];
 
 /// The attention shape of `config.json`, also written as the view's metadata.
@@ -205,6 +206,7 @@ pub(super) fn convert(v: &mut View, cfg: &Cfg, model_type: &str) -> Result<()> {
         "glm4_moe" => glm4moe(v, cfg),
         "gpt_oss" => gpt_oss(v, cfg),
         "qwen3_5_text" => qwen35(v, cfg),
+        "qwen3_5_moe_text" => qwen35moe(v, cfg),
         other => Err(Error::bad_request(format!(
             "model_type {other} cannot be run as safetensors"
         ))),

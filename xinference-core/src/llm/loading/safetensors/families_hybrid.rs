@@ -1,4 +1,5 @@
-//! Qwen3.5 (text, `qwen3_5_text`: `Qwen3_5ForCausalLM`) mapped onto the `qwen35` GGUF view, as
+//! Qwen3.5 (text, `qwen3_5_text`: `Qwen3_5ForCausalLM`) and Qwen3.5 MoE (`qwen3_5_moe_text`)
+//! mapped onto the `qwen35` / `qwen35moe` GGUF views, as
 //! llama.cpp's converter maps it (`Qwen3NextModel` and `_LinearAttentionVReorderBase`): which
 //! blocks are DeltaNet from `layer_types` (`attention.recurrent_layers`),
 //! Gated DeltaNet blocks (`linear_attn.*`) and gated full-attention blocks (`self_attn.*`, the
@@ -71,7 +72,85 @@ fn reordered(
 
 /// Qwen3.5 (text): Gated DeltaNet and gated full-attention blocks, SwiGLU feed-forwards.
 pub(super) fn qwen35(v: &mut View, cfg: &Cfg) -> Result<()> {
-    silu_only(cfg, FAMILY)?;
+    let intermediate = cfg.usize("intermediate_size")?;
+    hybrid_blocks(v, cfg, FAMILY, "qwen35", |v, c, i| {
+        feed_forward(v, c, i, intermediate)
+    })
+}
+
+/// Qwen3.5 MoE (text, `qwen3_5_moe_text`: Qwen3.5-35B-A3B and up, Qwen3.6's MoE): Qwen3.5's
+/// hybrid blocks, each with softmax-routed SwiGLU experts (gate and up fused per expert, split
+/// as the converter splits them) and a sigmoid-gated shared expert.
+pub(super) fn qwen35moe(v: &mut View, cfg: &Cfg) -> Result<()> {
+    const MOE_FAMILY: &str = "qwen3_5_moe_text";
+    let count = cfg.usize("num_experts")?;
+    let used = cfg.usize("num_experts_per_tok")?;
+    let ff = cfg.usize("moe_intermediate_size")?;
+    let shared_ff = cfg.usize("shared_expert_intermediate_size")?;
+    if count == 0 || used == 0 || used > count {
+        return Err(cfg.invalid("num_experts_per_tok", "between 1 and num_experts"));
+    }
+    if !cfg.bool_or("norm_topk_prob", true)? {
+        return Err(unsupported("`norm_topk_prob: false`", MOE_FAMILY));
+    }
+    v.u32("qwen35moe.expert_count", count);
+    v.u32("qwen35moe.expert_used_count", used);
+    v.u32("qwen35moe.expert_feed_forward_length", ff);
+    v.u32("qwen35moe.expert_shared_feed_forward_length", shared_ff);
+    hybrid_blocks(v, cfg, MOE_FAMILY, "qwen35moe", |v, c, i| {
+        moe_block(v, c, i, (count, ff, shared_ff))
+    })
+}
+
+/// Block `i`'s experts (`count` of `ff` rows), router and shared expert (`shared_ff` rows).
+fn moe_block(
+    v: &mut View,
+    c: &Common,
+    i: usize,
+    (count, ff, shared_ff): (usize, usize, usize),
+) -> Result<()> {
+    let p = format!("blk.{i}");
+    let mlp = |name: &str| hf(i, &format!("mlp.{name}"));
+    expect(v, &mlp("gate.weight"), &[count, c.hidden])?;
+    v.tensor(&format!("{p}.ffn_gate_inp.weight"), &mlp("gate.weight"))?;
+    // Released checkpoints keep each expert's matrices (`experts.{e}.gate_proj`, ...);
+    // transformers' in-memory layout fuses them (`experts.gate_up_proj`, `experts.down_proj`).
+    if v.has(&mlp("experts.gate_up_proj")) {
+        let (gate_up, down) = (mlp("experts.gate_up_proj"), mlp("experts.down_proj"));
+        expect(v, &gate_up, &[count, 2 * ff, c.hidden])?;
+        v.expert_rows_part(&format!("{p}.ffn_gate_exps.weight"), &gate_up, 0, 2)?;
+        v.expert_rows_part(&format!("{p}.ffn_up_exps.weight"), &gate_up, 1, 2)?;
+        expect(v, &down, &[count, c.hidden, ff])?;
+        v.tensor(&format!("{p}.ffn_down_exps.weight"), &down)?;
+    } else {
+        moe::experts(v, c, i, count, ff)?;
+    }
+    for (gguf, proj, shape) in [
+        ("ffn_gate_shexp", "gate_proj", [shared_ff, c.hidden]),
+        ("ffn_up_shexp", "up_proj", [shared_ff, c.hidden]),
+        ("ffn_down_shexp", "down_proj", [c.hidden, shared_ff]),
+    ] {
+        let name = mlp(&format!("shared_expert.{proj}.weight"));
+        expect(v, &name, &shape)?;
+        v.tensor(&format!("{p}.{gguf}.weight"), &name)?;
+    }
+    expect(v, &mlp("shared_expert_gate.weight"), &[1, c.hidden])?;
+    v.tensor(
+        &format!("{p}.ffn_gate_inp_shexp.weight"),
+        &mlp("shared_expert_gate.weight"),
+    )
+}
+
+/// The hybrid blocks of Qwen3.5 (`arch` `qwen35` or `qwen35moe`, `family` its `model_type`):
+/// Gated DeltaNet and gated full attention, each followed by the feed-forward `ffn` writes.
+fn hybrid_blocks(
+    v: &mut View,
+    cfg: &Cfg,
+    family: &str,
+    arch: &str,
+    mut ffn: impl FnMut(&mut View, &Common, usize) -> Result<()>,
+) -> Result<()> {
+    silu_only(cfg, family)?;
     let (_, scaling) = cfg.rope(10_000_000.0)?;
     // Text positions fill M-RoPE's sections alike: plain rotary (no other scaling).
     if let Some(kind) = scaling
@@ -79,9 +158,9 @@ pub(super) fn qwen35(v: &mut View, cfg: &Cfg) -> Result<()> {
         .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
         .and_then(Value::as_str)
     {
-        return Err(unsupported(&format!("RoPE type `{kind}`"), FAMILY));
+        return Err(unsupported(&format!("RoPE type `{kind}`"), family));
     }
-    let c = common(v, cfg, "qwen35", 1.0, 10_000_000.0)?;
+    let c = common(v, cfg, arch, 1.0, 10_000_000.0)?;
     let net = Net {
         key_heads: cfg.usize("linear_num_key_heads")?,
         value_heads: cfg.usize("linear_num_value_heads")?,
@@ -90,7 +169,7 @@ pub(super) fn qwen35(v: &mut View, cfg: &Cfg) -> Result<()> {
     if cfg.usize("linear_value_head_dim")? != net.head_dim {
         return Err(unsupported(
             "linear_value_head_dim other than linear_key_head_dim",
-            FAMILY,
+            family,
         ));
     }
     if net.key_heads == 0 || !net.value_heads.is_multiple_of(net.key_heads) {
@@ -112,7 +191,7 @@ pub(super) fn qwen35(v: &mut View, cfg: &Cfg) -> Result<()> {
                 .map(|t| match t.as_str() {
                     Some("linear_attention") => Ok(true),
                     Some("full_attention") => Ok(false),
-                    _ => Err(unsupported(&format!("layer type {t}"), FAMILY)),
+                    _ => Err(unsupported(&format!("layer type {t}"), family)),
                 })
                 .collect::<Result<_>>()?
         }
@@ -124,7 +203,7 @@ pub(super) fn qwen35(v: &mut View, cfg: &Cfg) -> Result<()> {
             (0..c.layers).map(|i| (i + 1) % interval != 0).collect()
         }
     };
-    let m = |key: &str| format!("qwen35.{key}");
+    let m = |key: &str| format!("{arch}.{key}");
     v.u32(&m("ssm.conv_kernel"), taps);
     v.u32(&m("ssm.state_size"), net.head_dim);
     v.u32(&m("ssm.group_count"), net.key_heads);
@@ -133,10 +212,9 @@ pub(super) fn qwen35(v: &mut View, cfg: &Cfg) -> Result<()> {
     v.bools(&m("attention.recurrent_layers"), &recurrent);
     let rotated = (c.head_dim as f64 * partial_rotary(cfg, 0.25)?).round() as usize;
     v.u32(&m("rope.dimension_count"), rotated);
-    let intermediate = cfg.usize("intermediate_size")?;
     for (i, &is_recurrent) in recurrent.iter().enumerate() {
         let p = format!("blk.{i}");
-        feed_forward(v, &c, i, intermediate)?;
+        ffn(v, &c, i)?;
         v.norm(
             &format!("{p}.attn_norm.weight"),
             &hf(i, "input_layernorm.weight"),

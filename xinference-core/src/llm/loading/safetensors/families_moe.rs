@@ -4,7 +4,13 @@
 use super::*;
 
 /// Layer `i`'s routed experts (`mlp.experts.{e}.{gate,up,down}_proj`) stacked per projection.
-fn experts(v: &mut View, c: &Common, i: usize, count: usize, intermediate: usize) -> Result<()> {
+pub(super) fn experts(
+    v: &mut View,
+    c: &Common,
+    i: usize,
+    count: usize,
+    intermediate: usize,
+) -> Result<()> {
     if count == 0 {
         return Err(Error::bad_request("config.json: a mixture of no experts"));
     }

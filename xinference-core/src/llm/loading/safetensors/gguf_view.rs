@@ -311,6 +311,42 @@ impl View {
         Ok(())
     }
 
+    /// Part `part` of `parts` equal row blocks of each expert of the stored `[experts, rows,
+    /// cols]` tensor `hf`, as one `[experts, rows / parts, cols]` tensor (Qwen3.5 MoE's fused
+    /// `gate_up_proj`, gate rows first, split as llama.cpp's converter splits it), straight
+    /// from the maps.
+    pub(super) fn expert_rows_part(
+        &mut self,
+        gguf: &str,
+        hf: &str,
+        part: usize,
+        parts: usize,
+    ) -> Result<()> {
+        let s = self.stored(hf)?;
+        let [experts, rows, cols] = s.shape[..] else {
+            return Err(Error::bad_request(format!(
+                "tensor `{hf}` has shape {:?}, not [experts, rows, cols]",
+                s.shape
+            )));
+        };
+        if parts == 0 || !rows.is_multiple_of(parts) || part >= parts {
+            return Err(Error::bad_request(format!(
+                "tensor `{hf}` has {rows} rows per expert, not {parts} equal parts"
+            )));
+        }
+        let len = rows / parts * cols * s.elem();
+        let segments = (0..experts)
+            .map(|e| Segment::Stored {
+                name: s.name.clone(),
+                start: (e * parts + part) * len,
+                len,
+            })
+            .collect();
+        let dtype = s.dtype;
+        self.push(gguf, dtype, vec![experts, rows / parts, cols], segments);
+        Ok(())
+    }
+
     /// The stored `[experts, a, b]` tensor `hf` transposed to `[experts, b', a]`, keeping of the
     /// `b` columns those at `start`, `start + step`, ... (gpt-oss stores its experts as
     /// `x · W`, `[in, out]`, with gate and up columns interleaved). A 2-D `[experts, b]` bias

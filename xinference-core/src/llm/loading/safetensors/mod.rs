@@ -43,6 +43,7 @@ pub const SAFETENSORS_MODEL_TYPES: &[&str] = &[
     "glm4_moe",
     "gpt_oss",
     "qwen3_5_text",
+    "qwen3_5_moe_text",
 ];
 
 /// Whether the model at `path` should be loaded from safetensors rather than GGUF. What the path
@@ -241,6 +242,7 @@ fn model_type(config: &Value) -> Result<String> {
         "Glm4MoeForCausalLM" => Some("glm4_moe"),
         "GptOssForCausalLM" => Some("gpt_oss"),
         "Qwen3_5ForCausalLM" => Some("qwen3_5_text"),
+        "Qwen3_5MoeForCausalLM" => Some("qwen3_5_moe_text"),
         _ => None,
     };
     let model_type = config.get("model_type").and_then(Value::as_str);
@@ -275,12 +277,12 @@ fn model_type(config: &Value) -> Result<String> {
 }
 
 /// The text model's configuration: a vision-language checkpoint's `text_config` (Qwen3.5's
-/// `qwen3_5`, Gemma 3's `gemma3`, Gemma 4's `gemma4`: their language model is the text
+/// `qwen3_5` and `qwen3_5_moe`, Gemma 3's `gemma3`, Gemma 4's `gemma4`: their language model is the text
 /// family's, and only it is run), with the top level's `tie_word_embeddings` (the whole model's head is tied or not)
 /// and what else only the top level says (the dtype, the token ids) where `text_config` is
 /// silent; any other config as it is.
 fn text_config(config: Value) -> Value {
-    const VISION_LANGUAGE: &[&str] = &["qwen3_5", "gemma3", "gemma4"];
+    const VISION_LANGUAGE: &[&str] = &["qwen3_5", "qwen3_5_moe", "gemma3", "gemma4"];
     let nested = config
         .get("model_type")
         .and_then(Value::as_str)
