@@ -6,7 +6,8 @@
 //! with their routing and experts; Qwen3.5's hybrid Gated DeltaNet and gated attention blocks,
 //! dense and with Qwen3.5 MoE's experts;
 //! Gemma 4 in the layouts of E2B / E4B (per-layer embeddings, key/value sharing) and 26B-A4B
-//! (experts beside the dense feed-forward), and as its vision-language checkpoint (text path).
+//! (experts beside the dense feed-forward), and as its vision-language checkpoints (text path;
+//! `Gemma4ForConditionalGeneration` and the "unified" `Gemma4UnifiedForConditionalGeneration`).
 //! For each: the last-position logits of three prompts
 //! (one longer than the sliding windows) within `LOGIT_TOLERANCE` of transformers' (or twice
 //! transformers' own f32 error, where the fixture records one that large), 8 greedy
@@ -123,6 +124,7 @@ fn every_family_matches_transformers_in_f32() {
         "gemma4",
         "gemma4moe",
         "gemma4-vl",
+        "gemma4-unified-vl",
     ] {
         assert!(archs.contains(&want), "no fixture for {want}");
     }
@@ -139,6 +141,7 @@ async fn checkpoints_launch_by_registry_name_and_chat_with_the_openai_client() {
         ("gemma4", "gemma-4", 2),
         ("gemma4moe", "gemma-4", 26),
         ("gemma4-vl", "gemma-4", 2),
+        ("gemma4-unified-vl", "gemma-4", 12),
         ("qwen35moe-vl", "qwen3.5", 35),
     ] {
         let uid = format!("tiny-st-{folder}");

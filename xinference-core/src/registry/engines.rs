@@ -131,6 +131,11 @@ const RUNNABLE: &[(ModelType, &str, &str)] = &[
     (ModelType::Llm, "pytorch", "Gemma3ForConditionalGeneration"),
     (ModelType::Llm, "pytorch", "Gemma4ForCausalLM"),
     (ModelType::Llm, "pytorch", "Gemma4ForConditionalGeneration"),
+    (
+        ModelType::Llm,
+        "pytorch",
+        "Gemma4UnifiedForConditionalGeneration",
+    ),
     (ModelType::Llm, "pytorch", "Phi3ForCausalLM"),
     (ModelType::Llm, "pytorch", "Glm4ForCausalLM"),
     (ModelType::Llm, "pytorch", "Glm4MoeForCausalLM"),

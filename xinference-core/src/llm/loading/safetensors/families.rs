@@ -28,6 +28,7 @@ pub(super) const FAMILIES: &[(&str, &str)] = &[
     ("qwen3", "qwen3"),
     ("gemma3_text", "gemma3"),
     ("gemma4_text", "gemma4"),
+    ("gemma4_unified_text", "gemma4"),
     ("smollm3", "smollm3"),
     ("phi3", "phi3"),
     ("glm4", "glm4"),
@@ -198,7 +199,7 @@ pub(super) fn convert(v: &mut View, cfg: &Cfg, model_type: &str) -> Result<()> {
         "qwen2" => qwen2(v, cfg),
         "qwen3" => qwen3(v, cfg),
         "gemma3_text" => gemma3(v, cfg),
-        "gemma4_text" => gemma4(v, cfg),
+        "gemma4_text" | "gemma4_unified_text" => gemma4(v, cfg),
         "smollm3" => smollm3(v, cfg),
         "phi3" => phi3(v, cfg),
         "glm4" => glm4(v, cfg),
@@ -231,6 +232,26 @@ fn plain_layers(v: &mut View, c: &Common, cfg: &Cfg, permute: bool) -> Result<()
         )?;
     }
     Ok(())
+}
+
+/// `layer_types` of `config.json` as one flag per layer: whether it is `flagged` (the other
+/// kind is `full_attention`); `None` when the config has no `layer_types`.
+fn layer_flags(cfg: &Cfg, layers: usize, flagged: &str, family: &str) -> Result<Option<Vec<bool>>> {
+    let Some(types) = cfg.0.get("layer_types").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    if types.len() != layers {
+        return Err(cfg.invalid("layer_types", "one entry per layer"));
+    }
+    types
+        .iter()
+        .map(|t| match t.as_str() {
+            Some(kind) if kind == flagged => Ok(true),
+            Some("full_attention") => Ok(false),
+            _ => Err(unsupported(&format!("layer type {t}"), family)),
+        })
+        .collect::<Result<Vec<bool>>>()
+        .map(Some)
 }
 
 /// Refuses a SiLU-gated family configured with another activation.

@@ -1,5 +1,6 @@
 //! Gemma 4's Hugging Face layout (`gemma4_text`: `Gemma4ForCausalLM`, and the text model of
-//! `Gemma4ForConditionalGeneration`) mapped onto the GGUF view, as llama.cpp's converter
+//! `Gemma4ForConditionalGeneration`; `gemma4_unified_text`, the same blocks without per-layer
+//! embeddings or experts) mapped onto the GGUF view, as llama.cpp's converter
 //! (`conversion/gemma.py`, `Gemma4Model`) writes it: per-layer head sizes and key/value heads
 //! (`global_head_dim` / `num_global_key_value_heads`, or transformers 5's `per_layer_config`),
 //! the sliding-window pattern, the "proportional" rotary of the global layers as frequency
@@ -18,24 +19,10 @@ struct LayerShape {
     kv_heads: usize,
 }
 
-/// Whether each layer slides (`layer_types`).
+/// Whether each layer slides (`layer_types`, which Gemma 4's configs always have).
 fn sliding_layers(cfg: &Cfg, layers: usize) -> Result<Vec<bool>> {
-    let types = cfg
-        .0
-        .get("layer_types")
-        .and_then(Value::as_array)
-        .ok_or_else(|| cfg.invalid("layer_types", "a list of the layers' attention types"))?;
-    if types.len() != layers {
-        return Err(cfg.invalid("layer_types", "one entry per layer"));
-    }
-    types
-        .iter()
-        .map(|t| match t.as_str() {
-            Some("sliding_attention") => Ok(true),
-            Some("full_attention") => Ok(false),
-            _ => Err(unsupported(&format!("layer type {t}"), FAMILY)),
-        })
-        .collect()
+    layer_flags(cfg, layers, "sliding_attention", FAMILY)?
+        .ok_or_else(|| cfg.invalid("layer_types", "a list of the layers' attention types"))
 }
 
 /// Each layer's head size and key/value heads: `head_dim` / `num_key_value_heads` on the
@@ -321,22 +308,17 @@ fn experts(v: &mut View, i: usize) -> Result<()> {
             )))
         }
     }
-    v.tensor(
-        &format!("{p}.ffn_gate_up_exps.weight"),
-        &hf(i, "experts.gate_up_proj"),
-    )?;
-    v.tensor(
-        &format!("{p}.ffn_down_exps.weight"),
-        &hf(i, "experts.down_proj"),
-    )?;
-    v.norm(
-        &format!("{p}.ffn_gate_inp.scale"),
-        &hf(i, "router.scale"),
-        0.0,
-    )?;
-    v.norm(
-        &format!("{p}.ffn_down_exps.scale"),
-        &hf(i, "router.per_expert_scale"),
-        0.0,
-    )
+    for (gguf, name) in [
+        ("ffn_gate_up_exps.weight", "experts.gate_up_proj"),
+        ("ffn_down_exps.weight", "experts.down_proj"),
+    ] {
+        v.tensor(&format!("{p}.{gguf}"), &hf(i, name))?;
+    }
+    for (gguf, name) in [
+        ("ffn_gate_inp.scale", "router.scale"),
+        ("ffn_down_exps.scale", "router.per_expert_scale"),
+    ] {
+        v.norm(&format!("{p}.{gguf}"), &hf(i, name), 0.0)?;
+    }
+    Ok(())
 }

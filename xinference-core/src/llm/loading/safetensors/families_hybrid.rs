@@ -181,20 +181,8 @@ fn hybrid_blocks(
     let taps = cfg.usize("linear_conv_kernel_dim")?;
     // Which blocks are DeltaNet: `layer_types`, else every `full_attention_interval`-th block
     // (Transformers' default 4) is full attention.
-    let recurrent: Vec<bool> = match cfg.0.get("layer_types").and_then(Value::as_array) {
-        Some(types) => {
-            if types.len() != c.layers {
-                return Err(cfg.invalid("layer_types", "one entry per layer"));
-            }
-            types
-                .iter()
-                .map(|t| match t.as_str() {
-                    Some("linear_attention") => Ok(true),
-                    Some("full_attention") => Ok(false),
-                    _ => Err(unsupported(&format!("layer type {t}"), family)),
-                })
-                .collect::<Result<_>>()?
-        }
+    let recurrent: Vec<bool> = match layer_flags(cfg, c.layers, "linear_attention", family)? {
+        Some(flags) => flags,
         None => {
             let interval = cfg
                 .opt_usize("full_attention_interval")?

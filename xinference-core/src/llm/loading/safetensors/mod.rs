@@ -36,6 +36,7 @@ pub const SAFETENSORS_MODEL_TYPES: &[&str] = &[
     "qwen3",
     "gemma3_text",
     "gemma4_text",
+    "gemma4_unified_text",
     "smollm3",
     "phi3",
     "glm4",
@@ -235,6 +236,7 @@ fn model_type(config: &Value) -> Result<String> {
         "Qwen3ForCausalLM" => Some("qwen3"),
         "Gemma3ForCausalLM" => Some("gemma3_text"),
         "Gemma4ForCausalLM" => Some("gemma4_text"),
+        "Gemma4UnifiedForCausalLM" => Some("gemma4_unified_text"),
         "SmolLM3ForCausalLM" => Some("smollm3"),
         "Phi3ForCausalLM" => Some("phi3"),
         "Glm4ForCausalLM" => Some("glm4"),
@@ -277,12 +279,19 @@ fn model_type(config: &Value) -> Result<String> {
 }
 
 /// The text model's configuration: a vision-language checkpoint's `text_config` (Qwen3.5's
-/// `qwen3_5` and `qwen3_5_moe`, Gemma 3's `gemma3`, Gemma 4's `gemma4`: their language model is the text
-/// family's, and only it is run), with the top level's `tie_word_embeddings` (the whole model's head is tied or not)
-/// and what else only the top level says (the dtype, the token ids) where `text_config` is
-/// silent; any other config as it is.
+/// `qwen3_5` and `qwen3_5_moe`, Gemma 3's `gemma3`, Gemma 4's `gemma4` and `gemma4_unified`:
+/// their language model is the text family's, and only it is run), with the top level's
+/// `tie_word_embeddings` (the whole model's head is tied or not) and what else only the top
+/// level says (the dtype, the token ids) where `text_config` is silent; any other config as it
+/// is.
 fn text_config(config: Value) -> Value {
-    const VISION_LANGUAGE: &[&str] = &["qwen3_5", "qwen3_5_moe", "gemma3", "gemma4"];
+    const VISION_LANGUAGE: &[&str] = &[
+        "qwen3_5",
+        "qwen3_5_moe",
+        "gemma3",
+        "gemma4",
+        "gemma4_unified",
+    ];
     let nested = config
         .get("model_type")
         .and_then(Value::as_str)
