@@ -21,7 +21,7 @@ use common::{token_ids as ids, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::Path;
-use xinference::llm::LlmEngine;
+use xinference::llm::{GenerateOptions, LlmEngine, SamplingParams};
 
 /// Greedy steps whose top-2 logit gap (in llama.cpp) is below this may go either way.
 const NEAR_TIE: f32 = 0.05;
@@ -285,6 +285,58 @@ fn split_in_two(whole: &Path, dir: &Path, stem: &str) {
         let mut out = std::fs::File::create(path).unwrap();
         gguf_file::write(&mut out, &metadata, &refs).unwrap();
     }
+}
+
+/// A GGUF's `tokenizer.ggml.suppress_tokens` (llama.cpp's converter writes Gemma 4 unified's
+/// `suppress_tokens` there) are never generated, as llama.cpp's sampler gives them a bias of
+/// -inf: with the token greedy decoding picks first suppressed, the next best comes.
+#[test]
+fn gguf_suppress_tokens_are_never_generated() {
+    use candle_core::quantized::gguf_file::{self, Content, Value as GgufValue};
+    let whole = fixtures().join("qwen3").join("tiny-Q8_0.gguf");
+    let prompt: Vec<u32> = (5..40).collect();
+    let logits = LlmEngine::load_gguf(&whole, None, &[], &[])
+        .unwrap()
+        .forward_for_bench(&prompt, 0);
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let (first, second) = (order[0] as u32, order[1] as u32);
+    // The same file with the greedy choice suppressed.
+    let mut file = std::fs::File::open(&whole).unwrap();
+    let ct = Content::read(&mut file).unwrap();
+    let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
+    names.sort();
+    let tensors: Vec<(&str, candle_core::quantized::QTensor)> = names
+        .iter()
+        .map(|n| {
+            let t = ct.tensor(&mut file, n, &candle_core::Device::Cpu).unwrap();
+            (n.as_str(), t)
+        })
+        .collect();
+    let suppressed = GgufValue::Array(vec![GgufValue::I32(first as i32)]);
+    let mut metadata: Vec<(&str, &GgufValue)> =
+        ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    metadata.push(("tokenizer.ggml.suppress_tokens", &suppressed));
+    let refs: Vec<(&str, &candle_core::quantized::QTensor)> =
+        tensors.iter().map(|(n, t)| (*n, t)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("suppressed.gguf");
+    gguf_file::write(&mut std::fs::File::create(&path).unwrap(), &metadata, &refs).unwrap();
+    let mut engine = LlmEngine::load_gguf(&path, None, &[], &[]).unwrap();
+    let options = GenerateOptions {
+        max_tokens: Some(1),
+        sampling: SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let out = engine.generate(&prompt, &options, &mut |_| true).unwrap();
+    assert_eq!(
+        out.tokens,
+        vec![second],
+        "first choice {first} is suppressed"
+    );
 }
 
 #[test]

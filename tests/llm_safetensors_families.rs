@@ -21,7 +21,7 @@ use common::tiny_families::launch_from_path;
 use common::{run_python, token_ids as ids, TestServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use xinference::llm::LlmEngine;
+use xinference::llm::{GenerateOptions, LlmEngine, SamplingParams};
 
 /// Largest tolerated |logit - transformers' logit| (both in f32).
 const LOGIT_TOLERANCE: f32 = 1e-4;
@@ -164,4 +164,52 @@ async fn checkpoints_launch_by_registry_name_and_chat_with_the_openai_client() {
         assert!(r.status().is_success(), "{folder}: terminate");
     }
     server.stop().await;
+}
+
+/// The model's `suppress_tokens` (generation_config.json; GGUF `tokenizer.ggml.suppress_tokens`)
+/// are never generated, as llama.cpp's sampler and transformers' `generate` leave them out: with
+/// the token greedy decoding picks first suppressed, the engine picks transformers' second
+/// choice.
+#[test]
+fn suppressed_tokens_are_never_generated() {
+    let reference = reference();
+    let model = reference["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["arch"] == "gemma4-unified-vl")
+        .unwrap();
+    let case = &model["cases"][0];
+    let prompt = ids(&case["prompt_ids"]);
+    let logits = floats(&case["last_logits"]);
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let (first, second) = (order[0] as u32, order[1] as u32);
+    assert_eq!(first, ids(&case["greedy_ids"])[0]);
+    // The fixture folder with `suppress_tokens` naming the greedy choice.
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixtures().join("gemma4-unified-vl")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let config_path = dir.path().join("generation_config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["suppress_tokens"] = json!([first]);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let mut engine = LlmEngine::load_safetensors(dir.path(), None, &[], &[]).unwrap();
+    let options = GenerateOptions {
+        max_tokens: Some(1),
+        sampling: SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let out = engine.generate(&prompt, &options, &mut |_| true).unwrap();
+    assert_eq!(
+        out.tokens,
+        vec![second],
+        "first choice {first} is suppressed"
+    );
 }

@@ -152,4 +152,8 @@ pub struct LlmParts {
     pub add_bos: bool,
     /// Context length in tokens.
     pub context_length: usize,
+    /// Tokens never generated: the model's own `suppress_tokens` (GGUF
+    /// `tokenizer.ggml.suppress_tokens`, `generation_config.json`), which llama.cpp's sampler
+    /// and transformers' `generate` leave out (Gemma 4 unified's media placeholders).
+    pub suppressed_token_ids: Vec<u32>,
 }

@@ -251,7 +251,7 @@ fn meta_usize(ct: &Content, architecture: &str, key: &str) -> Result<usize> {
 
 /// A non-negative integer metadata value of any integer type (llama.cpp reads them alike: the
 /// converter writes per-layer arrays of Python ints as I32).
-fn value_usize(value: &candle_core::quantized::gguf_file::Value) -> Result<usize> {
+pub(crate) fn value_usize(value: &candle_core::quantized::gguf_file::Value) -> Result<usize> {
     use candle_core::quantized::gguf_file::Value as V;
     let n: i128 = match value {
         V::U8(v) => (*v).into(),

@@ -120,6 +120,8 @@ pub struct LlmEngine {
     template_tools: TemplateTools,
     stop_token_ids: Vec<u32>,
     stop: Vec<String>,
+    /// Tokens never generated ([`LlmParts::suppressed_token_ids`]), shared with the forks.
+    suppressed: Arc<[u32]>,
     guidance: GuidanceCache,
     /// KV states of earlier sequences, shared by the forks (`None`: the family cannot reuse).
     prefix_cache: Option<Arc<PrefixCache>>,
@@ -237,6 +239,7 @@ impl LlmEngine {
             template_tools,
             stop_token_ids,
             stop,
+            suppressed: parts.suppressed_token_ids.into(),
             guidance: GuidanceCache::default(),
             prefix_cache,
             batcher,
@@ -258,6 +261,7 @@ impl LlmEngine {
             template_tools: self.template_tools,
             stop_token_ids: self.stop_token_ids.clone(),
             stop: self.stop.clone(),
+            suppressed: self.suppressed.clone(),
             guidance: self.guidance.clone(),
             prefix_cache: self.prefix_cache.clone(),
             batcher: self.batcher.clone(),
@@ -500,6 +504,16 @@ impl LlmEngine {
         }
     }
 
+    /// Takes the model's suppressed tokens out of `logits`: they are never chosen (llama.cpp
+    /// gives them a logit bias of -inf).
+    fn suppress(&self, logits: &mut [f32]) {
+        for &id in self.suppressed.iter() {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    }
+
     /// Generates from `prompt` token ids. `on_step` receives released text as it forms and
     /// returns `false` to stop (a disconnected client).
     pub fn generate(
@@ -551,6 +565,7 @@ impl LlmEngine {
         let mut fed = prompt.to_vec();
         let mut position = prompt.len();
         while generated < max_tokens {
+            self.suppress(&mut logits);
             if let Some(c) = constraint.as_mut() {
                 c.mask(&mut logits)?;
             }

@@ -227,6 +227,14 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
         .get("tokenizer.chat_template")
         .and_then(|v| v.to_string().ok())
         .cloned();
+    let suppressed_token_ids = match ct.metadata.get("tokenizer.ggml.suppress_tokens") {
+        Some(candle_core::quantized::gguf_file::Value::Array(ids)) => ids
+            .iter()
+            .filter_map(|v| crate::llm::architectures::value_usize(v).ok())
+            .map(|id| id as u32)
+            .collect(),
+        _ => Vec::new(),
+    };
     let dir = file_path.parent().unwrap_or(Path::new("."));
     let tokenizer = match crate::tokenizer_file::load(dir.join("tokenizer.json")) {
         Ok(t) => t.into(),
@@ -263,5 +271,6 @@ pub fn load_gguf(path: &Path) -> Result<LlmParts> {
         eos_token_ids,
         add_bos,
         context_length,
+        suppressed_token_ids,
     })
 }

@@ -26,7 +26,7 @@ use config::Cfg;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
-use tokens::{chat_template, special_tokens};
+use tokens::{chat_template, config_ids, special_tokens};
 
 /// The `model_type`s this build loads from safetensors.
 pub const SAFETENSORS_MODEL_TYPES: &[&str] = &[
@@ -200,7 +200,8 @@ fn load_model(
 }
 
 /// Assembles the loaded model and tokenizer with what `tokenizer_config.json` and
-/// `generation_config.json` (both optional) add: the chat template and the BOS/EOS tokens.
+/// `generation_config.json` (both optional) add: the chat template, the BOS/EOS tokens and the
+/// tokens never generated (`suppress_tokens`).
 fn assemble_parts(
     dir: &Path,
     model: Box<dyn CausalLm>,
@@ -221,6 +222,7 @@ fn assemble_parts(
         eos_token_ids: special.eos,
         add_bos: special.add_bos,
         context_length,
+        suppressed_token_ids: config_ids(&gen_config, "suppress_tokens"),
     })
 }
 
