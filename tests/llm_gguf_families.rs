@@ -14,14 +14,15 @@
 mod common;
 
 use common::logit_checks::{
-    floats, greedy, max_abs_diff, tiny_gguf_dir as fixtures, tiny_gguf_reference as reference,
+    first_generated, floats, greedy, max_abs_diff, tiny_gguf_dir as fixtures,
+    tiny_gguf_reference as reference, top_two,
 };
 use common::tiny_families::{check_cases, decisive_steps, launch_and_chat};
 use common::{token_ids as ids, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::Path;
-use xinference::llm::{GenerateOptions, LlmEngine, SamplingParams};
+use xinference::llm::LlmEngine;
 
 /// Greedy steps whose top-2 logit gap (in llama.cpp) is below this may go either way.
 const NEAR_TIE: f32 = 0.05;
@@ -249,21 +250,32 @@ async fn each_family_launches_by_name_and_chats_with_the_openai_client() {
     server.stop().await;
 }
 
+/// The GGUF at `path`: its content and every tensor (by name, sorted).
+fn read_gguf(
+    path: &Path,
+) -> (
+    candle_core::quantized::gguf_file::Content,
+    Vec<(String, candle_core::quantized::QTensor)>,
+) {
+    let mut file = std::fs::File::open(path).unwrap();
+    let ct = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+    let mut names: Vec<String> = ct.tensor_infos.keys().cloned().collect();
+    names.sort();
+    let tensors = names
+        .into_iter()
+        .map(|n| {
+            let t = ct.tensor(&mut file, &n, &candle_core::Device::Cpu).unwrap();
+            (n, t)
+        })
+        .collect();
+    (ct, tensors)
+}
+
 /// Writes `whole` as a GGUF split in two parts the way llama.cpp's `gguf-split` lays one out: the
 /// first part has the metadata, each part its share of the tensors and the `split.*` keys.
 fn split_in_two(whole: &Path, dir: &Path, stem: &str) {
-    use candle_core::quantized::gguf_file::{self, Content, Value as GgufValue};
-    let mut file = std::fs::File::open(whole).unwrap();
-    let ct = Content::read(&mut file).unwrap();
-    let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
-    names.sort();
-    let tensors: Vec<(&str, candle_core::quantized::QTensor)> = names
-        .iter()
-        .map(|n| {
-            let t = ct.tensor(&mut file, n, &candle_core::Device::Cpu).unwrap();
-            (n.as_str(), t)
-        })
-        .collect();
+    use candle_core::quantized::gguf_file::{self, Value as GgufValue};
+    let (ct, tensors) = read_gguf(whole);
     let half = tensors.len() / 2;
     let count = GgufValue::U16(2);
     let total = GgufValue::I32(tensors.len() as i32);
@@ -280,7 +292,7 @@ fn split_in_two(whole: &Path, dir: &Path, stem: &str) {
             ("split.tensors.count", &total),
         ]);
         let refs: Vec<(&str, &candle_core::quantized::QTensor)> =
-            share.iter().map(|(n, t)| (*n, t)).collect();
+            share.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let path = dir.join(format!("{stem}-{:05}-of-00002.gguf", i + 1));
         let mut out = std::fs::File::create(path).unwrap();
         gguf_file::write(&mut out, &metadata, &refs).unwrap();
@@ -292,51 +304,27 @@ fn split_in_two(whole: &Path, dir: &Path, stem: &str) {
 /// -inf: with the token greedy decoding picks first suppressed, the next best comes.
 #[test]
 fn gguf_suppress_tokens_are_never_generated() {
-    use candle_core::quantized::gguf_file::{self, Content, Value as GgufValue};
+    use candle_core::quantized::gguf_file::{self, Value as GgufValue};
     let whole = fixtures().join("qwen3").join("tiny-Q8_0.gguf");
     let prompt: Vec<u32> = (5..40).collect();
     let logits = LlmEngine::load_gguf(&whole, None, &[], &[])
         .unwrap()
         .forward_for_bench(&prompt, 0);
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    let (first, second) = (order[0] as u32, order[1] as u32);
+    let (first, second) = top_two(&logits);
     // The same file with the greedy choice suppressed.
-    let mut file = std::fs::File::open(&whole).unwrap();
-    let ct = Content::read(&mut file).unwrap();
-    let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
-    names.sort();
-    let tensors: Vec<(&str, candle_core::quantized::QTensor)> = names
-        .iter()
-        .map(|n| {
-            let t = ct.tensor(&mut file, n, &candle_core::Device::Cpu).unwrap();
-            (n.as_str(), t)
-        })
-        .collect();
+    let (ct, tensors) = read_gguf(&whole);
     let suppressed = GgufValue::Array(vec![GgufValue::I32(first as i32)]);
     let mut metadata: Vec<(&str, &GgufValue)> =
         ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     metadata.push(("tokenizer.ggml.suppress_tokens", &suppressed));
     let refs: Vec<(&str, &candle_core::quantized::QTensor)> =
-        tensors.iter().map(|(n, t)| (*n, t)).collect();
+        tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("suppressed.gguf");
     gguf_file::write(&mut std::fs::File::create(&path).unwrap(), &metadata, &refs).unwrap();
     let mut engine = LlmEngine::load_gguf(&path, None, &[], &[]).unwrap();
-    let options = GenerateOptions {
-        max_tokens: Some(1),
-        sampling: SamplingParams {
-            temperature: 0.0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let out = engine.generate(&prompt, &options, &mut |_| true).unwrap();
-    assert_eq!(
-        out.tokens,
-        vec![second],
-        "first choice {first} is suppressed"
-    );
+    let token = first_generated(&mut engine, &prompt);
+    assert_eq!(token, second, "first choice {first} is suppressed");
 }
 
 #[test]

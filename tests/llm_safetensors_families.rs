@@ -16,12 +16,12 @@
 
 mod common;
 
-use common::logit_checks::{floats, greedy, max_abs_diff};
+use common::logit_checks::{first_generated, floats, greedy, max_abs_diff, top_two};
 use common::tiny_families::launch_from_path;
 use common::{run_python, token_ids as ids, TestServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use xinference::llm::{GenerateOptions, LlmEngine, SamplingParams};
+use xinference::llm::LlmEngine;
 
 /// Largest tolerated |logit - transformers' logit| (both in f32).
 const LOGIT_TOLERANCE: f32 = 1e-4;
@@ -181,10 +181,7 @@ fn suppressed_tokens_are_never_generated() {
         .unwrap();
     let case = &model["cases"][0];
     let prompt = ids(&case["prompt_ids"]);
-    let logits = floats(&case["last_logits"]);
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    let (first, second) = (order[0] as u32, order[1] as u32);
+    let (first, second) = top_two(&floats(&case["last_logits"]));
     assert_eq!(first, ids(&case["greedy_ids"])[0]);
     // The fixture folder with `suppress_tokens` naming the greedy choice.
     let dir = tempfile::tempdir().unwrap();
@@ -198,18 +195,6 @@ fn suppressed_tokens_are_never_generated() {
     config["suppress_tokens"] = json!([first]);
     std::fs::write(&config_path, config.to_string()).unwrap();
     let mut engine = LlmEngine::load_safetensors(dir.path(), None, &[], &[]).unwrap();
-    let options = GenerateOptions {
-        max_tokens: Some(1),
-        sampling: SamplingParams {
-            temperature: 0.0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let out = engine.generate(&prompt, &options, &mut |_| true).unwrap();
-    assert_eq!(
-        out.tokens,
-        vec![second],
-        "first choice {first} is suppressed"
-    );
+    let token = first_generated(&mut engine, &prompt);
+    assert_eq!(token, second, "first choice {first} is suppressed");
 }

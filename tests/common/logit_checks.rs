@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use xinference::llm::{argmax, LlmEngine};
+use xinference::llm::{argmax, GenerateOptions, LlmEngine, SamplingParams};
 
 /// tests/fixtures/tiny-gguf: one folder per architecture (scripts/fixtures/make_tiny_ggufs.py).
 pub fn tiny_gguf_dir() -> PathBuf {
@@ -38,6 +38,28 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// The ids of the highest and the second highest of `logits`.
+pub fn top_two(logits: &[f32]) -> (u32, u32) {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    (order[0] as u32, order[1] as u32)
+}
+
+/// The token the engine's own generation loop picks first for `prompt`, greedily (sampler,
+/// suppressed tokens and all).
+pub fn first_generated(engine: &mut LlmEngine, prompt: &[u32]) -> u32 {
+    let options = GenerateOptions {
+        max_tokens: Some(1),
+        sampling: SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let out = engine.generate(prompt, &options, &mut |_| true).unwrap();
+    out.tokens[0]
 }
 
 /// Greedy decoding with the KV cache: the prompt in one pass, then one token a step. Returns
