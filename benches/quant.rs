@@ -3,7 +3,8 @@
 //! 128 rows (a prompt), beside candle's `QMatMul` and, for prompts, a dequantize-then-f32
 //! GEMM (the decoder's former prompt path); then whole-model decode and 128-token prefill
 //! tokens/s with our kernels (the decoder's default) and with candle's `QMatMul`
-//! (`XINFERENCE_QUANT_KERNELS=0`).
+//! (`XINFERENCE_QUANT_KERNELS=0`); and the prompt panels on and off for products of the shapes
+//! of Qwen2.5-0.5B and Gemma 3 270M (128 rows, random weights).
 //! Prints medians and the ratios.
 //!
 //!     CANDLE_NUM_THREADS=2 cargo bench --workspace --bench quant
@@ -16,7 +17,7 @@ use candle_core::{Device, Module, Tensor};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use xinference::kernels::quant::{qtensor_matmul, set_enabled};
+use xinference::kernels::quant::{qtensor_matmul, set_enabled, set_panels};
 use xinference::llm::{argmax, LlmEngine};
 
 fn models() -> PathBuf {
@@ -187,10 +188,51 @@ fn decode_and_prefill() {
     }
 }
 
+/// 128-row products of Qwen2.5-0.5B's shapes (896 -> 4864 Q5_0, 4864 -> 896 Q4_K / Q6_K) and
+/// Gemma 3 270M's, random weights, with the prompt panels on and off, alternating.
+fn panels() {
+    let rows = 128;
+    for (dtype, n, k) in [
+        (GgmlDType::Q5_0, 4864, 896),
+        (GgmlDType::Q8_0, 896, 896),
+        (GgmlDType::Q4K, 896, 4864),
+        (GgmlDType::Q6K, 896, 4864),
+        (GgmlDType::Q5_0, 2048, 640),
+        (GgmlDType::Q4K, 640, 2048),
+    ] {
+        let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (1, rows, k), &Device::Cpu).unwrap();
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..7 {
+            for (i, on) in [true, false].into_iter().enumerate() {
+                set_panels(on);
+                let t = Instant::now();
+                qtensor_matmul(&q, &x)
+                    .unwrap()
+                    .expect("our kernels take this format");
+                times[i].push(t.elapsed().as_secs_f64());
+            }
+        }
+        set_panels(true);
+        let [on, off] = times.map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        });
+        println!(
+            "{dtype:?} {n}x{k}, {rows} rows: panels {:.2} ms, tiles {:.2} ms: {:.2}x",
+            on * 1e3,
+            off * 1e3,
+            off / on
+        );
+    }
+}
+
 fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at start: {}", load.trim());
     kernels();
+    panels();
     decode_and_prefill();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at end: {}", load.trim());

@@ -20,6 +20,18 @@ pub enum Rounding {
     Candle,
 }
 
+impl Rounding {
+    /// candle's for the exact f32 path (safetensors, compared with transformers), llama.cpp's
+    /// otherwise (GGUF).
+    pub fn exact_or_ggml(exact: bool) -> Self {
+        if exact {
+            Rounding::Candle
+        } else {
+            Rounding::Ggml
+        }
+    }
+}
+
 /// RMS norm of each row of `xs` (rows of `weight.len()` values) times `weight`, in place.
 pub fn rms_norm(xs: &mut [f32], weight: &[f32], eps: f32, rounding: Rounding) {
     let width = weight.len().max(1);

@@ -377,11 +377,7 @@ impl Gemma4Decoder {
     /// Whose roundings the RMS norms and the rotary follow: candle's when [`Self::exact`],
     /// llama.cpp's CPU backend's otherwise.
     fn rounding(&self) -> Rounding {
-        if self.exact {
-            Rounding::Candle
-        } else {
-            Rounding::Ggml
-        }
+        Rounding::exact_or_ggml(self.exact)
     }
 
     /// RMS norm of `x`'s rows times `w`, rounded as [`Self::rounding`] says.

@@ -435,11 +435,7 @@ impl GgufDecoder {
     /// activation block across a rounding boundary, which its post-feed-forward norm then
     /// amplified into logits 0.09 from llama.cpp's there and 1.5 further on.
     fn rounding(&self) -> Rounding {
-        if self.exact {
-            Rounding::Candle
-        } else {
-            Rounding::Ggml
-        }
+        Rounding::exact_or_ggml(self.exact)
     }
 
     /// RMS norm of each row of `xs` (rows of `w`'s length) times `w`, in place
