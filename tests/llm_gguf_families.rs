@@ -327,6 +327,50 @@ fn gguf_suppress_tokens_are_never_generated() {
     assert_eq!(token, second, "first choice {first} is suppressed");
 }
 
+/// A request's `logit_bias` moves the pick: -100 on the greedy choice gives the next best,
+/// +100 on the least likely token makes it the choice.
+#[test]
+fn logit_bias_moves_the_greedy_pick() {
+    use xinference::llm::{GenerateOptions, SamplingParams};
+    let path = fixtures().join("qwen3").join("tiny-Q8_0.gguf");
+    let prompt: Vec<u32> = (5..40).collect();
+    let mut engine = LlmEngine::load_gguf(&path, None, &[], &[]).unwrap();
+    let logits = engine.forward_for_bench(&prompt, 0);
+    let (first, second) = top_two(&logits);
+    let last = logits
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0 as u32;
+    let mut pick = |logit_bias: Vec<(u32, f32)>| {
+        let options = GenerateOptions {
+            max_tokens: Some(1),
+            sampling: SamplingParams {
+                temperature: 0.0,
+                ..Default::default()
+            },
+            logit_bias,
+            ..Default::default()
+        };
+        engine.check_request(&prompt, &options).unwrap();
+        engine
+            .generate(&prompt, &options, &mut |_| true)
+            .unwrap()
+            .tokens[0]
+    };
+    assert_eq!(pick(vec![]), first);
+    assert_eq!(pick(vec![(first, -100.0)]), second);
+    assert_eq!(pick(vec![(last, 100.0)]), last);
+    // An id past the vocabulary is refused before any work.
+    let options = GenerateOptions {
+        logit_bias: vec![(u32::MAX, 1.0)],
+        ..Default::default()
+    };
+    let e = engine.check_request(&prompt, &options).unwrap_err();
+    assert_eq!(e.kind(), xinference::ErrorKind::BadRequest, "{e}");
+}
+
 #[test]
 fn a_gguf_split_in_parts_loads_as_the_whole_file() {
     let whole = fixtures().join("qwen3").join("tiny-Q8_0.gguf");

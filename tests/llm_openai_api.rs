@@ -192,6 +192,46 @@ async fn openai_sdk_chats_with_smollm2() {
         "different seeds all gave {first:?}: {others:?}"
     );
 
+    // logit_bias: +100 on one token makes greedy decoding pick it every step; -100 on the
+    // greedy choice makes it pick another.
+    let local = xinference::llm::LlmEngine::load_gguf(&smollm2_gguf(), None, &[], &[]).unwrap();
+    let tokenizer = local.tokenizer();
+    let banana = tokenizer.encode(" banana", false).unwrap()[0];
+    let completion = |bias: Value| {
+        json!({
+            "model": uid,
+            "prompt": "The capital of France is",
+            "temperature": 0,
+            "max_tokens": 3,
+            "logit_bias": bias,
+        })
+    };
+    let (s, v) = http
+        .post(
+            "/v1/completions",
+            completion(json!({banana.to_string(): 100})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let forced = tokenizer.decode(&[banana; 3], true).unwrap();
+    assert_eq!(v["choices"][0]["text"], forced, "{v}");
+    let (_, plain) = http.post("/v1/completions", completion(json!({}))).await;
+    let plain = plain["choices"][0]["text"].as_str().unwrap().to_owned();
+    let first = tokenizer.encode(&plain, false).unwrap()[0];
+    let (s, v) = http
+        .post(
+            "/v1/completions",
+            completion(json!({first.to_string(): -100})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let banned = v["choices"][0]["text"].as_str().unwrap();
+    assert_ne!(
+        tokenizer.encode(banned, false).unwrap()[0],
+        first,
+        "{plain:?} then {banned:?}"
+    );
+
     // max_tokens ends generation with finish_reason "length" after exactly that many tokens.
     let v = http
         .chat(json!({
@@ -465,10 +505,34 @@ async fn bad_llm_requests_get_the_right_status() {
             StatusCode::BAD_REQUEST,
         ),
         (
-            "logit_bias",
+            "logit_bias not an object",
             "/v1/chat/completions",
-            with(json!({"logit_bias": {"1": 5}})),
-            StatusCode::NOT_IMPLEMENTED,
+            with(json!({"logit_bias": [1, 5]})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "logit_bias key not a token id",
+            "/v1/chat/completions",
+            with(json!({"logit_bias": {"hello": 5}})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "logit_bias over 100",
+            "/v1/completions",
+            json!({"model": uid, "prompt": "Hi", "logit_bias": {"1": 101}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "logit_bias past the vocabulary",
+            "/v1/chat/completions",
+            with(json!({"logit_bias": {"999999999": 5}})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "logit_bias past the vocabulary, streamed",
+            "/v1/chat/completions",
+            with(json!({"logit_bias": {"999999999": 5}, "stream": true})),
+            StatusCode::BAD_REQUEST,
         ),
         (
             "unknown model",

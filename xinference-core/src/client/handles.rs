@@ -19,7 +19,7 @@ use crate::registry::ModelType;
 use crate::responses::ResponsesOutput;
 use crate::runtime::{ChatOutput, ChunkStream, CompletionOutput};
 use crate::{Error, Result};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// A launched model, by capability. Only the calls the model supports exist on each variant.
 #[derive(Clone)]
@@ -206,6 +206,16 @@ impl ChatCompletionRequest {
     /// Sets the RNG seed.
     pub fn seed(mut self, seed: u64) -> Self {
         self.generation.seed = Some(seed);
+        self
+    }
+    /// Adds `bias` (-100 to 100) to the logit of each token id before every pick (OpenAI's
+    /// `logit_bias`).
+    pub fn logit_bias(mut self, biases: impl IntoIterator<Item = (u32, f32)>) -> Self {
+        let map: Map<String, Value> = biases
+            .into_iter()
+            .map(|(id, bias)| (id.to_string(), Value::from(bias)))
+            .collect();
+        self.generation.logit_bias = Some(Value::Object(map));
         self
     }
     /// Offers tools: OpenAI `{"type": "function", "function": {...}}` objects.

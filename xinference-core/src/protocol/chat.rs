@@ -77,10 +77,11 @@ pub struct GenerationFields {
     /// Streaming options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
-    /// Number of choices; only 1 is served.
+    /// Number of choices (1 to 128).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
-    /// Not supported (501, as in Xinference).
+    /// Biases added to tokens' logits: an object from token ids (strings) to numbers from
+    /// -100 to 100, as OpenAI's (Xinference answers 501).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logit_bias: Option<Value>,
 }

@@ -8,7 +8,7 @@ use crate::protocol::chat::{
     ChatCompletionRequest, CompletionTokensDetails, CompletionUsage, GenerationFields,
     PromptTokensDetails,
 };
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, Result};
 use serde_json::{json, Map, Value};
 
 /// Most choices one request may ask for (`n`, as OpenAI allows).
@@ -34,12 +34,7 @@ pub(super) fn plan(
             "n must be from 1 to {MAX_CHOICES}, not {n}"
         )));
     }
-    if fields.logit_bias.as_ref().is_some_and(|v| !v.is_null()) {
-        return Err(Error::new(
-            ErrorKind::NotImplemented,
-            "logit_bias is not supported",
-        ));
-    }
+    let logit_bias = logit_bias(fields.logit_bias.as_ref())?;
     let temperature = fields.temperature.unwrap_or(0.8);
     if !(0.0..=2.0).contains(&temperature) {
         return Err(Error::bad_request(format!(
@@ -103,6 +98,7 @@ pub(super) fn plan(
             logprobs,
             grammar: None,
             kept_special_tokens: Vec::new(),
+            logit_bias,
         },
         stream: fields.stream,
         include_usage: fields
@@ -111,6 +107,34 @@ pub(super) fn plan(
             .is_some_and(|o| o.include_usage),
         n,
     })
+}
+
+/// OpenAI's `logit_bias`: an object from token ids (as strings, or numbers where the JSON
+/// allows) to biases from -100 to 100. Absent or null is none; anything else is a 400 that says
+/// what is wrong. Whether the ids are in the vocabulary is the engine's check.
+fn logit_bias(value: Option<&Value>) -> Result<Vec<(u32, f32)>> {
+    let map = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(Error::bad_request(
+                "logit_bias must be an object from token ids to biases from -100 to 100",
+            ))
+        }
+    };
+    map.iter()
+        .map(|(key, bias)| {
+            let id = key.trim().parse::<u32>().map_err(|_| {
+                Error::bad_request(format!("logit_bias: `{key}` is not a token id"))
+            })?;
+            match bias.as_f64() {
+                Some(b) if (-100.0..=100.0).contains(&b) => Ok((id, b as f32)),
+                _ => Err(Error::bad_request(format!(
+                    "logit_bias: the bias of token {id} must be a number from -100 to 100, not {bias}"
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// Checks messages and turns multi-part text content into plain strings for the template.

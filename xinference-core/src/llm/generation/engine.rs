@@ -71,6 +71,9 @@ pub struct GenerateOptions {
     /// Special tokens released as text (the markup an answer parser reads, e.g. Gemma 4's
     /// `<|channel>` and `<channel|>` around its reasoning); the others are dropped.
     pub kept_special_tokens: Vec<u32>,
+    /// Added to these tokens' logits before every pick (OpenAI's `logit_bias`: token id and a
+    /// bias from -100 to 100; -100 all but bans a token, 100 all but forces it).
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 /// What one step hands to the caller: newly released text and, when asked, log-probabilities.
@@ -487,6 +490,16 @@ impl LlmEngine {
     /// otherwise, instead of an answer silently cut at the end of the context.
     pub fn check_request(&self, prompt: &[u32], options: &GenerateOptions) -> Result<()> {
         self.check_prompt(prompt)?;
+        let vocab = self.tokenizer.vocab_size();
+        if let Some((id, _)) = options
+            .logit_bias
+            .iter()
+            .find(|(id, _)| *id as usize >= vocab)
+        {
+            return Err(Error::bad_request(format!(
+                "logit_bias: token id {id} is not in the model's vocabulary of {vocab} tokens"
+            )));
+        }
         let context = self.context_length();
         match options.max_tokens {
             Some(max)
@@ -510,6 +523,15 @@ impl LlmEngine {
         for &id in self.suppressed.iter() {
             if let Some(l) = logits.get_mut(id as usize) {
                 *l = f32::NEG_INFINITY;
+            }
+        }
+    }
+
+    /// Adds the request's `logit_bias` to `logits` (a suppressed token stays at -inf).
+    fn bias(logits: &mut [f32], bias: &[(u32, f32)]) {
+        for &(id, b) in bias {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l += b;
             }
         }
     }
@@ -566,6 +588,7 @@ impl LlmEngine {
         let mut position = prompt.len();
         while generated < max_tokens {
             self.suppress(&mut logits);
+            Self::bias(&mut logits, &options.logit_bias);
             if let Some(c) = constraint.as_mut() {
                 c.mask(&mut logits)?;
             }
