@@ -17,6 +17,12 @@
 //! best kept; default 3, 1 for the 5-minute clip), `XINFERENCE_BENCH_WHISPER_CONCURRENT=0` (no
 //! 4-request rows). The 4-request rows also show the CPU seconds of each half and their ratio
 //! (on a loaded machine wall time counts the other processes too).
+//!
+//! `XINFERENCE_BENCH_WHISPER_PROFILE=phases,encoder,one-thread` (any of them) prints, instead
+//! of the table, where tiny.en's time goes on the first window of the 57 s clip: `phases` (one
+//! window's encoder pass, two side by side, decoder steps of 1, 2 and 4 requests with the
+//! logits apart, their cross-attention alone), `encoder` (the encoder by part), `one-thread`
+//! (decoder steps on a pool of one thread against two: is the step bound by memory?).
 
 #[path = "../tests/common/clips.rs"]
 mod clips;
@@ -97,6 +103,27 @@ async fn concurrent(
     start.elapsed().as_secs_f64()
 }
 
+/// The profiles `modes` names (comma-separated), on tiny.en and the 57 s clip's first window,
+/// on the compute pool the runtime configured.
+fn profile(modes: &str) {
+    use xinference::audio::model::profile;
+    let dir = models_dir().join("whisper-tiny.en-ct2");
+    let model = xinference::audio::whisper::WhisperModel::load(&dir)
+        .expect("tiny.en loads (fetch it with scripts/fetch-test-models.py whisper)");
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio/long_en.flac");
+    let audio = std::fs::read(&clip).expect("the 57 s clip");
+    let mel = profile::first_window(&audio, model.n_mels).expect("decodes");
+    for mode in modes.split(',').map(str::trim) {
+        println!("## {mode}");
+        match mode {
+            "phases" => profile::phases(&model, &mel),
+            "encoder" => profile::encoder(&model, &mel),
+            "one-thread" => profile::decoder_one_thread(&model, &mel),
+            other => panic!("unknown profile {other}: phases, encoder or one-thread"),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let home = tempfile::tempdir().expect("temp dir");
@@ -106,6 +133,10 @@ async fn main() {
     let mut config = RuntimeConfig::new(home.path());
     config.compute_threads = Some(THREADS);
     let client = Client::local(Arc::new(Runtime::new(config).expect("runtime")));
+    if let Ok(modes) = std::env::var("XINFERENCE_BENCH_WHISPER_PROFILE") {
+        profile(&modes);
+        return;
+    }
     println!(
         "| model | clip | search | xinference-rs | faster-whisper fp32 | faster-whisper int8 |"
     );

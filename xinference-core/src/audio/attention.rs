@@ -273,7 +273,7 @@ pub(crate) fn cross_attention(
 }
 
 /// The encoder's attention as it ran before `audio::encoder_attention` fused it, kept as the
-/// reference its tests and `model::profile` compare with: `qkv` is `[b * t][3d]`, writes
+/// reference its tests compare with: `qkv` is `[b * t][3d]`, writes
 /// `[b * t][d]` into `out`; blocks of `query_block` queries of one head run as pool tasks, each
 /// through two `gemm` products with the scores of the block written out between them.
 #[cfg(test)]

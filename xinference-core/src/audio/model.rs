@@ -15,11 +15,10 @@
 
 mod layers;
 mod load;
-#[cfg(test)]
-mod profile;
+#[doc(hidden)]
+pub mod profile;
 mod step;
 
-#[cfg(test)]
 use super::attention;
 use super::attention::KvCache;
 use super::encoder_attention::encoder_attention;
@@ -325,7 +324,7 @@ impl WhisperNet {
 }
 
 /// The encoder attention through `gemm` that the fused one replaced (query blocks of 256),
-/// for the comparisons of the tests and `model::profile`.
+/// for the comparisons of the tests.
 #[cfg(test)]
 fn gemm_attention(qkv: &[f32], out: &mut [f32], dims: (usize, usize, usize, usize)) {
     attention::encoder_attention_gemm(qkv, out, dims, 256)

@@ -1,27 +1,31 @@
 //! Where Whisper's time goes, for the 4-concurrent-requests target of the audio bench: the
-//! encoder by part, encoder attention by query block size, decoder steps of 1, 2 and 4
-//! requests (decoder layers and logits apart), their cross-attention alone, and the step on a
-//! pool of one thread against two (is it bound by memory?). Ignored tests that print; run by hand
-//! on tiny.en:
-//!
-//!     RAYON_NUM_THREADS=2 cargo test --release --workspace --lib audio::model::profile \
-//!         -- --ignored --nocapture --test-threads 1
+//! encoder by part, decoder steps of 1, 2 and 4 requests (decoder layers and logits apart),
+//! their cross-attention alone, and the step on a pool of one thread against two (is it bound
+//! by memory?). Not part of the API: `benches/audio.rs` runs these with
+//! `XINFERENCE_BENCH_WHISPER_PROFILE` (see there); they print what they measure.
 
 use super::*;
-use crate::audio::passes::tests::tiny_en;
+use crate::audio::whisper::WhisperModel;
 use rayon::prelude::*;
 use std::time::Instant;
 
-fn window() -> Vec<f32> {
+/// The log-mel features of the first 30 s window of `audio` (an audio file's bytes), for a
+/// model of `n_mels` bins.
+pub fn first_window(audio: &[u8], n_mels: usize) -> Result<Vec<f32>> {
     use crate::audio::mel::{log_mel, N_FRAMES};
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/audio/long_en.flac");
-    let samples = crate::audio::input::decode_audio(&std::fs::read(path).unwrap()).unwrap();
-    let (features, frames) = log_mel(&samples, 80, 160);
-    crate::audio::decode::window_mel(&features, frames, 80, 0, N_FRAMES.min(frames - 1))
+    let samples = crate::audio::input::decode_audio(audio)?;
+    let (features, frames) = log_mel(&samples, n_mels, 160);
+    Ok(crate::audio::decode::window_mel(
+        &features,
+        frames,
+        n_mels,
+        0,
+        N_FRAMES.min(frames - 1),
+    ))
 }
 
-/// CPU time of this process so far (user + system, from `/proc/self/stat`; 10 ms ticks).
+/// CPU time of this process so far, in ms (user + system, from `/proc/self/stat`; 10 ms
+/// ticks; 0 where there is none).
 fn cpu_ms() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let fields: Vec<&str> = stat
@@ -35,21 +39,23 @@ fn cpu_ms() -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    // Fields 14 and 15 of the line (utime, stime), 11 and 12 after the command name.
+    // utime and stime: fields 14 and 15 of the line, 11 and 12 after the command name.
     (ticks(11) + ticks(12)) * 10.0
+}
+
+fn window_tensor(model: &WhisperModel, mel: &[f32]) -> Tensor {
+    Tensor::from_slice(mel, (1, model.n_mels, 3000), &Device::Cpu).unwrap()
 }
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-#[test]
-#[ignore]
-fn profile_phases() {
-    let model = tiny_en();
+/// One window's encoder pass and cross-attention start, two windows side by side, decoder
+/// steps of 1, 2 and 4 requests (layers and logits apart) and their cross-attention alone.
+pub fn phases(model: &WhisperModel, mel: &[f32]) {
     let net = &model.net;
-    let mel = window();
-    let x = Tensor::from_slice(&mel, (1, 80, 3000), &Device::Cpu).unwrap();
+    let x = window_tensor(model, mel);
     let _ = net.encode(&x).unwrap();
     for _ in 0..2 {
         let t = Instant::now();
@@ -62,9 +68,22 @@ fn profile_phases() {
             ms(t)
         );
     }
-    let t = Instant::now();
-    kernels::on_pool(|| rayon::join(|| net.encode(&x).unwrap(), || net.encode(&x).unwrap()));
-    println!("two windows side by side {:.1} ms", ms(t));
+    // Two windows side by side (one per pool thread, as `audio::passes` runs them) and one
+    // after the other (each on the whole pool), alternating.
+    for _ in 0..3 {
+        let (t, cpu) = (Instant::now(), cpu_ms());
+        kernels::on_pool(|| rayon::join(|| net.encode(&x).unwrap(), || net.encode(&x).unwrap()));
+        let (side, side_cpu) = (ms(t), cpu_ms() - cpu);
+        let (t, cpu) = (Instant::now(), cpu_ms());
+        net.encode(&x).unwrap();
+        net.encode(&x).unwrap();
+        println!(
+            "two windows: side by side {side:.1} ms ({side_cpu:.0} CPU ms), one after the other \
+             {:.1} ms ({:.0} CPU ms)",
+            ms(t),
+            cpu_ms() - cpu
+        );
+    }
     let audio = net.start(&net.encode(&x).unwrap()).unwrap();
     let sot = model.special.sot;
     let steps = 60;
@@ -133,13 +152,11 @@ fn profile_phases() {
     }
 }
 
-#[test]
-#[ignore]
-fn profile_encoder() {
-    let model = tiny_en();
+/// One window's encoder pass by part (convolutions, projections, attention, MLP), three
+/// times.
+pub fn encoder(model: &WhisperModel, mel: &[f32]) {
     let net = &model.net;
-    let mel = window();
-    let x = Tensor::from_slice(&mel, (1, 80, 3000), &Device::Cpu).unwrap();
+    let x = window_tensor(model, mel);
     let _ = net.encode(&x).unwrap();
     for _ in 0..3 {
         kernels::on_pool(|| {
@@ -198,73 +215,10 @@ fn profile_encoder() {
     }
 }
 
-/// The fused encoder attention against the `gemm` one it replaced (query blocks of 256),
-/// alternating in the same run: wall time per layer of tiny.en's shape on the pool.
-#[test]
-#[ignore]
-fn profile_encoder_attention_blocks() {
-    let (t, d, heads) = (1500usize, 384usize, 6usize);
-    let qkv: Vec<f32> = (0..t * 3 * d)
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-        .collect();
-    let mut out = vec![0f32; t * d];
-    for _ in 0..4 {
-        for fused in [false, true] {
-            let (start, cpu) = (Instant::now(), cpu_ms());
-            kernels::on_pool(|| {
-                for _ in 0..8 {
-                    if fused {
-                        encoder_attention(&qkv, &mut out, (1, t, d, heads));
-                    } else {
-                        attention::encoder_attention_gemm(&qkv, &mut out, (1, t, d, heads), 256);
-                    }
-                }
-            });
-            let name = if fused {
-                "fused"
-            } else {
-                "gemm, blocks of 256"
-            };
-            println!(
-                "{name}: {:.1} ms per layer, {:.1} CPU ms",
-                ms(start) / 8.0,
-                (cpu_ms() - cpu) / 8.0
-            );
-        }
-    }
-}
-
-/// Whole encoder passes of one window with the fused attention and the `gemm` one,
-/// alternating (wall time on the pool).
-#[test]
-#[ignore]
-fn profile_encoder_fused_against_gemm() {
-    let model = tiny_en();
-    let net = &model.net;
-    let x = Tensor::from_slice(&window(), (1, 80, 3000), &Device::Cpu).unwrap();
-    let _ = net.encode(&x).unwrap();
-    for _ in 0..4 {
-        let (t, cpu) = (Instant::now(), cpu_ms());
-        kernels::on_pool(|| net.encode_with(&x, gemm_attention).unwrap());
-        let (before, before_cpu) = (ms(t), cpu_ms() - cpu);
-        let (t, cpu) = (Instant::now(), cpu_ms());
-        net.encode(&x).unwrap();
-        println!(
-            "encode one window: gemm attention {before:.1} ms ({before_cpu:.0} CPU ms), fused {:.1} ms ({:.0} CPU ms)",
-            ms(t),
-            cpu_ms() - cpu
-        );
-    }
-}
-
 /// Decoder steps of 1 and 4 requests on a pool of one thread (is the step bound by memory?).
-#[test]
-#[ignore]
-fn profile_decoder_one_thread() {
-    let model = tiny_en();
+pub fn decoder_one_thread(model: &WhisperModel, mel: &[f32]) {
     let net = &model.net;
-    let mel = window();
-    let x = Tensor::from_slice(&mel, (1, 80, 3000), &Device::Cpu).unwrap();
+    let x = window_tensor(model, mel);
     let audio = net.start(&net.encode(&x).unwrap()).unwrap();
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
