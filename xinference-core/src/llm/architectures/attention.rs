@@ -14,6 +14,7 @@ use crate::llm::model::LayerKv;
 use crate::Result;
 use candle_core::{Device, Tensor};
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 /// From this many multiply-adds (query rows × keys × head size × heads) a pass's attention
@@ -108,6 +109,7 @@ impl GgufDecoder {
         let group = heads / kv_heads;
         let window = layer.window;
         let held: &LayerKv = kv;
+        let widened = exact.then(|| WidenedKv::of(held, kv_heads, hd));
         let mut out = vec![0f32; s * heads * hd];
         let item = |(index, out): (usize, &mut [f32])| {
             let (row, g) = (index / kv_heads, index % kv_heads);
@@ -115,20 +117,11 @@ impl GgufDecoder {
             let keys = visible(query, first, window);
             let queries = &q[(row * heads + g * group) * hd..][..group * hd];
             let sinks = sinks.as_ref().map(|s| &s[g * group..(g + 1) * group]);
-            let attend_group = if exact {
-                attend_group_exact
-            } else {
-                attend_group
-            };
-            attend_group(
-                held,
-                (g * hd, hd),
-                keys.start - first..keys.end - first,
-                queries,
-                scale,
-                sinks,
-                out,
-            );
+            let keys = keys.start - first..keys.end - first;
+            match &widened {
+                Some(kv) => attend_group_exact(kv, g, keys, queries, scale, sinks, out),
+                None => attend_group(held, (g * hd, hd), keys, queries, scale, sinks, out),
+            }
         };
         let work = s * heads * hd * (position + s - first);
         if work >= PARALLEL_WORK && crate::kernels::threads() > 1 {
@@ -180,44 +173,65 @@ pub(super) fn split_exact(values: &[f32], width: usize) -> Vec<f32> {
     out
 }
 
-/// [`attend_group`] in f32, as transformers computes it, over a cache of split values
-/// ([`split_exact`]): queries unrounded, weights unrounded.
+/// The keys and values an exact cache holds ([`split_exact`]), widened back to f32 once per
+/// pass: per key/value head, `held` rows of `hd` keys and as many values, so that every query
+/// row of the pass reads them without converting them again.
+pub(super) struct WidenedKv {
+    /// Per key/value head: `[held][hd]` keys.
+    keys: Vec<Vec<f32>>,
+    /// Per key/value head: `[held][hd]` values.
+    values: Vec<Vec<f32>>,
+    hd: usize,
+}
+
+impl WidenedKv {
+    /// Every position `kv` holds, `kv_heads` heads of `hd`.
+    pub(super) fn of(kv: &LayerKv, kv_heads: usize, hd: usize) -> Self {
+        let (row, held) = (kv.row(), kv.held());
+        let half = row / 2;
+        let widen = |cache: &[f16], g: usize| -> Vec<f32> {
+            let mut rows = vec![0f32; held * hd];
+            let mut lo = vec![0f32; hd];
+            for (p, out) in rows.chunks_exact_mut(hd).enumerate() {
+                let at = p * row + g * hd;
+                cache[at..at + hd].convert_to_f32_slice(out);
+                cache[at + half..at + half + hd].convert_to_f32_slice(&mut lo);
+                out.iter_mut().zip(&lo).for_each(|(o, l)| *o += l);
+            }
+            rows
+        };
+        WidenedKv {
+            keys: (0..kv_heads).map(|g| widen(kv.keys(), g)).collect(),
+            values: (0..kv_heads).map(|g| widen(kv.values(), g)).collect(),
+            hd,
+        }
+    }
+}
+
+/// [`attend_group`] in f32, as transformers computes it, over the widened keys and values of
+/// an exact cache (key/value head `g`, positions `keys`): queries unrounded, weights
+/// unrounded; each score a [`crate::kernels::float::dot`] (eight running sums).
 pub(super) fn attend_group_exact(
-    kv: &LayerKv,
-    (offset, hd): (usize, usize),
+    kv: &WidenedKv,
+    g: usize,
     keys: std::ops::Range<usize>,
     queries: &[f32],
     scale: f32,
     sinks: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    let row = kv.row();
-    let half = row / 2;
-    let n = keys.len();
-    // The group's keys and values at the visible positions, as f32.
-    let gather = |cache: &[f16]| -> Vec<f32> {
-        let mut rows = Vec::with_capacity(n * hd);
-        for p in keys.clone() {
-            let at = p * row + offset;
-            rows.extend(
-                cache[at..at + hd]
-                    .iter()
-                    .zip(&cache[at + half..at + half + hd])
-                    .map(|(hi, lo)| hi.to_f32() + lo.to_f32()),
-            );
-        }
-        rows
-    };
-    let (k, v) = (gather(kv.keys()), gather(kv.values()));
+    let hd = kv.hd;
+    let k = &kv.keys[g][keys.start * hd..keys.end * hd];
+    let v = &kv.values[g][keys.start * hd..keys.end * hd];
+    let mut w = vec![0f32; keys.len()];
     for (j, (q, out)) in queries
         .chunks_exact(hd)
         .zip(out.chunks_exact_mut(hd))
         .enumerate()
     {
-        let mut w: Vec<f32> = k
-            .chunks_exact(hd)
-            .map(|kr| q.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale)
-            .collect();
+        for (w, kr) in w.iter_mut().zip(k.chunks_exact(hd)) {
+            *w = crate::kernels::float::dot(q, kr) * scale;
+        }
         let sink = sinks.map(|s| s[j]);
         let max = w
             .iter()

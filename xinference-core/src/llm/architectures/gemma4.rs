@@ -31,7 +31,7 @@
 //! rounds as llama.cpp's CPU path does (`attention.rs`'s `attend_group`). The cache is handed out for prompt-prefix reuse, and
 //! decode steps of several sequences run in one pass (`gemma4/batch.rs`).
 
-use super::attention::{attend_group, attend_group_exact, split_exact, visible};
+use super::attention::{attend_group, attend_group_exact, split_exact, visible, WidenedKv};
 use super::{
     f32_tensor, gelu_f16_mul, load_output, meta, meta_f32, meta_usize, residual, value_usize,
     with_values, QLinear, Rope, Rows, TokenTable,
@@ -598,24 +598,16 @@ impl Gemma4Decoder {
         let first = position + s - held.held();
         let group = heads / kv_heads;
         let mut out = vec![0f32; s * heads * hd];
-        let attend = if self.exact {
-            attend_group_exact
-        } else {
-            attend_group
-        };
+        let widened = self.exact.then(|| WidenedKv::of(held, kv_heads, hd));
         let item = |(index, out): (usize, &mut [f32])| {
             let (row, g) = (index / kv_heads, index % kv_heads);
             let keys = visible(position + row, first, block.window);
+            let keys = keys.start - first..keys.end - first;
             let queries = &q[(row * heads + g * group) * hd..][..group * hd];
-            attend(
-                held,
-                (g * hd, hd),
-                keys.start - first..keys.end - first,
-                queries,
-                1.0,
-                None,
-                out,
-            );
+            match &widened {
+                Some(kv) => attend_group_exact(kv, g, keys, queries, 1.0, None, out),
+                None => attend_group(held, (g * hd, hd), keys, queries, 1.0, None, out),
+            }
         };
         // Spread over the compute threads from the size `attention.rs` does.
         if s * heads * hd * held.held() >= 1 << 17 && crate::kernels::threads() > 1 {
