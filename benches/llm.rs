@@ -23,12 +23,15 @@
 
 #[path = "common/llm_setup.rs"]
 mod setup;
+#[path = "common/llm_timing.rs"]
+mod timing;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use xinference::llm::{argmax, GenerateOptions, LlmEngine, SamplingParams};
 
 use setup::THREADS;
+use timing::median;
 
 fn rss_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -39,11 +42,6 @@ fn rss_mb(field: &str) -> f64 {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// A prompt of exactly `n` tokens (ordinary text, repeated).
@@ -88,51 +86,15 @@ const RSS_OF: &str = "XINFERENCE_BENCH_LLM_RSS_OF";
 fn measure(path: &Path) -> Ours {
     let rss_after_load = rss_after_load_in_fresh_process(path);
     let mut engine = LlmEngine::load_gguf(path, None, &[], &[]).expect("load");
-    // Timed as scripts/bench_llama_cpp.py times llama.cpp: an untimed warm-up (a 512-token
-    // prefill and a few decode steps), then medians of three: prefill 128, prefill 512, first
-    // token (a 128-token prefill and the greedy pick), decode.
+    // Timed as scripts/bench_llama_cpp.py times llama.cpp (see `timing::time_engine`).
     let (p128_ids, p512_ids) = (prompt_tokens(&engine, 128), prompt_tokens(&engine, 512));
-    let mut logits = engine.forward_for_bench(&p512_ids, 0);
-    for i in 0..8 {
-        let next = argmax(&logits);
-        logits = engine.forward_for_bench(&[next], p512_ids.len() + i);
-    }
-    let mut timed = |ids: &[u32], pick: bool| {
-        median(
-            (0..3)
-                .map(|_| {
-                    let t = Instant::now();
-                    let logits = engine.forward_for_bench(ids, 0);
-                    if pick {
-                        std::hint::black_box(argmax(&logits));
-                    }
-                    t.elapsed().as_secs_f64()
-                })
-                .collect(),
-        )
-    };
-    let p128 = timed(&p128_ids, false);
-    let p512 = timed(&p512_ids, false);
-    let ttft = timed(&p128_ids, true);
-    let ids = p128_ids;
-    let decode = median(
-        (0..3)
-            .map(|_| {
-                let mut logits = engine.forward_for_bench(&ids, 0);
-                let t = Instant::now();
-                for i in 0..128 {
-                    let next = argmax(&logits);
-                    logits = engine.forward_for_bench(&[next], ids.len() + i);
-                }
-                128.0 / t.elapsed().as_secs_f64()
-            })
-            .collect(),
-    );
+    let [prefill_128, prefill_512, ttft_128, decode] =
+        timing::time_engine(&mut engine, &p128_ids, &p512_ids);
     Ours {
-        prefill_128: 128.0 / p128,
-        prefill_512: 512.0 / p512,
+        prefill_128,
+        prefill_512,
         decode,
-        ttft_128: ttft,
+        ttft_128,
         rss_after_load,
     }
 }

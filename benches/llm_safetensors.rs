@@ -19,19 +19,16 @@
 //! `XINFERENCE_BENCH_SAFETENSORS_SHAPES` (comma-separated: `smollm2-135m`, `qwen2.5-0.5b`)
 //! picks the shapes. Not a test: it asserts nothing about speed.
 
+#[path = "common/llm_timing.rs"]
+mod timing;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
-use xinference::llm::{argmax, LlmEngine};
+use xinference::llm::LlmEngine;
 
 const SHAPES: [&str; 2] = ["smollm2-135m", "qwen2.5-0.5b"];
 /// Threads of both sides.
 const THREADS: usize = 2;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// The prompt of `n` ids the peer script feeds too (`prompt_ids` there).
 fn prompt_ids(n: usize, vocab: usize) -> Vec<u32> {
@@ -74,39 +71,7 @@ fn folder(shape: &str) -> PathBuf {
 fn ours(dir: &Path, vocab: usize) -> [f64; 4] {
     let mut engine = LlmEngine::load_safetensors(dir, None, &[], &[]).expect("loads");
     let (p128, p512) = (prompt_ids(128, vocab), prompt_ids(512, vocab));
-    let mut logits = engine.forward_for_bench(&p512, 0);
-    for i in 0..8 {
-        logits = engine.forward_for_bench(&[argmax(&logits)], p512.len() + i);
-    }
-    let mut timed = |ids: &[u32], pick: bool| {
-        median(
-            (0..3)
-                .map(|_| {
-                    let t = Instant::now();
-                    let logits = engine.forward_for_bench(ids, 0);
-                    if pick {
-                        std::hint::black_box(argmax(&logits));
-                    }
-                    t.elapsed().as_secs_f64()
-                })
-                .collect(),
-        )
-    };
-    let (prefill_128, prefill_512, ttft) =
-        (timed(&p128, false), timed(&p512, false), timed(&p128, true));
-    let decode = median(
-        (0..3)
-            .map(|_| {
-                let mut logits = engine.forward_for_bench(&p128, 0);
-                let t = Instant::now();
-                for i in 0..128 {
-                    logits = engine.forward_for_bench(&[argmax(&logits)], p128.len() + i);
-                }
-                128.0 / t.elapsed().as_secs_f64()
-            })
-            .collect(),
-    );
-    [128.0 / prefill_128, 512.0 / prefill_512, ttft, decode]
+    timing::time_engine(&mut engine, &p128, &p512)
 }
 
 /// transformers' figures for the folder, in [`ours`]' order (`None` without a peer Python:

@@ -143,8 +143,9 @@ pub fn matmul(ty: FloatType, bytes: &[u8], n: usize, k: usize, x: &[f32], out: &
 /// buffer first would write and read it again as f32.
 const DIRECT_ROWS: usize = 3;
 
-/// [`block_product`] straight from the stored weight rows `w` (bytes of `ty`), where the CPU
-/// has AVX2 and F16C (else `false`, nothing written): the same bits, as widening is exact.
+/// `part[r][j] = x[r] · w[j]` straight from the stored weight rows `w` (bytes of `ty`, `k`
+/// values a row), each value [`dot`]'s (widening is exact), where the CPU has AVX2 and F16C;
+/// else `false`, nothing written.
 fn direct_block_product(ty: FloatType, x: &[f32], w: &[u8], k: usize, part: &mut [f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
@@ -187,44 +188,27 @@ fn direct_block_product(ty: FloatType, x: &[f32], w: &[u8], k: usize, part: &mut
 }
 
 /// `part[r][j] = x[r] · w[j]` for the input rows `x` and the widened weight rows `w` (both
-/// rows of `k`), each value [`dot`]'s: pairs of input rows against groups of four weight rows
-/// through the AVX kernel where the CPU has it (each weight and input vector loaded once for
-/// eight products), the rest through [`dot`].
+/// rows of `k`), each value [`dot`]'s: through [`direct_block_product`]'s kernel where the CPU
+/// has it (pairs of input rows against groups of four weight rows, each vector loaded once
+/// for eight products), else through [`dot`].
 fn block_product(x: &[f32], w: &[f32], k: usize, part: &mut [f32]) {
-    let (rows, count) = (x.len() / k, w.len() / k);
-    let mut done_cols = 0;
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        done_cols = count / 4 * 4;
-        let mut r = 0;
-        while r < rows {
-            let pair = (rows - r).min(2);
-            for j in (0..done_cols).step_by(4) {
-                let ws: [&[f32]; 4] = std::array::from_fn(|i| &w[(j + i) * k..(j + i + 1) * k]);
-                let xs = [
-                    &x[r * k..(r + 1) * k],
-                    &x[(r + pair - 1) * k..(r + pair) * k],
-                ];
-                // SAFETY: the CPU has AVX (checked above); every slice holds `k` values.
-                let sums = unsafe { avx::dots_2x4(xs, ws) };
-                for (i, row) in sums.iter().take(pair).enumerate() {
-                    part[(r + i) * count + j..(r + i) * count + j + 4].copy_from_slice(row);
-                }
-            }
-            r += pair;
-        }
+    // SAFETY: any f32 is four plain bytes, and u8 has no alignment to keep.
+    let bytes = unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<u8>(), size_of_val(w)) };
+    if direct_block_product(FloatType::F32, x, bytes, k, part) {
+        return;
     }
+    let count = w.len() / k;
     for (r, xr) in x.chunks_exact(k).enumerate() {
-        for (j, wj) in w.chunks_exact(k).enumerate().skip(done_cols) {
+        for (j, wj) in w.chunks_exact(k).enumerate() {
             part[r * count + j] = dot(xr, wj);
         }
     }
 }
 
-/// [`dot`] for two input rows against four weight rows at once, with AVX: each product's
-/// eight lanes multiply and then add (no fused multiply-add, as [`dot`] compiles), reduced in
-/// [`dot`]'s order, then the tail past the last whole eight values added one by one: the same
-/// bits as [`dot`].
+/// [`dot`] for two input rows against four weight rows at once, with AVX2 and F16C: each
+/// product's eight lanes multiply and then add (no fused multiply-add, as [`dot`] compiles),
+/// reduced in [`dot`]'s order, then the tail past the last whole eight values added one by
+/// one: the same bits as [`dot`].
 #[cfg(target_arch = "x86_64")]
 mod avx {
     use std::arch::x86_64::*;
@@ -278,8 +262,8 @@ mod avx {
         }
     }
 
-    /// [`dots_2x4`] with the weight rows as stored (type `T`, see [`load8`]), widened in
-    /// registers: the same bits.
+    /// `out[r][j] = dot(xs[r], ws[j])`, the weight rows as stored (type `T`, see [`load8`]),
+    /// widened in registers.
     ///
     /// # Safety
     /// The CPU has AVX2 and F16C; every weight row holds as many values as `xs[0]`.
@@ -321,39 +305,6 @@ mod avx {
         let t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
         let u = _mm_hadd_ps(t, t);
         _mm_cvtss_f32(_mm_hadd_ps(u, u))
-    }
-
-    /// `out[r][j] = dot(xs[r], ws[j])`.
-    ///
-    /// # Safety
-    /// The CPU has AVX; every slice has the same length.
-    #[target_feature(enable = "avx")]
-    pub(super) unsafe fn dots_2x4(xs: [&[f32]; 2], ws: [&[f32]; 4]) -> [[f32; 4]; 2] {
-        let k = xs[0].len();
-        let whole = k / 8 * 8;
-        let mut acc = [[_mm256_setzero_ps(); 4]; 2];
-        let mut i = 0;
-        while i < whole {
-            let x0 = _mm256_loadu_ps(xs[0].as_ptr().add(i));
-            let x1 = _mm256_loadu_ps(xs[1].as_ptr().add(i));
-            for j in 0..4 {
-                let w = _mm256_loadu_ps(ws[j].as_ptr().add(i));
-                acc[0][j] = _mm256_add_ps(acc[0][j], _mm256_mul_ps(x0, w));
-                acc[1][j] = _mm256_add_ps(acc[1][j], _mm256_mul_ps(x1, w));
-            }
-            i += 8;
-        }
-        let mut out = [[0f32; 4]; 2];
-        for r in 0..2 {
-            for j in 0..4 {
-                let mut sum = reduce(acc[r][j]);
-                for (x, w) in xs[r][whole..].iter().zip(&ws[j][whole..]) {
-                    sum += x * w;
-                }
-                out[r][j] = sum;
-            }
-        }
-        out
     }
 }
 
