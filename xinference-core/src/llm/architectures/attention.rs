@@ -109,7 +109,9 @@ impl GgufDecoder {
         let group = heads / kv_heads;
         let window = layer.window;
         let held: &LayerKv = kv;
-        let widened = exact.then(|| WidenedKv::of(held, kv_heads, hd));
+        // The first query sees the earliest keys any query of the pass sees.
+        let from = visible(position, first, window).start - first;
+        let widened = exact.then(|| WidenedKv::of(held, from, kv_heads, hd));
         let mut out = vec![0f32; s * heads * hd];
         let item = |(index, out): (usize, &mut [f32])| {
             let (row, g) = (index / kv_heads, index % kv_heads);
@@ -177,22 +179,26 @@ pub(super) fn split_exact(values: &[f32], width: usize) -> Vec<f32> {
 /// pass: per key/value head, `held` rows of `hd` keys and as many values, so that every query
 /// row of the pass reads them without converting them again.
 pub(super) struct WidenedKv {
-    /// Per key/value head: `[held][hd]` keys.
+    /// Per key/value head: the keys of positions `from..`, `hd` values each.
     keys: Vec<Vec<f32>>,
-    /// Per key/value head: `[held][hd]` values.
+    /// Per key/value head: the values, as `keys`.
     values: Vec<Vec<f32>>,
+    /// The first held position widened (the first any query of the pass sees).
+    from: usize,
     hd: usize,
 }
 
 impl WidenedKv {
-    /// Every position `kv` holds, `kv_heads` heads of `hd`.
-    pub(super) fn of(kv: &LayerKv, kv_heads: usize, hd: usize) -> Self {
+    /// The positions `kv` holds from `from` on (relative to its first held one), `kv_heads`
+    /// heads of `hd`: a sliding-window layer that keeps every position for the prefix cache
+    /// widens only what its window shows.
+    pub(super) fn of(kv: &LayerKv, from: usize, kv_heads: usize, hd: usize) -> Self {
         let (row, held) = (kv.row(), kv.held());
         let half = row / 2;
         let widen = |cache: &[f16], g: usize| -> Vec<f32> {
-            let mut rows = vec![0f32; held * hd];
+            let mut rows = vec![0f32; (held - from) * hd];
             let mut lo = vec![0f32; hd];
-            for (p, out) in rows.chunks_exact_mut(hd).enumerate() {
+            for (p, out) in (from..held).zip(rows.chunks_exact_mut(hd)) {
                 let at = p * row + g * hd;
                 cache[at..at + hd].convert_to_f32_slice(out);
                 cache[at + half..at + half + hd].convert_to_f32_slice(&mut lo);
@@ -203,6 +209,7 @@ impl WidenedKv {
         WidenedKv {
             keys: (0..kv_heads).map(|g| widen(kv.keys(), g)).collect(),
             values: (0..kv_heads).map(|g| widen(kv.values(), g)).collect(),
+            from,
             hd,
         }
     }
@@ -221,8 +228,8 @@ pub(super) fn attend_group_exact(
     out: &mut [f32],
 ) {
     let hd = kv.hd;
-    let k = &kv.keys[g][keys.start * hd..keys.end * hd];
-    let v = &kv.values[g][keys.start * hd..keys.end * hd];
+    let at = (keys.start - kv.from) * hd..(keys.end - kv.from) * hd;
+    let (k, v) = (&kv.keys[g][at.clone()], &kv.values[g][at]);
     let mut w = vec![0f32; keys.len()];
     for (j, (q, out)) in queries
         .chunks_exact(hd)

@@ -598,7 +598,9 @@ impl Gemma4Decoder {
         let first = position + s - held.held();
         let group = heads / kv_heads;
         let mut out = vec![0f32; s * heads * hd];
-        let widened = self.exact.then(|| WidenedKv::of(held, kv_heads, hd));
+        // The first query sees the earliest keys any query of the pass sees.
+        let from = visible(position, first, block.window).start - first;
+        let widened = self.exact.then(|| WidenedKv::of(held, from, kv_heads, hd));
         let item = |(index, out): (usize, &mut [f32])| {
             let (row, g) = (index / kv_heads, index % kv_heads);
             let keys = visible(position + row, first, block.window);

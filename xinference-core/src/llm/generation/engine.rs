@@ -6,11 +6,11 @@ use super::kv_usage::KvUsage;
 use super::prefix_cache::{PrefixCache, PrefixCacheStats, DEFAULT_PREFIX_CACHE_BYTES};
 use super::sampler::{log_softmax, Sampler, SamplingParams};
 use super::step_batcher::{BatchStats, Decoding, StepBatcher};
+use super::stop_strings::{find_stop, held_back, release_held_back};
 use super::stop_tokens::spec_stop_ids_of_vocabulary;
 use crate::llm::loading::{load_gguf, load_safetensors};
 use crate::llm::model::{CausalLm, LlmParts};
 use crate::llm::output::constraint::{Grammar, GuidanceCache};
-use crate::llm::output::marker::partial_suffix;
 use crate::llm::output::tools::ToolFormat;
 use crate::llm::output::{ChatTemplate, TemplateInput};
 use crate::llm::tokenizer::LlmTokenizer;
@@ -681,54 +681,5 @@ impl LlmEngine {
     pub fn score_last_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>> {
         self.check_prompt(prompt)?;
         crate::compute::with_budget(|| self.model.forward(prompt, 0))
-    }
-}
-
-/// Where the first stop string starts in `pending`, and its length. A stop string can only
-/// straddle emitted and pending text if its start was held back, so the pending text suffices.
-fn find_stop(pending: &str, stops: &[&str]) -> Option<(usize, usize)> {
-    stops
-        .iter()
-        .filter_map(|s| pending.find(s).map(|at| (at, s.len())))
-        .min_by_key(|(at, _)| *at)
-}
-
-/// Bytes at the end of `text` that could be the start of a stop string: keep them back.
-fn held_back(text: &str, stops: &[&str]) -> usize {
-    stops
-        .iter()
-        .map(|stop| partial_suffix(text, stop))
-        .max()
-        .unwrap_or(0)
-}
-
-/// Sends (and adds to `emitted`) the text and log-probabilities held back while a stop string
-/// might have been forming, once generation has ended without one.
-fn release_held_back(
-    pending: String,
-    logprobs: Vec<TokenLogprob>,
-    emitted: &mut String,
-    on_step: &mut dyn FnMut(StepOutput) -> bool,
-) {
-    if !pending.is_empty() || !logprobs.is_empty() {
-        emitted.push_str(&pending);
-        on_step(StepOutput {
-            text: pending,
-            logprobs,
-        });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partial_stop_strings_are_held_back() {
-        assert_eq!(held_back("hello wor", &["world"]), 3);
-        assert_eq!(held_back("hello", &["world"]), 0);
-        assert_eq!(held_back("ab<|", &["<|end|>", "b<|x"]), 3);
-        assert_eq!(find_stop("say STOP now", &["STOP"]), Some((4, 4)));
-        assert_eq!(find_stop("nothing", &["STOP"]), None);
     }
 }

@@ -9,6 +9,7 @@ mod kv_usage;
 pub mod prefix_cache;
 mod sampler;
 mod step_batcher;
+mod stop_strings;
 mod stop_tokens;
 #[cfg(test)]
 mod test_tokenizer;
