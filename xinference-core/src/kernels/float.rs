@@ -115,7 +115,9 @@ pub fn matmul(ty: FloatType, bytes: &[u8], n: usize, k: usize, x: &[f32], out: &
             let row_bytes = k * ty.size();
             let mut part = vec![0f32; rows * count];
             let block = &bytes[first * row_bytes..(first + count) * row_bytes];
-            if rows <= DIRECT_ROWS && direct_block_product(ty, x, block, k, &mut part) {
+            // f32 weights need no widening whatever the rows.
+            let direct = rows <= DIRECT_ROWS || ty == FloatType::F32;
+            if direct && direct_block_product(ty, x, block, k, &mut part) {
                 return part;
             }
             WIDENED.with_borrow_mut(|w| {
@@ -205,10 +207,10 @@ fn block_product(x: &[f32], w: &[f32], k: usize, part: &mut [f32]) {
     }
 }
 
-/// [`dot`] for two input rows against four weight rows at once, with AVX2 and F16C: each
-/// product's eight lanes multiply and then add (no fused multiply-add, as [`dot`] compiles),
-/// reduced in [`dot`]'s order, then the tail past the last whole eight values added one by
-/// one: the same bits as [`dot`].
+/// The AVX2 / F16C kernels: widening bf16 and f16 rows, and [`dot`] for two input rows
+/// against four weight rows at once, each product's eight lanes multiplied and then added
+/// (no fused multiply-add, as [`dot`] compiles), reduced in [`dot`]'s order, then the tail
+/// past the last whole eight values added one by one: the same bits as [`dot`].
 #[cfg(target_arch = "x86_64")]
 mod avx {
     use std::arch::x86_64::*;
