@@ -9,6 +9,13 @@
 //!
 //!     CANDLE_NUM_THREADS=2 cargo bench --workspace --bench quant
 //!
+//! `XINFERENCE_BENCH_QUANT=rows` runs only the decode row kernels beside llama.cpp's, one
+//! thread, weights in cache (see `rows`):
+//!
+//!     XINFERENCE_BENCH_QUANT=rows \
+//!     XINFERENCE_BENCH_GGML_ROWS=~/.cache/xinference-rs/llamacpp/build/bin/vec-dot-rows \
+//!     cargo bench --workspace --bench quant
+//!
 //! Not a test: it asserts nothing about speed.
 
 use candle_core::quantized::gguf_file::Content;
@@ -228,7 +235,87 @@ fn panels() {
     }
 }
 
+/// One activation row against every row of a matrix small enough to stay in the L2 cache,
+/// one thread, per format and tier: the cost of the decode kernels themselves when memory is
+/// not what limits them (as on CPUs whose L3 holds a whole model), without the pass's
+/// rounding, splitting or threads. With `XINFERENCE_BENCH_GGML_ROWS` naming the
+/// `vec-dot-rows` binary of `scripts/fixtures/build_llama_cpp.sh`
+/// (`scripts/ggml/vec_dot_rows.c`), llama.cpp's kernels on the same shapes are timed first
+/// and the ratio printed.
+fn rows() {
+    use xinference::kernels::quant::activation::Acts;
+    use xinference::kernels::quant::format::Format;
+    use xinference::kernels::quant::{rows_kernel, Tier};
+    // "<format> <n>x<k>" -> llama.cpp's microseconds per matrix.
+    let mut peer = std::collections::HashMap::new();
+    if let Some(bin) = std::env::var_os("XINFERENCE_BENCH_GGML_ROWS") {
+        let out = std::process::Command::new(&bin)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", PathBuf::from(&bin).display()));
+        assert!(out.status.success(), "vec-dot-rows failed");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((key, us)) = line.rsplit_once(' ') {
+                peer.insert(key.to_owned(), us.parse::<f64>().expect("microseconds"));
+            }
+        }
+    }
+    println!("## Decode row kernels, one thread, cache-resident weights (medians of 9)");
+    println!("| tier | format | matrix | ours us | llama.cpp us | ratio |");
+    println!("|---|---|---|---|---|---|");
+    let formats = [
+        (GgmlDType::Q4_0, Format::Q4_0),
+        (GgmlDType::Q4_1, Format::Q4_1),
+        (GgmlDType::Q5_0, Format::Q5_0),
+        (GgmlDType::Q5_1, Format::Q5_1),
+        (GgmlDType::Q8_0, Format::Q8_0),
+        (GgmlDType::Q4K, Format::Q4K),
+        (GgmlDType::Q5K, Format::Q5K),
+        (GgmlDType::Q6K, Format::Q6K),
+    ];
+    for tier in Tier::available().into_iter().filter(|t| *t != Tier::Scalar) {
+        for (dtype, format) in formats {
+            for (n, k) in [(1536usize, 576usize), (576, 1536), (896, 4864)] {
+                if !k.is_multiple_of(format.block_values()) {
+                    continue;
+                }
+                let w = Tensor::randn(0f32, 0.5, (n, k), &Device::Cpu).unwrap();
+                let q = QTensor::quantize(&w, dtype).unwrap();
+                let bytes = q.data().unwrap();
+                let x: Vec<f32> = Tensor::randn(0f32, 0.5, k, &Device::Cpu)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let acts = Acts::quantize(format.act_format(), &x, k);
+                let a = [acts.row(0)];
+                let rows_of = rows_kernel(format, tier).expect("a decode kernel");
+                let mut out = vec![0f32; n];
+                let reps = 2_000_000 / n / (k / 256 + 1) + 5;
+                let mut times = Vec::new();
+                for _ in 0..9 {
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        rows_of(&bytes, &a[0], &mut out);
+                    }
+                    times.push(t.elapsed().as_secs_f64() / reps as f64);
+                }
+                std::hint::black_box(&out);
+                let us = median(times) * 1e6;
+                let theirs = peer.get(&format!("{format:?} {n}x{k}"));
+                println!(
+                    "| {tier:?} | {format:?} | {n}x{k} | {us:.1} | {} | {} |",
+                    theirs.map_or("-".into(), |t| format!("{t:.1}")),
+                    theirs.map_or("-".into(), |t| format!("{:.2}x", t / us)),
+                );
+            }
+        }
+    }
+}
+
 fn main() {
+    if std::env::var("XINFERENCE_BENCH_QUANT").as_deref() == Ok("rows") {
+        rows();
+        return;
+    }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at start: {}", load.trim());
     kernels();

@@ -530,3 +530,61 @@ fn panels_give_the_bits_of_the_row_kernels() {
         }
     }
 }
+
+/// Every decode kernel (one activation row against a run of weight rows) gives each row the
+/// bits of the portable kernel, on random bytes (every bit pattern of values, fifth bits,
+/// scales and minimums) and on blocks quantized from random values, for runs of one and of
+/// seven rows.
+#[test]
+fn decode_kernels_give_the_bits_of_the_portable_kernel() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let k = 512;
+    for format in Format::ALL {
+        let portable = kernel::<1>(format, Tier::Scalar);
+        for tier in Tier::available() {
+            let Some(rows_of) = rows_kernel(format, tier) else {
+                continue;
+            };
+            for (random_bytes, n) in [(false, 1), (false, 7), (true, 1), (true, 7)] {
+                let bb = format.block_bytes();
+                let bytes = if random_bytes {
+                    let mut bytes: Vec<u8> = (0..n * k / format.block_values() * bb)
+                        .map(|_| rng.random())
+                        .collect();
+                    let f16_offsets: &[usize] = match format {
+                        Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => &[0],
+                        Format::Q6K => &[208],
+                        _ => &[0, 2],
+                    };
+                    for block in bytes.chunks_exact_mut(bb) {
+                        for &o in f16_offsets {
+                            let v = half::f16::from_f32(rng.random_range(-0.05f32..0.05));
+                            block[o..o + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+                        }
+                    }
+                    bytes
+                } else {
+                    let w = random(&mut rng, n * k, 1.0);
+                    let q = QTensor::quantize(
+                        &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
+                        format.dtype(),
+                    )
+                    .unwrap();
+                    q.data().unwrap().to_vec()
+                };
+                let acts = Acts::quantize(format.act_format(), &random(&mut rng, k, 3.0), k);
+                let mut got = vec![f32::NAN; n];
+                rows_of(&bytes, &acts.row(0), &mut got);
+                let rb = bytes.len() / n;
+                for (i, got) in got.iter().enumerate() {
+                    let want = portable(&bytes[i * rb..(i + 1) * rb], &[acts.row(0)])[0];
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{format:?} {tier:?}: row {i} of {n}"
+                    );
+                }
+            }
+        }
+    }
+}

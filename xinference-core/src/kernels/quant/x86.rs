@@ -6,7 +6,7 @@
 use super::activation::ActRow;
 use super::format::{Format, QK, QK_K};
 use super::scalar::{self, add_min, hsum4, DotFn};
-use super::{Panel, PanelKernel, TileFn, GROUP, TILE};
+use super::{Panel, PanelKernel, RowsFn, TileFn, GROUP, TILE};
 use std::arch::x86_64::*;
 
 mod ktile;
@@ -58,10 +58,23 @@ unsafe fn hsum_f32(a: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)))
 }
 
+/// The f16 at `p`, widened. Written out (`vpbroadcastw` from memory writes its whole
+/// register) because the compiler makes of the intrinsics a 16-bit insert (`vpinsrw`) into
+/// a register it picks, keeping that register's other lanes: at times the loop's
+/// accumulator, which chained each block's scale to the previous block's sum (a decode row
+/// of Q4_0 / Q8_0 blocks then ran at half the speed of llama.cpp's when its weights were in
+/// cache: `XINFERENCE_BENCH_QUANT=rows cargo bench --bench quant`).
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
-    let bits = u16::from_le_bytes([*p, *p.add(1)]);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    let v: __m128;
+    std::arch::asm!(
+        "vpbroadcastw {v}, word ptr [{p}]",
+        "vcvtph2ps {v}, {v}",
+        p = in(reg) p,
+        v = out(xmm_reg) v,
+        options(pure, readonly, nostack, preserves_flags),
+    );
+    _mm_cvtss_f32(v)
 }
 
 #[inline(always)]
@@ -114,6 +127,10 @@ const Q4_1: u8 = 1;
 const Q5_0: u8 = 2;
 const Q5_1: u8 = 3;
 const Q8_0: u8 = 4;
+/// [`tiers`]' numbers for the super-block formats in the decode kernels.
+const K4: u8 = 5;
+const K5: u8 = 6;
+const K6: u8 = 7;
 /// The small-block formats by their number above.
 const SMALL: [Format; 5] = [
     Format::Q4_0,

@@ -282,6 +282,66 @@ macro_rules! tier {
                 })
             }
 
+            /// One activation row against `out.len()` weight rows of `row_bytes` each.
+            #[target_feature(enable = $features)]
+            unsafe fn rows_t<const F: u8>(
+                w: &[u8],
+                row_bytes: usize,
+                a: &[ActRow<'_>; 1],
+                out: &mut [f32],
+            ) {
+                for (c, o) in out.iter_mut().enumerate() {
+                    let row = w.get_unchecked(c * row_bytes..(c + 1) * row_bytes);
+                    *o = match F {
+                        K4 => q45k::<1, $v, false>(row, a)[0],
+                        K5 => q45k::<1, $v, true>(row, a)[0],
+                        K6 => q6k::<1, $v>(row, a)[0],
+                        _ => small::<1, $v, F>(row, a)[0],
+                    };
+                }
+            }
+
+            fn rows_safe<const F: u8>(w: &[u8], a: &ActRow<'_>, out: &mut [f32]) {
+                let format = match F {
+                    K4 => Format::Q4K,
+                    K5 => Format::Q5K,
+                    K6 => Format::Q6K,
+                    _ => SMALL[F as usize],
+                };
+                if out.is_empty() {
+                    return;
+                }
+                assert!(
+                    w.len().is_multiple_of(out.len()),
+                    "weights are not {} rows of one size",
+                    out.len()
+                );
+                let row_bytes = w.len() / out.len();
+                let a = [*a];
+                checked(format, &w[..row_bytes], &a);
+                // SAFETY: `kernel` hands these out only once the CPU has the tier's features;
+                // `checked` bounds every read of the first row, and every row has its size.
+                unsafe { rows_t::<F>(w, row_bytes, &a, out) }
+            }
+
+            /// The tier's decode kernel of `format` (all but Q2_K and Q3_K).
+            ///
+            /// # Safety
+            /// The CPU has the tier's features (the kernels returned assume it).
+            pub(crate) unsafe fn rows_kernel(format: Format) -> Option<RowsFn> {
+                Some(match format {
+                    Format::Q4_0 => rows_safe::<Q4_0>,
+                    Format::Q4_1 => rows_safe::<Q4_1>,
+                    Format::Q5_0 => rows_safe::<Q5_0>,
+                    Format::Q5_1 => rows_safe::<Q5_1>,
+                    Format::Q8_0 => rows_safe::<Q8_0>,
+                    Format::Q4K => rows_safe::<K4>,
+                    Format::Q5K => rows_safe::<K5>,
+                    Format::Q6K => rows_safe::<K6>,
+                    Format::Q2K | Format::Q3K => return None,
+                })
+            }
+
             fn small_safe<const R: usize, const F: u8>(w: &[u8], a: &[ActRow<'_>; R]) -> [f32; R] {
                 let format = [
                     Format::Q4_0,
