@@ -1,7 +1,10 @@
-//! Decode speed by context length, in process (no peer): tokens/s of 64 greedy decode steps
-//! after a prompt of 16 tokens and after one of 1,000 tokens, where attention over the KV
-//! cache is a visible share of a step. Two threads, like `benches/llm.rs`.
+//! Decode speed by context length, in process: tokens/s of 64 greedy decode steps after a
+//! prompt of 16 tokens and after one of 1,000 tokens, where attention over the KV cache is a
+//! visible share of a step. Two threads, like `benches/llm.rs`; beside llama.cpp
+//! (`scripts/bench_llama_cpp.py --contexts`, timed alike) when `XINFERENCE_BENCH_PEER_PYTHON`
+//! names a Python that has `llama_cpp` installed.
 //!
+//!     CANDLE_NUM_THREADS=2 XINFERENCE_BENCH_PEER_PYTHON=/path/to/python \
 //!     cargo bench --workspace --bench llm_context
 //!
 //! `XINFERENCE_BENCH_LLM_FILES` (comma-separated file names in the test-models folder) picks
@@ -13,10 +16,36 @@
 #[path = "common/llm_setup.rs"]
 mod setup;
 
+use std::path::Path;
 use std::time::Instant;
 use xinference::llm::{argmax, LlmEngine};
 
 const STEPS: usize = 64;
+/// Prompt lengths decode is timed after.
+const CONTEXTS: [usize; 2] = [16, 1000];
+
+/// llama.cpp's decode tokens/s after each of [`CONTEXTS`], medians of `rounds`.
+fn peer(path: &Path, rounds: usize) -> Option<serde_json::Value> {
+    let python = std::env::var_os("XINFERENCE_BENCH_PEER_PYTHON")?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_llama_cpp.py");
+    let contexts: Vec<String> = CONTEXTS.iter().map(|c| c.to_string()).collect();
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(path)
+        .args(["--threads", &xinference::kernels::threads().to_string()])
+        .args(["--gen", &STEPS.to_string(), "--reps", &rounds.to_string()])
+        .args(["--contexts", &contexts.join(",")])
+        .output()
+        .expect("peer runs");
+    if !out.status.success() {
+        eprintln!(
+            "llama.cpp peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
 
 /// Decode tokens/s of [`STEPS`] steps after a prompt of `context` tokens.
 fn decode_tps(engine: &mut LlmEngine, context: usize) -> f64 {
@@ -45,8 +74,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3)
         .max(1);
-    println!("| model | context tokens | decode tok/s (median of {rounds}) |");
-    println!("|---|---|---|");
+    println!(
+        "| model | context tokens | decode tok/s (median of {rounds}) | llama.cpp tok/s | ratio |"
+    );
+    println!("|---|---|---|---|---|");
     for file in &files {
         let path = models.join(file);
         assert!(
@@ -54,13 +85,23 @@ fn main() {
             "{} is missing. Fix: run `python3 scripts/fetch-test-models.py`",
             path.display()
         );
+        let theirs = peer(&path, rounds);
         let mut engine = LlmEngine::load_gguf(&path, None, &[], &[]).expect("load");
-        for context in [16, 1000] {
+        decode_tps(&mut engine, CONTEXTS[0]); // untimed warm-up, as the peer's
+        for context in CONTEXTS {
             let mut runs: Vec<f64> = (0..rounds)
                 .map(|_| decode_tps(&mut engine, context))
                 .collect();
             runs.sort_by(f64::total_cmp);
-            println!("| {file} | {context} | {:.1} |", runs[runs.len() / 2]);
+            let ours = runs[runs.len() / 2];
+            let peer = theirs
+                .as_ref()
+                .and_then(|t| t["decode_after_tps"][context.to_string()].as_f64());
+            println!(
+                "| {file} | {context} | {ours:.1} | {} | {} |",
+                peer.map_or("-".into(), |p| format!("{p:.1}")),
+                peer.map_or("-".into(), |p| format!("{:.2}x", ours / p)),
+            );
         }
     }
 }

@@ -13,6 +13,9 @@ Measures, each as the median of REPS (default 3) repetitions after one untimed w
   * rss_after_load_mb: ru_maxrss right after the model is loaded and the context created;
     peak_rss_mb: ru_maxrss at the end (resource.getrusage, Linux reports KiB).
 
+With `--contexts 16,1000` it measures instead decode tokens/s over `--gen` steps after prompts of
+those lengths (`decode_after_tps`, by length; benches/llm_context.rs runs it so).
+
 Prints one JSON object to stdout. It also gives the 1-minute load average at start and end:
 the figures are only meaningful on an otherwise idle machine (llama.cpp's OpenMP threads
 spin at barriers, so with other busy processes on the 2 cores they drop by 10-100x).
@@ -100,6 +103,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--gen", type=int, default=128)
+    ap.add_argument("--contexts", default="", help="comma-separated prompt lengths: decode after each")
     args = ap.parse_args()
     load_start = os.getloadavg()[0]
 
@@ -115,6 +119,19 @@ def main():
         verbose=False,
     )
     rss_after_load = rss_mb()
+    if args.contexts:
+        lengths = [int(n) for n in args.contexts.split(",")]
+        decode_seconds(llm, make_prompt(llm, 16), 8)  # untimed warm-up
+        after = {}
+        for n in lengths:
+            prompt = make_prompt(llm, n)
+            t = statistics.median(decode_seconds(llm, prompt, args.gen) for _ in range(args.reps))
+            after[str(n)] = round(args.gen / t, 2)
+        print(json.dumps({"model": Path(args.model).name, "threads": args.threads,
+                          "gen": args.gen, "decode_after_tps": after,
+                          "llama_cpp_python": llama_cpp.__version__}))
+        llm.close()
+        return
     p128, p512 = make_prompt(llm, 128), make_prompt(llm, 512)
 
     # Untimed warm-up (first decode allocates compute buffers, faults in weights).
