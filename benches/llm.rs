@@ -30,7 +30,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use xinference::llm::{argmax, GenerateOptions, LlmEngine, SamplingParams};
 
-use setup::THREADS;
 use timing::median;
 
 fn rss_mb(field: &str) -> f64 {
@@ -243,25 +242,6 @@ fn serving(models: &Path, file: &str) {
     );
 }
 
-fn peer(path: &Path) -> Option<serde_json::Value> {
-    let python = std::env::var_os("XINFERENCE_BENCH_PEER_PYTHON")?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_llama_cpp.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .arg(path)
-        .args(["--threads", &THREADS.to_string()])
-        .output()
-        .expect("peer runs");
-    if !out.status.success() {
-        eprintln!(
-            "llama.cpp peer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
 fn main() {
     // As the server does at start: the thread count where candle and rayon read it.
     setup::configure_threads();
@@ -325,7 +305,7 @@ fn main() {
         );
         let size_mb = std::fs::metadata(&path).unwrap().len() as f64 / 1048576.0;
         let ours = measure(&path);
-        let theirs = peer(&path);
+        let theirs = setup::peer(&path, &[]);
         let get = |k: &str| theirs.as_ref().and_then(|t| t[k].as_f64());
         let row = |name: &str, ours: f64, peer: Option<f64>, higher_better: bool| match peer {
             Some(p) => println!(

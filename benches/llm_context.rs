@@ -16,36 +16,12 @@
 #[path = "common/llm_setup.rs"]
 mod setup;
 
-use std::path::Path;
 use std::time::Instant;
 use xinference::llm::{argmax, LlmEngine};
 
 const STEPS: usize = 64;
 /// Prompt lengths decode is timed after.
 const CONTEXTS: [usize; 2] = [16, 1000];
-
-/// llama.cpp's decode tokens/s after each of [`CONTEXTS`], medians of `rounds`.
-fn peer(path: &Path, rounds: usize) -> Option<serde_json::Value> {
-    let python = std::env::var_os("XINFERENCE_BENCH_PEER_PYTHON")?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_llama_cpp.py");
-    let contexts: Vec<String> = CONTEXTS.iter().map(|c| c.to_string()).collect();
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .arg(path)
-        .args(["--threads", &xinference::kernels::threads().to_string()])
-        .args(["--gen", &STEPS.to_string(), "--reps", &rounds.to_string()])
-        .args(["--contexts", &contexts.join(",")])
-        .output()
-        .expect("peer runs");
-    if !out.status.success() {
-        eprintln!(
-            "llama.cpp peer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
 
 /// Decode tokens/s of [`STEPS`] steps after a prompt of `context` tokens.
 fn decode_tps(engine: &mut LlmEngine, context: usize) -> f64 {
@@ -85,7 +61,17 @@ fn main() {
             "{} is missing. Fix: run `python3 scripts/fetch-test-models.py`",
             path.display()
         );
-        let theirs = peer(&path, rounds);
+        let contexts: Vec<String> = CONTEXTS.iter().map(|c| c.to_string()).collect();
+        let (gen, reps) = (STEPS.to_string(), rounds.to_string());
+        let args = [
+            "--gen",
+            &gen,
+            "--reps",
+            &reps,
+            "--contexts",
+            &contexts.join(","),
+        ];
+        let theirs = setup::peer(&path, &args);
         let mut engine = LlmEngine::load_gguf(&path, None, &[], &[]).expect("load");
         decode_tps(&mut engine, CONTEXTS[0]); // untimed warm-up, as the peer's
         for context in CONTEXTS {

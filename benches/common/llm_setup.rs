@@ -1,7 +1,7 @@
 //! What the LLM benches (`llm`, `llm_batch`, `llm_context`) set up alike: the compute threads,
 //! the test-models folder and the GGUF files to run. Included with `#[path]` by each bench.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Threads every LLM bench runs with (the peer gets the same).
 pub const THREADS: usize = 2;
@@ -28,4 +28,28 @@ pub fn llm_files(defaults: &[&str]) -> Vec<String> {
         Ok(list) => list.split(',').map(|f| f.trim().to_string()).collect(),
         Err(_) => defaults.iter().map(|f| f.to_string()).collect(),
     }
+}
+
+/// llama.cpp's figures for the GGUF at `path`: `scripts/bench_llama_cpp.py` run with `args`
+/// (after `--threads THREADS`) by the Python `XINFERENCE_BENCH_PEER_PYTHON` names, its JSON
+/// line; `None` without that variable or when the script fails (its error is printed).
+#[allow(dead_code)] // `llm_batch` runs no peer
+pub fn peer(path: &Path, args: &[&str]) -> Option<serde_json::Value> {
+    let python = std::env::var_os("XINFERENCE_BENCH_PEER_PYTHON")?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_llama_cpp.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(path)
+        .args(["--threads", &THREADS.to_string()])
+        .args(args)
+        .output()
+        .expect("peer runs");
+    if !out.status.success() {
+        eprintln!(
+            "llama.cpp peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
 }

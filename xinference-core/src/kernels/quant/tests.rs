@@ -98,6 +98,46 @@ fn every_format_matches_its_definition_on_random_blocks() {
     }
 }
 
+/// `rows × k` values of `format` as GGUF blocks: raw random bytes with sane f16 scales and
+/// minimums (every bit pattern of values, fifth bits and sub-block scales) when `raw`, else
+/// blocks quantized from random values.
+fn random_blocks(
+    rng: &mut rand::rngs::StdRng,
+    format: Format,
+    rows: usize,
+    k: usize,
+    raw: bool,
+) -> Vec<u8> {
+    if !raw {
+        let w = random(rng, rows * k, 1.0);
+        let q = QTensor::quantize(
+            &Tensor::from_vec(w, (rows, k), &Device::Cpu).unwrap(),
+            format.dtype(),
+        )
+        .unwrap();
+        return q.data().unwrap().to_vec();
+    }
+    let bb = format.block_bytes();
+    let mut bytes: Vec<u8> = (0..rows * k / format.block_values() * bb)
+        .map(|_| rng.random())
+        .collect();
+    // f16 fields: small positive or negative scales.
+    let f16_offsets: &[usize] = match format {
+        Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => &[0],
+        Format::Q4_1 | Format::Q5_1 | Format::Q4K | Format::Q5K => &[0, 2],
+        Format::Q2K => &[80, 82],
+        Format::Q3K => &[108],
+        Format::Q6K => &[208],
+    };
+    for block in bytes.chunks_exact_mut(bb) {
+        for &o in f16_offsets {
+            let v = half::f16::from_f32(rng.random_range(-0.05f32..0.05));
+            block[o..o + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+        }
+    }
+    bytes
+}
+
 /// Raw random bytes as blocks (every bit pattern of values, scales and high bits), with
 /// sane f16 scales.
 #[test]
@@ -108,23 +148,7 @@ fn every_format_matches_its_definition_on_random_bytes() {
         if k % format.block_values() != 0 {
             continue;
         }
-        let blocks = n * k / format.block_values();
-        let bb = format.block_bytes();
-        let mut bytes: Vec<u8> = (0..blocks * bb).map(|_| rng.random()).collect();
-        // f16 fields: small positive or negative scales.
-        let f16_offsets: &[usize] = match format {
-            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => &[0],
-            Format::Q4_1 | Format::Q5_1 | Format::Q4K | Format::Q5K => &[0, 2],
-            Format::Q2K => &[80, 82],
-            Format::Q3K => &[108],
-            Format::Q6K => &[208],
-        };
-        for block in bytes.chunks_exact_mut(bb) {
-            for &o in f16_offsets {
-                let v = half::f16::from_f32(rng.random_range(-0.05f32..0.05));
-                block[o..o + 2].copy_from_slice(&v.to_bits().to_le_bytes());
-            }
-        }
+        let bytes = random_blocks(&mut rng, format, n, k, true);
         let q = qtensor_from_ggml(format.dtype(), &bytes, vec![n, k], &Device::Cpu).unwrap();
         let weights = dequantized(&q);
         for rows in [1, 5] {
@@ -392,33 +416,7 @@ fn tiles_give_the_bits_of_the_row_kernels() {
             let group = kernel::<GROUP>(format, tier);
             let portable = kernel::<1>(format, Tier::Scalar);
             for random_bytes in [false, true] {
-                let bytes = if random_bytes {
-                    let bb = format.block_bytes();
-                    let mut bytes: Vec<u8> = (0..TILE * k / format.block_values() * bb)
-                        .map(|_| rng.random())
-                        .collect();
-                    // f16 fields of sane size (the scale and minimum of each block).
-                    let f16_offsets: &[usize] = match format {
-                        Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => &[0],
-                        Format::Q6K => &[208],
-                        _ => &[0, 2],
-                    };
-                    for block in bytes.chunks_exact_mut(bb) {
-                        for &o in f16_offsets {
-                            let v = half::f16::from_f32(rng.random_range(-0.05f32..0.05));
-                            block[o..o + 2].copy_from_slice(&v.to_bits().to_le_bytes());
-                        }
-                    }
-                    bytes
-                } else {
-                    let w = random(&mut rng, TILE * k, 1.0);
-                    let q = QTensor::quantize(
-                        &Tensor::from_vec(w, (TILE, k), &Device::Cpu).unwrap(),
-                        format.dtype(),
-                    )
-                    .unwrap();
-                    q.data().unwrap().to_vec()
-                };
+                let bytes = random_blocks(&mut rng, format, TILE, k, random_bytes);
                 let q =
                     qtensor_from_ggml(format.dtype(), &bytes, vec![TILE, k], &Device::Cpu).unwrap();
                 let weights = dequantized(&q);
@@ -478,32 +476,7 @@ fn panels_give_the_bits_of_the_row_kernels() {
             let portable = kernel::<1>(format, Tier::Scalar);
             let mut held = Panel::default();
             for random_bytes in [false, true] {
-                let bytes = if random_bytes {
-                    let bb = format.block_bytes();
-                    let mut bytes: Vec<u8> = (0..rows * k / format.block_values() * bb)
-                        .map(|_| rng.random())
-                        .collect();
-                    let f16_offsets: &[usize] = match format {
-                        Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => &[0],
-                        Format::Q6K => &[208],
-                        _ => &[0, 2],
-                    };
-                    for block in bytes.chunks_exact_mut(bb) {
-                        for &o in f16_offsets {
-                            let v = half::f16::from_f32(rng.random_range(-0.05f32..0.05));
-                            block[o..o + 2].copy_from_slice(&v.to_bits().to_le_bytes());
-                        }
-                    }
-                    bytes
-                } else {
-                    let w = random(&mut rng, rows * k, 1.0);
-                    let q = QTensor::quantize(
-                        &Tensor::from_vec(w, (rows, k), &Device::Cpu).unwrap(),
-                        format.dtype(),
-                    )
-                    .unwrap();
-                    q.data().unwrap().to_vec()
-                };
+                let bytes = random_blocks(&mut rng, format, rows, k, random_bytes);
                 let acts =
                     Acts::quantize(format.act_format(), &random(&mut rng, GROUP * k, 3.0), k);
                 let a: [ActRow<'_>; GROUP] = std::array::from_fn(|j| acts.row(j));
@@ -546,32 +519,7 @@ fn decode_kernels_give_the_bits_of_the_portable_kernel() {
                 continue;
             };
             for (random_bytes, n) in [(false, 1), (false, 7), (true, 1), (true, 7)] {
-                let bb = format.block_bytes();
-                let bytes = if random_bytes {
-                    let mut bytes: Vec<u8> = (0..n * k / format.block_values() * bb)
-                        .map(|_| rng.random())
-                        .collect();
-                    let f16_offsets: &[usize] = match format {
-                        Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => &[0],
-                        Format::Q6K => &[208],
-                        _ => &[0, 2],
-                    };
-                    for block in bytes.chunks_exact_mut(bb) {
-                        for &o in f16_offsets {
-                            let v = half::f16::from_f32(rng.random_range(-0.05f32..0.05));
-                            block[o..o + 2].copy_from_slice(&v.to_bits().to_le_bytes());
-                        }
-                    }
-                    bytes
-                } else {
-                    let w = random(&mut rng, n * k, 1.0);
-                    let q = QTensor::quantize(
-                        &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
-                        format.dtype(),
-                    )
-                    .unwrap();
-                    q.data().unwrap().to_vec()
-                };
+                let bytes = random_blocks(&mut rng, format, n, k, random_bytes);
                 let acts = Acts::quantize(format.act_format(), &random(&mut rng, k, 3.0), k);
                 let mut got = vec![f32::NAN; n];
                 rows_of(&bytes, &acts.row(0), &mut got);
