@@ -235,18 +235,10 @@ fn panels() {
     }
 }
 
-/// One activation row against every row of a matrix small enough to stay in the L2 cache,
-/// one thread, per format and tier: the cost of the decode kernels themselves when memory is
-/// not what limits them (as on CPUs whose L3 holds a whole model), without the pass's
-/// rounding, splitting or threads. With `XINFERENCE_BENCH_GGML_ROWS` naming the
-/// `vec-dot-rows` binary of `scripts/fixtures/build_llama_cpp.sh`
-/// (`scripts/ggml/vec_dot_rows.c`), llama.cpp's kernels on the same shapes are timed first
-/// and the ratio printed.
-fn rows() {
-    use xinference::kernels::quant::activation::Acts;
-    use xinference::kernels::quant::format::Format;
-    use xinference::kernels::quant::{rows_kernel, Tier};
-    // "<format> <n>x<k>" -> llama.cpp's microseconds per matrix.
+/// llama.cpp's decode row kernels (the `vec-dot-rows` binary named by
+/// `XINFERENCE_BENCH_GGML_ROWS`): `"<format> <n>x<k>"` -> microseconds per matrix; empty
+/// without that variable.
+fn ggml_rows() -> std::collections::HashMap<String, f64> {
     let mut peer = std::collections::HashMap::new();
     if let Some(bin) = std::env::var_os("XINFERENCE_BENCH_GGML_ROWS") {
         let out = std::process::Command::new(&bin)
@@ -259,6 +251,21 @@ fn rows() {
             }
         }
     }
+    peer
+}
+
+/// One activation row against every row of a matrix small enough to stay in the L2 cache,
+/// one thread, per format and tier: the cost of the decode kernels themselves when memory is
+/// not what limits them (as on CPUs whose L3 holds a whole model), without the pass's
+/// rounding, splitting or threads. With `XINFERENCE_BENCH_GGML_ROWS` naming the
+/// `vec-dot-rows` binary of `scripts/fixtures/build_llama_cpp.sh`
+/// (`scripts/ggml/vec_dot_rows.c`), llama.cpp's kernels on the same shapes are timed before
+/// and after each tier's (the faster of the two kept: a machine whose speed drifts
+/// over the minutes of a run drifts less between neighbours) and the ratio printed.
+fn rows() {
+    use xinference::kernels::quant::activation::Acts;
+    use xinference::kernels::quant::format::Format;
+    use xinference::kernels::quant::{rows_kernel, Tier};
     println!("## Decode row kernels, one thread, cache-resident weights (medians of 9)");
     println!("| tier | format | matrix | ours us | llama.cpp us | ratio |");
     println!("|---|---|---|---|---|---|");
@@ -272,7 +279,9 @@ fn rows() {
         (GgmlDType::Q5K, Format::Q5K),
         (GgmlDType::Q6K, Format::Q6K),
     ];
+    let mut before = ggml_rows();
     for tier in Tier::available().into_iter().filter(|t| *t != Tier::Scalar) {
+        let mut ours = Vec::new();
         for (dtype, format) in formats {
             for (n, k) in [(1536usize, 576usize), (576, 1536), (896, 4864)] {
                 if !k.is_multiple_of(format.block_values()) {
@@ -299,15 +308,23 @@ fn rows() {
                     times.push(t.elapsed().as_secs_f64() / reps as f64);
                 }
                 std::hint::black_box(&out);
-                let us = median(times) * 1e6;
-                let theirs = peer.get(&format!("{format:?} {n}x{k}"));
-                println!(
-                    "| {tier:?} | {format:?} | {n}x{k} | {us:.1} | {} | {} |",
-                    theirs.map_or("-".into(), |t| format!("{t:.1}")),
-                    theirs.map_or("-".into(), |t| format!("{:.2}x", t / us)),
-                );
+                ours.push((format!("{format:?} {n}x{k}"), median(times) * 1e6));
             }
         }
+        let after = ggml_rows();
+        for (key, us) in ours {
+            let theirs = match (before.get(&key), after.get(&key)) {
+                (Some(a), Some(b)) => Some(a.min(*b)),
+                (one, other) => one.or(other).copied(),
+            };
+            let (format, matrix) = key.split_once(' ').expect("format and shape");
+            println!(
+                "| {tier:?} | {format} | {matrix} | {us:.1} | {} | {} |",
+                theirs.map_or("-".into(), |t| format!("{t:.1}")),
+                theirs.map_or("-".into(), |t| format!("{:.2}x", t / us)),
+            );
+        }
+        before = after;
     }
 }
 
