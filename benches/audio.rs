@@ -71,23 +71,6 @@ fn write_clips(dir: &Path) {
     }
 }
 
-/// CPU seconds this process has used so far (user + system, all threads, from
-/// `/proc/self/stat` in 1/100 s ticks; `NaN` where there is none): on a loaded machine the
-/// work done, where wall time also counts the other processes.
-fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // Fields after the command name (which may hold spaces): state is the 3rd field,
-            // utime and stime the 14th and 15th.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
-            Some((ticks(14)? + ticks(15)?) / 100.0)
-        })
-        .unwrap_or(f64::NAN)
-}
-
 /// Runs `options` on `audio` `n` times concurrently; the seconds it took.
 async fn concurrent(
     model: &xinference::AudioModel,
@@ -238,7 +221,7 @@ async fn main() {
                 beam_size: Some(beam),
                 ..Default::default()
             };
-            let (start, cpu) = (Instant::now(), cpu_seconds());
+            let (start, cpu) = (Instant::now(), xinference::compute::process_cpu_seconds());
             for _ in 0..4 {
                 model
                     .transcriptions_with(audio.clone(), options.clone())
@@ -246,10 +229,10 @@ async fn main() {
                     .expect("transcribes");
             }
             let sequential = start.elapsed().as_secs_f64();
-            let sequential_cpu = cpu_seconds() - cpu;
-            let cpu = cpu_seconds();
+            let sequential_cpu = xinference::compute::process_cpu_seconds() - cpu;
+            let cpu = xinference::compute::process_cpu_seconds();
             let together = concurrent(&model, &audio, &options, 4).await;
-            let together_cpu = cpu_seconds() - cpu;
+            let together_cpu = xinference::compute::process_cpu_seconds() - cpu;
             println!(
                 "| {name} | 4 x {} | beam {beam}: 4 sequential {sequential:.2} s ({sequential_cpu:.2} s CPU), 4 concurrent {together:.2} s ({together_cpu:.2} s CPU) | {:.2}x | CPU {:.2}x | |",
                 CLIPS[1],

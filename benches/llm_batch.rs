@@ -19,23 +19,6 @@ mod setup;
 use std::time::Instant;
 use xinference::llm::{argmax, load_gguf, CausalLm, DecodeStep};
 
-/// CPU seconds of this process so far (all threads, user and system).
-fn cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -93,10 +76,10 @@ fn main() {
                 for (v, variant) in variants.iter().enumerate() {
                     std::env::set_var("XINFERENCE_EXP", variant);
                     let batch = &mut batches[v];
-                    let (t, c) = (Instant::now(), cpu_s());
+                    let (t, c) = (Instant::now(), xinference::compute::process_cpu_seconds());
                     let logits = model.decode_batch(batch).expect("pass").expect("batches");
                     times[v].push(t.elapsed().as_secs_f64());
-                    cpu[v] += cpu_s() - c;
+                    cpu[v] += xinference::compute::process_cpu_seconds() - c;
                     for (s, l) in batch.iter_mut().zip(&logits) {
                         s.tokens = vec![argmax(l)];
                     }

@@ -24,23 +24,9 @@ pub fn first_window(audio: &[u8], n_mels: usize) -> Result<Vec<f32>> {
     ))
 }
 
-/// CPU time of this process so far, in ms (user + system, from `/proc/self/stat`; 10 ms
-/// ticks; 0 where there is none).
+/// CPU time of this process so far, in ms ([`crate::compute::process_cpu_seconds`]).
 fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime: fields 14 and 15 of the line, 11 and 12 after the command name.
-    (ticks(11) + ticks(12)) * 10.0
+    crate::compute::process_cpu_seconds() * 1000.0
 }
 
 fn window_tensor(model: &WhisperModel, mel: &[f32]) -> Tensor {
